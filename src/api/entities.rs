@@ -1,0 +1,500 @@
+//! Entities, their history, and the batch route.
+
+use super::auth::{Authorized, Read, Write};
+use super::error::{ApiError, ApiResult};
+use super::extract::{page_limit, IfMatch, JsonBody, PageParams, Path, Query};
+use super::relationships::NewRelationship;
+use super::{data, entity_response, page, parse_fields, AppState};
+use crate::domain::*;
+use crate::store::Actor;
+use axum::extract::State;
+use axum::http::StatusCode;
+use axum::response::Response;
+use serde::Deserialize;
+use serde_json::{json, Value};
+use utoipa_axum::router::OpenApiRouter;
+use utoipa_axum::routes;
+
+pub fn router() -> OpenApiRouter<AppState> {
+    OpenApiRouter::new()
+        .routes(routes!(create_entity, list_entities))
+        .routes(routes!(get_entity, put_entity, patch_entity, delete_entity))
+        .routes(routes!(restore_entity))
+        .routes(routes!(revert_entity))
+        .routes(routes!(list_versions))
+        .routes(routes!(get_version))
+        .routes(routes!(batch))
+}
+
+#[derive(Deserialize)]
+pub struct ProjectPath {
+    pub org: String,
+    pub project: String,
+}
+
+impl ProjectPath {
+    pub fn scope(&self) -> Scope {
+        Scope::new(&self.org, &self.project)
+    }
+}
+
+#[derive(Deserialize)]
+pub struct ItemPath {
+    pub org: String,
+    pub project: String,
+    pub id: String,
+}
+
+impl ItemPath {
+    pub fn scope(&self) -> Scope {
+        Scope::new(&self.org, &self.project)
+    }
+}
+
+#[derive(Deserialize)]
+struct VersionPath {
+    org: String,
+    project: String,
+    id: String,
+    n: i64,
+}
+
+/// Applies one write and returns its outcome (errors unwrapped from the
+/// batch form).
+pub async fn write_one(
+    s: &AppState,
+    scope: &Scope,
+    actor: &Actor,
+    op: WriteOp,
+) -> ApiResult<WriteOutcome> {
+    match s.store.write(scope, actor, vec![op]).await {
+        Ok(mut outcomes) => outcomes
+            .pop()
+            .ok_or_else(|| DomainError::internal("a write returned no outcome").into()),
+        Err(DomainError::InBatch { source, .. }) => Err(ApiError::Domain(*source)),
+        Err(e) => Err(e.into()),
+    }
+}
+
+fn entity_of(outcome: WriteOutcome) -> ApiResult<(Entity, bool)> {
+    match outcome {
+        WriteOutcome::Entity { entity, created } => Ok((entity, created)),
+        _ => Err(DomainError::internal("expected an entity outcome").into()),
+    }
+}
+
+#[derive(Deserialize, utoipa::ToSchema)]
+#[serde(deny_unknown_fields)]
+pub struct NewEntity {
+    id: Option<String>,
+    #[serde(rename = "type")]
+    entity_type: String,
+    #[serde(default)]
+    #[schema(value_type = Object)]
+    properties: Properties,
+}
+
+impl NewEntity {
+    fn into_op(self) -> DomainResult<WriteOp> {
+        let id = self.id.unwrap_or_else(|| uuid::Uuid::new_v4().to_string());
+        validate::id("id", &id)?;
+        validate::type_name("type", &self.entity_type)?;
+        validate::properties(&self.properties)?;
+        Ok(WriteOp::CreateEntity {
+            id,
+            entity_type: self.entity_type,
+            properties: self.properties,
+        })
+    }
+}
+
+#[derive(Deserialize, utoipa::ToSchema)]
+#[serde(deny_unknown_fields)]
+pub struct ReplaceEntity {
+    #[serde(rename = "type")]
+    entity_type: String,
+    #[serde(default)]
+    #[schema(value_type = Object)]
+    properties: Properties,
+}
+
+#[derive(Deserialize, utoipa::ToSchema)]
+#[serde(deny_unknown_fields)]
+pub struct PatchBody {
+    /// A JSON merge patch (RFC 7396) applied to the properties.
+    #[schema(value_type = Object)]
+    pub properties: Value,
+    #[serde(rename = "type")]
+    pub new_type: Option<String>,
+}
+
+impl PatchBody {
+    pub fn checked(self) -> DomainResult<(Value, Option<String>)> {
+        if !self.properties.is_object() {
+            return Err(DomainError::BadRequest(
+                "properties must be a JSON object (a merge patch)".into(),
+            ));
+        }
+        validate::json_depth(&self.properties, 1)?;
+        if let Some(t) = &self.new_type {
+            validate::type_name("type", t)?;
+        }
+        Ok((self.properties, self.new_type))
+    }
+}
+
+/// Create an entity.
+#[utoipa::path(post, path = "/v1/orgs/{org}/projects/{project}/entities", tag = "entities",
+    request_body = NewEntity, responses((status = 201, description = "created"), (status = 409, description = "id taken")))]
+async fn create_entity(
+    State(s): State<AppState>,
+    who: Authorized<Write>,
+    Path(p): Path<ProjectPath>,
+    JsonBody(body): JsonBody<NewEntity>,
+) -> ApiResult<Response> {
+    let (entity, _) = entity_of(write_one(&s, &p.scope(), &who.actor(), body.into_op()?).await?)?;
+    Ok(entity_response(StatusCode::CREATED, entity, None))
+}
+
+#[derive(Deserialize)]
+struct GetParams {
+    fields: Option<String>,
+    version: Option<i64>,
+    as_of: Option<String>,
+    include_deleted: Option<bool>,
+}
+
+/// Read one entity (current, at a version, or as of a time).
+#[utoipa::path(get, path = "/v1/orgs/{org}/projects/{project}/entities/{id}", tag = "entities",
+    responses((status = 200, description = "the entity", body = Entity), (status = 404, description = "absent")))]
+async fn get_entity(
+    State(s): State<AppState>,
+    _: Authorized<Read>,
+    Path(p): Path<ItemPath>,
+    Query(q): Query<GetParams>,
+) -> ApiResult<Response> {
+    let read = EntityRead {
+        version: q.version,
+        as_of: q
+            .as_of
+            .as_deref()
+            .map(|t| validate::time("as_of", t))
+            .transpose()?,
+        include_deleted: q.include_deleted.unwrap_or(false),
+    };
+    let entity = s.store.get_entity(&p.scope(), &p.id, &read).await?;
+    Ok(entity_response(
+        StatusCode::OK,
+        entity,
+        parse_fields(&q.fields).as_deref(),
+    ))
+}
+
+/// Replace an entity, or create it (201).
+#[utoipa::path(put, path = "/v1/orgs/{org}/projects/{project}/entities/{id}", tag = "entities",
+    request_body = ReplaceEntity, responses((status = 200, description = "replaced"), (status = 201, description = "created"), (status = 412, description = "stale If-Match")))]
+async fn put_entity(
+    State(s): State<AppState>,
+    who: Authorized<Write>,
+    Path(p): Path<ItemPath>,
+    IfMatch(expected): IfMatch,
+    JsonBody(body): JsonBody<ReplaceEntity>,
+) -> ApiResult<Response> {
+    validate::id("id", &p.id)?;
+    validate::type_name("type", &body.entity_type)?;
+    validate::properties(&body.properties)?;
+    let op = WriteOp::PutEntity {
+        id: p.id.clone(),
+        entity_type: body.entity_type,
+        properties: body.properties,
+        expected_version: expected,
+    };
+    let (entity, created) = entity_of(write_one(&s, &p.scope(), &who.actor(), op).await?)?;
+    let status = if created {
+        StatusCode::CREATED
+    } else {
+        StatusCode::OK
+    };
+    Ok(entity_response(status, entity, None))
+}
+
+/// Merge-patch an entity's properties (and optionally its type).
+#[utoipa::path(patch, path = "/v1/orgs/{org}/projects/{project}/entities/{id}", tag = "entities",
+    request_body = PatchBody, responses((status = 200, description = "updated"), (status = 412, description = "stale If-Match")))]
+async fn patch_entity(
+    State(s): State<AppState>,
+    who: Authorized<Write>,
+    Path(p): Path<ItemPath>,
+    IfMatch(expected): IfMatch,
+    JsonBody(body): JsonBody<PatchBody>,
+) -> ApiResult<Response> {
+    let (patch, entity_type) = body.checked()?;
+    let op = WriteOp::PatchEntity {
+        id: p.id.clone(),
+        patch,
+        entity_type,
+        expected_version: expected,
+    };
+    let (entity, _) = entity_of(write_one(&s, &p.scope(), &who.actor(), op).await?)?;
+    Ok(entity_response(StatusCode::OK, entity, None))
+}
+
+#[derive(Deserialize)]
+struct DeleteParams {
+    purge: Option<bool>,
+}
+
+/// Soft-delete an entity, or erase it for good with `purge=true`.
+#[utoipa::path(delete, path = "/v1/orgs/{org}/projects/{project}/entities/{id}", tag = "entities",
+    responses((status = 204, description = "deleted")))]
+async fn delete_entity(
+    State(s): State<AppState>,
+    who: Authorized<Write>,
+    Path(p): Path<ItemPath>,
+    IfMatch(expected): IfMatch,
+    Query(q): Query<DeleteParams>,
+) -> ApiResult<StatusCode> {
+    let op = if q.purge.unwrap_or(false) {
+        WriteOp::PurgeEntity { id: p.id.clone() }
+    } else {
+        WriteOp::DeleteEntity {
+            id: p.id.clone(),
+            expected_version: expected,
+        }
+    };
+    write_one(&s, &p.scope(), &who.actor(), op).await?;
+    Ok(StatusCode::NO_CONTENT)
+}
+
+/// Restore a soft-deleted entity (a new version).
+#[utoipa::path(post, path = "/v1/orgs/{org}/projects/{project}/entities/{id}/restore", tag = "entities",
+    responses((status = 200, description = "restored"), (status = 409, description = "not deleted")))]
+async fn restore_entity(
+    State(s): State<AppState>,
+    who: Authorized<Write>,
+    Path(p): Path<ItemPath>,
+) -> ApiResult<Response> {
+    let op = WriteOp::RestoreEntity { id: p.id.clone() };
+    let (entity, _) = entity_of(write_one(&s, &p.scope(), &who.actor(), op).await?)?;
+    Ok(entity_response(StatusCode::OK, entity, None))
+}
+
+#[derive(Deserialize, utoipa::ToSchema)]
+#[serde(deny_unknown_fields)]
+struct RevertBody {
+    to_version: i64,
+}
+
+/// Make a new version equal to an older one (its parent is that version).
+#[utoipa::path(post, path = "/v1/orgs/{org}/projects/{project}/entities/{id}/revert", tag = "entities",
+    request_body = RevertBody, responses((status = 200, description = "reverted")))]
+async fn revert_entity(
+    State(s): State<AppState>,
+    who: Authorized<Write>,
+    Path(p): Path<ItemPath>,
+    IfMatch(expected): IfMatch,
+    JsonBody(body): JsonBody<RevertBody>,
+) -> ApiResult<Response> {
+    let op = WriteOp::RevertEntity {
+        id: p.id.clone(),
+        to_version: body.to_version,
+        expected_version: expected,
+    };
+    let (entity, _) = entity_of(write_one(&s, &p.scope(), &who.actor(), op).await?)?;
+    Ok(entity_response(StatusCode::OK, entity, None))
+}
+
+/// An entity's versions, newest first.
+#[utoipa::path(get, path = "/v1/orgs/{org}/projects/{project}/entities/{id}/versions", tag = "entities",
+    responses((status = 200, description = "versions")))]
+async fn list_versions(
+    State(s): State<AppState>,
+    _: Authorized<Read>,
+    Path(p): Path<ItemPath>,
+    Query(q): Query<PageParams>,
+) -> ApiResult<Response> {
+    let req = q.request()?;
+    Ok(page(
+        s.store.list_versions(&p.scope(), &p.id, &req).await?,
+        req.limit,
+    ))
+}
+
+/// The entity as it was at version n.
+#[utoipa::path(get, path = "/v1/orgs/{org}/projects/{project}/entities/{id}/versions/{n}", tag = "entities",
+    responses((status = 200, description = "that version")))]
+async fn get_version(
+    State(s): State<AppState>,
+    _: Authorized<Read>,
+    Path(p): Path<VersionPath>,
+) -> ApiResult<Response> {
+    let read = EntityRead {
+        version: Some(p.n),
+        ..Default::default()
+    };
+    let entity = s
+        .store
+        .get_entity(&Scope::new(&p.org, &p.project), &p.id, &read)
+        .await?;
+    Ok(entity_response(StatusCode::OK, entity, None))
+}
+
+#[derive(Deserialize)]
+struct ListParams {
+    #[serde(rename = "type")]
+    entity_type: Option<String>,
+    #[serde(rename = "where")]
+    where_json: Option<String>,
+    updated_since: Option<String>,
+    fields: Option<String>,
+    cursor: Option<String>,
+    limit: Option<usize>,
+}
+
+/// List entities: by type, property containment and update time, paged.
+#[utoipa::path(get, path = "/v1/orgs/{org}/projects/{project}/entities", tag = "entities",
+    responses((status = 200, description = "a page of entities")))]
+async fn list_entities(
+    State(s): State<AppState>,
+    _: Authorized<Read>,
+    Path(p): Path<ProjectPath>,
+    Query(q): Query<ListParams>,
+) -> ApiResult<Response> {
+    let contains = match &q.where_json {
+        None => None,
+        Some(text) => match serde_json::from_str::<Value>(text) {
+            Ok(Value::Object(m)) => Some(m),
+            _ => return Err(ApiError::bad_request("where must be a JSON object")),
+        },
+    };
+    let filter = EntityFilter {
+        entity_type: q.entity_type,
+        contains,
+        updated_since: q
+            .updated_since
+            .as_deref()
+            .map(|t| validate::time("updated_since", t))
+            .transpose()?,
+    };
+    let req = PageRequest {
+        cursor: q.cursor.filter(|c| !c.is_empty()),
+        limit: page_limit(q.limit, 100, 1000)?,
+    };
+    let mut result = s.store.list_entities(&p.scope(), &filter, &req).await?;
+    if let Some(fields) = parse_fields(&q.fields) {
+        for e in &mut result.items {
+            e.properties.retain(|k, _| fields.contains(k));
+        }
+    }
+    Ok(page(result, req.limit))
+}
+
+#[derive(Deserialize, utoipa::ToSchema)]
+#[serde(tag = "op", rename_all = "snake_case")]
+enum BatchOp {
+    CreateEntity(#[schema(inline)] NewEntity),
+    UpdateEntity {
+        id: String,
+        #[schema(value_type = Object)]
+        properties: Value,
+        #[serde(rename = "type")]
+        new_type: Option<String>,
+        /// Like `If-Match` on the single call.
+        if_match: Option<i64>,
+    },
+    DeleteEntity {
+        id: String,
+        if_match: Option<i64>,
+    },
+    CreateRelationship(#[schema(inline)] NewRelationship),
+    DeleteRelationship {
+        id: String,
+        if_match: Option<i64>,
+    },
+}
+
+impl BatchOp {
+    fn into_op(self) -> DomainResult<WriteOp> {
+        Ok(match self {
+            BatchOp::CreateEntity(e) => e.into_op()?,
+            BatchOp::UpdateEntity {
+                id,
+                properties,
+                new_type,
+                if_match,
+            } => {
+                let (patch, entity_type) = PatchBody {
+                    properties,
+                    new_type,
+                }
+                .checked()?;
+                WriteOp::PatchEntity {
+                    id,
+                    patch,
+                    entity_type,
+                    expected_version: if_match,
+                }
+            }
+            BatchOp::DeleteEntity { id, if_match } => WriteOp::DeleteEntity {
+                id,
+                expected_version: if_match,
+            },
+            BatchOp::CreateRelationship(r) => r.into_op()?,
+            BatchOp::DeleteRelationship { id, if_match } => WriteOp::DeleteRelationship {
+                id,
+                expected_version: if_match,
+            },
+        })
+    }
+}
+
+#[derive(Deserialize, utoipa::ToSchema)]
+#[serde(deny_unknown_fields)]
+struct BatchBody {
+    operations: Vec<Value>,
+}
+
+pub const MAX_BATCH: usize = 1000;
+
+/// Apply up to 1000 operations atomically: all or nothing.
+#[utoipa::path(post, path = "/v1/orgs/{org}/projects/{project}/batch", tag = "entities",
+    request_body = BatchBody, responses((status = 200, description = "one result per operation")))]
+async fn batch(
+    State(s): State<AppState>,
+    who: Authorized<Write>,
+    Path(p): Path<ProjectPath>,
+    JsonBody(body): JsonBody<BatchBody>,
+) -> ApiResult<Response> {
+    if body.operations.is_empty() || body.operations.len() > MAX_BATCH {
+        return Err(ApiError::bad_request(format!(
+            "a batch holds 1 to {MAX_BATCH} operations"
+        )));
+    }
+    let in_batch = |index, e: DomainError| DomainError::InBatch {
+        index,
+        source: Box::new(e),
+    };
+    let ops = body
+        .operations
+        .into_iter()
+        .enumerate()
+        .map(|(i, raw)| {
+            serde_json::from_value::<BatchOp>(raw)
+                .map_err(|e| DomainError::BadRequest(format!("invalid operation: {e}")))
+                .and_then(BatchOp::into_op)
+                .map_err(|e| in_batch(i, e))
+        })
+        .collect::<DomainResult<Vec<_>>>()?;
+    let outcomes = s.store.write(&p.scope(), &who.actor(), ops).await?;
+    let results: Vec<Value> = outcomes
+        .into_iter()
+        .map(|o| match o {
+            WriteOutcome::Entity { entity, .. } => serde_json::to_value(entity).unwrap_or_default(),
+            WriteOutcome::Relationship(r) => serde_json::to_value(r).unwrap_or_default(),
+            WriteOutcome::Deleted { id } | WriteOutcome::Purged { id, .. } => {
+                json!({ "id": id, "deleted": true })
+            }
+        })
+        .collect();
+    Ok(data(StatusCode::OK, results))
+}

@@ -1,0 +1,109 @@
+//! Every client-visible failure, mapped to one status and one stable code.
+//! Storage faults become a bare 500 whose cause is logged, never sent.
+
+use crate::domain::DomainError;
+use axum::http::{header, HeaderValue, StatusCode};
+use axum::response::{IntoResponse, Response};
+use axum::Json;
+use serde_json::{json, Value};
+
+#[derive(Debug, thiserror::Error)]
+pub enum ApiError {
+    #[error(transparent)]
+    Domain(#[from] DomainError),
+    #[error("missing or unknown API key")]
+    Unauthorized,
+    #[error("this key lacks the {0} scope")]
+    Forbidden(&'static str),
+    #[error("request body exceeds {0} bytes")]
+    PayloadTooLarge(usize),
+    #[error("{0}")]
+    RateLimited(u64),
+    #[error("no path between the two entities within max_depth")]
+    NoPath,
+}
+
+impl ApiError {
+    pub fn bad_request(msg: impl Into<String>) -> Self {
+        ApiError::Domain(DomainError::BadRequest(msg.into()))
+    }
+
+    fn parts(&self) -> (StatusCode, &'static str, String, Option<Value>) {
+        match self {
+            ApiError::Unauthorized => (
+                StatusCode::UNAUTHORIZED,
+                "unauthorized",
+                self.to_string(),
+                None,
+            ),
+            ApiError::Forbidden(_) => (StatusCode::FORBIDDEN, "forbidden", self.to_string(), None),
+            ApiError::PayloadTooLarge(_) => (
+                StatusCode::PAYLOAD_TOO_LARGE,
+                "payload_too_large",
+                self.to_string(),
+                None,
+            ),
+            ApiError::NoPath => (StatusCode::NOT_FOUND, "no_path", self.to_string(), None),
+            ApiError::RateLimited(_) => (
+                StatusCode::TOO_MANY_REQUESTS,
+                "rate_limited",
+                "too many requests".into(),
+                None,
+            ),
+            ApiError::Domain(e) => {
+                let status = match e.code() {
+                    "bad_request" => StatusCode::BAD_REQUEST,
+                    "not_found" => StatusCode::NOT_FOUND,
+                    "conflict" => StatusCode::CONFLICT,
+                    "precondition_failed" => StatusCode::PRECONDITION_FAILED,
+                    "unprocessable" => StatusCode::UNPROCESSABLE_ENTITY,
+                    "gone" => StatusCode::GONE,
+                    "not_implemented" => StatusCode::NOT_IMPLEMENTED,
+                    "unavailable" => StatusCode::SERVICE_UNAVAILABLE,
+                    _ => StatusCode::INTERNAL_SERVER_ERROR,
+                };
+                let message = if status.is_server_error() && status != StatusCode::NOT_IMPLEMENTED {
+                    tracing::error!(error = %e, "request failed");
+                    match status {
+                        StatusCode::SERVICE_UNAVAILABLE => {
+                            "a storage service is unavailable".into()
+                        }
+                        _ => "internal error".into(),
+                    }
+                } else {
+                    match e {
+                        DomainError::InBatch { index, source } => {
+                            format!("operation {index}: {source}")
+                        }
+                        e => e.to_string(),
+                    }
+                };
+                (status, e.code(), message, e.details())
+            }
+        }
+    }
+}
+
+/// The contract's error body.
+pub fn error_body(code: &str, message: &str, details: Option<Value>) -> Value {
+    let mut error = json!({ "code": code, "message": message });
+    if let Some(d) = details {
+        error["details"] = d;
+    }
+    json!({ "error": error })
+}
+
+impl IntoResponse for ApiError {
+    fn into_response(self) -> Response {
+        let (status, code, message, details) = self.parts();
+        let mut response = (status, Json(error_body(code, &message, details))).into_response();
+        if let ApiError::RateLimited(secs) = self {
+            response
+                .headers_mut()
+                .insert(header::RETRY_AFTER, HeaderValue::from(secs));
+        }
+        response
+    }
+}
+
+pub type ApiResult<T> = Result<T, ApiError>;

@@ -1,0 +1,114 @@
+//! Extractors whose rejections speak the contract's error shape: JSON bodies
+//! (with the size limit as 413), query strings, paths and `If-Match`.
+
+use super::error::ApiError;
+use axum::extract::rejection::BytesRejection;
+use axum::extract::{FromRequest, FromRequestParts, Request};
+use axum::http::request::Parts;
+use axum::http::StatusCode;
+use bytes::Bytes;
+use serde::de::DeserializeOwned;
+
+/// A JSON request body.
+pub struct JsonBody<T>(pub T);
+
+impl<S: Send + Sync, T: DeserializeOwned> FromRequest<S> for JsonBody<T> {
+    type Rejection = ApiError;
+
+    async fn from_request(req: Request, state: &S) -> Result<Self, ApiError> {
+        let bytes = Bytes::from_request(req, state).await.map_err(body_error)?;
+        serde_json::from_slice(&bytes)
+            .map(JsonBody)
+            .map_err(|e| ApiError::bad_request(format!("invalid JSON body: {e}")))
+    }
+}
+
+pub fn body_error(e: BytesRejection) -> ApiError {
+    if e.status() == StatusCode::PAYLOAD_TOO_LARGE {
+        ApiError::PayloadTooLarge(0)
+    } else {
+        ApiError::bad_request(format!("cannot read the request body: {e}"))
+    }
+}
+
+/// Query parameters.
+pub struct Query<T>(pub T);
+
+impl<S: Send + Sync, T: DeserializeOwned> FromRequestParts<S> for Query<T> {
+    type Rejection = ApiError;
+
+    async fn from_request_parts(parts: &mut Parts, state: &S) -> Result<Self, ApiError> {
+        axum::extract::Query::<T>::from_request_parts(parts, state)
+            .await
+            .map(|q| Query(q.0))
+            .map_err(|e| ApiError::bad_request(e.body_text()))
+    }
+}
+
+/// Path parameters.
+pub struct Path<T>(pub T);
+
+impl<S: Send + Sync, T: DeserializeOwned + Send> FromRequestParts<S> for Path<T> {
+    type Rejection = ApiError;
+
+    async fn from_request_parts(parts: &mut Parts, state: &S) -> Result<Self, ApiError> {
+        axum::extract::Path::<T>::from_request_parts(parts, state)
+            .await
+            .map(|p| Path(p.0))
+            .map_err(|e| ApiError::bad_request(e.body_text()))
+    }
+}
+
+/// `If-Match: "<version>"`; absent or `*` means any version.
+pub struct IfMatch(pub Option<i64>);
+
+impl<S: Send + Sync> FromRequestParts<S> for IfMatch {
+    type Rejection = ApiError;
+
+    async fn from_request_parts(parts: &mut Parts, _: &S) -> Result<Self, ApiError> {
+        let Some(value) = parts.headers.get(axum::http::header::IF_MATCH) else {
+            return Ok(IfMatch(None));
+        };
+        let text = value
+            .to_str()
+            .map_err(|_| ApiError::bad_request("If-Match must be ASCII"))?
+            .trim();
+        if text == "*" {
+            return Ok(IfMatch(None));
+        }
+        let bare = text.trim_start_matches("W/").trim_matches('"');
+        bare.parse::<i64>().map(|v| IfMatch(Some(v))).map_err(|_| {
+            ApiError::bad_request("If-Match must be a quoted version number, e.g. \"3\"")
+        })
+    }
+}
+
+/// Page parameters shared by every list.
+#[derive(Debug, serde::Deserialize, Default)]
+pub struct PageParams {
+    pub cursor: Option<String>,
+    pub limit: Option<usize>,
+}
+
+pub const DEFAULT_LIMIT: usize = 100;
+pub const MAX_LIMIT: usize = 1000;
+
+impl PageParams {
+    pub fn request(&self) -> Result<crate::domain::PageRequest, ApiError> {
+        Ok(crate::domain::PageRequest {
+            cursor: self.cursor.clone().filter(|c| !c.is_empty()),
+            limit: page_limit(self.limit, DEFAULT_LIMIT, MAX_LIMIT)?,
+        })
+    }
+}
+
+/// Checks a `limit` parameter against its bounds.
+pub fn page_limit(limit: Option<usize>, default: usize, max: usize) -> Result<usize, ApiError> {
+    match limit {
+        None => Ok(default),
+        Some(n) if (1..=max).contains(&n) => Ok(n),
+        Some(_) => Err(ApiError::bad_request(format!(
+            "limit must be between 1 and {max}"
+        ))),
+    }
+}

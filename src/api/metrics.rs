@@ -1,0 +1,91 @@
+//! Request counters and latency, rendered as Prometheus text with the
+//! store's cache counters.
+
+use super::AppState;
+use axum::extract::{Request, State};
+use axum::middleware::Next;
+use axum::response::Response;
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::time::Instant;
+
+/// Upper bounds (seconds) of the latency histogram buckets.
+const BUCKETS: [f64; 10] = [
+    0.0005, 0.001, 0.002, 0.005, 0.01, 0.025, 0.05, 0.1, 0.5, 2.5,
+];
+
+#[derive(Default)]
+pub struct Metrics {
+    by_class: [AtomicU64; 6],
+    buckets: [AtomicU64; BUCKETS.len()],
+    count: AtomicU64,
+    micros_sum: AtomicU64,
+}
+
+impl Metrics {
+    fn observe(&self, status: u16, seconds: f64) {
+        let class = (status / 100).min(5) as usize;
+        self.by_class[class].fetch_add(1, Ordering::Relaxed);
+        self.count.fetch_add(1, Ordering::Relaxed);
+        self.micros_sum
+            .fetch_add((seconds * 1e6) as u64, Ordering::Relaxed);
+        if let Some(i) = BUCKETS.iter().position(|b| seconds <= *b) {
+            self.buckets[i].fetch_add(1, Ordering::Relaxed);
+        }
+    }
+
+    pub fn render(&self, cache: crate::store::cache::CacheStats, backend: &str) -> String {
+        let mut out = String::new();
+        out.push_str("# HELP strata_http_requests_total HTTP requests by status class.\n");
+        out.push_str("# TYPE strata_http_requests_total counter\n");
+        for (class, n) in self.by_class.iter().enumerate().skip(1) {
+            out.push_str(&format!(
+                "strata_http_requests_total{{class=\"{class}xx\"}} {}\n",
+                n.load(Ordering::Relaxed)
+            ));
+        }
+        out.push_str("# HELP strata_http_request_duration_seconds Request latency.\n");
+        out.push_str("# TYPE strata_http_request_duration_seconds histogram\n");
+        let mut cumulative = 0;
+        for (bound, n) in BUCKETS.iter().zip(&self.buckets) {
+            cumulative += n.load(Ordering::Relaxed);
+            out.push_str(&format!(
+                "strata_http_request_duration_seconds_bucket{{le=\"{bound}\"}} {cumulative}\n"
+            ));
+        }
+        let count = self.count.load(Ordering::Relaxed);
+        out.push_str(&format!(
+            "strata_http_request_duration_seconds_bucket{{le=\"+Inf\"}} {count}\n\
+             strata_http_request_duration_seconds_sum {}\n\
+             strata_http_request_duration_seconds_count {count}\n",
+            self.micros_sum.load(Ordering::Relaxed) as f64 / 1e6
+        ));
+        out.push_str(&format!(
+            "# HELP strata_entity_cache_hits_total Entity reads served from the cache.\n\
+             # TYPE strata_entity_cache_hits_total counter\n\
+             strata_entity_cache_hits_total {}\n\
+             # HELP strata_entity_cache_misses_total Entity reads that went to the store.\n\
+             # TYPE strata_entity_cache_misses_total counter\n\
+             strata_entity_cache_misses_total {}\n\
+             # HELP strata_entity_cache_entries Entities held in the cache.\n\
+             # TYPE strata_entity_cache_entries gauge\n\
+             strata_entity_cache_entries {}\n\
+             # HELP strata_info Build and backend.\n\
+             # TYPE strata_info gauge\n\
+             strata_info{{version=\"{}\",backend=\"{backend}\"}} 1\n",
+            cache.hits,
+            cache.misses,
+            cache.entries,
+            env!("CARGO_PKG_VERSION"),
+        ));
+        out
+    }
+}
+
+pub async fn track(State(state): State<AppState>, req: Request, next: Next) -> Response {
+    let started = Instant::now();
+    let response = next.run(req).await;
+    state
+        .metrics
+        .observe(response.status().as_u16(), started.elapsed().as_secs_f64());
+    response
+}

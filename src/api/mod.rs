@@ -1,0 +1,151 @@
+//! The HTTP layer (axum). Knows nothing of SQL: handlers parse, authorise,
+//! call the store/graph/search modules and shape the contract's JSON.
+
+mod auth;
+mod entities;
+pub mod error;
+mod extract;
+mod graph;
+pub mod metrics;
+mod ops;
+mod relationships;
+mod search;
+mod tenancy;
+
+pub use auth::Authenticator;
+
+use crate::config::Config;
+use crate::domain::{Entity, Page};
+use crate::store::DynStore;
+use axum::extract::DefaultBodyLimit;
+use axum::http::{header, HeaderValue, StatusCode};
+use axum::response::{IntoResponse, Response};
+use axum::Router;
+use error::{error_body, ApiError};
+use serde::Serialize;
+use serde_json::{json, Value};
+use std::sync::Arc;
+use std::time::Duration;
+use utoipa::OpenApi;
+use utoipa_axum::router::OpenApiRouter;
+
+/// Everything a handler needs; cheap to clone (handles only).
+#[derive(Clone)]
+pub struct AppState {
+    pub store: DynStore,
+    pub auth: Arc<Authenticator>,
+    pub metrics: Arc<metrics::Metrics>,
+    pub config: Arc<Config>,
+    pub jobs: crate::jobs::Jobs,
+    openapi: Arc<Value>,
+}
+
+#[derive(OpenApi)]
+#[openapi(
+    info(
+        title = "Strata",
+        description = "Versioned JSON entities, relationships, graph queries and search."
+    ),
+    components(schemas(crate::domain::Entity, crate::domain::Relationship))
+)]
+struct ApiDoc;
+
+/// The router and its OpenAPI document, built from the same route list.
+fn routes() -> OpenApiRouter<AppState> {
+    OpenApiRouter::with_openapi(ApiDoc::openapi())
+        .merge(tenancy::router())
+        .merge(entities::router())
+        .merge(relationships::router())
+        .merge(graph::router())
+        .merge(search::router())
+        .merge(ops::router())
+}
+
+/// The whole HTTP application, ready to serve.
+pub fn app(
+    store: DynStore,
+    auth: Authenticator,
+    config: Arc<Config>,
+    jobs: crate::jobs::Jobs,
+) -> Router {
+    let (router, openapi) = routes().split_for_parts();
+    let state = AppState {
+        store,
+        auth: Arc::new(auth),
+        metrics: Arc::new(metrics::Metrics::default()),
+        openapi: Arc::new(serde_json::to_value(openapi).expect("OpenAPI serialises")),
+        config: config.clone(),
+        jobs,
+    };
+    router
+        .fallback(|| async { not_found_route() })
+        .method_not_allowed_fallback(|| async {
+            (
+                StatusCode::METHOD_NOT_ALLOWED,
+                axum::Json(error_body(
+                    "bad_request",
+                    "method not allowed on this path",
+                    None,
+                )),
+            )
+        })
+        .layer(axum::middleware::from_fn_with_state(
+            state.clone(),
+            metrics::track,
+        ))
+        .layer(tower::limit::ConcurrencyLimitLayer::new(
+            config.max_concurrency,
+        ))
+        .layer(tower_http::timeout::TimeoutLayer::with_status_code(
+            StatusCode::SERVICE_UNAVAILABLE,
+            Duration::from_secs(config.request_timeout_secs),
+        ))
+        .layer(DefaultBodyLimit::max(config.body_limit))
+        .with_state(state)
+}
+
+fn not_found_route() -> Response {
+    ApiError::Domain(crate::domain::DomainError::not_found("route")).into_response()
+}
+
+/// `{"data": ...}` with a status.
+pub fn data<T: Serialize>(status: StatusCode, value: T) -> Response {
+    (status, axum::Json(json!({ "data": value }))).into_response()
+}
+
+/// `{"data": [...], "pagination": {...}}`.
+pub fn page<T: Serialize>(page: Page<T>, limit: usize) -> Response {
+    axum::Json(json!({
+        "data": page.items,
+        "pagination": { "next_cursor": page.next_cursor, "limit": limit },
+    }))
+    .into_response()
+}
+
+/// One entity with its `ETag`, optionally cut down to some properties.
+pub fn entity_response(
+    status: StatusCode,
+    mut entity: Entity,
+    fields: Option<&[String]>,
+) -> Response {
+    if let Some(fields) = fields {
+        entity
+            .properties
+            .retain(|k, _| fields.iter().any(|f| f == k));
+    }
+    let etag = HeaderValue::from_str(&format!("\"{}\"", entity.version)).expect("digits are ASCII");
+    let mut response = data(status, entity);
+    response.headers_mut().insert(header::ETAG, etag);
+    response
+}
+
+/// `fields=a,b` as a list.
+pub fn parse_fields(fields: &Option<String>) -> Option<Vec<String>> {
+    fields.as_ref().map(|f| {
+        f.split(',')
+            .map(str::trim)
+            .filter(|s| !s.is_empty())
+            .map(str::to_owned)
+            .collect()
+    })
+}

@@ -1,0 +1,147 @@
+//! Orgs and projects.
+
+use super::auth::{Admin, Authorized, GlobalAdmin, Read};
+use super::error::ApiResult;
+use super::extract::{JsonBody, PageParams, Path, Query};
+use super::{data, page, AppState};
+use crate::domain::validate;
+use axum::extract::State;
+use axum::http::StatusCode;
+use axum::response::Response;
+use serde::Deserialize;
+use utoipa_axum::router::OpenApiRouter;
+use utoipa_axum::routes;
+
+pub fn router() -> OpenApiRouter<AppState> {
+    OpenApiRouter::new()
+        .routes(routes!(create_org, list_orgs))
+        .routes(routes!(get_org, delete_org))
+        .routes(routes!(create_project, list_projects))
+        .routes(routes!(get_project, delete_project))
+}
+
+#[derive(Deserialize, utoipa::ToSchema)]
+#[serde(deny_unknown_fields)]
+pub struct NewNamed {
+    id: Option<String>,
+    name: String,
+}
+
+impl NewNamed {
+    fn checked(self, what: &str) -> ApiResult<(String, String)> {
+        let id = self.id.unwrap_or_else(|| uuid::Uuid::new_v4().to_string());
+        validate::id(&format!("{what} id"), &id)?;
+        validate::name(&format!("{what} name"), &self.name)?;
+        Ok((id, self.name))
+    }
+}
+
+#[derive(Deserialize)]
+pub struct OrgPath {
+    org: String,
+}
+
+#[derive(Deserialize)]
+pub struct ProjectPath {
+    org: String,
+    project: String,
+}
+
+/// Create an org (global admin).
+#[utoipa::path(post, path = "/v1/orgs", tag = "tenancy", request_body = NewNamed,
+    responses((status = 201, description = "created"), (status = 409, description = "id taken")))]
+async fn create_org(
+    State(s): State<AppState>,
+    _: GlobalAdmin,
+    JsonBody(body): JsonBody<NewNamed>,
+) -> ApiResult<Response> {
+    let (id, name) = body.checked("org")?;
+    Ok(data(
+        StatusCode::CREATED,
+        s.store.create_org(&id, &name).await?,
+    ))
+}
+
+/// List orgs (global admin).
+#[utoipa::path(get, path = "/v1/orgs", tag = "tenancy", responses((status = 200, description = "orgs")))]
+async fn list_orgs(
+    State(s): State<AppState>,
+    _: GlobalAdmin,
+    Query(p): Query<PageParams>,
+) -> ApiResult<Response> {
+    let req = p.request()?;
+    Ok(page(s.store.list_orgs(&req).await?, req.limit))
+}
+
+/// One org.
+#[utoipa::path(get, path = "/v1/orgs/{org}", tag = "tenancy", responses((status = 200, description = "the org")))]
+async fn get_org(
+    State(s): State<AppState>,
+    _: Authorized<Read>,
+    Path(p): Path<OrgPath>,
+) -> ApiResult<Response> {
+    Ok(data(StatusCode::OK, s.store.get_org(&p.org).await?))
+}
+
+/// Delete an org and everything in it (global admin).
+#[utoipa::path(delete, path = "/v1/orgs/{org}", tag = "tenancy", responses((status = 204, description = "deleted")))]
+async fn delete_org(
+    State(s): State<AppState>,
+    _: GlobalAdmin,
+    Path(p): Path<OrgPath>,
+) -> ApiResult<StatusCode> {
+    s.store.delete_org(&p.org).await?;
+    Ok(StatusCode::NO_CONTENT)
+}
+
+/// Create a project in an org.
+#[utoipa::path(post, path = "/v1/orgs/{org}/projects", tag = "tenancy", request_body = NewNamed,
+    responses((status = 201, description = "created")))]
+async fn create_project(
+    State(s): State<AppState>,
+    _: Authorized<Admin>,
+    Path(p): Path<OrgPath>,
+    JsonBody(body): JsonBody<NewNamed>,
+) -> ApiResult<Response> {
+    let (id, name) = body.checked("project")?;
+    Ok(data(
+        StatusCode::CREATED,
+        s.store.create_project(&p.org, &id, &name).await?,
+    ))
+}
+
+/// List the projects of an org.
+#[utoipa::path(get, path = "/v1/orgs/{org}/projects", tag = "tenancy", responses((status = 200, description = "projects")))]
+async fn list_projects(
+    State(s): State<AppState>,
+    _: Authorized<Read>,
+    Path(p): Path<OrgPath>,
+    Query(q): Query<PageParams>,
+) -> ApiResult<Response> {
+    let req = q.request()?;
+    Ok(page(s.store.list_projects(&p.org, &req).await?, req.limit))
+}
+
+/// One project.
+#[utoipa::path(get, path = "/v1/orgs/{org}/projects/{project}", tag = "tenancy", responses((status = 200, description = "the project")))]
+async fn get_project(
+    State(s): State<AppState>,
+    _: Authorized<Read>,
+    Path(p): Path<ProjectPath>,
+) -> ApiResult<Response> {
+    Ok(data(
+        StatusCode::OK,
+        s.store.get_project(&p.org, &p.project).await?,
+    ))
+}
+
+/// Delete a project and everything in it.
+#[utoipa::path(delete, path = "/v1/orgs/{org}/projects/{project}", tag = "tenancy", responses((status = 204, description = "deleted")))]
+async fn delete_project(
+    State(s): State<AppState>,
+    _: Authorized<Admin>,
+    Path(p): Path<ProjectPath>,
+) -> ApiResult<StatusCode> {
+    s.store.delete_project(&p.org, &p.project).await?;
+    Ok(StatusCode::NO_CONTENT)
+}

@@ -1,0 +1,133 @@
+//! The one-shot commands: `migrate`, `init`, `doctor`.
+
+use crate::config::Config;
+use crate::domain::DomainError;
+use crate::server;
+use crate::store::{self, sqlite::SqliteStore};
+
+pub async fn migrate(config: &Config) -> anyhow::Result<()> {
+    let Some(path) = config.database_url.strip_prefix("sqlite://") else {
+        anyhow::bail!("migrate supports sqlite:// databases in this build");
+    };
+    if let Some(dir) = std::path::Path::new(path)
+        .parent()
+        .filter(|d| !d.as_os_str().is_empty())
+    {
+        std::fs::create_dir_all(dir)?;
+    }
+    let applied = SqliteStore::migrate(path)?;
+    println!("{applied} migration(s) applied; {path} is up to date");
+    Ok(())
+}
+
+pub async fn init(config: &Config, org: &str, project: &str) -> anyhow::Result<()> {
+    let store = store::open(config).await?;
+    let key = server::admin_key(config)?;
+    match store.create_org(org, org).await {
+        Ok(_) | Err(DomainError::Conflict(_)) => {}
+        Err(e) => return Err(e.into()),
+    }
+    match store.create_project(org, project, project).await {
+        Ok(_) | Err(DomainError::Conflict(_)) => {}
+        Err(e) => return Err(e.into()),
+    }
+    let base = format!("http://{}/v1/orgs/{org}/projects/{project}", config.listen);
+    let key_note = match &key {
+        server::AdminKey::Configured(_) => "the key in STRATA_ADMIN_KEY".to_string(),
+        _ => format!("the key in {}/admin.key", config.data_dir.display()),
+    };
+    println!(
+        "org:     {org}\nproject: {project}\nkey:     {}\n",
+        key.secret()
+    );
+    println!("Start the daemon with `strata serve`, then call it with {key_note}:");
+    println!("  export STRATA_KEY={}", key.secret());
+    println!(
+        "  curl -s -X POST {base}/entities -H \"Authorization: Bearer $STRATA_KEY\" \\\n       -H 'Content-Type: application/json' -d '{{\"type\": \"task\", \"properties\": {{\"title\": \"hello\"}}}}'"
+    );
+    println!("  curl -s \"{base}/search?q=hello\" -H \"Authorization: Bearer $STRATA_KEY\"");
+    Ok(())
+}
+
+/// Checks everything `serve` needs and says, for each, ok or what to fix.
+/// Fails (exit 1) when something would stop the daemon.
+pub async fn doctor() -> anyhow::Result<()> {
+    let mut problems = 0;
+    let mut report = |ok: bool, what: String| {
+        println!("{} {what}", if ok { "ok     " } else { "PROBLEM" });
+        if !ok {
+            problems += 1;
+        }
+    };
+    let config = match Config::from_env() {
+        Ok(c) => {
+            report(true, "configuration is valid".into());
+            c
+        }
+        Err(e) => {
+            report(false, format!("configuration: {e:#}"));
+            anyhow::bail!("1 problem found");
+        }
+    };
+    let dir = &config.data_dir;
+    let probe = dir.join(".doctor-probe");
+    let writable = std::fs::create_dir_all(dir).and_then(|_| std::fs::write(&probe, b"ok"));
+    let _ = std::fs::remove_file(&probe);
+    report(
+        writable.is_ok(),
+        match &writable {
+            Ok(()) => format!("data directory {} is writable", dir.display()),
+            Err(e) => format!("data directory {} is not writable: {e}", dir.display()),
+        },
+    );
+    match store::open(&config).await {
+        Ok(store) => match store.ping().await {
+            Ok(()) => report(
+                true,
+                format!(
+                    "{} store at {} opens, is migrated and answers",
+                    store.backend(),
+                    config.database_url
+                ),
+            ),
+            Err(e) => report(false, format!("store opens but does not answer: {e}")),
+        },
+        Err(e) => report(
+            false,
+            format!("cannot open the store {}: {e:#}", config.database_url),
+        ),
+    }
+    let key_source = match (&config.admin_key, dir.join("admin.key").exists()) {
+        (Some(_), _) => "admin key comes from STRATA_ADMIN_KEY".to_string(),
+        (None, true) => format!("admin key is in {}", dir.join("admin.key").display()),
+        (None, false) => {
+            "no admin key yet: `strata serve` will generate one and print it once".into()
+        }
+    };
+    report(true, key_source);
+    match std::net::TcpListener::bind(&config.listen) {
+        Ok(_) => report(true, format!("{} is free to listen on", config.listen)),
+        Err(e) => report(
+            false,
+            format!(
+                "cannot listen on {} ({e}); is another daemon running there?",
+                config.listen
+            ),
+        ),
+    }
+    if let Some(path) = config.blob_url.strip_prefix("file://") {
+        let ok = std::fs::create_dir_all(path).is_ok();
+        report(
+            ok,
+            format!(
+                "blob directory {path} {}",
+                if ok { "is usable" } else { "cannot be created" }
+            ),
+        );
+    }
+    if problems > 0 {
+        anyhow::bail!("{problems} problem(s) found");
+    }
+    println!("all checks passed");
+    Ok(())
+}

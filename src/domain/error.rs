@@ -1,0 +1,77 @@
+use serde_json::Value;
+
+/// Every failure a store, graph or search call can report. The HTTP layer maps
+/// each variant to one status and one stable error code.
+#[derive(Debug, thiserror::Error)]
+pub enum DomainError {
+    #[error("{0}")]
+    BadRequest(String),
+    #[error("{0} not found")]
+    NotFound(String),
+    #[error("{0}")]
+    Conflict(String),
+    #[error("version mismatch: expected {expected}, current is {current}")]
+    PreconditionFailed { expected: i64, current: i64 },
+    #[error("{0}")]
+    Unprocessable(String),
+    #[error("{0}")]
+    Gone(String),
+    #[error("{0}")]
+    NotImplemented(String),
+    #[error("{0}")]
+    Unavailable(String),
+    /// One operation of a batch failed; `index` is its position.
+    #[error("operation {index} failed: {source}")]
+    InBatch {
+        index: usize,
+        #[source]
+        source: Box<DomainError>,
+    },
+    /// A storage fault: logged in full, sent to clients only as "internal".
+    #[error("internal error: {0}")]
+    Internal(String),
+}
+
+impl DomainError {
+    pub fn details(&self) -> Option<Value> {
+        match self {
+            DomainError::PreconditionFailed { expected, current } => {
+                Some(serde_json::json!({ "expected": expected, "current": current }))
+            }
+            DomainError::InBatch { index, source } => {
+                let mut d = serde_json::json!({ "index": index, "code": source.code() });
+                if let Some(Value::Object(inner)) = source.details() {
+                    d.as_object_mut().unwrap().extend(inner);
+                }
+                Some(d)
+            }
+            _ => None,
+        }
+    }
+
+    /// Stable error code of the public contract.
+    pub fn code(&self) -> &'static str {
+        match self {
+            DomainError::BadRequest(_) => "bad_request",
+            DomainError::NotFound(_) => "not_found",
+            DomainError::Conflict(_) => "conflict",
+            DomainError::PreconditionFailed { .. } => "precondition_failed",
+            DomainError::Unprocessable(_) => "unprocessable",
+            DomainError::Gone(_) => "gone",
+            DomainError::NotImplemented(_) => "not_implemented",
+            DomainError::Unavailable(_) => "unavailable",
+            DomainError::InBatch { source, .. } => source.code(),
+            DomainError::Internal(_) => "internal",
+        }
+    }
+
+    pub fn not_found(what: impl Into<String>) -> Self {
+        DomainError::NotFound(what.into())
+    }
+
+    pub fn internal(e: impl std::fmt::Display) -> Self {
+        DomainError::Internal(e.to_string())
+    }
+}
+
+pub type DomainResult<T> = Result<T, DomainError>;

@@ -1,0 +1,10 @@
+//! Plain domain types: entities, relationships, versions, tenancy, and the
+//! typed errors every layer speaks. No I/O lives here.
+
+mod error;
+mod model;
+pub mod patch;
+pub mod validate;
+
+pub use error::{DomainError, DomainResult};
+pub use model::*;

@@ -1,0 +1,287 @@
+use serde::{Deserialize, Serialize};
+use serde_json::{Map, Value};
+
+pub type Properties = Map<String, Value>;
+
+/// The tenant a call acts in: every stored row carries both ids and every
+/// query is filtered by them.
+#[derive(Debug, Clone, PartialEq, Eq, Hash)]
+pub struct Scope {
+    pub org: String,
+    pub project: String,
+}
+
+impl Scope {
+    pub fn new(org: impl Into<String>, project: impl Into<String>) -> Self {
+        Scope {
+            org: org.into(),
+            project: project.into(),
+        }
+    }
+}
+
+#[derive(Debug, Clone, Serialize, Deserialize, PartialEq, utoipa::ToSchema)]
+pub struct Org {
+    pub id: String,
+    pub name: String,
+    pub created_at: String,
+}
+
+#[derive(Debug, Clone, Serialize, Deserialize, PartialEq, utoipa::ToSchema)]
+pub struct Project {
+    pub id: String,
+    pub org: String,
+    pub name: String,
+    pub created_at: String,
+}
+
+#[derive(Debug, Clone, Serialize, Deserialize, PartialEq, utoipa::ToSchema)]
+pub struct Entity {
+    pub id: String,
+    #[serde(rename = "type")]
+    pub entity_type: String,
+    #[schema(value_type = Object)]
+    pub properties: Properties,
+    pub version: i64,
+    pub created_at: String,
+    pub updated_at: String,
+    pub created_by: String,
+    pub updated_by: String,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub deleted_at: Option<String>,
+    /// Change sequence of the write that made this state (not in the API).
+    #[serde(skip)]
+    pub change_seq: i64,
+}
+
+#[derive(Debug, Clone, Serialize, Deserialize, PartialEq, utoipa::ToSchema)]
+pub struct Relationship {
+    pub id: String,
+    #[serde(rename = "type")]
+    pub rel_type: String,
+    pub from: String,
+    pub to: String,
+    #[schema(value_type = Object)]
+    pub properties: Properties,
+    pub version: i64,
+    pub created_at: String,
+    pub updated_at: String,
+    pub created_by: String,
+    pub updated_by: String,
+}
+
+/// What kind of change made a version.
+#[derive(Debug, Clone, Copy, Serialize, Deserialize, PartialEq, Eq, utoipa::ToSchema)]
+#[serde(rename_all = "lowercase")]
+pub enum VersionOp {
+    Create,
+    Update,
+    Replace,
+    Delete,
+    Restore,
+    Revert,
+}
+
+impl VersionOp {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            VersionOp::Create => "create",
+            VersionOp::Update => "update",
+            VersionOp::Replace => "replace",
+            VersionOp::Delete => "delete",
+            VersionOp::Restore => "restore",
+            VersionOp::Revert => "revert",
+        }
+    }
+
+    pub fn parse(s: &str) -> Option<Self> {
+        Some(match s {
+            "create" => VersionOp::Create,
+            "update" => VersionOp::Update,
+            "replace" => VersionOp::Replace,
+            "delete" => VersionOp::Delete,
+            "restore" => VersionOp::Restore,
+            "revert" => VersionOp::Revert,
+            _ => return None,
+        })
+    }
+}
+
+/// One row of an entity's history, as listed by the versions endpoint.
+#[derive(Debug, Clone, Serialize, Deserialize, PartialEq, utoipa::ToSchema)]
+pub struct VersionInfo {
+    pub version: i64,
+    pub parent_version: Option<i64>,
+    pub op: VersionOp,
+    pub actor: String,
+    pub at: String,
+    /// JSON merge patch from the parent's properties to this version's.
+    #[schema(value_type = Object)]
+    pub patch: Value,
+}
+
+/// How to read one entity.
+#[derive(Debug, Clone, Default)]
+pub struct EntityRead {
+    pub version: Option<i64>,
+    pub as_of: Option<String>,
+    pub include_deleted: bool,
+}
+
+/// One page request: an opaque cursor from the previous page and a size.
+#[derive(Debug, Clone)]
+pub struct PageRequest {
+    pub cursor: Option<String>,
+    pub limit: usize,
+}
+
+#[derive(Debug, Clone)]
+pub struct Page<T> {
+    pub items: Vec<T>,
+    pub next_cursor: Option<String>,
+}
+
+#[derive(Debug, Clone, Default)]
+pub struct EntityFilter {
+    pub entity_type: Option<String>,
+    /// Containment: properties must contain this JSON object.
+    pub contains: Option<Properties>,
+    pub updated_since: Option<String>,
+}
+
+#[derive(Debug, Clone, Default)]
+pub struct RelationshipFilter {
+    pub from: Option<String>,
+    pub to: Option<String>,
+    pub rel_type: Option<String>,
+}
+
+/// A write, as the single-resource routes and the batch route express it.
+/// A store applies a list of these atomically.
+#[derive(Debug, Clone)]
+pub enum WriteOp {
+    CreateEntity {
+        id: String,
+        entity_type: String,
+        properties: Properties,
+    },
+    /// PUT: replace, or create when absent.
+    PutEntity {
+        id: String,
+        entity_type: String,
+        properties: Properties,
+        expected_version: Option<i64>,
+    },
+    PatchEntity {
+        id: String,
+        patch: Value,
+        entity_type: Option<String>,
+        expected_version: Option<i64>,
+    },
+    DeleteEntity {
+        id: String,
+        expected_version: Option<i64>,
+    },
+    PurgeEntity {
+        id: String,
+    },
+    RestoreEntity {
+        id: String,
+    },
+    RevertEntity {
+        id: String,
+        to_version: i64,
+        expected_version: Option<i64>,
+    },
+    CreateRelationship {
+        id: String,
+        rel_type: String,
+        from: String,
+        to: String,
+        properties: Properties,
+    },
+    PatchRelationship {
+        id: String,
+        patch: Value,
+        rel_type: Option<String>,
+        expected_version: Option<i64>,
+    },
+    DeleteRelationship {
+        id: String,
+        expected_version: Option<i64>,
+    },
+}
+
+/// The result of one applied `WriteOp`.
+#[derive(Debug, Clone)]
+pub enum WriteOutcome {
+    Entity {
+        entity: Entity,
+        created: bool,
+    },
+    Relationship(Relationship),
+    Deleted {
+        id: String,
+    },
+    /// Erased for good at change sequence `seq`.
+    Purged {
+        id: String,
+        seq: i64,
+    },
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Direction {
+    Out,
+    In,
+    Both,
+}
+
+impl Direction {
+    pub fn parse(s: &str) -> Option<Self> {
+        match s {
+            "out" => Some(Direction::Out),
+            "in" => Some(Direction::In),
+            "both" => Some(Direction::Both),
+            _ => None,
+        }
+    }
+}
+
+/// A bounded walk from one entity.
+#[derive(Debug, Clone)]
+pub struct Traversal {
+    pub start: String,
+    pub direction: Direction,
+    /// Empty means every relationship type.
+    pub types: Vec<String>,
+    pub max_depth: u32,
+    pub limit: usize,
+    pub include_properties: bool,
+}
+
+#[derive(Debug, Clone, Serialize, PartialEq, utoipa::ToSchema)]
+pub struct GraphNode {
+    pub id: String,
+    #[serde(rename = "type")]
+    pub node_type: String,
+    pub depth: u32,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    #[schema(value_type = Option<Object>)]
+    pub properties: Option<Properties>,
+}
+
+#[derive(Debug, Clone, Serialize, PartialEq, Default, utoipa::ToSchema)]
+pub struct Subgraph {
+    pub nodes: Vec<GraphNode>,
+    pub edges: Vec<Relationship>,
+}
+
+/// A scored full-text match.
+#[derive(Debug, Clone, Serialize, utoipa::ToSchema)]
+pub struct SearchHit {
+    pub entity: Entity,
+    pub score: f64,
+    #[serde(skip_serializing_if = "Vec::is_empty")]
+    pub highlights: Vec<String>,
+}

@@ -1,0 +1,153 @@
+//! Scheduled jobs (tokio-cron-scheduler): each has a name, a cron schedule
+//! and a task; the registry keeps each job's last run for `/v1/admin/jobs`.
+//! The embedded backend has one daemon per file, so no leader election is
+//! needed here; server mode adds it with the PostgreSQL backend.
+
+use crate::store::{DynStore, Maintenance};
+use serde::Serialize;
+use std::collections::HashMap;
+use std::sync::{Arc, Mutex};
+use std::time::Instant;
+use tokio_cron_scheduler::{Job, JobScheduler};
+use uuid::Uuid;
+
+/// One job's definition.
+struct JobSpec {
+    name: &'static str,
+    /// Cron with seconds: `sec min hour day-of-month month day-of-week`.
+    schedule: &'static str,
+    task: Maintenance,
+}
+
+const SPECS: &[JobSpec] = &[
+    JobSpec {
+        name: "checkpoint",
+        schedule: "0 */10 * * * *",
+        task: Maintenance::Checkpoint,
+    },
+    JobSpec {
+        name: "optimize",
+        schedule: "0 17 3 * * *",
+        task: Maintenance::Optimize,
+    },
+];
+
+#[derive(Debug, Clone, Serialize)]
+pub struct JobRun {
+    pub started_at: String,
+    pub duration_ms: u64,
+    pub outcome: String,
+    pub ok: bool,
+}
+
+#[derive(Debug, Clone, Serialize)]
+pub struct JobStatus {
+    pub name: String,
+    pub schedule: String,
+    pub last_run: Option<JobRun>,
+    pub next_run: Option<String>,
+}
+
+/// The job registry; cheap to clone.
+#[derive(Clone)]
+pub struct Jobs {
+    store: DynStore,
+    last: Arc<Mutex<HashMap<&'static str, JobRun>>>,
+    ids: Arc<Mutex<HashMap<&'static str, Uuid>>>,
+    scheduler: Arc<tokio::sync::Mutex<Option<JobScheduler>>>,
+}
+
+impl Jobs {
+    pub fn new(store: DynStore) -> Self {
+        Jobs {
+            store,
+            last: Arc::default(),
+            ids: Arc::default(),
+            scheduler: Arc::default(),
+        }
+    }
+
+    /// Starts the schedules.
+    pub async fn start(&self) -> anyhow::Result<()> {
+        let scheduler = JobScheduler::new().await?;
+        for spec in SPECS {
+            let jobs = self.clone();
+            let job = Job::new_async(spec.schedule, move |_, _| {
+                let jobs = jobs.clone();
+                Box::pin(async move {
+                    jobs.run(spec).await;
+                })
+            })?;
+            let id = scheduler.add(job).await?;
+            self.ids.lock().expect("job ids lock").insert(spec.name, id);
+        }
+        scheduler.start().await?;
+        *self.scheduler.lock().await = Some(scheduler);
+        Ok(())
+    }
+
+    pub async fn shutdown(&self) {
+        if let Some(mut s) = self.scheduler.lock().await.take() {
+            let _ = s.shutdown().await;
+        }
+    }
+
+    async fn run(&self, spec: &'static JobSpec) -> JobRun {
+        let started = Instant::now();
+        let started_at = crate::clock::now();
+        let result = self.store.maintain(spec.task).await;
+        let run = JobRun {
+            started_at,
+            duration_ms: started.elapsed().as_millis() as u64,
+            ok: result.is_ok(),
+            outcome: match result {
+                Ok(summary) => summary,
+                Err(e) => {
+                    tracing::warn!(job = spec.name, error = %e, "job failed");
+                    format!("failed: {e}")
+                }
+            },
+        };
+        self.last
+            .lock()
+            .expect("job runs lock")
+            .insert(spec.name, run.clone());
+        run
+    }
+
+    /// Runs a job now; `None` when no job has that name.
+    pub async fn run_now(&self, name: &str) -> Option<JobRun> {
+        let spec = SPECS.iter().find(|s| s.name == name)?;
+        Some(self.run(spec).await)
+    }
+
+    pub async fn list(&self) -> Vec<JobStatus> {
+        let mut out = Vec::new();
+        for spec in SPECS {
+            let id = self
+                .ids
+                .lock()
+                .expect("job ids lock")
+                .get(spec.name)
+                .copied();
+            let mut next_run = None;
+            if let (Some(id), Some(s)) = (id, self.scheduler.lock().await.as_mut()) {
+                if let Ok(Some(t)) = s.next_tick_for_job(id).await {
+                    next_run = Some(crate::clock::format(t));
+                }
+            }
+            out.push(JobStatus {
+                name: spec.name.into(),
+                schedule: spec.schedule.into(),
+                last_run: self
+                    .last
+                    .lock()
+                    .expect("job runs lock")
+                    .get(spec.name)
+                    .cloned(),
+                next_run,
+            });
+        }
+        out
+    }
+}

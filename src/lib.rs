@@ -1,0 +1,20 @@
+//! Strata: a persistence daemon for graph-shaped application data.
+//!
+//! Module map (see ARCHITECTURE.md for the invariants):
+//! - [`config`]: one typed configuration (defaults < file < environment).
+//! - [`domain`]: entities, relationships, versions, errors; no I/O.
+//! - [`store`]: the `Store` trait and its backends (`store::sqlite`).
+//! - [`graph`]: graph parameter rules and shortest paths over the store.
+//! - [`jobs`]: scheduled upkeep with a run history.
+//! - [`api`]: the axum HTTP layer; knows nothing of SQL.
+//! - [`server`]: wiring: open the store, resolve the admin key, serve until shutdown.
+
+pub mod api;
+pub mod cli;
+pub mod clock;
+pub mod config;
+pub mod domain;
+pub mod graph;
+pub mod jobs;
+pub mod server;
+pub mod store;

@@ -1,0 +1,97 @@
+//! The `strata` binary: parse the command, set up logging, hand over.
+
+use anyhow::Context;
+use clap::{Parser, Subcommand};
+use strata::config::Config;
+use strata::server::{self, AdminKey};
+
+#[derive(Parser)]
+#[command(
+    name = "strata",
+    version,
+    about = "Persistence daemon for graph-shaped application data"
+)]
+struct Cli {
+    #[command(subcommand)]
+    command: Option<Command>,
+}
+
+#[derive(Subcommand)]
+enum Command {
+    /// Run the daemon (the default).
+    Serve,
+    /// Apply pending migrations and exit.
+    Migrate,
+    /// Create an org and a project and print how to call the API.
+    Init {
+        #[arg(long, default_value = "default")]
+        org: String,
+        #[arg(long, default_value = "default")]
+        project: String,
+    },
+    /// Check the configuration and the store; say what is wrong in plain words.
+    Doctor,
+}
+
+fn main() -> anyhow::Result<()> {
+    let cli = Cli::parse();
+    tracing_subscriber::fmt()
+        .with_env_filter(
+            tracing_subscriber::EnvFilter::try_from_env("STRATA_LOG").unwrap_or_else(|_| {
+                tracing_subscriber::EnvFilter::new("info,tokio_cron_scheduler=warn")
+            }),
+        )
+        .with_writer(std::io::stderr)
+        .init();
+    let runtime = tokio::runtime::Builder::new_multi_thread()
+        .enable_all()
+        .build()?;
+    runtime.block_on(async {
+        match cli.command.unwrap_or(Command::Serve) {
+            Command::Serve => serve().await,
+            Command::Migrate => strata::cli::migrate(&Config::from_env()?).await,
+            Command::Init { org, project } => {
+                strata::cli::init(&Config::from_env()?, &org, &project).await
+            }
+            Command::Doctor => strata::cli::doctor().await,
+        }
+    })
+}
+
+async fn serve() -> anyhow::Result<()> {
+    let config = Config::from_env()?;
+    let key = server::admin_key(&config)?;
+    let listen = config.listen.clone();
+    let daemon = server::build(config.clone(), key.secret()).await?;
+    let listener = tokio::net::TcpListener::bind(&listen)
+        .await
+        .with_context(|| format!("cannot listen on {listen}"))?;
+    if let AdminKey::Generated(k) = &key {
+        println!(
+            "Generated the admin API key (shown once; also in {}/admin.key):\n  {k}",
+            config.data_dir.display()
+        );
+    }
+    tracing::info!(listen = %listen, backend = daemon.store.backend(), "strata is ready");
+    server::run(listener, daemon, shutdown_signal()).await
+}
+
+async fn shutdown_signal() {
+    let ctrl_c = async {
+        let _ = tokio::signal::ctrl_c().await;
+    };
+    #[cfg(unix)]
+    let term = async {
+        if let Ok(mut s) = tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate())
+        {
+            s.recv().await;
+        }
+    };
+    #[cfg(not(unix))]
+    let term = std::future::pending::<()>();
+    tokio::select! {
+        _ = ctrl_c => {},
+        _ = term => {},
+    }
+    tracing::info!("shutting down");
+}

@@ -1,0 +1,130 @@
+//! Storage: the `Store` trait every backend implements, shaped by the domain.
+//! Each call is atomic. Nothing above this module sees SQL or transactions.
+
+pub mod cache;
+pub mod cursor;
+pub mod sqlite;
+
+use crate::domain::*;
+use async_trait::async_trait;
+use std::sync::Arc;
+
+/// Who performs a write: recorded as `created_by`/`updated_by` and in history.
+#[derive(Debug, Clone)]
+pub struct Actor(pub String);
+
+#[async_trait]
+pub trait Store: Send + Sync + 'static {
+    /// A short backend name for logs and health output.
+    fn backend(&self) -> &'static str;
+
+    /// Answers when the store can serve reads and writes.
+    async fn ping(&self) -> DomainResult<()>;
+
+    /// True when no org exists yet (first start).
+    async fn is_empty(&self) -> DomainResult<bool>;
+
+    // Tenancy.
+    async fn create_org(&self, id: &str, name: &str) -> DomainResult<Org>;
+    async fn get_org(&self, id: &str) -> DomainResult<Org>;
+    async fn list_orgs(&self, page: &PageRequest) -> DomainResult<Page<Org>>;
+    async fn delete_org(&self, id: &str) -> DomainResult<()>;
+    async fn create_project(&self, org: &str, id: &str, name: &str) -> DomainResult<Project>;
+    async fn get_project(&self, org: &str, id: &str) -> DomainResult<Project>;
+    async fn list_projects(&self, org: &str, page: &PageRequest) -> DomainResult<Page<Project>>;
+    async fn delete_project(&self, org: &str, id: &str) -> DomainResult<()>;
+
+    /// Applies `ops` in one transaction: all succeed or none is applied
+    /// (a failure names the index of the failing op).
+    async fn write(
+        &self,
+        scope: &Scope,
+        actor: &Actor,
+        ops: Vec<WriteOp>,
+    ) -> DomainResult<Vec<WriteOutcome>>;
+
+    // Entities.
+    async fn get_entity(&self, scope: &Scope, id: &str, read: &EntityRead) -> DomainResult<Entity>;
+    async fn list_entities(
+        &self,
+        scope: &Scope,
+        filter: &EntityFilter,
+        page: &PageRequest,
+    ) -> DomainResult<Page<Entity>>;
+    async fn list_versions(
+        &self,
+        scope: &Scope,
+        id: &str,
+        page: &PageRequest,
+    ) -> DomainResult<Page<VersionInfo>>;
+
+    // Relationships.
+    async fn get_relationship(&self, scope: &Scope, id: &str) -> DomainResult<Relationship>;
+    async fn list_relationships(
+        &self,
+        scope: &Scope,
+        filter: &RelationshipFilter,
+        page: &PageRequest,
+    ) -> DomainResult<Page<Relationship>>;
+
+    // Graph.
+    /// Every live node within `max_depth` hops of the start, each at its
+    /// shortest depth, and the edges walked between them.
+    async fn traverse(&self, scope: &Scope, t: &Traversal) -> DomainResult<Subgraph>;
+    /// The live edges touching any of `nodes` in `direction` (one BFS level).
+    async fn expand(
+        &self,
+        scope: &Scope,
+        nodes: &[String],
+        direction: Direction,
+        types: &[String],
+    ) -> DomainResult<Vec<Relationship>>;
+    /// Node headers (id, type) for live entities among `ids`, in any order.
+    async fn node_headers(
+        &self,
+        scope: &Scope,
+        ids: &[String],
+        include_properties: bool,
+    ) -> DomainResult<Vec<GraphNode>>;
+
+    // Search.
+    async fn search_text(
+        &self,
+        scope: &Scope,
+        query: &str,
+        entity_type: Option<&str>,
+        limit: usize,
+    ) -> DomainResult<Vec<SearchHit>>;
+
+    /// Routine upkeep, run by scheduled jobs; returns a one-line summary.
+    async fn maintain(&self, task: Maintenance) -> DomainResult<String>;
+
+    /// Hit and miss counts of the entity cache, for `/metrics`.
+    fn cache_stats(&self) -> cache::CacheStats;
+}
+
+pub type DynStore = Arc<dyn Store>;
+
+/// Upkeep tasks a backend knows how to do.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Maintenance {
+    /// Fold the write-ahead log back into the database file.
+    Checkpoint,
+    /// Refresh planner statistics and merge full-text index segments.
+    Optimize,
+}
+
+/// Opens the store named by a database URL and applies pending migrations.
+pub async fn open(config: &crate::config::Config) -> anyhow::Result<DynStore> {
+    let url = &config.database_url;
+    if let Some(path) = url.strip_prefix("sqlite://") {
+        let store = sqlite::SqliteStore::open(path, &config.sqlite)?;
+        return Ok(Arc::new(store));
+    }
+    if url.starts_with("postgres://") || url.starts_with("postgresql://") {
+        anyhow::bail!(
+            "STRATA_DATABASE_URL names PostgreSQL, but this build serves the embedded SQLite backend only; use sqlite://PATH"
+        );
+    }
+    anyhow::bail!("STRATA_DATABASE_URL must start with sqlite:// or postgres:// (got {url:?})")
+}

@@ -1,0 +1,699 @@
+//! Entity rows, their version history, outbox and FTS rows. Write functions
+//! run on the writer thread inside its transaction; reads on a reader.
+
+use super::threads::Seq;
+use super::{fts, outbox, sql_err};
+use crate::clock;
+use crate::domain::patch::{apply_merge_patch, diff};
+use crate::domain::*;
+use crate::store::cursor;
+use rusqlite::{params, Connection, OptionalExtension, Row};
+use serde_json::{Map, Value};
+
+/// A full snapshot is stored at least every `SNAPSHOT_EVERY` versions along
+/// any parent chain, so a version is rebuilt from at most that many deltas.
+pub const SNAPSHOT_EVERY: i64 = 16;
+
+const COLS: &str = "rowid, id, type, properties, version, created_at, updated_at, \
+                    created_by, updated_by, deleted_at, seq";
+
+/// An entity row with its storage ids.
+pub struct StoredEntity {
+    pub rowid: i64,
+    pub entity: Entity,
+}
+
+fn from_row(row: &Row) -> rusqlite::Result<StoredEntity> {
+    let props: String = row.get(3)?;
+    Ok(StoredEntity {
+        rowid: row.get(0)?,
+        entity: Entity {
+            id: row.get(1)?,
+            entity_type: row.get(2)?,
+            properties: serde_json::from_str(&props).unwrap_or_default(),
+            version: row.get(4)?,
+            created_at: row.get(5)?,
+            updated_at: row.get(6)?,
+            created_by: row.get(7)?,
+            updated_by: row.get(8)?,
+            deleted_at: row.get(9)?,
+            change_seq: row.get(10)?,
+        },
+    })
+}
+
+pub fn load(conn: &Connection, scope: &Scope, id: &str) -> DomainResult<Option<StoredEntity>> {
+    let sql =
+        format!("SELECT {COLS} FROM entities WHERE org_id = ?1 AND project_id = ?2 AND id = ?3");
+    conn.prepare_cached(&sql)
+        .and_then(|mut st| {
+            st.query_row(params![scope.org, scope.project, id], from_row)
+                .optional()
+        })
+        .map_err(sql_err)
+}
+
+fn load_live(conn: &Connection, scope: &Scope, id: &str) -> DomainResult<StoredEntity> {
+    match load(conn, scope, id)? {
+        Some(e) if e.entity.deleted_at.is_none() => Ok(e),
+        _ => Err(DomainError::not_found(format!("entity {id}"))),
+    }
+}
+
+fn check_expected(expected: Option<i64>, current: i64) -> DomainResult<()> {
+    match expected {
+        Some(expected) if expected != current => {
+            Err(DomainError::PreconditionFailed { expected, current })
+        }
+        _ => Ok(()),
+    }
+}
+
+/// What a new version row records.
+struct NewVersion<'a> {
+    op: VersionOp,
+    parent: Option<i64>,
+    parent_props: &'a Properties,
+    entity: &'a Entity,
+    actor: &'a str,
+}
+
+fn insert_version(conn: &Connection, scope: &Scope, v: NewVersion, seq: i64) -> DomainResult<()> {
+    let parent_chain: Option<i64> = match v.parent {
+        Some(p) => conn
+            .prepare_cached(
+                "SELECT chain FROM entity_versions
+                 WHERE org_id = ?1 AND project_id = ?2 AND entity_id = ?3 AND version = ?4",
+            )
+            .and_then(|mut st| {
+                st.query_row(params![scope.org, scope.project, v.entity.id, p], |r| {
+                    r.get(0)
+                })
+                .optional()
+            })
+            .map_err(sql_err)?,
+        None => None,
+    };
+    let delta = diff(v.parent_props, &v.entity.properties);
+    let chain = parent_chain.map(|c| c + 1).unwrap_or(0);
+    let (patch, snapshot, chain) = match delta {
+        Some(d) if parent_chain.is_some() && chain < SNAPSHOT_EVERY => (d, None, chain),
+        d => {
+            let full = Value::Object(v.entity.properties.clone());
+            (d.unwrap_or_else(|| full.clone()), Some(full), 0)
+        }
+    };
+    conn.prepare_cached(
+        "INSERT INTO entity_versions (org_id, project_id, entity_id, version, parent_version, op,
+             type, deleted, actor, at, patch, snapshot, chain, seq)
+         VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11, ?12, ?13, ?14)",
+    )
+    .and_then(|mut st| {
+        st.execute(params![
+            scope.org,
+            scope.project,
+            v.entity.id,
+            v.entity.version,
+            v.parent,
+            v.op.as_str(),
+            v.entity.entity_type,
+            v.entity.deleted_at.is_some(),
+            v.actor,
+            v.entity.updated_at,
+            patch.to_string(),
+            snapshot.map(|s| s.to_string()),
+            chain,
+            seq,
+        ])
+    })
+    .map_err(sql_err)?;
+    Ok(())
+}
+
+fn props_json(props: &Properties) -> String {
+    serde_json::to_string(props).expect("JSON maps serialise")
+}
+
+fn insert_row(conn: &Connection, scope: &Scope, e: &Entity) -> DomainResult<i64> {
+    conn.prepare_cached(
+        "INSERT INTO entities (org_id, project_id, id, type, properties, version, created_at,
+             updated_at, created_by, updated_by, deleted_at, seq)
+         VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11, ?12)",
+    )
+    .and_then(|mut st| {
+        st.execute(params![
+            scope.org,
+            scope.project,
+            e.id,
+            e.entity_type,
+            props_json(&e.properties),
+            e.version,
+            e.created_at,
+            e.updated_at,
+            e.created_by,
+            e.updated_by,
+            e.deleted_at,
+            e.change_seq,
+        ])
+    })
+    .map_err(sql_err)?;
+    Ok(conn.last_insert_rowid())
+}
+
+fn update_row(conn: &Connection, rowid: i64, e: &Entity) -> DomainResult<()> {
+    conn.prepare_cached(
+        "UPDATE entities SET type = ?2, properties = ?3, version = ?4, updated_at = ?5,
+             updated_by = ?6, deleted_at = ?7, seq = ?8
+         WHERE rowid = ?1",
+    )
+    .and_then(|mut st| {
+        st.execute(params![
+            rowid,
+            e.entity_type,
+            props_json(&e.properties),
+            e.version,
+            e.updated_at,
+            e.updated_by,
+            e.deleted_at,
+            e.change_seq,
+        ])
+    })
+    .map_err(sql_err)?;
+    Ok(())
+}
+
+pub fn create(
+    conn: &Connection,
+    seq: &mut Seq,
+    scope: &Scope,
+    actor: &str,
+    id: &str,
+    entity_type: &str,
+    properties: Properties,
+) -> DomainResult<Entity> {
+    if load(conn, scope, id)?.is_some() {
+        return Err(DomainError::Conflict(format!("entity {id} already exists")));
+    }
+    let now = clock::now();
+    let entity = Entity {
+        id: id.to_owned(),
+        entity_type: entity_type.to_owned(),
+        properties,
+        version: 1,
+        created_at: now.clone(),
+        updated_at: now,
+        created_by: actor.to_owned(),
+        updated_by: actor.to_owned(),
+        deleted_at: None,
+        change_seq: seq.next(),
+    };
+    let rowid = insert_row(conn, scope, &entity)?;
+    let empty = Map::new();
+    let version = NewVersion {
+        op: VersionOp::Create,
+        parent: None,
+        parent_props: &empty,
+        entity: &entity,
+        actor,
+    };
+    insert_version(conn, scope, version, entity.change_seq)?;
+    fts::index(conn, scope, rowid, &entity.properties)?;
+    outbox::record(conn, scope, "entity", id, "create", entity.change_seq)?;
+    Ok(entity)
+}
+
+/// Writes a new version of a live entity: row, version row, FTS, outbox.
+fn write_version(
+    conn: &Connection,
+    seq: &mut Seq,
+    scope: &Scope,
+    stored: StoredEntity,
+    change: VersionChange,
+) -> DomainResult<Entity> {
+    let StoredEntity { rowid, entity: old } = stored;
+    let mut entity = old.clone();
+    entity.entity_type = change.entity_type.unwrap_or(old.entity_type.clone());
+    entity.properties = change.properties.unwrap_or(old.properties.clone());
+    validate::properties(&entity.properties)?;
+    entity.version = old.version + 1;
+    entity.updated_at = clock::now();
+    entity.updated_by = change.actor.to_owned();
+    entity.deleted_at = match change.op {
+        VersionOp::Delete => Some(entity.updated_at.clone()),
+        VersionOp::Restore => None,
+        _ => old.deleted_at.clone(),
+    };
+    entity.change_seq = seq.next();
+    update_row(conn, rowid, &entity)?;
+    let (parent, parent_props) = match change.parent {
+        Some((version, props)) => (version, props),
+        None => (old.version, old.properties.clone()),
+    };
+    let version = NewVersion {
+        op: change.op,
+        parent: Some(parent),
+        parent_props: &parent_props,
+        entity: &entity,
+        actor: change.actor,
+    };
+    insert_version(conn, scope, version, entity.change_seq)?;
+    fts::remove(conn, rowid)?;
+    if entity.deleted_at.is_none() {
+        fts::index(conn, scope, rowid, &entity.properties)?;
+    }
+    outbox::record(
+        conn,
+        scope,
+        "entity",
+        &entity.id,
+        change.op.as_str(),
+        entity.change_seq,
+    )?;
+    Ok(entity)
+}
+
+struct VersionChange<'a> {
+    op: VersionOp,
+    actor: &'a str,
+    entity_type: Option<String>,
+    properties: Option<Properties>,
+    /// The parent when it is not the current version (revert).
+    parent: Option<(i64, Properties)>,
+}
+
+impl<'a> VersionChange<'a> {
+    fn new(op: VersionOp, actor: &'a str) -> Self {
+        VersionChange {
+            op,
+            actor,
+            entity_type: None,
+            properties: None,
+            parent: None,
+        }
+    }
+}
+
+/// PUT: replaces a live entity, or creates an absent one (`true` = created).
+#[allow(clippy::too_many_arguments)]
+pub fn put(
+    conn: &Connection,
+    seq: &mut Seq,
+    scope: &Scope,
+    actor: &str,
+    id: &str,
+    entity_type: &str,
+    properties: Properties,
+    expected: Option<i64>,
+) -> DomainResult<(Entity, bool)> {
+    match load(conn, scope, id)? {
+        None => {
+            if let Some(expected) = expected {
+                return Err(DomainError::PreconditionFailed {
+                    expected,
+                    current: 0,
+                });
+            }
+            create(conn, seq, scope, actor, id, entity_type, properties).map(|e| (e, true))
+        }
+        Some(stored) if stored.entity.deleted_at.is_some() => Err(DomainError::Conflict(format!(
+            "entity {id} is deleted; restore it before replacing it"
+        ))),
+        Some(stored) => {
+            check_expected(expected, stored.entity.version)?;
+            let mut change = VersionChange::new(VersionOp::Replace, actor);
+            change.entity_type = Some(entity_type.to_owned());
+            change.properties = Some(properties);
+            write_version(conn, seq, scope, stored, change).map(|e| (e, false))
+        }
+    }
+}
+
+pub fn patch(
+    conn: &Connection,
+    seq: &mut Seq,
+    scope: &Scope,
+    actor: &str,
+    id: &str,
+    patch: &Value,
+    entity_type: Option<String>,
+    expected: Option<i64>,
+) -> DomainResult<Entity> {
+    let stored = load_live(conn, scope, id)?;
+    check_expected(expected, stored.entity.version)?;
+    let mut merged = Value::Object(stored.entity.properties.clone());
+    apply_merge_patch(&mut merged, patch);
+    let Value::Object(properties) = merged else {
+        return Err(DomainError::BadRequest(
+            "properties must be a JSON object".into(),
+        ));
+    };
+    let mut change = VersionChange::new(VersionOp::Update, actor);
+    change.entity_type = entity_type;
+    change.properties = Some(properties);
+    write_version(conn, seq, scope, stored, change)
+}
+
+pub fn delete(
+    conn: &Connection,
+    seq: &mut Seq,
+    scope: &Scope,
+    actor: &str,
+    id: &str,
+    expected: Option<i64>,
+) -> DomainResult<Entity> {
+    let stored = load_live(conn, scope, id)?;
+    check_expected(expected, stored.entity.version)?;
+    let entity = write_version(
+        conn,
+        seq,
+        scope,
+        stored,
+        VersionChange::new(VersionOp::Delete, actor),
+    )?;
+    super::relationships::hide_touching(conn, scope, id)?;
+    Ok(entity)
+}
+
+pub fn restore(
+    conn: &Connection,
+    seq: &mut Seq,
+    scope: &Scope,
+    actor: &str,
+    id: &str,
+) -> DomainResult<Entity> {
+    let stored =
+        load(conn, scope, id)?.ok_or_else(|| DomainError::not_found(format!("entity {id}")))?;
+    if stored.entity.deleted_at.is_none() {
+        return Err(DomainError::Conflict(format!("entity {id} is not deleted")));
+    }
+    let entity = write_version(
+        conn,
+        seq,
+        scope,
+        stored,
+        VersionChange::new(VersionOp::Restore, actor),
+    )?;
+    super::relationships::revive_touching(conn, scope, id)?;
+    Ok(entity)
+}
+
+pub fn revert(
+    conn: &Connection,
+    seq: &mut Seq,
+    scope: &Scope,
+    actor: &str,
+    id: &str,
+    to_version: i64,
+    expected: Option<i64>,
+) -> DomainResult<Entity> {
+    let stored = load_live(conn, scope, id)?;
+    check_expected(expected, stored.entity.version)?;
+    let (entity_type, properties) = state_at(conn, scope, id, to_version)?.ok_or_else(|| {
+        DomainError::Unprocessable(format!("entity {id} has no version {to_version}"))
+    })?;
+    let mut change = VersionChange::new(VersionOp::Revert, actor);
+    change.entity_type = Some(entity_type);
+    change.properties = Some(properties.clone());
+    change.parent = Some((to_version, properties));
+    write_version(conn, seq, scope, stored, change)
+}
+
+/// Erases the entity, its history and its relationships; returns the change
+/// sequence of the erasure.
+pub fn purge(conn: &Connection, seq: &mut Seq, scope: &Scope, id: &str) -> DomainResult<i64> {
+    let stored =
+        load(conn, scope, id)?.ok_or_else(|| DomainError::not_found(format!("entity {id}")))?;
+    fts::remove(conn, stored.rowid)?;
+    let s = (scope.org.as_str(), scope.project.as_str(), id);
+    for sql in [
+        "DELETE FROM entities WHERE org_id = ?1 AND project_id = ?2 AND id = ?3",
+        "DELETE FROM entity_versions WHERE org_id = ?1 AND project_id = ?2 AND entity_id = ?3",
+        "DELETE FROM relationships WHERE org_id = ?1 AND project_id = ?2 AND (from_id = ?3 OR to_id = ?3)",
+    ] {
+        conn.prepare_cached(sql)
+            .and_then(|mut st| st.execute(s))
+            .map_err(sql_err)?;
+    }
+    let at = seq.next();
+    outbox::record(conn, scope, "entity", id, "purge", at)?;
+    Ok(at)
+}
+
+/// Type and properties of `version`, rebuilt from the nearest snapshot.
+pub fn state_at(
+    conn: &Connection,
+    scope: &Scope,
+    id: &str,
+    version: i64,
+) -> DomainResult<Option<(String, Properties)>> {
+    let mut st = conn
+        .prepare_cached(
+            "SELECT parent_version, type, patch, snapshot FROM entity_versions
+             WHERE org_id = ?1 AND project_id = ?2 AND entity_id = ?3 AND version = ?4",
+        )
+        .map_err(sql_err)?;
+    let mut patches = Vec::new();
+    let mut entity_type = None;
+    let mut next = Some(version);
+    while let Some(v) = next {
+        let row: Option<(Option<i64>, String, String, Option<String>)> = st
+            .query_row(params![scope.org, scope.project, id, v], |r| {
+                Ok((r.get(0)?, r.get(1)?, r.get(2)?, r.get(3)?))
+            })
+            .optional()
+            .map_err(sql_err)?;
+        let Some((parent, ty, patch, snapshot)) = row else {
+            return Ok(None);
+        };
+        entity_type.get_or_insert(ty);
+        if let Some(snapshot) = snapshot {
+            let mut state: Value =
+                serde_json::from_str(&snapshot).map_err(DomainError::internal)?;
+            for p in patches.iter().rev() {
+                apply_merge_patch(&mut state, p);
+            }
+            let Value::Object(props) = state else {
+                return Err(DomainError::internal("a snapshot is not an object"));
+            };
+            return Ok(Some((entity_type.unwrap_or_default(), props)));
+        }
+        patches.push(serde_json::from_str::<Value>(&patch).map_err(DomainError::internal)?);
+        next = parent;
+    }
+    Err(DomainError::internal(format!(
+        "version chain of {id} has no snapshot"
+    )))
+}
+
+/// The entity as it was at `version` (metadata from that version's row).
+pub fn read_version(
+    conn: &Connection,
+    scope: &Scope,
+    id: &str,
+    version: i64,
+) -> DomainResult<Entity> {
+    let current = load(conn, scope, id)?
+        .ok_or_else(|| DomainError::not_found(format!("entity {id}")))?
+        .entity;
+    let meta: Option<(String, String, bool, i64)> = conn
+        .prepare_cached(
+            "SELECT at, actor, deleted, seq FROM entity_versions
+             WHERE org_id = ?1 AND project_id = ?2 AND entity_id = ?3 AND version = ?4",
+        )
+        .and_then(|mut st| {
+            st.query_row(params![scope.org, scope.project, id, version], |r| {
+                Ok((r.get(0)?, r.get(1)?, r.get(2)?, r.get(3)?))
+            })
+            .optional()
+        })
+        .map_err(sql_err)?;
+    let (at, actor, deleted, change_seq) =
+        meta.ok_or_else(|| DomainError::not_found(format!("version {version} of entity {id}")))?;
+    let (entity_type, properties) = state_at(conn, scope, id, version)?
+        .ok_or_else(|| DomainError::not_found(format!("version {version} of entity {id}")))?;
+    Ok(Entity {
+        id: id.to_owned(),
+        entity_type,
+        properties,
+        version,
+        created_at: current.created_at,
+        updated_at: at.clone(),
+        created_by: current.created_by,
+        updated_by: actor,
+        deleted_at: deleted.then_some(at),
+        change_seq,
+    })
+}
+
+/// The version current at time `at`, if the entity existed then.
+pub fn version_as_of(
+    conn: &Connection,
+    scope: &Scope,
+    id: &str,
+    at: &str,
+) -> DomainResult<Option<i64>> {
+    conn.prepare_cached(
+        "SELECT MAX(version) FROM entity_versions
+         WHERE org_id = ?1 AND project_id = ?2 AND entity_id = ?3 AND at <= ?4",
+    )
+    .and_then(|mut st| st.query_row(params![scope.org, scope.project, id, at], |r| r.get(0)))
+    .map_err(sql_err)
+}
+
+#[derive(serde::Serialize, serde::Deserialize)]
+struct IdCursor {
+    id: String,
+}
+
+/// One page of live entities in id order, filtered.
+pub fn list(
+    conn: &Connection,
+    scope: &Scope,
+    filter: &EntityFilter,
+    page: &PageRequest,
+) -> DomainResult<Page<Entity>> {
+    let after = match &page.cursor {
+        Some(c) => cursor::decode::<IdCursor>(c)?.id,
+        None => String::new(),
+    };
+    let mut sql = format!(
+        "SELECT {COLS} FROM entities WHERE org_id = ?1 AND project_id = ?2 AND id > ?3
+         AND deleted_at IS NULL"
+    );
+    let mut args: Vec<rusqlite::types::Value> = vec![
+        scope.org.clone().into(),
+        scope.project.clone().into(),
+        after.into(),
+    ];
+    if let Some(t) = &filter.entity_type {
+        args.push(t.clone().into());
+        sql.push_str(&format!(" AND type = ?{}", args.len()));
+    }
+    if let Some(since) = &filter.updated_since {
+        args.push(since.clone().into());
+        sql.push_str(&format!(" AND updated_at >= ?{}", args.len()));
+    }
+    // Top-level scalar keys narrow the scan in SQL; the exact containment
+    // test below decides.
+    if let Some(contains) = &filter.contains {
+        for (key, value) in contains {
+            let scalar = !(value.is_object() || value.is_array() || value.is_null());
+            if scalar && !key.contains(['"', '\\']) {
+                args.push(format!("$.\"{key}\"").into());
+                args.push(value.to_string().into());
+                sql.push_str(&format!(
+                    " AND properties -> ?{} = ?{}",
+                    args.len() - 1,
+                    args.len()
+                ));
+            }
+        }
+    }
+    // Fetch in chunks until the page is full or a bounded scan ends.
+    let chunk = page.limit.max(64);
+    args.push((chunk as i64).into());
+    sql.push_str(&format!(" ORDER BY id LIMIT ?{}", args.len()));
+    let needle = filter.contains.clone().map(Value::Object);
+    let mut st = conn.prepare_cached(&sql).map_err(sql_err)?;
+    let mut items = Vec::new();
+    let mut scanned = 0usize;
+    loop {
+        let rows: Vec<StoredEntity> = st
+            .query_map(rusqlite::params_from_iter(args.iter()), from_row)
+            .and_then(|rows| rows.collect())
+            .map_err(sql_err)?;
+        let exhausted = rows.len() < chunk;
+        scanned += rows.len();
+        let mut last = None;
+        let mut stopped_early = false;
+        let count = rows.len();
+        for (i, row) in rows.into_iter().enumerate() {
+            last = Some(row.entity.id.clone());
+            let keep = needle.as_ref().is_none_or(|n| {
+                patch::json_contains(&Value::Object(row.entity.properties.clone()), n)
+            });
+            if keep {
+                items.push(row.entity);
+                if items.len() == page.limit {
+                    stopped_early = i + 1 < count;
+                    break;
+                }
+            }
+        }
+        let full = items.len() == page.limit;
+        if full || exhausted {
+            let more = full && (stopped_early || !exhausted);
+            let next_cursor = more
+                .then(|| {
+                    items
+                        .last()
+                        .map(|e| cursor::encode(&IdCursor { id: e.id.clone() }))
+                })
+                .flatten();
+            return Ok(Page { items, next_cursor });
+        }
+        // Give up on a sparse filter after a bounded scan: hand back a cursor
+        // where the scan stopped so the client continues from there.
+        if scanned >= page.limit.max(1) * 64 {
+            let next_cursor = last.map(|id| cursor::encode(&IdCursor { id }));
+            return Ok(Page { items, next_cursor });
+        }
+        args[2] = last.expect("a non-exhausted chunk has rows").into();
+    }
+}
+
+#[derive(serde::Serialize, serde::Deserialize)]
+struct VersionCursor {
+    v: i64,
+}
+
+pub fn versions(
+    conn: &Connection,
+    scope: &Scope,
+    id: &str,
+    page: &PageRequest,
+) -> DomainResult<Page<VersionInfo>> {
+    if load(conn, scope, id)?.is_none() {
+        return Err(DomainError::not_found(format!("entity {id}")));
+    }
+    let before = match &page.cursor {
+        Some(c) => cursor::decode::<VersionCursor>(c)?.v,
+        None => i64::MAX,
+    };
+    let mut st = conn
+        .prepare_cached(
+            "SELECT version, parent_version, op, actor, at, patch FROM entity_versions
+             WHERE org_id = ?1 AND project_id = ?2 AND entity_id = ?3 AND version < ?4
+             ORDER BY version DESC LIMIT ?5",
+        )
+        .map_err(sql_err)?;
+    let limit = page.limit as i64 + 1;
+    let mut items: Vec<VersionInfo> = st
+        .query_map(params![scope.org, scope.project, id, before, limit], |r| {
+            let op: String = r.get(2)?;
+            let patch: String = r.get(5)?;
+            Ok(VersionInfo {
+                version: r.get(0)?,
+                parent_version: r.get(1)?,
+                op: VersionOp::parse(&op).unwrap_or(VersionOp::Update),
+                actor: r.get(3)?,
+                at: r.get(4)?,
+                patch: serde_json::from_str(&patch).unwrap_or(Value::Null),
+            })
+        })
+        .and_then(|rows| rows.collect())
+        .map_err(sql_err)?;
+    let next_cursor = if items.len() > page.limit {
+        items.truncate(page.limit);
+        items
+            .last()
+            .map(|v| cursor::encode(&VersionCursor { v: v.version }))
+    } else {
+        None
+    };
+    Ok(Page { items, next_cursor })
+}
+
+pub fn row_to_entity(row: &Row) -> rusqlite::Result<Entity> {
+    from_row(row).map(|s| s.entity)
+}

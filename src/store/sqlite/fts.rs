@@ -1,0 +1,136 @@
+//! Full-text index rows (FTS5, porter stemming, prefix indexes, bm25).
+//! Kept in the write's own transaction; deleted entities have no row.
+
+use super::{entities, sql_err};
+use crate::domain::*;
+use rusqlite::{params, Connection};
+use serde_json::Value;
+
+/// The FTS token that confines a match to one project.
+pub fn scope_token(conn: &Connection, scope: &Scope) -> DomainResult<Option<String>> {
+    use rusqlite::OptionalExtension;
+    conn.prepare_cached("SELECT pk FROM projects WHERE org_id = ?1 AND id = ?2")
+        .and_then(|mut st| {
+            st.query_row(params![scope.org, scope.project], |r| r.get::<_, i64>(0))
+                .optional()
+        })
+        .map(|pk| pk.map(|pk| format!("p{pk}")))
+        .map_err(sql_err)
+}
+
+/// Every string value of the properties, one per line.
+pub fn text_of(props: &Properties) -> String {
+    fn walk(v: &Value, out: &mut String) {
+        match v {
+            Value::String(s) => {
+                out.push_str(s);
+                out.push('\n');
+            }
+            Value::Array(a) => a.iter().for_each(|v| walk(v, out)),
+            Value::Object(m) => m.values().for_each(|v| walk(v, out)),
+            _ => {}
+        }
+    }
+    let mut out = String::new();
+    props.values().for_each(|v| walk(v, &mut out));
+    out
+}
+
+pub fn index(conn: &Connection, scope: &Scope, rowid: i64, props: &Properties) -> DomainResult<()> {
+    let body = text_of(props);
+    if body.is_empty() {
+        return Ok(());
+    }
+    let token = scope_token(conn, scope)?
+        .ok_or_else(|| DomainError::not_found(format!("project {}", scope.project)))?;
+    conn.prepare_cached("INSERT INTO entity_fts (rowid, scope, body) VALUES (?1, ?2, ?3)")
+        .and_then(|mut st| st.execute(params![rowid, token, body]))
+        .map_err(sql_err)?;
+    Ok(())
+}
+
+pub fn remove(conn: &Connection, rowid: i64) -> DomainResult<()> {
+    conn.prepare_cached("DELETE FROM entity_fts WHERE rowid = ?1")
+        .and_then(|mut st| st.execute([rowid]))
+        .map_err(sql_err)?;
+    Ok(())
+}
+
+/// Words of the query, lower-cased; FTS syntax in user text is never parsed.
+pub fn query_terms(q: &str) -> Vec<String> {
+    q.split(|c: char| !c.is_alphanumeric())
+        .filter(|t| !t.is_empty())
+        .take(32)
+        .map(str::to_lowercase)
+        .collect()
+}
+
+/// An FTS5 expression: the project token, and every term as a quoted prefix.
+fn match_expression(token: &str, terms: &[String]) -> String {
+    let body = terms
+        .iter()
+        .map(|t| format!("\"{}\"*", t.replace('"', "\"\"")))
+        .collect::<Vec<_>>()
+        .join(" AND ");
+    format!("scope : \"{token}\" AND body : ({body})")
+}
+
+pub fn search(
+    conn: &Connection,
+    scope: &Scope,
+    q: &str,
+    entity_type: Option<&str>,
+    limit: usize,
+) -> DomainResult<Vec<SearchHit>> {
+    let terms = query_terms(q);
+    if terms.is_empty() {
+        return Err(DomainError::BadRequest(
+            "q must contain at least one word".into(),
+        ));
+    }
+    let Some(token) = scope_token(conn, scope)? else {
+        return Err(DomainError::not_found(format!("project {}", scope.project)));
+    };
+    let sql = "SELECT e.rowid, e.id, e.type, e.properties, e.version, e.created_at,
+                      e.updated_at, e.created_by, e.updated_by, e.deleted_at, e.seq,
+                      bm25(entity_fts, 0.0, 1.0) AS rank
+               FROM entity_fts JOIN entities e ON e.rowid = entity_fts.rowid
+               WHERE entity_fts MATCH ?1 AND e.deleted_at IS NULL
+                 AND e.org_id = ?2 AND e.project_id = ?3 AND (?4 IS NULL OR e.type = ?4)
+               ORDER BY rank LIMIT ?5";
+    let mut st = conn.prepare_cached(sql).map_err(sql_err)?;
+    let rows = st
+        .query_map(
+            params![
+                match_expression(&token, &terms),
+                scope.org,
+                scope.project,
+                entity_type,
+                limit as i64
+            ],
+            |r| Ok((entities::row_to_entity(r)?, r.get::<_, f64>(11)?)),
+        )
+        .and_then(|rows| rows.collect::<Result<Vec<_>, _>>())
+        .map_err(sql_err)?;
+    Ok(rows
+        .into_iter()
+        .map(|(entity, rank)| SearchHit {
+            highlights: highlights(&entity.properties, &terms),
+            entity,
+            score: -rank,
+        })
+        .collect())
+}
+
+/// Up to three string values that contain a query term.
+fn highlights(props: &Properties, terms: &[String]) -> Vec<String> {
+    text_of(props)
+        .lines()
+        .filter(|line| {
+            let lower = line.to_lowercase();
+            terms.iter().any(|t| lower.contains(t.as_str()))
+        })
+        .take(3)
+        .map(|line| line.chars().take(200).collect())
+        .collect()
+}

@@ -1,0 +1,220 @@
+//! Graph reads as recursive CTEs over the live-edge indexes. The walk keeps
+//! (node, depth) pairs distinct, so cycles and dense regions cost at most
+//! nodes × depth rows: reachability, never path enumeration.
+
+use super::{relationships, sql_err};
+use crate::domain::*;
+use rusqlite::{params, Connection};
+use std::collections::HashMap;
+
+fn types_clause(types: &[String], param: usize) -> String {
+    if types.is_empty() {
+        String::new()
+    } else {
+        format!(" AND r.type IN (SELECT value FROM json_each(?{param}))")
+    }
+}
+
+fn json_list(items: &[String]) -> String {
+    serde_json::to_string(items).expect("strings serialise")
+}
+
+/// Positional parameters; the type list goes last and only when used.
+fn args(mut fixed: Vec<rusqlite::types::Value>, types: &[String]) -> Vec<rusqlite::types::Value> {
+    if !types.is_empty() {
+        fixed.push(json_list(types).into());
+    }
+    fixed
+}
+
+/// One recursive step per direction walked.
+fn steps(direction: Direction, types: &str) -> Vec<String> {
+    let step = |next: &str, here: &str| {
+        format!(
+            "SELECT r.{next}, w.depth + 1 FROM walk w JOIN relationships r
+               ON r.org_id = ?1 AND r.project_id = ?2 AND r.{here} = w.node AND r.live = 1{types}
+             WHERE w.depth < ?4"
+        )
+    };
+    match direction {
+        Direction::Out => vec![step("to_id", "from_id")],
+        Direction::In => vec![step("from_id", "to_id")],
+        Direction::Both => vec![step("to_id", "from_id"), step("from_id", "to_id")],
+    }
+}
+
+pub fn traverse(conn: &Connection, scope: &Scope, t: &Traversal) -> DomainResult<Subgraph> {
+    let start_live = conn
+        .prepare_cached(
+            "SELECT 1 FROM entities WHERE org_id = ?1 AND project_id = ?2 AND id = ?3
+             AND deleted_at IS NULL",
+        )
+        .and_then(|mut st| st.exists(params![scope.org, scope.project, t.start]))
+        .map_err(sql_err)?;
+    if !start_live {
+        return Err(DomainError::not_found(format!("entity {}", t.start)));
+    }
+    let types = types_clause(&t.types, 6);
+    let sql = format!(
+        "WITH RECURSIVE walk(node, depth) AS (
+             VALUES (?3, 0)
+             UNION {}
+         )
+         SELECT node, MIN(depth) AS d FROM walk GROUP BY node ORDER BY d, node LIMIT ?5",
+        steps(t.direction, &types).join(" UNION ")
+    );
+    let mut st = conn.prepare_cached(&sql).map_err(sql_err)?;
+    let depth_rows: Vec<(String, u32)> = st
+        .query_map(
+            rusqlite::params_from_iter(args(
+                vec![
+                    scope.org.clone().into(),
+                    scope.project.clone().into(),
+                    t.start.clone().into(),
+                    (t.max_depth as i64).into(),
+                    (t.limit as i64).into(),
+                ],
+                &t.types,
+            )),
+            |r| Ok((r.get(0)?, r.get(1)?)),
+        )
+        .and_then(|rows| rows.collect())
+        .map_err(sql_err)?;
+
+    let all: Vec<String> = depth_rows.iter().map(|(id, _)| id.clone()).collect();
+    let inner: Vec<String> = depth_rows
+        .iter()
+        .filter(|(_, d)| *d < t.max_depth)
+        .map(|(id, _)| id.clone())
+        .collect();
+    let edges = walked_edges(conn, scope, t, &inner, &all)?;
+    let depths: HashMap<String, u32> = depth_rows.into_iter().collect();
+    let mut nodes = node_headers(conn, scope, &all, t.include_properties)?;
+    for n in &mut nodes {
+        n.depth = depths[&n.id];
+    }
+    nodes.sort_by(|a, b| (a.depth, &a.id).cmp(&(b.depth, &b.id)));
+    Ok(Subgraph { nodes, edges })
+}
+
+/// Edges from a node short of the depth limit to any node found.
+fn walked_edges(
+    conn: &Connection,
+    scope: &Scope,
+    t: &Traversal,
+    inner: &[String],
+    all: &[String],
+) -> DomainResult<Vec<Relationship>> {
+    let types = types_clause(&t.types, 5);
+    let (a, b) = (
+        "(SELECT value FROM json_each(?3))",
+        "(SELECT value FROM json_each(?4))",
+    );
+    let ends = match t.direction {
+        Direction::Out => format!("r.from_id IN {a} AND r.to_id IN {b}"),
+        Direction::In => format!("r.to_id IN {a} AND r.from_id IN {b}"),
+        Direction::Both => format!(
+            "((r.from_id IN {a} AND r.to_id IN {b}) OR (r.to_id IN {a} AND r.from_id IN {b}))"
+        ),
+    };
+    let cols = relationships::COLS
+        .split(", ")
+        .map(|c| format!("r.{c}"))
+        .collect::<Vec<_>>()
+        .join(", ");
+    let sql = format!(
+        "SELECT {cols} FROM relationships r
+         WHERE r.org_id = ?1 AND r.project_id = ?2 AND r.live = 1 AND {ends}{types}
+         ORDER BY r.id"
+    );
+    conn.prepare_cached(&sql)
+        .and_then(|mut st| {
+            st.query_map(
+                rusqlite::params_from_iter(args(
+                    vec![
+                        scope.org.clone().into(),
+                        scope.project.clone().into(),
+                        json_list(inner).into(),
+                        json_list(all).into(),
+                    ],
+                    &t.types,
+                )),
+                relationships::from_row,
+            )?
+            .collect()
+        })
+        .map_err(sql_err)
+}
+
+pub fn expand(
+    conn: &Connection,
+    scope: &Scope,
+    nodes: &[String],
+    direction: Direction,
+    types: &[String],
+) -> DomainResult<Vec<Relationship>> {
+    let types_sql = types_clause(types, 4);
+    let set = "(SELECT value FROM json_each(?3))";
+    let ends = match direction {
+        Direction::Out => format!("r.from_id IN {set}"),
+        Direction::In => format!("r.to_id IN {set}"),
+        Direction::Both => format!("(r.from_id IN {set} OR r.to_id IN {set})"),
+    };
+    let cols = relationships::COLS
+        .split(", ")
+        .map(|c| format!("r.{c}"))
+        .collect::<Vec<_>>()
+        .join(", ");
+    let sql = format!(
+        "SELECT {cols} FROM relationships r
+         WHERE r.org_id = ?1 AND r.project_id = ?2 AND r.live = 1 AND {ends}{types_sql}"
+    );
+    conn.prepare_cached(&sql)
+        .and_then(|mut st| {
+            st.query_map(
+                rusqlite::params_from_iter(args(
+                    vec![
+                        scope.org.clone().into(),
+                        scope.project.clone().into(),
+                        json_list(nodes).into(),
+                    ],
+                    types,
+                )),
+                relationships::from_row,
+            )?
+            .collect()
+        })
+        .map_err(sql_err)
+}
+
+pub fn node_headers(
+    conn: &Connection,
+    scope: &Scope,
+    ids: &[String],
+    include_properties: bool,
+) -> DomainResult<Vec<GraphNode>> {
+    let props = if include_properties {
+        "properties"
+    } else {
+        "NULL"
+    };
+    let sql = format!(
+        "SELECT id, type, {props} FROM entities
+         WHERE org_id = ?1 AND project_id = ?2 AND deleted_at IS NULL
+           AND id IN (SELECT value FROM json_each(?3))"
+    );
+    conn.prepare_cached(&sql)
+        .and_then(|mut st| {
+            st.query_map(params![scope.org, scope.project, json_list(ids)], |r| {
+                let props: Option<String> = r.get(2)?;
+                Ok(GraphNode {
+                    id: r.get(0)?,
+                    node_type: r.get(1)?,
+                    depth: 0,
+                    properties: props.and_then(|p| serde_json::from_str(&p).ok()),
+                })
+            })?
+            .collect()
+        })
+        .map_err(sql_err)
+}

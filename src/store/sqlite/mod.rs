@@ -1,0 +1,508 @@
+//! The embedded backend: one SQLite file in WAL mode, one writer thread that
+//! group-commits concurrent writes, and a pool of reader threads.
+
+mod entities;
+mod fts;
+mod graph;
+pub mod migrate;
+mod outbox;
+mod relationships;
+mod tenancy;
+mod threads;
+
+use super::cache::{CacheStats, EntityCache};
+use super::{Actor, Maintenance, Store};
+use crate::domain::*;
+use async_trait::async_trait;
+use rusqlite::{Connection, OpenFlags};
+use serde::Deserialize;
+use std::path::Path;
+use std::sync::Arc;
+use threads::{Readers, Seq, Writer};
+
+/// When a commit counts as durable.
+#[derive(Debug, Clone, Copy, Deserialize, PartialEq, Eq, Default)]
+#[serde(rename_all = "lowercase")]
+pub enum Synchronous {
+    /// fsync on every commit: an acknowledged write survives power loss.
+    #[default]
+    Full,
+    /// WAL fsync at checkpoints only: survives a process crash, not power loss.
+    Normal,
+}
+
+#[derive(Debug, Clone, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct SqliteConfig {
+    pub synchronous: Synchronous,
+    pub readers: usize,
+    pub cache_entries: u64,
+}
+
+impl Default for SqliteConfig {
+    fn default() -> Self {
+        SqliteConfig {
+            synchronous: Synchronous::Full,
+            readers: 4,
+            cache_entries: 100_000,
+        }
+    }
+}
+
+pub(crate) fn sql_err(e: rusqlite::Error) -> DomainError {
+    DomainError::internal(e)
+}
+
+pub struct SqliteStore {
+    writer: Writer,
+    readers: Readers,
+    cache: Arc<EntityCache>,
+}
+
+fn connect(path: &Path, config: &SqliteConfig, read_only: bool) -> rusqlite::Result<Connection> {
+    let flags = if read_only {
+        OpenFlags::SQLITE_OPEN_READ_ONLY | OpenFlags::SQLITE_OPEN_NO_MUTEX
+    } else {
+        OpenFlags::SQLITE_OPEN_READ_WRITE
+            | OpenFlags::SQLITE_OPEN_CREATE
+            | OpenFlags::SQLITE_OPEN_NO_MUTEX
+    };
+    let conn = Connection::open_with_flags(path, flags)?;
+    let sync = match config.synchronous {
+        Synchronous::Full => "FULL",
+        Synchronous::Normal => "NORMAL",
+    };
+    conn.execute_batch(&format!(
+        "PRAGMA busy_timeout = 5000;
+         PRAGMA foreign_keys = ON;
+         PRAGMA synchronous = {sync};
+         PRAGMA cache_size = -16384;
+         PRAGMA temp_store = MEMORY;"
+    ))?;
+    if !read_only {
+        conn.pragma_update(None, "journal_mode", "WAL")?;
+    }
+    conn.set_prepared_statement_cache_capacity(64);
+    Ok(conn)
+}
+
+impl SqliteStore {
+    /// Opens (creating if needed) the database at `path` and migrates it.
+    pub fn open(path: &str, config: &SqliteConfig) -> anyhow::Result<Self> {
+        let path = Path::new(path);
+        if let Some(dir) = path.parent().filter(|d| !d.as_os_str().is_empty()) {
+            std::fs::create_dir_all(dir)?;
+        }
+        let mut conn = connect(path, config, false)?;
+        migrate::run(&mut conn)?;
+        let readers = (0..config.readers.max(1))
+            .map(|_| connect(path, config, true))
+            .collect::<Result<Vec<_>, _>>()?;
+        Ok(SqliteStore {
+            writer: Writer::spawn(conn)?,
+            readers: Readers::spawn(readers)?,
+            cache: Arc::new(EntityCache::new(config.cache_entries)),
+        })
+    }
+
+    /// Applies migrations and closes the file (`strata migrate`).
+    pub fn migrate(path: &str) -> anyhow::Result<usize> {
+        let mut conn = connect(Path::new(path), &SqliteConfig::default(), false)?;
+        Ok(migrate::run(&mut conn)?)
+    }
+
+    async fn read<T, F>(&self, f: F) -> DomainResult<T>
+    where
+        T: Send + 'static,
+        F: FnOnce(&Connection) -> DomainResult<T> + Send + 'static,
+    {
+        self.readers.read(f).await
+    }
+}
+
+fn project_exists(conn: &Connection, scope: &Scope) -> DomainResult<()> {
+    tenancy::get_project(conn, &scope.org, &scope.project).map(|_| ())
+}
+
+fn apply(
+    conn: &Connection,
+    seq: &mut Seq,
+    scope: &Scope,
+    actor: &str,
+    op: WriteOp,
+) -> DomainResult<WriteOutcome> {
+    use WriteOp::*;
+    Ok(match op {
+        CreateEntity {
+            id,
+            entity_type,
+            properties,
+        } => WriteOutcome::Entity {
+            entity: entities::create(conn, seq, scope, actor, &id, &entity_type, properties)?,
+            created: true,
+        },
+        PutEntity {
+            id,
+            entity_type,
+            properties,
+            expected_version,
+        } => {
+            let (entity, created) = entities::put(
+                conn,
+                seq,
+                scope,
+                actor,
+                &id,
+                &entity_type,
+                properties,
+                expected_version,
+            )?;
+            WriteOutcome::Entity { entity, created }
+        }
+        PatchEntity {
+            id,
+            patch,
+            entity_type,
+            expected_version,
+        } => WriteOutcome::Entity {
+            entity: entities::patch(
+                conn,
+                seq,
+                scope,
+                actor,
+                &id,
+                &patch,
+                entity_type,
+                expected_version,
+            )?,
+            created: false,
+        },
+        DeleteEntity {
+            id,
+            expected_version,
+        } => WriteOutcome::Entity {
+            entity: entities::delete(conn, seq, scope, actor, &id, expected_version)?,
+            created: false,
+        },
+        PurgeEntity { id } => {
+            let seq = entities::purge(conn, seq, scope, &id)?;
+            WriteOutcome::Purged { id, seq }
+        }
+        RestoreEntity { id } => WriteOutcome::Entity {
+            entity: entities::restore(conn, seq, scope, actor, &id)?,
+            created: false,
+        },
+        RevertEntity {
+            id,
+            to_version,
+            expected_version,
+        } => WriteOutcome::Entity {
+            entity: entities::revert(conn, seq, scope, actor, &id, to_version, expected_version)?,
+            created: false,
+        },
+        CreateRelationship {
+            id,
+            rel_type,
+            from,
+            to,
+            properties,
+        } => WriteOutcome::Relationship(relationships::create(
+            conn, seq, scope, actor, &id, &rel_type, &from, &to, properties,
+        )?),
+        PatchRelationship {
+            id,
+            patch,
+            rel_type,
+            expected_version,
+        } => WriteOutcome::Relationship(relationships::patch(
+            conn,
+            seq,
+            scope,
+            actor,
+            &id,
+            &patch,
+            rel_type,
+            expected_version,
+        )?),
+        DeleteRelationship {
+            id,
+            expected_version,
+        } => {
+            relationships::delete(conn, seq, scope, actor, &id, expected_version)?;
+            WriteOutcome::Deleted { id }
+        }
+    })
+}
+
+#[async_trait]
+impl Store for SqliteStore {
+    fn backend(&self) -> &'static str {
+        "sqlite"
+    }
+
+    async fn ping(&self) -> DomainResult<()> {
+        self.read(|conn| conn.query_row("SELECT 1", [], |_| Ok(())).map_err(sql_err))
+            .await
+    }
+
+    async fn is_empty(&self) -> DomainResult<bool> {
+        self.read(|conn| {
+            conn.query_row("SELECT NOT EXISTS (SELECT 1 FROM orgs)", [], |r| r.get(0))
+                .map_err(sql_err)
+        })
+        .await
+    }
+
+    async fn create_org(&self, id: &str, name: &str) -> DomainResult<Org> {
+        let (id, name) = (id.to_owned(), name.to_owned());
+        self.writer
+            .write(move |conn, _| tenancy::create_org(conn, &id, &name))
+            .await
+    }
+
+    async fn get_org(&self, id: &str) -> DomainResult<Org> {
+        let id = id.to_owned();
+        self.read(move |conn| tenancy::get_org(conn, &id)).await
+    }
+
+    async fn list_orgs(&self, page: &PageRequest) -> DomainResult<Page<Org>> {
+        let page = page.clone();
+        self.read(move |conn| tenancy::list_orgs(conn, &page)).await
+    }
+
+    async fn delete_org(&self, id: &str) -> DomainResult<()> {
+        let id = id.to_owned();
+        self.writer
+            .write(move |conn, _| tenancy::delete_org(conn, &id))
+            .await?;
+        self.cache.clear();
+        Ok(())
+    }
+
+    async fn create_project(&self, org: &str, id: &str, name: &str) -> DomainResult<Project> {
+        let (org, id, name) = (org.to_owned(), id.to_owned(), name.to_owned());
+        self.writer
+            .write(move |conn, _| tenancy::create_project(conn, &org, &id, &name))
+            .await
+    }
+
+    async fn get_project(&self, org: &str, id: &str) -> DomainResult<Project> {
+        let (org, id) = (org.to_owned(), id.to_owned());
+        self.read(move |conn| tenancy::get_project(conn, &org, &id))
+            .await
+    }
+
+    async fn list_projects(&self, org: &str, page: &PageRequest) -> DomainResult<Page<Project>> {
+        let (org, page) = (org.to_owned(), page.clone());
+        self.read(move |conn| tenancy::list_projects(conn, &org, &page))
+            .await
+    }
+
+    async fn delete_project(&self, org: &str, id: &str) -> DomainResult<()> {
+        let (org, id) = (org.to_owned(), id.to_owned());
+        self.writer
+            .write(move |conn, _| tenancy::delete_project(conn, &org, &id))
+            .await?;
+        self.cache.clear();
+        Ok(())
+    }
+
+    async fn write(
+        &self,
+        scope: &Scope,
+        actor: &Actor,
+        ops: Vec<WriteOp>,
+    ) -> DomainResult<Vec<WriteOutcome>> {
+        let (job_scope, actor) = (scope.clone(), actor.0.clone());
+        let outcomes = self
+            .writer
+            .write(move |conn, seq| {
+                project_exists(conn, &job_scope)?;
+                ops.into_iter()
+                    .enumerate()
+                    .map(|(index, op)| {
+                        apply(conn, seq, &job_scope, &actor, op).map_err(|e| DomainError::InBatch {
+                            index,
+                            source: Box::new(e),
+                        })
+                    })
+                    .collect::<DomainResult<Vec<_>>>()
+            })
+            .await?;
+        for outcome in &outcomes {
+            match outcome {
+                WriteOutcome::Entity { entity, .. } => {
+                    self.cache.offer(scope, Arc::new(entity.clone()))
+                }
+                WriteOutcome::Purged { id, seq } => self.cache.tombstone(scope, id, *seq),
+                _ => {}
+            }
+        }
+        Ok(outcomes)
+    }
+
+    async fn get_entity(&self, scope: &Scope, id: &str, read: &EntityRead) -> DomainResult<Entity> {
+        let current = read.version.is_none() && read.as_of.is_none();
+        if current {
+            if let Some(e) = self.cache.get(scope, id) {
+                return visible(&e, read.include_deleted, id).map(|_| (*e).clone());
+            }
+        }
+        let (s, id, read) = (scope.clone(), id.to_owned(), read.clone());
+        let cache = self.cache.clone();
+        self.read(move |conn| {
+            let not_found = || DomainError::not_found(format!("entity {id}"));
+            let version = match (&read.version, &read.as_of) {
+                (Some(v), _) => Some(*v),
+                (None, Some(at)) => {
+                    Some(entities::version_as_of(conn, &s, &id, at)?.ok_or_else(not_found)?)
+                }
+                (None, None) => None,
+            };
+            let entity = match version {
+                Some(v) => entities::read_version(conn, &s, &id, v)?,
+                None => {
+                    let e = entities::load(conn, &s, &id)?.ok_or_else(not_found)?.entity;
+                    cache.offer(&s, Arc::new(e.clone()));
+                    e
+                }
+            };
+            // Explicit versions are history: shown even when deleted since.
+            if read.version.is_none() {
+                visible(&entity, read.include_deleted, &id)?;
+            }
+            Ok(entity)
+        })
+        .await
+    }
+
+    async fn list_entities(
+        &self,
+        scope: &Scope,
+        filter: &EntityFilter,
+        page: &PageRequest,
+    ) -> DomainResult<Page<Entity>> {
+        let (s, filter, page) = (scope.clone(), filter.clone(), page.clone());
+        self.read(move |conn| {
+            project_exists(conn, &s)?;
+            entities::list(conn, &s, &filter, &page)
+        })
+        .await
+    }
+
+    async fn list_versions(
+        &self,
+        scope: &Scope,
+        id: &str,
+        page: &PageRequest,
+    ) -> DomainResult<Page<VersionInfo>> {
+        let (s, id, page) = (scope.clone(), id.to_owned(), page.clone());
+        self.read(move |conn| entities::versions(conn, &s, &id, &page))
+            .await
+    }
+
+    async fn get_relationship(&self, scope: &Scope, id: &str) -> DomainResult<Relationship> {
+        let (s, id) = (scope.clone(), id.to_owned());
+        self.read(move |conn| {
+            relationships::load(conn, &s, &id)?
+                .ok_or_else(|| DomainError::not_found(format!("relationship {id}")))
+        })
+        .await
+    }
+
+    async fn list_relationships(
+        &self,
+        scope: &Scope,
+        filter: &RelationshipFilter,
+        page: &PageRequest,
+    ) -> DomainResult<Page<Relationship>> {
+        let (s, filter, page) = (scope.clone(), filter.clone(), page.clone());
+        self.read(move |conn| {
+            project_exists(conn, &s)?;
+            relationships::list(conn, &s, &filter, &page)
+        })
+        .await
+    }
+
+    async fn traverse(&self, scope: &Scope, t: &Traversal) -> DomainResult<Subgraph> {
+        let (s, t) = (scope.clone(), t.clone());
+        self.read(move |conn| graph::traverse(conn, &s, &t)).await
+    }
+
+    async fn expand(
+        &self,
+        scope: &Scope,
+        nodes: &[String],
+        direction: Direction,
+        types: &[String],
+    ) -> DomainResult<Vec<Relationship>> {
+        let (s, nodes, types) = (scope.clone(), nodes.to_vec(), types.to_vec());
+        self.read(move |conn| graph::expand(conn, &s, &nodes, direction, &types))
+            .await
+    }
+
+    async fn node_headers(
+        &self,
+        scope: &Scope,
+        ids: &[String],
+        include_properties: bool,
+    ) -> DomainResult<Vec<GraphNode>> {
+        let (s, ids) = (scope.clone(), ids.to_vec());
+        self.read(move |conn| graph::node_headers(conn, &s, &ids, include_properties))
+            .await
+    }
+
+    async fn search_text(
+        &self,
+        scope: &Scope,
+        query: &str,
+        entity_type: Option<&str>,
+        limit: usize,
+    ) -> DomainResult<Vec<SearchHit>> {
+        let (s, q, t) = (
+            scope.clone(),
+            query.to_owned(),
+            entity_type.map(str::to_owned),
+        );
+        self.read(move |conn| fts::search(conn, &s, &q, t.as_deref(), limit))
+            .await
+    }
+
+    async fn maintain(&self, task: Maintenance) -> DomainResult<String> {
+        match task {
+            // Outside the group transaction: a checkpoint cannot run inside one.
+            Maintenance::Checkpoint => self.writer.outside_transaction(|conn| {
+                conn.query_row("PRAGMA wal_checkpoint(TRUNCATE)", [], |r| {
+                    Ok(format!(
+                        "checkpointed {} of {} WAL pages (busy: {})",
+                        r.get::<_, i64>(2)?,
+                        r.get::<_, i64>(1)?,
+                        r.get::<_, i64>(0)?
+                    ))
+                })
+                .map_err(sql_err)
+            })
+            .await,
+            Maintenance::Optimize => self.writer.write(|conn, _| {
+                conn.execute_batch(
+                    "PRAGMA optimize; INSERT INTO entity_fts (entity_fts, rank) VALUES ('merge', 500);",
+                )
+                .map_err(sql_err)?;
+                Ok("planner statistics refreshed; full-text segments merged".to_string())
+            })
+            .await,
+        }
+    }
+
+    fn cache_stats(&self) -> CacheStats {
+        self.cache.stats()
+    }
+}
+
+/// Deleted entities read as absent unless asked for.
+fn visible(e: &Entity, include_deleted: bool, id: &str) -> DomainResult<()> {
+    if e.deleted_at.is_some() && !include_deleted {
+        return Err(DomainError::not_found(format!("entity {id}")));
+    }
+    Ok(())
+}

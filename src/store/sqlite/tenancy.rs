@@ -1,0 +1,178 @@
+//! Orgs and projects. Deleting one erases everything scoped to it.
+
+use super::sql_err;
+use crate::clock;
+use crate::domain::*;
+use crate::store::cursor;
+use rusqlite::{params, Connection, OptionalExtension};
+
+fn org_row(r: &rusqlite::Row) -> rusqlite::Result<Org> {
+    Ok(Org {
+        id: r.get(0)?,
+        name: r.get(1)?,
+        created_at: r.get(2)?,
+    })
+}
+
+fn project_row(r: &rusqlite::Row) -> rusqlite::Result<Project> {
+    Ok(Project {
+        org: r.get(0)?,
+        id: r.get(1)?,
+        name: r.get(2)?,
+        created_at: r.get(3)?,
+    })
+}
+
+pub fn create_org(conn: &Connection, id: &str, name: &str) -> DomainResult<Org> {
+    let org = Org {
+        id: id.to_owned(),
+        name: name.to_owned(),
+        created_at: clock::now(),
+    };
+    let inserted = conn
+        .execute(
+            "INSERT INTO orgs (id, name, created_at) VALUES (?1, ?2, ?3) ON CONFLICT DO NOTHING",
+            params![org.id, org.name, org.created_at],
+        )
+        .map_err(sql_err)?;
+    if inserted == 0 {
+        return Err(DomainError::Conflict(format!("org {id} already exists")));
+    }
+    Ok(org)
+}
+
+pub fn get_org(conn: &Connection, id: &str) -> DomainResult<Org> {
+    conn.prepare_cached("SELECT id, name, created_at FROM orgs WHERE id = ?1")
+        .and_then(|mut st| st.query_row([id], org_row).optional())
+        .map_err(sql_err)?
+        .ok_or_else(|| DomainError::not_found(format!("org {id}")))
+}
+
+#[derive(serde::Serialize, serde::Deserialize)]
+struct IdCursor {
+    id: String,
+}
+
+fn page_of<T>(mut items: Vec<T>, limit: usize, key: impl Fn(&T) -> String) -> Page<T> {
+    let next_cursor = if items.len() > limit {
+        items.truncate(limit);
+        items
+            .last()
+            .map(|i| cursor::encode(&IdCursor { id: key(i) }))
+    } else {
+        None
+    };
+    Page { items, next_cursor }
+}
+
+fn after(page: &PageRequest) -> DomainResult<String> {
+    Ok(match &page.cursor {
+        Some(c) => cursor::decode::<IdCursor>(c)?.id,
+        None => String::new(),
+    })
+}
+
+pub fn list_orgs(conn: &Connection, page: &PageRequest) -> DomainResult<Page<Org>> {
+    let after = after(page)?;
+    let items = conn
+        .prepare_cached("SELECT id, name, created_at FROM orgs WHERE id > ?1 ORDER BY id LIMIT ?2")
+        .and_then(|mut st| {
+            st.query_map(params![after, page.limit as i64 + 1], org_row)?
+                .collect()
+        })
+        .map_err(sql_err)?;
+    Ok(page_of(items, page.limit, |o: &Org| o.id.clone()))
+}
+
+pub fn create_project(conn: &Connection, org: &str, id: &str, name: &str) -> DomainResult<Project> {
+    get_org(conn, org)?;
+    let project = Project {
+        org: org.to_owned(),
+        id: id.to_owned(),
+        name: name.to_owned(),
+        created_at: clock::now(),
+    };
+    let inserted = conn
+        .execute(
+            "INSERT INTO projects (org_id, id, name, created_at) VALUES (?1, ?2, ?3, ?4)
+             ON CONFLICT DO NOTHING",
+            params![project.org, project.id, project.name, project.created_at],
+        )
+        .map_err(sql_err)?;
+    if inserted == 0 {
+        return Err(DomainError::Conflict(format!(
+            "project {id} already exists"
+        )));
+    }
+    Ok(project)
+}
+
+pub fn get_project(conn: &Connection, org: &str, id: &str) -> DomainResult<Project> {
+    conn.prepare_cached(
+        "SELECT org_id, id, name, created_at FROM projects WHERE org_id = ?1 AND id = ?2",
+    )
+    .and_then(|mut st| st.query_row([org, id], project_row).optional())
+    .map_err(sql_err)?
+    .ok_or_else(|| DomainError::not_found(format!("project {id}")))
+}
+
+pub fn list_projects(
+    conn: &Connection,
+    org: &str,
+    page: &PageRequest,
+) -> DomainResult<Page<Project>> {
+    get_org(conn, org)?;
+    let after = after(page)?;
+    let items = conn
+        .prepare_cached(
+            "SELECT org_id, id, name, created_at FROM projects WHERE org_id = ?1 AND id > ?2
+             ORDER BY id LIMIT ?3",
+        )
+        .and_then(|mut st| {
+            st.query_map(params![org, after, page.limit as i64 + 1], project_row)?
+                .collect()
+        })
+        .map_err(sql_err)?;
+    Ok(page_of(items, page.limit, |p: &Project| p.id.clone()))
+}
+
+pub fn delete_project(conn: &Connection, org: &str, id: &str) -> DomainResult<()> {
+    get_project(conn, org, id)?;
+    let scope = Scope::new(org, id);
+    if let Some(token) = super::fts::scope_token(conn, &scope)? {
+        // Contentless FTS rows are found through the scope token.
+        conn.execute(
+            "DELETE FROM entity_fts WHERE rowid IN
+               (SELECT rowid FROM entity_fts WHERE entity_fts MATCH ?1)",
+            [format!("scope : \"{token}\"")],
+        )
+        .map_err(sql_err)?;
+    }
+    for table in ["entities", "entity_versions", "relationships", "outbox"] {
+        conn.execute(
+            &format!("DELETE FROM {table} WHERE org_id = ?1 AND project_id = ?2"),
+            [org, id],
+        )
+        .map_err(sql_err)?;
+    }
+    conn.execute(
+        "DELETE FROM projects WHERE org_id = ?1 AND id = ?2",
+        [org, id],
+    )
+    .map_err(sql_err)?;
+    Ok(())
+}
+
+pub fn delete_org(conn: &Connection, id: &str) -> DomainResult<()> {
+    get_org(conn, id)?;
+    let projects: Vec<String> = conn
+        .prepare("SELECT id FROM projects WHERE org_id = ?1")
+        .and_then(|mut st| st.query_map([id], |r| r.get(0))?.collect())
+        .map_err(sql_err)?;
+    for project in projects {
+        delete_project(conn, id, &project)?;
+    }
+    conn.execute("DELETE FROM orgs WHERE id = ?1", [id])
+        .map_err(sql_err)?;
+    Ok(())
+}
