@@ -20,14 +20,22 @@ pub async fn migrate(config: &Config) -> anyhow::Result<()> {
     Ok(())
 }
 
+/// Writes made from the command line are recorded as the `cli` actor.
+fn cli_caller() -> crate::domain::Caller {
+    crate::domain::Caller::new("cli")
+}
+
 pub async fn init(config: &Config, org: &str, project: &str) -> anyhow::Result<()> {
     let store = store::open(config).await?;
     let key = server::admin_key(config)?;
-    match store.create_org(org, org).await {
+    match store.create_org(&cli_caller(), org, org).await {
         Ok(_) | Err(DomainError::Conflict(_)) => {}
         Err(e) => return Err(e.into()),
     }
-    match store.create_project(org, project, project).await {
+    match store
+        .create_project(&cli_caller(), org, project, project)
+        .await
+    {
         Ok(_) | Err(DomainError::Conflict(_)) => {}
         Err(e) => return Err(e.into()),
     }

@@ -19,6 +19,11 @@ pub struct Config {
     pub body_limit: usize,
     pub request_timeout_secs: u64,
     pub max_concurrency: usize,
+    /// Local development only: no keys checked; refused off loopback.
+    pub auth_disabled: bool,
+    /// Requests per second per org key (0: no limit); the global admin key is exempt.
+    pub rate_limit_per_sec: u32,
+    pub rate_limit_burst: u32,
     pub sqlite: SqliteConfig,
 }
 
@@ -34,6 +39,9 @@ struct FileConfig {
     body_limit: Option<usize>,
     request_timeout_secs: Option<u64>,
     max_concurrency: Option<usize>,
+    auth: Option<String>,
+    rate_limit_per_sec: Option<u32>,
+    rate_limit_burst: Option<u32>,
     sqlite: Option<SqliteConfig>,
 }
 
@@ -53,6 +61,9 @@ const KNOWN_VARS: &[&str] = &[
     "STRATA_SQLITE_READERS",
     "STRATA_CACHE_ENTRIES",
     "STRATA_LOG",
+    "STRATA_AUTH",
+    "STRATA_RATE_LIMIT",
+    "STRATA_RATE_BURST",
 ];
 
 impl Config {
@@ -132,8 +143,23 @@ impl Config {
                 .map(|n| n as usize)
                 .or(file.max_concurrency)
                 .unwrap_or(1024),
+            auth_disabled: match env("STRATA_AUTH").or(file.auth).as_deref() {
+                None | Some("on") => false,
+                Some("off") => true,
+                Some(other) => bail!("STRATA_AUTH must be on or off, got {other:?}"),
+            },
+            rate_limit_per_sec: parse("STRATA_RATE_LIMIT")?
+                .map(|n| n as u32)
+                .or(file.rate_limit_per_sec)
+                .unwrap_or(1000),
+            rate_limit_burst: 0,
             sqlite,
         };
+        let mut config = config;
+        config.rate_limit_burst = parse("STRATA_RATE_BURST")?
+            .map(|n| n as u32)
+            .or(file.rate_limit_burst)
+            .unwrap_or(config.rate_limit_per_sec.saturating_mul(2));
         config.check()?;
         Ok(config)
     }
@@ -157,6 +183,15 @@ impl Config {
         if let Some(key) = &self.admin_key {
             if key.len() < 16 {
                 bail!("STRATA_ADMIN_KEY must be at least 16 characters");
+            }
+        }
+        if self.auth_disabled {
+            let ip = self.listen.parse::<std::net::SocketAddr>().map(|a| a.ip());
+            if !ip.is_ok_and(|ip| ip.is_loopback()) {
+                bail!(
+                    "STRATA_AUTH=off is for local development only and needs a loopback STRATA_LISTEN, got {:?}",
+                    self.listen
+                );
             }
         }
         if self.sqlite.readers == 0 || self.max_concurrency == 0 {
@@ -193,6 +228,22 @@ mod tests {
         assert_eq!(c.database_url, "sqlite://./strata-data/strata.db");
         assert_eq!(c.listen, "127.0.0.1:7474");
         assert_eq!(c.body_limit, 1 << 20);
+    }
+
+    #[test]
+    fn auth_off_only_on_loopback() {
+        assert!(
+            Config::from_vars(vars(&[("STRATA_AUTH", "off")]))
+                .unwrap()
+                .auth_disabled
+        );
+        let err = Config::from_vars(vars(&[
+            ("STRATA_AUTH", "off"),
+            ("STRATA_LISTEN", "0.0.0.0:7474"),
+        ]))
+        .unwrap_err();
+        assert!(err.to_string().contains("loopback"));
+        assert!(Config::from_vars(vars(&[("STRATA_AUTH", "maybe")])).is_err());
     }
 
     #[test]

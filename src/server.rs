@@ -1,7 +1,7 @@
 //! Wiring for `strata serve`: open the store, settle the admin key, start the
 //! jobs and serve HTTP until the shutdown future resolves.
 
-use crate::api::{self, Authenticator};
+use crate::api::{self, AuthSettings};
 use crate::config::Config;
 use crate::jobs::Jobs;
 use crate::store::{self, DynStore};
@@ -89,12 +89,13 @@ pub struct Daemon {
 pub async fn build(config: Config, admin_key: &str) -> anyhow::Result<Daemon> {
     let store = store::open(&config).await?;
     let jobs = Jobs::new(store.clone());
-    let router = api::app(
-        store.clone(),
-        Authenticator::new(admin_key),
-        Arc::new(config),
-        jobs.clone(),
-    );
+    let auth = AuthSettings {
+        admin_key: admin_key.to_owned(),
+        disabled: config.auth_disabled,
+        rate_per_sec: config.rate_limit_per_sec,
+        burst: config.rate_limit_burst,
+    };
+    let router = api::app(store.clone(), auth, Arc::new(config), jobs.clone());
     Ok(Daemon {
         store,
         jobs,

@@ -2,34 +2,32 @@
 //! `Authorized<Write>` cannot run unless the caller holds `write` on the org
 //! named in its path. Keys of another org see 404, exactly as for a missing
 //! resource.
+//!
+//! Keys look like `sk_<id>_<secret>`: the id finds the row, the secret is
+//! checked against its SHA-256 in constant time (secrets are 256 random bits,
+//! so a slow KDF would add cost and no strength). Verified keys are cached
+//! for `KEY_CACHE_TTL`; revocation through this daemon evicts at once.
 
 use super::error::ApiError;
 use super::AppState;
-use crate::domain::DomainError;
-use crate::store::Actor;
-use axum::extract::FromRequestParts;
+use crate::domain::{Caller, DomainError, KeyScope, StoredKey};
+use crate::store::DynStore;
+use axum::extract::{ConnectInfo, FromRequestParts};
 use axum::http::request::Parts;
+use base64::Engine;
+use governor::{clock::Clock, DefaultKeyedRateLimiter, Quota, RateLimiter};
+use moka::future::Cache;
 use sha2::{Digest, Sha256};
 use std::collections::HashMap;
 use std::marker::PhantomData;
+use std::net::SocketAddr;
+use std::num::NonZeroU32;
+use std::sync::Arc;
+use std::time::Duration;
 use subtle::ConstantTimeEq;
 
-#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord)]
-pub enum ScopeLevel {
-    Read,
-    Write,
-    Admin,
-}
-
-impl ScopeLevel {
-    fn name(self) -> &'static str {
-        match self {
-            ScopeLevel::Read => "read",
-            ScopeLevel::Write => "write",
-            ScopeLevel::Admin => "admin",
-        }
-    }
-}
+/// Upper bound on how long another daemon's revocation can go unseen here.
+const KEY_CACHE_TTL: Duration = Duration::from_secs(5);
 
 /// Who is calling: a key, the org it belongs to (none for the global admin)
 /// and what it may do there.
@@ -37,47 +35,133 @@ impl ScopeLevel {
 pub struct Principal {
     pub key_id: String,
     pub org: Option<String>,
-    pub scopes: Vec<ScopeLevel>,
+    pub scopes: Vec<KeyScope>,
 }
 
 impl Principal {
-    pub fn actor(&self) -> Actor {
-        Actor(self.key_id.clone())
-    }
-
     pub fn is_global_admin(&self) -> bool {
-        self.org.is_none() && self.scopes.contains(&ScopeLevel::Admin)
+        self.org.is_none() && self.scopes.contains(&KeyScope::Admin)
     }
 
-    fn allows(&self, level: ScopeLevel) -> bool {
+    fn allows(&self, level: KeyScope) -> bool {
         // admin implies write implies read.
         self.scopes.iter().any(|s| *s >= level)
     }
+
+    fn global_admin(key_id: &str) -> Self {
+        Principal {
+            key_id: key_id.into(),
+            org: None,
+            scopes: vec![KeyScope::Admin],
+        }
+    }
 }
 
-/// Verifies bearer keys. Only the bootstrap admin key exists so far; its
-/// hash is kept, never the key, and compared in constant time.
+/// How requests are authenticated.
+pub struct AuthSettings {
+    pub admin_key: String,
+    /// Local development only: every request acts as the global admin.
+    pub disabled: bool,
+    /// Requests per second per org key; 0 turns rate limiting off.
+    pub rate_per_sec: u32,
+    pub burst: u32,
+}
+
 pub struct Authenticator {
     admin_key_hash: [u8; 32],
+    disabled: bool,
+    store: DynStore,
+    keys: Cache<String, Option<Arc<StoredKey>>>,
+    limiter: Option<DefaultKeyedRateLimiter<String>>,
 }
 
-fn hash(key: &str) -> [u8; 32] {
-    Sha256::digest(key.as_bytes()).into()
+fn sha256(bytes: &[u8]) -> [u8; 32] {
+    Sha256::digest(bytes).into()
+}
+
+pub fn hex(bytes: &[u8]) -> String {
+    bytes.iter().map(|b| format!("{b:02x}")).collect()
+}
+
+/// A new key: (public id, full token shown once, hash of the secret).
+pub fn new_key() -> (String, String, String) {
+    let mut id = [0u8; 8];
+    let mut secret = [0u8; 32];
+    rand::fill(&mut id);
+    rand::fill(&mut secret);
+    let id = hex(&id);
+    let secret = base64::engine::general_purpose::URL_SAFE_NO_PAD.encode(secret);
+    let hash = hex(&sha256(secret.as_bytes()));
+    (id.clone(), format!("sk_{id}_{secret}"), hash)
 }
 
 impl Authenticator {
-    pub fn new(admin_key: &str) -> Self {
+    pub fn new(store: DynStore, settings: AuthSettings) -> Self {
+        let limiter = NonZeroU32::new(settings.rate_per_sec).map(|rate| {
+            let burst = NonZeroU32::new(settings.burst.max(settings.rate_per_sec)).unwrap_or(rate);
+            RateLimiter::keyed(Quota::per_second(rate).allow_burst(burst))
+        });
         Authenticator {
-            admin_key_hash: hash(admin_key),
+            admin_key_hash: sha256(settings.admin_key.as_bytes()),
+            disabled: settings.disabled,
+            store,
+            keys: Cache::builder()
+                .max_capacity(100_000)
+                .time_to_live(KEY_CACHE_TTL)
+                .build(),
+            limiter,
         }
     }
 
-    pub fn authenticate(&self, key: &str) -> Option<Principal> {
-        bool::from(hash(key).ct_eq(&self.admin_key_hash)).then(|| Principal {
-            key_id: "admin".into(),
-            org: None,
-            scopes: vec![ScopeLevel::Admin],
+    async fn authenticate(&self, token: Option<&str>) -> Result<Principal, ApiError> {
+        if self.disabled {
+            return Ok(Principal::global_admin("local-dev"));
+        }
+        let token = token.ok_or(ApiError::Unauthorized)?;
+        if bool::from(sha256(token.as_bytes()).ct_eq(&self.admin_key_hash)) {
+            return Ok(Principal::global_admin("admin"));
+        }
+        let (id, secret) = token
+            .strip_prefix("sk_")
+            .and_then(|rest| rest.split_once('_'))
+            .ok_or(ApiError::Unauthorized)?;
+        if id.len() != 16 || !id.bytes().all(|b| b.is_ascii_hexdigit()) {
+            return Err(ApiError::Unauthorized);
+        }
+        let stored = self
+            .keys
+            .try_get_with(id.to_owned(), async {
+                self.store.find_key(id).await.map(|k| k.map(Arc::new))
+            })
+            .await
+            .map_err(|e| ApiError::Domain(DomainError::Unavailable(e.to_string())))?
+            .ok_or(ApiError::Unauthorized)?;
+        let presented = hex(&sha256(secret.as_bytes()));
+        let matches = bool::from(presented.as_bytes().ct_eq(stored.secret_hash.as_bytes()));
+        if !matches || stored.info.revoked_at.is_some() {
+            return Err(ApiError::Unauthorized);
+        }
+        self.check_rate(id)?;
+        Ok(Principal {
+            key_id: stored.info.id.clone(),
+            org: Some(stored.info.org.clone()),
+            scopes: stored.info.scopes.clone(),
         })
+    }
+
+    fn check_rate(&self, key_id: &str) -> Result<(), ApiError> {
+        let Some(limiter) = &self.limiter else {
+            return Ok(());
+        };
+        limiter.check_key(&key_id.to_owned()).map_err(|not_until| {
+            let wait = not_until.wait_time_from(governor::clock::DefaultClock::default().now());
+            ApiError::RateLimited(wait.as_secs_f64().ceil().max(1.0) as u64)
+        })
+    }
+
+    /// A key changed (revoked): drop it from the cache now.
+    pub async fn forget(&self, key_id: &str) {
+        self.keys.invalidate(key_id).await;
     }
 }
 
@@ -91,6 +175,28 @@ fn bearer(parts: &Parts) -> Option<&str> {
     scheme.eq_ignore_ascii_case("bearer").then(|| key.trim())
 }
 
+/// Browsers cannot set headers on WebSocket upgrades: only there may the
+/// key come as `?token=`.
+fn query_token(parts: &Parts) -> Option<String> {
+    let is_upgrade = parts
+        .headers
+        .get(axum::http::header::UPGRADE)
+        .and_then(|v| v.to_str().ok())
+        .is_some_and(|v| v.eq_ignore_ascii_case("websocket"));
+    if !is_upgrade {
+        return None;
+    }
+    let query = parts.uri.query()?;
+    url_token(query)
+}
+
+fn url_token(query: &str) -> Option<String> {
+    query.split('&').find_map(|pair| {
+        let (k, v) = pair.split_once('=')?;
+        (k == "token").then(|| v.to_owned())
+    })
+}
+
 impl FromRequestParts<AppState> for Principal {
     type Rejection = ApiError;
 
@@ -98,39 +204,56 @@ impl FromRequestParts<AppState> for Principal {
         if let Some(p) = parts.extensions.get::<Principal>() {
             return Ok(p.clone());
         }
-        let principal = bearer(parts)
-            .and_then(|key| state.auth.authenticate(key))
-            .ok_or(ApiError::Unauthorized)?;
+        let token = bearer(parts)
+            .map(str::to_owned)
+            .or_else(|| query_token(parts));
+        let principal = state.auth.authenticate(token.as_deref()).await?;
         parts.extensions.insert(principal.clone());
         Ok(principal)
     }
 }
 
+/// The caller as recorded in history and audit.
+fn caller(parts: &Parts, principal: &Principal) -> Caller {
+    Caller {
+        key_id: principal.key_id.clone(),
+        ip: parts
+            .extensions
+            .get::<ConnectInfo<SocketAddr>>()
+            .map(|c| c.0.ip().to_string()),
+        user_agent: parts
+            .headers
+            .get(axum::http::header::USER_AGENT)
+            .and_then(|v| v.to_str().ok())
+            .map(|v| v.chars().take(256).collect()),
+    }
+}
+
 pub trait Need: Send + Sync + 'static {
-    const LEVEL: ScopeLevel;
+    const LEVEL: KeyScope;
 }
 pub struct Read;
 pub struct Write;
 pub struct Admin;
 impl Need for Read {
-    const LEVEL: ScopeLevel = ScopeLevel::Read;
+    const LEVEL: KeyScope = KeyScope::Read;
 }
 impl Need for Write {
-    const LEVEL: ScopeLevel = ScopeLevel::Write;
+    const LEVEL: KeyScope = KeyScope::Write;
 }
 impl Need for Admin {
-    const LEVEL: ScopeLevel = ScopeLevel::Admin;
+    const LEVEL: KeyScope = KeyScope::Admin;
 }
 
 /// Proof that the caller holds scope `N` on the org in the request path.
 pub struct Authorized<N: Need> {
-    pub principal: Principal,
+    pub caller: Caller,
     _need: PhantomData<N>,
 }
 
 impl<N: Need> Authorized<N> {
-    pub fn actor(&self) -> Actor {
-        self.principal.actor()
+    pub fn caller(&self) -> &Caller {
+        &self.caller
     }
 }
 
@@ -144,27 +267,30 @@ impl<N: Need> FromRequestParts<AppState> for Authorized<N> {
                 .await
                 .map(|p| p.0)
                 .unwrap_or_default();
-        let org = params.get("org");
-        if let (Some(mine), Some(org)) = (&principal.org, org) {
-            if mine != org {
+        match (params.get("org"), &principal.org) {
+            // Another org's resources do not exist for this key.
+            (Some(org), Some(mine)) if org != mine => {
                 return Err(DomainError::not_found(format!("org {org}")).into());
             }
-        }
-        if org.is_none() && !principal.is_global_admin() {
-            return Err(ApiError::Forbidden("global admin"));
+            (None, _) if !principal.is_global_admin() => {
+                return Err(ApiError::Forbidden("global admin"))
+            }
+            _ => {}
         }
         if !principal.allows(N::LEVEL) {
-            return Err(ApiError::Forbidden(N::LEVEL.name()));
+            return Err(ApiError::Forbidden(N::LEVEL.as_str()));
         }
         Ok(Authorized {
-            principal,
+            caller: caller(parts, &principal),
             _need: PhantomData,
         })
     }
 }
 
 /// Proof that the caller is the global (bootstrap) admin.
-pub struct GlobalAdmin(#[allow(dead_code)] pub Principal);
+pub struct GlobalAdmin {
+    pub caller: Caller,
+}
 
 impl FromRequestParts<AppState> for GlobalAdmin {
     type Rejection = ApiError;
@@ -174,6 +300,28 @@ impl FromRequestParts<AppState> for GlobalAdmin {
         if !principal.is_global_admin() {
             return Err(ApiError::Forbidden("global admin"));
         }
-        Ok(GlobalAdmin(principal))
+        Ok(GlobalAdmin {
+            caller: caller(parts, &principal),
+        })
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn new_keys_parse_back_and_hash_their_secret() {
+        let (id, token, hash) = new_key();
+        let (parsed_id, secret) = token.strip_prefix("sk_").unwrap().split_once('_').unwrap();
+        assert_eq!(parsed_id, id);
+        assert_eq!(hex(&sha256(secret.as_bytes())), hash);
+        assert_eq!(id.len(), 16);
+    }
+
+    #[test]
+    fn token_only_from_the_query_parameter_named_token() {
+        assert_eq!(url_token("a=1&token=abc"), Some("abc".into()));
+        assert_eq!(url_token("tokens=abc"), None);
     }
 }

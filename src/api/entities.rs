@@ -6,7 +6,6 @@ use super::extract::{page_limit, IfMatch, JsonBody, PageParams, Path, Query};
 use super::relationships::NewRelationship;
 use super::{data, entity_response, page, parse_fields, AppState};
 use crate::domain::*;
-use crate::store::Actor;
 use axum::extract::State;
 use axum::http::StatusCode;
 use axum::response::Response;
@@ -64,10 +63,10 @@ struct VersionPath {
 pub async fn write_one(
     s: &AppState,
     scope: &Scope,
-    actor: &Actor,
+    caller: &Caller,
     op: WriteOp,
 ) -> ApiResult<WriteOutcome> {
-    match s.store.write(scope, actor, vec![op]).await {
+    match s.store.write(scope, caller, vec![op]).await {
         Ok(mut outcomes) => outcomes
             .pop()
             .ok_or_else(|| DomainError::internal("a write returned no outcome").into()),
@@ -152,7 +151,7 @@ async fn create_entity(
     Path(p): Path<ProjectPath>,
     JsonBody(body): JsonBody<NewEntity>,
 ) -> ApiResult<Response> {
-    let (entity, _) = entity_of(write_one(&s, &p.scope(), &who.actor(), body.into_op()?).await?)?;
+    let (entity, _) = entity_of(write_one(&s, &p.scope(), who.caller(), body.into_op()?).await?)?;
     Ok(entity_response(StatusCode::CREATED, entity, None))
 }
 
@@ -209,7 +208,7 @@ async fn put_entity(
         properties: body.properties,
         expected_version: expected,
     };
-    let (entity, created) = entity_of(write_one(&s, &p.scope(), &who.actor(), op).await?)?;
+    let (entity, created) = entity_of(write_one(&s, &p.scope(), who.caller(), op).await?)?;
     let status = if created {
         StatusCode::CREATED
     } else {
@@ -235,7 +234,7 @@ async fn patch_entity(
         entity_type,
         expected_version: expected,
     };
-    let (entity, _) = entity_of(write_one(&s, &p.scope(), &who.actor(), op).await?)?;
+    let (entity, _) = entity_of(write_one(&s, &p.scope(), who.caller(), op).await?)?;
     Ok(entity_response(StatusCode::OK, entity, None))
 }
 
@@ -262,7 +261,7 @@ async fn delete_entity(
             expected_version: expected,
         }
     };
-    write_one(&s, &p.scope(), &who.actor(), op).await?;
+    write_one(&s, &p.scope(), who.caller(), op).await?;
     Ok(StatusCode::NO_CONTENT)
 }
 
@@ -275,7 +274,7 @@ async fn restore_entity(
     Path(p): Path<ItemPath>,
 ) -> ApiResult<Response> {
     let op = WriteOp::RestoreEntity { id: p.id.clone() };
-    let (entity, _) = entity_of(write_one(&s, &p.scope(), &who.actor(), op).await?)?;
+    let (entity, _) = entity_of(write_one(&s, &p.scope(), who.caller(), op).await?)?;
     Ok(entity_response(StatusCode::OK, entity, None))
 }
 
@@ -300,7 +299,7 @@ async fn revert_entity(
         to_version: body.to_version,
         expected_version: expected,
     };
-    let (entity, _) = entity_of(write_one(&s, &p.scope(), &who.actor(), op).await?)?;
+    let (entity, _) = entity_of(write_one(&s, &p.scope(), who.caller(), op).await?)?;
     Ok(entity_response(StatusCode::OK, entity, None))
 }
 
@@ -485,7 +484,7 @@ async fn batch(
                 .map_err(|e| in_batch(i, e))
         })
         .collect::<DomainResult<Vec<_>>>()?;
-    let outcomes = s.store.write(&p.scope(), &who.actor(), ops).await?;
+    let outcomes = s.store.write(&p.scope(), who.caller(), ops).await?;
     let results: Vec<Value> = outcomes
         .into_iter()
         .map(|o| match o {

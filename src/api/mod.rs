@@ -6,13 +6,14 @@ mod entities;
 pub mod error;
 mod extract;
 mod graph;
+mod keys;
 pub mod metrics;
 mod ops;
 mod relationships;
 mod search;
 mod tenancy;
 
-pub use auth::Authenticator;
+pub use auth::{AuthSettings, Authenticator};
 
 use crate::config::Config;
 use crate::domain::{Entity, Page};
@@ -54,6 +55,7 @@ struct ApiDoc;
 fn routes() -> OpenApiRouter<AppState> {
     OpenApiRouter::with_openapi(ApiDoc::openapi())
         .merge(tenancy::router())
+        .merge(keys::router())
         .merge(entities::router())
         .merge(relationships::router())
         .merge(graph::router())
@@ -64,14 +66,14 @@ fn routes() -> OpenApiRouter<AppState> {
 /// The whole HTTP application, ready to serve.
 pub fn app(
     store: DynStore,
-    auth: Authenticator,
+    auth: AuthSettings,
     config: Arc<Config>,
     jobs: crate::jobs::Jobs,
 ) -> Router {
     let (router, openapi) = routes().split_for_parts();
     let state = AppState {
+        auth: Arc::new(Authenticator::new(store.clone(), auth)),
         store,
-        auth: Arc::new(auth),
         metrics: Arc::new(metrics::Metrics::default()),
         openapi: Arc::new(serde_json::to_value(openapi).expect("OpenAPI serialises")),
         config: config.clone(),

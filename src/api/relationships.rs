@@ -70,7 +70,7 @@ async fn create_relationship(
     Path(p): Path<ProjectPath>,
     JsonBody(body): JsonBody<NewRelationship>,
 ) -> ApiResult<Response> {
-    let rel = relationship_of(write_one(&s, &p.scope(), &who.actor(), body.into_op()?).await?)?;
+    let rel = relationship_of(write_one(&s, &p.scope(), who.caller(), body.into_op()?).await?)?;
     Ok(data(StatusCode::CREATED, rel))
 }
 
@@ -80,8 +80,9 @@ struct ListParams {
     to: Option<String>,
     #[serde(rename = "type")]
     rel_type: Option<String>,
-    #[serde(flatten)]
-    page: PageParams,
+    // Not flattened: serde_urlencoded cannot parse numbers inside a flatten.
+    cursor: Option<String>,
+    limit: Option<usize>,
 }
 
 /// List relationships by end and type, paged.
@@ -93,7 +94,11 @@ async fn list_relationships(
     Path(p): Path<ProjectPath>,
     Query(q): Query<ListParams>,
 ) -> ApiResult<Response> {
-    let req = q.page.request()?;
+    let req = PageParams {
+        cursor: q.cursor,
+        limit: q.limit,
+    }
+    .request()?;
     let filter = RelationshipFilter {
         from: q.from,
         to: q.to,
@@ -138,7 +143,7 @@ async fn patch_relationship(
         rel_type,
         expected_version: expected,
     };
-    let rel = relationship_of(write_one(&s, &p.scope(), &who.actor(), op).await?)?;
+    let rel = relationship_of(write_one(&s, &p.scope(), who.caller(), op).await?)?;
     Ok(data(StatusCode::OK, rel))
 }
 
@@ -155,6 +160,6 @@ async fn delete_relationship(
         id: p.id.clone(),
         expected_version: expected,
     };
-    write_one(&s, &p.scope(), &who.actor(), op).await?;
+    write_one(&s, &p.scope(), who.caller(), op).await?;
     Ok(StatusCode::NO_CONTENT)
 }

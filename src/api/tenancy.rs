@@ -1,10 +1,10 @@
 //! Orgs and projects.
 
-use super::auth::{Admin, Authorized, GlobalAdmin, Read};
+use super::auth::{Admin, Authorized, GlobalAdmin, Principal, Read};
 use super::error::ApiResult;
 use super::extract::{JsonBody, PageParams, Path, Query};
 use super::{data, page, AppState};
-use crate::domain::validate;
+use crate::domain::{validate, Page};
 use axum::extract::State;
 use axum::http::StatusCode;
 use axum::response::Response;
@@ -52,25 +52,32 @@ pub struct ProjectPath {
     responses((status = 201, description = "created"), (status = 409, description = "id taken")))]
 async fn create_org(
     State(s): State<AppState>,
-    _: GlobalAdmin,
+    who: GlobalAdmin,
     JsonBody(body): JsonBody<NewNamed>,
 ) -> ApiResult<Response> {
     let (id, name) = body.checked("org")?;
     Ok(data(
         StatusCode::CREATED,
-        s.store.create_org(&id, &name).await?,
+        s.store.create_org(&who.caller, &id, &name).await?,
     ))
 }
 
-/// List orgs (global admin).
+/// List orgs: all of them for the global admin, its own for an org key.
 #[utoipa::path(get, path = "/v1/orgs", tag = "tenancy", responses((status = 200, description = "orgs")))]
 async fn list_orgs(
     State(s): State<AppState>,
-    _: GlobalAdmin,
+    who: Principal,
     Query(p): Query<PageParams>,
 ) -> ApiResult<Response> {
     let req = p.request()?;
-    Ok(page(s.store.list_orgs(&req).await?, req.limit))
+    let result = match &who.org {
+        None => s.store.list_orgs(&req).await?,
+        Some(org) => Page {
+            items: vec![s.store.get_org(org).await?],
+            next_cursor: None,
+        },
+    };
+    Ok(page(result, req.limit))
 }
 
 /// One org.
@@ -83,14 +90,14 @@ async fn get_org(
     Ok(data(StatusCode::OK, s.store.get_org(&p.org).await?))
 }
 
-/// Delete an org and everything in it (global admin).
+/// Delete an org and everything in it (admin).
 #[utoipa::path(delete, path = "/v1/orgs/{org}", tag = "tenancy", responses((status = 204, description = "deleted")))]
 async fn delete_org(
     State(s): State<AppState>,
-    _: GlobalAdmin,
+    who: Authorized<Admin>,
     Path(p): Path<OrgPath>,
 ) -> ApiResult<StatusCode> {
-    s.store.delete_org(&p.org).await?;
+    s.store.delete_org(&who.caller, &p.org).await?;
     Ok(StatusCode::NO_CONTENT)
 }
 
@@ -99,14 +106,16 @@ async fn delete_org(
     responses((status = 201, description = "created")))]
 async fn create_project(
     State(s): State<AppState>,
-    _: Authorized<Admin>,
+    who: Authorized<Admin>,
     Path(p): Path<OrgPath>,
     JsonBody(body): JsonBody<NewNamed>,
 ) -> ApiResult<Response> {
     let (id, name) = body.checked("project")?;
     Ok(data(
         StatusCode::CREATED,
-        s.store.create_project(&p.org, &id, &name).await?,
+        s.store
+            .create_project(&who.caller, &p.org, &id, &name)
+            .await?,
     ))
 }
 
@@ -139,9 +148,11 @@ async fn get_project(
 #[utoipa::path(delete, path = "/v1/orgs/{org}/projects/{project}", tag = "tenancy", responses((status = 204, description = "deleted")))]
 async fn delete_project(
     State(s): State<AppState>,
-    _: Authorized<Admin>,
+    who: Authorized<Admin>,
     Path(p): Path<ProjectPath>,
 ) -> ApiResult<StatusCode> {
-    s.store.delete_project(&p.org, &p.project).await?;
+    s.store
+        .delete_project(&who.caller, &p.org, &p.project)
+        .await?;
     Ok(StatusCode::NO_CONTENT)
 }

@@ -212,6 +212,24 @@ pub enum WriteOp {
     },
 }
 
+impl WriteOp {
+    /// The audit trail's name for this kind of write.
+    pub fn audit_action(&self) -> &'static str {
+        match self {
+            WriteOp::CreateEntity { .. } => "entity.create",
+            WriteOp::PutEntity { .. } => "entity.replace",
+            WriteOp::PatchEntity { .. } => "entity.update",
+            WriteOp::DeleteEntity { .. } => "entity.delete",
+            WriteOp::PurgeEntity { .. } => "entity.purge",
+            WriteOp::RestoreEntity { .. } => "entity.restore",
+            WriteOp::RevertEntity { .. } => "entity.revert",
+            WriteOp::CreateRelationship { .. } => "relationship.create",
+            WriteOp::PatchRelationship { .. } => "relationship.update",
+            WriteOp::DeleteRelationship { .. } => "relationship.delete",
+        }
+    }
+}
+
 /// The result of one applied `WriteOp`.
 #[derive(Debug, Clone)]
 pub enum WriteOutcome {
@@ -284,4 +302,92 @@ pub struct SearchHit {
     pub score: f64,
     #[serde(skip_serializing_if = "Vec::is_empty")]
     pub highlights: Vec<String>,
+}
+
+/// What an API key may do in its org. Each level implies the ones below.
+#[derive(
+    Debug,
+    Clone,
+    Copy,
+    Serialize,
+    Deserialize,
+    PartialEq,
+    Eq,
+    PartialOrd,
+    Ord,
+    Hash,
+    utoipa::ToSchema,
+)]
+#[serde(rename_all = "lowercase")]
+pub enum KeyScope {
+    Read,
+    Write,
+    Admin,
+}
+
+impl KeyScope {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            KeyScope::Read => "read",
+            KeyScope::Write => "write",
+            KeyScope::Admin => "admin",
+        }
+    }
+}
+
+/// An API key as listed (never with its secret).
+#[derive(Debug, Clone, Serialize, Deserialize, PartialEq, utoipa::ToSchema)]
+pub struct ApiKeyInfo {
+    pub id: String,
+    pub org: String,
+    pub name: String,
+    pub scopes: Vec<KeyScope>,
+    pub created_at: String,
+    pub created_by: String,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub revoked_at: Option<String>,
+}
+
+/// An API key with the hash its secret is checked against.
+#[derive(Debug, Clone)]
+pub struct StoredKey {
+    pub info: ApiKeyInfo,
+    pub secret_hash: String,
+}
+
+/// Who performs a write and from where: recorded in history and audit.
+#[derive(Debug, Clone, Default)]
+pub struct Caller {
+    pub key_id: String,
+    pub ip: Option<String>,
+    pub user_agent: Option<String>,
+}
+
+impl Caller {
+    pub fn new(key_id: impl Into<String>) -> Self {
+        Caller {
+            key_id: key_id.into(),
+            ..Default::default()
+        }
+    }
+}
+
+#[derive(Debug, Clone, Serialize, PartialEq, utoipa::ToSchema)]
+pub struct AuditEvent {
+    pub id: String,
+    pub at: String,
+    pub actor: String,
+    pub action: String,
+    pub target: String,
+    pub project: Option<String>,
+    pub ip: Option<String>,
+    pub user_agent: Option<String>,
+    #[schema(value_type = Object)]
+    pub details: Value,
+}
+
+#[derive(Debug, Clone, Default)]
+pub struct AuditFilter {
+    pub action: Option<String>,
+    pub target: Option<String>,
 }

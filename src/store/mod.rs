@@ -9,10 +9,6 @@ use crate::domain::*;
 use async_trait::async_trait;
 use std::sync::Arc;
 
-/// Who performs a write: recorded as `created_by`/`updated_by` and in history.
-#[derive(Debug, Clone)]
-pub struct Actor(pub String);
-
 #[async_trait]
 pub trait Store: Send + Sync + 'static {
     /// A short backend name for logs and health output.
@@ -25,21 +21,28 @@ pub trait Store: Send + Sync + 'static {
     async fn is_empty(&self) -> DomainResult<bool>;
 
     // Tenancy.
-    async fn create_org(&self, id: &str, name: &str) -> DomainResult<Org>;
+    async fn create_org(&self, caller: &Caller, id: &str, name: &str) -> DomainResult<Org>;
     async fn get_org(&self, id: &str) -> DomainResult<Org>;
     async fn list_orgs(&self, page: &PageRequest) -> DomainResult<Page<Org>>;
-    async fn delete_org(&self, id: &str) -> DomainResult<()>;
-    async fn create_project(&self, org: &str, id: &str, name: &str) -> DomainResult<Project>;
+    async fn delete_org(&self, caller: &Caller, id: &str) -> DomainResult<()>;
+    async fn create_project(
+        &self,
+        caller: &Caller,
+        org: &str,
+        id: &str,
+        name: &str,
+    ) -> DomainResult<Project>;
     async fn get_project(&self, org: &str, id: &str) -> DomainResult<Project>;
     async fn list_projects(&self, org: &str, page: &PageRequest) -> DomainResult<Page<Project>>;
-    async fn delete_project(&self, org: &str, id: &str) -> DomainResult<()>;
+    async fn delete_project(&self, caller: &Caller, org: &str, id: &str) -> DomainResult<()>;
 
-    /// Applies `ops` in one transaction: all succeed or none is applied
-    /// (a failure names the index of the failing op).
+    /// Applies `ops` in one transaction with their history, outbox and audit
+    /// rows: all succeed or none is applied (a failure names the index of the
+    /// failing op). `caller` is recorded as the actor.
     async fn write(
         &self,
         scope: &Scope,
-        actor: &Actor,
+        caller: &Caller,
         ops: Vec<WriteOp>,
     ) -> DomainResult<Vec<WriteOutcome>>;
 
@@ -95,6 +98,21 @@ pub trait Store: Send + Sync + 'static {
         entity_type: Option<&str>,
         limit: usize,
     ) -> DomainResult<Vec<SearchHit>>;
+
+    // API keys and audit.
+    async fn create_key(&self, caller: &Caller, key: StoredKey) -> DomainResult<ApiKeyInfo>;
+    async fn list_keys(&self, org: &str, page: &PageRequest) -> DomainResult<Page<ApiKeyInfo>>;
+    /// Revokes at once; NotFound for a key of another org or already revoked.
+    async fn revoke_key(&self, caller: &Caller, org: &str, id: &str) -> DomainResult<()>;
+    /// A key by its public id, revoked or not.
+    async fn find_key(&self, id: &str) -> DomainResult<Option<StoredKey>>;
+    /// Audit events of an org, newest first.
+    async fn list_audit(
+        &self,
+        org: &str,
+        filter: &AuditFilter,
+        page: &PageRequest,
+    ) -> DomainResult<Page<AuditEvent>>;
 
     /// Routine upkeep, run by scheduled jobs; returns a one-line summary.
     async fn maintain(&self, task: Maintenance) -> DomainResult<String>;

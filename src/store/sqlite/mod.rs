@@ -1,9 +1,11 @@
 //! The embedded backend: one SQLite file in WAL mode, one writer thread that
 //! group-commits concurrent writes, and a pool of reader threads.
 
+mod audit;
 mod entities;
 mod fts;
 mod graph;
+mod keys;
 pub mod migrate;
 mod outbox;
 mod relationships;
@@ -11,7 +13,7 @@ mod tenancy;
 mod threads;
 
 use super::cache::{CacheStats, EntityCache};
-use super::{Actor, Maintenance, Store};
+use super::{Maintenance, Store};
 use crate::domain::*;
 use async_trait::async_trait;
 use rusqlite::{Connection, OpenFlags};
@@ -124,7 +126,42 @@ fn project_exists(conn: &Connection, scope: &Scope) -> DomainResult<()> {
     tenancy::get_project(conn, &scope.org, &scope.project).map(|_| ())
 }
 
+/// Applies one op and records its audit event in the same transaction.
 fn apply(
+    conn: &Connection,
+    seq: &mut Seq,
+    scope: &Scope,
+    caller: &Caller,
+    op: WriteOp,
+) -> DomainResult<WriteOutcome> {
+    let action = op.audit_action();
+    let outcome = apply_op(conn, seq, scope, &caller.key_id, op)?;
+    let (action, target, details) = match &outcome {
+        WriteOutcome::Entity { entity, created } => (
+            if *created { "entity.create" } else { action },
+            entity.id.as_str(),
+            serde_json::json!({ "version": entity.version, "type": entity.entity_type }),
+        ),
+        WriteOutcome::Relationship(r) => (
+            action,
+            r.id.as_str(),
+            serde_json::json!({ "version": r.version, "type": r.rel_type, "from": r.from, "to": r.to }),
+        ),
+        // Purges keep the event, never the purged content.
+        WriteOutcome::Deleted { id } | WriteOutcome::Purged { id, .. } => {
+            (action, id.as_str(), serde_json::json!({}))
+        }
+    };
+    let place = audit::AuditPlace {
+        org: &scope.org,
+        project: Some(&scope.project),
+        caller,
+    };
+    audit::record(conn, &place, action, target, details)?;
+    Ok(outcome)
+}
+
+fn apply_op(
     conn: &Connection,
     seq: &mut Seq,
     scope: &Scope,
@@ -253,10 +290,10 @@ impl Store for SqliteStore {
         .await
     }
 
-    async fn create_org(&self, id: &str, name: &str) -> DomainResult<Org> {
-        let (id, name) = (id.to_owned(), name.to_owned());
+    async fn create_org(&self, caller: &Caller, id: &str, name: &str) -> DomainResult<Org> {
+        let (caller, id, name) = (caller.clone(), id.to_owned(), name.to_owned());
         self.writer
-            .write(move |conn, _| tenancy::create_org(conn, &id, &name))
+            .write(move |conn, _| tenancy::create_org(conn, &caller, &id, &name))
             .await
     }
 
@@ -270,7 +307,7 @@ impl Store for SqliteStore {
         self.read(move |conn| tenancy::list_orgs(conn, &page)).await
     }
 
-    async fn delete_org(&self, id: &str) -> DomainResult<()> {
+    async fn delete_org(&self, _caller: &Caller, id: &str) -> DomainResult<()> {
         let id = id.to_owned();
         self.writer
             .write(move |conn, _| tenancy::delete_org(conn, &id))
@@ -279,10 +316,17 @@ impl Store for SqliteStore {
         Ok(())
     }
 
-    async fn create_project(&self, org: &str, id: &str, name: &str) -> DomainResult<Project> {
+    async fn create_project(
+        &self,
+        caller: &Caller,
+        org: &str,
+        id: &str,
+        name: &str,
+    ) -> DomainResult<Project> {
+        let caller = caller.clone();
         let (org, id, name) = (org.to_owned(), id.to_owned(), name.to_owned());
         self.writer
-            .write(move |conn, _| tenancy::create_project(conn, &org, &id, &name))
+            .write(move |conn, _| tenancy::create_project(conn, &caller, &org, &id, &name))
             .await
     }
 
@@ -298,10 +342,10 @@ impl Store for SqliteStore {
             .await
     }
 
-    async fn delete_project(&self, org: &str, id: &str) -> DomainResult<()> {
-        let (org, id) = (org.to_owned(), id.to_owned());
+    async fn delete_project(&self, caller: &Caller, org: &str, id: &str) -> DomainResult<()> {
+        let (caller, org, id) = (caller.clone(), org.to_owned(), id.to_owned());
         self.writer
-            .write(move |conn, _| tenancy::delete_project(conn, &org, &id))
+            .write(move |conn, _| tenancy::delete_project(conn, Some(&caller), &org, &id))
             .await?;
         self.cache.clear();
         Ok(())
@@ -310,10 +354,10 @@ impl Store for SqliteStore {
     async fn write(
         &self,
         scope: &Scope,
-        actor: &Actor,
+        caller: &Caller,
         ops: Vec<WriteOp>,
     ) -> DomainResult<Vec<WriteOutcome>> {
-        let (job_scope, actor) = (scope.clone(), actor.0.clone());
+        let (job_scope, caller) = (scope.clone(), caller.clone());
         let outcomes = self
             .writer
             .write(move |conn, seq| {
@@ -321,9 +365,11 @@ impl Store for SqliteStore {
                 ops.into_iter()
                     .enumerate()
                     .map(|(index, op)| {
-                        apply(conn, seq, &job_scope, &actor, op).map_err(|e| DomainError::InBatch {
-                            index,
-                            source: Box::new(e),
+                        apply(conn, seq, &job_scope, &caller, op).map_err(|e| {
+                            DomainError::InBatch {
+                                index,
+                                source: Box::new(e),
+                            }
                         })
                     })
                     .collect::<DomainResult<Vec<_>>>()
@@ -465,6 +511,41 @@ impl Store for SqliteStore {
             entity_type.map(str::to_owned),
         );
         self.read(move |conn| fts::search(conn, &s, &q, t.as_deref(), limit))
+            .await
+    }
+
+    async fn create_key(&self, caller: &Caller, key: StoredKey) -> DomainResult<ApiKeyInfo> {
+        let caller = caller.clone();
+        self.writer
+            .write(move |conn, _| keys::create(conn, &caller, &key))
+            .await
+    }
+
+    async fn list_keys(&self, org: &str, page: &PageRequest) -> DomainResult<Page<ApiKeyInfo>> {
+        let (org, page) = (org.to_owned(), page.clone());
+        self.read(move |conn| keys::list(conn, &org, &page)).await
+    }
+
+    async fn revoke_key(&self, caller: &Caller, org: &str, id: &str) -> DomainResult<()> {
+        let (caller, org, id) = (caller.clone(), org.to_owned(), id.to_owned());
+        self.writer
+            .write(move |conn, _| keys::revoke(conn, &caller, &org, &id))
+            .await
+    }
+
+    async fn find_key(&self, id: &str) -> DomainResult<Option<StoredKey>> {
+        let id = id.to_owned();
+        self.read(move |conn| keys::find(conn, &id)).await
+    }
+
+    async fn list_audit(
+        &self,
+        org: &str,
+        filter: &AuditFilter,
+        page: &PageRequest,
+    ) -> DomainResult<Page<AuditEvent>> {
+        let (org, filter, page) = (org.to_owned(), filter.clone(), page.clone());
+        self.read(move |conn| audit::list(conn, &org, &filter, &page))
             .await
     }
 

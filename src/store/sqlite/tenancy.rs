@@ -1,5 +1,6 @@
 //! Orgs and projects. Deleting one erases everything scoped to it.
 
+use super::audit::{self, AuditPlace};
 use super::sql_err;
 use crate::clock;
 use crate::domain::*;
@@ -23,7 +24,7 @@ fn project_row(r: &rusqlite::Row) -> rusqlite::Result<Project> {
     })
 }
 
-pub fn create_org(conn: &Connection, id: &str, name: &str) -> DomainResult<Org> {
+pub fn create_org(conn: &Connection, caller: &Caller, id: &str, name: &str) -> DomainResult<Org> {
     let org = Org {
         id: id.to_owned(),
         name: name.to_owned(),
@@ -38,6 +39,18 @@ pub fn create_org(conn: &Connection, id: &str, name: &str) -> DomainResult<Org> 
     if inserted == 0 {
         return Err(DomainError::Conflict(format!("org {id} already exists")));
     }
+    let place = AuditPlace {
+        org: id,
+        project: None,
+        caller,
+    };
+    audit::record(
+        conn,
+        &place,
+        "org.create",
+        id,
+        serde_json::json!({ "name": name }),
+    )?;
     Ok(org)
 }
 
@@ -84,7 +97,13 @@ pub fn list_orgs(conn: &Connection, page: &PageRequest) -> DomainResult<Page<Org
     Ok(page_of(items, page.limit, |o: &Org| o.id.clone()))
 }
 
-pub fn create_project(conn: &Connection, org: &str, id: &str, name: &str) -> DomainResult<Project> {
+pub fn create_project(
+    conn: &Connection,
+    caller: &Caller,
+    org: &str,
+    id: &str,
+    name: &str,
+) -> DomainResult<Project> {
     get_org(conn, org)?;
     let project = Project {
         org: org.to_owned(),
@@ -104,6 +123,18 @@ pub fn create_project(conn: &Connection, org: &str, id: &str, name: &str) -> Dom
             "project {id} already exists"
         )));
     }
+    let place = AuditPlace {
+        org,
+        project: Some(id),
+        caller,
+    };
+    audit::record(
+        conn,
+        &place,
+        "project.create",
+        id,
+        serde_json::json!({ "name": name }),
+    )?;
     Ok(project)
 }
 
@@ -136,7 +167,13 @@ pub fn list_projects(
     Ok(page_of(items, page.limit, |p: &Project| p.id.clone()))
 }
 
-pub fn delete_project(conn: &Connection, org: &str, id: &str) -> DomainResult<()> {
+/// Erases a project; `caller` is audited unless the whole org is going.
+pub fn delete_project(
+    conn: &Connection,
+    caller: Option<&Caller>,
+    org: &str,
+    id: &str,
+) -> DomainResult<()> {
     get_project(conn, org, id)?;
     let scope = Scope::new(org, id);
     if let Some(token) = super::fts::scope_token(conn, &scope)? {
@@ -160,6 +197,14 @@ pub fn delete_project(conn: &Connection, org: &str, id: &str) -> DomainResult<()
         [org, id],
     )
     .map_err(sql_err)?;
+    if let Some(caller) = caller {
+        let place = AuditPlace {
+            org,
+            project: Some(id),
+            caller,
+        };
+        audit::record(conn, &place, "project.delete", id, serde_json::json!({}))?;
+    }
     Ok(())
 }
 
@@ -170,7 +215,7 @@ pub fn delete_org(conn: &Connection, id: &str) -> DomainResult<()> {
         .and_then(|mut st| st.query_map([id], |r| r.get(0))?.collect())
         .map_err(sql_err)?;
     for project in projects {
-        delete_project(conn, id, &project)?;
+        delete_project(conn, None, id, &project)?;
     }
     conn.execute("DELETE FROM orgs WHERE id = ?1", [id])
         .map_err(sql_err)?;

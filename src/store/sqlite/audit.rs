@@ -1,0 +1,111 @@
+//! The audit trail: one row per write, inside the write's transaction.
+
+use super::sql_err;
+use crate::clock;
+use crate::domain::*;
+use crate::store::cursor;
+use rusqlite::{params, Connection};
+use serde_json::Value;
+
+/// Where and by whom a write happened.
+pub struct AuditPlace<'a> {
+    pub org: &'a str,
+    pub project: Option<&'a str>,
+    pub caller: &'a Caller,
+}
+
+pub fn record(
+    conn: &Connection,
+    place: &AuditPlace,
+    action: &str,
+    target: &str,
+    details: Value,
+) -> DomainResult<()> {
+    conn.prepare_cached(
+        "INSERT INTO audit_events (org_id, project_id, at, actor, action, target, ip, user_agent, details)
+         VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9)",
+    )
+    .and_then(|mut st| {
+        st.execute(params![
+            place.org,
+            place.project,
+            clock::now(),
+            place.caller.key_id,
+            action,
+            target,
+            place.caller.ip,
+            place.caller.user_agent,
+            details.to_string(),
+        ])
+    })
+    .map_err(sql_err)?;
+    Ok(())
+}
+
+#[derive(serde::Serialize, serde::Deserialize)]
+struct AuditCursor {
+    before: i64,
+}
+
+/// Newest first, filtered by action and target.
+pub fn list(
+    conn: &Connection,
+    org: &str,
+    filter: &AuditFilter,
+    page: &PageRequest,
+) -> DomainResult<Page<AuditEvent>> {
+    super::tenancy::get_org(conn, org)?;
+    let before = match &page.cursor {
+        Some(c) => cursor::decode::<AuditCursor>(c)?.before,
+        None => i64::MAX,
+    };
+    let mut st = conn
+        .prepare_cached(
+            "SELECT id, at, actor, action, target, project_id, ip, user_agent, details
+             FROM audit_events
+             WHERE org_id = ?1 AND id < ?2 AND (?3 IS NULL OR action = ?3) AND (?4 IS NULL OR target = ?4)
+             ORDER BY id DESC LIMIT ?5",
+        )
+        .map_err(sql_err)?;
+    let mut rows: Vec<(i64, AuditEvent)> = st
+        .query_map(
+            params![
+                org,
+                before,
+                filter.action,
+                filter.target,
+                page.limit as i64 + 1
+            ],
+            |r| {
+                let id: i64 = r.get(0)?;
+                let details: String = r.get(8)?;
+                Ok((
+                    id,
+                    AuditEvent {
+                        id: id.to_string(),
+                        at: r.get(1)?,
+                        actor: r.get(2)?,
+                        action: r.get(3)?,
+                        target: r.get(4)?,
+                        project: r.get(5)?,
+                        ip: r.get(6)?,
+                        user_agent: r.get(7)?,
+                        details: serde_json::from_str(&details).unwrap_or(Value::Null),
+                    },
+                ))
+            },
+        )
+        .and_then(|rows| rows.collect())
+        .map_err(sql_err)?;
+    let next_cursor = if rows.len() > page.limit {
+        rows.truncate(page.limit);
+        rows.last()
+            .map(|(id, _)| cursor::encode(&AuditCursor { before: *id }))
+    } else {
+        None
+    };
+    Ok(Page {
+        items: rows.into_iter().map(|(_, e)| e).collect(),
+        next_cursor,
+    })
+}

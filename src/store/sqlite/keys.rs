@@ -1,0 +1,115 @@
+//! API keys: stored with a hash of their secret, revoked by timestamp.
+
+use super::audit::{self, AuditPlace};
+use super::sql_err;
+use crate::domain::*;
+use crate::store::cursor;
+use rusqlite::{params, Connection, OptionalExtension};
+use serde_json::json;
+
+const COLS: &str = "id, org_id, name, scopes, created_at, created_by, revoked_at, secret_hash";
+
+fn from_row(r: &rusqlite::Row) -> rusqlite::Result<StoredKey> {
+    let scopes: String = r.get(3)?;
+    Ok(StoredKey {
+        info: ApiKeyInfo {
+            id: r.get(0)?,
+            org: r.get(1)?,
+            name: r.get(2)?,
+            scopes: serde_json::from_str(&scopes).unwrap_or_default(),
+            created_at: r.get(4)?,
+            created_by: r.get(5)?,
+            revoked_at: r.get(6)?,
+        },
+        secret_hash: r.get(7)?,
+    })
+}
+
+pub fn create(conn: &Connection, caller: &Caller, key: &StoredKey) -> DomainResult<ApiKeyInfo> {
+    super::tenancy::get_org(conn, &key.info.org)?;
+    let k = &key.info;
+    conn.execute(
+        "INSERT INTO api_keys (id, org_id, name, scopes, secret_hash, created_at, created_by)
+         VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7)",
+        params![
+            k.id,
+            k.org,
+            k.name,
+            serde_json::to_string(&k.scopes).expect("scopes serialise"),
+            key.secret_hash,
+            k.created_at,
+            k.created_by,
+        ],
+    )
+    .map_err(sql_err)?;
+    let place = AuditPlace {
+        org: &k.org,
+        project: None,
+        caller,
+    };
+    audit::record(
+        conn,
+        &place,
+        "key.create",
+        &k.id,
+        json!({ "name": k.name, "scopes": k.scopes }),
+    )?;
+    Ok(k.clone())
+}
+
+pub fn find(conn: &Connection, id: &str) -> DomainResult<Option<StoredKey>> {
+    conn.prepare_cached(&format!("SELECT {COLS} FROM api_keys WHERE id = ?1"))
+        .and_then(|mut st| st.query_row([id], from_row).optional())
+        .map_err(sql_err)
+}
+
+#[derive(serde::Serialize, serde::Deserialize)]
+struct IdCursor {
+    id: String,
+}
+
+pub fn list(conn: &Connection, org: &str, page: &PageRequest) -> DomainResult<Page<ApiKeyInfo>> {
+    super::tenancy::get_org(conn, org)?;
+    let after = match &page.cursor {
+        Some(c) => cursor::decode::<IdCursor>(c)?.id,
+        None => String::new(),
+    };
+    let mut items: Vec<ApiKeyInfo> = conn
+        .prepare_cached(&format!(
+            "SELECT {COLS} FROM api_keys WHERE org_id = ?1 AND id > ?2 ORDER BY id LIMIT ?3"
+        ))
+        .and_then(|mut st| {
+            st.query_map(params![org, after, page.limit as i64 + 1], |r| {
+                from_row(r).map(|k| k.info)
+            })?
+            .collect()
+        })
+        .map_err(sql_err)?;
+    let next_cursor = if items.len() > page.limit {
+        items.truncate(page.limit);
+        items
+            .last()
+            .map(|k| cursor::encode(&IdCursor { id: k.id.clone() }))
+    } else {
+        None
+    };
+    Ok(Page { items, next_cursor })
+}
+
+pub fn revoke(conn: &Connection, caller: &Caller, org: &str, id: &str) -> DomainResult<()> {
+    let changed = conn
+        .execute(
+            "UPDATE api_keys SET revoked_at = ?3 WHERE org_id = ?1 AND id = ?2 AND revoked_at IS NULL",
+            params![org, id, crate::clock::now()],
+        )
+        .map_err(sql_err)?;
+    if changed == 0 {
+        return Err(DomainError::not_found(format!("key {id}")));
+    }
+    let place = AuditPlace {
+        org,
+        project: None,
+        caller,
+    };
+    audit::record(conn, &place, "key.revoke", id, json!({}))
+}
