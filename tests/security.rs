@@ -504,8 +504,7 @@ async fn every_write_is_audited_with_who_what_where() {
     );
     let by_writer = events
         .iter()
-        .filter(|e| e["action"] == "entity.update")
-        .next()
+        .find(|e| e["action"] == "entity.update")
         .unwrap();
     assert_ne!(by_writer["actor"], "admin");
     // Filters.

@@ -328,6 +328,7 @@ pub fn put(
     }
 }
 
+#[allow(clippy::too_many_arguments)]
 pub fn patch(
     conn: &Connection,
     seq: &mut Seq,
