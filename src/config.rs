@@ -2,6 +2,7 @@
 //! Unknown keys in the file and unknown `STRATA_*` variables stop the start:
 //! a setting is never silently ignored.
 
+use crate::store::postgres::PgConfig;
 use crate::store::sqlite::{SqliteConfig, Synchronous};
 use anyhow::{bail, Context};
 use serde::Deserialize;
@@ -24,7 +25,10 @@ pub struct Config {
     /// Requests per second per org key (0: no limit); the global admin key is exempt.
     pub rate_limit_per_sec: u32,
     pub rate_limit_burst: u32,
+    /// Entities held in the read cache.
+    pub cache_entries: u64,
     pub sqlite: SqliteConfig,
+    pub postgres: PgConfig,
 }
 
 /// The file form: every key optional, unknown keys refused.
@@ -42,7 +46,9 @@ struct FileConfig {
     auth: Option<String>,
     rate_limit_per_sec: Option<u32>,
     rate_limit_burst: Option<u32>,
+    cache_entries: Option<u64>,
     sqlite: Option<SqliteConfig>,
+    postgres: Option<PgConfig>,
 }
 
 /// Every environment variable the daemon reads.
@@ -64,6 +70,10 @@ const KNOWN_VARS: &[&str] = &[
     "STRATA_AUTH",
     "STRATA_RATE_LIMIT",
     "STRATA_RATE_BURST",
+    "STRATA_PG_POOL_SIZE",
+    "STRATA_PG_STATEMENT_TIMEOUT_MS",
+    "STRATA_PG_CONNECT_TIMEOUT_SECS",
+    "STRATA_PG_NOTIFY",
 ];
 
 impl Config {
@@ -121,8 +131,22 @@ impl Config {
         if let Some(n) = parse("STRATA_SQLITE_READERS")? {
             sqlite.readers = n as usize;
         }
-        if let Some(n) = parse("STRATA_CACHE_ENTRIES")? {
-            sqlite.cache_entries = n;
+        let mut postgres = file.postgres.unwrap_or_default();
+        if let Some(n) = parse("STRATA_PG_POOL_SIZE")? {
+            postgres.pool_size = n as usize;
+        }
+        if let Some(n) = parse("STRATA_PG_STATEMENT_TIMEOUT_MS")? {
+            postgres.statement_timeout_ms = n;
+        }
+        if let Some(n) = parse("STRATA_PG_CONNECT_TIMEOUT_SECS")? {
+            postgres.connect_timeout_secs = n;
+        }
+        if let Some(s) = env("STRATA_PG_NOTIFY") {
+            postgres.notify = match s.as_str() {
+                "on" => true,
+                "off" => false,
+                _ => bail!("STRATA_PG_NOTIFY must be on or off, got {s:?}"),
+            };
         }
         let config = Config {
             database_url,
@@ -153,7 +177,11 @@ impl Config {
                 .or(file.rate_limit_per_sec)
                 .unwrap_or(1000),
             rate_limit_burst: 0,
+            cache_entries: parse("STRATA_CACHE_ENTRIES")?
+                .or(file.cache_entries)
+                .unwrap_or(100_000),
             sqlite,
+            postgres,
         };
         let mut config = config;
         config.rate_limit_burst = parse("STRATA_RATE_BURST")?
@@ -194,8 +222,8 @@ impl Config {
                 );
             }
         }
-        if self.sqlite.readers == 0 || self.max_concurrency == 0 {
-            bail!("STRATA_SQLITE_READERS and STRATA_MAX_CONCURRENCY must be at least 1");
+        if self.sqlite.readers == 0 || self.max_concurrency == 0 || self.postgres.pool_size == 0 {
+            bail!("STRATA_SQLITE_READERS, STRATA_PG_POOL_SIZE and STRATA_MAX_CONCURRENCY must be at least 1");
         }
         Ok(())
     }

@@ -5,6 +5,7 @@
 //! - [`domain`]: entities, relationships, versions, errors; no I/O.
 //! - [`store`]: the `Store` trait and its backends (`store::sqlite`).
 //! - [`graph`]: graph parameter rules and shortest paths over the store.
+//! - [`search`]: query terms and searchable text, shared by the backends.
 //! - [`jobs`]: scheduled upkeep with a run history.
 //! - [`api`]: the axum HTTP layer; knows nothing of SQL.
 //! - [`server`]: wiring: open the store, resolve the admin key, serve until shutdown.
@@ -16,5 +17,6 @@ pub mod config;
 pub mod domain;
 pub mod graph;
 pub mod jobs;
+pub mod search;
 pub mod server;
 pub mod store;

@@ -17,3 +17,33 @@ pub fn decode<K: DeserializeOwned>(cursor: &str) -> DomainResult<K> {
         .and_then(|bytes| serde_json::from_slice(&bytes).ok())
         .ok_or_else(|| DomainError::BadRequest("cursor is not one this server issued".into()))
 }
+
+/// The cursor of lists in id order: the last id seen.
+#[derive(serde::Serialize, serde::Deserialize)]
+pub struct IdCursor {
+    pub id: String,
+}
+
+/// Where an id-ordered page starts (after this id; "" for the first page).
+pub fn after_id(page: &crate::domain::PageRequest) -> DomainResult<String> {
+    Ok(match &page.cursor {
+        Some(c) => decode::<IdCursor>(c)?.id,
+        None => String::new(),
+    })
+}
+
+/// Cuts `limit + 1` fetched items to a page; the extra item proves there is
+/// a next page.
+pub fn page_by<T>(
+    mut items: Vec<T>,
+    limit: usize,
+    key: impl Fn(&T) -> String,
+) -> crate::domain::Page<T> {
+    let next_cursor = if items.len() > limit {
+        items.truncate(limit);
+        items.last().map(|i| encode(&IdCursor { id: key(i) }))
+    } else {
+        None
+    };
+    crate::domain::Page { items, next_cursor }
+}

@@ -3,6 +3,9 @@
 
 pub mod cache;
 pub mod cursor;
+pub mod history;
+pub mod migrate;
+pub mod postgres;
 pub mod sqlite;
 
 use crate::domain::*;
@@ -117,11 +120,36 @@ pub trait Store: Send + Sync + 'static {
     /// Routine upkeep, run by scheduled jobs; returns a one-line summary.
     async fn maintain(&self, task: Maintenance) -> DomainResult<String>;
 
+    /// Ids of keys revoked by any daemon sharing this store, as they happen
+    /// (None when the backend has no such feed).
+    fn key_revocations(&self) -> Option<tokio::sync::broadcast::Receiver<String>> {
+        None
+    }
+
     /// Hit and miss counts of the entity cache, for `/metrics`.
     fn cache_stats(&self) -> cache::CacheStats;
 }
 
 pub type DynStore = Arc<dyn Store>;
+
+/// The audit event of an applied op: (action, target, details). Purges keep
+/// the event, never the purged content.
+pub fn audit_event(op_action: &'static str, outcome: &WriteOutcome) -> (&'static str, String, serde_json::Value) {
+    use serde_json::json;
+    match outcome {
+        WriteOutcome::Entity { entity, created } => (
+            if *created { "entity.create" } else { op_action },
+            entity.id.clone(),
+            json!({ "version": entity.version, "type": entity.entity_type }),
+        ),
+        WriteOutcome::Relationship(r) => (
+            op_action,
+            r.id.clone(),
+            json!({ "version": r.version, "type": r.rel_type, "from": r.from, "to": r.to }),
+        ),
+        WriteOutcome::Deleted { id } | WriteOutcome::Purged { id, .. } => (op_action, id.clone(), json!({})),
+    }
+}
 
 /// Upkeep tasks a backend knows how to do.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -136,13 +164,12 @@ pub enum Maintenance {
 pub async fn open(config: &crate::config::Config) -> anyhow::Result<DynStore> {
     let url = &config.database_url;
     if let Some(path) = url.strip_prefix("sqlite://") {
-        let store = sqlite::SqliteStore::open(path, &config.sqlite)?;
+        let store = sqlite::SqliteStore::open(path, &config.sqlite, config.cache_entries)?;
         return Ok(Arc::new(store));
     }
     if url.starts_with("postgres://") || url.starts_with("postgresql://") {
-        anyhow::bail!(
-            "STRATA_DATABASE_URL names PostgreSQL, but this build serves the embedded SQLite backend only; use sqlite://PATH"
-        );
+        let store = postgres::PgStore::open(url, &config.postgres, config.cache_entries).await?;
+        return Ok(Arc::new(store));
     }
     anyhow::bail!("STRATA_DATABASE_URL must start with sqlite:// or postgres:// (got {url:?})")
 }

@@ -4,15 +4,11 @@
 use super::threads::Seq;
 use super::{fts, outbox, sql_err};
 use crate::clock;
-use crate::domain::patch::{apply_merge_patch, diff};
+use crate::domain::patch::apply_merge_patch;
 use crate::domain::*;
-use crate::store::cursor;
+use crate::store::{cursor, history};
 use rusqlite::{params, Connection, OptionalExtension, Row};
 use serde_json::{Map, Value};
-
-/// A full snapshot is stored at least every `SNAPSHOT_EVERY` versions along
-/// any parent chain, so a version is rebuilt from at most that many deltas.
-pub const SNAPSHOT_EVERY: i64 = 16;
 
 const COLS: &str = "rowid, id, type, properties, version, created_at, updated_at, \
                     created_by, updated_by, deleted_at, seq";
@@ -94,15 +90,7 @@ fn insert_version(conn: &Connection, scope: &Scope, v: NewVersion, seq: i64) -> 
             .map_err(sql_err)?,
         None => None,
     };
-    let delta = diff(v.parent_props, &v.entity.properties);
-    let chain = parent_chain.map(|c| c + 1).unwrap_or(0);
-    let (patch, snapshot, chain) = match delta {
-        Some(d) if parent_chain.is_some() && chain < SNAPSHOT_EVERY => (d, None, chain),
-        d => {
-            let full = Value::Object(v.entity.properties.clone());
-            (d.unwrap_or_else(|| full.clone()), Some(full), 0)
-        }
-    };
+    let row = history::version_row(parent_chain, v.parent_props, &v.entity.properties);
     conn.prepare_cached(
         "INSERT INTO entity_versions (org_id, project_id, entity_id, version, parent_version, op,
              type, deleted, actor, at, patch, snapshot, chain, seq)
@@ -120,9 +108,9 @@ fn insert_version(conn: &Connection, scope: &Scope, v: NewVersion, seq: i64) -> 
             v.entity.deleted_at.is_some(),
             v.actor,
             v.entity.updated_at,
-            patch.to_string(),
-            snapshot.map(|s| s.to_string()),
-            chain,
+            row.patch.to_string(),
+            row.snapshot.map(|s| s.to_string()),
+            row.chain,
             seq,
         ])
     })
@@ -453,10 +441,8 @@ pub fn state_at(
              WHERE org_id = ?1 AND project_id = ?2 AND entity_id = ?3 AND version = ?4",
         )
         .map_err(sql_err)?;
-    let mut patches = Vec::new();
     let mut entity_type = None;
-    let mut next = Some(version);
-    while let Some(v) = next {
+    let props = history::rebuild(version, |v| {
         let row: Option<(Option<i64>, String, String, Option<String>)> = st
             .query_row(params![scope.org, scope.project, id, v], |r| {
                 Ok((r.get(0)?, r.get(1)?, r.get(2)?, r.get(3)?))
@@ -467,23 +453,14 @@ pub fn state_at(
             return Ok(None);
         };
         entity_type.get_or_insert(ty);
-        if let Some(snapshot) = snapshot {
-            let mut state: Value =
-                serde_json::from_str(&snapshot).map_err(DomainError::internal)?;
-            for p in patches.iter().rev() {
-                apply_merge_patch(&mut state, p);
-            }
-            let Value::Object(props) = state else {
-                return Err(DomainError::internal("a snapshot is not an object"));
-            };
-            return Ok(Some((entity_type.unwrap_or_default(), props)));
-        }
-        patches.push(serde_json::from_str::<Value>(&patch).map_err(DomainError::internal)?);
-        next = parent;
-    }
-    Err(DomainError::internal(format!(
-        "version chain of {id} has no snapshot"
-    )))
+        let json = |t: &str| serde_json::from_str::<Value>(t).map_err(DomainError::internal);
+        Ok(Some(history::ChainLink {
+            parent,
+            patch: json(&patch)?,
+            snapshot: snapshot.as_deref().map(json).transpose()?,
+        }))
+    })?;
+    Ok(props.map(|p| (entity_type.unwrap_or_default(), p)))
 }
 
 /// The entity as it was at `version` (metadata from that version's row).

@@ -3,8 +3,8 @@
 
 use super::{entities, sql_err};
 use crate::domain::*;
+use crate::search;
 use rusqlite::{params, Connection};
-use serde_json::Value;
 
 /// The FTS token that confines a match to one project.
 pub fn scope_token(conn: &Connection, scope: &Scope) -> DomainResult<Option<String>> {
@@ -18,26 +18,8 @@ pub fn scope_token(conn: &Connection, scope: &Scope) -> DomainResult<Option<Stri
         .map_err(sql_err)
 }
 
-/// Every string value of the properties, one per line.
-pub fn text_of(props: &Properties) -> String {
-    fn walk(v: &Value, out: &mut String) {
-        match v {
-            Value::String(s) => {
-                out.push_str(s);
-                out.push('\n');
-            }
-            Value::Array(a) => a.iter().for_each(|v| walk(v, out)),
-            Value::Object(m) => m.values().for_each(|v| walk(v, out)),
-            _ => {}
-        }
-    }
-    let mut out = String::new();
-    props.values().for_each(|v| walk(v, &mut out));
-    out
-}
-
 pub fn index(conn: &Connection, scope: &Scope, rowid: i64, props: &Properties) -> DomainResult<()> {
-    let body = text_of(props);
+    let body = search::text_of(props);
     if body.is_empty() {
         return Ok(());
     }
@@ -54,15 +36,6 @@ pub fn remove(conn: &Connection, rowid: i64) -> DomainResult<()> {
         .and_then(|mut st| st.execute([rowid]))
         .map_err(sql_err)?;
     Ok(())
-}
-
-/// Words of the query, lower-cased; FTS syntax in user text is never parsed.
-pub fn query_terms(q: &str) -> Vec<String> {
-    q.split(|c: char| !c.is_alphanumeric())
-        .filter(|t| !t.is_empty())
-        .take(32)
-        .map(str::to_lowercase)
-        .collect()
 }
 
 /// An FTS5 expression: the project token, and every term as a quoted prefix.
@@ -82,7 +55,7 @@ pub fn search(
     entity_type: Option<&str>,
     limit: usize,
 ) -> DomainResult<Vec<SearchHit>> {
-    let terms = query_terms(q);
+    let terms = search::query_terms(q);
     if terms.is_empty() {
         return Err(DomainError::BadRequest(
             "q must contain at least one word".into(),
@@ -115,22 +88,9 @@ pub fn search(
     Ok(rows
         .into_iter()
         .map(|(entity, rank)| SearchHit {
-            highlights: highlights(&entity.properties, &terms),
+            highlights: search::highlights(&entity.properties, &terms),
             entity,
             score: -rank,
         })
         .collect())
-}
-
-/// Up to three string values that contain a query term.
-fn highlights(props: &Properties, terms: &[String]) -> Vec<String> {
-    text_of(props)
-        .lines()
-        .filter(|line| {
-            let lower = line.to_lowercase();
-            terms.iter().any(|t| lower.contains(t.as_str()))
-        })
-        .take(3)
-        .map(|line| line.chars().take(200).collect())
-        .collect()
 }

@@ -38,7 +38,6 @@ pub enum Synchronous {
 pub struct SqliteConfig {
     pub synchronous: Synchronous,
     pub readers: usize,
-    pub cache_entries: u64,
 }
 
 impl Default for SqliteConfig {
@@ -46,7 +45,6 @@ impl Default for SqliteConfig {
         SqliteConfig {
             synchronous: Synchronous::Full,
             readers: 4,
-            cache_entries: 100_000,
         }
     }
 }
@@ -90,7 +88,7 @@ fn connect(path: &Path, config: &SqliteConfig, read_only: bool) -> rusqlite::Res
 
 impl SqliteStore {
     /// Opens (creating if needed) the database at `path` and migrates it.
-    pub fn open(path: &str, config: &SqliteConfig) -> anyhow::Result<Self> {
+    pub fn open(path: &str, config: &SqliteConfig, cache_entries: u64) -> anyhow::Result<Self> {
         let path = Path::new(path);
         if let Some(dir) = path.parent().filter(|d| !d.as_os_str().is_empty()) {
             std::fs::create_dir_all(dir)?;
@@ -103,7 +101,7 @@ impl SqliteStore {
         Ok(SqliteStore {
             writer: Writer::spawn(conn)?,
             readers: Readers::spawn(readers)?,
-            cache: Arc::new(EntityCache::new(config.cache_entries)),
+            cache: Arc::new(EntityCache::new(cache_entries)),
         })
     }
 
@@ -136,28 +134,13 @@ fn apply(
 ) -> DomainResult<WriteOutcome> {
     let action = op.audit_action();
     let outcome = apply_op(conn, seq, scope, &caller.key_id, op)?;
-    let (action, target, details) = match &outcome {
-        WriteOutcome::Entity { entity, created } => (
-            if *created { "entity.create" } else { action },
-            entity.id.as_str(),
-            serde_json::json!({ "version": entity.version, "type": entity.entity_type }),
-        ),
-        WriteOutcome::Relationship(r) => (
-            action,
-            r.id.as_str(),
-            serde_json::json!({ "version": r.version, "type": r.rel_type, "from": r.from, "to": r.to }),
-        ),
-        // Purges keep the event, never the purged content.
-        WriteOutcome::Deleted { id } | WriteOutcome::Purged { id, .. } => {
-            (action, id.as_str(), serde_json::json!({}))
-        }
-    };
+    let (action, target, details) = crate::store::audit_event(action, &outcome);
     let place = audit::AuditPlace {
         org: &scope.org,
         project: Some(&scope.project),
         caller,
     };
-    audit::record(conn, &place, action, target, details)?;
+    audit::record(conn, &place, action, &target, details)?;
     Ok(outcome)
 }
 

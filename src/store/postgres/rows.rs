@@ -1,0 +1,97 @@
+//! Row mapping and small SQL helpers shared by the PostgreSQL modules.
+
+use crate::clock;
+use crate::domain::*;
+use chrono::{DateTime, Utc};
+use deadpool_postgres::GenericClient;
+use tokio_postgres::Row;
+use tokio_postgres::error::SqlState;
+use tokio_postgres::types::ToSql;
+
+pub const ENTITY_COLS: &str = "id, type, properties, version, created_at, updated_at, created_by, \
+                               updated_by, deleted_at, seq";
+pub const REL_COLS: &str = "id, type, from_id, to_id, properties, version, created_at, updated_at, \
+                            created_by, updated_by";
+
+pub fn pg_err(e: tokio_postgres::Error) -> DomainError {
+    match e.code() {
+        Some(c) if *c == SqlState::T_R_DEADLOCK_DETECTED || *c == SqlState::T_R_SERIALIZATION_FAILURE => {
+            DomainError::Conflict("a concurrent write touched the same data; retry".into())
+        }
+        Some(c) if *c == SqlState::QUERY_CANCELED => {
+            DomainError::Unavailable("the statement timed out".into())
+        }
+        _ => DomainError::internal(e),
+    }
+}
+
+pub fn time(t: DateTime<Utc>) -> String {
+    clock::format(t)
+}
+
+pub fn parse_time(s: &str) -> DomainResult<DateTime<Utc>> {
+    DateTime::parse_from_rfc3339(s)
+        .map(|t| t.with_timezone(&Utc))
+        .map_err(|_| DomainError::BadRequest(format!("{s:?} is not an RFC 3339 time")))
+}
+
+fn object(v: serde_json::Value) -> Properties {
+    match v {
+        serde_json::Value::Object(m) => m,
+        _ => Properties::new(),
+    }
+}
+
+pub fn entity(row: &Row) -> Entity {
+    Entity {
+        id: row.get(0),
+        entity_type: row.get(1),
+        properties: object(row.get(2)),
+        version: row.get(3),
+        created_at: time(row.get(4)),
+        updated_at: time(row.get(5)),
+        created_by: row.get(6),
+        updated_by: row.get(7),
+        deleted_at: row.get::<_, Option<DateTime<Utc>>>(8).map(time),
+        change_seq: row.get(9),
+    }
+}
+
+pub fn relationship(row: &Row) -> Relationship {
+    Relationship {
+        id: row.get(0),
+        rel_type: row.get(1),
+        from: row.get(2),
+        to: row.get(3),
+        properties: object(row.get(4)),
+        version: row.get(5),
+        created_at: time(row.get(6)),
+        updated_at: time(row.get(7)),
+        created_by: row.get(8),
+        updated_by: row.get(9),
+    }
+}
+
+pub async fn query<C: GenericClient>(c: &C, sql: &str, args: &[&(dyn ToSql + Sync)]) -> DomainResult<Vec<Row>> {
+    let st = c.prepare_cached(sql).await.map_err(pg_err)?;
+    c.query(&st, args).await.map_err(pg_err)
+}
+
+pub async fn query_opt<C: GenericClient>(
+    c: &C,
+    sql: &str,
+    args: &[&(dyn ToSql + Sync)],
+) -> DomainResult<Option<Row>> {
+    let st = c.prepare_cached(sql).await.map_err(pg_err)?;
+    c.query_opt(&st, args).await.map_err(pg_err)
+}
+
+pub async fn execute<C: GenericClient>(c: &C, sql: &str, args: &[&(dyn ToSql + Sync)]) -> DomainResult<u64> {
+    let st = c.prepare_cached(sql).await.map_err(pg_err)?;
+    c.execute(&st, args).await.map_err(pg_err)
+}
+
+pub async fn next_seq<C: GenericClient>(c: &C) -> DomainResult<i64> {
+    let row = query_opt(c, "SELECT nextval('change_seq')", &[]).await?;
+    Ok(row.map(|r| r.get(0)).unwrap_or_default())
+}

@@ -1,0 +1,302 @@
+//! Orgs, projects, API keys and the audit trail on PostgreSQL.
+
+use super::rows::{self, execute, query, query_opt};
+use crate::domain::*;
+use crate::store::cursor;
+use chrono::Utc;
+use deadpool_postgres::GenericClient;
+use serde_json::{Value, json};
+use tokio_postgres::Row;
+
+/// Where and by whom a write happened.
+pub struct AuditPlace<'a> {
+    pub org: &'a str,
+    pub project: Option<&'a str>,
+    pub caller: &'a Caller,
+}
+
+pub async fn audit<C: GenericClient>(c: &C, place: &AuditPlace<'_>, action: &str, target: &str, details: Value) -> DomainResult<()> {
+    execute(
+        c,
+        "INSERT INTO audit_events (org_id, project_id, at, actor, action, target, ip, user_agent, details)
+         VALUES ($1, $2, now(), $3, $4, $5, $6, $7, $8)",
+        &[
+            &place.org,
+            &place.project,
+            &place.caller.key_id,
+            &action,
+            &target,
+            &place.caller.ip,
+            &place.caller.user_agent,
+            &details,
+        ],
+    )
+    .await?;
+    Ok(())
+}
+
+fn org(r: &Row) -> Org {
+    Org {
+        id: r.get(0),
+        name: r.get(1),
+        created_at: rows::time(r.get(2)),
+    }
+}
+
+fn project(r: &Row) -> Project {
+    Project {
+        org: r.get(0),
+        id: r.get(1),
+        name: r.get(2),
+        created_at: rows::time(r.get(3)),
+    }
+}
+
+pub async fn create_org<C: GenericClient>(c: &C, caller: &Caller, id: &str, name: &str) -> DomainResult<Org> {
+    let row = query_opt(
+        c,
+        "INSERT INTO orgs (id, name, created_at) VALUES ($1, $2, now())
+         ON CONFLICT DO NOTHING RETURNING id, name, created_at",
+        &[&id, &name],
+    )
+    .await?
+    .ok_or_else(|| DomainError::Conflict(format!("org {id} already exists")))?;
+    let place = AuditPlace { org: id, project: None, caller };
+    audit(c, &place, "org.create", id, json!({ "name": name })).await?;
+    Ok(org(&row))
+}
+
+pub async fn get_org<C: GenericClient>(c: &C, id: &str) -> DomainResult<Org> {
+    query_opt(c, "SELECT id, name, created_at FROM orgs WHERE id = $1", &[&id])
+        .await?
+        .map(|r| org(&r))
+        .ok_or_else(|| DomainError::not_found(format!("org {id}")))
+}
+
+pub async fn list_orgs<C: GenericClient>(c: &C, page: &PageRequest) -> DomainResult<Page<Org>> {
+    let after = cursor::after_id(page)?;
+    let limit = page.limit as i64 + 1;
+    let found = query(
+        c,
+        "SELECT id, name, created_at FROM orgs WHERE id > $1 ORDER BY id LIMIT $2",
+        &[&after, &limit],
+    )
+    .await?;
+    Ok(cursor::page_by(found.iter().map(org).collect(), page.limit, |o: &Org| o.id.clone()))
+}
+
+pub async fn create_project<C: GenericClient>(
+    c: &C,
+    caller: &Caller,
+    org_id: &str,
+    id: &str,
+    name: &str,
+) -> DomainResult<Project> {
+    get_org(c, org_id).await?;
+    let row = query_opt(
+        c,
+        "INSERT INTO projects (org_id, id, name, created_at) VALUES ($1, $2, $3, now())
+         ON CONFLICT DO NOTHING RETURNING org_id, id, name, created_at",
+        &[&org_id, &id, &name],
+    )
+    .await?
+    .ok_or_else(|| DomainError::Conflict(format!("project {id} already exists")))?;
+    let place = AuditPlace { org: org_id, project: Some(id), caller };
+    audit(c, &place, "project.create", id, json!({ "name": name })).await?;
+    Ok(project(&row))
+}
+
+pub async fn get_project<C: GenericClient>(c: &C, org_id: &str, id: &str) -> DomainResult<Project> {
+    query_opt(
+        c,
+        "SELECT org_id, id, name, created_at FROM projects WHERE org_id = $1 AND id = $2",
+        &[&org_id, &id],
+    )
+    .await?
+    .map(|r| project(&r))
+    .ok_or_else(|| DomainError::not_found(format!("project {id}")))
+}
+
+/// Locks the project row for the rest of the transaction (a delete waits).
+pub async fn lock_project<C: GenericClient>(c: &C, scope: &Scope) -> DomainResult<()> {
+    query_opt(
+        c,
+        "SELECT 1 FROM projects WHERE org_id = $1 AND id = $2 FOR SHARE",
+        &[&scope.org, &scope.project],
+    )
+    .await?
+    .map(|_| ())
+    .ok_or_else(|| DomainError::not_found(format!("project {}", scope.project)))
+}
+
+pub async fn list_projects<C: GenericClient>(c: &C, org_id: &str, page: &PageRequest) -> DomainResult<Page<Project>> {
+    get_org(c, org_id).await?;
+    let after = cursor::after_id(page)?;
+    let limit = page.limit as i64 + 1;
+    let found = query(
+        c,
+        "SELECT org_id, id, name, created_at FROM projects WHERE org_id = $1 AND id > $2
+         ORDER BY id LIMIT $3",
+        &[&org_id, &after, &limit],
+    )
+    .await?;
+    Ok(cursor::page_by(found.iter().map(project).collect(), page.limit, |p: &Project| p.id.clone()))
+}
+
+/// Erases a project; `caller` is audited unless the whole org is going.
+pub async fn delete_project<C: GenericClient>(c: &C, caller: Option<&Caller>, org_id: &str, id: &str) -> DomainResult<()> {
+    query_opt(
+        c,
+        "SELECT 1 FROM projects WHERE org_id = $1 AND id = $2 FOR UPDATE",
+        &[&org_id, &id],
+    )
+    .await?
+    .ok_or_else(|| DomainError::not_found(format!("project {id}")))?;
+    for table in ["entities", "entity_versions", "relationships", "outbox"] {
+        let sql = format!("DELETE FROM {table} WHERE org_id = $1 AND project_id = $2");
+        execute(c, &sql, &[&org_id, &id]).await?;
+    }
+    execute(c, "DELETE FROM projects WHERE org_id = $1 AND id = $2", &[&org_id, &id]).await?;
+    if let Some(caller) = caller {
+        let place = AuditPlace { org: org_id, project: Some(id), caller };
+        audit(c, &place, "project.delete", id, json!({})).await?;
+    }
+    Ok(())
+}
+
+pub async fn delete_org<C: GenericClient>(c: &C, id: &str) -> DomainResult<()> {
+    query_opt(c, "SELECT 1 FROM orgs WHERE id = $1 FOR UPDATE", &[&id])
+        .await?
+        .ok_or_else(|| DomainError::not_found(format!("org {id}")))?;
+    let projects: Vec<String> = query(c, "SELECT id FROM projects WHERE org_id = $1", &[&id])
+        .await?
+        .iter()
+        .map(|r| r.get(0))
+        .collect();
+    for p in projects {
+        delete_project(c, None, id, &p).await?;
+    }
+    execute(c, "DELETE FROM audit_events WHERE org_id = $1", &[&id]).await?;
+    execute(c, "DELETE FROM orgs WHERE id = $1", &[&id]).await?;
+    Ok(())
+}
+
+const KEY_COLS: &str = "id, org_id, name, scopes, created_at, created_by, revoked_at, secret_hash";
+
+fn key(r: &Row) -> StoredKey {
+    StoredKey {
+        info: ApiKeyInfo {
+            id: r.get(0),
+            org: r.get(1),
+            name: r.get(2),
+            scopes: serde_json::from_value(r.get(3)).unwrap_or_default(),
+            created_at: rows::time(r.get(4)),
+            created_by: r.get(5),
+            revoked_at: r.get::<_, Option<chrono::DateTime<Utc>>>(6).map(rows::time),
+        },
+        secret_hash: r.get(7),
+    }
+}
+
+pub async fn create_key<C: GenericClient>(c: &C, caller: &Caller, k: &StoredKey) -> DomainResult<ApiKeyInfo> {
+    get_org(c, &k.info.org).await?;
+    let created = rows::parse_time(&k.info.created_at)?;
+    let scopes = serde_json::to_value(&k.info.scopes).map_err(DomainError::internal)?;
+    execute(
+        c,
+        "INSERT INTO api_keys (id, org_id, name, scopes, secret_hash, created_at, created_by)
+         VALUES ($1, $2, $3, $4, $5, $6, $7)",
+        &[&k.info.id, &k.info.org, &k.info.name, &scopes, &k.secret_hash, &created, &k.info.created_by],
+    )
+    .await?;
+    let place = AuditPlace { org: &k.info.org, project: None, caller };
+    audit(c, &place, "key.create", &k.info.id, json!({ "name": k.info.name, "scopes": scopes })).await?;
+    Ok(k.info.clone())
+}
+
+pub async fn find_key<C: GenericClient>(c: &C, id: &str) -> DomainResult<Option<StoredKey>> {
+    let sql = format!("SELECT {KEY_COLS} FROM api_keys WHERE id = $1");
+    Ok(query_opt(c, &sql, &[&id]).await?.map(|r| key(&r)))
+}
+
+pub async fn list_keys<C: GenericClient>(c: &C, org_id: &str, page: &PageRequest) -> DomainResult<Page<ApiKeyInfo>> {
+    get_org(c, org_id).await?;
+    let after = cursor::after_id(page)?;
+    let limit = page.limit as i64 + 1;
+    let sql = format!("SELECT {KEY_COLS} FROM api_keys WHERE org_id = $1 AND id > $2 ORDER BY id LIMIT $3");
+    let found = query(c, &sql, &[&org_id, &after, &limit]).await?;
+    let items = found.iter().map(|r| key(r).info).collect();
+    Ok(cursor::page_by(items, page.limit, |k: &ApiKeyInfo| k.id.clone()))
+}
+
+pub async fn revoke_key<C: GenericClient>(c: &C, caller: &Caller, org_id: &str, id: &str) -> DomainResult<()> {
+    let changed = execute(
+        c,
+        "UPDATE api_keys SET revoked_at = now() WHERE org_id = $1 AND id = $2 AND revoked_at IS NULL",
+        &[&org_id, &id],
+    )
+    .await?;
+    if changed == 0 {
+        return Err(DomainError::not_found(format!("key {id}")));
+    }
+    let place = AuditPlace { org: org_id, project: None, caller };
+    audit(c, &place, "key.revoke", id, json!({})).await
+}
+
+#[derive(serde::Serialize, serde::Deserialize)]
+struct AuditCursor {
+    before: i64,
+}
+
+pub async fn list_audit<C: GenericClient>(
+    c: &C,
+    org_id: &str,
+    filter: &AuditFilter,
+    page: &PageRequest,
+) -> DomainResult<Page<AuditEvent>> {
+    get_org(c, org_id).await?;
+    let before = match &page.cursor {
+        Some(cur) => cursor::decode::<AuditCursor>(cur)?.before,
+        None => i64::MAX,
+    };
+    let limit = page.limit as i64 + 1;
+    let found = query(
+        c,
+        "SELECT id, at, actor, action, target, project_id, ip, user_agent, details FROM audit_events
+         WHERE org_id = $1 AND id < $2 AND ($3::text IS NULL OR action = $3)
+           AND ($4::text IS NULL OR target = $4)
+         ORDER BY id DESC LIMIT $5",
+        &[&org_id, &before, &filter.action, &filter.target, &limit],
+    )
+    .await?;
+    let mut items: Vec<(i64, AuditEvent)> = found
+        .iter()
+        .map(|r| {
+            let id: i64 = r.get(0);
+            (
+                id,
+                AuditEvent {
+                    id: id.to_string(),
+                    at: rows::time(r.get(1)),
+                    actor: r.get(2),
+                    action: r.get(3),
+                    target: r.get(4),
+                    project: r.get(5),
+                    ip: r.get(6),
+                    user_agent: r.get(7),
+                    details: r.get(8),
+                },
+            )
+        })
+        .collect();
+    let next_cursor = if items.len() > page.limit {
+        items.truncate(page.limit);
+        items.last().map(|(id, _)| cursor::encode(&AuditCursor { before: *id }))
+    } else {
+        None
+    };
+    Ok(Page {
+        items: items.into_iter().map(|(_, e)| e).collect(),
+        next_cursor,
+    })
+}
