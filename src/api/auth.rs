@@ -26,7 +26,8 @@ use std::sync::Arc;
 use std::time::Duration;
 use subtle::ConstantTimeEq;
 
-/// Upper bound on how long another daemon's revocation can go unseen here.
+/// Upper bound on how long another daemon's revocation can go unseen here
+/// when the store has no change feed (SQLite files shared by two daemons).
 const KEY_CACHE_TTL: Duration = Duration::from_secs(5);
 
 /// Who is calling: a key, the org it belongs to (none for the global admin)
@@ -101,14 +102,29 @@ impl Authenticator {
             let burst = NonZeroU32::new(settings.burst.max(settings.rate_per_sec)).unwrap_or(rate);
             RateLimiter::keyed(Quota::per_second(rate).allow_burst(burst))
         });
+        let keys: Cache<String, Option<Arc<StoredKey>>> = Cache::builder()
+            .max_capacity(100_000)
+            .time_to_live(KEY_CACHE_TTL)
+            .build();
+        // Revocations made through other daemons evict here as they happen.
+        if let Some(mut revoked) = store.key_revocations() {
+            let keys = keys.clone();
+            tokio::spawn(async move {
+                use tokio::sync::broadcast::error::RecvError;
+                loop {
+                    match revoked.recv().await {
+                        Ok(id) => keys.invalidate(&id).await,
+                        Err(RecvError::Lagged(_)) => keys.invalidate_all(),
+                        Err(RecvError::Closed) => break,
+                    }
+                }
+            });
+        }
         Authenticator {
             admin_key_hash: sha256(settings.admin_key.as_bytes()),
             disabled: settings.disabled,
             store,
-            keys: Cache::builder()
-                .max_capacity(100_000)
-                .time_to_live(KEY_CACHE_TTL)
-                .build(),
+            keys,
             limiter,
         }
     }
