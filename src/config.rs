@@ -2,7 +2,7 @@
 //! Unknown keys in the file and unknown `STRATA_*` variables stop the start:
 //! a setting is never silently ignored.
 
-use crate::store::postgres::PgConfig;
+use crate::store::postgres::{AgeMode, PgConfig};
 use crate::store::sqlite::{SqliteConfig, Synchronous};
 use anyhow::{bail, Context};
 use serde::Deserialize;
@@ -74,6 +74,7 @@ const KNOWN_VARS: &[&str] = &[
     "STRATA_PG_STATEMENT_TIMEOUT_MS",
     "STRATA_PG_CONNECT_TIMEOUT_SECS",
     "STRATA_PG_NOTIFY",
+    "STRATA_AGE",
 ];
 
 impl Config {
@@ -140,6 +141,14 @@ impl Config {
         }
         if let Some(n) = parse("STRATA_PG_CONNECT_TIMEOUT_SECS")? {
             postgres.connect_timeout_secs = n;
+        }
+        if let Some(s) = env("STRATA_AGE") {
+            postgres.age = match s.as_str() {
+                "auto" => AgeMode::Auto,
+                "on" => AgeMode::On,
+                "off" => AgeMode::Off,
+                _ => bail!("STRATA_AGE must be auto, on or off, got {s:?}"),
+            };
         }
         if let Some(s) = env("STRATA_PG_NOTIFY") {
             postgres.notify = match s.as_str() {

@@ -31,6 +31,22 @@ enum Command {
     },
     /// Check the configuration and the store; say what is wrong in plain words.
     Doctor,
+    /// Apache AGE graph projection (server mode).
+    Age {
+        #[command(subcommand)]
+        command: AgeCommand,
+    },
+}
+
+#[derive(Subcommand)]
+enum AgeCommand {
+    /// Rebuild a project's graph from the tables and verify the counts.
+    Sync {
+        #[arg(long)]
+        org: String,
+        #[arg(long)]
+        project: String,
+    },
 }
 
 fn main() -> anyhow::Result<()> {
@@ -54,6 +70,9 @@ fn main() -> anyhow::Result<()> {
                 strata::cli::init(&Config::from_env()?, &org, &project).await
             }
             Command::Doctor => strata::cli::doctor().await,
+            Command::Age {
+                command: AgeCommand::Sync { org, project },
+            } => strata::cli::age_sync(&Config::from_env()?, &org, &project).await,
         }
     })
 }

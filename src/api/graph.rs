@@ -175,13 +175,12 @@ struct CypherBody {
     query: String,
     #[serde(default)]
     #[schema(value_type = Object)]
-    #[allow(dead_code)]
     params: serde_json::Map<String, serde_json::Value>,
 }
 
-/// Read-only openCypher. The embedded backend has no Cypher engine: 501.
+/// Read-only openCypher over the project's graph (AGE); 501 without a Cypher engine.
 #[utoipa::path(post, path = "/v1/orgs/{org}/projects/{project}/cypher", tag = "graph",
-    request_body = CypherBody, responses((status = 501, description = "no Cypher engine on this backend")))]
+    request_body = CypherBody, responses((status = 200, description = "columns and rows"), (status = 400, description = "a writing clause or invalid query"), (status = 501, description = "no Cypher engine on this backend")))]
 async fn cypher(
     State(s): State<AppState>,
     _: Authorized<Read>,
@@ -192,9 +191,9 @@ async fn cypher(
     if body.query.trim().is_empty() {
         return Err(ApiError::bad_request("query must not be empty"));
     }
-    Err(DomainError::NotImplemented(format!(
-        "the {} backend has no Cypher engine; use the graph endpoints or server mode with Apache AGE",
-        s.store.backend()
-    ))
-    .into())
+    let result = s
+        .store
+        .cypher(&p.scope(), &body.query, &body.params)
+        .await?;
+    Ok(data(StatusCode::OK, result))
 }

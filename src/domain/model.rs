@@ -391,3 +391,11 @@ pub struct AuditFilter {
     pub action: Option<String>,
     pub target: Option<String>,
 }
+
+/// The answer of a read-only Cypher query: plain JSON values.
+#[derive(Debug, Clone, Serialize, PartialEq, utoipa::ToSchema)]
+pub struct CypherResult {
+    pub columns: Vec<String>,
+    #[schema(value_type = Vec<Vec<Object>>)]
+    pub rows: Vec<Vec<Value>>,
+}

@@ -51,7 +51,10 @@ mod tests {
 
     #[test]
     fn query_syntax_is_reduced_to_words() {
-        assert_eq!(query_terms("\"a\" OR b* NEAR(c:d) & !e"), ["a", "or", "b", "near", "c", "d", "e"]);
+        assert_eq!(
+            query_terms("\"a\" OR b* NEAR(c:d) & !e"),
+            ["a", "or", "b", "near", "c", "d", "e"]
+        );
         assert!(query_terms("*** ::: ()").is_empty());
     }
 }

@@ -95,7 +95,9 @@ mod tests {
         let mut states = vec![props(json!({}))];
         for v in 1..=50i64 {
             let parent = (v > 1).then(|| v - 1);
-            let new = props(json!({ "n": v, "keep": "x", "odd": if v % 2 == 1 { json!(v) } else { json!(null) } }));
+            let new = props(
+                json!({ "n": v, "keep": "x", "odd": if v % 2 == 1 { json!(v) } else { json!(null) } }),
+            );
             let new: Properties = new.into_iter().filter(|(_, x)| !x.is_null()).collect();
             let parent_chain = parent.map(|p| rows[&p].1.chain);
             let row = version_row(parent_chain, &states[(v - 1) as usize], &new);

@@ -22,7 +22,8 @@ macro_rules! migrations {
 }
 
 pub const SQLITE: &[Migration] = migrations!("sqlite": 1 => "0001_core", 2 => "0002_keys_audit");
-pub const POSTGRES: &[Migration] = migrations!("postgres": 1 => "0001_core", 2 => "0002_keys_audit");
+pub const POSTGRES: &[Migration] =
+    migrations!("postgres": 1 => "0001_core", 2 => "0002_keys_audit");
 
 #[derive(Debug, thiserror::Error)]
 pub enum MigrateError {
@@ -75,8 +76,14 @@ mod tests {
         let ok = vec![(1, "0001_core".to_string(), checksum(SQLITE[0].sql))];
         assert_eq!(pending(SQLITE, &ok).unwrap().len(), SQLITE.len() - 1);
         let changed = vec![(1, "0001_core".to_string(), "x".to_string())];
-        assert!(matches!(pending(SQLITE, &changed), Err(MigrateError::Changed(_))));
+        assert!(matches!(
+            pending(SQLITE, &changed),
+            Err(MigrateError::Changed(_))
+        ));
         let newer = vec![(999, "future".to_string(), "x".to_string())];
-        assert!(matches!(pending(SQLITE, &newer), Err(MigrateError::TooNew(999))));
+        assert!(matches!(
+            pending(SQLITE, &newer),
+            Err(MigrateError::TooNew(999))
+        ));
     }
 }

@@ -117,6 +117,28 @@ pub trait Store: Send + Sync + 'static {
         page: &PageRequest,
     ) -> DomainResult<Page<AuditEvent>>;
 
+    /// A read-only openCypher query over the project's graph.
+    async fn cypher(
+        &self,
+        _scope: &Scope,
+        _query: &str,
+        _params: &serde_json::Map<String, serde_json::Value>,
+    ) -> DomainResult<CypherResult> {
+        Err(DomainError::NotImplemented(format!(
+            "the {} backend has no Cypher engine; use the graph endpoints, or server mode with Apache AGE",
+            self.backend()
+        )))
+    }
+
+    /// Rebuilds the project's graph projection from the tables; returns the
+    /// vertex and edge counts found in it afterwards.
+    async fn sync_graph(&self, _scope: &Scope) -> DomainResult<(u64, u64)> {
+        Err(DomainError::NotImplemented(format!(
+            "the {} backend keeps no graph projection",
+            self.backend()
+        )))
+    }
+
     /// Routine upkeep, run by scheduled jobs; returns a one-line summary.
     async fn maintain(&self, task: Maintenance) -> DomainResult<String>;
 
@@ -134,7 +156,10 @@ pub type DynStore = Arc<dyn Store>;
 
 /// The audit event of an applied op: (action, target, details). Purges keep
 /// the event, never the purged content.
-pub fn audit_event(op_action: &'static str, outcome: &WriteOutcome) -> (&'static str, String, serde_json::Value) {
+pub fn audit_event(
+    op_action: &'static str,
+    outcome: &WriteOutcome,
+) -> (&'static str, String, serde_json::Value) {
     use serde_json::json;
     match outcome {
         WriteOutcome::Entity { entity, created } => (
@@ -147,7 +172,9 @@ pub fn audit_event(op_action: &'static str, outcome: &WriteOutcome) -> (&'static
             r.id.clone(),
             json!({ "version": r.version, "type": r.rel_type, "from": r.from, "to": r.to }),
         ),
-        WriteOutcome::Deleted { id } | WriteOutcome::Purged { id, .. } => (op_action, id.clone(), json!({})),
+        WriteOutcome::Deleted { id } | WriteOutcome::Purged { id, .. } => {
+            (op_action, id.clone(), json!({}))
+        }
     }
 }
 

@@ -2,21 +2,28 @@
 //! PostgreSQL. Write functions run inside the caller's transaction and lock
 //! the entity row (`FOR UPDATE`), so concurrent daemons serialise per entity.
 
-use super::rows::{self, ENTITY_COLS, execute, next_seq, query, query_opt};
-use super::{Ctx, outbox};
+use super::rows::{self, execute, next_seq, query, query_opt, ENTITY_COLS};
+use super::{outbox, Ctx};
 use crate::domain::patch::apply_merge_patch;
 use crate::domain::*;
 use crate::store::{cursor, history};
 use chrono::{DateTime, Utc};
 use deadpool_postgres::GenericClient;
-use serde_json::{Map, Value, json};
+use serde_json::{json, Map, Value};
 
-pub async fn load<C: GenericClient>(c: &C, scope: &Scope, id: &str, lock: bool) -> DomainResult<Option<Entity>> {
+pub async fn load<C: GenericClient>(
+    c: &C,
+    scope: &Scope,
+    id: &str,
+    lock: bool,
+) -> DomainResult<Option<Entity>> {
     let sql = format!(
         "SELECT {ENTITY_COLS} FROM entities WHERE org_id = $1 AND project_id = $2 AND id = $3{}",
         if lock { " FOR UPDATE" } else { "" }
     );
-    Ok(query_opt(c, &sql, &[&scope.org, &scope.project, &id]).await?.map(|r| rows::entity(&r)))
+    Ok(query_opt(c, &sql, &[&scope.org, &scope.project, &id])
+        .await?
+        .map(|r| rows::entity(&r)))
 }
 
 async fn load_live<C: GenericClient>(c: &C, scope: &Scope, id: &str) -> DomainResult<Entity> {
@@ -28,7 +35,9 @@ async fn load_live<C: GenericClient>(c: &C, scope: &Scope, id: &str) -> DomainRe
 
 fn check_expected(expected: Option<i64>, current: i64) -> DomainResult<()> {
     match expected {
-        Some(expected) if expected != current => Err(DomainError::PreconditionFailed { expected, current }),
+        Some(expected) if expected != current => {
+            Err(DomainError::PreconditionFailed { expected, current })
+        }
         _ => Ok(()),
     }
 }
@@ -151,7 +160,12 @@ impl Change {
     }
 }
 
-async fn write_version<C: GenericClient>(c: &C, ctx: &Ctx<'_>, old: Entity, change: Change) -> DomainResult<Entity> {
+async fn write_version<C: GenericClient>(
+    c: &C,
+    ctx: &Ctx<'_>,
+    old: Entity,
+    change: Change,
+) -> DomainResult<Entity> {
     let now = Utc::now();
     let mut e = old.clone();
     if let Some(t) = change.entity_type {
@@ -167,7 +181,11 @@ async fn write_version<C: GenericClient>(c: &C, ctx: &Ctx<'_>, old: Entity, chan
     let deleted_at: Option<DateTime<Utc>> = match change.op {
         VersionOp::Delete => Some(now),
         VersionOp::Restore => None,
-        _ => old.deleted_at.as_deref().map(rows::parse_time).transpose()?,
+        _ => old
+            .deleted_at
+            .as_deref()
+            .map(rows::parse_time)
+            .transpose()?,
     };
     e.deleted_at = deleted_at.map(rows::time);
     e.change_seq = next_seq(c).await?;
@@ -195,7 +213,16 @@ async fn write_version<C: GenericClient>(c: &C, ctx: &Ctx<'_>, old: Entity, chan
         None => (old.version, &old.properties),
     };
     insert_version(c, ctx, change.op, Some(parent), &e, now).await?;
-    outbox::record(c, ctx.scope, "entity", &e.id, change.op.as_str(), e.change_seq, now).await?;
+    outbox::record(
+        c,
+        ctx.scope,
+        "entity",
+        &e.id,
+        change.op.as_str(),
+        e.change_seq,
+        now,
+    )
+    .await?;
     Ok(e)
 }
 
@@ -210,9 +237,14 @@ pub async fn put<C: GenericClient>(
     match load(c, ctx.scope, id, true).await? {
         None => {
             if let Some(expected) = expected {
-                return Err(DomainError::PreconditionFailed { expected, current: 0 });
+                return Err(DomainError::PreconditionFailed {
+                    expected,
+                    current: 0,
+                });
             }
-            create(c, ctx, id, entity_type, properties).await.map(|e| (e, true))
+            create(c, ctx, id, entity_type, properties)
+                .await
+                .map(|e| (e, true))
         }
         Some(e) if e.deleted_at.is_some() => Err(DomainError::Conflict(format!(
             "entity {id} is deleted; restore it before replacing it"
@@ -240,7 +272,9 @@ pub async fn patch<C: GenericClient>(
     let mut merged = Value::Object(e.properties.clone());
     apply_merge_patch(&mut merged, patch);
     let Value::Object(properties) = merged else {
-        return Err(DomainError::BadRequest("properties must be a JSON object".into()));
+        return Err(DomainError::BadRequest(
+            "properties must be a JSON object".into(),
+        ));
     };
     let mut change = Change::new(VersionOp::Update);
     change.entity_type = entity_type;
@@ -248,7 +282,12 @@ pub async fn patch<C: GenericClient>(
     write_version(c, ctx, e, change).await
 }
 
-pub async fn delete<C: GenericClient>(c: &C, ctx: &Ctx<'_>, id: &str, expected: Option<i64>) -> DomainResult<Entity> {
+pub async fn delete<C: GenericClient>(
+    c: &C,
+    ctx: &Ctx<'_>,
+    id: &str,
+    expected: Option<i64>,
+) -> DomainResult<Entity> {
     let e = load_live(c, ctx.scope, id).await?;
     check_expected(expected, e.version)?;
     let e = write_version(c, ctx, e, Change::new(VersionOp::Delete)).await?;
@@ -277,9 +316,12 @@ pub async fn revert<C: GenericClient>(
 ) -> DomainResult<Entity> {
     let e = load_live(c, ctx.scope, id).await?;
     check_expected(expected, e.version)?;
-    let (entity_type, properties) = state_at(c, ctx.scope, id, to_version)
-        .await?
-        .ok_or_else(|| DomainError::Unprocessable(format!("entity {id} has no version {to_version}")))?;
+    let (entity_type, properties) =
+        state_at(c, ctx.scope, id, to_version)
+            .await?
+            .ok_or_else(|| {
+                DomainError::Unprocessable(format!("entity {id} has no version {to_version}"))
+            })?;
     let mut change = Change::new(VersionOp::Revert);
     change.entity_type = Some(entity_type);
     change.properties = Some(properties.clone());
@@ -327,7 +369,13 @@ pub async fn state_at<C: GenericClient>(
              WHERE chain.snapshot IS NULL AND chain.n < $5::bigint
          )
          SELECT version, parent_version, type, patch, snapshot FROM chain",
-        &[&scope.org, &scope.project, &id, &version, &(history::SNAPSHOT_EVERY + 1)],
+        &[
+            &scope.org,
+            &scope.project,
+            &id,
+            &version,
+            &(history::SNAPSHOT_EVERY + 1),
+        ],
     )
     .await?;
     let entity_type: Option<String> = rows.first().map(|r| r.get(2));
@@ -344,7 +392,12 @@ pub async fn state_at<C: GenericClient>(
     Ok(props.map(|p| (entity_type.unwrap_or_default(), p)))
 }
 
-pub async fn read_version<C: GenericClient>(c: &C, scope: &Scope, id: &str, version: i64) -> DomainResult<Entity> {
+pub async fn read_version<C: GenericClient>(
+    c: &C,
+    scope: &Scope,
+    id: &str,
+    version: i64,
+) -> DomainResult<Entity> {
     let current = load(c, scope, id, false)
         .await?
         .ok_or_else(|| DomainError::not_found(format!("entity {id}")))?;
@@ -373,7 +426,12 @@ pub async fn read_version<C: GenericClient>(c: &C, scope: &Scope, id: &str, vers
     })
 }
 
-pub async fn version_as_of<C: GenericClient>(c: &C, scope: &Scope, id: &str, at: &str) -> DomainResult<Option<i64>> {
+pub async fn version_as_of<C: GenericClient>(
+    c: &C,
+    scope: &Scope,
+    id: &str,
+    at: &str,
+) -> DomainResult<Option<i64>> {
     let at = rows::parse_time(at)?;
     let row = query_opt(
         c,
@@ -392,8 +450,16 @@ pub async fn list<C: GenericClient>(
     page: &PageRequest,
 ) -> DomainResult<Page<Entity>> {
     let after = cursor::after_id(page)?;
-    let since = filter.updated_since.as_deref().map(rows::parse_time).transpose()?;
-    let contains = filter.contains.clone().map(Value::Object).unwrap_or(json!({}));
+    let since = filter
+        .updated_since
+        .as_deref()
+        .map(rows::parse_time)
+        .transpose()?;
+    let contains = filter
+        .contains
+        .clone()
+        .map(Value::Object)
+        .unwrap_or(json!({}));
     let sql = format!(
         "SELECT {ENTITY_COLS} FROM entities
          WHERE org_id = $1 AND project_id = $2 AND id > $3 AND deleted_at IS NULL
@@ -406,11 +472,21 @@ pub async fn list<C: GenericClient>(
     let found = query(
         c,
         &sql,
-        &[&scope.org, &scope.project, &after, &filter.entity_type, &since, &contains, &limit],
+        &[
+            &scope.org,
+            &scope.project,
+            &after,
+            &filter.entity_type,
+            &since,
+            &contains,
+            &limit,
+        ],
     )
     .await?;
     let items = found.iter().map(rows::entity).collect();
-    Ok(cursor::page_by(items, page.limit, |e: &Entity| e.id.clone()))
+    Ok(cursor::page_by(items, page.limit, |e: &Entity| {
+        e.id.clone()
+    }))
 }
 
 #[derive(serde::Serialize, serde::Deserialize)]
@@ -453,7 +529,9 @@ pub async fn versions<C: GenericClient>(
         .collect();
     let next_cursor = if items.len() > page.limit {
         items.truncate(page.limit);
-        items.last().map(|v| cursor::encode(&VersionCursor { v: v.version }))
+        items
+            .last()
+            .map(|v| cursor::encode(&VersionCursor { v: v.version }))
     } else {
         None
     };
@@ -469,7 +547,11 @@ pub async fn search<C: GenericClient>(
     limit: usize,
 ) -> DomainResult<Vec<SearchHit>> {
     // Terms are alphanumeric words (see search::query_terms): no tsquery syntax.
-    let tsquery = terms.iter().map(|t| format!("{t}:*")).collect::<Vec<_>>().join(" & ");
+    let tsquery = terms
+        .iter()
+        .map(|t| format!("{t}:*"))
+        .collect::<Vec<_>>()
+        .join(" & ");
     let sql = format!(
         "SELECT {ENTITY_COLS}, ts_rank(search, q) AS rank
          FROM entities, to_tsquery('english', $3) q
@@ -477,7 +559,18 @@ pub async fn search<C: GenericClient>(
            AND ($4::text IS NULL OR type = $4)
          ORDER BY rank DESC, id LIMIT $5"
     );
-    let found = query(c, &sql, &[&scope.org, &scope.project, &tsquery, &entity_type, &(limit as i64)]).await?;
+    let found = query(
+        c,
+        &sql,
+        &[
+            &scope.org,
+            &scope.project,
+            &tsquery,
+            &entity_type,
+            &(limit as i64),
+        ],
+    )
+    .await?;
     Ok(found
         .iter()
         .map(|r| {
@@ -490,4 +583,3 @@ pub async fn search<C: GenericClient>(
         })
         .collect())
 }
-

@@ -1,7 +1,7 @@
 //! Graph reads as recursive CTEs over the live-edge indexes, as on SQLite:
 //! `(node, depth)` pairs stay distinct, so work is bounded by nodes × depth.
 
-use super::rows::{self, REL_COLS, query, query_opt};
+use super::rows::{self, query, query_opt, REL_COLS};
 use crate::domain::*;
 use deadpool_postgres::GenericClient;
 use std::collections::HashMap;
@@ -31,7 +31,11 @@ fn step(direction: Direction) -> &'static str {
     }
 }
 
-pub async fn traverse<C: GenericClient>(c: &C, scope: &Scope, t: &Traversal) -> DomainResult<Subgraph> {
+pub async fn traverse<C: GenericClient>(
+    c: &C,
+    scope: &Scope,
+    t: &Traversal,
+) -> DomainResult<Subgraph> {
     let start = query_opt(
         c,
         "SELECT 1 FROM entities WHERE org_id = $1 AND project_id = $2 AND id = $3 AND deleted_at IS NULL",
@@ -53,7 +57,19 @@ pub async fn traverse<C: GenericClient>(c: &C, scope: &Scope, t: &Traversal) -> 
     );
     let depth = t.max_depth as i32;
     let limit = t.limit as i64;
-    let found = query(c, &sql, &[&scope.org, &scope.project, &t.start, &depth, &limit, &t.types]).await?;
+    let found = query(
+        c,
+        &sql,
+        &[
+            &scope.org,
+            &scope.project,
+            &t.start,
+            &depth,
+            &limit,
+            &t.types,
+        ],
+    )
+    .await?;
     let depths: Vec<(String, u32)> = found
         .iter()
         .map(|r| (r.get::<_, String>(0), r.get::<_, i32>(1) as u32))
@@ -67,7 +83,9 @@ pub async fn traverse<C: GenericClient>(c: &C, scope: &Scope, t: &Traversal) -> 
     let ends = match t.direction {
         Direction::Out => "from_id = ANY($3) AND to_id = ANY($4)",
         Direction::In => "to_id = ANY($3) AND from_id = ANY($4)",
-        Direction::Both => "((from_id = ANY($3) AND to_id = ANY($4)) OR (to_id = ANY($3) AND from_id = ANY($4)))",
+        Direction::Both => {
+            "((from_id = ANY($3) AND to_id = ANY($4)) OR (to_id = ANY($3) AND from_id = ANY($4)))"
+        }
     };
     let sql = format!(
         "SELECT {REL_COLS} FROM relationships
@@ -75,11 +93,15 @@ pub async fn traverse<C: GenericClient>(c: &C, scope: &Scope, t: &Traversal) -> 
            AND (cardinality($5::text[]) = 0 OR type = ANY($5))
          ORDER BY id"
     );
-    let edges = query(c, &sql, &[&scope.org, &scope.project, &inner, &all, &t.types])
-        .await?
-        .iter()
-        .map(rows::relationship)
-        .collect();
+    let edges = query(
+        c,
+        &sql,
+        &[&scope.org, &scope.project, &inner, &all, &t.types],
+    )
+    .await?
+    .iter()
+    .map(rows::relationship)
+    .collect();
     let by_id: HashMap<String, u32> = depths.into_iter().collect();
     let mut nodes = node_headers(c, scope, &all, t.include_properties).await?;
     for n in &mut nodes {
@@ -106,11 +128,13 @@ pub async fn expand<C: GenericClient>(
          WHERE org_id = $1 AND project_id = $2 AND live AND {ends}
            AND (cardinality($4::text[]) = 0 OR type = ANY($4))"
     );
-    Ok(query(c, &sql, &[&scope.org, &scope.project, &nodes, &types])
-        .await?
-        .iter()
-        .map(rows::relationship)
-        .collect())
+    Ok(
+        query(c, &sql, &[&scope.org, &scope.project, &nodes, &types])
+            .await?
+            .iter()
+            .map(rows::relationship)
+            .collect(),
+    )
 }
 
 pub async fn node_headers<C: GenericClient>(

@@ -34,7 +34,10 @@ async fn apply_pending(client: &mut tokio_postgres::Client) -> Result<usize, Mig
         .await
         .map_err(db)?;
     let applied: Vec<(i64, String, String)> = client
-        .query("SELECT version, name, checksum FROM schema_migrations ORDER BY version", &[])
+        .query(
+            "SELECT version, name, checksum FROM schema_migrations ORDER BY version",
+            &[],
+        )
         .await
         .map_err(db)?
         .iter()

@@ -5,6 +5,7 @@
 //! correctness never waits for a notification: without a live listener the
 //! cache is off.
 
+mod age;
 mod entities;
 mod graph;
 mod migrate;
@@ -34,7 +35,21 @@ pub struct PgConfig {
     pub connect_timeout_secs: u64,
     /// LISTEN for other daemons' writes (needs a second connection).
     pub notify: bool,
+    /// Apache AGE projection and Cypher: use when installed, demand, or skip.
+    pub age: AgeMode,
 }
+
+#[derive(Debug, Clone, Copy, Deserialize, PartialEq, Eq, Default)]
+#[serde(rename_all = "lowercase")]
+pub enum AgeMode {
+    #[default]
+    Auto,
+    On,
+    Off,
+}
+
+/// Most rows a Cypher query may return.
+const MAX_CYPHER_ROWS: usize = 10_000;
 
 impl Default for PgConfig {
     fn default() -> Self {
@@ -43,6 +58,7 @@ impl Default for PgConfig {
             statement_timeout_ms: 30_000,
             connect_timeout_secs: 5,
             notify: true,
+            age: AgeMode::Auto,
         }
     }
 }
@@ -57,13 +73,18 @@ pub struct PgStore {
     pool: Pool,
     cache: Arc<EntityCache>,
     feed: notify::Feed,
+    age: Option<age::Age>,
+    statement_timeout_ms: u64,
 }
 
 fn pg_config(url: &str, config: &PgConfig) -> anyhow::Result<tokio_postgres::Config> {
     let mut pg: tokio_postgres::Config = url.parse()?;
     pg.connect_timeout(Duration::from_secs(config.connect_timeout_secs));
     if config.statement_timeout_ms > 0 {
-        pg.options(format!("-c statement_timeout={}", config.statement_timeout_ms));
+        pg.options(format!(
+            "-c statement_timeout={}",
+            config.statement_timeout_ms
+        ));
     }
     Ok(pg)
 }
@@ -72,6 +93,7 @@ impl PgStore {
     /// Connects, migrates (one daemon at a time) and starts the listener.
     pub async fn open(url: &str, config: &PgConfig, cache_entries: u64) -> anyhow::Result<Self> {
         let pg = pg_config(url, config)?;
+        let age = detect_age(&pg, config.age).await?;
         let manager = Manager::from_config(
             pg.clone(),
             NoTls,
@@ -79,7 +101,18 @@ impl PgStore {
                 recycling_method: RecyclingMethod::Fast,
             },
         );
-        let pool = Pool::builder(manager).max_size(config.pool_size.max(1)).build()?;
+        let mut pool = Pool::builder(manager).max_size(config.pool_size.max(1));
+        if age.is_some() {
+            pool = pool.post_create(deadpool_postgres::Hook::async_fn(|client, _| {
+                Box::pin(async move {
+                    client
+                        .batch_execute(age::SESSION)
+                        .await
+                        .map_err(|e| deadpool_postgres::HookError::Message(e.to_string().into()))
+                })
+            }));
+        }
+        let pool = pool.build()?;
         {
             let mut client = pool.get().await?;
             migrate::run(&mut client).await?;
@@ -90,7 +123,13 @@ impl PgStore {
         } else {
             notify::Feed::disabled()
         };
-        Ok(PgStore { pool, cache, feed })
+        Ok(PgStore {
+            pool,
+            cache,
+            feed,
+            age,
+            statement_timeout_ms: config.statement_timeout_ms,
+        })
     }
 
     async fn client(&self) -> DomainResult<deadpool_postgres::Object> {
@@ -101,7 +140,39 @@ impl PgStore {
     }
 }
 
-async fn apply<C: deadpool_postgres::GenericClient>(c: &C, scope: &Scope, caller: &Caller, op: WriteOp) -> DomainResult<WriteOutcome> {
+/// Sets AGE up on a connection of its own, before the pool exists, so every
+/// pooled connection can load it from the start.
+async fn detect_age(
+    pg: &tokio_postgres::Config,
+    mode: AgeMode,
+) -> anyhow::Result<Option<age::Age>> {
+    if mode == AgeMode::Off {
+        return Ok(None);
+    }
+    let (client, connection) = pg.connect(NoTls).await?;
+    let driver = tokio::spawn(connection);
+    let found = age::Age::detect(&client).await;
+    drop(client);
+    let _ = driver.await;
+    match (found?, mode) {
+        (None, AgeMode::On) => {
+            anyhow::bail!("STRATA_AGE=on but the database has no Apache AGE extension")
+        }
+        (found, _) => {
+            tracing::info!(age = found.is_some(), "graph projection");
+            Ok(found)
+        }
+    }
+}
+
+/// Applies one op with its audit row, change notice and graph projection.
+async fn apply<C: deadpool_postgres::GenericClient>(
+    c: &C,
+    scope: &Scope,
+    caller: &Caller,
+    graph: Option<(&age::Age, i64)>,
+    op: WriteOp,
+) -> DomainResult<WriteOutcome> {
     let ctx = Ctx {
         scope,
         actor: &caller.key_id,
@@ -122,7 +193,8 @@ async fn apply<C: deadpool_postgres::GenericClient>(c: &C, scope: &Scope, caller
             properties,
             expected_version,
         } => {
-            let (entity, created) = entities::put(c, &ctx, &id, &entity_type, properties, expected_version).await?;
+            let (entity, created) =
+                entities::put(c, &ctx, &id, &entity_type, properties, expected_version).await?;
             WriteOutcome::Entity { entity, created }
         }
         WriteOp::PatchEntity {
@@ -134,7 +206,10 @@ async fn apply<C: deadpool_postgres::GenericClient>(c: &C, scope: &Scope, caller
             entity: entities::patch(c, &ctx, &id, &patch, entity_type, expected_version).await?,
             created: false,
         },
-        WriteOp::DeleteEntity { id, expected_version } => WriteOutcome::Entity {
+        WriteOp::DeleteEntity {
+            id,
+            expected_version,
+        } => WriteOutcome::Entity {
             entity: entities::delete(c, &ctx, &id, expected_version).await?,
             created: false,
         },
@@ -175,12 +250,20 @@ async fn apply<C: deadpool_postgres::GenericClient>(c: &C, scope: &Scope, caller
             patch,
             rel_type,
             expected_version,
-        } => WriteOutcome::Relationship(relationships::patch(c, &ctx, &id, &patch, rel_type, expected_version).await?),
-        WriteOp::DeleteRelationship { id, expected_version } => {
+        } => WriteOutcome::Relationship(
+            relationships::patch(c, &ctx, &id, &patch, rel_type, expected_version).await?,
+        ),
+        WriteOp::DeleteRelationship {
+            id,
+            expected_version,
+        } => {
             relationships::delete(c, &ctx, &id, expected_version).await?;
             WriteOutcome::Deleted { id }
         }
     };
+    if let Some((age, pk)) = graph {
+        age.project(c, pk, scope, action, &outcome).await?;
+    }
     let (action, target, details) = super::audit_event(action, &outcome);
     let place = tenancy::AuditPlace {
         org: &scope.org,
@@ -249,10 +332,20 @@ impl Store for PgStore {
         Ok(())
     }
 
-    async fn create_project(&self, caller: &Caller, org: &str, id: &str, name: &str) -> DomainResult<Project> {
+    async fn create_project(
+        &self,
+        caller: &Caller,
+        org: &str,
+        id: &str,
+        name: &str,
+    ) -> DomainResult<Project> {
         let mut c = self.client().await?;
         let tx = c.transaction().await.map_err(pg_err)?;
         let project = tenancy::create_project(&tx, caller, org, id, name).await?;
+        if let Some(age) = &self.age {
+            let pk = tenancy::lock_project(&tx, &Scope::new(org, id)).await?;
+            age.create_graph(&tx, pk).await?;
+        }
         tx.commit().await.map_err(pg_err)?;
         Ok(project)
     }
@@ -268,6 +361,10 @@ impl Store for PgStore {
     async fn delete_project(&self, caller: &Caller, org: &str, id: &str) -> DomainResult<()> {
         let mut c = self.client().await?;
         let tx = c.transaction().await.map_err(pg_err)?;
+        if let Some(age) = &self.age {
+            let pk = tenancy::lock_project(&tx, &Scope::new(org, id)).await?;
+            age.drop_graph(&tx, pk).await?;
+        }
         tenancy::delete_project(&tx, Some(caller), org, id).await?;
         notify::everything_changed(&tx).await?;
         tx.commit().await.map_err(pg_err)?;
@@ -275,22 +372,33 @@ impl Store for PgStore {
         Ok(())
     }
 
-    async fn write(&self, scope: &Scope, caller: &Caller, ops: Vec<WriteOp>) -> DomainResult<Vec<WriteOutcome>> {
+    async fn write(
+        &self,
+        scope: &Scope,
+        caller: &Caller,
+        ops: Vec<WriteOp>,
+    ) -> DomainResult<Vec<WriteOutcome>> {
         let mut c = self.client().await?;
         let tx = c.transaction().await.map_err(pg_err)?;
-        tenancy::lock_project(&tx, scope).await?;
+        let pk = tenancy::lock_project(&tx, scope).await?;
+        let graph = self.age.as_ref().map(|a| (a, pk));
         let mut outcomes = Vec::with_capacity(ops.len());
         for (index, op) in ops.into_iter().enumerate() {
-            let outcome = apply(&tx, scope, caller, op).await.map_err(|e| DomainError::InBatch {
-                index,
-                source: Box::new(e),
-            })?;
+            let outcome =
+                apply(&tx, scope, caller, graph, op)
+                    .await
+                    .map_err(|e| DomainError::InBatch {
+                        index,
+                        source: Box::new(e),
+                    })?;
             outcomes.push(outcome);
         }
         tx.commit().await.map_err(pg_err)?;
         for outcome in &outcomes {
             match outcome {
-                WriteOutcome::Entity { entity, .. } => self.cache.offer(scope, Arc::new(entity.clone())),
+                WriteOutcome::Entity { entity, .. } => {
+                    self.cache.offer(scope, Arc::new(entity.clone()))
+                }
                 WriteOutcome::Purged { id, seq } => self.cache.tombstone(scope, id, *seq),
                 _ => {}
             }
@@ -310,13 +418,19 @@ impl Store for PgStore {
         let not_found = || DomainError::not_found(format!("entity {id}"));
         let version = match (&read.version, &read.as_of) {
             (Some(v), _) => Some(*v),
-            (None, Some(at)) => Some(entities::version_as_of(&c, scope, id, at).await?.ok_or_else(not_found)?),
+            (None, Some(at)) => Some(
+                entities::version_as_of(&c, scope, id, at)
+                    .await?
+                    .ok_or_else(not_found)?,
+            ),
             (None, None) => None,
         };
         let entity = match version {
             Some(v) => entities::read_version(&c, scope, id, v).await?,
             None => {
-                let e = entities::load(&c, scope, id, false).await?.ok_or_else(not_found)?;
+                let e = entities::load(&c, scope, id, false)
+                    .await?
+                    .ok_or_else(not_found)?;
                 if caching {
                     self.cache.offer(scope, Arc::new(e.clone()));
                 }
@@ -329,13 +443,23 @@ impl Store for PgStore {
         Ok(entity)
     }
 
-    async fn list_entities(&self, scope: &Scope, filter: &EntityFilter, page: &PageRequest) -> DomainResult<Page<Entity>> {
+    async fn list_entities(
+        &self,
+        scope: &Scope,
+        filter: &EntityFilter,
+        page: &PageRequest,
+    ) -> DomainResult<Page<Entity>> {
         let c = self.client().await?;
         tenancy::get_project(&c, &scope.org, &scope.project).await?;
         entities::list(&c, scope, filter, page).await
     }
 
-    async fn list_versions(&self, scope: &Scope, id: &str, page: &PageRequest) -> DomainResult<Page<VersionInfo>> {
+    async fn list_versions(
+        &self,
+        scope: &Scope,
+        id: &str,
+        page: &PageRequest,
+    ) -> DomainResult<Page<VersionInfo>> {
         entities::versions(&self.client().await?, scope, id, page).await
     }
 
@@ -360,22 +484,86 @@ impl Store for PgStore {
         graph::traverse(&self.client().await?, scope, t).await
     }
 
-    async fn expand(&self, scope: &Scope, nodes: &[String], direction: Direction, types: &[String]) -> DomainResult<Vec<Relationship>> {
+    async fn expand(
+        &self,
+        scope: &Scope,
+        nodes: &[String],
+        direction: Direction,
+        types: &[String],
+    ) -> DomainResult<Vec<Relationship>> {
         graph::expand(&self.client().await?, scope, nodes, direction, types).await
     }
 
-    async fn node_headers(&self, scope: &Scope, ids: &[String], include_properties: bool) -> DomainResult<Vec<GraphNode>> {
+    async fn node_headers(
+        &self,
+        scope: &Scope,
+        ids: &[String],
+        include_properties: bool,
+    ) -> DomainResult<Vec<GraphNode>> {
         graph::node_headers(&self.client().await?, scope, ids, include_properties).await
     }
 
-    async fn search_text(&self, scope: &Scope, query: &str, entity_type: Option<&str>, limit: usize) -> DomainResult<Vec<SearchHit>> {
+    async fn search_text(
+        &self,
+        scope: &Scope,
+        query: &str,
+        entity_type: Option<&str>,
+        limit: usize,
+    ) -> DomainResult<Vec<SearchHit>> {
         let terms = crate::search::query_terms(query);
         if terms.is_empty() {
-            return Err(DomainError::BadRequest("q must contain at least one word".into()));
+            return Err(DomainError::BadRequest(
+                "q must contain at least one word".into(),
+            ));
         }
         let c = self.client().await?;
         tenancy::get_project(&c, &scope.org, &scope.project).await?;
         entities::search(&c, scope, &terms, entity_type, limit).await
+    }
+
+    async fn cypher(
+        &self,
+        scope: &Scope,
+        query: &str,
+        params: &serde_json::Map<String, serde_json::Value>,
+    ) -> DomainResult<CypherResult> {
+        let Some(age) = &self.age else {
+            return Err(DomainError::NotImplemented(
+                "this PostgreSQL has no Apache AGE: Cypher is not available; use the graph endpoints".into(),
+            ));
+        };
+        let mut c = self.client().await?;
+        let tx = c
+            .build_transaction()
+            .read_only(true)
+            .start()
+            .await
+            .map_err(pg_err)?;
+        if self.statement_timeout_ms > 0 {
+            let set = format!(
+                "SET LOCAL statement_timeout = {}",
+                self.statement_timeout_ms
+            );
+            tx.batch_execute(&set).await.map_err(pg_err)?;
+        }
+        let pk = tenancy::project_pk(&tx, scope).await?;
+        let result = age.query(&tx, pk, query, params, MAX_CYPHER_ROWS).await;
+        tx.rollback().await.map_err(pg_err)?;
+        result
+    }
+
+    async fn sync_graph(&self, scope: &Scope) -> DomainResult<(u64, u64)> {
+        let Some(age) = &self.age else {
+            return Err(DomainError::NotImplemented(
+                "this PostgreSQL has no Apache AGE".into(),
+            ));
+        };
+        let mut c = self.client().await?;
+        let tx = c.transaction().await.map_err(pg_err)?;
+        let pk = tenancy::lock_project(&tx, scope).await?;
+        let counts = age.sync(&tx, pk, scope).await?;
+        tx.commit().await.map_err(pg_err)?;
+        Ok(counts)
     }
 
     async fn create_key(&self, caller: &Caller, key: StoredKey) -> DomainResult<ApiKeyInfo> {
@@ -403,7 +591,12 @@ impl Store for PgStore {
         tenancy::find_key(&self.client().await?, id).await
     }
 
-    async fn list_audit(&self, org: &str, filter: &AuditFilter, page: &PageRequest) -> DomainResult<Page<AuditEvent>> {
+    async fn list_audit(
+        &self,
+        org: &str,
+        filter: &AuditFilter,
+        page: &PageRequest,
+    ) -> DomainResult<Page<AuditEvent>> {
         tenancy::list_audit(&self.client().await?, org, filter, page).await
     }
 

@@ -10,8 +10,8 @@ use crate::store::cache::EntityCache;
 use deadpool_postgres::GenericClient;
 use futures_util::StreamExt;
 use serde::{Deserialize, Serialize};
-use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::Arc;
 use std::time::Duration;
 use tokio::sync::broadcast;
 use tokio_postgres::{AsyncMessage, NoTls};
@@ -21,8 +21,15 @@ const CHANNEL: &str = "strata_changes";
 #[derive(Serialize, Deserialize)]
 #[serde(tag = "k", rename_all = "snake_case")]
 enum Notice {
-    Entity { o: String, p: String, i: String, s: i64 },
-    Key { i: String },
+    Entity {
+        o: String,
+        p: String,
+        i: String,
+        s: i64,
+    },
+    Key {
+        i: String,
+    },
     All,
 }
 
@@ -32,7 +39,12 @@ async fn send<C: GenericClient>(c: &C, notice: &Notice) -> DomainResult<()> {
     Ok(())
 }
 
-pub async fn entity_changed<C: GenericClient>(c: &C, scope: &Scope, id: &str, seq: i64) -> DomainResult<()> {
+pub async fn entity_changed<C: GenericClient>(
+    c: &C,
+    scope: &Scope,
+    id: &str,
+    seq: i64,
+) -> DomainResult<()> {
     let notice = Notice::Entity {
         o: scope.org.clone(),
         p: scope.project.clone(),

@@ -1,7 +1,7 @@
 //! Relationship rows on PostgreSQL; `live` has the meaning it has on SQLite.
 
-use super::rows::{self, REL_COLS, execute, next_seq, query, query_opt};
-use super::{Ctx, outbox};
+use super::rows::{self, execute, next_seq, query, query_opt, REL_COLS};
+use super::{outbox, Ctx};
 use crate::domain::patch::apply_merge_patch;
 use crate::domain::*;
 use crate::store::cursor;
@@ -9,7 +9,12 @@ use chrono::Utc;
 use deadpool_postgres::GenericClient;
 use serde_json::Value;
 
-pub async fn load<C: GenericClient>(c: &C, scope: &Scope, id: &str, lock: bool) -> DomainResult<Option<Relationship>> {
+pub async fn load<C: GenericClient>(
+    c: &C,
+    scope: &Scope,
+    id: &str,
+    lock: bool,
+) -> DomainResult<Option<Relationship>> {
     let sql = format!(
         "SELECT {REL_COLS} FROM relationships
          WHERE org_id = $1 AND project_id = $2 AND id = $3 AND live{}",
@@ -28,7 +33,11 @@ pub struct NewRelationship<'a> {
     pub properties: Properties,
 }
 
-pub async fn create<C: GenericClient>(c: &C, ctx: &Ctx<'_>, new: NewRelationship<'_>) -> DomainResult<Relationship> {
+pub async fn create<C: GenericClient>(
+    c: &C,
+    ctx: &Ctx<'_>,
+    new: NewRelationship<'_>,
+) -> DomainResult<Relationship> {
     let s = ctx.scope;
     // Lock both ends (shared) so a concurrent delete cannot slip between.
     for end in [new.from, new.to] {
@@ -40,7 +49,9 @@ pub async fn create<C: GenericClient>(c: &C, ctx: &Ctx<'_>, new: NewRelationship
         )
         .await?;
         if live.is_none() {
-            return Err(DomainError::Unprocessable(format!("entity {end} does not exist in this project")));
+            return Err(DomainError::Unprocessable(format!(
+                "entity {end} does not exist in this project"
+            )));
         }
     }
     let now = Utc::now();
@@ -66,7 +77,10 @@ pub async fn create<C: GenericClient>(c: &C, ctx: &Ctx<'_>, new: NewRelationship
     )
     .await?;
     if inserted == 0 {
-        return Err(DomainError::Conflict(format!("relationship {} already exists", new.id)));
+        return Err(DomainError::Conflict(format!(
+            "relationship {} already exists",
+            new.id
+        )));
     }
     outbox::record(c, s, "relationship", new.id, "create", seq, now).await?;
     Ok(Relationship {
@@ -83,12 +97,20 @@ pub async fn create<C: GenericClient>(c: &C, ctx: &Ctx<'_>, new: NewRelationship
     })
 }
 
-async fn live_or_404<C: GenericClient>(c: &C, scope: &Scope, id: &str, expected: Option<i64>) -> DomainResult<Relationship> {
+async fn live_or_404<C: GenericClient>(
+    c: &C,
+    scope: &Scope,
+    id: &str,
+    expected: Option<i64>,
+) -> DomainResult<Relationship> {
     let rel = load(c, scope, id, true)
         .await?
         .ok_or_else(|| DomainError::not_found(format!("relationship {id}")))?;
     if let Some(expected) = expected.filter(|e| *e != rel.version) {
-        return Err(DomainError::PreconditionFailed { expected, current: rel.version });
+        return Err(DomainError::PreconditionFailed {
+            expected,
+            current: rel.version,
+        });
     }
     Ok(rel)
 }
@@ -105,7 +127,9 @@ pub async fn patch<C: GenericClient>(
     let mut merged = Value::Object(std::mem::take(&mut rel.properties));
     apply_merge_patch(&mut merged, patch);
     let Value::Object(properties) = merged else {
-        return Err(DomainError::BadRequest("properties must be a JSON object".into()));
+        return Err(DomainError::BadRequest(
+            "properties must be a JSON object".into(),
+        ));
     };
     validate::properties(&properties)?;
     rel.properties = properties;
@@ -139,7 +163,12 @@ pub async fn patch<C: GenericClient>(
     Ok(rel)
 }
 
-pub async fn delete<C: GenericClient>(c: &C, ctx: &Ctx<'_>, id: &str, expected: Option<i64>) -> DomainResult<()> {
+pub async fn delete<C: GenericClient>(
+    c: &C,
+    ctx: &Ctx<'_>,
+    id: &str,
+    expected: Option<i64>,
+) -> DomainResult<()> {
     let rel = live_or_404(c, ctx.scope, id, expected).await?;
     let now = Utc::now();
     let seq = next_seq(c).await?;
@@ -148,14 +177,26 @@ pub async fn delete<C: GenericClient>(c: &C, ctx: &Ctx<'_>, id: &str, expected: 
         "UPDATE relationships SET deleted_at = $4, live = false, version = $5, updated_at = $4,
              updated_by = $6, seq = $7
          WHERE org_id = $1 AND project_id = $2 AND id = $3",
-        &[&ctx.scope.org, &ctx.scope.project, &id, &now, &(rel.version + 1), &ctx.actor, &seq],
+        &[
+            &ctx.scope.org,
+            &ctx.scope.project,
+            &id,
+            &now,
+            &(rel.version + 1),
+            &ctx.actor,
+            &seq,
+        ],
     )
     .await?;
     outbox::record(c, ctx.scope, "relationship", id, "delete", seq, now).await?;
     Ok(())
 }
 
-pub async fn hide_touching<C: GenericClient>(c: &C, scope: &Scope, entity: &str) -> DomainResult<()> {
+pub async fn hide_touching<C: GenericClient>(
+    c: &C,
+    scope: &Scope,
+    entity: &str,
+) -> DomainResult<()> {
     execute(
         c,
         "UPDATE relationships SET live = false
@@ -166,7 +207,11 @@ pub async fn hide_touching<C: GenericClient>(c: &C, scope: &Scope, entity: &str)
     Ok(())
 }
 
-pub async fn revive_touching<C: GenericClient>(c: &C, scope: &Scope, entity: &str) -> DomainResult<()> {
+pub async fn revive_touching<C: GenericClient>(
+    c: &C,
+    scope: &Scope,
+    entity: &str,
+) -> DomainResult<()> {
     execute(
         c,
         "UPDATE relationships r SET live = true
@@ -200,9 +245,19 @@ pub async fn list<C: GenericClient>(
     let found = query(
         c,
         &sql,
-        &[&scope.org, &scope.project, &after, &filter.from, &filter.to, &filter.rel_type, &limit],
+        &[
+            &scope.org,
+            &scope.project,
+            &after,
+            &filter.from,
+            &filter.to,
+            &filter.rel_type,
+            &limit,
+        ],
     )
     .await?;
     let items = found.iter().map(rows::relationship).collect();
-    Ok(cursor::page_by(items, page.limit, |r: &Relationship| r.id.clone()))
+    Ok(cursor::page_by(items, page.limit, |r: &Relationship| {
+        r.id.clone()
+    }))
 }

@@ -4,24 +4,31 @@ use crate::clock;
 use crate::domain::*;
 use chrono::{DateTime, Utc};
 use deadpool_postgres::GenericClient;
-use tokio_postgres::Row;
 use tokio_postgres::error::SqlState;
 use tokio_postgres::types::ToSql;
+use tokio_postgres::Row;
 
 pub const ENTITY_COLS: &str = "id, type, properties, version, created_at, updated_at, created_by, \
                                updated_by, deleted_at, seq";
-pub const REL_COLS: &str = "id, type, from_id, to_id, properties, version, created_at, updated_at, \
+pub const REL_COLS: &str =
+    "id, type, from_id, to_id, properties, version, created_at, updated_at, \
                             created_by, updated_by";
 
 pub fn pg_err(e: tokio_postgres::Error) -> DomainError {
     match e.code() {
-        Some(c) if *c == SqlState::T_R_DEADLOCK_DETECTED || *c == SqlState::T_R_SERIALIZATION_FAILURE => {
+        Some(c)
+            if *c == SqlState::T_R_DEADLOCK_DETECTED
+                || *c == SqlState::T_R_SERIALIZATION_FAILURE =>
+        {
             DomainError::Conflict("a concurrent write touched the same data; retry".into())
         }
         Some(c) if *c == SqlState::QUERY_CANCELED => {
             DomainError::Unavailable("the statement timed out".into())
         }
-        _ => DomainError::internal(e),
+        _ => DomainError::Internal(match e.as_db_error() {
+            Some(db) => format!("{}: {}", db.code().code(), db.message()),
+            None => e.to_string(),
+        }),
     }
 }
 
@@ -72,7 +79,11 @@ pub fn relationship(row: &Row) -> Relationship {
     }
 }
 
-pub async fn query<C: GenericClient>(c: &C, sql: &str, args: &[&(dyn ToSql + Sync)]) -> DomainResult<Vec<Row>> {
+pub async fn query<C: GenericClient>(
+    c: &C,
+    sql: &str,
+    args: &[&(dyn ToSql + Sync)],
+) -> DomainResult<Vec<Row>> {
     let st = c.prepare_cached(sql).await.map_err(pg_err)?;
     c.query(&st, args).await.map_err(pg_err)
 }
@@ -86,7 +97,11 @@ pub async fn query_opt<C: GenericClient>(
     c.query_opt(&st, args).await.map_err(pg_err)
 }
 
-pub async fn execute<C: GenericClient>(c: &C, sql: &str, args: &[&(dyn ToSql + Sync)]) -> DomainResult<u64> {
+pub async fn execute<C: GenericClient>(
+    c: &C,
+    sql: &str,
+    args: &[&(dyn ToSql + Sync)],
+) -> DomainResult<u64> {
     let st = c.prepare_cached(sql).await.map_err(pg_err)?;
     c.execute(&st, args).await.map_err(pg_err)
 }

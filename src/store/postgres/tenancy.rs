@@ -5,7 +5,7 @@ use crate::domain::*;
 use crate::store::cursor;
 use chrono::Utc;
 use deadpool_postgres::GenericClient;
-use serde_json::{Value, json};
+use serde_json::{json, Value};
 use tokio_postgres::Row;
 
 /// Where and by whom a write happened.
@@ -15,7 +15,13 @@ pub struct AuditPlace<'a> {
     pub caller: &'a Caller,
 }
 
-pub async fn audit<C: GenericClient>(c: &C, place: &AuditPlace<'_>, action: &str, target: &str, details: Value) -> DomainResult<()> {
+pub async fn audit<C: GenericClient>(
+    c: &C,
+    place: &AuditPlace<'_>,
+    action: &str,
+    target: &str,
+    details: Value,
+) -> DomainResult<()> {
     execute(
         c,
         "INSERT INTO audit_events (org_id, project_id, at, actor, action, target, ip, user_agent, details)
@@ -52,7 +58,12 @@ fn project(r: &Row) -> Project {
     }
 }
 
-pub async fn create_org<C: GenericClient>(c: &C, caller: &Caller, id: &str, name: &str) -> DomainResult<Org> {
+pub async fn create_org<C: GenericClient>(
+    c: &C,
+    caller: &Caller,
+    id: &str,
+    name: &str,
+) -> DomainResult<Org> {
     let row = query_opt(
         c,
         "INSERT INTO orgs (id, name, created_at) VALUES ($1, $2, now())
@@ -61,16 +72,24 @@ pub async fn create_org<C: GenericClient>(c: &C, caller: &Caller, id: &str, name
     )
     .await?
     .ok_or_else(|| DomainError::Conflict(format!("org {id} already exists")))?;
-    let place = AuditPlace { org: id, project: None, caller };
+    let place = AuditPlace {
+        org: id,
+        project: None,
+        caller,
+    };
     audit(c, &place, "org.create", id, json!({ "name": name })).await?;
     Ok(org(&row))
 }
 
 pub async fn get_org<C: GenericClient>(c: &C, id: &str) -> DomainResult<Org> {
-    query_opt(c, "SELECT id, name, created_at FROM orgs WHERE id = $1", &[&id])
-        .await?
-        .map(|r| org(&r))
-        .ok_or_else(|| DomainError::not_found(format!("org {id}")))
+    query_opt(
+        c,
+        "SELECT id, name, created_at FROM orgs WHERE id = $1",
+        &[&id],
+    )
+    .await?
+    .map(|r| org(&r))
+    .ok_or_else(|| DomainError::not_found(format!("org {id}")))
 }
 
 pub async fn list_orgs<C: GenericClient>(c: &C, page: &PageRequest) -> DomainResult<Page<Org>> {
@@ -82,7 +101,11 @@ pub async fn list_orgs<C: GenericClient>(c: &C, page: &PageRequest) -> DomainRes
         &[&after, &limit],
     )
     .await?;
-    Ok(cursor::page_by(found.iter().map(org).collect(), page.limit, |o: &Org| o.id.clone()))
+    Ok(cursor::page_by(
+        found.iter().map(org).collect(),
+        page.limit,
+        |o: &Org| o.id.clone(),
+    ))
 }
 
 pub async fn create_project<C: GenericClient>(
@@ -101,7 +124,11 @@ pub async fn create_project<C: GenericClient>(
     )
     .await?
     .ok_or_else(|| DomainError::Conflict(format!("project {id} already exists")))?;
-    let place = AuditPlace { org: org_id, project: Some(id), caller };
+    let place = AuditPlace {
+        org: org_id,
+        project: Some(id),
+        caller,
+    };
     audit(c, &place, "project.create", id, json!({ "name": name })).await?;
     Ok(project(&row))
 }
@@ -117,19 +144,36 @@ pub async fn get_project<C: GenericClient>(c: &C, org_id: &str, id: &str) -> Dom
     .ok_or_else(|| DomainError::not_found(format!("project {id}")))
 }
 
-/// Locks the project row for the rest of the transaction (a delete waits).
-pub async fn lock_project<C: GenericClient>(c: &C, scope: &Scope) -> DomainResult<()> {
+/// Locks the project row for the rest of the transaction (a delete waits);
+/// returns its `pk`.
+pub async fn lock_project<C: GenericClient>(c: &C, scope: &Scope) -> DomainResult<i64> {
     query_opt(
         c,
-        "SELECT 1 FROM projects WHERE org_id = $1 AND id = $2 FOR SHARE",
+        "SELECT pk FROM projects WHERE org_id = $1 AND id = $2 FOR SHARE",
         &[&scope.org, &scope.project],
     )
     .await?
-    .map(|_| ())
+    .map(|r| r.get(0))
     .ok_or_else(|| DomainError::not_found(format!("project {}", scope.project)))
 }
 
-pub async fn list_projects<C: GenericClient>(c: &C, org_id: &str, page: &PageRequest) -> DomainResult<Page<Project>> {
+/// The project's `pk`, without locking (read-only transactions).
+pub async fn project_pk<C: GenericClient>(c: &C, scope: &Scope) -> DomainResult<i64> {
+    query_opt(
+        c,
+        "SELECT pk FROM projects WHERE org_id = $1 AND id = $2",
+        &[&scope.org, &scope.project],
+    )
+    .await?
+    .map(|r| r.get(0))
+    .ok_or_else(|| DomainError::not_found(format!("project {}", scope.project)))
+}
+
+pub async fn list_projects<C: GenericClient>(
+    c: &C,
+    org_id: &str,
+    page: &PageRequest,
+) -> DomainResult<Page<Project>> {
     get_org(c, org_id).await?;
     let after = cursor::after_id(page)?;
     let limit = page.limit as i64 + 1;
@@ -140,11 +184,20 @@ pub async fn list_projects<C: GenericClient>(c: &C, org_id: &str, page: &PageReq
         &[&org_id, &after, &limit],
     )
     .await?;
-    Ok(cursor::page_by(found.iter().map(project).collect(), page.limit, |p: &Project| p.id.clone()))
+    Ok(cursor::page_by(
+        found.iter().map(project).collect(),
+        page.limit,
+        |p: &Project| p.id.clone(),
+    ))
 }
 
 /// Erases a project; `caller` is audited unless the whole org is going.
-pub async fn delete_project<C: GenericClient>(c: &C, caller: Option<&Caller>, org_id: &str, id: &str) -> DomainResult<()> {
+pub async fn delete_project<C: GenericClient>(
+    c: &C,
+    caller: Option<&Caller>,
+    org_id: &str,
+    id: &str,
+) -> DomainResult<()> {
     query_opt(
         c,
         "SELECT 1 FROM projects WHERE org_id = $1 AND id = $2 FOR UPDATE",
@@ -156,9 +209,18 @@ pub async fn delete_project<C: GenericClient>(c: &C, caller: Option<&Caller>, or
         let sql = format!("DELETE FROM {table} WHERE org_id = $1 AND project_id = $2");
         execute(c, &sql, &[&org_id, &id]).await?;
     }
-    execute(c, "DELETE FROM projects WHERE org_id = $1 AND id = $2", &[&org_id, &id]).await?;
+    execute(
+        c,
+        "DELETE FROM projects WHERE org_id = $1 AND id = $2",
+        &[&org_id, &id],
+    )
+    .await?;
     if let Some(caller) = caller {
-        let place = AuditPlace { org: org_id, project: Some(id), caller };
+        let place = AuditPlace {
+            org: org_id,
+            project: Some(id),
+            caller,
+        };
         audit(c, &place, "project.delete", id, json!({})).await?;
     }
     Ok(())
@@ -198,7 +260,11 @@ fn key(r: &Row) -> StoredKey {
     }
 }
 
-pub async fn create_key<C: GenericClient>(c: &C, caller: &Caller, k: &StoredKey) -> DomainResult<ApiKeyInfo> {
+pub async fn create_key<C: GenericClient>(
+    c: &C,
+    caller: &Caller,
+    k: &StoredKey,
+) -> DomainResult<ApiKeyInfo> {
     get_org(c, &k.info.org).await?;
     let created = rows::parse_time(&k.info.created_at)?;
     let scopes = serde_json::to_value(&k.info.scopes).map_err(DomainError::internal)?;
@@ -206,11 +272,30 @@ pub async fn create_key<C: GenericClient>(c: &C, caller: &Caller, k: &StoredKey)
         c,
         "INSERT INTO api_keys (id, org_id, name, scopes, secret_hash, created_at, created_by)
          VALUES ($1, $2, $3, $4, $5, $6, $7)",
-        &[&k.info.id, &k.info.org, &k.info.name, &scopes, &k.secret_hash, &created, &k.info.created_by],
+        &[
+            &k.info.id,
+            &k.info.org,
+            &k.info.name,
+            &scopes,
+            &k.secret_hash,
+            &created,
+            &k.info.created_by,
+        ],
     )
     .await?;
-    let place = AuditPlace { org: &k.info.org, project: None, caller };
-    audit(c, &place, "key.create", &k.info.id, json!({ "name": k.info.name, "scopes": scopes })).await?;
+    let place = AuditPlace {
+        org: &k.info.org,
+        project: None,
+        caller,
+    };
+    audit(
+        c,
+        &place,
+        "key.create",
+        &k.info.id,
+        json!({ "name": k.info.name, "scopes": scopes }),
+    )
+    .await?;
     Ok(k.info.clone())
 }
 
@@ -219,17 +304,30 @@ pub async fn find_key<C: GenericClient>(c: &C, id: &str) -> DomainResult<Option<
     Ok(query_opt(c, &sql, &[&id]).await?.map(|r| key(&r)))
 }
 
-pub async fn list_keys<C: GenericClient>(c: &C, org_id: &str, page: &PageRequest) -> DomainResult<Page<ApiKeyInfo>> {
+pub async fn list_keys<C: GenericClient>(
+    c: &C,
+    org_id: &str,
+    page: &PageRequest,
+) -> DomainResult<Page<ApiKeyInfo>> {
     get_org(c, org_id).await?;
     let after = cursor::after_id(page)?;
     let limit = page.limit as i64 + 1;
-    let sql = format!("SELECT {KEY_COLS} FROM api_keys WHERE org_id = $1 AND id > $2 ORDER BY id LIMIT $3");
+    let sql = format!(
+        "SELECT {KEY_COLS} FROM api_keys WHERE org_id = $1 AND id > $2 ORDER BY id LIMIT $3"
+    );
     let found = query(c, &sql, &[&org_id, &after, &limit]).await?;
     let items = found.iter().map(|r| key(r).info).collect();
-    Ok(cursor::page_by(items, page.limit, |k: &ApiKeyInfo| k.id.clone()))
+    Ok(cursor::page_by(items, page.limit, |k: &ApiKeyInfo| {
+        k.id.clone()
+    }))
 }
 
-pub async fn revoke_key<C: GenericClient>(c: &C, caller: &Caller, org_id: &str, id: &str) -> DomainResult<()> {
+pub async fn revoke_key<C: GenericClient>(
+    c: &C,
+    caller: &Caller,
+    org_id: &str,
+    id: &str,
+) -> DomainResult<()> {
     let changed = execute(
         c,
         "UPDATE api_keys SET revoked_at = now() WHERE org_id = $1 AND id = $2 AND revoked_at IS NULL",
@@ -239,7 +337,11 @@ pub async fn revoke_key<C: GenericClient>(c: &C, caller: &Caller, org_id: &str, 
     if changed == 0 {
         return Err(DomainError::not_found(format!("key {id}")));
     }
-    let place = AuditPlace { org: org_id, project: None, caller };
+    let place = AuditPlace {
+        org: org_id,
+        project: None,
+        caller,
+    };
     audit(c, &place, "key.revoke", id, json!({})).await
 }
 
@@ -291,7 +393,9 @@ pub async fn list_audit<C: GenericClient>(
         .collect();
     let next_cursor = if items.len() > page.limit {
         items.truncate(page.limit);
-        items.last().map(|(id, _)| cursor::encode(&AuditCursor { before: *id }))
+        items
+            .last()
+            .map(|(id, _)| cursor::encode(&AuditCursor { before: *id }))
     } else {
         None
     };

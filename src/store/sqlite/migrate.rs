@@ -1,7 +1,7 @@
 //! Applies `store::migrate::SQLITE` to a SQLite file.
 
 use crate::store::migrate::{self, MigrateError};
-use rusqlite::{Connection, params};
+use rusqlite::{params, Connection};
 
 fn db(e: rusqlite::Error) -> MigrateError {
     MigrateError::Database(e.to_string())
