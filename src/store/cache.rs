@@ -63,7 +63,8 @@ impl EntityCache {
         self.put_if_newer(scope, &entity.id.clone(), entity.change_seq, Some(entity));
     }
 
-    /// The entity was erased at change `seq`: older reads must not return.
+    /// The entity changed (or was erased) at change `seq`: states older than
+    /// `seq` must not be served or put back; the state of `seq` itself may.
     pub fn tombstone(&self, scope: &Scope, id: &str, seq: i64) {
         self.put_if_newer(scope, id, seq, None);
     }
@@ -72,7 +73,14 @@ impl EntityCache {
         self.slots
             .entry(key(scope, id))
             .and_compute_with(|existing| match existing {
-                Some(e) if e.value().rank >= rank => Op::Nop,
+                // An equal rank replaces a tombstone (the state it announced)
+                // but never a state.
+                Some(e)
+                    if e.value().rank > rank
+                        || (e.value().rank == rank && e.value().entity.is_some()) =>
+                {
+                    Op::Nop
+                }
                 _ => Op::Put(Slot { rank, entity }),
             });
     }

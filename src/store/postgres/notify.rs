@@ -138,8 +138,7 @@ async fn listen(
     live.store(true, Ordering::Release);
     while let Some(payload) = notices.recv().await {
         match serde_json::from_str::<Notice>(&payload) {
-            // Rank seq - 1: a read of this very write (rank seq) is kept.
-            Ok(Notice::Entity { o, p, i, s }) => cache.tombstone(&Scope::new(o, p), &i, s - 1),
+            Ok(Notice::Entity { o, p, i, s }) => cache.tombstone(&Scope::new(o, p), &i, s),
             Ok(Notice::Key { i }) => {
                 let _ = keys.send(i);
             }

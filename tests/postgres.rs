@@ -1,0 +1,254 @@
+//! Server mode with several daemons on one PostgreSQL: concurrent starts and
+//! migrations, optimistic concurrency under racing writers, cache coherence
+//! and key revocation across daemons.
+
+mod support;
+
+use serde_json::json;
+use std::time::Duration;
+use strata::domain::*;
+use strata::store::DynStore;
+
+fn caller() -> Caller {
+    Caller::new("tester")
+}
+
+async fn project(store: &DynStore) -> Scope {
+    store.create_org(&caller(), "acme", "Acme").await.unwrap();
+    store
+        .create_project(&caller(), "acme", "app", "App")
+        .await
+        .unwrap();
+    Scope::new("acme", "app")
+}
+
+fn props(v: serde_json::Value) -> Properties {
+    v.as_object().unwrap().clone()
+}
+
+/// Polls `check` until it holds; panics after `limit` (no timing is asserted
+/// beyond "eventually").
+async fn eventually<F, Fut>(limit: Duration, mut check: F)
+where
+    F: FnMut() -> Fut,
+    Fut: std::future::Future<Output = bool>,
+{
+    let deadline = tokio::time::Instant::now() + limit;
+    while !check().await {
+        assert!(
+            tokio::time::Instant::now() < deadline,
+            "condition not reached in {limit:?}"
+        );
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+}
+
+#[tokio::test]
+async fn daemons_starting_together_migrate_once() {
+    let url = support::fresh_pg_database().await;
+    let dirs: Vec<_> = (0..3).map(|_| tempfile::tempdir().unwrap()).collect();
+    let opens = dirs.iter().map(|d| support::pg_store(d.path(), &url));
+    let stores = futures_util::future::join_all(opens).await;
+    for s in &stores {
+        assert!(s.is_empty().await.unwrap());
+    }
+}
+
+#[tokio::test]
+async fn racing_writers_on_two_daemons_lose_no_update() {
+    let url = support::fresh_pg_database().await;
+    let (d1, d2) = (tempfile::tempdir().unwrap(), tempfile::tempdir().unwrap());
+    let a = support::pg_store(d1.path(), &url).await;
+    let b = support::pg_store(d2.path(), &url).await;
+    let scope = project(&a).await;
+    let create = WriteOp::CreateEntity {
+        id: "counter".into(),
+        entity_type: "counter".into(),
+        properties: props(json!({"n": 0})),
+    };
+    a.write(&scope, &caller(), vec![create]).await.unwrap();
+
+    // 40 writers, half on each daemon, each read-modify-write with If-Match,
+    // retrying on 412 until it lands.
+    let mut tasks = Vec::new();
+    for i in 0..40 {
+        let store = if i % 2 == 0 { a.clone() } else { b.clone() };
+        let scope = scope.clone();
+        tasks.push(tokio::spawn(async move {
+            let mut attempts = 0;
+            loop {
+                attempts += 1;
+                let read = EntityRead::default();
+                let current = store.get_entity(&scope, "counter", &read).await.unwrap();
+                let n = current.properties["n"].as_i64().unwrap();
+                let op = WriteOp::PatchEntity {
+                    id: "counter".into(),
+                    patch: json!({"n": n + 1}),
+                    entity_type: None,
+                    expected_version: Some(current.version),
+                };
+                match store.write(&scope, &caller(), vec![op]).await {
+                    Ok(_) => return attempts,
+                    Err(DomainError::InBatch { source, .. })
+                        if matches!(*source, DomainError::PreconditionFailed { .. }) => {}
+                    Err(e) => panic!("unexpected error: {e}"),
+                }
+            }
+        }));
+    }
+    for t in tasks {
+        t.await.unwrap();
+    }
+    let read = EntityRead::default();
+    for store in [&a, &b] {
+        eventually(Duration::from_secs(5), || async {
+            let e = store.get_entity(&scope, "counter", &read).await.unwrap();
+            e.properties["n"] == json!(40) && e.version == 41
+        })
+        .await;
+    }
+    let page = PageRequest {
+        cursor: None,
+        limit: 1000,
+    };
+    let versions = a.list_versions(&scope, "counter", &page).await.unwrap();
+    assert_eq!(versions.items.len(), 41, "one version per successful write");
+    let ns: Vec<i64> = {
+        let mut ns = Vec::new();
+        for v in 1..=41 {
+            let at = EntityRead {
+                version: Some(v),
+                ..Default::default()
+            };
+            let e = b.get_entity(&scope, "counter", &at).await.unwrap();
+            ns.push(e.properties["n"].as_i64().unwrap());
+        }
+        ns
+    };
+    assert_eq!(
+        ns,
+        (0..=40).collect::<Vec<_>>(),
+        "every increment applied exactly once"
+    );
+}
+
+#[tokio::test]
+async fn a_write_on_one_daemon_reaches_the_other_daemons_cache() {
+    let url = support::fresh_pg_database().await;
+    let (d1, d2) = (tempfile::tempdir().unwrap(), tempfile::tempdir().unwrap());
+    let a = support::pg_store(d1.path(), &url).await;
+    let b = support::pg_store(d2.path(), &url).await;
+    let scope = project(&a).await;
+    let create = WriteOp::CreateEntity {
+        id: "e".into(),
+        entity_type: "t".into(),
+        properties: props(json!({"v": 1})),
+    };
+    a.write(&scope, &caller(), vec![create]).await.unwrap();
+    let read = EntityRead::default();
+    // Wait until b's listener is up and b has cached the entity.
+    eventually(Duration::from_secs(5), || async {
+        b.get_entity(&scope, "e", &read).await.is_ok() && b.cache_stats().hits > 0
+    })
+    .await;
+    let patch = WriteOp::PatchEntity {
+        id: "e".into(),
+        patch: json!({"v": 2}),
+        entity_type: None,
+        expected_version: None,
+    };
+    a.write(&scope, &caller(), vec![patch]).await.unwrap();
+    eventually(Duration::from_secs(5), || async {
+        b.get_entity(&scope, "e", &read).await.unwrap().properties["v"] == json!(2)
+    })
+    .await;
+    let purge = WriteOp::PurgeEntity { id: "e".into() };
+    a.write(&scope, &caller(), vec![purge]).await.unwrap();
+    eventually(Duration::from_secs(5), || async {
+        matches!(
+            b.get_entity(&scope, "e", &read).await,
+            Err(DomainError::NotFound(_))
+        )
+    })
+    .await;
+}
+
+#[tokio::test]
+async fn a_key_revoked_through_one_daemon_stops_working_on_the_other() {
+    use axum::body::Body;
+    use axum::http::{Request, StatusCode};
+    use tower::ServiceExt;
+
+    const ADMIN: &str = "test-admin-key-0123456789";
+    let url = support::fresh_pg_database().await;
+    let (d1, d2) = (tempfile::tempdir().unwrap(), tempfile::tempdir().unwrap());
+    let a = strata::server::build(support::pg_config(d1.path(), &url), ADMIN)
+        .await
+        .unwrap();
+    let b = strata::server::build(support::pg_config(d2.path(), &url), ADMIN)
+        .await
+        .unwrap();
+    let call = |router: &axum::Router, method: &str, path: &str, key: &str, body: &str| {
+        let req = Request::builder()
+            .method(method)
+            .uri(path)
+            .header("authorization", format!("Bearer {key}"))
+            .body(Body::from(body.to_string()))
+            .unwrap();
+        router.clone().oneshot(req)
+    };
+    let r = call(
+        &a.router,
+        "POST",
+        "/v1/orgs",
+        ADMIN,
+        r#"{"id":"acme","name":"Acme"}"#,
+    )
+    .await
+    .unwrap();
+    assert_eq!(r.status(), StatusCode::CREATED);
+    let r = call(
+        &a.router,
+        "POST",
+        "/v1/orgs/acme/keys",
+        ADMIN,
+        r#"{"name":"k","scopes":["read"]}"#,
+    )
+    .await
+    .unwrap();
+    let body = http_body_util::BodyExt::collect(r.into_body())
+        .await
+        .unwrap()
+        .to_bytes();
+    let created: serde_json::Value = serde_json::from_slice(&body).unwrap();
+    let (id, key) = (
+        created["data"]["id"].as_str().unwrap().to_string(),
+        created["data"]["key"].as_str().unwrap().to_string(),
+    );
+    let r = call(&b.router, "GET", "/v1/orgs/acme", &key, "")
+        .await
+        .unwrap();
+    assert_eq!(
+        r.status(),
+        StatusCode::OK,
+        "the key works on the other daemon"
+    );
+    let r = call(
+        &a.router,
+        "DELETE",
+        &format!("/v1/orgs/acme/keys/{id}"),
+        ADMIN,
+        "",
+    )
+    .await
+    .unwrap();
+    assert_eq!(r.status(), StatusCode::NO_CONTENT);
+    eventually(Duration::from_secs(5), || async {
+        call(&b.router, "GET", "/v1/orgs/acme", &key, "")
+            .await
+            .unwrap()
+            .status()
+            == StatusCode::UNAUTHORIZED
+    })
+    .await;
+}

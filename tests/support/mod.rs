@@ -1,0 +1,75 @@
+//! Test support shared by the integration test binaries: where the test
+//! stack's services are (ops/test-stack.sh exports their addresses) and
+//! fresh, isolated stores on each backend.
+#![allow(dead_code)]
+
+use std::sync::Arc;
+use strata::config::Config;
+use strata::store::DynStore;
+
+/// The PostgreSQL 15 server of the test stack.
+pub fn pg_admin_url() -> String {
+    std::env::var("STRATA_TEST_PG_URL").expect(
+        "STRATA_TEST_PG_URL is not set: run the tests through ops/test.sh, which starts the test stack",
+    )
+}
+
+/// The PGlite server (AGE + pgvector) of the test stack.
+pub fn pglite_url() -> String {
+    std::env::var("STRATA_TEST_PGLITE_URL").expect(
+        "STRATA_TEST_PGLITE_URL is not set: run the tests through ops/test.sh, which starts the test stack",
+    )
+}
+
+/// A new empty database on the test server; returns its URL.
+pub async fn fresh_pg_database() -> String {
+    let admin = pg_admin_url();
+    let (client, connection) = tokio_postgres::connect(&admin, tokio_postgres::NoTls)
+        .await
+        .expect("connect to the test PostgreSQL");
+    tokio::spawn(connection);
+    let name = format!("strata_t_{}", uuid::Uuid::new_v4().simple());
+    client
+        .batch_execute(&format!("CREATE DATABASE {name}"))
+        .await
+        .expect("create a test database");
+    let base = admin
+        .rsplit_once('/')
+        .map(|(b, _)| b.to_string())
+        .unwrap_or(admin);
+    format!("{base}/{name}")
+}
+
+/// Configuration of a daemon on `database_url` with its data dir in `dir`.
+pub fn pg_config(dir: &std::path::Path, database_url: &str) -> Config {
+    let mut config = Config::embedded(dir);
+    config.database_url = database_url.to_string();
+    config.postgres.pool_size = 8;
+    config.postgres.age = strata::store::postgres::AgeMode::Off;
+    config
+}
+
+/// Configuration for the single-connection PGlite server.
+pub fn pglite_config(dir: &std::path::Path) -> Config {
+    let mut config = Config::embedded(dir);
+    config.database_url = pglite_url();
+    config.postgres.pool_size = 1;
+    config.postgres.notify = false;
+    config.postgres.statement_timeout_ms = 0;
+    config.postgres.age = strata::store::postgres::AgeMode::On;
+    config
+}
+
+pub async fn pg_store(dir: &std::path::Path, database_url: &str) -> DynStore {
+    strata::store::open(&pg_config(dir, database_url))
+        .await
+        .expect("open a PgStore")
+}
+
+pub async fn sqlite_store(dir: &std::path::Path) -> DynStore {
+    let config = Config::embedded(dir);
+    let store: DynStore = strata::store::open(&config)
+        .await
+        .expect("open a SqliteStore");
+    Arc::clone(&store)
+}
