@@ -29,6 +29,9 @@ pub struct Config {
     pub cache_entries: u64,
     pub sqlite: SqliteConfig,
     pub postgres: PgConfig,
+    pub crdt: crate::crdt::CrdtConfig,
+    /// Cron (with seconds) of the document compaction job.
+    pub compact_schedule: String,
 }
 
 /// The file form: every key optional, unknown keys refused.
@@ -75,6 +78,11 @@ const KNOWN_VARS: &[&str] = &[
     "STRATA_PG_CONNECT_TIMEOUT_SECS",
     "STRATA_PG_NOTIFY",
     "STRATA_AGE",
+    "STRATA_CRDT_MAX_UPDATE",
+    "STRATA_CRDT_INLINE_MAX",
+    "STRATA_CRDT_RETENTION_SECS",
+    "STRATA_CRDT_SNAPSHOT_KEEP_SECS",
+    "STRATA_COMPACT_SCHEDULE",
 ];
 
 impl Config {
@@ -191,6 +199,24 @@ impl Config {
                 .unwrap_or(100_000),
             sqlite,
             postgres,
+            crdt: {
+                let mut c = crate::crdt::CrdtConfig::default();
+                if let Some(n) = parse("STRATA_CRDT_MAX_UPDATE")? {
+                    c.max_update_bytes = n as usize;
+                }
+                if let Some(n) = parse("STRATA_CRDT_INLINE_MAX")? {
+                    c.inline_max_bytes = n as usize;
+                }
+                if let Some(n) = parse("STRATA_CRDT_RETENTION_SECS")? {
+                    c.retention = std::time::Duration::from_secs(n);
+                }
+                if let Some(n) = parse("STRATA_CRDT_SNAPSHOT_KEEP_SECS")? {
+                    c.keep_snapshots = std::time::Duration::from_secs(n);
+                }
+                c
+            },
+            compact_schedule: env("STRATA_COMPACT_SCHEDULE")
+                .unwrap_or_else(|| "0 0 * * * *".into()),
         };
         let mut config = config;
         config.rate_limit_burst = parse("STRATA_RATE_BURST")?

@@ -4,6 +4,8 @@
 //! - [`config`]: one typed configuration (defaults < file < environment).
 //! - [`domain`]: entities, relationships, versions, errors; no I/O.
 //! - [`store`]: the `Store` trait and its backends (`store::sqlite`).
+//! - [`crdt`]: Yjs documents: validation, state, compaction, y-websocket sync.
+//! - [`blob`]: the blob store (local directory or S3) for snapshots.
 //! - [`graph`]: graph parameter rules and shortest paths over the store.
 //! - [`search`]: query terms and searchable text, shared by the backends.
 //! - [`jobs`]: scheduled upkeep with a run history.
@@ -11,9 +13,11 @@
 //! - [`server`]: wiring: open the store, resolve the admin key, serve until shutdown.
 
 pub mod api;
+pub mod blob;
 pub mod cli;
 pub mod clock;
 pub mod config;
+pub mod crdt;
 pub mod domain;
 pub mod graph;
 pub mod jobs;

@@ -81,6 +81,7 @@ fn write_private(path: &Path, text: &str) -> anyhow::Result<()> {
 /// A running daemon's parts, for `serve` and for tests.
 pub struct Daemon {
     pub store: DynStore,
+    pub blobs: Arc<dyn crate::blob::BlobStore>,
     pub jobs: Jobs,
     pub router: axum::Router,
 }
@@ -88,16 +89,25 @@ pub struct Daemon {
 /// Opens the store and builds the application.
 pub async fn build(config: Config, admin_key: &str) -> anyhow::Result<Daemon> {
     let store = store::open(&config).await?;
-    let jobs = Jobs::new(store.clone());
+    let blobs = crate::blob::open(&config.blob_url)
+        .await
+        .with_context(|| format!("cannot open the blob store {}", config.blob_url))?;
+    let jobs = Jobs::new(store.clone(), blobs.clone(), &config);
     let auth = AuthSettings {
         admin_key: admin_key.to_owned(),
         disabled: config.auth_disabled,
         rate_per_sec: config.rate_limit_per_sec,
         burst: config.rate_limit_burst,
     };
-    let router = api::app(store.clone(), auth, Arc::new(config), jobs.clone());
+    let services = api::Services {
+        store: store.clone(),
+        blobs: blobs.clone(),
+        jobs: jobs.clone(),
+    };
+    let router = api::app(services, auth, Arc::new(config));
     Ok(Daemon {
         store,
+        blobs,
         jobs,
         router,
     })

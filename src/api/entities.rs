@@ -261,7 +261,9 @@ async fn delete_entity(
             expected_version: expected,
         }
     };
-    write_one(&s, &p.scope(), who.caller(), op).await?;
+    if let WriteOutcome::Purged { blobs, .. } = write_one(&s, &p.scope(), who.caller(), op).await? {
+        super::delete_blobs(&s, blobs).await;
+    }
     Ok(StatusCode::NO_CONTENT)
 }
 

@@ -2,6 +2,7 @@
 //! call the store/graph/search modules and shape the contract's JSON.
 
 mod auth;
+mod docs;
 mod entities;
 pub mod error;
 mod extract;
@@ -30,6 +31,13 @@ use std::time::Duration;
 use utoipa::OpenApi;
 use utoipa_axum::router::OpenApiRouter;
 
+/// The long-lived services the HTTP layer is built on.
+pub struct Services {
+    pub store: DynStore,
+    pub blobs: Arc<dyn crate::blob::BlobStore>,
+    pub jobs: crate::jobs::Jobs,
+}
+
 /// Everything a handler needs; cheap to clone (handles only).
 #[derive(Clone)]
 pub struct AppState {
@@ -38,7 +46,19 @@ pub struct AppState {
     pub metrics: Arc<metrics::Metrics>,
     pub config: Arc<Config>,
     pub jobs: crate::jobs::Jobs,
+    pub blobs: Arc<dyn crate::blob::BlobStore>,
+    pub hub: Arc<crate::crdt::sync::DocHub>,
+    pub crdt: crate::crdt::CrdtConfig,
     openapi: Arc<Value>,
+}
+
+/// Deletes blobs whose rows are gone; a failure leaves an orphan, logged.
+pub async fn delete_blobs(s: &AppState, keys: Vec<String>) {
+    for key in keys {
+        if let Err(e) = s.blobs.delete(&key).await {
+            tracing::warn!(key, error = %e, "could not delete a blob");
+        }
+    }
 }
 
 #[derive(OpenApi)]
@@ -60,24 +80,23 @@ fn routes() -> OpenApiRouter<AppState> {
         .merge(relationships::router())
         .merge(graph::router())
         .merge(search::router())
+        .merge(docs::router())
         .merge(ops::router())
 }
 
 /// The whole HTTP application, ready to serve.
-pub fn app(
-    store: DynStore,
-    auth: AuthSettings,
-    config: Arc<Config>,
-    jobs: crate::jobs::Jobs,
-) -> Router {
+pub fn app(services: Services, auth: AuthSettings, config: Arc<Config>) -> Router {
     let (router, openapi) = routes().split_for_parts();
     let state = AppState {
-        auth: Arc::new(Authenticator::new(store.clone(), auth)),
-        store,
+        auth: Arc::new(Authenticator::new(services.store.clone(), auth)),
+        store: services.store,
         metrics: Arc::new(metrics::Metrics::default()),
         openapi: Arc::new(serde_json::to_value(openapi).expect("OpenAPI serialises")),
+        crdt: config.crdt.clone(),
         config: config.clone(),
-        jobs,
+        jobs: services.jobs,
+        blobs: services.blobs,
+        hub: Arc::default(),
     };
     router
         .fallback(|| async { not_found_route() })

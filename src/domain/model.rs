@@ -241,10 +241,12 @@ pub enum WriteOutcome {
     Deleted {
         id: String,
     },
-    /// Erased for good at change sequence `seq`.
+    /// Erased for good at change sequence `seq`; `blobs` are the snapshot
+    /// blobs of its documents, to delete from the blob store.
     Purged {
         id: String,
         seq: i64,
+        blobs: Vec<String>,
     },
 }
 
@@ -398,4 +400,53 @@ pub struct CypherResult {
     pub columns: Vec<String>,
     #[schema(value_type = Vec<Vec<Object>>)]
     pub rows: Vec<Vec<Value>>,
+}
+
+/// One stored Yjs update of a document's log.
+#[derive(Debug, Clone, PartialEq)]
+pub struct DocUpdate {
+    pub seq: i64,
+    pub bytes: Vec<u8>,
+    pub origin: Option<String>,
+    pub at: String,
+}
+
+/// Where a snapshot's bytes are: in the database, or in the blob store.
+#[derive(Debug, Clone, PartialEq)]
+pub enum SnapshotData {
+    Inline(Vec<u8>),
+    Blob(String),
+}
+
+/// A compacted state of a document: every update up to `covers_seq`.
+#[derive(Debug, Clone, PartialEq)]
+pub struct DocSnapshot {
+    pub covers_seq: i64,
+    /// Time of the update at `covers_seq`: the state is the state as of then.
+    pub covers_at: String,
+    pub created_at: String,
+    pub size: i64,
+    pub sha256: String,
+    pub data: SnapshotData,
+}
+
+/// What is needed to rebuild a document: the newest usable snapshot and the
+/// retained updates after it.
+#[derive(Debug, Clone, PartialEq)]
+pub struct DocLog {
+    pub snapshot: Option<DocSnapshot>,
+    pub updates: Vec<DocUpdate>,
+    /// The last sequence number the state includes.
+    pub last_seq: i64,
+}
+
+/// A document row.
+#[derive(Debug, Clone, PartialEq, Serialize, utoipa::ToSchema)]
+pub struct DocInfo {
+    pub id: String,
+    pub entity_id: Option<String>,
+    pub created_at: String,
+    pub last_seq: i64,
+    /// Updates with seq ≤ this were removed from the log (a snapshot covers them).
+    pub pruned_through: i64,
 }

@@ -1,8 +1,12 @@
 //! Scheduled jobs (tokio-cron-scheduler): each has a name, a cron schedule
 //! and a task; the registry keeps each job's last run for `/v1/admin/jobs`.
-//! The embedded backend has one daemon per file, so no leader election is
-//! needed here; server mode adds it with the PostgreSQL backend.
+//! Jobs are safe to run on several daemons at once: store upkeep is
+//! idempotent, and compaction of one document by two daemons records one
+//! snapshot (the second finds it recorded) and prunes the same prefix.
 
+use crate::blob::BlobStore;
+use crate::config::Config;
+use crate::crdt::{compact, CrdtConfig};
 use crate::store::{DynStore, Maintenance};
 use serde::Serialize;
 use std::collections::HashMap;
@@ -11,26 +15,19 @@ use std::time::Instant;
 use tokio_cron_scheduler::{Job, JobScheduler};
 use uuid::Uuid;
 
+#[derive(Debug, Clone, Copy)]
+enum Task {
+    Store(Maintenance),
+    CompactDocs,
+}
+
 /// One job's definition.
 struct JobSpec {
     name: &'static str,
     /// Cron with seconds: `sec min hour day-of-month month day-of-week`.
-    schedule: &'static str,
-    task: Maintenance,
+    schedule: String,
+    task: Task,
 }
-
-const SPECS: &[JobSpec] = &[
-    JobSpec {
-        name: "checkpoint",
-        schedule: "0 */10 * * * *",
-        task: Maintenance::Checkpoint,
-    },
-    JobSpec {
-        name: "optimize",
-        schedule: "0 17 3 * * *",
-        task: Maintenance::Optimize,
-    },
-];
 
 #[derive(Debug, Clone, Serialize)]
 pub struct JobRun {
@@ -52,15 +49,38 @@ pub struct JobStatus {
 #[derive(Clone)]
 pub struct Jobs {
     store: DynStore,
+    blobs: Arc<dyn BlobStore>,
+    crdt: CrdtConfig,
+    specs: Arc<Vec<JobSpec>>,
     last: Arc<Mutex<HashMap<&'static str, JobRun>>>,
     ids: Arc<Mutex<HashMap<&'static str, Uuid>>>,
     scheduler: Arc<tokio::sync::Mutex<Option<JobScheduler>>>,
 }
 
 impl Jobs {
-    pub fn new(store: DynStore) -> Self {
+    pub fn new(store: DynStore, blobs: Arc<dyn BlobStore>, config: &Config) -> Self {
+        let specs = vec![
+            JobSpec {
+                name: "compact_docs",
+                schedule: config.compact_schedule.clone(),
+                task: Task::CompactDocs,
+            },
+            JobSpec {
+                name: "checkpoint",
+                schedule: "0 */10 * * * *".into(),
+                task: Task::Store(Maintenance::Checkpoint),
+            },
+            JobSpec {
+                name: "optimize",
+                schedule: "0 17 3 * * *".into(),
+                task: Task::Store(Maintenance::Optimize),
+            },
+        ];
         Jobs {
             store,
+            blobs,
+            crdt: config.crdt.clone(),
+            specs: Arc::new(specs),
             last: Arc::default(),
             ids: Arc::default(),
             scheduler: Arc::default(),
@@ -70,12 +90,12 @@ impl Jobs {
     /// Starts the schedules.
     pub async fn start(&self) -> anyhow::Result<()> {
         let scheduler = JobScheduler::new().await?;
-        for spec in SPECS {
+        for (index, spec) in self.specs.iter().enumerate() {
             let jobs = self.clone();
-            let job = Job::new_async(spec.schedule, move |_, _| {
+            let job = Job::new_async(spec.schedule.as_str(), move |_, _| {
                 let jobs = jobs.clone();
                 Box::pin(async move {
-                    jobs.run(spec).await;
+                    jobs.run(index).await;
                 })
             })?;
             let id = scheduler.add(job).await?;
@@ -92,10 +112,18 @@ impl Jobs {
         }
     }
 
-    async fn run(&self, spec: &'static JobSpec) -> JobRun {
+    async fn run(&self, index: usize) -> JobRun {
+        let spec = &self.specs[index];
         let started = Instant::now();
         let started_at = crate::clock::now();
-        let result = self.store.maintain(spec.task).await;
+        let result = match spec.task {
+            Task::Store(m) => self.store.maintain(m).await,
+            Task::CompactDocs => {
+                compact::compact_all(self.store.as_ref(), self.blobs.as_ref(), &self.crdt)
+                    .await
+                    .map(|n| format!("compacted {n} document(s)"))
+            }
+        };
         let run = JobRun {
             started_at,
             duration_ms: started.elapsed().as_millis() as u64,
@@ -117,13 +145,13 @@ impl Jobs {
 
     /// Runs a job now; `None` when no job has that name.
     pub async fn run_now(&self, name: &str) -> Option<JobRun> {
-        let spec = SPECS.iter().find(|s| s.name == name)?;
-        Some(self.run(spec).await)
+        let index = self.specs.iter().position(|s| s.name == name)?;
+        Some(self.run(index).await)
     }
 
     pub async fn list(&self) -> Vec<JobStatus> {
         let mut out = Vec::new();
-        for spec in SPECS {
+        for spec in self.specs.iter() {
             let id = self
                 .ids
                 .lock()
@@ -138,7 +166,7 @@ impl Jobs {
             }
             out.push(JobStatus {
                 name: spec.name.into(),
-                schedule: spec.schedule.into(),
+                schedule: spec.schedule.clone(),
                 last_run: self
                     .last
                     .lock()

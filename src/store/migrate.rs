@@ -21,9 +21,10 @@ macro_rules! migrations {
     };
 }
 
-pub const SQLITE: &[Migration] = migrations!("sqlite": 1 => "0001_core", 2 => "0002_keys_audit");
+pub const SQLITE: &[Migration] =
+    migrations!("sqlite": 1 => "0001_core", 2 => "0002_keys_audit", 3 => "0003_crdt");
 pub const POSTGRES: &[Migration] =
-    migrations!("postgres": 1 => "0001_core", 2 => "0002_keys_audit");
+    migrations!("postgres": 1 => "0001_core", 2 => "0002_keys_audit", 3 => "0003_crdt");
 
 #[derive(Debug, thiserror::Error)]
 pub enum MigrateError {

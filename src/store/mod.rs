@@ -117,6 +117,69 @@ pub trait Store: Send + Sync + 'static {
         page: &PageRequest,
     ) -> DomainResult<Page<AuditEvent>>;
 
+    // CRDT documents (Yjs update logs).
+    /// Appends updates to a document's log, creating the document; answers
+    /// once durable with the (first, last) sequence numbers given.
+    async fn append_updates(
+        &self,
+        scope: &Scope,
+        doc: &str,
+        updates: Vec<Vec<u8>>,
+        origin: Option<String>,
+    ) -> DomainResult<(i64, i64)>;
+    /// A document; NotFound when never written or when its entity is deleted.
+    async fn get_doc(&self, scope: &Scope, doc: &str) -> DomainResult<DocInfo>;
+    /// Creates a document (if absent) and links it to an entity (or unlinks).
+    async fn put_doc(
+        &self,
+        scope: &Scope,
+        caller: &Caller,
+        doc: &str,
+        entity_id: Option<String>,
+    ) -> DomainResult<DocInfo>;
+    /// Erases a document; returns the blob keys its snapshots used.
+    async fn delete_doc(
+        &self,
+        scope: &Scope,
+        caller: &Caller,
+        doc: &str,
+    ) -> DomainResult<Vec<String>>;
+    /// The newest snapshot and retained updates that rebuild the state now,
+    /// or as of a time (Gone when retained history no longer reaches it).
+    async fn doc_log(&self, scope: &Scope, doc: &str, as_of: Option<&str>) -> DomainResult<DocLog>;
+    async fn list_doc_updates(
+        &self,
+        scope: &Scope,
+        doc: &str,
+        after: i64,
+        limit: usize,
+    ) -> DomainResult<Vec<DocUpdate>>;
+    async fn list_snapshots(&self, scope: &Scope, doc: &str) -> DomainResult<Vec<DocSnapshot>>;
+    /// Records a snapshot (idempotent for the same `covers_seq`).
+    async fn record_snapshot(
+        &self,
+        scope: &Scope,
+        caller: &Caller,
+        doc: &str,
+        snapshot: DocSnapshot,
+    ) -> DomainResult<()>;
+    /// Deletes updates covered by the newest snapshot and older than
+    /// `updates_before`, and snapshots older than `snapshots_before` except
+    /// the newest; returns the blob keys no longer referenced.
+    async fn prune_doc(
+        &self,
+        scope: &Scope,
+        doc: &str,
+        updates_before: &str,
+        snapshots_before: &str,
+    ) -> DomainResult<Vec<String>>;
+    /// Documents whose log has updates no snapshot covers yet.
+    async fn docs_to_compact(&self, limit: usize) -> DomainResult<Vec<(Scope, String)>>;
+    /// Exclusive right to compact a document, across every daemon sharing the
+    /// store, until the lease is dropped (or its holder dies); None when
+    /// another holds it.
+    async fn lease_doc(&self, scope: &Scope, doc: &str) -> DomainResult<Option<DocLease>>;
+
     /// A read-only openCypher query over the project's graph.
     async fn cypher(
         &self,
@@ -175,6 +238,15 @@ pub fn audit_event(
         WriteOutcome::Deleted { id } | WriteOutcome::Purged { id, .. } => {
             (op_action, id.clone(), json!({}))
         }
+    }
+}
+
+/// Held while compacting a document; dropping it releases the document.
+pub struct DocLease(#[allow(dead_code)] Box<dyn Send + Sync>);
+
+impl DocLease {
+    pub fn new(guard: impl Send + Sync + 'static) -> Self {
+        DocLease(Box::new(guard))
     }
 }
 

@@ -6,6 +6,7 @@
 //! cache is off.
 
 mod age;
+mod docs;
 mod entities;
 mod graph;
 mod migrate;
@@ -215,7 +216,8 @@ async fn apply<C: deadpool_postgres::GenericClient>(
         },
         WriteOp::PurgeEntity { id } => {
             let seq = entities::purge(c, &ctx, &id).await?;
-            WriteOutcome::Purged { id, seq }
+            let blobs = docs::purge_owned_by(c, scope, &id).await?;
+            WriteOutcome::Purged { id, seq, blobs }
         }
         WriteOp::RestoreEntity { id } => WriteOutcome::Entity {
             entity: entities::restore(c, &ctx, &id).await?,
@@ -274,7 +276,7 @@ async fn apply<C: deadpool_postgres::GenericClient>(
     if let WriteOutcome::Entity { entity, .. } = &outcome {
         notify::entity_changed(c, scope, &entity.id, entity.change_seq).await?;
     }
-    if let WriteOutcome::Purged { id, seq } = &outcome {
+    if let WriteOutcome::Purged { id, seq, .. } = &outcome {
         notify::entity_changed(c, scope, id, *seq).await?;
     }
     Ok(outcome)
@@ -399,7 +401,7 @@ impl Store for PgStore {
                 WriteOutcome::Entity { entity, .. } => {
                     self.cache.offer(scope, Arc::new(entity.clone()))
                 }
-                WriteOutcome::Purged { id, seq } => self.cache.tombstone(scope, id, *seq),
+                WriteOutcome::Purged { id, seq, .. } => self.cache.tombstone(scope, id, *seq),
                 _ => {}
             }
         }
@@ -519,6 +521,133 @@ impl Store for PgStore {
         let c = self.client().await?;
         tenancy::get_project(&c, &scope.org, &scope.project).await?;
         entities::search(&c, scope, &terms, entity_type, limit).await
+    }
+
+    async fn append_updates(
+        &self,
+        scope: &Scope,
+        doc: &str,
+        updates: Vec<Vec<u8>>,
+        origin: Option<String>,
+    ) -> DomainResult<(i64, i64)> {
+        let mut c = self.client().await?;
+        let tx = c.transaction().await.map_err(pg_err)?;
+        let seqs = docs::append(&tx, scope, doc, &updates, origin.as_deref()).await?;
+        tx.commit().await.map_err(pg_err)?;
+        Ok(seqs)
+    }
+
+    async fn get_doc(&self, scope: &Scope, doc: &str) -> DomainResult<DocInfo> {
+        docs::get(&self.client().await?, scope, doc).await
+    }
+
+    async fn put_doc(
+        &self,
+        scope: &Scope,
+        caller: &Caller,
+        doc: &str,
+        entity_id: Option<String>,
+    ) -> DomainResult<DocInfo> {
+        let mut c = self.client().await?;
+        let tx = c.transaction().await.map_err(pg_err)?;
+        let info = docs::put(&tx, scope, caller, doc, entity_id.as_deref()).await?;
+        tx.commit().await.map_err(pg_err)?;
+        Ok(info)
+    }
+
+    async fn delete_doc(
+        &self,
+        scope: &Scope,
+        caller: &Caller,
+        doc: &str,
+    ) -> DomainResult<Vec<String>> {
+        let mut c = self.client().await?;
+        let tx = c.transaction().await.map_err(pg_err)?;
+        let blobs = docs::delete(&tx, scope, caller, doc).await?;
+        tx.commit().await.map_err(pg_err)?;
+        Ok(blobs)
+    }
+
+    async fn doc_log(&self, scope: &Scope, doc: &str, as_of: Option<&str>) -> DomainResult<DocLog> {
+        // One snapshot of the database: the snapshot row and the tail agree.
+        let mut c = self.client().await?;
+        let tx = c
+            .build_transaction()
+            .isolation_level(tokio_postgres::IsolationLevel::RepeatableRead)
+            .read_only(true)
+            .start()
+            .await
+            .map_err(pg_err)?;
+        let log = docs::log(&tx, scope, doc, as_of).await;
+        tx.rollback().await.map_err(pg_err)?;
+        log
+    }
+
+    async fn list_doc_updates(
+        &self,
+        scope: &Scope,
+        doc: &str,
+        after: i64,
+        limit: usize,
+    ) -> DomainResult<Vec<DocUpdate>> {
+        docs::list_updates(&self.client().await?, scope, doc, after, limit).await
+    }
+
+    async fn list_snapshots(&self, scope: &Scope, doc: &str) -> DomainResult<Vec<DocSnapshot>> {
+        docs::list_snapshots(&self.client().await?, scope, doc).await
+    }
+
+    async fn record_snapshot(
+        &self,
+        scope: &Scope,
+        caller: &Caller,
+        doc: &str,
+        snapshot: DocSnapshot,
+    ) -> DomainResult<()> {
+        let mut c = self.client().await?;
+        let tx = c.transaction().await.map_err(pg_err)?;
+        docs::record_snapshot(&tx, scope, caller, doc, &snapshot).await?;
+        tx.commit().await.map_err(pg_err)
+    }
+
+    async fn prune_doc(
+        &self,
+        scope: &Scope,
+        doc: &str,
+        updates_before: &str,
+        snapshots_before: &str,
+    ) -> DomainResult<Vec<String>> {
+        let mut c = self.client().await?;
+        let tx = c.transaction().await.map_err(pg_err)?;
+        let blobs = docs::prune(&tx, scope, doc, updates_before, snapshots_before).await?;
+        tx.commit().await.map_err(pg_err)?;
+        Ok(blobs)
+    }
+
+    async fn docs_to_compact(&self, limit: usize) -> DomainResult<Vec<(Scope, String)>> {
+        docs::to_compact(&self.client().await?, limit).await
+    }
+
+    async fn lease_doc(&self, scope: &Scope, doc: &str) -> DomainResult<Option<super::DocLease>> {
+        // A single-connection pool (PGlite) cannot spare a connection to hold
+        // the lock, and serves one daemon anyway.
+        if self.pool.status().max_size <= 1 {
+            return Ok(Some(super::DocLease::new(())));
+        }
+        let client = self.client().await?;
+        let key = format!("strata-doc/{}/{}/{}", scope.org, scope.project, doc);
+        let row = rows::query_opt(
+            &client,
+            "SELECT pg_try_advisory_lock(hashtextextended($1, 0))",
+            &[&key],
+        )
+        .await?;
+        if !row.is_some_and(|r| r.get::<_, bool>(0)) {
+            return Ok(None);
+        }
+        Ok(Some(super::DocLease::new(notify::AdvisoryLease::new(
+            client, key,
+        ))))
     }
 
     async fn cypher(

@@ -205,7 +205,15 @@ pub async fn delete_project<C: GenericClient>(
     )
     .await?
     .ok_or_else(|| DomainError::not_found(format!("project {id}")))?;
-    for table in ["entities", "entity_versions", "relationships", "outbox"] {
+    for table in [
+        "entities",
+        "entity_versions",
+        "relationships",
+        "outbox",
+        "crdt_updates",
+        "crdt_snapshots",
+        "crdt_docs",
+    ] {
         let sql = format!("DELETE FROM {table} WHERE org_id = $1 AND project_id = $2");
         execute(c, &sql, &[&org_id, &id]).await?;
     }

@@ -2,6 +2,7 @@
 //! group-commits concurrent writes, and a pool of reader threads.
 
 mod audit;
+mod docs;
 mod entities;
 mod fts;
 mod graph;
@@ -57,6 +58,20 @@ pub struct SqliteStore {
     writer: Writer,
     readers: Readers,
     cache: Arc<EntityCache>,
+    /// Documents being compacted (one daemon per file: a local set suffices).
+    leases: Arc<std::sync::Mutex<std::collections::HashSet<(Scope, String)>>>,
+}
+
+/// Releases a document on drop.
+struct LocalLease {
+    leases: Arc<std::sync::Mutex<std::collections::HashSet<(Scope, String)>>>,
+    key: (Scope, String),
+}
+
+impl Drop for LocalLease {
+    fn drop(&mut self) {
+        self.leases.lock().expect("lease lock").remove(&self.key);
+    }
 }
 
 fn connect(path: &Path, config: &SqliteConfig, read_only: bool) -> rusqlite::Result<Connection> {
@@ -102,6 +117,7 @@ impl SqliteStore {
             writer: Writer::spawn(conn)?,
             readers: Readers::spawn(readers)?,
             cache: Arc::new(EntityCache::new(cache_entries)),
+            leases: Arc::default(),
         })
     }
 
@@ -206,7 +222,8 @@ fn apply_op(
         },
         PurgeEntity { id } => {
             let seq = entities::purge(conn, seq, scope, &id)?;
-            WriteOutcome::Purged { id, seq }
+            let blobs = docs::purge_owned_by(conn, scope, &id)?;
+            WriteOutcome::Purged { id, seq, blobs }
         }
         RestoreEntity { id } => WriteOutcome::Entity {
             entity: entities::restore(conn, seq, scope, actor, &id)?,
@@ -363,7 +380,7 @@ impl Store for SqliteStore {
                 WriteOutcome::Entity { entity, .. } => {
                     self.cache.offer(scope, Arc::new(entity.clone()))
                 }
-                WriteOutcome::Purged { id, seq } => self.cache.tombstone(scope, id, *seq),
+                WriteOutcome::Purged { id, seq, .. } => self.cache.tombstone(scope, id, *seq),
                 _ => {}
             }
         }
@@ -530,6 +547,116 @@ impl Store for SqliteStore {
         let (org, filter, page) = (org.to_owned(), filter.clone(), page.clone());
         self.read(move |conn| audit::list(conn, &org, &filter, &page))
             .await
+    }
+
+    async fn append_updates(
+        &self,
+        scope: &Scope,
+        doc: &str,
+        updates: Vec<Vec<u8>>,
+        origin: Option<String>,
+    ) -> DomainResult<(i64, i64)> {
+        let (s, doc) = (scope.clone(), doc.to_owned());
+        self.writer
+            .write(move |conn, _| docs::append(conn, &s, &doc, &updates, origin.as_deref()))
+            .await
+    }
+
+    async fn get_doc(&self, scope: &Scope, doc: &str) -> DomainResult<DocInfo> {
+        let (s, doc) = (scope.clone(), doc.to_owned());
+        self.read(move |conn| docs::get(conn, &s, &doc)).await
+    }
+
+    async fn put_doc(
+        &self,
+        scope: &Scope,
+        caller: &Caller,
+        doc: &str,
+        entity_id: Option<String>,
+    ) -> DomainResult<DocInfo> {
+        let (s, caller, doc) = (scope.clone(), caller.clone(), doc.to_owned());
+        self.writer
+            .write(move |conn, _| docs::put(conn, &s, &caller, &doc, entity_id.as_deref()))
+            .await
+    }
+
+    async fn delete_doc(
+        &self,
+        scope: &Scope,
+        caller: &Caller,
+        doc: &str,
+    ) -> DomainResult<Vec<String>> {
+        let (s, caller, doc) = (scope.clone(), caller.clone(), doc.to_owned());
+        self.writer
+            .write(move |conn, _| docs::delete(conn, &s, &caller, &doc))
+            .await
+    }
+
+    async fn doc_log(&self, scope: &Scope, doc: &str, as_of: Option<&str>) -> DomainResult<DocLog> {
+        let (s, doc, as_of) = (scope.clone(), doc.to_owned(), as_of.map(str::to_owned));
+        self.read(move |conn| docs::log(conn, &s, &doc, as_of.as_deref()))
+            .await
+    }
+
+    async fn list_doc_updates(
+        &self,
+        scope: &Scope,
+        doc: &str,
+        after: i64,
+        limit: usize,
+    ) -> DomainResult<Vec<DocUpdate>> {
+        let (s, doc) = (scope.clone(), doc.to_owned());
+        self.read(move |conn| docs::list_updates(conn, &s, &doc, after, limit))
+            .await
+    }
+
+    async fn list_snapshots(&self, scope: &Scope, doc: &str) -> DomainResult<Vec<DocSnapshot>> {
+        let (s, doc) = (scope.clone(), doc.to_owned());
+        self.read(move |conn| docs::list_snapshots(conn, &s, &doc))
+            .await
+    }
+
+    async fn record_snapshot(
+        &self,
+        scope: &Scope,
+        caller: &Caller,
+        doc: &str,
+        snapshot: DocSnapshot,
+    ) -> DomainResult<()> {
+        let (s, caller, doc) = (scope.clone(), caller.clone(), doc.to_owned());
+        self.writer
+            .write(move |conn, _| docs::record_snapshot(conn, &s, &caller, &doc, &snapshot))
+            .await
+    }
+
+    async fn prune_doc(
+        &self,
+        scope: &Scope,
+        doc: &str,
+        updates_before: &str,
+        snapshots_before: &str,
+    ) -> DomainResult<Vec<String>> {
+        let (s, doc) = (scope.clone(), doc.to_owned());
+        let (u, sn) = (updates_before.to_owned(), snapshots_before.to_owned());
+        self.writer
+            .write(move |conn, _| docs::prune(conn, &s, &doc, &u, &sn))
+            .await
+    }
+
+    async fn docs_to_compact(&self, limit: usize) -> DomainResult<Vec<(Scope, String)>> {
+        self.read(move |conn| docs::to_compact(conn, limit)).await
+    }
+
+    async fn lease_doc(&self, scope: &Scope, doc: &str) -> DomainResult<Option<super::DocLease>> {
+        let key = (scope.clone(), doc.to_owned());
+        if !self.leases.lock().expect("lease lock").insert(key.clone()) {
+            return Ok(None);
+        }
+        let lease = LocalLease {
+            leases: self.leases.clone(),
+            key,
+        };
+        Ok(Some(super::DocLease::new(lease)))
     }
 
     async fn maintain(&self, task: Maintenance) -> DomainResult<String> {

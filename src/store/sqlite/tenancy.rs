@@ -185,7 +185,15 @@ pub fn delete_project(
         )
         .map_err(sql_err)?;
     }
-    for table in ["entities", "entity_versions", "relationships", "outbox"] {
+    for table in [
+        "entities",
+        "entity_versions",
+        "relationships",
+        "outbox",
+        "crdt_updates",
+        "crdt_snapshots",
+        "crdt_docs",
+    ] {
         conn.execute(
             &format!("DELETE FROM {table} WHERE org_id = ?1 AND project_id = ?2"),
             [org, id],

@@ -1,0 +1,438 @@
+//! CRDT documents (Yjs): appending updates, loading state, tailing the log,
+//! compaction, snapshots, and the y-websocket endpoint.
+
+use super::auth::{Authorized, Read, Write};
+use super::error::{ApiError, ApiResult};
+use super::extract::{body_error, page_limit, JsonBody, Path, Query};
+use super::{data, AppState};
+use crate::crdt::{self, compact, sync};
+use crate::domain::*;
+use axum::extract::ws::{Message as WsMessage, WebSocket, WebSocketUpgrade};
+use axum::extract::{FromRequest, Request, State};
+use axum::http::{header, HeaderMap, HeaderValue, StatusCode};
+use axum::response::{IntoResponse, Response};
+use base64::engine::general_purpose::{STANDARD, URL_SAFE_NO_PAD};
+use base64::Engine;
+use bytes::Bytes;
+use serde::Deserialize;
+use serde_json::json;
+use std::sync::Arc;
+use utoipa_axum::router::OpenApiRouter;
+use utoipa_axum::routes;
+
+pub fn router() -> OpenApiRouter<AppState> {
+    OpenApiRouter::new()
+        .routes(routes!(append_updates))
+        .routes(routes!(get_doc, put_doc, delete_doc))
+        .routes(routes!(list_updates))
+        .routes(routes!(compact_doc))
+        .routes(routes!(list_snapshots))
+        .routes(routes!(websocket))
+}
+
+#[derive(Deserialize)]
+struct DocPath {
+    org: String,
+    project: String,
+    doc: String,
+}
+
+impl DocPath {
+    fn scope(&self) -> ApiResult<Scope> {
+        validate::id("doc", &self.doc)?;
+        Ok(Scope::new(&self.org, &self.project))
+    }
+}
+
+fn base64_any(text: &str) -> Option<Vec<u8>> {
+    STANDARD
+        .decode(text)
+        .or_else(|_| URL_SAFE_NO_PAD.decode(text.trim_end_matches('=')))
+        .ok()
+}
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+struct UpdatesBody {
+    updates: Vec<String>,
+}
+
+/// One update as `application/octet-stream`, or several as base64 in JSON.
+async fn read_updates(req: Request, s: &AppState) -> ApiResult<Vec<Vec<u8>>> {
+    let is_json = req
+        .headers()
+        .get(header::CONTENT_TYPE)
+        .and_then(|v| v.to_str().ok())
+        .is_some_and(|v| v.starts_with("application/json"));
+    let updates = if is_json {
+        let JsonBody(body) = JsonBody::<UpdatesBody>::from_request(req, s).await?;
+        body.updates
+            .iter()
+            .enumerate()
+            .map(|(i, u)| {
+                base64_any(u)
+                    .ok_or_else(|| ApiError::bad_request(format!("updates[{i}] is not base64")))
+            })
+            .collect::<ApiResult<Vec<_>>>()?
+    } else {
+        vec![Bytes::from_request(req, s)
+            .await
+            .map_err(body_error)?
+            .to_vec()]
+    };
+    if updates.is_empty() {
+        return Err(ApiError::bad_request("no updates given"));
+    }
+    for (i, u) in updates.iter().enumerate() {
+        if u.len() > s.crdt.max_update_bytes {
+            return Err(ApiError::PayloadTooLarge(s.crdt.max_update_bytes));
+        }
+        crdt::validate_update(u).map_err(|e| match updates.len() {
+            1 => e,
+            _ => DomainError::BadRequest(format!("updates[{i}]: {e}")),
+        })?;
+    }
+    Ok(updates)
+}
+
+/// Append Yjs updates to a document's log (created on first update).
+#[utoipa::path(post, path = "/v1/orgs/{org}/projects/{project}/docs/{doc}/updates", tag = "docs",
+    request_body(content = Vec<u8>, description = "one Yjs update (application/octet-stream) or {\"updates\": [base64, ...]}"),
+    responses((status = 201, description = "durable: {doc, first_seq, last_seq}"), (status = 400, description = "not a valid Yjs update")))]
+async fn append_updates(
+    State(s): State<AppState>,
+    _: Authorized<Write>,
+    Path(p): Path<DocPath>,
+    req: Request,
+) -> ApiResult<Response> {
+    let scope = p.scope()?;
+    let origin = req
+        .headers()
+        .get("x-strata-origin")
+        .and_then(|v| v.to_str().ok())
+        .map(|v| v.chars().take(256).collect::<String>());
+    let updates = read_updates(req, &s).await?;
+    let relays: Vec<Vec<u8>> = updates.iter().map(|u| sync::update(u.clone())).collect();
+    let (first, last) = s
+        .store
+        .append_updates(&scope, &p.doc, updates, origin)
+        .await?;
+    for message in relays {
+        let relay = sync::Relay {
+            from: 0,
+            message: Arc::new(message),
+        };
+        s.hub.publish(&scope, &p.doc, relay);
+    }
+    Ok(data(
+        StatusCode::CREATED,
+        json!({ "doc": p.doc, "first_seq": first, "last_seq": last }),
+    ))
+}
+
+#[derive(Deserialize)]
+struct StateParams {
+    state_vector: Option<String>,
+    as_of: Option<String>,
+}
+
+/// The whole state as one Yjs update (or what a state vector lacks).
+#[utoipa::path(get, path = "/v1/orgs/{org}/projects/{project}/docs/{doc}", tag = "docs",
+    responses((status = 200, description = "Yjs update bytes; X-Strata-Seq is the last seq included"), (status = 404, description = "never written"), (status = 410, description = "history no longer reaches as_of")))]
+async fn get_doc(
+    State(s): State<AppState>,
+    _: Authorized<Read>,
+    Path(p): Path<DocPath>,
+    Query(q): Query<StateParams>,
+    headers: HeaderMap,
+) -> ApiResult<Response> {
+    let scope = p.scope()?;
+    let as_of = q
+        .as_of
+        .as_deref()
+        .map(|t| validate::time("as_of", t))
+        .transpose()?;
+    let log = s.store.doc_log(&scope, &p.doc, as_of.as_deref()).await?;
+    let mut state = crdt::state(s.blobs.as_ref(), &log).await?;
+    if let Some(sv) = &q.state_vector {
+        let sv =
+            base64_any(sv).ok_or_else(|| ApiError::bad_request("state_vector is not base64"))?;
+        state = crdt::diff(&state, &sv)?;
+    }
+    let seq = HeaderValue::from(log.last_seq);
+    let wants_json = headers
+        .get(header::ACCEPT)
+        .and_then(|v| v.to_str().ok())
+        .is_some_and(|v| v.contains("application/json"));
+    let mut response = if wants_json {
+        data(
+            StatusCode::OK,
+            json!({ "doc": p.doc, "seq": log.last_seq, "update": STANDARD.encode(&state) }),
+        )
+    } else {
+        ([(header::CONTENT_TYPE, "application/octet-stream")], state).into_response()
+    };
+    response.headers_mut().insert("x-strata-seq", seq);
+    Ok(response)
+}
+
+#[derive(Deserialize, utoipa::ToSchema)]
+#[serde(deny_unknown_fields)]
+struct PutDocBody {
+    entity_id: Option<String>,
+}
+
+/// Create a document, or link it to the entity that owns it.
+#[utoipa::path(put, path = "/v1/orgs/{org}/projects/{project}/docs/{doc}", tag = "docs", request_body = PutDocBody,
+    responses((status = 200, description = "the document"), (status = 422, description = "no such entity")))]
+async fn put_doc(
+    State(s): State<AppState>,
+    who: Authorized<Write>,
+    Path(p): Path<DocPath>,
+    JsonBody(body): JsonBody<PutDocBody>,
+) -> ApiResult<Response> {
+    let scope = p.scope()?;
+    if let Some(e) = &body.entity_id {
+        validate::id("entity_id", e)?;
+    }
+    let doc = s
+        .store
+        .put_doc(&scope, who.caller(), &p.doc, body.entity_id)
+        .await?;
+    Ok(data(StatusCode::OK, doc))
+}
+
+/// Erase a document, its log and its snapshots.
+#[utoipa::path(delete, path = "/v1/orgs/{org}/projects/{project}/docs/{doc}", tag = "docs", responses((status = 204, description = "deleted")))]
+async fn delete_doc(
+    State(s): State<AppState>,
+    who: Authorized<Write>,
+    Path(p): Path<DocPath>,
+) -> ApiResult<StatusCode> {
+    let scope = p.scope()?;
+    let blobs = s.store.delete_doc(&scope, who.caller(), &p.doc).await?;
+    super::delete_blobs(&s, blobs).await;
+    Ok(StatusCode::NO_CONTENT)
+}
+
+#[derive(Deserialize)]
+struct TailParams {
+    after: Option<i64>,
+    limit: Option<usize>,
+}
+
+/// The log after a sequence number, for gateways to tail.
+#[utoipa::path(get, path = "/v1/orgs/{org}/projects/{project}/docs/{doc}/updates", tag = "docs",
+    responses((status = 200, description = "[{seq, update (base64), origin, at}]")))]
+async fn list_updates(
+    State(s): State<AppState>,
+    _: Authorized<Read>,
+    Path(p): Path<DocPath>,
+    Query(q): Query<TailParams>,
+) -> ApiResult<Response> {
+    let scope = p.scope()?;
+    let limit = page_limit(q.limit, 100, 1000)?;
+    let after = q.after.unwrap_or(0);
+    let updates = s
+        .store
+        .list_doc_updates(&scope, &p.doc, after, limit)
+        .await?;
+    let next = (updates.len() == limit)
+        .then(|| updates.last().map(|u| u.seq.to_string()))
+        .flatten();
+    let items: Vec<_> = updates
+        .into_iter()
+        .map(|u| json!({ "seq": u.seq, "update": STANDARD.encode(&u.bytes), "origin": u.origin, "at": u.at }))
+        .collect();
+    Ok(
+        axum::Json(json!({ "data": items, "pagination": { "next_cursor": next, "limit": limit } }))
+            .into_response(),
+    )
+}
+
+/// Compact now: fold the log into a snapshot.
+#[utoipa::path(post, path = "/v1/orgs/{org}/projects/{project}/docs/{doc}/compact", tag = "docs",
+    responses((status = 200, description = "{snapshot_seq, bytes, location}")))]
+async fn compact_doc(
+    State(s): State<AppState>,
+    who: Authorized<Write>,
+    Path(p): Path<DocPath>,
+) -> ApiResult<Response> {
+    let scope = p.scope()?;
+    s.store.get_doc(&scope, &p.doc).await?;
+    let _lease = s.store.lease_doc(&scope, &p.doc).await?.ok_or_else(|| {
+        DomainError::Conflict(format!("document {} is being compacted; retry", p.doc))
+    })?;
+    let done = compact::compact(
+        s.store.as_ref(),
+        s.blobs.as_ref(),
+        &s.crdt,
+        who.caller(),
+        &scope,
+        &p.doc,
+        &|_| Ok(()),
+    )
+    .await?;
+    Ok(data(StatusCode::OK, done))
+}
+
+/// The document's snapshots, newest first.
+#[utoipa::path(get, path = "/v1/orgs/{org}/projects/{project}/docs/{doc}/snapshots", tag = "docs",
+    responses((status = 200, description = "snapshots")))]
+async fn list_snapshots(
+    State(s): State<AppState>,
+    _: Authorized<Read>,
+    Path(p): Path<DocPath>,
+) -> ApiResult<Response> {
+    let scope = p.scope()?;
+    let snapshots = s.store.list_snapshots(&scope, &p.doc).await?;
+    let items: Vec<_> = snapshots
+        .iter()
+        .map(|sn| {
+            let location = match &sn.data {
+                SnapshotData::Inline(_) => "inline".to_string(),
+                SnapshotData::Blob(key) => format!("blob:{key}"),
+            };
+            json!({ "covers_seq": sn.covers_seq, "covers_at": sn.covers_at, "created_at": sn.created_at,
+                    "bytes": sn.size, "sha256": sn.sha256, "location": location })
+        })
+        .collect();
+    let limit = items.len().max(1);
+    Ok(
+        axum::Json(json!({ "data": items, "pagination": { "next_cursor": null, "limit": limit } }))
+            .into_response(),
+    )
+}
+
+/// y-websocket sync (step 1, step 2, update) and awareness relay. The key may
+/// come as `?token=` here, since browsers cannot set headers.
+#[utoipa::path(get, path = "/v1/orgs/{org}/projects/{project}/docs/{doc}/ws", tag = "docs",
+    responses((status = 101, description = "WebSocket speaking the y-websocket protocol")))]
+async fn websocket(
+    State(s): State<AppState>,
+    who: Authorized<Write>,
+    Path(p): Path<DocPath>,
+    upgrade: WebSocketUpgrade,
+) -> ApiResult<Response> {
+    let scope = p.scope()?;
+    s.store.get_project(&scope.org, &scope.project).await?;
+    let caller = who.caller().clone();
+    let limit = s.crdt.max_update_bytes + 64;
+    Ok(upgrade
+        .max_message_size(limit)
+        .on_upgrade(move |socket| serve_socket(s, scope, p.doc, caller, socket)))
+}
+
+async fn current_state(s: &AppState, scope: &Scope, doc: &str) -> DomainResult<Vec<u8>> {
+    match s.store.doc_log(scope, doc, None).await {
+        Ok(log) => crdt::state(s.blobs.as_ref(), &log).await,
+        // Not written yet: the empty document.
+        Err(DomainError::NotFound(_)) => Ok(vec![0, 0]),
+        Err(e) => Err(e),
+    }
+}
+
+async fn serve_socket(
+    s: AppState,
+    scope: Scope,
+    doc: String,
+    _caller: Caller,
+    mut socket: WebSocket,
+) {
+    let me = s.hub.connection_id();
+    let mut relays = s.hub.subscribe(&scope, &doc);
+    match current_state(&s, &scope, &doc).await {
+        Ok(state) => {
+            let hello = sync::step1(&sync::state_vector_of(&state));
+            if socket.send(WsMessage::Binary(hello.into())).await.is_err() {
+                return;
+            }
+        }
+        Err(e) => {
+            tracing::warn!(error = %e, "cannot load a document for a WebSocket");
+            return;
+        }
+    }
+    loop {
+        tokio::select! {
+            incoming = socket.recv() => {
+                let bytes = match incoming {
+                    Some(Ok(WsMessage::Binary(b))) => b,
+                    Some(Ok(WsMessage::Close(_))) | None | Some(Err(_)) => return,
+                    Some(Ok(_)) => continue,
+                };
+                match handle(&s, &scope, &doc, me, &bytes).await {
+                    Ok(Some(reply)) => {
+                        if socket.send(WsMessage::Binary(reply.into())).await.is_err() {
+                            return;
+                        }
+                    }
+                    Ok(None) => {}
+                    Err(e) => {
+                        // A bad message closes this connection only.
+                        tracing::debug!(error = %e, "closing a WebSocket after a bad message");
+                        let _ = socket.send(WsMessage::Close(None)).await;
+                        return;
+                    }
+                }
+            }
+            relay = relays.recv() => match relay {
+                Ok(r) if r.from != me => {
+                    if socket.send(WsMessage::Binary(r.message.to_vec().into())).await.is_err() {
+                        return;
+                    }
+                }
+                Ok(_) => {}
+                Err(tokio::sync::broadcast::error::RecvError::Lagged(_)) => {
+                    // Too far behind to relay: the client resyncs on reconnect.
+                    let _ = socket.send(WsMessage::Close(None)).await;
+                    return;
+                }
+                Err(tokio::sync::broadcast::error::RecvError::Closed) => return,
+            }
+        }
+    }
+}
+
+/// One client message: an answer to send back, if any.
+async fn handle(
+    s: &AppState,
+    scope: &Scope,
+    doc: &str,
+    me: u64,
+    bytes: &[u8],
+) -> DomainResult<Option<Vec<u8>>> {
+    let incoming = sync::decode(bytes)
+        .ok_or_else(|| DomainError::BadRequest("not a y-websocket message".into()))?;
+    match incoming {
+        sync::Incoming::StateVector(sv) => {
+            let state = current_state(s, scope, doc).await?;
+            Ok(Some(sync::step2(crdt::diff(&state, &sv)?)))
+        }
+        sync::Incoming::Update(update) => {
+            if sync::is_empty_update(&update) {
+                return Ok(None);
+            }
+            crdt::validate_update(&update)?;
+            // Persisted (durable) before anyone else sees it.
+            s.store
+                .append_updates(scope, doc, vec![update.clone()], Some(format!("ws:{me}")))
+                .await?;
+            let relay = sync::Relay {
+                from: me,
+                message: Arc::new(sync::update(update)),
+            };
+            s.hub.publish(scope, doc, relay);
+            Ok(None)
+        }
+        sync::Incoming::Relay => {
+            let relay = sync::Relay {
+                from: me,
+                message: Arc::new(bytes.to_vec()),
+            };
+            s.hub.publish(scope, doc, relay);
+            Ok(None)
+        }
+        sync::Incoming::Ignore => Ok(None),
+    }
+}

@@ -1,0 +1,187 @@
+//! Compaction: fold a document's log into one snapshot (with garbage
+//! collection of deleted content), store it, record it, then prune.
+//!
+//! Each step is idempotent and ordered so that a crash between any two loses
+//! nothing and leaves nothing a rerun would apply twice: the snapshot is
+//! stored before it is recorded (an unrecorded blob is only an orphan), and
+//! updates are pruned only after a recorded snapshot covers them.
+
+use super::{guarded, snapshot_bytes, yrs_fault, CrdtConfig};
+use crate::blob::{BlobError, BlobStore};
+use crate::domain::*;
+use crate::store::Store;
+use serde::Serialize;
+use sha2::{Digest, Sha256};
+use yrs::updates::decoder::Decode;
+use yrs::{Doc, ReadTxn, StateVector, Transact, Update};
+
+/// The points between steps, for fault injection in tests.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Step {
+    Encoded,
+    Stored,
+    Recorded,
+    Pruned,
+}
+
+#[derive(Debug, Clone, Serialize, utoipa::ToSchema)]
+pub struct Compacted {
+    pub snapshot_seq: i64,
+    pub bytes: i64,
+    /// `inline` or `blob:<key>`.
+    pub location: String,
+}
+
+/// The state of many updates, garbage-collected, as one update.
+pub fn gc_state(parts: &[Vec<u8>]) -> DomainResult<Vec<u8>> {
+    let merged = guarded(|| Some(yrs::merge_updates_v1(parts.iter().map(Vec::as_slice))))
+        .ok_or_else(|| yrs_fault("merge panicked"))?
+        .map_err(yrs_fault)?;
+    guarded(|| {
+        let doc = Doc::new();
+        {
+            let mut txn = doc.transact_mut();
+            txn.apply_update(Update::decode_v1(&merged).ok()?).ok()?;
+        }
+        let txn = doc.transact();
+        Some(txn.encode_state_as_update_v1(&StateVector::default()))
+    })
+    .ok_or_else(|| yrs_fault("the log does not rebuild"))
+}
+
+fn hex(bytes: &[u8]) -> String {
+    bytes.iter().map(|b| format!("{b:02x}")).collect()
+}
+
+pub fn blob_key(scope: &Scope, doc: &str, covers_seq: i64) -> String {
+    format!(
+        "crdt/{}/{}/{}/{covers_seq:020}.ysnap",
+        scope.org, scope.project, doc
+    )
+}
+
+fn ago(d: std::time::Duration) -> String {
+    crate::clock::format(chrono::Utc::now() - chrono::Duration::from_std(d).unwrap_or_default())
+}
+
+/// Compacts one document now. `fault` is called after each step (tests
+/// inject crashes there; production passes `|_| Ok(())`).
+pub async fn compact(
+    store: &dyn Store,
+    blobs: &dyn BlobStore,
+    config: &CrdtConfig,
+    caller: &Caller,
+    scope: &Scope,
+    doc: &str,
+    fault: &(dyn Fn(Step) -> DomainResult<()> + Sync),
+) -> DomainResult<Compacted> {
+    let log = store.doc_log(scope, doc, None).await?;
+    let newest = log.snapshot.clone();
+    let compacted = match (&newest, log.updates.last()) {
+        // Nothing new since the newest snapshot: only pruning remains.
+        (Some(s), None) => Compacted {
+            snapshot_seq: s.covers_seq,
+            bytes: s.size,
+            location: location(&s.data),
+        },
+        (_, None) => {
+            return Err(DomainError::not_found(format!(
+                "document {doc} has no updates"
+            )))
+        }
+        (_, Some(last)) => {
+            let mut parts = Vec::with_capacity(log.updates.len() + 1);
+            if let Some(s) = &newest {
+                parts.push(snapshot_bytes(blobs, s).await?);
+            }
+            parts.extend(log.updates.iter().map(|u| u.bytes.clone()));
+            let (covers_seq, covers_at) = (last.seq, last.at.clone());
+            let state = tokio::task::spawn_blocking(move || gc_state(&parts))
+                .await
+                .map_err(DomainError::internal)??;
+            fault(Step::Encoded)?;
+            let mut sha = hex(&Sha256::digest(&state));
+            let mut size = state.len() as i64;
+            let data = if state.len() <= config.inline_max_bytes {
+                SnapshotData::Inline(state)
+            } else {
+                let key = blob_key(scope, doc, covers_seq);
+                match blobs.put(&key, state).await {
+                    Ok(_) => {}
+                    // A crashed earlier run stored it: use what is there.
+                    Err(BlobError::Exists(_)) => {
+                        let existing = blobs.get(&key).await.map_err(DomainError::internal)?;
+                        sha = hex(&Sha256::digest(&existing));
+                        size = existing.len() as i64;
+                    }
+                    Err(e) => return Err(DomainError::Unavailable(format!("blob store: {e}"))),
+                }
+                SnapshotData::Blob(key)
+            };
+            fault(Step::Stored)?;
+            let snapshot = DocSnapshot {
+                covers_seq,
+                covers_at,
+                created_at: crate::clock::now(),
+                size,
+                sha256: sha,
+                data,
+            };
+            let location = location(&snapshot.data);
+            store.record_snapshot(scope, caller, doc, snapshot).await?;
+            fault(Step::Recorded)?;
+            Compacted {
+                snapshot_seq: covers_seq,
+                bytes: size,
+                location,
+            }
+        }
+    };
+    let unused = store
+        .prune_doc(
+            scope,
+            doc,
+            &ago(config.retention),
+            &ago(config.keep_snapshots),
+        )
+        .await?;
+    for key in unused {
+        match blobs.delete(&key).await {
+            Ok(()) | Err(BlobError::NotFound(_)) => {}
+            Err(e) => tracing::warn!(key, error = %e, "could not delete an unused snapshot blob"),
+        }
+    }
+    fault(Step::Pruned)?;
+    Ok(compacted)
+}
+
+fn location(data: &SnapshotData) -> String {
+    match data {
+        SnapshotData::Inline(_) => "inline".into(),
+        SnapshotData::Blob(key) => format!("blob:{key}"),
+    }
+}
+
+/// Compacts every document with uncompacted updates; returns how many.
+pub async fn compact_all(
+    store: &dyn Store,
+    blobs: &dyn BlobStore,
+    config: &CrdtConfig,
+) -> DomainResult<usize> {
+    let caller = Caller::new("compactor");
+    let mut done = 0;
+    for (scope, doc) in store.docs_to_compact(10_000).await? {
+        // Another daemon is on it: skip, it is done either way.
+        let Some(_lease) = store.lease_doc(&scope, &doc).await? else {
+            continue;
+        };
+        match compact(store, blobs, config, &caller, &scope, &doc, &|_| Ok(())).await {
+            Ok(_) => done += 1,
+            Err(DomainError::NotFound(_)) => {}
+            Err(e) => {
+                tracing::warn!(org = scope.org, project = scope.project, doc, error = %e, "compaction failed")
+            }
+        }
+    }
+    Ok(done)
+}

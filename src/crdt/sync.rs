@@ -1,0 +1,110 @@
+//! The y-websocket protocol on top of yrs's own message codec, and the hub
+//! that relays updates and awareness between the connections of a document
+//! on this daemon.
+
+use super::guarded;
+use crate::domain::Scope;
+use std::collections::HashMap;
+use std::sync::{Arc, Mutex};
+use tokio::sync::broadcast;
+use yrs::sync::{Message, SyncMessage};
+use yrs::updates::decoder::Decode;
+use yrs::updates::encoder::Encode;
+use yrs::StateVector;
+
+/// A message for the other connections of a document.
+#[derive(Clone, Debug)]
+pub struct Relay {
+    /// The connection it came from (0: not a WebSocket), so it is not echoed.
+    pub from: u64,
+    pub message: Arc<Vec<u8>>,
+}
+
+type Room = (String, String, String);
+
+/// Rooms of live connections, one per document; cheap to share.
+#[derive(Default)]
+pub struct DocHub {
+    rooms: Mutex<HashMap<Room, broadcast::Sender<Relay>>>,
+    next_connection: std::sync::atomic::AtomicU64,
+}
+
+fn room(scope: &Scope, doc: &str) -> Room {
+    (scope.org.clone(), scope.project.clone(), doc.to_owned())
+}
+
+impl DocHub {
+    pub fn connection_id(&self) -> u64 {
+        1 + self
+            .next_connection
+            .fetch_add(1, std::sync::atomic::Ordering::Relaxed)
+    }
+
+    pub fn subscribe(&self, scope: &Scope, doc: &str) -> broadcast::Receiver<Relay> {
+        let mut rooms = self.rooms.lock().expect("hub lock");
+        rooms
+            .entry(room(scope, doc))
+            .or_insert_with(|| broadcast::channel(1024).0)
+            .subscribe()
+    }
+
+    /// Sends to every other connection of the document, if any.
+    pub fn publish(&self, scope: &Scope, doc: &str, relay: Relay) {
+        let mut rooms = self.rooms.lock().expect("hub lock");
+        let key = room(scope, doc);
+        if let Some(sender) = rooms.get(&key) {
+            if sender.send(relay).is_err() {
+                // No receiver left: the room is empty.
+                rooms.remove(&key);
+            }
+        }
+    }
+}
+
+/// What an incoming WebSocket message asks of the server.
+#[derive(Debug, PartialEq)]
+pub enum Incoming {
+    /// Sync step 1: send what this state vector lacks.
+    StateVector(Vec<u8>),
+    /// Sync step 2 or update: persist, then relay.
+    Update(Vec<u8>),
+    /// Awareness (or a query for it): relay as is.
+    Relay,
+    /// Auth and custom messages: nothing to do.
+    Ignore,
+}
+
+pub fn decode(bytes: &[u8]) -> Option<Incoming> {
+    guarded(|| Message::decode_v1(bytes).ok()).map(|m| match m {
+        Message::Sync(SyncMessage::SyncStep1(sv)) => Incoming::StateVector(sv.encode_v1()),
+        Message::Sync(SyncMessage::SyncStep2(u)) | Message::Sync(SyncMessage::Update(u)) => {
+            Incoming::Update(u)
+        }
+        Message::Awareness(_) | Message::AwarenessQuery => Incoming::Relay,
+        Message::Auth(_) | Message::Custom(..) => Incoming::Ignore,
+    })
+}
+
+pub fn step1(state_vector: &[u8]) -> Vec<u8> {
+    let sv = StateVector::decode_v1(state_vector).unwrap_or_default();
+    Message::Sync(SyncMessage::SyncStep1(sv)).encode_v1()
+}
+
+pub fn step2(update: Vec<u8>) -> Vec<u8> {
+    Message::Sync(SyncMessage::SyncStep2(update)).encode_v1()
+}
+
+pub fn update(update: Vec<u8>) -> Vec<u8> {
+    Message::Sync(SyncMessage::Update(update)).encode_v1()
+}
+
+/// The state vector of a state (an update covering everything).
+pub fn state_vector_of(state: &[u8]) -> Vec<u8> {
+    guarded(|| yrs::encode_state_vector_from_update_v1(state).ok())
+        .unwrap_or_else(|| StateVector::default().encode_v1())
+}
+
+/// True for the empty update (nothing to persist).
+pub fn is_empty_update(update: &[u8]) -> bool {
+    update == [0, 0]
+}

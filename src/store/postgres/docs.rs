@@ -1,0 +1,459 @@
+//! Yjs document logs on PostgreSQL (see the SQLite twin). Appends lock the
+//! document row, so sequence numbers stay dense and ordered across daemons.
+
+use super::rows::{self, execute, query, query_opt};
+use super::tenancy::{audit, AuditPlace};
+use crate::domain::*;
+use chrono::{DateTime, Utc};
+use deadpool_postgres::GenericClient;
+use serde_json::json;
+use tokio_postgres::Row;
+
+fn info(r: &Row) -> DocInfo {
+    DocInfo {
+        id: r.get(0),
+        entity_id: r.get(1),
+        created_at: rows::time(r.get(2)),
+        last_seq: r.get(3),
+        pruned_through: r.get(4),
+    }
+}
+
+async fn load<C: GenericClient>(
+    c: &C,
+    scope: &Scope,
+    doc: &str,
+    lock: bool,
+) -> DomainResult<Option<DocInfo>> {
+    let sql = format!(
+        "SELECT id, entity_id, created_at, last_seq, pruned_through FROM crdt_docs
+         WHERE org_id = $1 AND project_id = $2 AND id = $3{}",
+        if lock { " FOR UPDATE" } else { "" }
+    );
+    Ok(query_opt(c, &sql, &[&scope.org, &scope.project, &doc])
+        .await?
+        .map(|r| info(&r)))
+}
+
+async fn visible<C: GenericClient>(
+    c: &C,
+    scope: &Scope,
+    d: Option<DocInfo>,
+    doc: &str,
+) -> DomainResult<DocInfo> {
+    let missing = || DomainError::not_found(format!("document {doc}"));
+    let d = d.ok_or_else(missing)?;
+    if let Some(entity) = &d.entity_id {
+        let live = query_opt(
+            c,
+            "SELECT 1 FROM entities WHERE org_id = $1 AND project_id = $2 AND id = $3 AND deleted_at IS NULL",
+            &[&scope.org, &scope.project, entity],
+        )
+        .await?;
+        if live.is_none() {
+            return Err(missing());
+        }
+    }
+    Ok(d)
+}
+
+pub async fn get<C: GenericClient>(c: &C, scope: &Scope, doc: &str) -> DomainResult<DocInfo> {
+    let d = load(c, scope, doc, false).await?;
+    visible(c, scope, d, doc).await
+}
+
+async fn create_if_absent<C: GenericClient>(c: &C, scope: &Scope, doc: &str) -> DomainResult<()> {
+    execute(
+        c,
+        "INSERT INTO crdt_docs (org_id, project_id, id, created_at, last_seq) VALUES ($1, $2, $3, now(), 0)
+         ON CONFLICT DO NOTHING",
+        &[&scope.org, &scope.project, &doc],
+    )
+    .await?;
+    Ok(())
+}
+
+pub async fn append<C: GenericClient>(
+    c: &C,
+    scope: &Scope,
+    doc: &str,
+    updates: &[Vec<u8>],
+    origin: Option<&str>,
+) -> DomainResult<(i64, i64)> {
+    super::tenancy::lock_project(c, scope).await?;
+    create_if_absent(c, scope, doc).await?;
+    let d = load(c, scope, doc, true).await?;
+    let d = visible(c, scope, d, doc).await?;
+    let now = Utc::now();
+    let first = d.last_seq + 1;
+    for (i, bytes) in updates.iter().enumerate() {
+        execute(
+            c,
+            "INSERT INTO crdt_updates (org_id, project_id, doc_id, seq, bytes, origin, at)
+             VALUES ($1, $2, $3, $4, $5, $6, $7)",
+            &[
+                &scope.org,
+                &scope.project,
+                &doc,
+                &(first + i as i64),
+                bytes,
+                &origin,
+                &now,
+            ],
+        )
+        .await?;
+    }
+    let last = d.last_seq + updates.len() as i64;
+    execute(
+        c,
+        "UPDATE crdt_docs SET last_seq = $4 WHERE org_id = $1 AND project_id = $2 AND id = $3",
+        &[&scope.org, &scope.project, &doc, &last],
+    )
+    .await?;
+    Ok((first, last))
+}
+
+pub async fn put<C: GenericClient>(
+    c: &C,
+    scope: &Scope,
+    caller: &Caller,
+    doc: &str,
+    entity_id: Option<&str>,
+) -> DomainResult<DocInfo> {
+    super::tenancy::lock_project(c, scope).await?;
+    if let Some(entity) = entity_id {
+        let live = query_opt(
+            c,
+            "SELECT 1 FROM entities WHERE org_id = $1 AND project_id = $2 AND id = $3 AND deleted_at IS NULL",
+            &[&scope.org, &scope.project, &entity],
+        )
+        .await?;
+        if live.is_none() {
+            return Err(DomainError::Unprocessable(format!(
+                "entity {entity} does not exist in this project"
+            )));
+        }
+    }
+    create_if_absent(c, scope, doc).await?;
+    execute(
+        c,
+        "UPDATE crdt_docs SET entity_id = $4 WHERE org_id = $1 AND project_id = $2 AND id = $3",
+        &[&scope.org, &scope.project, &doc, &entity_id],
+    )
+    .await?;
+    let place = AuditPlace {
+        org: &scope.org,
+        project: Some(&scope.project),
+        caller,
+    };
+    audit(
+        c,
+        &place,
+        "doc.link",
+        doc,
+        json!({ "entity_id": entity_id }),
+    )
+    .await?;
+    get(c, scope, doc).await
+}
+
+async fn erase<C: GenericClient>(
+    c: &C,
+    scope: &Scope,
+    docs: &[String],
+) -> DomainResult<Vec<String>> {
+    let mut blobs = Vec::new();
+    for doc in docs {
+        let keys = query(
+            c,
+            "SELECT blob_key FROM crdt_snapshots
+             WHERE org_id = $1 AND project_id = $2 AND doc_id = $3 AND blob_key IS NOT NULL",
+            &[&scope.org, &scope.project, doc],
+        )
+        .await?;
+        blobs.extend(keys.iter().map(|r| r.get::<_, String>(0)));
+        for sql in [
+            "DELETE FROM crdt_updates WHERE org_id = $1 AND project_id = $2 AND doc_id = $3",
+            "DELETE FROM crdt_snapshots WHERE org_id = $1 AND project_id = $2 AND doc_id = $3",
+            "DELETE FROM crdt_docs WHERE org_id = $1 AND project_id = $2 AND id = $3",
+        ] {
+            execute(c, sql, &[&scope.org, &scope.project, doc]).await?;
+        }
+    }
+    Ok(blobs)
+}
+
+pub async fn delete<C: GenericClient>(
+    c: &C,
+    scope: &Scope,
+    caller: &Caller,
+    doc: &str,
+) -> DomainResult<Vec<String>> {
+    let d = load(c, scope, doc, true).await?;
+    visible(c, scope, d, doc).await?;
+    let blobs = erase(c, scope, &[doc.to_owned()]).await?;
+    let place = AuditPlace {
+        org: &scope.org,
+        project: Some(&scope.project),
+        caller,
+    };
+    audit(c, &place, "doc.delete", doc, json!({})).await?;
+    Ok(blobs)
+}
+
+pub async fn purge_owned_by<C: GenericClient>(
+    c: &C,
+    scope: &Scope,
+    entity: &str,
+) -> DomainResult<Vec<String>> {
+    let docs: Vec<String> = query(
+        c,
+        "SELECT id FROM crdt_docs WHERE org_id = $1 AND project_id = $2 AND entity_id = $3",
+        &[&scope.org, &scope.project, &entity],
+    )
+    .await?
+    .iter()
+    .map(|r| r.get(0))
+    .collect();
+    erase(c, scope, &docs).await
+}
+
+const SNAPSHOT_COLS: &str = "covers_seq, covers_at, created_at, size, sha256, inline, blob_key";
+
+fn snapshot(r: &Row) -> DocSnapshot {
+    let inline: Option<Vec<u8>> = r.get(5);
+    DocSnapshot {
+        covers_seq: r.get(0),
+        covers_at: rows::time(r.get(1)),
+        created_at: rows::time(r.get(2)),
+        size: r.get(3),
+        sha256: r.get(4),
+        data: match inline {
+            Some(bytes) => SnapshotData::Inline(bytes),
+            None => SnapshotData::Blob(r.get::<_, Option<String>>(6).unwrap_or_default()),
+        },
+    }
+}
+
+async fn updates_between<C: GenericClient>(
+    c: &C,
+    scope: &Scope,
+    doc: &str,
+    after: i64,
+    until: Option<DateTime<Utc>>,
+    limit: i64,
+) -> DomainResult<Vec<DocUpdate>> {
+    Ok(query(
+        c,
+        "SELECT seq, bytes, origin, at FROM crdt_updates
+         WHERE org_id = $1 AND project_id = $2 AND doc_id = $3 AND seq > $4
+           AND ($5::timestamptz IS NULL OR at <= $5)
+         ORDER BY seq LIMIT $6",
+        &[&scope.org, &scope.project, &doc, &after, &until, &limit],
+    )
+    .await?
+    .iter()
+    .map(|r| DocUpdate {
+        seq: r.get(0),
+        bytes: r.get(1),
+        origin: r.get(2),
+        at: rows::time(r.get(3)),
+    })
+    .collect())
+}
+
+pub async fn list_updates<C: GenericClient>(
+    c: &C,
+    scope: &Scope,
+    doc: &str,
+    after: i64,
+    limit: usize,
+) -> DomainResult<Vec<DocUpdate>> {
+    get(c, scope, doc).await?;
+    updates_between(c, scope, doc, after, None, limit as i64).await
+}
+
+pub async fn log<C: GenericClient>(
+    c: &C,
+    scope: &Scope,
+    doc: &str,
+    as_of: Option<&str>,
+) -> DomainResult<DocLog> {
+    let d = get(c, scope, doc).await?;
+    let until = as_of.map(rows::parse_time).transpose()?;
+    let sql = format!(
+        "SELECT {SNAPSHOT_COLS} FROM crdt_snapshots
+         WHERE org_id = $1 AND project_id = $2 AND doc_id = $3 AND ($4::timestamptz IS NULL OR covers_at <= $4)
+         ORDER BY covers_seq DESC LIMIT 1"
+    );
+    let snap = query_opt(c, &sql, &[&scope.org, &scope.project, &doc, &until])
+        .await?
+        .map(|r| snapshot(&r));
+    let base = snap.as_ref().map_or(0, |s| s.covers_seq);
+    if d.pruned_through > base {
+        if as_of.is_some() {
+            return Err(DomainError::Gone(format!(
+                "the retained history of document {doc} no longer reaches that time"
+            )));
+        }
+        return Err(DomainError::internal(format!(
+            "document {doc} lost updates after its snapshot"
+        )));
+    }
+    let updates = updates_between(c, scope, doc, base, until, i64::MAX).await?;
+    if as_of.is_some() && snap.is_none() && updates.is_empty() {
+        return Err(DomainError::not_found(format!(
+            "document {doc} at that time"
+        )));
+    }
+    let last_seq = updates.last().map_or(base, |u| u.seq);
+    Ok(DocLog {
+        snapshot: snap,
+        updates,
+        last_seq,
+    })
+}
+
+pub async fn list_snapshots<C: GenericClient>(
+    c: &C,
+    scope: &Scope,
+    doc: &str,
+) -> DomainResult<Vec<DocSnapshot>> {
+    get(c, scope, doc).await?;
+    let sql = format!(
+        "SELECT {SNAPSHOT_COLS} FROM crdt_snapshots WHERE org_id = $1 AND project_id = $2 AND doc_id = $3
+         ORDER BY covers_seq DESC"
+    );
+    Ok(query(c, &sql, &[&scope.org, &scope.project, &doc])
+        .await?
+        .iter()
+        .map(snapshot)
+        .collect())
+}
+
+pub async fn record_snapshot<C: GenericClient>(
+    c: &C,
+    scope: &Scope,
+    caller: &Caller,
+    doc: &str,
+    s: &DocSnapshot,
+) -> DomainResult<()> {
+    load(c, scope, doc, false)
+        .await?
+        .ok_or_else(|| DomainError::not_found(format!("document {doc}")))?;
+    let (inline, key): (Option<&[u8]>, Option<&str>) = match &s.data {
+        SnapshotData::Inline(bytes) => (Some(bytes), None),
+        SnapshotData::Blob(key) => (None, Some(key)),
+    };
+    let covers_at = rows::parse_time(&s.covers_at)?;
+    let created_at = rows::parse_time(&s.created_at)?;
+    let inserted = execute(
+        c,
+        "INSERT INTO crdt_snapshots (org_id, project_id, doc_id, covers_seq, covers_at, created_at,
+             size, sha256, inline, blob_key)
+         VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10) ON CONFLICT DO NOTHING",
+        &[
+            &scope.org,
+            &scope.project,
+            &doc,
+            &s.covers_seq,
+            &covers_at,
+            &created_at,
+            &s.size,
+            &s.sha256,
+            &inline,
+            &key,
+        ],
+    )
+    .await?;
+    if inserted > 0 {
+        let place = AuditPlace {
+            org: &scope.org,
+            project: Some(&scope.project),
+            caller,
+        };
+        let details = json!({ "covers_seq": s.covers_seq, "bytes": s.size, "blob": key });
+        audit(c, &place, "doc.compact", doc, details).await?;
+    }
+    Ok(())
+}
+
+pub async fn prune<C: GenericClient>(
+    c: &C,
+    scope: &Scope,
+    doc: &str,
+    updates_before: &str,
+    snapshots_before: &str,
+) -> DomainResult<Vec<String>> {
+    let updates_before = rows::parse_time(updates_before)?;
+    let snapshots_before = rows::parse_time(snapshots_before)?;
+    let newest: Option<i64> = query_opt(
+        c,
+        "SELECT MAX(covers_seq) FROM crdt_snapshots WHERE org_id = $1 AND project_id = $2 AND doc_id = $3",
+        &[&scope.org, &scope.project, &doc],
+    )
+    .await?
+    .and_then(|r| r.get(0));
+    let Some(newest) = newest else {
+        return Ok(Vec::new());
+    };
+    let through: Option<i64> = query_opt(
+        c,
+        "SELECT MAX(seq) FROM crdt_updates
+         WHERE org_id = $1 AND project_id = $2 AND doc_id = $3 AND seq <= $4 AND at < $5",
+        &[&scope.org, &scope.project, &doc, &newest, &updates_before],
+    )
+    .await?
+    .and_then(|r| r.get(0));
+    if let Some(through) = through {
+        execute(
+            c,
+            "DELETE FROM crdt_updates WHERE org_id = $1 AND project_id = $2 AND doc_id = $3 AND seq <= $4",
+            &[&scope.org, &scope.project, &doc, &through],
+        )
+        .await?;
+        execute(
+            c,
+            "UPDATE crdt_docs SET pruned_through = GREATEST(pruned_through, $4)
+             WHERE org_id = $1 AND project_id = $2 AND id = $3",
+            &[&scope.org, &scope.project, &doc, &through],
+        )
+        .await?;
+    }
+    let old = query(
+        c,
+        "DELETE FROM crdt_snapshots
+         WHERE org_id = $1 AND project_id = $2 AND doc_id = $3 AND created_at < $4 AND covers_seq < $5
+         RETURNING blob_key",
+        &[&scope.org, &scope.project, &doc, &snapshots_before, &newest],
+    )
+    .await?;
+    Ok(old
+        .iter()
+        .filter_map(|r| r.get::<_, Option<String>>(0))
+        .collect())
+}
+
+pub async fn to_compact<C: GenericClient>(
+    c: &C,
+    limit: usize,
+) -> DomainResult<Vec<(Scope, String)>> {
+    Ok(query(
+        c,
+        "SELECT d.org_id, d.project_id, d.id FROM crdt_docs d
+         WHERE d.last_seq > COALESCE((SELECT MAX(covers_seq) FROM crdt_snapshots s
+                                      WHERE s.org_id = d.org_id AND s.project_id = d.project_id
+                                        AND s.doc_id = d.id), 0)
+         LIMIT $1",
+        &[&(limit as i64)],
+    )
+    .await?
+    .iter()
+    .map(|r| {
+        (
+            Scope::new(r.get::<_, String>(0), r.get::<_, String>(1)),
+            r.get(2),
+        )
+    })
+    .collect())
+}

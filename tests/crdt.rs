@@ -1,0 +1,826 @@
+//! The Yjs document log: random concurrent edits persisted in random batches
+//! with compaction at random points always load back to the merge of all
+//! clients; compaction survives a crash between any two of its steps; and
+//! the HTTP contract (append, load, diff, tail, as_of, link, delete).
+
+mod support;
+
+use rand::rngs::StdRng;
+use rand::{Rng, SeedableRng};
+use std::sync::Arc;
+use strata::blob::BlobStore;
+use strata::crdt::compact::{self, Step};
+use strata::crdt::{self as crdt_mod, CrdtConfig};
+use strata::domain::*;
+use strata::store::DynStore;
+use yrs::types::ToJson;
+use yrs::updates::decoder::Decode;
+use yrs::{Array, Doc, GetString, Map, ReadTxn, Text, Transact, Update};
+
+fn caller() -> Caller {
+    Caller::new("tester")
+}
+
+struct Env {
+    store: DynStore,
+    blobs: Arc<dyn BlobStore>,
+    _dir: tempfile::TempDir,
+}
+
+async fn env() -> Env {
+    let dir = tempfile::tempdir().unwrap();
+    let store = support::sqlite_store(dir.path()).await;
+    let blobs = strata::blob::open(&format!("file://{}", dir.path().join("blobs").display()))
+        .await
+        .unwrap();
+    store.create_org(&caller(), "acme", "Acme").await.unwrap();
+    store
+        .create_project(&caller(), "acme", "app", "App")
+        .await
+        .unwrap();
+    Env {
+        store,
+        blobs,
+        _dir: dir,
+    }
+}
+
+fn scope() -> Scope {
+    Scope::new("acme", "app")
+}
+
+/// A config that compacts aggressively: tiny inline limit (blobs get used),
+/// no retention (compacted updates are pruned at once).
+fn eager() -> CrdtConfig {
+    CrdtConfig {
+        inline_max_bytes: 256,
+        retention: std::time::Duration::ZERO,
+        keep_snapshots: std::time::Duration::ZERO,
+        ..CrdtConfig::default()
+    }
+}
+
+/// One random edit on a client: map set/remove, array insert/remove, text
+/// insert/delete. Returns the update it produced.
+fn random_edit(doc: &Doc, rng: &mut StdRng, client: u32) -> Vec<u8> {
+    let map = doc.get_or_insert_map("m");
+    let array = doc.get_or_insert_array("a");
+    let text = doc.get_or_insert_text("t");
+    let mut txn = doc.transact_mut();
+    match rng.random_range(0..6) {
+        0 => {
+            map.insert(
+                &mut txn,
+                format!("k{}", rng.random_range(0..5)),
+                format!("v{client}-{}", rng.random::<u16>()),
+            );
+        }
+        1 => {
+            map.remove(&mut txn, &format!("k{}", rng.random_range(0..5)));
+        }
+        2 => {
+            let at = rng.random_range(0..=array.len(&txn));
+            array.insert(&mut txn, at, rng.random::<i32>() as i64);
+        }
+        3 if array.len(&txn) > 0 => {
+            let at = rng.random_range(0..array.len(&txn));
+            array.remove(&mut txn, at);
+        }
+        4 => {
+            let len = text.get_string(&txn).chars().count() as u32;
+            let at = rng.random_range(0..=len);
+            text.insert(&mut txn, at, &format!("[{client}]"));
+        }
+        _ => {
+            let len = text.get_string(&txn).chars().count() as u32;
+            if len > 2 {
+                let at = rng.random_range(0..len - 1);
+                text.remove_range(&mut txn, at, 2);
+            } else {
+                text.insert(&mut txn, 0, "x");
+            }
+        }
+    }
+    txn.encode_update_v1()
+}
+
+/// The visible content of a document, for comparison.
+fn content(update: &[u8]) -> String {
+    let doc = Doc::new();
+    let map = doc.get_or_insert_map("m");
+    let array = doc.get_or_insert_array("a");
+    let text = doc.get_or_insert_text("t");
+    doc.transact_mut()
+        .apply_update(Update::decode_v1(update).unwrap())
+        .unwrap();
+    let txn = doc.transact();
+    // Map entries in key order, so equal maps print equally.
+    let entries: std::collections::BTreeMap<String, String> = match map.to_json(&txn) {
+        yrs::Any::Map(m) => m
+            .iter()
+            .map(|(k, v)| (k.clone(), format!("{v:?}")))
+            .collect(),
+        _ => Default::default(),
+    };
+    format!(
+        "{entries:?}|{:?}|{}",
+        array.to_json(&txn),
+        text.get_string(&txn)
+    )
+}
+
+fn merged_content(clients: &[Doc]) -> String {
+    // Every client's full state merged: what all replicas converge to.
+    let states: Vec<Vec<u8>> = clients
+        .iter()
+        .map(|d| {
+            d.transact()
+                .encode_state_as_update_v1(&yrs::StateVector::default())
+        })
+        .collect();
+    content(&yrs::merge_updates_v1(states.iter().map(Vec::as_slice)).unwrap())
+}
+
+async fn loaded_content(env: &Env, doc: &str) -> (String, i64) {
+    let log = env.store.doc_log(&scope(), doc, None).await.unwrap();
+    let state = crdt_mod::state(env.blobs.as_ref(), &log).await.unwrap();
+    (content(&state), log.last_seq)
+}
+
+#[tokio::test]
+async fn random_edits_batches_and_compactions_always_load_the_merge() {
+    let env = env().await;
+    for seed in 0..12u64 {
+        let mut rng = StdRng::seed_from_u64(seed);
+        let doc_id = format!("doc{seed}");
+        let clients: Vec<Doc> = (0..rng.random_range(2..5))
+            .map(|i| Doc::with_client_id(100 + i))
+            .collect();
+        let mut pending: Vec<Vec<u8>> = Vec::new();
+        let mut persisted = 0;
+        for _ in 0..rng.random_range(20..120) {
+            let c = rng.random_range(0..clients.len());
+            let update = random_edit(&clients[c], &mut rng, c as u32);
+            // Clients exchange updates now and then (concurrent edits otherwise).
+            if rng.random_bool(0.3) {
+                let other = rng.random_range(0..clients.len());
+                clients[other]
+                    .transact_mut()
+                    .apply_update(Update::decode_v1(&update).unwrap())
+                    .unwrap();
+            }
+            pending.push(update);
+            if rng.random_bool(0.25) {
+                let batch = std::mem::take(&mut pending);
+                persisted += batch.len();
+                env.store
+                    .append_updates(&scope(), &doc_id, batch, Some("gw".into()))
+                    .await
+                    .unwrap();
+            }
+            if persisted > 0 && rng.random_bool(0.08) {
+                let config = if rng.random_bool(0.5) {
+                    eager()
+                } else {
+                    CrdtConfig::default()
+                };
+                compact::compact(
+                    env.store.as_ref(),
+                    env.blobs.as_ref(),
+                    &config,
+                    &caller(),
+                    &scope(),
+                    &doc_id,
+                    &|_| Ok(()),
+                )
+                .await
+                .unwrap();
+            }
+        }
+        if !pending.is_empty() {
+            persisted += pending.len();
+            env.store
+                .append_updates(&scope(), &doc_id, pending, None)
+                .await
+                .unwrap();
+        }
+        let (loaded, last_seq) = loaded_content(&env, &doc_id).await;
+        assert_eq!(last_seq, persisted as i64, "seed {seed}");
+        assert_eq!(loaded, merged_content(&clients), "seed {seed}");
+        // And once more after a final compaction.
+        compact::compact(
+            env.store.as_ref(),
+            env.blobs.as_ref(),
+            &eager(),
+            &caller(),
+            &scope(),
+            &doc_id,
+            &|_| Ok(()),
+        )
+        .await
+        .unwrap();
+        assert_eq!(
+            loaded_content(&env, &doc_id).await.0,
+            merged_content(&clients),
+            "seed {seed} compacted"
+        );
+    }
+}
+
+#[tokio::test]
+async fn a_crash_between_any_two_compaction_steps_loses_nothing() {
+    let env = env().await;
+    for (i, crash_at) in [Step::Encoded, Step::Stored, Step::Recorded, Step::Pruned]
+        .into_iter()
+        .enumerate()
+    {
+        let doc_id = format!("crash{i}");
+        let client = Doc::with_client_id(7);
+        let mut rng = StdRng::seed_from_u64(i as u64);
+        for round in 0..3 {
+            let updates: Vec<Vec<u8>> =
+                (0..40).map(|_| random_edit(&client, &mut rng, 7)).collect();
+            env.store
+                .append_updates(&scope(), &doc_id, updates, None)
+                .await
+                .unwrap();
+            let crash = |step: Step| {
+                if step == crash_at {
+                    Err(DomainError::Unavailable(format!(
+                        "injected crash after {step:?}"
+                    )))
+                } else {
+                    Ok(())
+                }
+            };
+            let result = compact::compact(
+                env.store.as_ref(),
+                env.blobs.as_ref(),
+                &eager(),
+                &caller(),
+                &scope(),
+                &doc_id,
+                &crash,
+            )
+            .await;
+            assert!(result.is_err(), "the crash was injected");
+            let want = merged_content(std::slice::from_ref(&client));
+            assert_eq!(
+                loaded_content(&env, &doc_id).await.0,
+                want,
+                "after a crash at {crash_at:?}, round {round}"
+            );
+            // The rerun finishes and changes nothing visible.
+            compact::compact(
+                env.store.as_ref(),
+                env.blobs.as_ref(),
+                &eager(),
+                &caller(),
+                &scope(),
+                &doc_id,
+                &|_| Ok(()),
+            )
+            .await
+            .unwrap();
+            assert_eq!(
+                loaded_content(&env, &doc_id).await.0,
+                want,
+                "after the rerun, round {round}"
+            );
+            let snapshots = env.store.list_snapshots(&scope(), &doc_id).await.unwrap();
+            assert_eq!(
+                snapshots[0].covers_seq,
+                40 * (round + 1),
+                "the newest snapshot covers the log"
+            );
+        }
+        let tail = env
+            .store
+            .list_doc_updates(&scope(), &doc_id, 0, 1000)
+            .await
+            .unwrap();
+        assert!(
+            tail.is_empty(),
+            "with no retention the covered log is pruned: {} left",
+            tail.len()
+        );
+    }
+}
+
+#[tokio::test]
+async fn large_snapshots_go_to_the_blob_store_with_a_checksum() {
+    let env = env().await;
+    let client = Doc::with_client_id(1);
+    let text = client.get_or_insert_text("t");
+    let updates: Vec<Vec<u8>> = (0..50)
+        .map(|i| {
+            let mut txn = client.transact_mut();
+            text.insert(&mut txn, 0, &"x".repeat(100 + i));
+            txn.encode_update_v1()
+        })
+        .collect();
+    env.store
+        .append_updates(&scope(), "big", updates, None)
+        .await
+        .unwrap();
+    let done = compact::compact(
+        env.store.as_ref(),
+        env.blobs.as_ref(),
+        &eager(),
+        &caller(),
+        &scope(),
+        "big",
+        &|_| Ok(()),
+    )
+    .await
+    .unwrap();
+    assert!(
+        done.location.starts_with("blob:crdt/acme/app/big/"),
+        "{}",
+        done.location
+    );
+    let snapshots = env.store.list_snapshots(&scope(), "big").await.unwrap();
+    let SnapshotData::Blob(key) = &snapshots[0].data else {
+        panic!("expected a blob snapshot");
+    };
+    assert!(key.ends_with(&format!("{:020}.ysnap", 50)));
+    assert_eq!(snapshots[0].sha256.len(), 64);
+    assert_eq!(
+        loaded_content(&env, "big").await.0,
+        merged_content(std::slice::from_ref(&client))
+    );
+}
+
+#[tokio::test]
+async fn as_of_reads_the_past_and_410s_once_history_is_gone() {
+    let env = env().await;
+    let client = Doc::with_client_id(3);
+    let mut rng = StdRng::seed_from_u64(3);
+    let first: Vec<Vec<u8>> = (0..5).map(|_| random_edit(&client, &mut rng, 3)).collect();
+    env.store
+        .append_updates(&scope(), "h", first, None)
+        .await
+        .unwrap();
+    let then_content = merged_content(std::slice::from_ref(&client));
+    tokio::time::sleep(std::time::Duration::from_millis(20)).await;
+    let then = strata::clock::now();
+    tokio::time::sleep(std::time::Duration::from_millis(20)).await;
+    let more: Vec<Vec<u8>> = (0..5).map(|_| random_edit(&client, &mut rng, 3)).collect();
+    env.store
+        .append_updates(&scope(), "h", more, None)
+        .await
+        .unwrap();
+
+    let log = env.store.doc_log(&scope(), "h", Some(&then)).await.unwrap();
+    assert_eq!(log.last_seq, 5);
+    let state = crdt_mod::state(env.blobs.as_ref(), &log).await.unwrap();
+    assert_eq!(content(&state), then_content);
+
+    // Compact with nothing retained and no old snapshot kept: `then` is gone.
+    compact::compact(
+        env.store.as_ref(),
+        env.blobs.as_ref(),
+        &eager(),
+        &caller(),
+        &scope(),
+        "h",
+        &|_| Ok(()),
+    )
+    .await
+    .unwrap();
+    let gone = env.store.doc_log(&scope(), "h", Some(&then)).await;
+    assert!(matches!(gone, Err(DomainError::Gone(_))), "{gone:?}");
+    let before_doc = env
+        .store
+        .doc_log(&scope(), "h", Some("2000-01-01T00:00:00Z"))
+        .await;
+    assert!(
+        matches!(
+            before_doc,
+            Err(DomainError::NotFound(_)) | Err(DomainError::Gone(_))
+        ),
+        "{before_doc:?}"
+    );
+}
+
+#[tokio::test]
+async fn documents_follow_their_entity() {
+    let env = env().await;
+    let create = WriteOp::CreateEntity {
+        id: "board".into(),
+        entity_type: "whiteboard".into(),
+        properties: Properties::new(),
+    };
+    env.store
+        .write(&scope(), &caller(), vec![create])
+        .await
+        .unwrap();
+    env.store
+        .put_doc(&scope(), &caller(), "board-doc", Some("board".into()))
+        .await
+        .unwrap();
+    let client = Doc::with_client_id(9);
+    let mut rng = StdRng::seed_from_u64(9);
+    let updates: Vec<Vec<u8>> = (0..30).map(|_| random_edit(&client, &mut rng, 9)).collect();
+    env.store
+        .append_updates(&scope(), "board-doc", updates, None)
+        .await
+        .unwrap();
+    compact::compact(
+        env.store.as_ref(),
+        env.blobs.as_ref(),
+        &eager(),
+        &caller(),
+        &scope(),
+        "board-doc",
+        &|_| Ok(()),
+    )
+    .await
+    .unwrap();
+
+    let delete = WriteOp::DeleteEntity {
+        id: "board".into(),
+        expected_version: None,
+    };
+    env.store
+        .write(&scope(), &caller(), vec![delete])
+        .await
+        .unwrap();
+    assert!(matches!(
+        env.store.get_doc(&scope(), "board-doc").await,
+        Err(DomainError::NotFound(_))
+    ));
+    let restore = WriteOp::RestoreEntity { id: "board".into() };
+    env.store
+        .write(&scope(), &caller(), vec![restore])
+        .await
+        .unwrap();
+    assert!(env.store.get_doc(&scope(), "board-doc").await.is_ok());
+
+    let blob_keys: Vec<String> = env.blobs.list("crdt/acme/app/board-doc/").await.unwrap();
+    let purge = WriteOp::PurgeEntity { id: "board".into() };
+    let outcome = env
+        .store
+        .write(&scope(), &caller(), vec![purge])
+        .await
+        .unwrap();
+    let WriteOutcome::Purged { blobs, .. } = &outcome[0] else {
+        panic!("expected a purge");
+    };
+    assert_eq!(blobs, &blob_keys, "the purge names the document's blobs");
+    assert!(matches!(
+        env.store.get_doc(&scope(), "board-doc").await,
+        Err(DomainError::NotFound(_))
+    ));
+}
+
+#[test]
+fn garbage_is_never_a_valid_update() {
+    let doc = Doc::new();
+    let t = doc.get_or_insert_text("t");
+    let update = {
+        let mut txn = doc.transact_mut();
+        t.insert(&mut txn, 0, "hello");
+        txn.encode_update_v1()
+    };
+    assert!(crdt_mod::validate_update(&update).is_ok());
+    assert!(crdt_mod::validate_update(&[]).is_err());
+    for cut in 1..update.len() - 1 {
+        // Truncations must be refused or at least never panic.
+        let _ = crdt_mod::validate_update(&update[..cut]);
+    }
+    assert!(crdt_mod::validate_update(&update[..update.len() / 2]).is_err());
+}
+
+mod http {
+    use super::*;
+    use axum::body::Body;
+    use axum::http::{Request, StatusCode};
+    use base64::Engine;
+    use futures_util::{SinkExt, StreamExt};
+    use http_body_util::BodyExt;
+    use serde_json::{json, Value};
+    use tokio_tungstenite::tungstenite::Message as Ws;
+    use tower::ServiceExt;
+    use yrs::sync::{Message, SyncMessage};
+    use yrs::updates::encoder::Encode;
+
+    const ADMIN: &str = "test-admin-key-0123456789";
+    const P: &str = "/v1/orgs/acme/projects/app";
+
+    async fn daemon(dir: &std::path::Path) -> strata::server::Daemon {
+        let mut config = strata::config::Config::embedded(dir);
+        config.crdt.max_update_bytes = 64 * 1024;
+        let d = strata::server::build(config, ADMIN).await.unwrap();
+        for (path, body) in [
+            ("/v1/orgs", json!({"id": "acme", "name": "A"})),
+            ("/v1/orgs/acme/projects", json!({"id": "app", "name": "A"})),
+        ] {
+            let (status, _, _) = call(
+                &d.router,
+                "POST",
+                path,
+                "application/json",
+                body.to_string().into_bytes(),
+            )
+            .await;
+            assert_eq!(status, StatusCode::CREATED);
+        }
+        d
+    }
+
+    async fn call(
+        router: &axum::Router,
+        method: &str,
+        path: &str,
+        content_type: &str,
+        body: Vec<u8>,
+    ) -> (StatusCode, axum::http::HeaderMap, Vec<u8>) {
+        let req = Request::builder()
+            .method(method)
+            .uri(path)
+            .header("authorization", format!("Bearer {ADMIN}"))
+            .header("content-type", content_type)
+            .header("accept", "application/octet-stream")
+            .body(Body::from(body))
+            .unwrap();
+        let res = router.clone().oneshot(req).await.unwrap();
+        let (status, headers) = (res.status(), res.headers().clone());
+        (
+            status,
+            headers,
+            res.into_body().collect().await.unwrap().to_bytes().to_vec(),
+        )
+    }
+
+    fn json_of(bytes: &[u8]) -> Value {
+        serde_json::from_slice(bytes).unwrap_or(Value::Null)
+    }
+
+    fn text_update(doc: &Doc, s: &str) -> Vec<u8> {
+        let t = doc.get_or_insert_text("t");
+        let mut txn = doc.transact_mut();
+        let len = t.get_string(&txn).len() as u32;
+        t.insert(&mut txn, len, s);
+        txn.encode_update_v1()
+    }
+
+    fn text_of(update: &[u8]) -> String {
+        let doc = Doc::new();
+        let t = doc.get_or_insert_text("t");
+        doc.transact_mut()
+            .apply_update(Update::decode_v1(update).unwrap())
+            .unwrap();
+        let txn = doc.transact();
+        t.get_string(&txn)
+    }
+
+    #[tokio::test]
+    async fn append_load_diff_tail_compact_and_delete() {
+        let dir = tempfile::tempdir().unwrap();
+        let d = daemon(dir.path()).await;
+        let r = &d.router;
+        let client = Doc::with_client_id(1);
+        let u1 = text_update(&client, "hello ");
+        let (status, _, body) = call(
+            r,
+            "POST",
+            &format!("{P}/docs/d1/updates"),
+            "application/octet-stream",
+            u1.clone(),
+        )
+        .await;
+        assert_eq!(
+            status,
+            StatusCode::CREATED,
+            "{}",
+            String::from_utf8_lossy(&body)
+        );
+        assert_eq!(
+            json_of(&body)["data"],
+            json!({"doc": "d1", "first_seq": 1, "last_seq": 1})
+        );
+        let sv_after_1 = client.transact().state_vector().encode_v1();
+        let u2 = text_update(&client, "world");
+        let u3 = text_update(&client, "!");
+        let b64 = |u: &[u8]| base64::engine::general_purpose::STANDARD.encode(u);
+        let body = json!({"updates": [b64(&u2), b64(&u3)]})
+            .to_string()
+            .into_bytes();
+        let (status, _, body) = call(
+            r,
+            "POST",
+            &format!("{P}/docs/d1/updates"),
+            "application/json",
+            body,
+        )
+        .await;
+        assert_eq!(status, StatusCode::CREATED);
+        assert_eq!(
+            json_of(&body)["data"],
+            json!({"doc": "d1", "first_seq": 2, "last_seq": 3})
+        );
+
+        let (status, headers, state) = call(r, "GET", &format!("{P}/docs/d1"), "", vec![]).await;
+        assert_eq!(status, StatusCode::OK);
+        assert_eq!(headers["x-strata-seq"], "3");
+        assert_eq!(text_of(&state), "hello world!");
+        let sv = base64::engine::general_purpose::URL_SAFE_NO_PAD.encode(&sv_after_1);
+        let (_, _, diff) = call(
+            r,
+            "GET",
+            &format!("{P}/docs/d1?state_vector={sv}"),
+            "",
+            vec![],
+        )
+        .await;
+        let base = Doc::with_client_id(50);
+        base.transact_mut()
+            .apply_update(Update::decode_v1(&u1).unwrap())
+            .unwrap();
+        base.transact_mut()
+            .apply_update(Update::decode_v1(&diff).unwrap())
+            .unwrap();
+        assert_eq!(
+            base.get_or_insert_text("t").get_string(&base.transact()),
+            "hello world!"
+        );
+        assert!(
+            diff.len() < state.len(),
+            "the diff leaves out what the client has"
+        );
+
+        let (_, _, body) = call(
+            r,
+            "GET",
+            &format!("{P}/docs/d1/updates?after=1&limit=1"),
+            "",
+            vec![],
+        )
+        .await;
+        let tail = json_of(&body);
+        assert_eq!(tail["data"][0]["seq"], 2);
+        assert_eq!(tail["pagination"]["next_cursor"], "2");
+
+        let (status, _, body) = call(r, "POST", &format!("{P}/docs/d1/compact"), "", vec![]).await;
+        assert_eq!(status, StatusCode::OK, "{}", String::from_utf8_lossy(&body));
+        assert_eq!(json_of(&body)["data"]["snapshot_seq"], 3);
+        let (_, _, body) = call(r, "GET", &format!("{P}/docs/d1/snapshots"), "", vec![]).await;
+        assert_eq!(json_of(&body)["data"][0]["covers_seq"], 3);
+        let (_, headers, state) = call(r, "GET", &format!("{P}/docs/d1"), "", vec![]).await;
+        assert_eq!(
+            (
+                headers["x-strata-seq"].to_str().unwrap(),
+                text_of(&state).as_str()
+            ),
+            ("3", "hello world!")
+        );
+
+        let (status, _, _) = call(r, "DELETE", &format!("{P}/docs/d1"), "", vec![]).await;
+        assert_eq!(status, StatusCode::NO_CONTENT);
+        let (status, _, _) = call(r, "GET", &format!("{P}/docs/d1"), "", vec![]).await;
+        assert_eq!(status, StatusCode::NOT_FOUND);
+    }
+
+    #[tokio::test]
+    async fn bad_updates_get_4xx_and_store_nothing() {
+        let dir = tempfile::tempdir().unwrap();
+        let d = daemon(dir.path()).await;
+        let r = &d.router;
+        let good = text_update(&Doc::with_client_id(1), "ok");
+        let path = format!("{P}/docs/d2/updates");
+        for (ct, body, want) in [
+            ("application/octet-stream", vec![], StatusCode::BAD_REQUEST),
+            (
+                "application/octet-stream",
+                b"garbage garbage garbage".to_vec(),
+                StatusCode::BAD_REQUEST,
+            ),
+            (
+                "application/octet-stream",
+                good[..good.len() / 2].to_vec(),
+                StatusCode::BAD_REQUEST,
+            ),
+            (
+                "application/octet-stream",
+                vec![7u8; 100 * 1024],
+                StatusCode::PAYLOAD_TOO_LARGE,
+            ),
+            (
+                "application/json",
+                br#"{"updates": []}"#.to_vec(),
+                StatusCode::BAD_REQUEST,
+            ),
+            (
+                "application/json",
+                br#"{"updates": ["%%%"]}"#.to_vec(),
+                StatusCode::BAD_REQUEST,
+            ),
+            (
+                "application/json",
+                br#"{"updates": "x"}"#.to_vec(),
+                StatusCode::BAD_REQUEST,
+            ),
+        ] {
+            let shown = format!("{ct} {:?}", &body[..body.len().min(24)]);
+            let (status, _, reply) = call(r, "POST", &path, ct, body).await;
+            assert_eq!(status, want, "{shown}: {}", String::from_utf8_lossy(&reply));
+            assert!(json_of(&reply)["error"]["code"].is_string());
+        }
+        // A batch with one bad update stores none of them.
+        let b64 = base64::engine::general_purpose::STANDARD.encode(&good);
+        let body = json!({"updates": [b64, "AAAA"]}).to_string().into_bytes();
+        let (status, _, _) = call(r, "POST", &path, "application/json", body).await;
+        assert_eq!(status, StatusCode::BAD_REQUEST);
+        let (status, _, _) = call(r, "GET", &format!("{P}/docs/d2"), "", vec![]).await;
+        assert_eq!(status, StatusCode::NOT_FOUND, "nothing was stored");
+        let (status, _, _) = call(r, "GET", "/health/live", "", vec![]).await;
+        assert_eq!(status, StatusCode::OK);
+    }
+
+    async fn next_binary<S>(ws: &mut S) -> Vec<u8>
+    where
+        S: futures_util::Stream<Item = Result<Ws, tokio_tungstenite::tungstenite::Error>> + Unpin,
+    {
+        loop {
+            match tokio::time::timeout(std::time::Duration::from_secs(10), ws.next()).await {
+                Ok(Some(Ok(Ws::Binary(b)))) => return b.to_vec(),
+                Ok(Some(Ok(_))) => continue,
+                other => panic!("no message: {other:?}"),
+            }
+        }
+    }
+
+    #[tokio::test]
+    async fn websocket_sync_persists_and_relays() {
+        let dir = tempfile::tempdir().unwrap();
+        let d = daemon(dir.path()).await;
+        let router = d.router.clone();
+        let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+        let addr = listener.local_addr().unwrap();
+        tokio::spawn(async move {
+            axum::serve(
+                listener,
+                router.into_make_service_with_connect_info::<std::net::SocketAddr>(),
+            )
+            .await
+            .unwrap();
+        });
+        let url = format!("ws://{addr}{P}/docs/live/ws?token={ADMIN}");
+        let (mut a, _) = tokio_tungstenite::connect_async(&url).await.unwrap();
+        let (mut b, _) = tokio_tungstenite::connect_async(&url).await.unwrap();
+        // The server opens with sync step 1.
+        for ws in [&mut a, &mut b] {
+            let hello = Message::decode_v1(&next_binary(ws).await).unwrap();
+            assert!(matches!(hello, Message::Sync(SyncMessage::SyncStep1(_))));
+        }
+        // Client a asks for what it lacks: an empty step 2 for a new document.
+        let sv = Message::Sync(SyncMessage::SyncStep1(yrs::StateVector::default())).encode_v1();
+        a.send(Ws::Binary(sv.into())).await.unwrap();
+        assert!(matches!(
+            Message::decode_v1(&next_binary(&mut a).await).unwrap(),
+            Message::Sync(SyncMessage::SyncStep2(_))
+        ));
+        // a edits: b receives the update, and it is in the log.
+        let update = text_update(&Doc::with_client_id(4), "from a");
+        let msg = Message::Sync(SyncMessage::Update(update.clone())).encode_v1();
+        a.send(Ws::Binary(msg.into())).await.unwrap();
+        match Message::decode_v1(&next_binary(&mut b).await).unwrap() {
+            Message::Sync(SyncMessage::Update(u)) => assert_eq!(text_of(&u), "from a"),
+            other => panic!("unexpected {other:?}"),
+        }
+        let (_, headers, state) =
+            call(&d.router, "GET", &format!("{P}/docs/live"), "", vec![]).await;
+        assert_eq!(headers["x-strata-seq"], "1");
+        assert_eq!(text_of(&state), "from a");
+        // Awareness is relayed as is; garbage closes only the sender.
+        let awareness = vec![1u8, 1, 0];
+        a.send(Ws::Binary(awareness.clone().into())).await.unwrap();
+        assert_eq!(next_binary(&mut b).await, awareness);
+        a.send(Ws::Binary(vec![0, 2, 200, 1, 2].into()))
+            .await
+            .unwrap();
+        let closed = tokio::time::timeout(std::time::Duration::from_secs(10), a.next())
+            .await
+            .unwrap();
+        assert!(
+            matches!(closed, Some(Ok(Ws::Close(_))) | None | Some(Err(_))),
+            "{closed:?}"
+        );
+        // b still works: an update through HTTP reaches it.
+        let u2 = text_update(&Doc::with_client_id(5), "via http");
+        let (status, _, _) = call(
+            &d.router,
+            "POST",
+            &format!("{P}/docs/live/updates"),
+            "application/octet-stream",
+            u2,
+        )
+        .await;
+        assert_eq!(status, StatusCode::CREATED);
+        match Message::decode_v1(&next_binary(&mut b).await).unwrap() {
+            Message::Sync(SyncMessage::Update(u)) => assert_eq!(text_of(&u), "via http"),
+            other => panic!("unexpected {other:?}"),
+        }
+    }
+}
