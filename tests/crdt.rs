@@ -27,9 +27,20 @@ struct Env {
     _dir: tempfile::TempDir,
 }
 
-async fn env() -> Env {
+#[derive(Clone, Copy)]
+enum Backend {
+    Sqlite,
+    Postgres,
+}
+
+async fn env(backend: Backend) -> Env {
     let dir = tempfile::tempdir().unwrap();
-    let store = support::sqlite_store(dir.path()).await;
+    let store = match backend {
+        Backend::Sqlite => support::sqlite_store(dir.path()).await,
+        Backend::Postgres => {
+            support::pg_store(dir.path(), &support::fresh_pg_database().await).await
+        }
+    };
     let blobs = strata::blob::open(&format!("file://{}", dir.path().join("blobs").display()))
         .await
         .unwrap();
@@ -147,9 +158,8 @@ async fn loaded_content(env: &Env, doc: &str) -> (String, i64) {
     (content(&state), log.last_seq)
 }
 
-#[tokio::test]
-async fn random_edits_batches_and_compactions_always_load_the_merge() {
-    let env = env().await;
+async fn random_edits_batches_and_compactions_always_load_the_merge(backend: Backend) {
+    let env = env(backend).await;
     for seed in 0..12u64 {
         let mut rng = StdRng::seed_from_u64(seed);
         let doc_id = format!("doc{seed}");
@@ -227,9 +237,8 @@ async fn random_edits_batches_and_compactions_always_load_the_merge() {
     }
 }
 
-#[tokio::test]
-async fn a_crash_between_any_two_compaction_steps_loses_nothing() {
-    let env = env().await;
+async fn a_crash_between_any_two_compaction_steps_loses_nothing(backend: Backend) {
+    let env = env(backend).await;
     for (i, crash_at) in [Step::Encoded, Step::Stored, Step::Recorded, Step::Pruned]
         .into_iter()
         .enumerate()
@@ -307,9 +316,8 @@ async fn a_crash_between_any_two_compaction_steps_loses_nothing() {
     }
 }
 
-#[tokio::test]
-async fn large_snapshots_go_to_the_blob_store_with_a_checksum() {
-    let env = env().await;
+async fn large_snapshots_go_to_the_blob_store_with_a_checksum(backend: Backend) {
+    let env = env(backend).await;
     let client = Doc::with_client_id(1);
     let text = client.get_or_insert_text("t");
     let updates: Vec<Vec<u8>> = (0..50)
@@ -351,9 +359,8 @@ async fn large_snapshots_go_to_the_blob_store_with_a_checksum() {
     );
 }
 
-#[tokio::test]
-async fn as_of_reads_the_past_and_410s_once_history_is_gone() {
-    let env = env().await;
+async fn as_of_reads_the_past_and_410s_once_history_is_gone(backend: Backend) {
+    let env = env(backend).await;
     let client = Doc::with_client_id(3);
     let mut rng = StdRng::seed_from_u64(3);
     let first: Vec<Vec<u8>> = (0..5).map(|_| random_edit(&client, &mut rng, 3)).collect();
@@ -403,9 +410,8 @@ async fn as_of_reads_the_past_and_410s_once_history_is_gone() {
     );
 }
 
-#[tokio::test]
-async fn documents_follow_their_entity() {
-    let env = env().await;
+async fn documents_follow_their_entity(backend: Backend) {
+    let env = env(backend).await;
     let create = WriteOp::CreateEntity {
         id: "board".into(),
         entity_type: "whiteboard".into(),
@@ -473,6 +479,32 @@ async fn documents_follow_their_entity() {
         Err(DomainError::NotFound(_))
     ));
 }
+
+/// Every store-level case runs on both backends.
+macro_rules! on_both_backends {
+    ($($case:ident),* $(,)?) => {
+        mod sqlite {
+            $(#[tokio::test]
+            async fn $case() {
+                super::$case(super::Backend::Sqlite).await
+            })*
+        }
+        mod postgres {
+            $(#[tokio::test]
+            async fn $case() {
+                super::$case(super::Backend::Postgres).await
+            })*
+        }
+    };
+}
+
+on_both_backends!(
+    random_edits_batches_and_compactions_always_load_the_merge,
+    a_crash_between_any_two_compaction_steps_loses_nothing,
+    large_snapshots_go_to_the_blob_store_with_a_checksum,
+    as_of_reads_the_past_and_410s_once_history_is_gone,
+    documents_follow_their_entity,
+);
 
 #[test]
 fn garbage_is_never_a_valid_update() {

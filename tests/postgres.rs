@@ -252,3 +252,48 @@ async fn a_key_revoked_through_one_daemon_stops_working_on_the_other() {
     })
     .await;
 }
+
+#[tokio::test]
+async fn one_daemon_at_a_time_compacts_a_document_and_a_dead_one_lets_go() {
+    let url = support::fresh_pg_database().await;
+    let (d1, d2) = (tempfile::tempdir().unwrap(), tempfile::tempdir().unwrap());
+    let a = support::pg_store(d1.path(), &url).await;
+    let b = support::pg_store(d2.path(), &url).await;
+    let scope = project(&a).await;
+    let lease = a.lease_doc(&scope, "doc").await.unwrap();
+    assert!(lease.is_some());
+    assert!(
+        b.lease_doc(&scope, "doc").await.unwrap().is_none(),
+        "held by the other daemon"
+    );
+    assert!(
+        b.lease_doc(&scope, "other-doc").await.unwrap().is_some(),
+        "leases are per document"
+    );
+    drop(lease);
+    eventually(Duration::from_secs(5), || async {
+        b.lease_doc(&scope, "doc").await.unwrap().is_some()
+    })
+    .await;
+    // A daemon that dies holding a lease (its connection killed, as at a
+    // crash) leaves the document to the others.
+    let c_dir = tempfile::tempdir().unwrap();
+    let c = support::pg_store(c_dir.path(), &url).await;
+    let _held = c.lease_doc(&scope, "third").await.unwrap().expect("free");
+    assert!(a.lease_doc(&scope, "third").await.unwrap().is_none());
+    let (killer, connection) = tokio_postgres::connect(&url, tokio_postgres::NoTls)
+        .await
+        .unwrap();
+    tokio::spawn(connection);
+    killer
+        .batch_execute(
+            "SELECT pg_terminate_backend(pid) FROM pg_locks
+             WHERE locktype = 'advisory' AND granted AND pid <> pg_backend_pid()",
+        )
+        .await
+        .unwrap();
+    eventually(Duration::from_secs(10), || async {
+        a.lease_doc(&scope, "third").await.unwrap().is_some()
+    })
+    .await;
+}
