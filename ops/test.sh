@@ -1,17 +1,24 @@
 #!/usr/bin/env bash
-# The README's test command: installs what the tests need, then runs them all.
-#
-# Today the suite needs only the Rust toolchain and the bundled SQLite; the
-# server-mode stack (PostgreSQL, PGlite with AGE/pgvector, an S3 server) is
-# started here by ops/test-stack.sh once those backends land.
+# The README's test command: installs and starts what the tests need (the
+# test stack: PostgreSQL 15, PGlite with AGE and pgvector, an S3 server),
+# runs every test against both backends, then stops the stack.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 
 export CARGO_TARGET_DIR="${CARGO_TARGET_DIR:-${HOME:-/root}/.cache/strata-target}"
+export STRATA_STACK_DIR="${STRATA_STACK_DIR:-$(mktemp -d /tmp/strata-stack.XXXXXX)}"
 
-if ! command -v cargo >/dev/null 2>&1; then
-  echo "cargo is required (rustup toolchain)" >&2
-  exit 1
-fi
+command -v cargo >/dev/null || { echo "cargo is required (rustup toolchain)" >&2; exit 1; }
+command -v npm >/dev/null || { echo "node and npm are required for the PGlite server" >&2; exit 1; }
+
+# Build first, so the stack does not idle while the tests compile.
+cargo test --locked --all-targets --no-run
+
+ops/test-stack.sh start >/dev/null
+trap 'ops/test-stack.sh stop' EXIT
+set -a
+# shellcheck disable=SC1091
+source "$STRATA_STACK_DIR/env"
+set +a
 
 cargo test --locked --all-targets "$@"

@@ -115,7 +115,7 @@ impl PgStore {
         }
         let pool = pool.build()?;
         {
-            let mut client = pool.get().await?;
+            let mut client = first_connection(&pool).await?;
             migrate::run(&mut client).await?;
         }
         let cache = Arc::new(EntityCache::new(cache_entries));
@@ -138,6 +138,24 @@ impl PgStore {
             .get()
             .await
             .map_err(|e| DomainError::Unavailable(format!("no database connection: {e}")))
+    }
+}
+
+/// The first connection, retried briefly: a server that is starting, or a
+/// single-session server (PGlite) still closing the previous session,
+/// refuses for a moment.
+async fn first_connection(pool: &Pool) -> anyhow::Result<deadpool_postgres::Object> {
+    let mut attempt = 0;
+    loop {
+        match pool.get().await {
+            Ok(client) => return Ok(client),
+            Err(e) if attempt < 25 => {
+                attempt += 1;
+                tracing::debug!(error = %e, attempt, "database not answering yet");
+                tokio::time::sleep(Duration::from_millis(200)).await;
+            }
+            Err(e) => return Err(e.into()),
+        }
     }
 }
 
