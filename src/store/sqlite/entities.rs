@@ -555,8 +555,9 @@ pub fn list(
     // test below decides.
     if let Some(contains) = &filter.contains {
         for (key, value) in contains {
-            let scalar = !(value.is_object() || value.is_array() || value.is_null());
-            if scalar && !key.contains(['"', '\\']) {
+            // Strings and booleans have one JSON spelling; numbers do not (1 = 1.0).
+            let exact = value.is_string() || value.is_boolean();
+            if exact && !key.contains(['"', '\\']) {
                 args.push(format!("$.\"{key}\"").into());
                 args.push(value.to_string().into());
                 sql.push_str(&format!(
