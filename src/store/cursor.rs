@@ -33,17 +33,26 @@ pub fn after_id(page: &crate::domain::PageRequest) -> DomainResult<String> {
 }
 
 /// Cuts `limit + 1` fetched items to a page; the extra item proves there is
-/// a next page.
-pub fn page_by<T>(
+/// a next page, whose cursor is `key` of the last item kept.
+pub fn page_after<T, K: Serialize>(
     mut items: Vec<T>,
     limit: usize,
-    key: impl Fn(&T) -> String,
+    key: impl Fn(&T) -> K,
 ) -> crate::domain::Page<T> {
     let next_cursor = if items.len() > limit {
         items.truncate(limit);
-        items.last().map(|i| encode(&IdCursor { id: key(i) }))
+        items.last().map(|i| encode(&key(i)))
     } else {
         None
     };
     crate::domain::Page { items, next_cursor }
+}
+
+/// `page_after` for lists in id order.
+pub fn page_by<T>(
+    items: Vec<T>,
+    limit: usize,
+    id: impl Fn(&T) -> String,
+) -> crate::domain::Page<T> {
+    page_after(items, limit, |i| IdCursor { id: id(i) })
 }

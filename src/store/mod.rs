@@ -241,6 +241,14 @@ pub fn audit_event(
     }
 }
 
+/// Deleted entities read as absent unless asked for.
+pub(crate) fn visible(e: &Entity, include_deleted: bool, id: &str) -> DomainResult<()> {
+    if e.deleted_at.is_some() && !include_deleted {
+        return Err(DomainError::not_found(format!("entity {id}")));
+    }
+    Ok(())
+}
+
 /// Held while compacting a document; dropping it releases the document.
 pub struct DocLease(#[allow(dead_code)] Box<dyn Send + Sync>);
 

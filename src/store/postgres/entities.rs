@@ -516,7 +516,7 @@ pub async fn versions<C: GenericClient>(
         &[&scope.org, &scope.project, &id, &before, &limit],
     )
     .await?;
-    let mut items: Vec<VersionInfo> = found
+    let items: Vec<VersionInfo> = found
         .iter()
         .map(|r| VersionInfo {
             version: r.get(0),
@@ -527,15 +527,9 @@ pub async fn versions<C: GenericClient>(
             patch: r.get(5),
         })
         .collect();
-    let next_cursor = if items.len() > page.limit {
-        items.truncate(page.limit);
-        items
-            .last()
-            .map(|v| cursor::encode(&VersionCursor { v: v.version }))
-    } else {
-        None
-    };
-    Ok(Page { items, next_cursor })
+    Ok(cursor::page_after(items, page.limit, |v: &VersionInfo| {
+        VersionCursor { v: v.version }
+    }))
 }
 
 /// Full-text search: `to_tsquery` over sanitised prefix terms, `ts_rank`.

@@ -300,14 +300,6 @@ async fn apply<C: deadpool_postgres::GenericClient>(
     Ok(outcome)
 }
 
-/// Deleted entities read as absent unless asked for.
-fn visible(e: &Entity, include_deleted: bool, id: &str) -> DomainResult<()> {
-    if e.deleted_at.is_some() && !include_deleted {
-        return Err(DomainError::not_found(format!("entity {id}")));
-    }
-    Ok(())
-}
-
 #[async_trait]
 impl Store for PgStore {
     fn backend(&self) -> &'static str {
@@ -431,7 +423,7 @@ impl Store for PgStore {
         let caching = current && self.feed.is_live();
         if caching {
             if let Some(e) = self.cache.get(scope, id) {
-                return visible(&e, read.include_deleted, id).map(|_| (*e).clone());
+                return super::visible(&e, read.include_deleted, id).map(|_| (*e).clone());
             }
         }
         let c = self.client().await?;
@@ -458,7 +450,7 @@ impl Store for PgStore {
             }
         };
         if read.version.is_none() {
-            visible(&entity, read.include_deleted, id)?;
+            super::visible(&entity, read.include_deleted, id)?;
         }
         Ok(entity)
     }

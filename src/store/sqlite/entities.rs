@@ -647,7 +647,7 @@ pub fn versions(
         )
         .map_err(sql_err)?;
     let limit = page.limit as i64 + 1;
-    let mut items: Vec<VersionInfo> = st
+    let items: Vec<VersionInfo> = st
         .query_map(params![scope.org, scope.project, id, before, limit], |r| {
             let op: String = r.get(2)?;
             let patch: String = r.get(5)?;
@@ -662,15 +662,9 @@ pub fn versions(
         })
         .and_then(|rows| rows.collect())
         .map_err(sql_err)?;
-    let next_cursor = if items.len() > page.limit {
-        items.truncate(page.limit);
-        items
-            .last()
-            .map(|v| cursor::encode(&VersionCursor { v: v.version }))
-    } else {
-        None
-    };
-    Ok(Page { items, next_cursor })
+    Ok(cursor::page_after(items, page.limit, |v: &VersionInfo| {
+        VersionCursor { v: v.version }
+    }))
 }
 
 pub fn row_to_entity(row: &Row) -> rusqlite::Result<Entity> {

@@ -63,18 +63,10 @@ pub fn find(conn: &Connection, id: &str) -> DomainResult<Option<StoredKey>> {
         .map_err(sql_err)
 }
 
-#[derive(serde::Serialize, serde::Deserialize)]
-struct IdCursor {
-    id: String,
-}
-
 pub fn list(conn: &Connection, org: &str, page: &PageRequest) -> DomainResult<Page<ApiKeyInfo>> {
     super::tenancy::get_org(conn, org)?;
-    let after = match &page.cursor {
-        Some(c) => cursor::decode::<IdCursor>(c)?.id,
-        None => String::new(),
-    };
-    let mut items: Vec<ApiKeyInfo> = conn
+    let after = cursor::after_id(page)?;
+    let items: Vec<ApiKeyInfo> = conn
         .prepare_cached(&format!(
             "SELECT {COLS} FROM api_keys WHERE org_id = ?1 AND id > ?2 ORDER BY id LIMIT ?3"
         ))
@@ -85,15 +77,9 @@ pub fn list(conn: &Connection, org: &str, page: &PageRequest) -> DomainResult<Pa
             .collect()
         })
         .map_err(sql_err)?;
-    let next_cursor = if items.len() > page.limit {
-        items.truncate(page.limit);
-        items
-            .last()
-            .map(|k| cursor::encode(&IdCursor { id: k.id.clone() }))
-    } else {
-        None
-    };
-    Ok(Page { items, next_cursor })
+    Ok(cursor::page_by(items, page.limit, |k: &ApiKeyInfo| {
+        k.id.clone()
+    }))
 }
 
 pub fn revoke(conn: &Connection, caller: &Caller, org: &str, id: &str) -> DomainResult<()> {

@@ -391,7 +391,7 @@ impl Store for SqliteStore {
         let current = read.version.is_none() && read.as_of.is_none();
         if current {
             if let Some(e) = self.cache.get(scope, id) {
-                return visible(&e, read.include_deleted, id).map(|_| (*e).clone());
+                return super::visible(&e, read.include_deleted, id).map(|_| (*e).clone());
             }
         }
         let (s, id, read) = (scope.clone(), id.to_owned(), read.clone());
@@ -415,7 +415,7 @@ impl Store for SqliteStore {
             };
             // Explicit versions are history: shown even when deleted since.
             if read.version.is_none() {
-                visible(&entity, read.include_deleted, &id)?;
+                super::visible(&entity, read.include_deleted, &id)?;
             }
             Ok(entity)
         })
@@ -688,12 +688,4 @@ impl Store for SqliteStore {
     fn cache_stats(&self) -> CacheStats {
         self.cache.stats()
     }
-}
-
-/// Deleted entities read as absent unless asked for.
-fn visible(e: &Entity, include_deleted: bool, id: &str) -> DomainResult<()> {
-    if e.deleted_at.is_some() && !include_deleted {
-        return Err(DomainError::not_found(format!("entity {id}")));
-    }
-    Ok(())
 }

@@ -247,21 +247,13 @@ pub fn revive_touching(conn: &Connection, scope: &Scope, entity: &str) -> Domain
     Ok(())
 }
 
-#[derive(serde::Serialize, serde::Deserialize)]
-struct IdCursor {
-    id: String,
-}
-
 pub fn list(
     conn: &Connection,
     scope: &Scope,
     filter: &RelationshipFilter,
     page: &PageRequest,
 ) -> DomainResult<Page<Relationship>> {
-    let after = match &page.cursor {
-        Some(c) => cursor::decode::<IdCursor>(c)?.id,
-        None => String::new(),
-    };
+    let after = cursor::after_id(page)?;
     let mut sql = format!(
         "SELECT {COLS} FROM relationships
          WHERE org_id = ?1 AND project_id = ?2 AND id > ?3 AND live = 1"
@@ -283,20 +275,14 @@ pub fn list(
     }
     args.push((page.limit as i64 + 1).into());
     sql.push_str(&format!(" ORDER BY id LIMIT ?{}", args.len()));
-    let mut items: Vec<Relationship> = conn
+    let items: Vec<Relationship> = conn
         .prepare_cached(&sql)
         .and_then(|mut st| {
             st.query_map(rusqlite::params_from_iter(args.iter()), from_row)?
                 .collect()
         })
         .map_err(sql_err)?;
-    let next_cursor = if items.len() > page.limit {
-        items.truncate(page.limit);
-        items
-            .last()
-            .map(|r| cursor::encode(&IdCursor { id: r.id.clone() }))
-    } else {
-        None
-    };
-    Ok(Page { items, next_cursor })
+    Ok(cursor::page_by(items, page.limit, |r: &Relationship| {
+        r.id.clone()
+    }))
 }

@@ -61,32 +61,8 @@ pub fn get_org(conn: &Connection, id: &str) -> DomainResult<Org> {
         .ok_or_else(|| DomainError::not_found(format!("org {id}")))
 }
 
-#[derive(serde::Serialize, serde::Deserialize)]
-struct IdCursor {
-    id: String,
-}
-
-fn page_of<T>(mut items: Vec<T>, limit: usize, key: impl Fn(&T) -> String) -> Page<T> {
-    let next_cursor = if items.len() > limit {
-        items.truncate(limit);
-        items
-            .last()
-            .map(|i| cursor::encode(&IdCursor { id: key(i) }))
-    } else {
-        None
-    };
-    Page { items, next_cursor }
-}
-
-fn after(page: &PageRequest) -> DomainResult<String> {
-    Ok(match &page.cursor {
-        Some(c) => cursor::decode::<IdCursor>(c)?.id,
-        None => String::new(),
-    })
-}
-
 pub fn list_orgs(conn: &Connection, page: &PageRequest) -> DomainResult<Page<Org>> {
-    let after = after(page)?;
+    let after = cursor::after_id(page)?;
     let items = conn
         .prepare_cached("SELECT id, name, created_at FROM orgs WHERE id > ?1 ORDER BY id LIMIT ?2")
         .and_then(|mut st| {
@@ -94,7 +70,7 @@ pub fn list_orgs(conn: &Connection, page: &PageRequest) -> DomainResult<Page<Org
                 .collect()
         })
         .map_err(sql_err)?;
-    Ok(page_of(items, page.limit, |o: &Org| o.id.clone()))
+    Ok(cursor::page_by(items, page.limit, |o: &Org| o.id.clone()))
 }
 
 pub fn create_project(
@@ -153,7 +129,7 @@ pub fn list_projects(
     page: &PageRequest,
 ) -> DomainResult<Page<Project>> {
     get_org(conn, org)?;
-    let after = after(page)?;
+    let after = cursor::after_id(page)?;
     let items = conn
         .prepare_cached(
             "SELECT org_id, id, name, created_at FROM projects WHERE org_id = ?1 AND id > ?2
@@ -164,7 +140,9 @@ pub fn list_projects(
                 .collect()
         })
         .map_err(sql_err)?;
-    Ok(page_of(items, page.limit, |p: &Project| p.id.clone()))
+    Ok(cursor::page_by(items, page.limit, |p: &Project| {
+        p.id.clone()
+    }))
 }
 
 /// Erases a project; `caller` is audited unless the whole org is going.
