@@ -6,17 +6,17 @@ use crate::server;
 use crate::store::{self, sqlite::SqliteStore};
 
 pub async fn migrate(config: &Config) -> anyhow::Result<()> {
-    let Some(path) = config.database_url.strip_prefix("sqlite://") else {
-        anyhow::bail!("migrate supports sqlite:// databases in this build");
-    };
-    if let Some(dir) = std::path::Path::new(path)
-        .parent()
-        .filter(|d| !d.as_os_str().is_empty())
-    {
-        std::fs::create_dir_all(dir)?;
+    if let Some(path) = config.database_url.strip_prefix("sqlite://") {
+        if let Some(dir) = std::path::Path::new(path).parent().filter(|d| !d.as_os_str().is_empty()) {
+            std::fs::create_dir_all(dir)?;
+        }
+        let applied = SqliteStore::migrate(path)?;
+        println!("{applied} migration(s) applied; {path} is up to date");
+        return Ok(());
     }
-    let applied = SqliteStore::migrate(path)?;
-    println!("{applied} migration(s) applied; {path} is up to date");
+    // Opening a PostgreSQL store migrates it (under an advisory lock).
+    store::open(config).await?;
+    println!("{} is up to date", config.database_url.split('@').next_back().unwrap_or_default());
     Ok(())
 }
 
