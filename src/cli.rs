@@ -7,7 +7,10 @@ use crate::store::{self, sqlite::SqliteStore};
 
 pub async fn migrate(config: &Config) -> anyhow::Result<()> {
     if let Some(path) = config.database_url.strip_prefix("sqlite://") {
-        if let Some(dir) = std::path::Path::new(path).parent().filter(|d| !d.as_os_str().is_empty()) {
+        if let Some(dir) = std::path::Path::new(path)
+            .parent()
+            .filter(|d| !d.as_os_str().is_empty())
+        {
             std::fs::create_dir_all(dir)?;
         }
         let applied = SqliteStore::migrate(path)?;
@@ -16,7 +19,14 @@ pub async fn migrate(config: &Config) -> anyhow::Result<()> {
     }
     // Opening a PostgreSQL store migrates it (under an advisory lock).
     store::open(config).await?;
-    println!("{} is up to date", config.database_url.split('@').next_back().unwrap_or_default());
+    println!(
+        "{} is up to date",
+        config
+            .database_url
+            .split('@')
+            .next_back()
+            .unwrap_or_default()
+    );
     Ok(())
 }
 

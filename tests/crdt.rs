@@ -41,9 +41,15 @@ async fn env(backend: Backend) -> Env {
             support::pg_store(dir.path(), &support::fresh_pg_database().await).await
         }
     };
-    let blobs = strata::blob::open(&format!("file://{}", dir.path().join("blobs").display()))
-        .await
-        .unwrap();
+    // Server mode keeps snapshots in S3; embedded mode in a directory.
+    let blobs = match backend {
+        Backend::Sqlite => {
+            strata::blob::open(&format!("file://{}", dir.path().join("blobs").display()))
+                .await
+                .unwrap()
+        }
+        Backend::Postgres => support::s3_blobs(),
+    };
     store.create_org(&caller(), "acme", "Acme").await.unwrap();
     store
         .create_project(&caller(), "acme", "app", "App")

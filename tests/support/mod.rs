@@ -73,3 +73,31 @@ pub async fn sqlite_store(dir: &std::path::Path) -> DynStore {
         .expect("open a SqliteStore");
     Arc::clone(&store)
 }
+
+/// A blob store on the test S3 server (s3s-fs) under a fresh key prefix.
+pub fn s3_blobs() -> Arc<dyn strata::blob::BlobStore> {
+    let var = |k: &str| {
+        std::env::var(k).unwrap_or_else(|_| {
+            panic!("{k} is not set: run the tests through ops/test.sh, which starts the S3 server")
+        })
+    };
+    let credentials = aws_sdk_s3::config::Credentials::new(
+        var("AWS_ACCESS_KEY_ID"),
+        var("AWS_SECRET_ACCESS_KEY"),
+        None,
+        None,
+        "test",
+    );
+    let prefix = format!("t-{}", uuid::Uuid::new_v4().simple());
+    let endpoint = var("STRATA_TEST_S3_ENDPOINT");
+    Arc::new(
+        strata::blob::S3BlobStore::new(
+            &var("STRATA_TEST_S3_BUCKET"),
+            &prefix,
+            Some(&endpoint),
+            "us-east-1",
+            credentials,
+        )
+        .expect("an S3 blob store"),
+    )
+}
