@@ -51,12 +51,16 @@ pub async fn traverse<C: GenericClient>(
              UNION
              SELECT n.next, w.depth + 1 FROM walk w CROSS JOIN LATERAL ({}) n
              WHERE w.depth < $4
-         )
-         SELECT node, MIN(depth) AS d FROM walk GROUP BY node ORDER BY d, node LIMIT $5",
+         ),
+         -- PostgreSQL computes a recursive query only as far as it is read
+         -- (breadth first): reading a bounded prefix bounds the walk.
+         prefix AS (SELECT node, depth FROM walk LIMIT $7)
+         SELECT node, MIN(depth) AS d FROM prefix GROUP BY node ORDER BY d, node LIMIT $5",
         step(t.direction)
     );
     let depth = t.max_depth as i32;
     let limit = t.limit as i64;
+    let cap = t.row_cap();
     let found = query(
         c,
         &sql,
@@ -67,6 +71,7 @@ pub async fn traverse<C: GenericClient>(
             &depth,
             &limit,
             &t.types,
+            &cap,
         ],
     )
     .await?;

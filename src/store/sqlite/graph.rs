@@ -58,11 +58,16 @@ pub fn traverse(conn: &Connection, scope: &Scope, t: &Traversal) -> DomainResult
     if !start_live {
         return Err(DomainError::not_found(format!("entity {}", t.start)));
     }
-    let types = types_clause(&t.types, 6);
+    // The walk is breadth-first (a FIFO queue), so each node first appears
+    // at its shortest depth; a node appears at most once per depth, so the
+    // first `limit × (depth + 1)` rows hold at least `limit` distinct nodes
+    // and the walk can stop there instead of exhausting the reachable set.
+    let types = types_clause(&t.types, 7);
     let sql = format!(
         "WITH RECURSIVE walk(node, depth) AS (
              VALUES (?3, 0)
              UNION {}
+             LIMIT ?6
          )
          SELECT node, MIN(depth) AS d FROM walk GROUP BY node ORDER BY d, node LIMIT ?5",
         steps(t.direction, &types).join(" UNION ")
@@ -77,6 +82,7 @@ pub fn traverse(conn: &Connection, scope: &Scope, t: &Traversal) -> DomainResult
                     t.start.clone().into(),
                     (t.max_depth as i64).into(),
                     (t.limit as i64).into(),
+                    t.row_cap().into(),
                 ],
                 &t.types,
             )),
