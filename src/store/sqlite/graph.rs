@@ -116,44 +116,54 @@ fn walked_edges(
     all: &[String],
 ) -> DomainResult<Vec<Relationship>> {
     let types = types_clause(&t.types, 5);
-    let (a, b) = (
-        "(SELECT value FROM json_each(?3))",
-        "(SELECT value FROM json_each(?4))",
-    );
-    let ends = match t.direction {
-        Direction::Out => format!("r.from_id IN {a} AND r.to_id IN {b}"),
-        Direction::In => format!("r.to_id IN {a} AND r.from_id IN {b}"),
-        Direction::Both => format!(
-            "((r.from_id IN {a} AND r.to_id IN {b}) OR (r.to_id IN {a} AND r.from_id IN {b}))"
-        ),
-    };
     let cols = relationships::COLS
         .split(", ")
         .map(|c| format!("r.{c}"))
         .collect::<Vec<_>>()
         .join(", ");
-    let sql = format!(
-        "SELECT {cols} FROM relationships r
-         WHERE r.org_id = ?1 AND r.project_id = ?2 AND r.live = 1 AND {ends}{types}
-         ORDER BY r.id"
+    // One indexed lookup per walked node and direction: a plain planner
+    // would scan the project's edges for the IN lists.
+    let one_way = |near: &str, far: &str, index: &str| {
+        format!(
+            "SELECT {cols} FROM relationships r INDEXED BY {index}
+             WHERE r.org_id = ?1 AND r.project_id = ?2 AND r.live = 1
+               AND r.{near} IN (SELECT value FROM json_each(?3))
+               AND r.{far} IN (SELECT value FROM json_each(?4)){types}"
+        )
+    };
+    let mut queries = Vec::new();
+    if t.direction != Direction::In {
+        queries.push(one_way("from_id", "to_id", "relationships_out"));
+    }
+    if t.direction != Direction::Out {
+        queries.push(one_way("to_id", "from_id", "relationships_in"));
+    }
+    let params = args(
+        vec![
+            scope.org.clone().into(),
+            scope.project.clone().into(),
+            json_list(inner).into(),
+            json_list(all).into(),
+        ],
+        &t.types,
     );
-    conn.prepare_cached(&sql)
-        .and_then(|mut st| {
-            st.query_map(
-                rusqlite::params_from_iter(args(
-                    vec![
-                        scope.org.clone().into(),
-                        scope.project.clone().into(),
-                        json_list(inner).into(),
-                        json_list(all).into(),
-                    ],
-                    &t.types,
-                )),
-                relationships::from_row,
-            )?
-            .collect()
-        })
-        .map_err(sql_err)
+    let mut edges: Vec<Relationship> = Vec::new();
+    for sql in queries {
+        let found: Vec<Relationship> = conn
+            .prepare_cached(&sql)
+            .and_then(|mut st| {
+                st.query_map(
+                    rusqlite::params_from_iter(params.iter()),
+                    relationships::from_row,
+                )?
+                .collect()
+            })
+            .map_err(sql_err)?;
+        edges.extend(found);
+    }
+    edges.sort_by(|a, b| a.id.cmp(&b.id));
+    edges.dedup_by(|a, b| a.id == b.id);
+    Ok(edges)
 }
 
 pub fn expand(
