@@ -287,8 +287,10 @@ async fn one_daemon_at_a_time_compacts_a_document_and_a_dead_one_lets_go() {
     tokio::spawn(connection);
     killer
         .batch_execute(
+            // Only this test's database: other tests share the server.
             "SELECT pg_terminate_backend(pid) FROM pg_locks
-             WHERE locktype = 'advisory' AND granted AND pid <> pg_backend_pid()",
+             WHERE locktype = 'advisory' AND granted AND pid <> pg_backend_pid()
+               AND database = (SELECT oid FROM pg_database WHERE datname = current_database())",
         )
         .await
         .unwrap();

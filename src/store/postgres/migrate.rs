@@ -7,7 +7,11 @@ use crate::store::migrate::{self, MigrateError};
 const MIGRATION_LOCK: i64 = 0x5354_5241_5441;
 
 fn db(e: tokio_postgres::Error) -> MigrateError {
-    MigrateError::Database(e.to_string())
+    // "db error" alone says nothing: name the server's code and message.
+    MigrateError::Database(match e.as_db_error() {
+        Some(d) => format!("{} ({})", d.message(), d.code().code()),
+        None => e.to_string(),
+    })
 }
 
 pub async fn run(client: &mut tokio_postgres::Client) -> Result<usize, MigrateError> {
