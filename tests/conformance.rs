@@ -60,6 +60,7 @@ conformance!(
     shortest_paths,
     text_search,
     batches_are_all_or_nothing,
+    search_follows_concurrent_and_failed_writes,
     concurrent_conditional_patches_lose_nothing,
     projects_never_see_each_other,
     reads_after_every_kind_of_write,
@@ -1257,6 +1258,72 @@ async fn batches_are_all_or_nothing(store: &DynStore) {
     .unwrap();
     assert_eq!(outcomes.len(), 4);
     assert_eq!(get(store, "m1").await.unwrap().properties["v"], 2);
+}
+
+/// Many writers at once (on SQLite they share group transactions), some of
+/// them failing: the search index holds exactly what was committed.
+async fn search_follows_concurrent_and_failed_writes(store: &DynStore) {
+    let mut tasks = Vec::new();
+    for i in 0..40 {
+        let store = store.clone();
+        tasks.push(tokio::spawn(async move {
+            let id = format!("e{i}");
+            let word = format!("kept{i}z");
+            write(&store, vec![create(&id, "t", json!({"w": word}))])
+                .await
+                .unwrap();
+            // Staged text of a failing request must vanish with it.
+            let failed = write(
+                &store,
+                vec![
+                    create(&format!("x{i}"), "t", json!({"w": format!("lost{i}z")})),
+                    patch(&id, json!({"w": format!("lost{i}z")}), None),
+                    create(&id, "t", json!({})),
+                ],
+            )
+            .await;
+            assert!(failed.is_err());
+            if i % 2 == 0 {
+                write(
+                    &store,
+                    vec![patch(&id, json!({"w": format!("new{i}z")}), None)],
+                )
+                .await
+                .unwrap();
+            }
+        }));
+    }
+    for t in tasks {
+        t.await.unwrap();
+    }
+    let hits = |q: String| {
+        let store = store.clone();
+        async move {
+            store
+                .search_text(&app(), &q, None, 10)
+                .await
+                .unwrap()
+                .into_iter()
+                .map(|h| h.entity.id)
+                .collect::<Vec<_>>()
+        }
+    };
+    for i in 0..40 {
+        let id = format!("e{i}");
+        assert!(
+            hits(format!("lost{i}z")).await.is_empty(),
+            "lost{i}z matches"
+        );
+        if i % 2 == 0 {
+            assert_eq!(hits(format!("new{i}z")).await, vec![id.clone()]);
+            assert!(
+                hits(format!("kept{i}z")).await.is_empty(),
+                "old text of {id}"
+            );
+        } else {
+            assert_eq!(hits(format!("kept{i}z")).await, vec![id]);
+        }
+    }
 }
 
 async fn concurrent_conditional_patches_lose_nothing(store: &DynStore) {

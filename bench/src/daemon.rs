@@ -28,7 +28,15 @@ pub struct DaemonOpts {
     pub keep: bool,
 }
 
+/// The `strata` binary built beside this one (same profile), else
+/// `$CARGO_TARGET_DIR/release/strata`.
 pub fn default_bin() -> PathBuf {
+    let sibling = std::env::current_exe()
+        .ok()
+        .map(|exe| exe.with_file_name("strata"));
+    if let Some(bin) = sibling.filter(|b| b.exists()) {
+        return bin;
+    }
     let target = std::env::var("CARGO_TARGET_DIR").unwrap_or_else(|_| "target".into());
     Path::new(&target).join("release").join("strata")
 }

@@ -38,7 +38,7 @@ struct Cli {
 
 #[derive(Args, Clone)]
 struct Common {
-    /// The strata binary (default $CARGO_TARGET_DIR/release/strata or target/release/strata).
+    /// The strata binary (default: the one built beside strata-bench).
     #[arg(long, global = true)]
     strata: Option<PathBuf>,
     /// Seed of every generator and of the request streams.

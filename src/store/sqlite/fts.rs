@@ -1,5 +1,12 @@
 //! Full-text index rows (FTS5, porter stemming, prefix indexes, bm25).
 //! Kept in the write's own transaction; deleted entities have no row.
+//!
+//! Writes are staged, not applied at once: FTS5 flushes its pending terms
+//! to a new on-disk segment at every SAVEPOINT, and the group commit opens
+//! one savepoint per request, so direct writes cost a segment (and later
+//! merges) per request. Jobs stage their changes in a TEMP table, which
+//! rolls back with a failed job's savepoint; the writer applies what is
+//! staged, in order, once per group just before COMMIT.
 
 use super::{entities, sql_err};
 use crate::domain::*;
@@ -25,16 +32,52 @@ pub fn index(conn: &Connection, scope: &Scope, rowid: i64, props: &Properties) -
     }
     let token = scope_token(conn, scope)?
         .ok_or_else(|| DomainError::not_found(format!("project {}", scope.project)))?;
-    conn.prepare_cached("INSERT INTO entity_fts (rowid, scope, body) VALUES (?1, ?2, ?3)")
-        .and_then(|mut st| st.execute(params![rowid, token, body]))
+    stage(conn, rowid, Some((&token, &body)))
+}
+
+pub fn remove(conn: &Connection, rowid: i64) -> DomainResult<()> {
+    stage(conn, rowid, None)
+}
+
+/// Creates the staging table on the writer's connection (TEMP: private to
+/// it, never in the WAL).
+pub fn create_staging(conn: &Connection) -> rusqlite::Result<()> {
+    conn.execute_batch(
+        "CREATE TEMP TABLE IF NOT EXISTS fts_staged (
+             seq INTEGER PRIMARY KEY, target INTEGER NOT NULL, scope TEXT, body TEXT)",
+    )
+}
+
+/// `Some((scope, body))` indexes `rowid`; `None` removes it.
+fn stage(conn: &Connection, rowid: i64, row: Option<(&str, &str)>) -> DomainResult<()> {
+    let (scope, body) = row.unzip();
+    conn.prepare_cached("INSERT INTO temp.fts_staged (target, scope, body) VALUES (?1, ?2, ?3)")
+        .and_then(|mut st| st.execute(params![rowid, scope, body]))
         .map_err(sql_err)?;
     Ok(())
 }
 
-pub fn remove(conn: &Connection, rowid: i64) -> DomainResult<()> {
-    conn.prepare_cached("DELETE FROM entity_fts WHERE rowid = ?1")
-        .and_then(|mut st| st.execute([rowid]))
-        .map_err(sql_err)?;
+/// Applies the staged changes in the order they were made, then forgets
+/// them. Runs inside the group's transaction, outside any job's savepoint.
+pub fn apply_staged(conn: &Connection) -> rusqlite::Result<()> {
+    let staged: Vec<(i64, Option<String>, Option<String>)> = conn
+        .prepare_cached("SELECT target, scope, body FROM temp.fts_staged ORDER BY seq")?
+        .query_map([], |r| Ok((r.get(0)?, r.get(1)?, r.get(2)?)))?
+        .collect::<rusqlite::Result<_>>()?;
+    if staged.is_empty() {
+        return Ok(());
+    }
+    let mut insert =
+        conn.prepare_cached("INSERT INTO entity_fts (rowid, scope, body) VALUES (?1, ?2, ?3)")?;
+    let mut delete = conn.prepare_cached("DELETE FROM entity_fts WHERE rowid = ?1")?;
+    for (target, scope, body) in staged {
+        match (scope, body) {
+            (Some(scope), Some(body)) => insert.execute(params![target, scope, body])?,
+            _ => delete.execute([target])?,
+        };
+    }
+    conn.prepare_cached("DELETE FROM temp.fts_staged")?
+        .execute([])?;
     Ok(())
 }
 

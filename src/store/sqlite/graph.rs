@@ -33,7 +33,7 @@ fn args(mut fixed: Vec<rusqlite::types::Value>, types: &[String]) -> Vec<rusqlit
 fn steps(direction: Direction, types: &str) -> Vec<String> {
     let step = |next: &str, here: &str, index: &str| {
         format!(
-            "SELECT r.{next}, w.depth + 1 FROM walk w JOIN relationships r INDEXED BY {index}
+            "SELECT r.{next}, w.depth + 1 FROM walk w CROSS JOIN relationships r INDEXED BY {index}
                ON r.org_id = ?1 AND r.project_id = ?2 AND r.{here} = w.node AND r.live = 1{types}
              WHERE w.depth < ?4"
         )
@@ -115,38 +115,65 @@ fn walked_edges(
     inner: &[String],
     all: &[String],
 ) -> DomainResult<Vec<Relationship>> {
-    let types = types_clause(&t.types, 5);
+    live_edges(conn, scope, t.direction, inner, Some(all), &t.types)
+}
+
+/// One step of a walk: the live edges leaving `nodes` in `direction`.
+pub fn expand(
+    conn: &Connection,
+    scope: &Scope,
+    nodes: &[String],
+    direction: Direction,
+    types: &[String],
+) -> DomainResult<Vec<Relationship>> {
+    live_edges(conn, scope, direction, nodes, None, types)
+}
+
+/// Live edges with their near end in `near` (and, when given, their far end
+/// in `far`), one indexed lookup per node and direction. An `OR` of both
+/// ends, or a plain planner's choice, would scan the project's edges.
+fn live_edges(
+    conn: &Connection,
+    scope: &Scope,
+    direction: Direction,
+    near: &[String],
+    far: Option<&[String]>,
+    types: &[String],
+) -> DomainResult<Vec<Relationship>> {
+    let types_sql = types_clause(types, if far.is_some() { 5 } else { 4 });
     let cols = relationships::COLS
         .split(", ")
         .map(|c| format!("r.{c}"))
         .collect::<Vec<_>>()
         .join(", ");
-    // One indexed lookup per walked node and direction: a plain planner
-    // would scan the project's edges for the IN lists.
-    let one_way = |near: &str, far: &str, index: &str| {
+    let one_way = |near_col: &str, far_col: &str, index: &str| {
+        let far_sql = if far.is_some() {
+            format!(" AND r.{far_col} IN (SELECT value FROM json_each(?4))")
+        } else {
+            String::new()
+        };
         format!(
             "SELECT {cols} FROM relationships r INDEXED BY {index}
              WHERE r.org_id = ?1 AND r.project_id = ?2 AND r.live = 1
-               AND r.{near} IN (SELECT value FROM json_each(?3))
-               AND r.{far} IN (SELECT value FROM json_each(?4)){types}"
+               AND r.{near_col} IN (SELECT value FROM json_each(?3)){far_sql}{types_sql}"
         )
     };
     let mut queries = Vec::new();
-    if t.direction != Direction::In {
+    if direction != Direction::In {
         queries.push(one_way("from_id", "to_id", "relationships_out"));
     }
-    if t.direction != Direction::Out {
+    if direction != Direction::Out {
         queries.push(one_way("to_id", "from_id", "relationships_in"));
     }
-    let params = args(
-        vec![
-            scope.org.clone().into(),
-            scope.project.clone().into(),
-            json_list(inner).into(),
-            json_list(all).into(),
-        ],
-        &t.types,
-    );
+    let mut fixed: Vec<rusqlite::types::Value> = vec![
+        scope.org.clone().into(),
+        scope.project.clone().into(),
+        json_list(near).into(),
+    ];
+    if let Some(far) = far {
+        fixed.push(json_list(far).into());
+    }
+    let params = args(fixed, types);
     let mut edges: Vec<Relationship> = Vec::new();
     for sql in queries {
         let found: Vec<Relationship> = conn
@@ -164,47 +191,6 @@ fn walked_edges(
     edges.sort_by(|a, b| a.id.cmp(&b.id));
     edges.dedup_by(|a, b| a.id == b.id);
     Ok(edges)
-}
-
-pub fn expand(
-    conn: &Connection,
-    scope: &Scope,
-    nodes: &[String],
-    direction: Direction,
-    types: &[String],
-) -> DomainResult<Vec<Relationship>> {
-    let types_sql = types_clause(types, 4);
-    let set = "(SELECT value FROM json_each(?3))";
-    let ends = match direction {
-        Direction::Out => format!("r.from_id IN {set}"),
-        Direction::In => format!("r.to_id IN {set}"),
-        Direction::Both => format!("(r.from_id IN {set} OR r.to_id IN {set})"),
-    };
-    let cols = relationships::COLS
-        .split(", ")
-        .map(|c| format!("r.{c}"))
-        .collect::<Vec<_>>()
-        .join(", ");
-    let sql = format!(
-        "SELECT {cols} FROM relationships r
-         WHERE r.org_id = ?1 AND r.project_id = ?2 AND r.live = 1 AND {ends}{types_sql}"
-    );
-    conn.prepare_cached(&sql)
-        .and_then(|mut st| {
-            st.query_map(
-                rusqlite::params_from_iter(args(
-                    vec![
-                        scope.org.clone().into(),
-                        scope.project.clone().into(),
-                        json_list(nodes).into(),
-                    ],
-                    types,
-                )),
-                relationships::from_row,
-            )?
-            .collect()
-        })
-        .map_err(sql_err)
 }
 
 pub fn node_headers(

@@ -110,11 +110,12 @@ impl SqliteStore {
         }
         let mut conn = connect(path, config, false)?;
         migrate::run(&mut conn)?;
+        fts::create_staging(&conn)?;
         let readers = (0..config.readers.max(1))
             .map(|_| connect(path, config, true))
             .collect::<Result<Vec<_>, _>>()?;
         Ok(SqliteStore {
-            writer: Writer::spawn(conn)?,
+            writer: Writer::spawn(conn, fts::apply_staged)?,
             readers: Readers::spawn(readers)?,
             cache: Arc::new(EntityCache::new(cache_entries)),
             leases: Arc::default(),

@@ -23,6 +23,9 @@ impl Seq {
 }
 
 type Completion = Box<dyn FnOnce(DomainResult<()>) + Send>;
+/// Runs once per group, after the last job and before COMMIT (derived
+/// indexes that are cheaper to update once per group than per request).
+pub type BeforeCommit = fn(&Connection) -> rusqlite::Result<()>;
 type GroupJob = Box<dyn FnOnce(&Connection, &mut Seq) -> (bool, Completion) + Send>;
 
 /// Work for the writer thread: part of a group transaction, or alone with
@@ -43,11 +46,11 @@ pub struct Writer {
 }
 
 impl Writer {
-    pub fn spawn(conn: Connection) -> std::io::Result<Self> {
+    pub fn spawn(conn: Connection, before_commit: BeforeCommit) -> std::io::Result<Self> {
         let (jobs, rx) = crossbeam_channel::unbounded();
         std::thread::Builder::new()
             .name("strata-sqlite-writer".into())
-            .spawn(move || writer_loop(conn, rx))?;
+            .spawn(move || writer_loop(conn, rx, before_commit))?;
         Ok(Writer { jobs })
     }
 
@@ -87,7 +90,7 @@ impl Writer {
     }
 }
 
-fn writer_loop(conn: Connection, rx: Receiver<WriteJob>) {
+fn writer_loop(conn: Connection, rx: Receiver<WriteJob>, before_commit: BeforeCommit) {
     let mut pending = None;
     loop {
         let first = match pending.take() {
@@ -115,11 +118,16 @@ fn writer_loop(conn: Connection, rx: Receiver<WriteJob>) {
                 Err(_) => break,
             }
         }
-        run_group(&conn, group);
+        run_group(&conn, group, before_commit);
     }
 }
 
-fn run_group(conn: &Connection, group: Vec<GroupJob>) {
+/// Runs a statement through the statement cache (these run per request).
+fn exec(conn: &Connection, sql: &str) -> rusqlite::Result<()> {
+    conn.prepare_cached(sql)?.execute([]).map(|_| ())
+}
+
+fn run_group(conn: &Connection, group: Vec<GroupJob>, before_commit: BeforeCommit) {
     // Dropping a job unrun drops its reply channel: the caller sees Unavailable.
     if let Err(e) = conn.execute_batch("BEGIN IMMEDIATE") {
         tracing::error!(error = %e, "cannot begin a write transaction");
@@ -136,29 +144,35 @@ fn run_group(conn: &Connection, group: Vec<GroupJob>) {
     let mut seq = Seq { last: start };
     let mut completions = Vec::with_capacity(group.len());
     for job in group {
-        if let Err(e) = conn.execute_batch("SAVEPOINT job") {
+        if let Err(e) = exec(conn, "SAVEPOINT job") {
             tracing::error!(error = %e, "cannot open a savepoint");
             continue;
         }
         let (ok, done) = job(conn, &mut seq);
         let end = if ok {
-            "RELEASE job"
+            exec(conn, "RELEASE job")
         } else {
-            "ROLLBACK TO job; RELEASE job"
+            exec(conn, "ROLLBACK TO job").and_then(|()| exec(conn, "RELEASE job"))
         };
-        if let Err(e) = conn.execute_batch(end) {
+        if let Err(e) = end {
             tracing::error!(error = %e, "cannot close a savepoint");
         }
         completions.push(done);
     }
-    let committed = commit(conn, start, seq.last);
+    let committed = commit(conn, start, seq.last, before_commit);
     for done in completions {
         done(committed.clone().map_err(DomainError::Internal));
     }
 }
 
-fn commit(conn: &Connection, start: i64, last: i64) -> Result<(), String> {
+fn commit(
+    conn: &Connection,
+    start: i64,
+    last: i64,
+    before_commit: BeforeCommit,
+) -> Result<(), String> {
     let result = (|| {
+        before_commit(conn)?;
         if last != start {
             conn.execute("UPDATE change_seq SET value = ?1", [last])?;
         }
