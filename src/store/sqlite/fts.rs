@@ -5,8 +5,8 @@
 //! to a new on-disk segment at every SAVEPOINT, and the group commit opens
 //! one savepoint per request, so direct writes cost a segment (and later
 //! merges) per request. Jobs stage their changes in a TEMP table, which
-//! rolls back with a failed job's savepoint; the writer applies what is
-//! staged, in order, once per group just before COMMIT.
+//! rolls back with a failed job's savepoint; the writer applies each row's
+//! net change once per group, just before COMMIT.
 
 use super::{entities, sql_err};
 use crate::domain::*;
@@ -57,8 +57,15 @@ fn stage(conn: &Connection, rowid: i64, row: Option<(&str, &str)>) -> DomainResu
     Ok(())
 }
 
-/// Applies the staged changes in the order they were made, then forgets
-/// them. Runs inside the group's transaction, outside any job's savepoint.
+/// Applies the staged changes, then forgets them. Runs inside the group's
+/// transaction, outside any job's savepoint.
+///
+/// Only each row's net change is applied, and every delete before any
+/// insert: an FTS5 delete flushes the pending inserts to a new segment, so
+/// interleaving them (as a request stream of patches does) would cost a
+/// segment per delete again. A row's first staged change tells whether it
+/// was indexed before the group (an entity is only ever re-indexed after a
+/// removal); its last one is the state to leave.
 pub fn apply_staged(conn: &Connection) -> rusqlite::Result<()> {
     let staged: Vec<(i64, Option<String>, Option<String>)> = conn
         .prepare_cached("SELECT target, scope, body FROM temp.fts_staged ORDER BY seq")?
@@ -67,14 +74,25 @@ pub fn apply_staged(conn: &Connection) -> rusqlite::Result<()> {
     if staged.is_empty() {
         return Ok(());
     }
+    // target -> (was indexed before the group, final (scope, body) if indexed)
+    let mut net: std::collections::BTreeMap<i64, (bool, Option<(String, String)>)> =
+        std::collections::BTreeMap::new();
+    for (target, scope, body) in staged {
+        let last = scope.zip(body);
+        net.entry(target)
+            .and_modify(|(_, state)| *state = last.clone())
+            .or_insert((last.is_none(), last));
+    }
+    let mut delete = conn.prepare_cached("DELETE FROM entity_fts WHERE rowid = ?1")?;
+    for (target, _) in net.iter().filter(|(_, (before, _))| *before) {
+        delete.execute([target])?;
+    }
     let mut insert =
         conn.prepare_cached("INSERT INTO entity_fts (rowid, scope, body) VALUES (?1, ?2, ?3)")?;
-    let mut delete = conn.prepare_cached("DELETE FROM entity_fts WHERE rowid = ?1")?;
-    for (target, scope, body) in staged {
-        match (scope, body) {
-            (Some(scope), Some(body)) => insert.execute(params![target, scope, body])?,
-            _ => delete.execute([target])?,
-        };
+    for (target, (_, state)) in &net {
+        if let Some((scope, body)) = state {
+            insert.execute(params![target, scope, body])?;
+        }
     }
     conn.prepare_cached("DELETE FROM temp.fts_staged")?
         .execute([])?;
