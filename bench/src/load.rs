@@ -44,6 +44,23 @@ pub async fn setup_project(addr: &str, key: &str) -> Result<()> {
     Ok(())
 }
 
+/// Creates a `read`-scoped key of the bench org; returns its secret.
+pub async fn read_key(addr: &str, admin_key: &str) -> Result<String> {
+    let mut c = Conn::open(addr, admin_key).await?;
+    let body = c
+        .send_ok(
+            Method::POST,
+            &format!("/v1/orgs/{ORG}/keys"),
+            Bytes::from(r#"{"name":"bench-reader","scopes":["read"]}"#),
+        )
+        .await?;
+    let reply: serde_json::Value = serde_json::from_slice(&body)?;
+    reply["data"]["key"]
+        .as_str()
+        .map(str::to_owned)
+        .ok_or_else(|| anyhow::anyhow!("no key in {reply}"))
+}
+
 /// Sends operations (JSON objects, one per string) in batches of
 /// `batch_size`, `concurrency` batches in flight. Returns (ops, elapsed).
 pub async fn bulk_load(

@@ -90,6 +90,10 @@ enum Cmd {
         duration: f64,
         #[arg(long, default_value_t = 2.0)]
         warmup: f64,
+        /// Read with a `read`-scoped org key (cache + rate limiter path)
+        /// instead of the bootstrap admin key.
+        #[arg(long)]
+        org_key: bool,
     },
     /// Create an entity, then patch it, over C connections (durable writes).
     Write {
@@ -317,7 +321,8 @@ fn run(cli: Cli, rt: &tokio::runtime::Runtime) -> Result<()> {
                 conns,
                 duration,
                 warmup,
-            } => get_entity(&ctx, entities, conns, duration, warmup).await,
+                org_key,
+            } => get_entity(&ctx, entities, conns, duration, warmup, org_key).await,
             Cmd::Write {
                 conns,
                 duration,
@@ -409,7 +414,14 @@ fn run(cli: Cli, rt: &tokio::runtime::Runtime) -> Result<()> {
     })
 }
 
-async fn get_entity(ctx: &Ctx, n: usize, conns: usize, duration: f64, warmup: f64) -> Result<()> {
+async fn get_entity(
+    ctx: &Ctx,
+    n: usize,
+    conns: usize,
+    duration: f64,
+    warmup: f64,
+    org_key: bool,
+) -> Result<()> {
     let d = start(ctx)?;
     setup_project(&d.addr, &d.key).await?;
     let seed = ctx.common.seed;
@@ -441,7 +453,14 @@ async fn get_entity(ctx: &Ctx, n: usize, conns: usize, duration: f64, warmup: f6
     };
     let hits0 = load::metric(&d.addr, &d.key, "strata_entity_cache_hits_total").await?;
     let miss0 = load::metric(&d.addr, &d.key, "strata_entity_cache_misses_total").await?;
-    let s = closed_loop("get-entity", &d.addr, &d.key, seed, conns, stop, "", gen).await?;
+    let key = if org_key {
+        load::read_key(&d.addr, &d.key).await?
+    } else {
+        d.key.clone()
+    };
+    let s = closed_loop("get-entity", &d.addr, &key, seed, conns, stop, "", gen)
+        .await?
+        .with("org_key", org_key.into());
     let hits = load::metric(&d.addr, &d.key, "strata_entity_cache_hits_total").await? - hits0;
     let miss = load::metric(&d.addr, &d.key, "strata_entity_cache_misses_total").await? - miss0;
     let (rss, hwm) = d.rss_kib()?;

@@ -33,10 +33,8 @@ pub struct Compacted {
 }
 
 /// The state of many updates, garbage-collected, as one update.
-pub fn gc_state(parts: &[Vec<u8>]) -> DomainResult<Vec<u8>> {
-    let merged = guarded(|| Some(yrs::merge_updates_v1(parts.iter().map(Vec::as_slice))))
-        .ok_or_else(|| yrs_fault("merge panicked"))?
-        .map_err(yrs_fault)?;
+pub fn gc_state(parts: Vec<Vec<u8>>) -> DomainResult<Vec<u8>> {
+    let merged = super::merge(parts)?;
     guarded(|| {
         let doc = Doc::new();
         {
@@ -96,7 +94,7 @@ pub async fn compact(
             }
             parts.extend(log.updates.iter().map(|u| u.bytes.clone()));
             let (covers_seq, covers_at) = (last.seq, last.at.clone());
-            let state = tokio::task::spawn_blocking(move || gc_state(&parts))
+            let state = tokio::task::spawn_blocking(move || gc_state(parts))
                 .await
                 .map_err(DomainError::internal)??;
             fault(Step::Encoded)?;

@@ -97,9 +97,30 @@ pub async fn state(blobs: &dyn BlobStore, log: &DocLog) -> DomainResult<Vec<u8>>
     if parts.len() == 1 {
         return Ok(parts.pop().expect("one part"));
     }
-    guarded(|| Some(yrs::merge_updates_v1(parts.iter().map(Vec::as_slice))))
-        .ok_or_else(|| yrs_fault("merge panicked"))?
-        .map_err(yrs_fault)
+    merge(parts)
+}
+
+/// Updates merged per round.
+const MERGE_FAN_IN: usize = 32;
+
+/// Many updates as one. yrs's merge re-sorts all its inputs for every struct
+/// it emits, so one merge of n updates costs about n² log n: a 100,000-update
+/// log took minutes. Merging in rounds of `MERGE_FAN_IN` keeps each merge
+/// small; merging is associative, so the result is the same update.
+pub fn merge(mut parts: Vec<Vec<u8>>) -> DomainResult<Vec<u8>> {
+    loop {
+        let mut merged = Vec::with_capacity(parts.len().div_ceil(MERGE_FAN_IN));
+        for chunk in parts.chunks(MERGE_FAN_IN) {
+            let one = guarded(|| Some(yrs::merge_updates_v1(chunk.iter().map(Vec::as_slice))))
+                .ok_or_else(|| yrs_fault("merge panicked"))?
+                .map_err(yrs_fault)?;
+            merged.push(one);
+        }
+        if merged.len() <= 1 {
+            return Ok(merged.pop().unwrap_or_default());
+        }
+        parts = merged;
+    }
 }
 
 /// What `state` lacks relative to a client's state vector.

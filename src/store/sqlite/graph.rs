@@ -1,6 +1,7 @@
-//! Graph reads as recursive CTEs over the live-edge indexes. The walk keeps
-//! (node, depth) pairs distinct, so cycles and dense regions cost at most
-//! nodes × depth rows: reachability, never path enumeration.
+//! Graph reads over the live-edge indexes: a breadth-first walk, one
+//! indexed query per level, each node expanded once, so cycles and dense
+//! regions cost the nodes found and their edges: reachability, never path
+//! enumeration.
 
 use super::{relationships, sql_err};
 use crate::domain::*;
@@ -27,27 +28,9 @@ fn args(mut fixed: Vec<rusqlite::types::Value>, types: &[String]) -> Vec<rusqlit
     fixed
 }
 
-/// One recursive step per direction walked. The planner, without
-/// statistics, prefers the plain end indexes; the covering live-edge indexes
-/// answer a step without touching the table (about a third faster).
-fn steps(direction: Direction, types: &str) -> Vec<String> {
-    let step = |next: &str, here: &str, index: &str| {
-        format!(
-            "SELECT r.{next}, w.depth + 1 FROM walk w CROSS JOIN relationships r INDEXED BY {index}
-               ON r.org_id = ?1 AND r.project_id = ?2 AND r.{here} = w.node AND r.live = 1{types}
-             WHERE w.depth < ?4"
-        )
-    };
-    let out = || step("to_id", "from_id", "relationships_out");
-    let inward = || step("from_id", "to_id", "relationships_in");
-    match direction {
-        Direction::Out => vec![out()],
-        Direction::In => vec![inward()],
-        Direction::Both => vec![out(), inward()],
-    }
-}
-
 pub fn traverse(conn: &Connection, scope: &Scope, t: &Traversal) -> DomainResult<Subgraph> {
+    // One snapshot for the walk, its edges and its nodes.
+    let _snapshot = conn.unchecked_transaction().map_err(sql_err)?;
     let start_live = conn
         .prepare_cached(
             "SELECT 1 FROM entities WHERE org_id = ?1 AND project_id = ?2 AND id = ?3
@@ -58,53 +41,92 @@ pub fn traverse(conn: &Connection, scope: &Scope, t: &Traversal) -> DomainResult
     if !start_live {
         return Err(DomainError::not_found(format!("entity {}", t.start)));
     }
-    // The walk is breadth-first (a FIFO queue), so each node first appears
-    // at its shortest depth; a node appears at most once per depth, so the
-    // first `limit × (depth + 1)` rows hold at least `limit` distinct nodes
-    // and the walk can stop there instead of exhausting the reachable set.
-    let types = types_clause(&t.types, 7);
-    let sql = format!(
-        "WITH RECURSIVE walk(node, depth) AS (
-             VALUES (?3, 0)
-             UNION {}
-             LIMIT ?6
-         )
-         SELECT node, MIN(depth) AS d FROM walk GROUP BY node ORDER BY d, node LIMIT ?5",
-        steps(t.direction, &types).join(" UNION ")
-    );
-    let mut st = conn.prepare_cached(&sql).map_err(sql_err)?;
-    let depth_rows: Vec<(String, u32)> = st
-        .query_map(
-            rusqlite::params_from_iter(args(
-                vec![
-                    scope.org.clone().into(),
-                    scope.project.clone().into(),
-                    t.start.clone().into(),
-                    (t.max_depth as i64).into(),
-                    (t.limit as i64).into(),
-                    t.row_cap().into(),
-                ],
-                &t.types,
-            )),
-            |r| Ok((r.get(0)?, r.get(1)?)),
-        )
-        .and_then(|rows| rows.collect())
-        .map_err(sql_err)?;
-
-    let all: Vec<String> = depth_rows.iter().map(|(id, _)| id.clone()).collect();
-    let inner: Vec<String> = depth_rows
+    let depths = walk(conn, scope, t)?;
+    let all: Vec<String> = depths.keys().cloned().collect();
+    let inner: Vec<String> = depths
         .iter()
-        .filter(|(_, d)| *d < t.max_depth)
+        .filter(|(_, d)| **d < t.max_depth)
         .map(|(id, _)| id.clone())
         .collect();
     let edges = walked_edges(conn, scope, t, &inner, &all)?;
-    let depths: HashMap<String, u32> = depth_rows.into_iter().collect();
     let mut nodes = node_headers(conn, scope, &all, t.include_properties)?;
     for n in &mut nodes {
         n.depth = depths[&n.id];
     }
     nodes.sort_by(|a, b| (a.depth, &a.id).cmp(&(b.depth, &b.id)));
     Ok(Subgraph { nodes, edges })
+}
+
+/// Breadth-first, one indexed query per level, each node expanded once: the
+/// work is bounded by the nodes found and their edges, however many paths
+/// lead to them. (A recursive CTE can only keep `(node, depth)` pairs
+/// distinct, so on a DAG it expands a node again at every depth it is
+/// reached at; on the 1M-node graph that was 300 ms per `dependents`.)
+/// When a level would pass `limit`, its smallest ids are kept, so the answer
+/// is the `limit` nodes first by depth, then by id.
+fn walk(conn: &Connection, scope: &Scope, t: &Traversal) -> DomainResult<HashMap<String, u32>> {
+    let mut depths = HashMap::from([(t.start.clone(), 0u32)]);
+    let mut frontier = vec![t.start.clone()];
+    for depth in 1..=t.max_depth {
+        if frontier.is_empty() || depths.len() >= t.limit {
+            break;
+        }
+        let mut found: Vec<String> = next_level(conn, scope, t, &frontier)?
+            .into_iter()
+            .filter(|id| !depths.contains_key(id))
+            .collect();
+        found.sort_unstable();
+        found.dedup();
+        found.truncate(t.limit - depths.len());
+        for id in &found {
+            depths.insert(id.clone(), depth);
+        }
+        frontier = found;
+    }
+    Ok(depths)
+}
+
+/// The far ends of the live edges leaving `frontier` in the walk's direction.
+fn next_level(
+    conn: &Connection,
+    scope: &Scope,
+    t: &Traversal,
+    frontier: &[String],
+) -> DomainResult<Vec<String>> {
+    let types = types_clause(&t.types, 4);
+    let one_way = |far: &str, near: &str, index: &str| {
+        format!(
+            "SELECT r.{far} FROM relationships r INDEXED BY {index}
+             WHERE r.org_id = ?1 AND r.project_id = ?2 AND r.live = 1
+               AND r.{near} IN (SELECT value FROM json_each(?3)){types}"
+        )
+    };
+    let mut queries = Vec::new();
+    if t.direction != Direction::In {
+        queries.push(one_way("to_id", "from_id", "relationships_out"));
+    }
+    if t.direction != Direction::Out {
+        queries.push(one_way("from_id", "to_id", "relationships_in"));
+    }
+    let params = args(
+        vec![
+            scope.org.clone().into(),
+            scope.project.clone().into(),
+            json_list(frontier).into(),
+        ],
+        &t.types,
+    );
+    let mut ends = Vec::new();
+    for sql in queries {
+        let mut st = conn.prepare_cached(&sql).map_err(sql_err)?;
+        let rows = st
+            .query_map(rusqlite::params_from_iter(params.iter()), |r| r.get(0))
+            .map_err(sql_err)?;
+        for end in rows {
+            ends.push(end.map_err(sql_err)?);
+        }
+    }
+    Ok(ends)
 }
 
 /// Edges from a node short of the depth limit to any node found.
