@@ -169,8 +169,11 @@ fn live_edges(
         .collect::<Vec<_>>()
         .join(", ");
     let one_way = |near_col: &str, far_col: &str, index: &str| {
+        // `+` keeps the far end out of the index seek: as a seek key, an IN
+        // list on both ends multiplies (near × far seeks: 1M for two lists
+        // of 1,000 ids, 0.9 s); as a filter it costs one probe per edge.
         let far_sql = if far.is_some() {
-            format!(" AND r.{far_col} IN (SELECT value FROM json_each(?4))")
+            format!(" AND +r.{far_col} IN (SELECT value FROM json_each(?4))")
         } else {
             String::new()
         };
