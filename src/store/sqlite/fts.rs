@@ -99,14 +99,17 @@ pub fn apply_staged(conn: &Connection) -> rusqlite::Result<()> {
     Ok(())
 }
 
-/// An FTS5 expression: the project token, and every term as a quoted prefix.
-fn match_expression(token: &str, terms: &[String]) -> String {
+/// An FTS5 expression: every term as a quoted prefix, in the body column.
+/// The project is not part of it: matching the project's scope token
+/// intersects with a doclist as long as the project (55 ms of a 70 ms query
+/// at 1M entities); the join on `entities` confines hits to the project.
+fn match_expression(terms: &[String]) -> String {
     let body = terms
         .iter()
         .map(|t| format!("\"{}\"*", t.replace('"', "\"\"")))
         .collect::<Vec<_>>()
         .join(" AND ");
-    format!("scope : \"{token}\" AND body : ({body})")
+    format!("body : ({body})")
 }
 
 pub fn search(
@@ -122,21 +125,24 @@ pub fn search(
             "q must contain at least one word".into(),
         ));
     }
-    let Some(token) = scope_token(conn, scope)? else {
+    if scope_token(conn, scope)?.is_none() {
         return Err(DomainError::not_found(format!("project {}", scope.project)));
-    };
+    }
+    // Rank first, then read whole rows for the best `limit` only.
     let sql = "SELECT e.rowid, e.id, e.type, e.properties, e.version, e.created_at,
-                      e.updated_at, e.created_by, e.updated_by, e.deleted_at, e.seq,
-                      bm25(entity_fts, 0.0, 1.0) AS rank
-               FROM entity_fts JOIN entities e ON e.rowid = entity_fts.rowid
-               WHERE entity_fts MATCH ?1 AND e.deleted_at IS NULL
-                 AND e.org_id = ?2 AND e.project_id = ?3 AND (?4 IS NULL OR e.type = ?4)
-               ORDER BY rank LIMIT ?5";
+                      e.updated_at, e.created_by, e.updated_by, e.deleted_at, e.seq, hit.rank
+               FROM (SELECT entity_fts.rowid AS rid, bm25(entity_fts, 0.0, 1.0) AS rank
+                     FROM entity_fts JOIN entities m ON m.rowid = entity_fts.rowid
+                     WHERE entity_fts MATCH ?1 AND m.deleted_at IS NULL
+                       AND m.org_id = ?2 AND m.project_id = ?3 AND (?4 IS NULL OR m.type = ?4)
+                     ORDER BY rank LIMIT ?5) hit
+               JOIN entities e ON e.rowid = hit.rid
+               ORDER BY hit.rank";
     let mut st = conn.prepare_cached(sql).map_err(sql_err)?;
     let rows = st
         .query_map(
             params![
-                match_expression(&token, &terms),
+                match_expression(&terms),
                 scope.org,
                 scope.project,
                 entity_type,
