@@ -17,6 +17,9 @@ pub enum ApiError {
     Forbidden(&'static str),
     #[error("request body exceeds {0} bytes")]
     PayloadTooLarge(usize),
+    /// The body limit layer refused the body (it does not say the limit).
+    #[error("request body exceeds the server's body limit (STRATA_BODY_LIMIT)")]
+    BodyTooLarge,
     #[error("{0}")]
     RateLimited(u64),
     #[error("no path between the two entities within max_depth")]
@@ -37,7 +40,7 @@ impl ApiError {
                 None,
             ),
             ApiError::Forbidden(_) => (StatusCode::FORBIDDEN, "forbidden", self.to_string(), None),
-            ApiError::PayloadTooLarge(_) => (
+            ApiError::PayloadTooLarge(_) | ApiError::BodyTooLarge => (
                 StatusCode::PAYLOAD_TOO_LARGE,
                 "payload_too_large",
                 self.to_string(),

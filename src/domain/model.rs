@@ -280,14 +280,6 @@ pub struct Traversal {
     pub include_properties: bool,
 }
 
-impl Traversal {
-    /// Rows of a breadth-first walk that surely hold `limit` distinct nodes:
-    /// a node appears at most once per depth.
-    pub fn row_cap(&self) -> i64 {
-        (self.limit as i64).saturating_mul(i64::from(self.max_depth) + 1)
-    }
-}
-
 #[derive(Debug, Clone, Serialize, PartialEq, utoipa::ToSchema)]
 pub struct GraphNode {
     pub id: String,

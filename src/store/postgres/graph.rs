@@ -1,32 +1,32 @@
-//! Graph reads as recursive CTEs over the live-edge indexes, as on SQLite:
-//! `(node, depth)` pairs stay distinct, so work is bounded by nodes × depth.
+//! Graph reads over the live-edge indexes, as on SQLite: breadth-first
+//! walks, one indexed query per level, each node expanded once.
 
 use super::rows::{self, query, query_opt, REL_COLS};
 use crate::domain::*;
 use deadpool_postgres::GenericClient;
 use std::collections::HashMap;
 
-/// The neighbours of `w.node` one hop away, as a lateral subquery.
-fn step(direction: Direction) -> &'static str {
+/// The far ends of the live edges leaving the nodes in `$3`.
+fn next_level_sql(direction: Direction) -> &'static str {
     match direction {
         Direction::Out => {
-            "SELECT r.to_id AS next FROM relationships r
-             WHERE r.org_id = $1 AND r.project_id = $2 AND r.from_id = w.node AND r.live
-               AND (cardinality($6::text[]) = 0 OR r.type = ANY($6))"
+            "SELECT to_id FROM relationships
+             WHERE org_id = $1 AND project_id = $2 AND from_id = ANY($3) AND live
+               AND (cardinality($4::text[]) = 0 OR type = ANY($4))"
         }
         Direction::In => {
-            "SELECT r.from_id AS next FROM relationships r
-             WHERE r.org_id = $1 AND r.project_id = $2 AND r.to_id = w.node AND r.live
-               AND (cardinality($6::text[]) = 0 OR r.type = ANY($6))"
+            "SELECT from_id FROM relationships
+             WHERE org_id = $1 AND project_id = $2 AND to_id = ANY($3) AND live
+               AND (cardinality($4::text[]) = 0 OR type = ANY($4))"
         }
         Direction::Both => {
-            "SELECT r.to_id AS next FROM relationships r
-             WHERE r.org_id = $1 AND r.project_id = $2 AND r.from_id = w.node AND r.live
-               AND (cardinality($6::text[]) = 0 OR r.type = ANY($6))
+            "SELECT to_id FROM relationships
+             WHERE org_id = $1 AND project_id = $2 AND from_id = ANY($3) AND live
+               AND (cardinality($4::text[]) = 0 OR type = ANY($4))
              UNION ALL
-             SELECT r.from_id FROM relationships r
-             WHERE r.org_id = $1 AND r.project_id = $2 AND r.to_id = w.node AND r.live
-               AND (cardinality($6::text[]) = 0 OR r.type = ANY($6))"
+             SELECT from_id FROM relationships
+             WHERE org_id = $1 AND project_id = $2 AND to_id = ANY($3) AND live
+               AND (cardinality($4::text[]) = 0 OR type = ANY($4))"
         }
     }
 }
@@ -45,72 +45,74 @@ pub async fn traverse<C: GenericClient>(
     if start.is_none() {
         return Err(DomainError::not_found(format!("entity {}", t.start)));
     }
-    let sql = format!(
-        "WITH RECURSIVE walk(node, depth) AS (
-             SELECT $3::text, 0
-             UNION
-             SELECT n.next, w.depth + 1 FROM walk w CROSS JOIN LATERAL ({}) n
-             WHERE w.depth < $4
-         ),
-         -- PostgreSQL computes a recursive query only as far as it is read
-         -- (breadth first): reading a bounded prefix bounds the walk.
-         prefix AS (SELECT node, depth FROM walk LIMIT $7)
-         SELECT node, MIN(depth) AS d FROM prefix GROUP BY node ORDER BY d, node LIMIT $5",
-        step(t.direction)
-    );
-    let depth = t.max_depth as i32;
-    let limit = t.limit as i64;
-    let cap = t.row_cap();
-    let found = query(
-        c,
-        &sql,
-        &[
-            &scope.org,
-            &scope.project,
-            &t.start,
-            &depth,
-            &limit,
-            &t.types,
-            &cap,
-        ],
-    )
-    .await?;
-    let depths: Vec<(String, u32)> = found
-        .iter()
-        .map(|r| (r.get::<_, String>(0), r.get::<_, i32>(1) as u32))
-        .collect();
-    let all: Vec<String> = depths.iter().map(|(id, _)| id.clone()).collect();
+    // Breadth-first, one indexed query per level, each node expanded once
+    // (a recursive CTE can only keep (node, depth) pairs distinct and
+    // re-expands a node at every depth it is reached at). When a level
+    // would pass `limit`, its smallest ids are kept: the first `limit`
+    // nodes by depth, then id, as on SQLite.
+    let mut depths: HashMap<String, u32> = HashMap::from([(t.start.clone(), 0)]);
+    let mut frontier = vec![t.start.clone()];
+    for depth in 1..=t.max_depth {
+        if frontier.is_empty() || depths.len() >= t.limit {
+            break;
+        }
+        let rows = query(
+            c,
+            next_level_sql(t.direction),
+            &[&scope.org, &scope.project, &frontier, &t.types],
+        )
+        .await?;
+        let mut found: Vec<String> = rows
+            .iter()
+            .map(|r| r.get::<_, String>(0))
+            .filter(|id| !depths.contains_key(id))
+            .collect();
+        found.sort_unstable();
+        found.dedup();
+        found.truncate(t.limit - depths.len());
+        for id in &found {
+            depths.insert(id.clone(), depth);
+        }
+        frontier = found;
+    }
+    let all: Vec<String> = depths.keys().cloned().collect();
     let inner: Vec<String> = depths
         .iter()
-        .filter(|(_, d)| *d < t.max_depth)
+        .filter(|(_, d)| **d < t.max_depth)
         .map(|(id, _)| id.clone())
         .collect();
-    let ends = match t.direction {
-        Direction::Out => "from_id = ANY($3) AND to_id = ANY($4)",
-        Direction::In => "to_id = ANY($3) AND from_id = ANY($4)",
-        Direction::Both => {
-            "((from_id = ANY($3) AND to_id = ANY($4)) OR (to_id = ANY($3) AND from_id = ANY($4)))"
-        }
+    // Edges from a node short of the depth limit to any node found. The far
+    // end is checked here: as `= ANY($4)` PostgreSQL compares it with every
+    // element of the array for each index entry.
+    let near = match t.direction {
+        Direction::Out => "from_id = ANY($3)",
+        Direction::In => "to_id = ANY($3)",
+        Direction::Both => "(from_id = ANY($3) OR to_id = ANY($3))",
     };
     let sql = format!(
         "SELECT {REL_COLS} FROM relationships
-         WHERE org_id = $1 AND project_id = $2 AND live AND {ends}
-           AND (cardinality($5::text[]) = 0 OR type = ANY($5))
+         WHERE org_id = $1 AND project_id = $2 AND live AND {near}
+           AND (cardinality($4::text[]) = 0 OR type = ANY($4))
          ORDER BY id"
     );
-    let edges = query(
-        c,
-        &sql,
-        &[&scope.org, &scope.project, &inner, &all, &t.types],
-    )
-    .await?
-    .iter()
-    .map(rows::relationship)
-    .collect();
-    let by_id: HashMap<String, u32> = depths.into_iter().collect();
+    let is_inner: std::collections::HashSet<&str> = inner.iter().map(String::as_str).collect();
+    let walked = |from: &str, to: &str| match t.direction {
+        Direction::Out => is_inner.contains(from) && depths.contains_key(to),
+        Direction::In => is_inner.contains(to) && depths.contains_key(from),
+        Direction::Both => {
+            (is_inner.contains(from) && depths.contains_key(to))
+                || (is_inner.contains(to) && depths.contains_key(from))
+        }
+    };
+    let edges: Vec<Relationship> = query(c, &sql, &[&scope.org, &scope.project, &inner, &t.types])
+        .await?
+        .iter()
+        .map(rows::relationship)
+        .filter(|r| walked(&r.from, &r.to))
+        .collect();
     let mut nodes = node_headers(c, scope, &all, t.include_properties).await?;
     for n in &mut nodes {
-        n.depth = by_id[&n.id];
+        n.depth = depths[&n.id];
     }
     nodes.sort_by(|a, b| (a.depth, &a.id).cmp(&(b.depth, &b.id)));
     Ok(Subgraph { nodes, edges })
