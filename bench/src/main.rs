@@ -856,50 +856,28 @@ async fn big_graph(ctx: &Ctx, p: BigGraph) -> Result<()> {
         .await?,
     );
 
+    // Half one-word, half two-word queries, words drawn uniformly or by
+    // frequency (Zipf: the commonest words match much of the corpus).
     let sl = p.search_limit;
-    let (v1, v2) = (vocab.clone(), vocab.clone());
-    let search_uniform: Gen = Arc::new(move |_, _, r| {
-        let q = if r.random_bool(0.5) {
-            v1.uniform(r).to_owned()
-        } else {
-            format!("{}+{}", v1.uniform(r), v1.uniform(r))
-        };
-        Req::get(project_path(&format!("/search?q={q}&mode=text&limit={sl}")))
-    });
-    out.push(
-        closed_loop(
-            "search (uniform terms)",
-            &d.addr,
-            &d.key,
-            seed,
-            conc,
-            stop,
-            "\"score\"",
-            search_uniform,
-        )
-        .await?,
-    );
-    let search_zipf: Gen = Arc::new(move |_, _, r| {
-        let q = if r.random_bool(0.5) {
-            v2.zipf(r).to_owned()
-        } else {
-            format!("{}+{}", v2.zipf(r), v2.zipf(r))
-        };
-        Req::get(project_path(&format!("/search?q={q}&mode=text&limit={sl}")))
-    });
-    out.push(
-        closed_loop(
-            "search (zipf terms)",
-            &d.addr,
-            &d.key,
-            seed,
-            conc,
-            stop,
-            "\"score\"",
-            search_zipf,
-        )
-        .await?,
-    );
+    for (name, zipf) in [
+        ("search (uniform terms)", false),
+        ("search (zipf terms)", true),
+    ] {
+        let v = vocab.clone();
+        let gen: Gen = Arc::new(move |_, _, r| {
+            let word = |r: &mut rand::rngs::StdRng| {
+                let w = if zipf { v.zipf(r) } else { v.uniform(r) };
+                w.to_owned()
+            };
+            let q = if r.random_bool(0.5) {
+                word(r)
+            } else {
+                format!("{}+{}", word(r), word(r))
+            };
+            Req::get(project_path(&format!("/search?q={q}&mode=text&limit={sl}")))
+        });
+        out.push(closed_loop(name, &d.addr, &d.key, seed, conc, stop, "\"score\"", gen).await?);
+    }
     let (rss, hwm) = d.rss_kib()?;
     ctx.report("big-graph", &out, json!({
         "entities": n, "edges": m, "load": load, "db_bytes": db_bytes, "rss_kib": rss, "hwm_kib": hwm,

@@ -280,6 +280,31 @@ pub struct Traversal {
     pub include_properties: bool,
 }
 
+impl Traversal {
+    /// One level of a breadth-first walk: records the nodes of `found` not
+    /// yet seen at `depth` and returns them, the next frontier. When the
+    /// level would pass `limit`, its smallest ids are kept, so a walk's
+    /// answer is its first `limit` nodes by depth, then id.
+    pub fn admit_level(
+        &self,
+        depths: &mut std::collections::HashMap<String, u32>,
+        found: impl IntoIterator<Item = String>,
+        depth: u32,
+    ) -> Vec<String> {
+        let mut new: Vec<String> = found
+            .into_iter()
+            .filter(|id| !depths.contains_key(id))
+            .collect();
+        new.sort_unstable();
+        new.dedup();
+        new.truncate(self.limit.saturating_sub(depths.len()));
+        for id in &new {
+            depths.insert(id.clone(), depth);
+        }
+        new
+    }
+}
+
 #[derive(Debug, Clone, Serialize, PartialEq, utoipa::ToSchema)]
 pub struct GraphNode {
     pub id: String,

@@ -47,9 +47,7 @@ pub async fn traverse<C: GenericClient>(
     }
     // Breadth-first, one indexed query per level, each node expanded once
     // (a recursive CTE can only keep (node, depth) pairs distinct and
-    // re-expands a node at every depth it is reached at). When a level
-    // would pass `limit`, its smallest ids are kept: the first `limit`
-    // nodes by depth, then id, as on SQLite.
+    // re-expands a node at every depth it is reached at).
     let mut depths: HashMap<String, u32> = HashMap::from([(t.start.clone(), 0)]);
     let mut frontier = vec![t.start.clone()];
     for depth in 1..=t.max_depth {
@@ -62,18 +60,7 @@ pub async fn traverse<C: GenericClient>(
             &[&scope.org, &scope.project, &frontier, &t.types],
         )
         .await?;
-        let mut found: Vec<String> = rows
-            .iter()
-            .map(|r| r.get::<_, String>(0))
-            .filter(|id| !depths.contains_key(id))
-            .collect();
-        found.sort_unstable();
-        found.dedup();
-        found.truncate(t.limit - depths.len());
-        for id in &found {
-            depths.insert(id.clone(), depth);
-        }
-        frontier = found;
+        frontier = t.admit_level(&mut depths, rows.iter().map(|r| r.get(0)), depth);
     }
     let all: Vec<String> = depths.keys().cloned().collect();
     let inner: Vec<String> = depths

@@ -62,8 +62,6 @@ pub fn traverse(conn: &Connection, scope: &Scope, t: &Traversal) -> DomainResult
 /// lead to them. (A recursive CTE can only keep `(node, depth)` pairs
 /// distinct, so on a DAG it expands a node again at every depth it is
 /// reached at; on the 1M-node graph that was 300 ms per `dependents`.)
-/// When a level would pass `limit`, its smallest ids are kept, so the answer
-/// is the `limit` nodes first by depth, then by id.
 fn walk(conn: &Connection, scope: &Scope, t: &Traversal) -> DomainResult<HashMap<String, u32>> {
     let mut depths = HashMap::from([(t.start.clone(), 0u32)]);
     let mut frontier = vec![t.start.clone()];
@@ -71,17 +69,8 @@ fn walk(conn: &Connection, scope: &Scope, t: &Traversal) -> DomainResult<HashMap
         if frontier.is_empty() || depths.len() >= t.limit {
             break;
         }
-        let mut found: Vec<String> = next_level(conn, scope, t, &frontier)?
-            .into_iter()
-            .filter(|id| !depths.contains_key(id))
-            .collect();
-        found.sort_unstable();
-        found.dedup();
-        found.truncate(t.limit - depths.len());
-        for id in &found {
-            depths.insert(id.clone(), depth);
-        }
-        frontier = found;
+        let found = next_level(conn, scope, t, &frontier)?;
+        frontier = t.admit_level(&mut depths, found, depth);
     }
     Ok(depths)
 }
