@@ -21,7 +21,7 @@ run get-entity --env STRATA_AUTH=off
 run write
 run pokec
 run crdt
-run big-graph
+run big-graph --data-dir "${BIG_GRAPH_DIR:-/tmp/strata-bench-1m}" --reuse
 
 [ "${1:-all}" = embedded ] && exit 0
 
@@ -36,5 +36,10 @@ set +a
 run get-entity --postgres "$STRATA_TEST_PG_URL"
 run write --postgres "$STRATA_TEST_PG_URL"
 run pokec --postgres "$STRATA_TEST_PG_URL"
-run big-graph --postgres "$STRATA_TEST_PG_URL" --queries 300
-run age-ratio --pglite "$STRATA_TEST_PGLITE_URL"
+# The 1M-entity graph is not loaded into PostgreSQL here: through the API
+# that takes over an hour on this machine (see RESULTS.md).
+# A PGlite server no other client has used (it keeps prepared statements).
+ops/test-stack.sh start >/dev/null
+source "$STRATA_STACK_DIR/env"
+run --batch-size 100 --env STRATA_REQUEST_TIMEOUT_SECS=600 \
+  age-ratio --pglite "$STRATA_TEST_PGLITE_URL" --entities 300 --relationships 3000 --queries 100
