@@ -230,6 +230,29 @@ impl Ctx {
         }
     }
 
+    /// Loads `ops` through `POST .../batch` with this run's batch size and
+    /// concurrency, and says how fast it went.
+    async fn load(
+        &self,
+        d: &Daemon,
+        label: &str,
+        total: usize,
+        ops: impl Iterator<Item = String> + Send + 'static,
+    ) -> Result<(usize, Duration)> {
+        let (n, took) = bulk_load(
+            &d.addr,
+            &d.key,
+            label,
+            total,
+            self.common.batch_size,
+            self.common.load_concurrency,
+            ops,
+        )
+        .await?;
+        eprintln!("{}", load_line(label, n, took));
+        Ok((n, took))
+    }
+
     fn report(&self, workload: &str, summaries: &[Summary], extra: Value) -> Result<()> {
         for s in summaries {
             println!("{}", s.line());
@@ -430,17 +453,7 @@ async fn get_entity(
         let mut r = gen::rng(seed, 10 + i as u64);
         gen::item_op(&vocab, &mut r, i)
     });
-    let (ops, took) = bulk_load(
-        &d.addr,
-        &d.key,
-        "entities",
-        n,
-        ctx.common.batch_size,
-        ctx.common.load_concurrency,
-        ops,
-    )
-    .await?;
-    eprintln!("{}", load_line("entities", ops, took));
+    let (ops, took) = ctx.load(&d, "entities", n, ops).await?;
     let gen: Gen = Arc::new(move |_, _, r| {
         Req::get(project_path(&format!(
             "/entities/{}",
@@ -650,30 +663,10 @@ pub async fn load_pokec(
         let mut r = gen::rng(seed, 10 + i as u64);
         gen::user_op(&vocab, &mut r, i)
     });
-    let (users, users_took) = bulk_load(
-        &d.addr,
-        &d.key,
-        "users",
-        n as usize,
-        ctx.common.batch_size,
-        ctx.common.load_concurrency,
-        ents,
-    )
-    .await?;
-    eprintln!("{}", load_line("users", users, users_took));
+    let (users, users_took) = ctx.load(d, "users", n as usize, ents).await?;
     let e2 = edges.clone();
     let rels = (0..e2.len()).map(move |k| gen::knows_op(k, e2[k].0, e2[k].1));
-    let (knows, knows_took) = bulk_load(
-        &d.addr,
-        &d.key,
-        "KNOWS",
-        edges.len(),
-        ctx.common.batch_size,
-        ctx.common.load_concurrency,
-        rels,
-    )
-    .await?;
-    eprintln!("{}", load_line("KNOWS", knows, knows_took));
+    let (knows, knows_took) = ctx.load(d, "KNOWS", edges.len(), rels).await?;
     Ok(PokecLoad {
         edges,
         users,
@@ -732,17 +725,7 @@ async fn big_graph(ctx: &Ctx, p: BigGraph) -> Result<()> {
             let mut r = gen::rng(seed, 10 + i as u64);
             gen::pkg_op(&v, &mut r, i)
         });
-        let (ne, te) = bulk_load(
-            &d.addr,
-            &d.key,
-            "packages",
-            n as usize,
-            ctx.common.batch_size,
-            ctx.common.load_concurrency,
-            ents,
-        )
-        .await?;
-        eprintln!("{}", load_line("packages", ne, te));
+        let (ne, te) = ctx.load(&d, "packages", n as usize, ents).await?;
         let a2 = adj.clone();
         let rels = (0..n)
             .flat_map(move |i| {
@@ -753,17 +736,7 @@ async fn big_graph(ctx: &Ctx, p: BigGraph) -> Result<()> {
             })
             .enumerate()
             .map(|(k, (i, j))| gen::dep_op(k, i, j));
-        let (nr, tr) = bulk_load(
-            &d.addr,
-            &d.key,
-            "DEPENDS_ON",
-            m,
-            ctx.common.batch_size,
-            ctx.common.load_concurrency,
-            rels,
-        )
-        .await?;
-        eprintln!("{}", load_line("DEPENDS_ON", nr, tr));
+        let (nr, tr) = ctx.load(&d, "DEPENDS_ON", m, rels).await?;
         load = json!({"reused": false, "packages": ne, "packages_secs": te.as_secs_f64(), "edges": nr, "edges_secs": tr.as_secs_f64()});
         if let Some(m) = &marker_path {
             std::fs::write(m, &marker)?;
