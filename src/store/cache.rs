@@ -10,6 +10,7 @@ use moka::ops::compute::Op;
 use moka::sync::Cache;
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::Arc;
+use std::time::Duration;
 
 #[derive(Clone)]
 struct Slot {
@@ -37,9 +38,15 @@ fn key(scope: &Scope, id: &str) -> Key {
 }
 
 impl EntityCache {
-    pub fn new(capacity: u64) -> Self {
+    /// `ttl` bounds how long an entry is served when a change notice may
+    /// be lost (several daemons); one daemon alone needs none.
+    pub fn new(capacity: u64, ttl: Option<Duration>) -> Self {
+        let mut slots = Cache::builder().max_capacity(capacity);
+        if let Some(ttl) = ttl {
+            slots = slots.time_to_live(ttl);
+        }
         EntityCache {
-            slots: Cache::new(capacity),
+            slots: slots.build(),
             hits: AtomicU64::new(0),
             misses: AtomicU64::new(0),
         }

@@ -26,9 +26,36 @@ pub async fn load<C: GenericClient>(
         .map(|r| rows::entity(&r)))
 }
 
-async fn load_live<C: GenericClient>(c: &C, scope: &Scope, id: &str) -> DomainResult<Entity> {
-    match load(c, scope, id, true).await? {
-        Some(e) if e.deleted_at.is_none() => Ok(e),
+/// The current row, locked for this transaction, with the history `chain`
+/// of its version, so writing the next version needs no further lookup.
+struct Locked {
+    entity: Entity,
+    chain: Option<i64>,
+}
+
+async fn lock<C: GenericClient>(c: &C, scope: &Scope, id: &str) -> DomainResult<Option<Locked>> {
+    let row = query_opt(
+        c,
+        "SELECT e.id, e.type, e.properties, e.version, e.created_at, e.updated_at, e.created_by,
+                e.updated_by, e.deleted_at, e.seq,
+                (SELECT v.chain FROM entity_versions v
+                 WHERE v.org_id = $1 AND v.project_id = $2 AND v.entity_id = $3
+                   AND v.version = e.version)
+         FROM entities e
+         WHERE e.org_id = $1 AND e.project_id = $2 AND e.id = $3
+         FOR UPDATE OF e",
+        &[&scope.org, &scope.project, &id],
+    )
+    .await?;
+    Ok(row.map(|r| Locked {
+        entity: rows::entity(&r),
+        chain: r.get::<_, Option<i32>>(10).map(i64::from),
+    }))
+}
+
+async fn lock_live<C: GenericClient>(c: &C, scope: &Scope, id: &str) -> DomainResult<Locked> {
+    match lock(c, scope, id).await? {
+        Some(l) if l.entity.deleted_at.is_none() => Ok(l),
         _ => Err(DomainError::not_found(format!("entity {id}"))),
     }
 }
@@ -42,56 +69,30 @@ fn check_expected(expected: Option<i64>, current: i64) -> DomainResult<()> {
     }
 }
 
-async fn insert_version<C: GenericClient>(
-    c: &C,
-    ctx: &Ctx<'_>,
-    op: VersionOp,
-    parent: Option<(i64, &Properties)>,
-    e: &Entity,
-    at: DateTime<Utc>,
-) -> DomainResult<()> {
-    let parent_chain: Option<i32> = match parent {
-        Some((v, _)) => query_opt(
-            c,
-            "SELECT chain FROM entity_versions
-             WHERE org_id = $1 AND project_id = $2 AND entity_id = $3 AND version = $4",
-            &[&ctx.scope.org, &ctx.scope.project, &e.id, &v],
-        )
-        .await?
-        .map(|r| r.get(0)),
-        None => None,
-    };
-    let empty = Map::new();
-    let row = history::version_row(
-        parent_chain.map(i64::from),
-        parent.map_or(&empty, |(_, p)| p),
-        &e.properties,
-    );
-    execute(
-        c,
-        "INSERT INTO entity_versions (org_id, project_id, entity_id, version, parent_version, op,
-             type, deleted, actor, at, patch, snapshot, chain, seq)
-         VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12, $13, $14)",
-        &[
-            &ctx.scope.org,
-            &ctx.scope.project,
-            &e.id,
-            &e.version,
-            &parent.map(|(v, _)| v),
-            &op.as_str(),
-            &e.entity_type,
-            &e.deleted_at.is_some(),
-            &ctx.actor,
-            &at,
-            &row.patch,
-            &row.snapshot,
-            &(row.chain as i32),
-            &e.change_seq,
-        ],
-    )
-    .await?;
-    Ok(())
-}
+/// Row, first version, outbox entry and audit row in one statement;
+/// no row back when the id is taken.
+const CREATE_SQL: &str = "
+WITH e AS (
+    INSERT INTO entities (org_id, project_id, id, type, properties, version, created_at,
+        updated_at, created_by, updated_by, seq)
+    VALUES ($1, $2, $3, $4, $5, 1, $6, $6, $7, $7, nextval('change_seq'))
+    ON CONFLICT DO NOTHING
+    RETURNING seq),
+v AS (
+    INSERT INTO entity_versions (org_id, project_id, entity_id, version, parent_version, op,
+        type, deleted, actor, at, patch, snapshot, chain, seq)
+    SELECT $1, $2, $3, 1, NULL, 'create', $4, false, $7, $6, $8::jsonb, $9::jsonb, $10::int, seq
+    FROM e),
+o AS (
+    INSERT INTO outbox (seq, org_id, project_id, kind, target_id, op, at)
+    SELECT seq, $1, $2, 'entity', $3, 'create', $6 FROM e),
+a AS (
+    INSERT INTO audit_events (org_id, project_id, at, actor, action, target, ip, user_agent,
+        details)
+    SELECT $1, $2, now(), $7, 'entity.create', $3, $11::text, $12::text,
+        jsonb_build_object('version', 1, 'type', $4::text)
+    FROM e)
+SELECT seq FROM e";
 
 pub async fn create<C: GenericClient>(
     c: &C,
@@ -101,29 +102,34 @@ pub async fn create<C: GenericClient>(
     properties: Properties,
 ) -> DomainResult<Entity> {
     let now = Utc::now();
-    let seq = next_seq(c).await?;
-    let inserted = execute(
+    let row = history::version_row(None, &Map::new(), &properties);
+    let properties_json = Value::Object(properties);
+    let inserted = query_opt(
         c,
-        "INSERT INTO entities (org_id, project_id, id, type, properties, version, created_at,
-             updated_at, created_by, updated_by, seq)
-         VALUES ($1, $2, $3, $4, $5, 1, $6, $6, $7, $7, $8)
-         ON CONFLICT DO NOTHING",
+        CREATE_SQL,
         &[
             &ctx.scope.org,
             &ctx.scope.project,
             &id,
             &entity_type,
-            &Value::Object(properties.clone()),
+            &properties_json,
             &now,
             &ctx.actor,
-            &seq,
+            &row.patch,
+            &row.snapshot,
+            &(row.chain as i32),
+            &ctx.caller.ip,
+            &ctx.caller.user_agent,
         ],
     )
     .await?;
-    if inserted == 0 {
+    let Some(inserted) = inserted else {
         return Err(DomainError::Conflict(format!("entity {id} already exists")));
-    }
-    let entity = Entity {
+    };
+    let Value::Object(properties) = properties_json else {
+        unreachable!("built from an object above")
+    };
+    Ok(Entity {
         id: id.to_owned(),
         entity_type: entity_type.to_owned(),
         properties,
@@ -133,11 +139,8 @@ pub async fn create<C: GenericClient>(
         created_by: ctx.actor.to_owned(),
         updated_by: ctx.actor.to_owned(),
         deleted_at: None,
-        change_seq: seq,
-    };
-    insert_version(c, ctx, VersionOp::Create, None, &entity, now).await?;
-    outbox::record(c, ctx.scope, "entity", id, "create", seq, now).await?;
-    Ok(entity)
+        change_seq: inserted.get(0),
+    })
 }
 
 /// A change that makes a new version of an existing entity.
@@ -160,13 +163,37 @@ impl Change {
     }
 }
 
+/// Row update, version row, outbox entry and audit row in one statement.
+const WRITE_VERSION_SQL: &str = "
+WITH s AS (SELECT nextval('change_seq') AS seq),
+u AS (
+    UPDATE entities SET type = $4, properties = $5, version = $6, updated_at = $7,
+        updated_by = $8, deleted_at = $9, seq = (SELECT seq FROM s)
+    WHERE org_id = $1 AND project_id = $2 AND id = $3),
+v AS (
+    INSERT INTO entity_versions (org_id, project_id, entity_id, version, parent_version, op,
+        type, deleted, actor, at, patch, snapshot, chain, seq)
+    SELECT $1, $2, $3, $6, $10::bigint, $11::text, $4, $9::timestamptz IS NOT NULL, $8, $7,
+        $12::jsonb, $13::jsonb, $14::int, seq
+    FROM s),
+o AS (
+    INSERT INTO outbox (seq, org_id, project_id, kind, target_id, op, at)
+    SELECT seq, $1, $2, 'entity', $3, $11::text, $7 FROM s),
+a AS (
+    INSERT INTO audit_events (org_id, project_id, at, actor, action, target, ip, user_agent,
+        details)
+    VALUES ($1, $2, now(), $8, $15::text, $3, $16::text, $17::text,
+        jsonb_build_object('version', $6::bigint, 'type', $4::text)))
+SELECT seq FROM s";
+
 async fn write_version<C: GenericClient>(
     c: &C,
     ctx: &Ctx<'_>,
-    old: Entity,
+    old: Locked,
     change: Change,
 ) -> DomainResult<Entity> {
     let now = Utc::now();
+    let Locked { entity: old, chain } = old;
     let mut e = old.clone();
     if let Some(t) = change.entity_type {
         e.entity_type = t;
@@ -188,12 +215,14 @@ async fn write_version<C: GenericClient>(
             .transpose()?,
     };
     e.deleted_at = deleted_at.map(rows::time);
-    e.change_seq = next_seq(c).await?;
-    execute(
+    let (parent_version, parent_chain, parent_props) = match &change.parent {
+        Some((v, props)) => (*v, version_chain(c, ctx.scope, &e.id, *v).await?, props),
+        None => (old.version, chain, &old.properties),
+    };
+    let row = history::version_row(parent_chain, parent_props, &e.properties);
+    let written = query_opt(
         c,
-        "UPDATE entities SET type = $4, properties = $5, version = $6, updated_at = $7,
-             updated_by = $8, deleted_at = $9, seq = $10
-         WHERE org_id = $1 AND project_id = $2 AND id = $3",
+        WRITE_VERSION_SQL,
         &[
             &ctx.scope.org,
             &ctx.scope.project,
@@ -204,26 +233,35 @@ async fn write_version<C: GenericClient>(
             &now,
             &ctx.actor,
             &deleted_at,
-            &e.change_seq,
+            &parent_version,
+            &change.op.as_str(),
+            &row.patch,
+            &row.snapshot,
+            &(row.chain as i32),
+            &ctx.action,
+            &ctx.caller.ip,
+            &ctx.caller.user_agent,
         ],
     )
     .await?;
-    let parent = match &change.parent {
-        Some((v, props)) => (*v, props),
-        None => (old.version, &old.properties),
-    };
-    insert_version(c, ctx, change.op, Some(parent), &e, now).await?;
-    outbox::record(
-        c,
-        ctx.scope,
-        "entity",
-        &e.id,
-        change.op.as_str(),
-        e.change_seq,
-        now,
-    )
-    .await?;
+    e.change_seq = written.map(|r| r.get(0)).unwrap_or_default();
     Ok(e)
+}
+
+async fn version_chain<C: GenericClient>(
+    c: &C,
+    scope: &Scope,
+    id: &str,
+    version: i64,
+) -> DomainResult<Option<i64>> {
+    Ok(query_opt(
+        c,
+        "SELECT chain FROM entity_versions
+         WHERE org_id = $1 AND project_id = $2 AND entity_id = $3 AND version = $4",
+        &[&scope.org, &scope.project, &id, &version],
+    )
+    .await?
+    .map(|r| i64::from(r.get::<_, i32>(0))))
 }
 
 pub async fn put<C: GenericClient>(
@@ -234,7 +272,7 @@ pub async fn put<C: GenericClient>(
     properties: Properties,
     expected: Option<i64>,
 ) -> DomainResult<(Entity, bool)> {
-    match load(c, ctx.scope, id, true).await? {
+    match lock(c, ctx.scope, id).await? {
         None => {
             if let Some(expected) = expected {
                 return Err(DomainError::PreconditionFailed {
@@ -246,15 +284,15 @@ pub async fn put<C: GenericClient>(
                 .await
                 .map(|e| (e, true))
         }
-        Some(e) if e.deleted_at.is_some() => Err(DomainError::Conflict(format!(
+        Some(l) if l.entity.deleted_at.is_some() => Err(DomainError::Conflict(format!(
             "entity {id} is deleted; restore it before replacing it"
         ))),
-        Some(e) => {
-            check_expected(expected, e.version)?;
+        Some(l) => {
+            check_expected(expected, l.entity.version)?;
             let mut change = Change::new(VersionOp::Replace);
             change.entity_type = Some(entity_type.to_owned());
             change.properties = Some(properties);
-            write_version(c, ctx, e, change).await.map(|e| (e, false))
+            write_version(c, ctx, l, change).await.map(|e| (e, false))
         }
     }
 }
@@ -267,9 +305,9 @@ pub async fn patch<C: GenericClient>(
     entity_type: Option<String>,
     expected: Option<i64>,
 ) -> DomainResult<Entity> {
-    let e = load_live(c, ctx.scope, id).await?;
-    check_expected(expected, e.version)?;
-    let mut merged = Value::Object(e.properties.clone());
+    let l = lock_live(c, ctx.scope, id).await?;
+    check_expected(expected, l.entity.version)?;
+    let mut merged = Value::Object(l.entity.properties.clone());
     apply_merge_patch(&mut merged, patch);
     let Value::Object(properties) = merged else {
         return Err(DomainError::BadRequest(
@@ -279,7 +317,7 @@ pub async fn patch<C: GenericClient>(
     let mut change = Change::new(VersionOp::Update);
     change.entity_type = entity_type;
     change.properties = Some(properties);
-    write_version(c, ctx, e, change).await
+    write_version(c, ctx, l, change).await
 }
 
 pub async fn delete<C: GenericClient>(
@@ -288,21 +326,21 @@ pub async fn delete<C: GenericClient>(
     id: &str,
     expected: Option<i64>,
 ) -> DomainResult<Entity> {
-    let e = load_live(c, ctx.scope, id).await?;
-    check_expected(expected, e.version)?;
-    let e = write_version(c, ctx, e, Change::new(VersionOp::Delete)).await?;
+    let l = lock_live(c, ctx.scope, id).await?;
+    check_expected(expected, l.entity.version)?;
+    let e = write_version(c, ctx, l, Change::new(VersionOp::Delete)).await?;
     super::relationships::hide_touching(c, ctx.scope, id).await?;
     Ok(e)
 }
 
 pub async fn restore<C: GenericClient>(c: &C, ctx: &Ctx<'_>, id: &str) -> DomainResult<Entity> {
-    let e = load(c, ctx.scope, id, true)
+    let l = lock(c, ctx.scope, id)
         .await?
         .ok_or_else(|| DomainError::not_found(format!("entity {id}")))?;
-    if e.deleted_at.is_none() {
+    if l.entity.deleted_at.is_none() {
         return Err(DomainError::Conflict(format!("entity {id} is not deleted")));
     }
-    let e = write_version(c, ctx, e, Change::new(VersionOp::Restore)).await?;
+    let e = write_version(c, ctx, l, Change::new(VersionOp::Restore)).await?;
     super::relationships::revive_touching(c, ctx.scope, id).await?;
     Ok(e)
 }
@@ -314,8 +352,8 @@ pub async fn revert<C: GenericClient>(
     to_version: i64,
     expected: Option<i64>,
 ) -> DomainResult<Entity> {
-    let e = load_live(c, ctx.scope, id).await?;
-    check_expected(expected, e.version)?;
+    let l = lock_live(c, ctx.scope, id).await?;
+    check_expected(expected, l.entity.version)?;
     let (entity_type, properties) =
         state_at(c, ctx.scope, id, to_version)
             .await?
@@ -326,7 +364,7 @@ pub async fn revert<C: GenericClient>(
     change.entity_type = Some(entity_type);
     change.properties = Some(properties.clone());
     change.parent = Some((to_version, properties));
-    write_version(c, ctx, e, change).await
+    write_version(c, ctx, l, change).await
 }
 
 /// Erases the entity, its history and its relationships; returns the change
@@ -460,10 +498,15 @@ pub async fn list<C: GenericClient>(
         .clone()
         .map(Value::Object)
         .unwrap_or(json!({}));
+    // Two statements, so that a type filter can use the type index.
+    let type_filter = match filter.entity_type {
+        Some(_) => "type = $4",
+        None => "$4::text IS NULL",
+    };
     let sql = format!(
         "SELECT {ENTITY_COLS} FROM entities
          WHERE org_id = $1 AND project_id = $2 AND id > $3 AND deleted_at IS NULL
-           AND ($4::text IS NULL OR type = $4)
+           AND {type_filter}
            AND ($5::timestamptz IS NULL OR updated_at >= $5)
            AND properties @> $6
          ORDER BY id LIMIT $7"

@@ -15,6 +15,7 @@ mod outbox;
 mod relationships;
 mod rows;
 mod tenancy;
+mod tx;
 
 use super::cache::{CacheStats, EntityCache};
 use super::{Maintenance, Store};
@@ -49,6 +50,10 @@ pub enum AgeMode {
     Off,
 }
 
+/// How long a cached entity may be served without a fresh read: the bound
+/// on staleness if another daemon dies between a commit and its notice.
+const CACHE_TTL: Duration = Duration::from_secs(10);
+
 /// Most rows a Cypher query may return.
 const MAX_CYPHER_ROWS: usize = 10_000;
 
@@ -68,12 +73,17 @@ impl Default for PgConfig {
 pub struct Ctx<'a> {
     pub scope: &'a Scope,
     pub actor: &'a str,
+    pub caller: &'a Caller,
+    /// The op's audit action (entity writes insert their audit row in the
+    /// same statement as the change).
+    pub action: &'static str,
 }
 
 pub struct PgStore {
     pool: Pool,
     cache: Arc<EntityCache>,
     feed: notify::Feed,
+    notifier: notify::Notifier,
     age: Option<age::Age>,
     statement_timeout_ms: u64,
 }
@@ -118,13 +128,14 @@ impl PgStore {
             let mut client = first_connection(&pool).await?;
             migrate::run(&mut client).await?;
         }
-        let cache = Arc::new(EntityCache::new(cache_entries));
+        let cache = Arc::new(EntityCache::new(cache_entries, Some(CACHE_TTL)));
         let feed = if config.notify {
             notify::Feed::start(pg, cache.clone())
         } else {
             notify::Feed::disabled()
         };
         Ok(PgStore {
+            notifier: notify::Notifier::start(pool.clone()),
             pool,
             cache,
             feed,
@@ -192,11 +203,13 @@ async fn apply<C: deadpool_postgres::GenericClient>(
     graph: Option<(&age::Age, i64)>,
     op: WriteOp,
 ) -> DomainResult<WriteOutcome> {
+    let action = op.audit_action();
     let ctx = Ctx {
         scope,
         actor: &caller.key_id,
+        caller,
+        action,
     };
-    let action = op.audit_action();
     let outcome = match op {
         WriteOp::CreateEntity {
             id,
@@ -284,18 +297,15 @@ async fn apply<C: deadpool_postgres::GenericClient>(
     if let Some((age, pk)) = graph {
         age.project(c, pk, scope, action, &outcome).await?;
     }
-    let (action, target, details) = super::audit_event(action, &outcome);
-    let place = tenancy::AuditPlace {
-        org: &scope.org,
-        project: Some(&scope.project),
-        caller,
-    };
-    tenancy::audit(c, &place, action, &target, details).await?;
-    if let WriteOutcome::Entity { entity, .. } = &outcome {
-        notify::entity_changed(c, scope, &entity.id, entity.change_seq).await?;
-    }
-    if let WriteOutcome::Purged { id, seq, .. } = &outcome {
-        notify::entity_changed(c, scope, id, *seq).await?;
+    // Entity changes wrote their audit row with the change itself.
+    if !matches!(outcome, WriteOutcome::Entity { .. }) {
+        let (action, target, details) = super::audit_event(action, &outcome);
+        let place = tenancy::AuditPlace {
+            org: &scope.org,
+            project: Some(&scope.project),
+            caller,
+        };
+        tenancy::audit(c, &place, action, &target, details).await?;
     }
     Ok(outcome)
 }
@@ -390,14 +400,12 @@ impl Store for PgStore {
         caller: &Caller,
         ops: Vec<WriteOp>,
     ) -> DomainResult<Vec<WriteOutcome>> {
-        let mut c = self.client().await?;
-        let tx = c.transaction().await.map_err(pg_err)?;
-        let pk = tenancy::lock_project(&tx, scope).await?;
+        let (tx, pk) = tx::WriteTx::begin(self.client().await?, scope).await?;
         let graph = self.age.as_ref().map(|a| (a, pk));
         let mut outcomes = Vec::with_capacity(ops.len());
         for (index, op) in ops.into_iter().enumerate() {
             let outcome =
-                apply(&tx, scope, caller, graph, op)
+                apply(tx.client(), scope, caller, graph, op)
                     .await
                     .map_err(|e| DomainError::InBatch {
                         index,
@@ -405,16 +413,26 @@ impl Store for PgStore {
                     })?;
             outcomes.push(outcome);
         }
-        tx.commit().await.map_err(pg_err)?;
+        let committed = tx.commit().await;
+        // Announced even when the commit's fate is unknown: a notice for a
+        // change that did not happen only costs the others a cache miss.
         for outcome in &outcomes {
             match outcome {
                 WriteOutcome::Entity { entity, .. } => {
-                    self.cache.offer(scope, Arc::new(entity.clone()))
+                    self.notifier
+                        .entity_changed(scope, &entity.id, entity.change_seq);
+                    if committed.is_ok() {
+                        self.cache.offer(scope, Arc::new(entity.clone()))
+                    }
                 }
-                WriteOutcome::Purged { id, seq, .. } => self.cache.tombstone(scope, id, *seq),
+                WriteOutcome::Purged { id, seq, .. } => {
+                    self.notifier.entity_changed(scope, id, *seq);
+                    self.cache.tombstone(scope, id, *seq)
+                }
                 _ => {}
             }
         }
+        committed?;
         Ok(outcomes)
     }
 

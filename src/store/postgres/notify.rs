@@ -1,8 +1,16 @@
-//! Cross-daemon cache coherence: every write NOTIFYs what it changed (in its
-//! transaction, so the notice goes out exactly when it commits), and one
+//! Cross-daemon cache coherence: daemons NOTIFY what they changed, and one
 //! LISTEN connection per daemon evicts those entries from the local caches.
 //! The entity cache is used only while that connection is up: if it drops,
 //! notices may be lost, so the cache is cleared and bypassed until it is back.
+//!
+//! Entity notices go out after commit, batched by one task per daemon: a
+//! NOTIFY in the write's own transaction takes PostgreSQL's global notify
+//! lock from pre-commit until the commit record is flushed, which serialised
+//! every write (~600/s). The price is a window between commit and notice in
+//! which a killed daemon loses its notices; cache entries expire after
+//! `postgres::CACHE_TTL` so such a loss is bounded. Key revocations and
+//! deletes of whole projects or orgs are rare and security-relevant: they
+//! still NOTIFY inside their transaction.
 
 use super::rows::execute;
 use crate::domain::{DomainResult, Scope};
@@ -13,10 +21,22 @@ use serde::{Deserialize, Serialize};
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::Arc;
 use std::time::Duration;
-use tokio::sync::broadcast;
+use tokio::sync::{broadcast, mpsc};
 use tokio_postgres::{AsyncMessage, NoTls};
 
 const CHANNEL: &str = "strata_changes";
+/// PostgreSQL refuses payloads of 8000 bytes or more.
+const MAX_PAYLOAD: usize = 7_900;
+/// Beyond this many unsent notices (database unreachable), send one `All`.
+const MAX_PENDING: usize = 100_000;
+
+/// One payload holds one notice (in-transaction sends) or a batch.
+#[derive(Deserialize)]
+#[serde(untagged)]
+enum Payload {
+    One(Notice),
+    Many(Vec<Notice>),
+}
 
 #[derive(Serialize, Deserialize)]
 #[serde(tag = "k", rename_all = "snake_case")]
@@ -39,19 +59,87 @@ async fn send<C: GenericClient>(c: &C, notice: &Notice) -> DomainResult<()> {
     Ok(())
 }
 
-pub async fn entity_changed<C: GenericClient>(
-    c: &C,
-    scope: &Scope,
-    id: &str,
-    seq: i64,
-) -> DomainResult<()> {
-    let notice = Notice::Entity {
-        o: scope.org.clone(),
-        p: scope.project.clone(),
-        i: id.to_owned(),
-        s: seq,
-    };
-    send(c, &notice).await
+/// Sends entity notices after commit, in batches, through the pool.
+#[derive(Clone)]
+pub struct Notifier {
+    queue: mpsc::UnboundedSender<Notice>,
+}
+
+impl Notifier {
+    pub fn start(pool: deadpool_postgres::Pool) -> Self {
+        let (queue, rx) = mpsc::unbounded_channel();
+        tokio::spawn(send_batches(pool, rx));
+        Notifier { queue }
+    }
+
+    /// The entity changed at change `seq` (a commit that happened, or may have).
+    pub fn entity_changed(&self, scope: &Scope, id: &str, seq: i64) {
+        let notice = Notice::Entity {
+            o: scope.org.clone(),
+            p: scope.project.clone(),
+            i: id.to_owned(),
+            s: seq,
+        };
+        let _ = self.queue.send(notice);
+    }
+}
+
+/// Drains the queue: whatever arrived while the previous batch was being
+/// sent goes out in the next one, one statement per batch.
+async fn send_batches(pool: deadpool_postgres::Pool, mut rx: mpsc::UnboundedReceiver<Notice>) {
+    let mut pending = Vec::new();
+    loop {
+        if pending.is_empty() {
+            match rx.recv().await {
+                Some(n) => pending.push(n),
+                None => return,
+            }
+        }
+        while let Ok(n) = rx.try_recv() {
+            pending.push(n);
+        }
+        if pending.len() > MAX_PENDING {
+            pending = vec![Notice::All];
+        }
+        match send_batch(&pool, &pending).await {
+            Ok(()) => pending.clear(),
+            Err(e) => {
+                tracing::warn!(error = %e, unsent = pending.len(), "could not send change notices; retrying");
+                tokio::time::sleep(Duration::from_millis(500)).await;
+            }
+        }
+    }
+}
+
+async fn send_batch(pool: &deadpool_postgres::Pool, notices: &[Notice]) -> anyhow::Result<()> {
+    let client = pool.get().await?;
+    // Losing a notice on a server crash is harmless (listeners reconnect and
+    // clear), so this commit need not wait for the WAL flush.
+    let sql = "SELECT set_config('synchronous_commit', 'off', true),
+                      (SELECT count(pg_notify($1, p)) FROM unnest($2::text[]) AS p)";
+    let st = client.prepare_cached(sql).await?;
+    client.execute(&st, &[&CHANNEL, &payloads(notices)]).await?;
+    Ok(())
+}
+
+/// JSON arrays of notices, each under the payload limit.
+fn payloads(notices: &[Notice]) -> Vec<String> {
+    let mut out = Vec::new();
+    let mut current = String::from("[");
+    for n in notices {
+        let one = serde_json::to_string(n).expect("notices serialise");
+        if current.len() > 1 && current.len() + one.len() + 1 > MAX_PAYLOAD {
+            current.push(']');
+            out.push(std::mem::replace(&mut current, String::from("[")));
+        }
+        if current.len() > 1 {
+            current.push(',');
+        }
+        current.push_str(&one);
+    }
+    current.push(']');
+    out.push(current);
+    out
 }
 
 pub async fn key_revoked<C: GenericClient>(c: &C, id: &str) -> DomainResult<()> {
@@ -167,15 +255,70 @@ async fn listen(
     cache.clear();
     live.store(true, Ordering::Release);
     while let Some(payload) = notices.recv().await {
-        match serde_json::from_str::<Notice>(&payload) {
-            Ok(Notice::Entity { o, p, i, s }) => cache.tombstone(&Scope::new(o, p), &i, s),
-            Ok(Notice::Key { i }) => {
-                let _ = keys.send(i);
+        let notices = match serde_json::from_str::<Payload>(&payload) {
+            Ok(Payload::One(n)) => vec![n],
+            Ok(Payload::Many(ns)) => ns,
+            Err(e) => {
+                tracing::warn!(error = %e, "unreadable change notice");
+                continue;
             }
-            Ok(Notice::All) => cache.clear(),
-            Err(e) => tracing::warn!(error = %e, "unreadable change notice"),
+        };
+        for notice in notices {
+            match notice {
+                Notice::Entity { o, p, i, s } => cache.tombstone(&Scope::new(o, p), &i, s),
+                Notice::Key { i } => {
+                    let _ = keys.send(i);
+                }
+                Notice::All => cache.clear(),
+            }
         }
     }
     pump.abort();
     Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn entity(i: usize) -> Notice {
+        Notice::Entity {
+            o: "org".into(),
+            p: "project".into(),
+            i: format!("{i:0>200}"),
+            s: i as i64,
+        }
+    }
+
+    #[test]
+    fn batches_split_under_the_payload_limit_and_read_back_whole() {
+        let notices: Vec<Notice> = (0..500).map(entity).collect();
+        let out = payloads(&notices);
+        assert!(out.len() > 1);
+        let mut seen = Vec::new();
+        for p in &out {
+            assert!(p.len() < 8000, "{}", p.len());
+            match serde_json::from_str::<Payload>(p).unwrap() {
+                Payload::Many(ns) => seen.extend(ns),
+                Payload::One(_) => panic!("a batch reads back as a batch"),
+            }
+        }
+        let seqs: Vec<i64> = seen
+            .iter()
+            .map(|n| match n {
+                Notice::Entity { s, .. } => *s,
+                _ => -1,
+            })
+            .collect();
+        assert_eq!(seqs, (0..500).collect::<Vec<i64>>());
+    }
+
+    #[test]
+    fn a_single_notice_still_reads() {
+        let one = serde_json::to_string(&Notice::Key { i: "k".into() }).unwrap();
+        assert!(matches!(
+            serde_json::from_str::<Payload>(&one).unwrap(),
+            Payload::One(Notice::Key { .. })
+        ));
+    }
 }

@@ -117,7 +117,7 @@ impl SqliteStore {
         Ok(SqliteStore {
             writer: Writer::spawn(conn, fts::apply_staged)?,
             readers: Readers::spawn(readers)?,
-            cache: Arc::new(EntityCache::new(cache_entries)),
+            cache: Arc::new(EntityCache::new(cache_entries, None)),
             leases: Arc::default(),
         })
     }
