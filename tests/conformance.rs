@@ -64,6 +64,7 @@ conformance!(
     concurrent_conditional_patches_lose_nothing,
     projects_never_see_each_other,
     reads_after_every_kind_of_write,
+    every_write_leaves_one_audit_event,
 );
 
 fn me() -> Caller {
@@ -1471,4 +1472,82 @@ async fn reads_after_every_kind_of_write(store: &DynStore) {
         ),
         (1, "again", json!(9))
     );
+}
+
+/// One audit event per write op, with the caller, the target and the
+/// version it made; a failed write leaves none.
+async fn every_write_leaves_one_audit_event(store: &DynStore) {
+    let caller = Caller {
+        key_id: "k1".into(),
+        ip: Some("192.0.2.7".into()),
+        user_agent: Some("gateway/1".into()),
+    };
+    let put = |id: &str| WriteOp::PutEntity {
+        id: id.into(),
+        entity_type: "task".into(),
+        properties: props(json!({"n": 0})),
+        expected_version: None,
+    };
+    let steps = vec![
+        create("a", "task", json!({"n": 1})),
+        patch("a", json!({"n": 2}), Some(1)),
+        put("a"),
+        put("b"),
+        WriteOp::RevertEntity {
+            id: "a".into(),
+            to_version: 1,
+            expected_version: None,
+        },
+        relate("r", "dep", "a", "b"),
+        WriteOp::DeleteEntity {
+            id: "a".into(),
+            expected_version: None,
+        },
+        WriteOp::RestoreEntity { id: "a".into() },
+        WriteOp::DeleteRelationship {
+            id: "r".into(),
+            expected_version: None,
+        },
+        WriteOp::PurgeEntity { id: "b".into() },
+    ];
+    for op in steps {
+        store.write(&app(), &caller, vec![op]).await.unwrap();
+    }
+    let failed = store
+        .write(&app(), &caller, vec![patch("a", json!({"n": 9}), Some(1))])
+        .await;
+    assert!(failed.is_err());
+    let events = store
+        .list_audit("acme", &AuditFilter::default(), &page(100))
+        .await
+        .unwrap()
+        .items;
+    let mut seen: Vec<(String, String, Value)> = events
+        .iter()
+        .filter(|e| e.actor == "k1")
+        .map(|e| {
+            assert_eq!(e.project.as_deref(), Some("app"));
+            assert_eq!(e.ip.as_deref(), Some("192.0.2.7"));
+            assert_eq!(e.user_agent.as_deref(), Some("gateway/1"));
+            (e.action.clone(), e.target.clone(), e.details["version"].clone())
+        })
+        .collect();
+    seen.reverse(); // newest first
+    let expected = [
+        ("entity.create", "a", json!(1)),
+        ("entity.update", "a", json!(2)),
+        ("entity.replace", "a", json!(3)),
+        ("entity.create", "b", json!(1)),
+        ("entity.revert", "a", json!(4)),
+        ("relationship.create", "r", json!(1)),
+        ("entity.delete", "a", json!(5)),
+        ("entity.restore", "a", json!(6)),
+        ("relationship.delete", "r", Value::Null),
+        ("entity.purge", "b", Value::Null),
+    ];
+    let expected: Vec<(String, String, Value)> = expected
+        .into_iter()
+        .map(|(a, t, v)| (a.to_owned(), t.to_owned(), v))
+        .collect();
+    assert_eq!(seen, expected);
 }
