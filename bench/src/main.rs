@@ -253,6 +253,16 @@ impl Ctx {
         Ok((n, took))
     }
 
+    /// Server mode: VACUUM ANALYZE after loading, as after any bulk load.
+    async fn settle_after_load(&self) -> Result<()> {
+        let url = self.common.env.iter().find(|(k, _)| k == "STRATA_DATABASE_URL");
+        if let Some((_, url)) = url {
+            let took = pg::vacuum_analyze(url).await?;
+            eprintln!("VACUUM (ANALYZE) after loading: {took:.1?}");
+        }
+        Ok(())
+    }
+
     fn report(&self, workload: &str, summaries: &[Summary], extra: Value) -> Result<()> {
         for s in summaries {
             println!("{}", s.line());
@@ -552,6 +562,7 @@ async fn pokec(
     let seed = ctx.common.seed;
     let d = start(ctx)?;
     let g = load_pokec(ctx, &d, n, m, exponent).await?;
+    ctx.settle_after_load().await?;
     let (edges, n_ent, t_ent, n_rel, t_rel) =
         (g.edges, g.users, g.users_took, g.knows, g.knows_took);
     let (max_out, max_in) = (g.max_out, g.max_in);
@@ -738,6 +749,7 @@ async fn big_graph(ctx: &Ctx, p: BigGraph) -> Result<()> {
             .map(|(k, (i, j))| gen::dep_op(k, i, j));
         let (nr, tr) = ctx.load(&d, "DEPENDS_ON", m, rels).await?;
         load = json!({"reused": false, "packages": ne, "packages_secs": te.as_secs_f64(), "edges": nr, "edges_secs": tr.as_secs_f64()});
+        ctx.settle_after_load().await?;
         if let Some(m) = &marker_path {
             std::fs::write(m, &marker)?;
         }

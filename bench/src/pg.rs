@@ -38,6 +38,15 @@ pub async fn create_database(admin: &str) -> Result<Database> {
     })
 }
 
+/// What a DBA runs after a bulk load: statistics for the planner and the
+/// visibility map for index-only scans, instead of waiting for autovacuum.
+pub async fn vacuum_analyze(url: &str) -> Result<std::time::Duration> {
+    let client = connect(url).await?;
+    let start = std::time::Instant::now();
+    client.batch_execute("VACUUM (ANALYZE)").await?;
+    Ok(start.elapsed())
+}
+
 impl Database {
     pub async fn drop_database(&self) -> Result<()> {
         let client = connect(&self.admin).await?;

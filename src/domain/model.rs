@@ -54,6 +54,14 @@ pub struct Entity {
     pub change_seq: i64,
 }
 
+/// A live edge as a search step sees it: its id and its ends.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct EdgeRef {
+    pub id: String,
+    pub from: String,
+    pub to: String,
+}
+
 #[derive(Debug, Clone, Serialize, Deserialize, PartialEq, utoipa::ToSchema)]
 pub struct Relationship {
     pub id: String,

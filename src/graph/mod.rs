@@ -96,7 +96,7 @@ pub struct GraphPath {
 
 /// One side of the bidirectional search: how each reached node was reached.
 struct Side {
-    parent: HashMap<String, Option<Relationship>>,
+    parent: HashMap<String, Option<EdgeRef>>,
     frontier: Vec<String>,
     /// Walk edges forward (from → to) on this side.
     forward: bool,
@@ -191,9 +191,21 @@ pub async fn shortest_path(
         }
         edges
     };
-    let mut edges = trail(&a);
-    edges.reverse();
-    edges.extend(trail(&b));
+    let mut refs = trail(&a);
+    refs.reverse();
+    refs.extend(trail(&b));
+    let mut edges = Vec::with_capacity(refs.len());
+    for r in &refs {
+        match store.get_relationship(scope, &r.id).await {
+            Ok(edge) => edges.push(edge),
+            Err(DomainError::NotFound(_)) => {
+                return Err(DomainError::Conflict(
+                    "an edge of the path was deleted while it was searched; retry".into(),
+                ))
+            }
+            Err(e) => return Err(e),
+        }
+    }
     let mut order = vec![q.from.clone()];
     for e in &edges {
         let last = order.last().expect("starts with from");

@@ -77,14 +77,16 @@ pub trait Store: Send + Sync + 'static {
     /// Every live node within `max_depth` hops of the start, each at its
     /// shortest depth, and the edges walked between them.
     async fn traverse(&self, scope: &Scope, t: &Traversal) -> DomainResult<Subgraph>;
-    /// The live edges touching any of `nodes` in `direction` (one BFS level).
+    /// The live edges touching any of `nodes` in `direction` (one BFS
+    /// level), ids and ends only: a search reads whole rows for the path it
+    /// keeps, not for every edge it looks at.
     async fn expand(
         &self,
         scope: &Scope,
         nodes: &[String],
         direction: Direction,
         types: &[String],
-    ) -> DomainResult<Vec<Relationship>>;
+    ) -> DomainResult<Vec<EdgeRef>>;
     /// Node headers (id, type) for live entities among `ids`, in any order.
     async fn node_headers(
         &self,

@@ -111,14 +111,16 @@ pub async fn expand<C: GenericClient>(
     nodes: &[String],
     direction: Direction,
     types: &[String],
-) -> DomainResult<Vec<Relationship>> {
+) -> DomainResult<Vec<EdgeRef>> {
+    // Answered from the live-edge indexes alone (they include the id): a
+    // hub's thousands of edges cost no heap reads.
     let ends = match direction {
         Direction::Out => "from_id = ANY($3)",
         Direction::In => "to_id = ANY($3)",
         Direction::Both => "(from_id = ANY($3) OR to_id = ANY($3))",
     };
     let sql = format!(
-        "SELECT {REL_COLS} FROM relationships
+        "SELECT id, from_id, to_id FROM relationships
          WHERE org_id = $1 AND project_id = $2 AND live AND {ends}
            AND (cardinality($4::text[]) = 0 OR type = ANY($4))"
     );
@@ -126,7 +128,11 @@ pub async fn expand<C: GenericClient>(
         query(c, &sql, &[&scope.org, &scope.project, &nodes, &types])
             .await?
             .iter()
-            .map(rows::relationship)
+            .map(|r| EdgeRef {
+                id: r.get(0),
+                from: r.get(1),
+                to: r.get(2),
+            })
             .collect(),
     )
 }

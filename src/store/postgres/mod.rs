@@ -91,12 +91,19 @@ pub struct PgStore {
 fn pg_config(url: &str, config: &PgConfig) -> anyhow::Result<tokio_postgres::Config> {
     let mut pg: tokio_postgres::Config = url.parse()?;
     pg.connect_timeout(Duration::from_secs(config.connect_timeout_secs));
+    // Every statement is prepared once per connection and parameterised;
+    // the indexes make its plan the same for any values, so planning it
+    // again at each execution (PostgreSQL's default for the first runs and
+    // whenever a custom plan looks cheaper) is wasted CPU: a third of a
+    // shortest-path search.
+    let mut options = String::from("-c plan_cache_mode=force_generic_plan");
     if config.statement_timeout_ms > 0 {
-        pg.options(format!(
-            "-c statement_timeout={}",
+        options.push_str(&format!(
+            " -c statement_timeout={}",
             config.statement_timeout_ms
         ));
     }
+    pg.options(options);
     Ok(pg)
 }
 
@@ -520,7 +527,7 @@ impl Store for PgStore {
         nodes: &[String],
         direction: Direction,
         types: &[String],
-    ) -> DomainResult<Vec<Relationship>> {
+    ) -> DomainResult<Vec<EdgeRef>> {
         graph::expand(&self.client().await?, scope, nodes, direction, types).await
     }
 

@@ -136,8 +136,16 @@ pub fn expand(
     nodes: &[String],
     direction: Direction,
     types: &[String],
-) -> DomainResult<Vec<Relationship>> {
-    live_edges(conn, scope, direction, nodes, None, types)
+) -> DomainResult<Vec<EdgeRef>> {
+    let edges = live_edges(conn, scope, direction, nodes, None, types)?;
+    Ok(edges
+        .into_iter()
+        .map(|r| EdgeRef {
+            id: r.id,
+            from: r.from,
+            to: r.to,
+        })
+        .collect())
 }
 
 /// Live edges with their near end in `near` (and, when given, their far end

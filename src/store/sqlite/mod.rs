@@ -482,7 +482,7 @@ impl Store for SqliteStore {
         nodes: &[String],
         direction: Direction,
         types: &[String],
-    ) -> DomainResult<Vec<Relationship>> {
+    ) -> DomainResult<Vec<EdgeRef>> {
         let (s, nodes, types) = (scope.clone(), nodes.to_vec(), types.to_vec());
         self.read(move |conn| graph::expand(conn, &s, &nodes, direction, &types))
             .await
