@@ -1529,7 +1529,11 @@ async fn every_write_leaves_one_audit_event(store: &DynStore) {
             assert_eq!(e.project.as_deref(), Some("app"));
             assert_eq!(e.ip.as_deref(), Some("192.0.2.7"));
             assert_eq!(e.user_agent.as_deref(), Some("gateway/1"));
-            (e.action.clone(), e.target.clone(), e.details["version"].clone())
+            (
+                e.action.clone(),
+                e.target.clone(),
+                e.details["version"].clone(),
+            )
         })
         .collect();
     seen.reverse(); // newest first

@@ -255,7 +255,11 @@ impl Ctx {
 
     /// Server mode: VACUUM ANALYZE after loading, as after any bulk load.
     async fn settle_after_load(&self) -> Result<()> {
-        let url = self.common.env.iter().find(|(k, _)| k == "STRATA_DATABASE_URL");
+        let url = self
+            .common
+            .env
+            .iter()
+            .find(|(k, _)| k == "STRATA_DATABASE_URL");
         if let Some((_, url)) = url {
             let took = pg::vacuum_analyze(url).await?;
             eprintln!("VACUUM (ANALYZE) after loading: {took:.1?}");

@@ -28,6 +28,9 @@ pub async fn create_database(admin: &str) -> Result<Database> {
     client
         .batch_execute(&format!("CREATE DATABASE {name}"))
         .await?;
+    // Every run starts right after a checkpoint, so that none pays for the
+    // previous run's dirty pages and full-page writes more than another.
+    client.batch_execute("CHECKPOINT").await?;
     let base = admin.rsplit_once('/').map(|(b, _)| b).unwrap_or(admin);
     let url = format!("{base}/{name}");
     eprintln!("server mode: fresh database {url}");

@@ -202,14 +202,13 @@ async fn detect_age(
     }
 }
 
-/// Applies one op with its audit row, change notice and graph projection.
+/// Applies one op with its audit row (the graph projection follows it).
 async fn apply<C: deadpool_postgres::GenericClient>(
     c: &C,
     scope: &Scope,
     caller: &Caller,
-    graph: Option<(&age::Age, i64)>,
     op: WriteOp,
-) -> DomainResult<WriteOutcome> {
+) -> DomainResult<(&'static str, WriteOutcome)> {
     let action = op.audit_action();
     let ctx = Ctx {
         scope,
@@ -301,9 +300,6 @@ async fn apply<C: deadpool_postgres::GenericClient>(
             WriteOutcome::Deleted { id }
         }
     };
-    if let Some((age, pk)) = graph {
-        age.project(c, pk, scope, action, &outcome).await?;
-    }
     // Entity changes wrote their audit row with the change itself.
     if !matches!(outcome, WriteOutcome::Entity { .. }) {
         let (action, target, details) = super::audit_event(action, &outcome);
@@ -314,7 +310,7 @@ async fn apply<C: deadpool_postgres::GenericClient>(
         };
         tenancy::audit(c, &place, action, &target, details).await?;
     }
-    Ok(outcome)
+    Ok((action, outcome))
 }
 
 #[async_trait]
@@ -407,17 +403,41 @@ impl Store for PgStore {
         caller: &Caller,
         ops: Vec<WriteOp>,
     ) -> DomainResult<Vec<WriteOutcome>> {
-        let (tx, pk) = tx::WriteTx::begin(self.client().await?, scope).await?;
-        let graph = self.age.as_ref().map(|a| (a, pk));
+        let tx = tx::WriteTx::new(self.client().await?);
+        let c = tx.client();
+        let in_batch = |index| {
+            move |e| DomainError::InBatch {
+                index,
+                source: Box::new(e),
+            }
+        };
         let mut outcomes = Vec::with_capacity(ops.len());
-        for (index, op) in ops.into_iter().enumerate() {
-            let outcome =
-                apply(tx.client(), scope, caller, graph, op)
+        let mut ops = ops.into_iter().enumerate();
+        // The first op's first statement travels with BEGIN and the lock.
+        let first = ops.next().map(|(_, op)| apply(c, scope, caller, op));
+        let (pk, first) = tx
+            .begin(scope, async {
+                match first {
+                    Some(f) => Some(f.await),
+                    None => None,
+                }
+            })
+            .await?;
+        let mut applied = first.map(|r| (0, r));
+        loop {
+            let (index, result) = match applied.take() {
+                Some(done) => done,
+                None => match ops.next() {
+                    Some((index, op)) => (index, apply(c, scope, caller, op).await),
+                    None => break,
+                },
+            };
+            let (action, outcome) = result.map_err(in_batch(index))?;
+            if let Some(age) = &self.age {
+                age.project(c, pk, scope, action, &outcome)
                     .await
-                    .map_err(|e| DomainError::InBatch {
-                        index,
-                        source: Box::new(e),
-                    })?;
+                    .map_err(in_batch(index))?;
+            }
             outcomes.push(outcome);
         }
         let committed = tx.commit().await;

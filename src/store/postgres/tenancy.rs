@@ -1,12 +1,12 @@
 //! Orgs, projects, API keys and the audit trail on PostgreSQL.
 
-use super::rows::{self, execute, query, query_opt};
+use super::rows::{self, execute, pg_err, query, query_opt};
 use crate::domain::*;
 use crate::store::cursor;
 use chrono::Utc;
 use deadpool_postgres::GenericClient;
 use serde_json::{json, Value};
-use tokio_postgres::Row;
+use tokio_postgres::{Row, Statement};
 
 /// Where and by whom a write happened.
 pub struct AuditPlace<'a> {
@@ -146,15 +146,29 @@ pub async fn get_project<C: GenericClient>(c: &C, org_id: &str, id: &str) -> Dom
 
 /// Locks the project row for the rest of the transaction (a delete waits);
 /// returns its `pk`.
+const LOCK_PROJECT: &str = "SELECT pk FROM projects WHERE org_id = $1 AND id = $2 FOR SHARE";
+
 pub async fn lock_project<C: GenericClient>(c: &C, scope: &Scope) -> DomainResult<i64> {
-    query_opt(
-        c,
-        "SELECT pk FROM projects WHERE org_id = $1 AND id = $2 FOR SHARE",
-        &[&scope.org, &scope.project],
-    )
-    .await?
-    .map(|r| r.get(0))
-    .ok_or_else(|| DomainError::not_found(format!("project {}", scope.project)))
+    let st = prepare_lock_project(c).await?;
+    lock_project_with(c, &st, scope).await
+}
+
+pub async fn prepare_lock_project<C: GenericClient>(c: &C) -> DomainResult<Statement> {
+    c.prepare_cached(LOCK_PROJECT).await.map_err(pg_err)
+}
+
+/// Share-locks the project row (a project deletion waits for the writes in
+/// flight, and they for it); its `pk`, or NotFound.
+pub async fn lock_project_with<C: GenericClient>(
+    c: &C,
+    lock: &Statement,
+    scope: &Scope,
+) -> DomainResult<i64> {
+    c.query_opt(lock, &[&scope.org, &scope.project])
+        .await
+        .map_err(pg_err)?
+        .map(|r| r.get(0))
+        .ok_or_else(|| DomainError::not_found(format!("project {}", scope.project)))
 }
 
 /// The project's `pk`, without locking (read-only transactions).

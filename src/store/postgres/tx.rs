@@ -1,11 +1,13 @@
-//! The write transaction: its BEGIN travels with the project lock, one round
-//! trip for both. tokio-postgres sends requests in the order their futures
-//! are first polled, and the server runs them in that order.
+//! The write transaction: BEGIN, the project's share lock and the first
+//! op's first statement travel together, one round trip for all three.
+//! tokio-postgres sends requests in the order their futures are first
+//! polled, and the server runs them in that order.
 
 use super::rows::pg_err;
 use super::tenancy;
 use crate::domain::{DomainResult, Scope};
 use deadpool_postgres::Object;
+use std::future::Future;
 
 pub struct WriteTx {
     client: Option<Object>,
@@ -13,21 +15,37 @@ pub struct WriteTx {
 }
 
 impl WriteTx {
-    /// Begins and takes the project's share lock; returns the project's pk.
-    pub async fn begin(client: Object, scope: &Scope) -> DomainResult<(Self, i64)> {
-        let tx = WriteTx {
+    pub fn new(client: Object) -> Self {
+        WriteTx {
             client: Some(client),
+            // From the start: a ROLLBACK without a BEGIN is only a warning.
             open: true,
-        };
-        let c = tx.client();
-        let (begun, pk) = tokio::join!(c.batch_execute("BEGIN"), tenancy::lock_project(c, scope));
-        begun.map_err(pg_err)?;
-        let pk = pk?;
-        Ok((tx, pk))
+        }
     }
 
     pub fn client(&self) -> &Object {
         self.client.as_ref().expect("present until dropped")
+    }
+
+    /// Begins, takes the project's share lock (its pk is returned) and runs
+    /// `first` — the first op, whose statements queue behind the lock. A
+    /// missing project is reported before anything `first` found.
+    pub async fn begin<T>(
+        &self,
+        scope: &Scope,
+        first: impl Future<Output = T>,
+    ) -> DomainResult<(i64, T)> {
+        let c = self.client();
+        // Prepared ahead (once per connection), so that the lock is sent
+        // in this very poll, before anything `first` sends.
+        let lock = tenancy::prepare_lock_project(c).await?;
+        let (begun, pk, first) = futures_util::join!(
+            c.batch_execute("BEGIN"),
+            tenancy::lock_project_with(c, &lock, scope),
+            first
+        );
+        begun.map_err(pg_err)?;
+        Ok((pk?, first))
     }
 
     pub async fn commit(mut self) -> DomainResult<()> {
