@@ -91,19 +91,16 @@ pub struct PgStore {
 fn pg_config(url: &str, config: &PgConfig) -> anyhow::Result<tokio_postgres::Config> {
     let mut pg: tokio_postgres::Config = url.parse()?;
     pg.connect_timeout(Duration::from_secs(config.connect_timeout_secs));
-    // Every statement is prepared once per connection and parameterised;
-    // the indexes make its plan the same for any values, so planning it
-    // again at each execution (PostgreSQL's default for the first runs and
-    // whenever a custom plan looks cheaper) is wasted CPU: a third of a
-    // shortest-path search.
-    let mut options = String::from("-c plan_cache_mode=force_generic_plan");
+    // plan_cache_mode stays `auto`: forcing generic plans saves planning
+    // on point lookups, but a graph level's `= ANY($3)` over a thousand ids
+    // then runs as a thousand index descents instead of a bitmap scan
+    // (21 vs 13 ms, 65 vs 36 ms on the Pokec graph).
     if config.statement_timeout_ms > 0 {
-        options.push_str(&format!(
-            " -c statement_timeout={}",
+        pg.options(format!(
+            "-c statement_timeout={}",
             config.statement_timeout_ms
         ));
     }
-    pg.options(options);
     Ok(pg)
 }
 
