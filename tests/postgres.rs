@@ -1,6 +1,6 @@
 //! Server mode with several daemons on one PostgreSQL: concurrent starts and
 //! migrations, optimistic concurrency under racing writers, cache coherence
-//! and key revocation across daemons.
+//! and key revocation across daemons, abandoned write transactions.
 
 mod support;
 
@@ -298,4 +298,53 @@ async fn one_daemon_at_a_time_compacts_a_document_and_a_dead_one_lets_go() {
         a.lease_doc(&scope, "third").await.unwrap().is_some()
     })
     .await;
+}
+
+#[tokio::test]
+async fn a_write_abandoned_midway_leaves_nothing_and_its_connection_clean() {
+    let url = support::fresh_pg_database().await;
+    let dir = tempfile::tempdir().unwrap();
+    let mut config = support::pg_config(dir.path(), &url);
+    // One connection: the write after the abandoned one must reuse it.
+    config.postgres.pool_size = 1;
+    config.postgres.notify = false;
+    let store = strata::store::open(&config).await.unwrap();
+    let scope = project(&store).await;
+    let batch: Vec<WriteOp> = (0..2_000)
+        .map(|i| WriteOp::CreateEntity {
+            id: format!("e{i}"),
+            entity_type: "t".into(),
+            properties: props(json!({"i": i})),
+        })
+        .collect();
+    // Dropped after its transaction began, long before 2,000 creates commit.
+    let abandoned = tokio::time::timeout(
+        Duration::from_millis(30),
+        store.write(&scope, &caller(), batch),
+    )
+    .await;
+    assert!(abandoned.is_err(), "the batch finished within 30 ms");
+    let after = WriteOp::CreateEntity {
+        id: "after".into(),
+        entity_type: "t".into(),
+        properties: props(json!({})),
+    };
+    store.write(&scope, &caller(), vec![after]).await.unwrap();
+    let page = PageRequest {
+        cursor: None,
+        limit: 10,
+    };
+    let ids: Vec<String> = store
+        .list_entities(&scope, &EntityFilter::default(), &page)
+        .await
+        .unwrap()
+        .items
+        .into_iter()
+        .map(|e| e.id)
+        .collect();
+    assert_eq!(
+        ids,
+        vec!["after".to_string()],
+        "the abandoned batch left rows"
+    );
 }

@@ -58,12 +58,20 @@ impl Drop for WriteTx {
     /// Not committed (an error, or the request was dropped): roll back
     /// before the connection goes back to the pool.
     fn drop(&mut self) {
-        if let (true, Some(client)) = (self.open, self.client.take()) {
-            tokio::spawn(async move {
-                if let Err(e) = client.batch_execute("ROLLBACK").await {
-                    tracing::debug!(error = %e, "rollback failed; the connection is dropped");
-                }
-            });
+        let Some(client) = self.client.take().filter(|_| self.open) else {
+            return;
+        };
+        match tokio::runtime::Handle::try_current() {
+            Ok(runtime) => {
+                runtime.spawn(async move {
+                    if let Err(e) = client.batch_execute("ROLLBACK").await {
+                        tracing::debug!(error = %e, "rollback failed; the connection is dropped");
+                    }
+                });
+            }
+            // No runtime (shutting down): close the connection rather than
+            // return it to the pool inside a transaction.
+            Err(_) => drop(Object::take(client)),
         }
     }
 }
