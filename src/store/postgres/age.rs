@@ -10,6 +10,8 @@ use crate::domain::*;
 use crate::graph::cypher;
 use deadpool_postgres::GenericClient;
 use serde_json::{Map, Value};
+use std::collections::HashSet;
+use std::sync::{Arc, Mutex};
 use tokio_postgres::types::{to_sql_checked, FromSql, IsNull, Kind, ToSql, Type};
 
 const TEMPLATES: &str = include_str!("../../../age/projection.cypher");
@@ -72,10 +74,48 @@ pub fn graph_name(project_pk: i64) -> String {
     format!("strata_g{project_pk}")
 }
 
-/// AGE is present: its type and the project graph to write to.
+/// AGE is present: its type, and the labels known to exist with indexes.
 #[derive(Clone)]
 pub struct Age {
     agtype: Type,
+    indexed: Arc<Mutex<HashSet<String>>>,
+}
+
+#[derive(Clone, Copy)]
+enum LabelKind {
+    Vertex,
+    Edge,
+}
+
+/// Creates a label with its indexes unless it exists: AGE would create it
+/// on first use without any, and every `MATCH (n:L {id: $id})` of the
+/// projection would scan the label (18 ms per lookup at 20k vertices on
+/// PGlite, 1.2 ms with the GIN index, which AGE uses for `{id: ...}`).
+/// Graph and label are validated identifiers; the advisory lock makes
+/// concurrent first uses of one label wait for each other.
+fn ensure_label_sql(graph: &str, label: &str, kind: LabelKind) -> String {
+    let (create, edge_indexes) = match kind {
+        LabelKind::Vertex => ("create_vlabel", String::new()),
+        LabelKind::Edge => (
+            "create_elabel",
+            format!(
+                "CREATE INDEX ON {graph}.\"{label}\" (start_id);
+                 CREATE INDEX ON {graph}.\"{label}\" (end_id);"
+            ),
+        ),
+    };
+    format!(
+        "DO $strata$ BEGIN
+           PERFORM pg_advisory_xact_lock(hashtextextended('strata_age_label/{graph}/{label}', 0));
+           IF NOT EXISTS (SELECT 1 FROM ag_catalog.ag_label l
+                          JOIN ag_catalog.ag_graph g ON g.graphid = l.graph
+                          WHERE g.name = '{graph}' AND l.name = '{label}') THEN
+             PERFORM ag_catalog.{create}('{graph}', '{label}');
+             CREATE INDEX ON {graph}.\"{label}\" USING gin (properties);
+             {edge_indexes}
+           END IF;
+         END $strata$"
+    )
 }
 
 /// A map literal `{id: $id, `k`: $p0, ...}` and the parameters it needs.
@@ -113,6 +153,7 @@ impl Age {
             .get(0);
         Ok(Some(Age {
             agtype: Type::new("agtype".into(), oid, Kind::Simple, "ag_catalog".into()),
+            indexed: Arc::default(),
         }))
     }
 
@@ -169,6 +210,8 @@ impl Age {
 
     pub async fn drop_graph<C: GenericClient>(&self, c: &C, pk: i64) -> DomainResult<()> {
         let name = graph_name(pk);
+        let prefix = format!("{name}/");
+        self.labels().retain(|k| !k.starts_with(&prefix));
         let exists = rows::query_opt(
             c,
             "SELECT 1 FROM ag_catalog.ag_graph WHERE name = $1::text::name",
@@ -184,6 +227,31 @@ impl Age {
             )
             .await?;
         }
+        Ok(())
+    }
+
+    fn labels(&self) -> std::sync::MutexGuard<'_, HashSet<String>> {
+        self.indexed.lock().unwrap_or_else(|e| e.into_inner())
+    }
+
+    /// Makes sure `label` exists with its indexes. Remembered per process
+    /// once done; if the transaction that made it rolls back, AGE creates
+    /// the label on first use without indexes (slower, still correct).
+    async fn ensure_label<C: GenericClient>(
+        &self,
+        c: &C,
+        graph: &str,
+        label: &str,
+        kind: LabelKind,
+    ) -> DomainResult<()> {
+        let key = format!("{graph}/{label}");
+        if self.labels().contains(&key) {
+            return Ok(());
+        }
+        c.batch_execute(&ensure_label_sql(graph, label, kind))
+            .await
+            .map_err(pg_err)?;
+        self.labels().insert(key);
         Ok(())
     }
 
@@ -218,6 +286,8 @@ impl Age {
         graph: &str,
         e: &Entity,
     ) -> DomainResult<()> {
+        self.ensure_label(c, graph, &e.entity_type, LabelKind::Vertex)
+            .await?;
         let mut params = Map::new();
         let text = template("create_vertex")
             .replace("{label}", &e.entity_type)
@@ -249,6 +319,8 @@ impl Age {
                 .map(|row| row.get::<_, String>(1))
                 .ok_or_else(|| DomainError::internal(format!("relationship end {id} has no row")))
         };
+        self.ensure_label(c, graph, &r.rel_type, LabelKind::Edge)
+            .await?;
         let mut params = Map::new();
         let text = template("create_edge")
             .replace("{from_label}", &label_of(&r.from)?)
