@@ -297,8 +297,10 @@ async fn apply<C: deadpool_postgres::GenericClient>(
             WriteOutcome::Deleted { id }
         }
     };
-    // Entity changes wrote their audit row with the change itself.
-    if !matches!(outcome, WriteOutcome::Entity { .. }) {
+    // Entity changes and new relationships wrote their audit row with the
+    // change itself.
+    let audited = matches!(outcome, WriteOutcome::Entity { .. }) || action == "relationship.create";
+    if !audited {
         let (action, target, details) = super::audit_event(action, &outcome);
         let place = tenancy::AuditPlace {
             org: &scope.org,

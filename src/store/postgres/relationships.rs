@@ -33,35 +33,45 @@ pub struct NewRelationship<'a> {
     pub properties: Properties,
 }
 
+/// The live ends share-locked (so a concurrent delete cannot slip between),
+/// then row, outbox entry and audit row: one statement. Answers the live
+/// ends found and the new row's change sequence (none when the id is taken
+/// or an end is missing).
+const CREATE_SQL: &str = "
+WITH ends AS (
+    SELECT id FROM entities
+    WHERE org_id = $1 AND project_id = $2 AND id IN ($5, $6) AND deleted_at IS NULL
+    FOR SHARE),
+checked AS (
+    SELECT count(*) = CASE WHEN $5 = $6 THEN 1 ELSE 2 END AS ends_live FROM ends),
+r AS (
+    INSERT INTO relationships (org_id, project_id, id, type, from_id, to_id, properties,
+        version, created_at, updated_at, created_by, updated_by, live, seq)
+    SELECT $1, $2, $3, $4, $5, $6, $7, 1, $8, $8, $9, $9, true, nextval('change_seq')
+    FROM checked WHERE checked.ends_live
+    ON CONFLICT DO NOTHING
+    RETURNING seq),
+o AS (
+    INSERT INTO outbox (seq, org_id, project_id, kind, target_id, op, at)
+    SELECT seq, $1, $2, 'relationship', $3, 'create', $8 FROM r),
+a AS (
+    INSERT INTO audit_events (org_id, project_id, at, actor, action, target, ip, user_agent,
+        details)
+    SELECT $1, $2, now(), $9, 'relationship.create', $3, $10::text, $11::text,
+        jsonb_build_object('version', 1, 'type', $4::text, 'from', $5::text, 'to', $6::text)
+    FROM r)
+SELECT (SELECT coalesce(array_agg(id), '{}') FROM ends), (SELECT seq FROM r)";
+
 pub async fn create<C: GenericClient>(
     c: &C,
     ctx: &Ctx<'_>,
     new: NewRelationship<'_>,
 ) -> DomainResult<Relationship> {
     let s = ctx.scope;
-    // Lock both ends (shared) so a concurrent delete cannot slip between.
-    for end in [new.from, new.to] {
-        let live = query_opt(
-            c,
-            "SELECT 1 FROM entities WHERE org_id = $1 AND project_id = $2 AND id = $3
-             AND deleted_at IS NULL FOR SHARE",
-            &[&s.org, &s.project, &end],
-        )
-        .await?;
-        if live.is_none() {
-            return Err(DomainError::Unprocessable(format!(
-                "entity {end} does not exist in this project"
-            )));
-        }
-    }
     let now = Utc::now();
-    let seq = next_seq(c).await?;
-    let inserted = execute(
+    let row = query_opt(
         c,
-        "INSERT INTO relationships (org_id, project_id, id, type, from_id, to_id, properties,
-             version, created_at, updated_at, created_by, updated_by, live, seq)
-         VALUES ($1, $2, $3, $4, $5, $6, $7, 1, $8, $8, $9, $9, true, $10)
-         ON CONFLICT DO NOTHING",
+        CREATE_SQL,
         &[
             &s.org,
             &s.project,
@@ -72,17 +82,26 @@ pub async fn create<C: GenericClient>(
             &Value::Object(new.properties.clone()),
             &now,
             &ctx.actor,
-            &seq,
+            &ctx.caller.ip,
+            &ctx.caller.user_agent,
         ],
     )
-    .await?;
-    if inserted == 0 {
+    .await?
+    .ok_or_else(|| DomainError::internal("relationship insert answered no row"))?;
+    let live: Vec<String> = row.get(0);
+    for end in [new.from, new.to] {
+        if !live.iter().any(|id| id == end) {
+            return Err(DomainError::Unprocessable(format!(
+                "entity {end} does not exist in this project"
+            )));
+        }
+    }
+    if row.get::<_, Option<i64>>(1).is_none() {
         return Err(DomainError::Conflict(format!(
             "relationship {} already exists",
             new.id
         )));
     }
-    outbox::record(c, s, "relationship", new.id, "create", seq, now).await?;
     Ok(Relationship {
         id: new.id.to_owned(),
         rel_type: new.rel_type.to_owned(),
