@@ -69,13 +69,17 @@ fn check_expected(expected: Option<i64>, current: i64) -> DomainResult<()> {
     }
 }
 
-/// Row, first version, outbox entry and audit row in one statement;
-/// no row back when the id is taken.
+/// The project's share lock, row, first version, outbox entry and audit
+/// row in one statement, so that a create alone needs no transaction
+/// around it. Answers whether the project was found and the new row's
+/// change sequence (none when the id is taken).
 const CREATE_SQL: &str = "
-WITH e AS (
+WITH p AS (
+    SELECT pk FROM projects WHERE org_id = $1 AND id = $2 FOR SHARE),
+e AS (
     INSERT INTO entities (org_id, project_id, id, type, properties, version, created_at,
         updated_at, created_by, updated_by, seq)
-    VALUES ($1, $2, $3, $4, $5, 1, $6, $6, $7, $7, nextval('change_seq'))
+    SELECT $1, $2, $3, $4, $5, 1, $6, $6, $7, $7, nextval('change_seq') FROM p
     ON CONFLICT DO NOTHING
     RETURNING seq),
 v AS (
@@ -92,7 +96,7 @@ a AS (
     SELECT $1, $2, now(), $7, 'entity.create', $3, $11::text, $12::text,
         jsonb_build_object('version', 1, 'type', $4::text)
     FROM e)
-SELECT seq FROM e";
+SELECT EXISTS (SELECT 1 FROM p), (SELECT seq FROM e)";
 
 pub async fn create<C: GenericClient>(
     c: &C,
@@ -104,7 +108,7 @@ pub async fn create<C: GenericClient>(
     let now = Utc::now();
     let row = history::version_row(None, &Map::new(), &properties);
     let properties_json = Value::Object(properties);
-    let inserted = query_opt(
+    let answer = query_opt(
         c,
         CREATE_SQL,
         &[
@@ -122,8 +126,15 @@ pub async fn create<C: GenericClient>(
             &ctx.caller.user_agent,
         ],
     )
-    .await?;
-    let Some(inserted) = inserted else {
+    .await?
+    .ok_or_else(|| DomainError::internal("entity insert answered no row"))?;
+    if !answer.get::<_, bool>(0) {
+        return Err(DomainError::not_found(format!(
+            "project {}",
+            ctx.scope.project
+        )));
+    }
+    let Some(seq) = answer.get::<_, Option<i64>>(1) else {
         return Err(DomainError::Conflict(format!("entity {id} already exists")));
     };
     let Value::Object(properties) = properties_json else {
@@ -139,7 +150,7 @@ pub async fn create<C: GenericClient>(
         created_by: ctx.actor.to_owned(),
         updated_by: ctx.actor.to_owned(),
         deleted_at: None,
-        change_seq: inserted.get(0),
+        change_seq: seq,
     })
 }
 

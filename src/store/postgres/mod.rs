@@ -148,6 +148,27 @@ impl PgStore {
         })
     }
 
+    /// Tells the other daemons (after commit) and this daemon's cache what
+    /// a write changed.
+    fn announce(&self, scope: &Scope, outcomes: &[WriteOutcome], committed: bool) {
+        for outcome in outcomes {
+            match outcome {
+                WriteOutcome::Entity { entity, .. } => {
+                    self.notifier
+                        .entity_changed(scope, &entity.id, entity.change_seq);
+                    if committed {
+                        self.cache.offer(scope, Arc::new(entity.clone()))
+                    }
+                }
+                WriteOutcome::Purged { id, seq, .. } => {
+                    self.notifier.entity_changed(scope, id, *seq);
+                    self.cache.tombstone(scope, id, *seq)
+                }
+                _ => {}
+            }
+        }
+    }
+
     async fn client(&self) -> DomainResult<deadpool_postgres::Object> {
         self.pool
             .get()
@@ -402,6 +423,25 @@ impl Store for PgStore {
         caller: &Caller,
         ops: Vec<WriteOp>,
     ) -> DomainResult<Vec<WriteOutcome>> {
+        // A create alone is one statement that takes the project lock
+        // itself, so it needs no transaction around it (one round trip).
+        // With AGE the projection joins it, so it takes the general path.
+        let alone = ops.len() == 1 && matches!(ops[0], WriteOp::CreateEntity { .. });
+        if alone && self.age.is_none() {
+            let c = self.client().await?;
+            let op = ops.into_iter().next().expect("one op");
+            let (_, outcome) = apply(&c, scope, caller, op).await.map_err(|e| match e {
+                // The project is missing: reported as by the lock.
+                e @ DomainError::NotFound(_) => e,
+                e => DomainError::InBatch {
+                    index: 0,
+                    source: Box::new(e),
+                },
+            })?;
+            let outcomes = vec![outcome];
+            self.announce(scope, &outcomes, true);
+            return Ok(outcomes);
+        }
         let tx = tx::WriteTx::new(self.client().await?);
         let c = tx.client();
         let in_batch = |index| {
@@ -442,22 +482,7 @@ impl Store for PgStore {
         let committed = tx.commit().await;
         // Announced even when the commit's fate is unknown: a notice for a
         // change that did not happen only costs the others a cache miss.
-        for outcome in &outcomes {
-            match outcome {
-                WriteOutcome::Entity { entity, .. } => {
-                    self.notifier
-                        .entity_changed(scope, &entity.id, entity.change_seq);
-                    if committed.is_ok() {
-                        self.cache.offer(scope, Arc::new(entity.clone()))
-                    }
-                }
-                WriteOutcome::Purged { id, seq, .. } => {
-                    self.notifier.entity_changed(scope, id, *seq);
-                    self.cache.tombstone(scope, id, *seq)
-                }
-                _ => {}
-            }
-        }
+        self.announce(scope, &outcomes, committed.is_ok());
         committed?;
         Ok(outcomes)
     }
