@@ -118,7 +118,7 @@ pub async fn create<C: GenericClient>(
             &entity_type,
             &properties_json,
             &now,
-            &ctx.actor,
+            &ctx.actor(),
             &row.patch,
             &row.snapshot,
             &(row.chain as i32),
@@ -147,8 +147,8 @@ pub async fn create<C: GenericClient>(
         version: 1,
         created_at: rows::time(now),
         updated_at: rows::time(now),
-        created_by: ctx.actor.to_owned(),
-        updated_by: ctx.actor.to_owned(),
+        created_by: ctx.actor().to_owned(),
+        updated_by: ctx.actor().to_owned(),
         deleted_at: None,
         change_seq: seq,
     })
@@ -215,7 +215,7 @@ async fn write_version<C: GenericClient>(
     validate::properties(&e.properties)?;
     e.version = old.version + 1;
     e.updated_at = rows::time(now);
-    e.updated_by = ctx.actor.to_owned();
+    e.updated_by = ctx.actor().to_owned();
     let deleted_at: Option<DateTime<Utc>> = match change.op {
         VersionOp::Delete => Some(now),
         VersionOp::Restore => None,
@@ -242,7 +242,7 @@ async fn write_version<C: GenericClient>(
             &Value::Object(e.properties.clone()),
             &e.version,
             &now,
-            &ctx.actor,
+            &ctx.actor(),
             &deleted_at,
             &parent_version,
             &change.op.as_str(),

@@ -22,6 +22,7 @@ use super::{Maintenance, Store};
 use crate::domain::*;
 use async_trait::async_trait;
 use deadpool_postgres::{Manager, ManagerConfig, Pool, RecyclingMethod};
+use futures_util::future::OptionFuture;
 use rows::pg_err;
 use serde::Deserialize;
 use std::sync::Arc;
@@ -72,11 +73,17 @@ impl Default for PgConfig {
 /// What a write op does, in the context of its transaction.
 pub struct Ctx<'a> {
     pub scope: &'a Scope,
-    pub actor: &'a str,
     pub caller: &'a Caller,
     /// The op's audit action (entity writes insert their audit row in the
     /// same statement as the change).
     pub action: &'static str,
+}
+
+impl Ctx<'_> {
+    /// The key the change is recorded under.
+    pub fn actor(&self) -> &str {
+        &self.caller.key_id
+    }
 }
 
 pub struct PgStore {
@@ -220,6 +227,14 @@ async fn detect_age(
     }
 }
 
+/// Wraps the error of the batch's op at `index`.
+fn in_batch(index: usize) -> impl Fn(DomainError) -> DomainError {
+    move |e| DomainError::InBatch {
+        index,
+        source: Box::new(e),
+    }
+}
+
 /// Applies one op with its audit row (the graph projection follows it).
 async fn apply<C: deadpool_postgres::GenericClient>(
     c: &C,
@@ -230,7 +245,6 @@ async fn apply<C: deadpool_postgres::GenericClient>(
     let action = op.audit_action();
     let ctx = Ctx {
         scope,
-        actor: &caller.key_id,
         caller,
         action,
     };
@@ -433,10 +447,7 @@ impl Store for PgStore {
             let (_, outcome) = apply(&c, scope, caller, op).await.map_err(|e| match e {
                 // The project is missing: reported as by the lock.
                 e @ DomainError::NotFound(_) => e,
-                e => DomainError::InBatch {
-                    index: 0,
-                    source: Box::new(e),
-                },
+                e => in_batch(0)(e),
             })?;
             let outcomes = vec![outcome];
             self.announce(scope, &outcomes, true);
@@ -444,24 +455,11 @@ impl Store for PgStore {
         }
         let tx = tx::WriteTx::new(self.client().await?);
         let c = tx.client();
-        let in_batch = |index| {
-            move |e| DomainError::InBatch {
-                index,
-                source: Box::new(e),
-            }
-        };
         let mut outcomes = Vec::with_capacity(ops.len());
         let mut ops = ops.into_iter().enumerate();
         // The first op's first statement travels with BEGIN and the lock.
         let first = ops.next().map(|(_, op)| apply(c, scope, caller, op));
-        let (pk, first) = tx
-            .begin(scope, async {
-                match first {
-                    Some(f) => Some(f.await),
-                    None => None,
-                }
-            })
-            .await?;
+        let (pk, first) = tx.begin(scope, OptionFuture::from(first)).await?;
         let mut applied = first.map(|r| (0, r));
         loop {
             let (index, result) = match applied.take() {

@@ -81,7 +81,7 @@ pub async fn create<C: GenericClient>(
             &new.to,
             &Value::Object(new.properties.clone()),
             &now,
-            &ctx.actor,
+            &ctx.actor(),
             &ctx.caller.ip,
             &ctx.caller.user_agent,
         ],
@@ -111,8 +111,8 @@ pub async fn create<C: GenericClient>(
         version: 1,
         created_at: rows::time(now),
         updated_at: rows::time(now),
-        created_by: ctx.actor.to_owned(),
-        updated_by: ctx.actor.to_owned(),
+        created_by: ctx.actor().to_owned(),
+        updated_by: ctx.actor().to_owned(),
     })
 }
 
@@ -158,7 +158,7 @@ pub async fn patch<C: GenericClient>(
     let now = Utc::now();
     rel.version += 1;
     rel.updated_at = rows::time(now);
-    rel.updated_by = ctx.actor.to_owned();
+    rel.updated_by = ctx.actor().to_owned();
     let seq = next_seq(c).await?;
     execute(
         c,
@@ -173,7 +173,7 @@ pub async fn patch<C: GenericClient>(
             &Value::Object(rel.properties.clone()),
             &rel.version,
             &now,
-            &ctx.actor,
+            &ctx.actor(),
             &seq,
         ],
     )
@@ -202,7 +202,7 @@ pub async fn delete<C: GenericClient>(
             &id,
             &now,
             &(rel.version + 1),
-            &ctx.actor,
+            &ctx.actor(),
             &seq,
         ],
     )
