@@ -160,7 +160,7 @@ fn merged_content(clients: &[Doc]) -> String {
 
 async fn loaded_content(env: &Env, doc: &str) -> (String, i64) {
     let log = env.store.doc_log(&scope(), doc, None).await.unwrap();
-    let state = crdt_mod::state(env.blobs.as_ref(), &log).await.unwrap();
+    let state = crdt_mod::state(env.store.as_ref(), env.blobs.as_ref(), &scope(), doc, &log).await.unwrap();
     (content(&state), log.last_seq)
 }
 
@@ -386,7 +386,7 @@ async fn as_of_reads_the_past_and_410s_once_history_is_gone(backend: Backend) {
 
     let log = env.store.doc_log(&scope(), "h", Some(&then)).await.unwrap();
     assert_eq!(log.last_seq, 5);
-    let state = crdt_mod::state(env.blobs.as_ref(), &log).await.unwrap();
+    let state = crdt_mod::state(env.store.as_ref(), env.blobs.as_ref(), &scope(), "h", &log).await.unwrap();
     assert_eq!(content(&state), then_content);
 
     // Compact with nothing retained and no old snapshot kept: `then` is gone.

@@ -152,12 +152,20 @@ async fn get_doc(
         .as_deref()
         .map(|t| validate::time("as_of", t))
         .transpose()?;
+    // The state vector is checked before anything is loaded.
+    let state_vector = match &q.state_vector {
+        Some(sv) => {
+            let sv = base64_any(sv)
+                .ok_or_else(|| ApiError::bad_request("state_vector is not base64"))?;
+            crdt::decode_state_vector(&sv)?;
+            Some(sv)
+        }
+        None => None,
+    };
     let log = s.store.doc_log(&scope, &p.doc, as_of.as_deref()).await?;
-    let mut state = crdt::state(s.blobs.as_ref(), &log).await?;
-    if let Some(sv) = &q.state_vector {
-        let sv =
-            base64_any(sv).ok_or_else(|| ApiError::bad_request("state_vector is not base64"))?;
-        state = crdt::diff(&state, &sv)?;
+    let mut state = crdt::state(s.store.as_ref(), s.blobs.as_ref(), &scope, &p.doc, &log).await?;
+    if let Some(sv) = &state_vector {
+        state = crdt::diff(&state, sv)?;
     }
     let seq = HeaderValue::from(log.last_seq);
     let wants_json = headers
@@ -325,7 +333,7 @@ async fn websocket(
 
 async fn current_state(s: &AppState, scope: &Scope, doc: &str) -> DomainResult<Vec<u8>> {
     match s.store.doc_log(scope, doc, None).await {
-        Ok(log) => crdt::state(s.blobs.as_ref(), &log).await,
+        Ok(log) => crdt::state(s.store.as_ref(), s.blobs.as_ref(), scope, doc, &log).await,
         // Not written yet: the empty document.
         Err(DomainError::NotFound(_)) => Ok(vec![0, 0]),
         Err(e) => Err(e),
@@ -403,7 +411,7 @@ async fn handle(
     bytes: &[u8],
 ) -> DomainResult<Option<Vec<u8>>> {
     let incoming = sync::decode(bytes)
-        .ok_or_else(|| DomainError::BadRequest("not a y-websocket message".into()))?;
+        .map_err(|e| DomainError::BadRequest(format!("not a valid y-websocket message: {e}")))?;
     match incoming {
         sync::Incoming::StateVector(sv) => {
             let state = current_state(s, scope, doc).await?;

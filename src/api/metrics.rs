@@ -69,12 +69,16 @@ impl Metrics {
              # HELP strata_entity_cache_entries Entities held in the cache.\n\
              # TYPE strata_entity_cache_entries gauge\n\
              strata_entity_cache_entries {}\n\
+             # HELP strata_crdt_quarantined_updates_total Stored Yjs updates that failed the update check and were moved to quarantine by this process.\n\
+             # TYPE strata_crdt_quarantined_updates_total counter\n\
+             strata_crdt_quarantined_updates_total {}\n\
              # HELP strata_info Build and backend.\n\
              # TYPE strata_info gauge\n\
              strata_info{{version=\"{}\",backend=\"{backend}\"}} 1\n",
             cache.hits,
             cache.misses,
             cache.entries,
+            crate::crdt::QUARANTINED_UPDATES.load(Ordering::Relaxed),
             env!("CARGO_PKG_VERSION"),
         ));
         out

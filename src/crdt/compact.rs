@@ -6,7 +6,7 @@
 //! stored before it is recorded (an unrecorded blob is only an orphan), and
 //! updates are pruned only after a recorded snapshot covers them.
 
-use super::{guarded, snapshot_bytes, yrs_fault, CrdtConfig};
+use super::{guarded, yrs_fault, CrdtConfig};
 use crate::blob::{BlobError, BlobStore};
 use crate::domain::*;
 use crate::store::Store;
@@ -30,10 +30,16 @@ pub struct Compacted {
     pub bytes: i64,
     /// `inline` or `blob:<key>`.
     pub location: String,
+    /// Stored updates that failed the update check and were moved to
+    /// quarantine instead of being compacted.
+    pub quarantined: usize,
 }
 
 /// The state of many updates, garbage-collected, as one update.
 pub fn gc_state(parts: Vec<Vec<u8>>) -> DomainResult<Vec<u8>> {
+    if parts.is_empty() {
+        return Ok(vec![0, 0]);
+    }
     let merged = super::merge(parts)?;
     guarded(|| {
         let doc = Doc::new();
@@ -81,6 +87,7 @@ pub async fn compact(
             snapshot_seq: s.covers_seq,
             bytes: s.size,
             location: location(&s.data),
+            quarantined: 0,
         },
         (_, None) => {
             return Err(DomainError::not_found(format!(
@@ -88,15 +95,9 @@ pub async fn compact(
             )))
         }
         (_, Some(last)) => {
-            let mut parts = Vec::with_capacity(log.updates.len() + 1);
-            if let Some(s) = &newest {
-                parts.push(snapshot_bytes(blobs, s).await?);
-            }
-            parts.extend(log.updates.iter().map(|u| u.bytes.clone()));
             let (covers_seq, covers_at) = (last.seq, last.at.clone());
-            let state = tokio::task::spawn_blocking(move || gc_state(parts))
-                .await
-                .map_err(DomainError::internal)??;
+            let folded = super::fold_log(store, blobs, scope, doc, &log, gc_state).await?;
+            let (state, quarantined) = (folded.state, folded.quarantined);
             fault(Step::Encoded)?;
             let mut sha = hex(&Sha256::digest(&state));
             let mut size = state.len() as i64;
@@ -132,6 +133,7 @@ pub async fn compact(
                 snapshot_seq: covers_seq,
                 bytes: size,
                 location,
+                quarantined,
             }
         }
     };
@@ -160,26 +162,48 @@ fn location(data: &SnapshotData) -> String {
     }
 }
 
-/// Compacts every document with uncompacted updates; returns how many.
+/// What one pass of the compaction job did.
+#[derive(Debug, Default, PartialEq, Eq)]
+pub struct CompactionRun {
+    pub documents: usize,
+    pub quarantined: usize,
+    pub failed: usize,
+}
+
+impl std::fmt::Display for CompactionRun {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        write!(
+            f,
+            "compacted {} document(s), quarantined {} update(s), {} failed",
+            self.documents, self.quarantined, self.failed
+        )
+    }
+}
+
+/// Compacts every document with uncompacted updates.
 pub async fn compact_all(
     store: &dyn Store,
     blobs: &dyn BlobStore,
     config: &CrdtConfig,
-) -> DomainResult<usize> {
+) -> DomainResult<CompactionRun> {
     let caller = Caller::new("compactor");
-    let mut done = 0;
+    let mut run = CompactionRun::default();
     for (scope, doc) in store.docs_to_compact(10_000).await? {
         // Another daemon is on it: skip, it is done either way.
         let Some(_lease) = store.lease_doc(&scope, &doc).await? else {
             continue;
         };
         match compact(store, blobs, config, &caller, &scope, &doc, &|_| Ok(())).await {
-            Ok(_) => done += 1,
+            Ok(c) => {
+                run.documents += 1;
+                run.quarantined += c.quarantined;
+            }
             Err(DomainError::NotFound(_)) => {}
             Err(e) => {
+                run.failed += 1;
                 tracing::warn!(org = scope.org, project = scope.project, doc, error = %e, "compaction failed")
             }
         }
     }
-    Ok(done)
+    Ok(run)
 }

@@ -8,6 +8,8 @@ pub mod sync;
 
 use crate::blob::BlobStore;
 use crate::domain::*;
+use crate::store::Store;
+use std::sync::atomic::{AtomicU64, Ordering};
 use yrs::updates::decoder::Decode;
 use yrs::{StateVector, Update};
 
@@ -35,39 +37,48 @@ impl Default for CrdtConfig {
     }
 }
 
-/// Decoding a hostile buffer must never take the daemon down.
+/// yrs code must never take the daemon down: a panic becomes `None`. (The
+/// check in `check.rs` runs first, so yrs never sees unbounded input.)
 fn guarded<T>(f: impl FnOnce() -> Option<T>) -> Option<T> {
     std::panic::catch_unwind(std::panic::AssertUnwindSafe(f))
         .ok()
         .flatten()
 }
 
-/// Accepts a buffer only if it decodes as exactly one Yjs update (v1), with
-/// no bytes left over.
+/// Stored updates moved to quarantine by this process (for `/metrics`).
+pub static QUARANTINED_UPDATES: AtomicU64 = AtomicU64::new(0);
+
+fn refused(what: &str, e: impl std::fmt::Display) -> DomainError {
+    DomainError::BadRequest(format!("the body is not a valid {what}: {e}"))
+}
+
+/// Accepts a buffer only if it passes the bounded check and then decodes in
+/// yrs as exactly one Yjs update (v1), with no bytes left over.
 pub fn validate_update(bytes: &[u8]) -> DomainResult<()> {
-    use yrs::encoding::read::Read;
-    if bytes.is_empty() {
-        return Err(DomainError::BadRequest(
-            "an update must not be empty".into(),
-        ));
-    }
-    let whole = guarded(|| {
-        let mut decoder = yrs::updates::decoder::DecoderV1::from(bytes);
-        Update::decode(&mut decoder).ok()?;
-        Some(decoder.read_u8().is_err())
-    });
-    match whole {
-        Some(true) => Ok(()),
-        _ => Err(DomainError::BadRequest(
-            "the body is not a valid Yjs update (v1)".into(),
-        )),
+    check::update(bytes).map_err(|e| refused("Yjs update (v1)", e))?;
+    if decodes(bytes) {
+        Ok(())
+    } else {
+        Err(refused("Yjs update (v1)", "yrs cannot decode it"))
     }
 }
 
-pub fn decode_state_vector(bytes: &[u8]) -> DomainResult<StateVector> {
-    guarded(|| StateVector::decode_v1(bytes).ok()).ok_or_else(|| {
-        DomainError::BadRequest("state_vector is not a valid Yjs state vector".into())
+/// True when yrs decodes `bytes` as one whole update. Only for bytes that
+/// passed `check::update` (their nesting and counts are bounded).
+fn decodes(bytes: &[u8]) -> bool {
+    use yrs::encoding::read::Read;
+    guarded(|| {
+        let mut decoder = yrs::updates::decoder::DecoderV1::from(bytes);
+        Update::decode(&mut decoder).ok()?;
+        Some(decoder.read_u8().is_err())
     })
+    .unwrap_or(false)
+}
+
+pub fn decode_state_vector(bytes: &[u8]) -> DomainResult<StateVector> {
+    let bad = || DomainError::BadRequest("state_vector is not a valid Yjs state vector".into());
+    check::state_vector(bytes).map_err(|_| bad())?;
+    guarded(|| StateVector::decode_v1(bytes).ok()).ok_or_else(bad)
 }
 
 fn yrs_fault(e: impl std::fmt::Display) -> DomainError {
@@ -79,26 +90,115 @@ pub async fn snapshot_bytes(
     blobs: &dyn BlobStore,
     snapshot: &DocSnapshot,
 ) -> DomainResult<Vec<u8>> {
-    match &snapshot.data {
-        SnapshotData::Inline(bytes) => Ok(bytes.clone()),
+    let bytes = match &snapshot.data {
+        SnapshotData::Inline(bytes) => bytes.clone(),
         SnapshotData::Blob(key) => blobs
             .get_verified(key, &snapshot.sha256)
             .await
-            .map_err(|e| DomainError::internal(format!("snapshot {key}: {e}"))),
+            .map_err(|e| DomainError::internal(format!("snapshot {}: {e}", key)))?,
+    };
+    // Snapshots are written by yrs, but they are read back from storage.
+    check::update(&bytes).map_err(|e| {
+        DomainError::internal(format!("snapshot {} fails the check: {e}", snapshot.covers_seq))
+    })?;
+    Ok(bytes)
+}
+
+/// Folds a document's log into one update with `fold` (a merge, or a
+/// garbage-collecting rebuild), off the async runtime. Only the snapshot and
+/// stored updates that pass the check reach yrs; the others (stored before
+/// the check existed) are moved to quarantine. If yrs still refuses the log,
+/// the updates it cannot decode are quarantined too and the fold runs again.
+pub async fn fold_log(
+    store: &dyn Store,
+    blobs: &dyn BlobStore,
+    scope: &Scope,
+    doc: &str,
+    log: &DocLog,
+    fold: fn(Vec<Vec<u8>>) -> DomainResult<Vec<u8>>,
+) -> DomainResult<Folded> {
+    let snapshot = match &log.snapshot {
+        Some(s) => Some(snapshot_bytes(blobs, s).await?),
+        None => None,
+    };
+    let mut bad = Vec::new();
+    let mut updates = Vec::with_capacity(log.updates.len());
+    for u in &log.updates {
+        match check::update(&u.bytes) {
+            Ok(()) => updates.push((u.seq, u.bytes.clone())),
+            Err(e) => bad.push((u.seq, e.to_string())),
+        }
     }
+    let mut quarantined = quarantine(store, scope, doc, bad).await?;
+    let parts = |updates: &[(i64, Vec<u8>)]| -> Vec<Vec<u8>> {
+        snapshot
+            .iter()
+            .cloned()
+            .chain(updates.iter().map(|(_, b)| b.clone()))
+            .collect()
+    };
+    let first = parts(&updates);
+    let error = match run_blocking(move || fold(first)).await {
+        Ok(state) => return Ok(Folded { state, quarantined }),
+        Err(e) => e,
+    };
+    let undecodable: Vec<(i64, String)> = updates
+        .iter()
+        .filter(|(_, bytes)| !decodes(bytes))
+        .map(|(seq, _)| (*seq, "yrs cannot decode it".to_string()))
+        .collect();
+    if undecodable.is_empty() {
+        return Err(error);
+    }
+    updates.retain(|(seq, _)| !undecodable.iter().any(|(s, _)| s == seq));
+    quarantined += quarantine(store, scope, doc, undecodable).await?;
+    let second = parts(&updates);
+    let state = run_blocking(move || fold(second)).await?;
+    Ok(Folded { state, quarantined })
+}
+
+/// A folded log, and how many of its updates went to quarantine.
+pub struct Folded {
+    pub state: Vec<u8>,
+    pub quarantined: usize,
+}
+
+async fn run_blocking<T: Send + 'static>(
+    f: impl FnOnce() -> DomainResult<T> + Send + 'static,
+) -> DomainResult<T> {
+    tokio::task::spawn_blocking(f)
+        .await
+        .map_err(DomainError::internal)?
+}
+
+/// Moves refused updates out of the log, one reason each.
+async fn quarantine(
+    store: &dyn Store,
+    scope: &Scope,
+    doc: &str,
+    bad: Vec<(i64, String)>,
+) -> DomainResult<usize> {
+    let mut total = 0;
+    for (seq, reason) in bad {
+        let moved = store
+            .quarantine_updates(scope, doc, &[seq], &reason)
+            .await?;
+        QUARANTINED_UPDATES.fetch_add(moved as u64, Ordering::Relaxed);
+        total += moved;
+        tracing::warn!(org = scope.org, project = scope.project, doc, seq, reason, "quarantined a stored Yjs update");
+    }
+    Ok(total)
 }
 
 /// The whole state of a log as one update (snapshot merged with the tail).
-pub async fn state(blobs: &dyn BlobStore, log: &DocLog) -> DomainResult<Vec<u8>> {
-    let mut parts = Vec::with_capacity(log.updates.len() + 1);
-    if let Some(s) = &log.snapshot {
-        parts.push(snapshot_bytes(blobs, s).await?);
-    }
-    parts.extend(log.updates.iter().map(|u| u.bytes.clone()));
-    if parts.len() == 1 {
-        return Ok(parts.pop().expect("one part"));
-    }
-    merge(parts)
+pub async fn state(
+    store: &dyn Store,
+    blobs: &dyn BlobStore,
+    scope: &Scope,
+    doc: &str,
+    log: &DocLog,
+) -> DomainResult<Vec<u8>> {
+    Ok(fold_log(store, blobs, scope, doc, log, merge).await?.state)
 }
 
 /// Updates merged per round.
@@ -109,6 +209,11 @@ const MERGE_FAN_IN: usize = 32;
 /// log took minutes. Merging in rounds of `MERGE_FAN_IN` keeps each merge
 /// small; merging is associative, so the result is the same update.
 pub fn merge(mut parts: Vec<Vec<u8>>) -> DomainResult<Vec<u8>> {
+    match parts.len() {
+        0 => return Ok(vec![0, 0]),
+        1 => return Ok(parts.pop().expect("one part")),
+        _ => {}
+    }
     loop {
         let mut merged = Vec::with_capacity(parts.len().div_ceil(MERGE_FAN_IN));
         for chunk in parts.chunks(MERGE_FAN_IN) {

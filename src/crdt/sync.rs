@@ -1,13 +1,15 @@
-//! The y-websocket protocol on top of yrs's own message codec, and the hub
+//! The y-websocket protocol (incoming messages through the bounded check,
+//! outgoing ones through yrs's codec), and the hub
 //! that relays updates and awareness between the connections of a document
 //! on this daemon.
 
+use super::check::{self, CheckError, SyncMessage};
 use super::guarded;
 use crate::domain::Scope;
 use std::collections::HashMap;
 use std::sync::{Arc, Mutex};
 use tokio::sync::broadcast;
-use yrs::sync::{Message, SyncMessage};
+use yrs::sync::Message;
 use yrs::updates::decoder::Decode;
 use yrs::updates::encoder::Encode;
 use yrs::StateVector;
@@ -74,28 +76,27 @@ pub enum Incoming {
     Ignore,
 }
 
-pub fn decode(bytes: &[u8]) -> Option<Incoming> {
-    guarded(|| Message::decode_v1(bytes).ok()).map(|m| match m {
-        Message::Sync(SyncMessage::SyncStep1(sv)) => Incoming::StateVector(sv.encode_v1()),
-        Message::Sync(SyncMessage::SyncStep2(u)) | Message::Sync(SyncMessage::Update(u)) => {
-            Incoming::Update(u)
-        }
-        Message::Awareness(_) | Message::AwarenessQuery => Incoming::Relay,
-        Message::Auth(_) | Message::Custom(..) => Incoming::Ignore,
+/// Decodes one client message; every payload has passed the bounded check.
+pub fn decode(bytes: &[u8]) -> Result<Incoming, CheckError> {
+    Ok(match check::sync_message(bytes)? {
+        SyncMessage::Step1(sv) => Incoming::StateVector(sv.to_vec()),
+        SyncMessage::Step2(u) | SyncMessage::Update(u) => Incoming::Update(u.to_vec()),
+        SyncMessage::Awareness | SyncMessage::QueryAwareness => Incoming::Relay,
+        SyncMessage::Auth => Incoming::Ignore,
     })
 }
 
 pub fn step1(state_vector: &[u8]) -> Vec<u8> {
     let sv = StateVector::decode_v1(state_vector).unwrap_or_default();
-    Message::Sync(SyncMessage::SyncStep1(sv)).encode_v1()
+    Message::Sync(yrs::sync::SyncMessage::SyncStep1(sv)).encode_v1()
 }
 
 pub fn step2(update: Vec<u8>) -> Vec<u8> {
-    Message::Sync(SyncMessage::SyncStep2(update)).encode_v1()
+    Message::Sync(yrs::sync::SyncMessage::SyncStep2(update)).encode_v1()
 }
 
 pub fn update(update: Vec<u8>) -> Vec<u8> {
-    Message::Sync(SyncMessage::Update(update)).encode_v1()
+    Message::Sync(yrs::sync::SyncMessage::Update(update)).encode_v1()
 }
 
 /// The state vector of a state (an update covering everything).

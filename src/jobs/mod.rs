@@ -121,7 +121,7 @@ impl Jobs {
             Task::CompactDocs => {
                 compact::compact_all(self.store.as_ref(), self.blobs.as_ref(), &self.crdt)
                     .await
-                    .map(|n| format!("compacted {n} document(s)"))
+                    .map(|run| run.to_string())
             }
         };
         let run = JobRun {

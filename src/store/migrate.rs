@@ -21,8 +21,8 @@ macro_rules! migrations {
     };
 }
 
-pub const SQLITE: &[Migration] = migrations!("sqlite": 1 => "0001_core", 2 => "0002_keys_audit", 3 => "0003_crdt", 4 => "0004_index_shapes");
-pub const POSTGRES: &[Migration] = migrations!("postgres": 1 => "0001_core", 2 => "0002_keys_audit", 3 => "0003_crdt", 4 => "0004_index_shapes");
+pub const SQLITE: &[Migration] = migrations!("sqlite": 1 => "0001_core", 2 => "0002_keys_audit", 3 => "0003_crdt", 4 => "0004_index_shapes", 5 => "0005_crdt_quarantine");
+pub const POSTGRES: &[Migration] = migrations!("postgres": 1 => "0001_core", 2 => "0002_keys_audit", 3 => "0003_crdt", 4 => "0004_index_shapes", 5 => "0005_crdt_quarantine");
 
 #[derive(Debug, thiserror::Error)]
 pub enum MigrateError {

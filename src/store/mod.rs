@@ -175,6 +175,15 @@ pub trait Store: Send + Sync + 'static {
         updates_before: &str,
         snapshots_before: &str,
     ) -> DomainResult<Vec<String>>;
+    /// Moves stored updates that no longer pass the update check out of the
+    /// log into quarantine (kept, never merged again); returns how many moved.
+    async fn quarantine_updates(
+        &self,
+        scope: &Scope,
+        doc: &str,
+        seqs: &[i64],
+        reason: &str,
+    ) -> DomainResult<usize>;
     /// Documents whose log has updates no snapshot covers yet.
     async fn docs_to_compact(&self, limit: usize) -> DomainResult<Vec<(Scope, String)>>;
     /// Exclusive right to compact a document, across every daemon sharing the

@@ -174,6 +174,7 @@ async fn erase<C: GenericClient>(
         blobs.extend(keys.iter().map(|r| r.get::<_, String>(0)));
         for sql in [
             "DELETE FROM crdt_updates WHERE org_id = $1 AND project_id = $2 AND doc_id = $3",
+            "DELETE FROM crdt_quarantine WHERE org_id = $1 AND project_id = $2 AND doc_id = $3",
             "DELETE FROM crdt_snapshots WHERE org_id = $1 AND project_id = $2 AND doc_id = $3",
             "DELETE FROM crdt_docs WHERE org_id = $1 AND project_id = $2 AND id = $3",
         ] {
@@ -456,4 +457,28 @@ pub async fn to_compact<C: GenericClient>(
         )
     })
     .collect())
+}
+
+/// Moves updates out of the log into quarantine; returns how many moved.
+pub async fn quarantine<C: GenericClient>(
+    c: &C,
+    scope: &Scope,
+    doc: &str,
+    seqs: &[i64],
+    reason: &str,
+) -> DomainResult<usize> {
+    let moved = query(
+        c,
+        "WITH moved AS (
+             DELETE FROM crdt_updates
+             WHERE org_id = $1 AND project_id = $2 AND doc_id = $3 AND seq = ANY($4)
+             RETURNING org_id, project_id, doc_id, seq, bytes, origin, at)
+         INSERT INTO crdt_quarantine
+             (org_id, project_id, doc_id, seq, bytes, origin, at, reason, quarantined_at)
+         SELECT org_id, project_id, doc_id, seq, bytes, origin, at, $5, now() FROM moved
+         RETURNING seq",
+        &[&scope.org, &scope.project, &doc, &seqs, &reason],
+    )
+    .await?;
+    Ok(moved.len())
 }

@@ -701,6 +701,16 @@ impl Store for PgStore {
         Ok(blobs)
     }
 
+    async fn quarantine_updates(
+        &self,
+        scope: &Scope,
+        doc: &str,
+        seqs: &[i64],
+        reason: &str,
+    ) -> DomainResult<usize> {
+        docs::quarantine(&self.client().await?, scope, doc, seqs, reason).await
+    }
+
     async fn docs_to_compact(&self, limit: usize) -> DomainResult<Vec<(Scope, String)>> {
         docs::to_compact(&self.client().await?, limit).await
     }

@@ -225,6 +225,7 @@ pub async fn delete_project<C: GenericClient>(
         "relationships",
         "outbox",
         "crdt_updates",
+        "crdt_quarantine",
         "crdt_snapshots",
         "crdt_docs",
     ] {

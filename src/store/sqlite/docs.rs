@@ -157,6 +157,7 @@ fn erase(conn: &Connection, scope: &Scope, docs: &[String]) -> DomainResult<Vec<
         blobs.extend(keys);
         for sql in [
             "DELETE FROM crdt_updates WHERE org_id = ?1 AND project_id = ?2 AND doc_id = ?3",
+            "DELETE FROM crdt_quarantine WHERE org_id = ?1 AND project_id = ?2 AND doc_id = ?3",
             "DELETE FROM crdt_snapshots WHERE org_id = ?1 AND project_id = ?2 AND doc_id = ?3",
             "DELETE FROM crdt_docs WHERE org_id = ?1 AND project_id = ?2 AND id = ?3",
         ] {
@@ -425,4 +426,33 @@ pub fn to_compact(conn: &Connection, limit: usize) -> DomainResult<Vec<(Scope, S
         .collect()
     })
     .map_err(sql_err)
+}
+
+/// Moves updates out of the log into quarantine; returns how many moved.
+pub fn quarantine(
+    conn: &Connection,
+    scope: &Scope,
+    doc: &str,
+    seqs: &[i64],
+    reason: &str,
+) -> DomainResult<usize> {
+    let now = crate::clock::now();
+    let mut moved = 0;
+    for seq in seqs {
+        conn.prepare_cached(
+            "INSERT INTO crdt_quarantine
+                 (org_id, project_id, doc_id, seq, bytes, origin, at, reason, quarantined_at)
+             SELECT org_id, project_id, doc_id, seq, bytes, origin, at, ?5, ?6 FROM crdt_updates
+             WHERE org_id = ?1 AND project_id = ?2 AND doc_id = ?3 AND seq = ?4",
+        )
+        .and_then(|mut st| st.execute(params![scope.org, scope.project, doc, seq, reason, now]))
+        .map_err(sql_err)?;
+        moved += conn
+            .prepare_cached(
+                "DELETE FROM crdt_updates WHERE org_id = ?1 AND project_id = ?2 AND doc_id = ?3 AND seq = ?4",
+            )
+            .and_then(|mut st| st.execute(params![scope.org, scope.project, doc, seq]))
+            .map_err(sql_err)?;
+    }
+    Ok(moved)
 }

@@ -644,6 +644,19 @@ impl Store for SqliteStore {
             .await
     }
 
+    async fn quarantine_updates(
+        &self,
+        scope: &Scope,
+        doc: &str,
+        seqs: &[i64],
+        reason: &str,
+    ) -> DomainResult<usize> {
+        let (s, doc, seqs, reason) = (scope.clone(), doc.to_owned(), seqs.to_vec(), reason.to_owned());
+        self.writer
+            .write(move |conn, _| docs::quarantine(conn, &s, &doc, &seqs, &reason))
+            .await
+    }
+
     async fn docs_to_compact(&self, limit: usize) -> DomainResult<Vec<(Scope, String)>> {
         self.read(move |conn| docs::to_compact(conn, limit)).await
     }

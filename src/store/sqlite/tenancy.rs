@@ -172,6 +172,7 @@ pub fn delete_project(
         "relationships",
         "outbox",
         "crdt_updates",
+        "crdt_quarantine",
         "crdt_snapshots",
         "crdt_docs",
     ] {
