@@ -160,7 +160,9 @@ fn merged_content(clients: &[Doc]) -> String {
 
 async fn loaded_content(env: &Env, doc: &str) -> (String, i64) {
     let log = env.store.doc_log(&scope(), doc, None).await.unwrap();
-    let state = crdt_mod::state(env.store.as_ref(), env.blobs.as_ref(), &scope(), doc, &log).await.unwrap();
+    let state = crdt_mod::state(env.store.as_ref(), env.blobs.as_ref(), &scope(), doc, &log)
+        .await
+        .unwrap();
     (content(&state), log.last_seq)
 }
 
@@ -386,7 +388,9 @@ async fn as_of_reads_the_past_and_410s_once_history_is_gone(backend: Backend) {
 
     let log = env.store.doc_log(&scope(), "h", Some(&then)).await.unwrap();
     assert_eq!(log.last_seq, 5);
-    let state = crdt_mod::state(env.store.as_ref(), env.blobs.as_ref(), &scope(), "h", &log).await.unwrap();
+    let state = crdt_mod::state(env.store.as_ref(), env.blobs.as_ref(), &scope(), "h", &log)
+        .await
+        .unwrap();
     assert_eq!(content(&state), then_content);
 
     // Compact with nothing retained and no old snapshot kept: `then` is gone.
@@ -486,6 +490,111 @@ async fn documents_follow_their_entity(backend: Backend) {
     ));
 }
 
+/// The inputs of the hostile-input issue: each once crashed or starved the
+/// daemon (yrs 0.24 segfaulted, overflowed its stack, or reserved gigabytes).
+fn hostile_updates() -> Vec<(&'static str, Vec<u8>)> {
+    let mut nested = b"\x01\x01\x4f\x00\x08\x01\x05notes\x01".to_vec();
+    for _ in 0..10_000 {
+        nested.extend_from_slice(b"\x75\x01");
+    }
+    nested.push(0);
+    vec![
+        (
+            "a string that ends inside a UTF-8 character",
+            b"\x01\x01\xb8\x8c\xb0\xf6\xd4\xb2\xfb\x05\x00\x04\x01\x05notes\x05hell\xf0\x00"
+                .to_vec(),
+        ),
+        (
+            "an invalid UTF-8 byte inside a string",
+            b"\x01\x01\xb8\x8c\xb0\xf6\xd4\xb2\xfb\x05\x00\x04\x01\x05notes\x05h\x80llo\x00"
+                .to_vec(),
+        ),
+        ("10,000 nested arrays", nested),
+        (
+            "a client count of 2^32 - 1",
+            b"\xff\xff\xff\xff\x0f\x00".to_vec(),
+        ),
+        (
+            "a client count of 2^32 that wraps to 0",
+            b"\x80\x80\x80\x80\x10\x00".to_vec(),
+        ),
+    ]
+}
+
+#[test]
+fn hostile_updates_are_refused_by_the_check() {
+    for (what, bytes) in hostile_updates() {
+        assert!(crdt_mod::validate_update(&bytes).is_err(), "{what}");
+    }
+}
+
+/// Updates stored before the check existed (the store itself does not
+/// validate) are moved to quarantine by the first load or compaction that
+/// meets them; the rest of the document loads and compacts.
+async fn stored_updates_that_fail_the_check_are_quarantined_not_merged(backend: Backend) {
+    let env = env(backend).await;
+    let bad = hostile_updates()[1].1.clone();
+    for (doc, compact_first) in [("q-load", false), ("q-compact", true)] {
+        let client = Doc::with_client_id(7);
+        let t = client.get_or_insert_text("t");
+        let edit = |s: &str| {
+            let mut txn = client.transact_mut();
+            let len = t.get_string(&txn).len() as u32;
+            t.insert(&mut txn, len, s);
+            txn.encode_update_v1()
+        };
+        let (first, second) = (edit("hello "), edit("world"));
+        env.store
+            .append_updates(&scope(), doc, vec![first, bad.clone(), second], None)
+            .await
+            .unwrap();
+        let before = crdt_mod::QUARANTINED_UPDATES.load(std::sync::atomic::Ordering::Relaxed);
+        if compact_first {
+            let done = compact::compact(
+                env.store.as_ref(),
+                env.blobs.as_ref(),
+                &CrdtConfig::default(),
+                &caller(),
+                &scope(),
+                doc,
+                &|_| Ok(()),
+            )
+            .await
+            .unwrap();
+            assert_eq!(done.quarantined, 1, "{doc}");
+            assert_eq!(done.snapshot_seq, 3);
+        }
+        let (content, last) = loaded_content(&env, doc).await;
+        assert!(content.ends_with("|hello world"), "{doc}: {content}");
+        assert_eq!(last, 3);
+        let after = crdt_mod::QUARANTINED_UPDATES.load(std::sync::atomic::Ordering::Relaxed);
+        assert!(after > before, "{doc}: counted for /metrics");
+        let seqs: Vec<i64> = env
+            .store
+            .list_doc_updates(&scope(), doc, 0, 10)
+            .await
+            .unwrap()
+            .iter()
+            .map(|u| u.seq)
+            .collect();
+        assert_eq!(seqs, [1, 3], "{doc}: the bad update left the log");
+        // Nothing left to quarantine: a compaction now folds the rest.
+        let again = compact::compact(
+            env.store.as_ref(),
+            env.blobs.as_ref(),
+            &CrdtConfig::default(),
+            &caller(),
+            &scope(),
+            doc,
+            &|_| Ok(()),
+        )
+        .await
+        .unwrap();
+        assert_eq!(again.quarantined, 0);
+        assert!(loaded_content(&env, doc).await.0.ends_with("|hello world"));
+    }
+}
+
 /// Every store-level case runs on both backends.
 macro_rules! on_both_backends {
     ($($case:ident),* $(,)?) => {
@@ -510,6 +619,7 @@ on_both_backends!(
     large_snapshots_go_to_the_blob_store_with_a_checksum,
     as_of_reads_the_past_and_410s_once_history_is_gone,
     documents_follow_their_entity,
+    stored_updates_that_fail_the_check_are_quarantined_not_merged,
 );
 
 #[test]
@@ -774,6 +884,99 @@ mod http {
         assert_eq!(status, StatusCode::NOT_FOUND, "nothing was stored");
         let (status, _, _) = call(r, "GET", "/health/live", "", vec![]).await;
         assert_eq!(status, StatusCode::OK);
+    }
+
+    /// Each hostile update over HTTP, as a body and in the JSON form: 400,
+    /// nothing stored, and the daemon answers the next request.
+    #[tokio::test]
+    async fn hostile_updates_over_http_are_400_and_store_nothing() {
+        let dir = tempfile::tempdir().unwrap();
+        let d = daemon(dir.path()).await;
+        let r = &d.router;
+        let b64 = |u: &[u8]| base64::engine::general_purpose::STANDARD.encode(u);
+        for (what, bytes) in super::hostile_updates() {
+            let path = format!("{P}/docs/d1/updates");
+            let json = json!({"updates": [b64(&bytes)]}).to_string().into_bytes();
+            for (ct, body) in [
+                ("application/octet-stream", bytes),
+                ("application/json", json),
+            ] {
+                let (status, _, reply) = call(r, "POST", &path, ct, body).await;
+                assert_eq!(status, StatusCode::BAD_REQUEST, "{what} ({ct})");
+                assert_eq!(json_of(&reply)["error"]["code"], "bad_request", "{what}");
+            }
+            let (status, _, _) = call(r, "GET", &format!("{P}/docs/d1"), "", vec![]).await;
+            assert_eq!(status, StatusCode::NOT_FOUND, "{what}: nothing was stored");
+        }
+        // State vectors that claim 2^32 - 1 clients (one of them is what
+        // "__main__" decodes to) are refused before the document is read.
+        let good = text_update(&Doc::with_client_id(1), "x");
+        let (status, _, _) = call(
+            r,
+            "POST",
+            &format!("{P}/docs/d1/updates"),
+            "application/octet-stream",
+            good,
+        )
+        .await;
+        assert_eq!(status, StatusCode::CREATED);
+        let bomb = base64::engine::general_purpose::URL_SAFE_NO_PAD.encode(b"\xff\xff\xff\xff\x0f");
+        for sv in ["__main__", bomb.as_str()] {
+            let (status, _, reply) = call(
+                r,
+                "GET",
+                &format!("{P}/docs/d1?state_vector={sv}"),
+                "",
+                vec![],
+            )
+            .await;
+            assert_eq!(status, StatusCode::BAD_REQUEST, "{sv}");
+            assert_eq!(json_of(&reply)["error"]["code"], "bad_request");
+        }
+        let (status, _, _) = call(r, "GET", "/health/live", "", vec![]).await;
+        assert_eq!(status, StatusCode::OK);
+    }
+
+    /// Each hostile update over the socket closes that connection with 1007
+    /// and a reason; nothing is stored and the daemon serves on.
+    #[tokio::test]
+    async fn hostile_updates_over_the_socket_close_it_with_a_reason() {
+        let dir = tempfile::tempdir().unwrap();
+        let d = daemon(dir.path()).await;
+        let router = d.router.clone();
+        let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+        let addr = listener.local_addr().unwrap();
+        tokio::spawn(async move {
+            axum::serve(
+                listener,
+                router.into_make_service_with_connect_info::<std::net::SocketAddr>(),
+            )
+            .await
+            .unwrap();
+        });
+        let url = format!("ws://{addr}{P}/docs/hostile/ws?token={ADMIN}");
+        for (what, bytes) in super::hostile_updates() {
+            let (mut ws, _) = tokio_tungstenite::connect_async(&url).await.unwrap();
+            next_binary(&mut ws).await; // sync step 1 from the server
+            let message = Message::Sync(SyncMessage::Update(bytes)).encode_v1();
+            ws.send(Ws::Binary(message.into())).await.unwrap();
+            let closed = loop {
+                match tokio::time::timeout(std::time::Duration::from_secs(10), ws.next()).await {
+                    Ok(Some(Ok(Ws::Close(frame)))) => break frame,
+                    Ok(Some(Ok(_))) => continue,
+                    other => panic!("{what}: no close frame: {other:?}"),
+                }
+            };
+            let frame = closed.unwrap_or_else(|| panic!("{what}: a close without a reason"));
+            assert_eq!(u16::from(frame.code), 1007, "{what}");
+            assert!(
+                frame.reason.contains("y-websocket"),
+                "{what}: {}",
+                frame.reason
+            );
+        }
+        let (status, _, _) = call(&d.router, "GET", &format!("{P}/docs/hostile"), "", vec![]).await;
+        assert_eq!(status, StatusCode::NOT_FOUND, "nothing was stored");
     }
 
     async fn next_binary<S>(ws: &mut S) -> Vec<u8>

@@ -377,9 +377,9 @@ async fn serve_socket(
                     }
                     Ok(None) => {}
                     Err(e) => {
-                        // A bad message closes this connection only.
+                        // A bad message closes this connection only, saying why.
                         tracing::debug!(error = %e, "closing a WebSocket after a bad message");
-                        let _ = socket.send(WsMessage::Close(None)).await;
+                        let _ = socket.send(WsMessage::Close(Some(close_frame(&e)))).await;
                         return;
                     }
                 }
@@ -399,6 +399,25 @@ async fn serve_socket(
                 Err(tokio::sync::broadcast::error::RecvError::Closed) => return,
             }
         }
+    }
+}
+
+/// A close frame for a refused message: 1007 (invalid payload) for bad
+/// input, 1011 otherwise; the reason is cut to the 123 bytes a frame allows.
+fn close_frame(e: &DomainError) -> axum::extract::ws::CloseFrame {
+    let (code, mut reason) = match e {
+        DomainError::BadRequest(m) => (1007, m.clone()),
+        // Storage faults are logged, never sent.
+        _ => (1011, "internal error".to_string()),
+    };
+    let mut cut = reason.len().min(123);
+    while !reason.is_char_boundary(cut) {
+        cut -= 1;
+    }
+    reason.truncate(cut);
+    axum::extract::ws::CloseFrame {
+        code,
+        reason: reason.into(),
     }
 }
 

@@ -10,7 +10,7 @@
 //! never stack), and no trailing bytes. It allocates nothing proportional to
 //! a claimed count, so its time and memory are linear in the input.
 //!
-//! Where yrs 0.28 reads the format differently from Yjs (a content-JSON count
+//! Where yrs 0.27 reads the format differently from Yjs (a content-JSON count
 //! is read as count + 1 strings; an XmlHook type carries no key), the check
 //! follows yrs: it vouches for exactly the bytes yrs will consume.
 
@@ -502,7 +502,9 @@ mod tests {
 
     #[test]
     fn strings_must_be_utf8() {
-        let mut bytes = vec![0x01, 0x01, 0xb8, 0x8c, 0xb0, 0xf6, 0xd4, 0xb2, 0xfb, 0x05, 0x00];
+        let mut bytes = vec![
+            0x01, 0x01, 0xb8, 0x8c, 0xb0, 0xf6, 0xd4, 0xb2, 0xfb, 0x05, 0x00,
+        ];
         bytes.extend_from_slice(b"\x04\x01\x05notes\x05hell\xf0\x00");
         assert!(update(&bytes).is_err());
     }
@@ -510,6 +512,9 @@ mod tests {
     #[test]
     fn json_depth_ignores_brackets_inside_strings() {
         assert_eq!(json_depth(r#"{"a":"[[[[[[["}"#), Ok(()));
-        assert_eq!(json_depth(&"[".repeat(MAX_DEPTH + 1)), Err(CheckError::TooDeep));
+        assert_eq!(
+            json_depth(&"[".repeat(MAX_DEPTH + 1)),
+            Err(CheckError::TooDeep)
+        );
     }
 }

@@ -99,7 +99,10 @@ pub async fn snapshot_bytes(
     };
     // Snapshots are written by yrs, but they are read back from storage.
     check::update(&bytes).map_err(|e| {
-        DomainError::internal(format!("snapshot {} fails the check: {e}", snapshot.covers_seq))
+        DomainError::internal(format!(
+            "snapshot {} fails the check: {e}",
+            snapshot.covers_seq
+        ))
     })?;
     Ok(bytes)
 }
@@ -185,7 +188,14 @@ async fn quarantine(
             .await?;
         QUARANTINED_UPDATES.fetch_add(moved as u64, Ordering::Relaxed);
         total += moved;
-        tracing::warn!(org = scope.org, project = scope.project, doc, seq, reason, "quarantined a stored Yjs update");
+        tracing::warn!(
+            org = scope.org,
+            project = scope.project,
+            doc,
+            seq,
+            reason,
+            "quarantined a stored Yjs update"
+        );
     }
     Ok(total)
 }

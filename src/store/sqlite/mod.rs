@@ -651,7 +651,12 @@ impl Store for SqliteStore {
         seqs: &[i64],
         reason: &str,
     ) -> DomainResult<usize> {
-        let (s, doc, seqs, reason) = (scope.clone(), doc.to_owned(), seqs.to_vec(), reason.to_owned());
+        let (s, doc, seqs, reason) = (
+            scope.clone(),
+            doc.to_owned(),
+            seqs.to_vec(),
+            reason.to_owned(),
+        );
         self.writer
             .write(move |conn, _| docs::quarantine(conn, &s, &doc, &seqs, &reason))
             .await
