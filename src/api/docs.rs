@@ -157,7 +157,7 @@ async fn get_doc(
         Some(sv) => {
             let sv = base64_any(sv)
                 .ok_or_else(|| ApiError::bad_request("state_vector is not base64"))?;
-            crdt::decode_state_vector(&sv)?;
+            crdt::validate_state_vector(&sv)?;
             Some(sv)
         }
         None => None,

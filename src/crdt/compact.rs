@@ -6,14 +6,12 @@
 //! stored before it is recorded (an unrecorded blob is only an orphan), and
 //! updates are pruned only after a recorded snapshot covers them.
 
-use super::{guarded, yrs_fault, CrdtConfig};
+use super::{yrs_fault, CrdtConfig};
 use crate::blob::{BlobError, BlobStore};
 use crate::domain::*;
 use crate::store::Store;
 use serde::Serialize;
 use sha2::{Digest, Sha256};
-use yrs::updates::decoder::Decode;
-use yrs::{Doc, ReadTxn, StateVector, Transact, Update};
 
 /// The points between steps, for fault injection in tests.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -37,20 +35,7 @@ pub struct Compacted {
 
 /// The state of many updates, garbage-collected, as one update.
 pub fn gc_state(parts: Vec<Vec<u8>>) -> DomainResult<Vec<u8>> {
-    if parts.is_empty() {
-        return Ok(vec![0, 0]);
-    }
-    let merged = super::merge(parts)?;
-    guarded(|| {
-        let doc = Doc::new();
-        {
-            let mut txn = doc.transact_mut();
-            txn.apply_update(Update::decode_v1(&merged).ok()?).ok()?;
-        }
-        let txn = doc.transact();
-        Some(txn.encode_state_as_update_v1(&StateVector::default()))
-    })
-    .ok_or_else(|| yrs_fault("the log does not rebuild"))
+    super::fold::gc_state(parts).map_err(yrs_fault)
 }
 
 fn hex(bytes: &[u8]) -> String {

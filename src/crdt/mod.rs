@@ -4,14 +4,13 @@
 
 pub mod check;
 pub mod compact;
+pub mod fold;
 pub mod sync;
 
 use crate::blob::BlobStore;
 use crate::domain::*;
 use crate::store::Store;
 use std::sync::atomic::{AtomicU64, Ordering};
-use yrs::updates::decoder::Decode;
-use yrs::{StateVector, Update};
 
 /// Limits and windows of the CRDT log.
 #[derive(Debug, Clone)]
@@ -37,14 +36,6 @@ impl Default for CrdtConfig {
     }
 }
 
-/// yrs code must never take the daemon down: a panic becomes `None`. (The
-/// check in `check.rs` runs first, so yrs never sees unbounded input.)
-fn guarded<T>(f: impl FnOnce() -> Option<T>) -> Option<T> {
-    std::panic::catch_unwind(std::panic::AssertUnwindSafe(f))
-        .ok()
-        .flatten()
-}
-
 /// Stored updates moved to quarantine by this process (for `/metrics`).
 pub static QUARANTINED_UPDATES: AtomicU64 = AtomicU64::new(0);
 
@@ -56,29 +47,21 @@ fn refused(what: &str, e: impl std::fmt::Display) -> DomainError {
 /// yrs as exactly one Yjs update (v1), with no bytes left over.
 pub fn validate_update(bytes: &[u8]) -> DomainResult<()> {
     check::update(bytes).map_err(|e| refused("Yjs update (v1)", e))?;
-    if decodes(bytes) {
+    if fold::decodes(bytes) {
         Ok(())
     } else {
         Err(refused("Yjs update (v1)", "yrs cannot decode it"))
     }
 }
 
-/// True when yrs decodes `bytes` as one whole update. Only for bytes that
-/// passed `check::update` (their nesting and counts are bounded).
-fn decodes(bytes: &[u8]) -> bool {
-    use yrs::encoding::read::Read;
-    guarded(|| {
-        let mut decoder = yrs::updates::decoder::DecoderV1::from(bytes);
-        Update::decode(&mut decoder).ok()?;
-        Some(decoder.read_u8().is_err())
-    })
-    .unwrap_or(false)
-}
-
-pub fn decode_state_vector(bytes: &[u8]) -> DomainResult<StateVector> {
+/// Accepts a state vector that passes the check and decodes in yrs.
+pub fn validate_state_vector(bytes: &[u8]) -> DomainResult<()> {
     let bad = || DomainError::BadRequest("state_vector is not a valid Yjs state vector".into());
     check::state_vector(bytes).map_err(|_| bad())?;
-    guarded(|| StateVector::decode_v1(bytes).ok()).ok_or_else(bad)
+    if !fold::decodes_state_vector(bytes) {
+        return Err(bad());
+    }
+    Ok(())
 }
 
 fn yrs_fault(e: impl std::fmt::Display) -> DomainError {
@@ -147,7 +130,7 @@ pub async fn fold_log(
     };
     let undecodable: Vec<(i64, String)> = updates
         .iter()
-        .filter(|(_, bytes)| !decodes(bytes))
+        .filter(|(_, bytes)| !fold::decodes(bytes))
         .map(|(seq, _)| (*seq, "yrs cannot decode it".to_string()))
         .collect();
     if undecodable.is_empty() {
@@ -211,40 +194,15 @@ pub async fn state(
     Ok(fold_log(store, blobs, scope, doc, log, merge).await?.state)
 }
 
-/// Updates merged per round.
-const MERGE_FAN_IN: usize = 32;
-
-/// Many updates as one. yrs's merge re-sorts all its inputs for every struct
-/// it emits, so one merge of n updates costs about n² log n: a 100,000-update
-/// log took minutes. Merging in rounds of `MERGE_FAN_IN` keeps each merge
-/// small; merging is associative, so the result is the same update.
-pub fn merge(mut parts: Vec<Vec<u8>>) -> DomainResult<Vec<u8>> {
-    match parts.len() {
-        0 => return Ok(vec![0, 0]),
-        1 => return Ok(parts.pop().expect("one part")),
-        _ => {}
-    }
-    loop {
-        let mut merged = Vec::with_capacity(parts.len().div_ceil(MERGE_FAN_IN));
-        for chunk in parts.chunks(MERGE_FAN_IN) {
-            let one = guarded(|| Some(yrs::merge_updates_v1(chunk.iter().map(Vec::as_slice))))
-                .ok_or_else(|| yrs_fault("merge panicked"))?
-                .map_err(yrs_fault)?;
-            merged.push(one);
-        }
-        if merged.len() <= 1 {
-            return Ok(merged.pop().unwrap_or_default());
-        }
-        parts = merged;
-    }
+/// Many updates as one (see `fold::merge`).
+pub fn merge(parts: Vec<Vec<u8>>) -> DomainResult<Vec<u8>> {
+    fold::merge(parts).map_err(yrs_fault)
 }
 
 /// What `state` lacks relative to a client's state vector.
 pub fn diff(state: &[u8], state_vector: &[u8]) -> DomainResult<Vec<u8>> {
-    decode_state_vector(state_vector)?;
-    guarded(|| Some(yrs::diff_updates_v1(state, state_vector)))
-        .ok_or_else(|| yrs_fault("diff panicked"))?
-        .map_err(yrs_fault)
+    validate_state_vector(state_vector)?;
+    fold::diff(state, state_vector).map_err(yrs_fault)
 }
 
 #[cfg(test)]

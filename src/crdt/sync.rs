@@ -4,7 +4,6 @@
 //! on this daemon.
 
 use super::check::{self, CheckError, SyncMessage};
-use super::guarded;
 use crate::domain::Scope;
 use std::collections::HashMap;
 use std::sync::{Arc, Mutex};
@@ -101,8 +100,7 @@ pub fn update(update: Vec<u8>) -> Vec<u8> {
 
 /// The state vector of a state (an update covering everything).
 pub fn state_vector_of(state: &[u8]) -> Vec<u8> {
-    guarded(|| yrs::encode_state_vector_from_update_v1(state).ok())
-        .unwrap_or_else(|| StateVector::default().encode_v1())
+    super::fold::state_vector_of(state).unwrap_or_else(|_| StateVector::default().encode_v1())
 }
 
 /// True for the empty update (nothing to persist).
