@@ -1,7 +1,8 @@
 #!/usr/bin/env bash
 # The README's test command: installs and starts what the tests need (the
 # test stack: PostgreSQL 15, PGlite with AGE and pgvector, an S3 server),
-# runs every test against both backends, then stops the stack.
+# fuzzes every parser of untrusted bytes briefly (ops/fuzz.sh), runs every
+# test against both backends, then stops the stack.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 
@@ -18,6 +19,10 @@ fi
 
 # Build first, so the stack does not idle while the tests compile.
 cargo test --locked --all-targets --no-run
+
+# Every parser of untrusted bytes, fuzzed briefly on its kept corpus (a
+# crash, leak, hang or memory bomb fails the run).
+ops/fuzz.sh "${STRATA_FUZZ_SECONDS:-15}"
 
 ops/test-stack.sh start >/dev/null
 trap 'ops/test-stack.sh stop' EXIT
