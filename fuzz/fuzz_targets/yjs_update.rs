@@ -8,10 +8,11 @@ use libfuzzer_sys::fuzz_target;
 
 fuzz_target!(|data: &[u8]| {
     common::catch_panics_as_the_daemon_does();
-    if check::update(data).is_ok() {
-        if fold::decodes(data) {
-            // What the daemon stores is merged and rebuilt later.
-            let _ = fold::gc_state(vec![data.to_vec()]);
+    if check::update(data).is_ok() && fold::decodes(data) {
+        // What the daemon stores is merged into snapshots later, and
+        // diffed against client state vectors.
+        if let Ok(state) = fold::snapshot(vec![vec![0, 0], data.to_vec()]) {
+            let _ = fold::diff(&state, &[0]);
         }
     }
 });

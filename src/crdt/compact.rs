@@ -1,5 +1,5 @@
-//! Compaction: fold a document's log into one snapshot (with garbage
-//! collection of deleted content), store it, record it, then prune.
+//! Compaction: fold a document's log into one snapshot (a merge: see
+//! `fold::snapshot`), store it, record it, then prune.
 //!
 //! Each step is idempotent and ordered so that a crash between any two loses
 //! nothing and leaves nothing a rerun would apply twice: the snapshot is
@@ -33,9 +33,9 @@ pub struct Compacted {
     pub quarantined: usize,
 }
 
-/// The state of many updates, garbage-collected, as one update.
-pub fn gc_state(parts: Vec<Vec<u8>>) -> DomainResult<Vec<u8>> {
-    super::fold::gc_state(parts).map_err(yrs_fault)
+/// The snapshot of many updates (see `fold::snapshot`).
+pub fn snapshot_state(parts: Vec<Vec<u8>>) -> DomainResult<Vec<u8>> {
+    super::fold::snapshot(parts).map_err(yrs_fault)
 }
 
 fn hex(bytes: &[u8]) -> String {
@@ -81,7 +81,7 @@ pub async fn compact(
         }
         (_, Some(last)) => {
             let (covers_seq, covers_at) = (last.seq, last.at.clone());
-            let folded = super::fold_log(store, blobs, scope, doc, &log, gc_state).await?;
+            let folded = super::fold_log(store, blobs, scope, doc, &log, snapshot_state).await?;
             let (state, quarantined) = (folded.state, folded.quarantined);
             fault(Step::Encoded)?;
             let mut sha = hex(&Sha256::digest(&state));

@@ -90,8 +90,8 @@ pub async fn snapshot_bytes(
     Ok(bytes)
 }
 
-/// Folds a document's log into one update with `fold` (a merge, or a
-/// garbage-collecting rebuild), off the async runtime. Only the snapshot and
+/// Folds a document's log into one update with `fold` (a merge for a read,
+/// a snapshot for compaction), off the async runtime. Only the snapshot and
 /// stored updates that pass the check reach yrs; the others (stored before
 /// the check existed) are moved to quarantine. If yrs still refuses the log,
 /// the updates it cannot decode are quarantined too and the fold runs again.
