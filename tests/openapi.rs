@@ -18,8 +18,12 @@ use tower::ServiceExt;
 
 const ADMIN: &str = "test-admin-key-0123456789";
 
-/// Examples per operation and phase: the run stays within a minute or two.
-const EXAMPLES: &str = "25";
+/// Examples per operation and phase (the run stays within a minute or
+/// two), and the seed; STRATA_TEST_SCHEMATHESIS_EXAMPLES and
+/// STRATA_TEST_SCHEMATHESIS_SEED override them for a longer search.
+fn knob(name: &str, default: &str) -> String {
+    std::env::var(name).unwrap_or_else(|_| default.to_owned())
+}
 
 async fn call(router: &axum::Router, method: &str, path: &str, body: Value) -> (StatusCode, Value) {
     let request = Request::builder()
@@ -173,7 +177,9 @@ async fn schemathesis_finds_nothing_against_the_document() {
                 "not_a_server_error,status_code_conformance,content_type_conformance,response_schema_conformance",
             ])
             .args(["--phases", "examples,coverage,fuzzing"])
-            .args(["--max-examples", EXAMPLES, "--workers", "2", "--seed", "7"])
+            .args(["--max-examples", &knob("STRATA_TEST_SCHEMATHESIS_EXAMPLES", "25")])
+            .args(["--seed", &knob("STRATA_TEST_SCHEMATHESIS_SEED", "7")])
+            .args(["--workers", "2"])
             .args(["--request-timeout", "30", "--no-color"])
             .current_dir(dir.path())
             .kill_on_drop(true)

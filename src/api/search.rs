@@ -21,7 +21,8 @@ pub fn router() -> OpenApiRouter<AppState> {
 #[derive(Deserialize, utoipa::IntoParams)]
 #[into_params(parameter_in = Query)]
 struct SearchParams {
-    /// The query text (required, at most 1024 bytes); never an operator.
+    /// The query text (at most 1024 bytes); never an operator.
+    #[param(required = true)]
     q: Option<String>,
     /// `text` (default), `semantic` or `hybrid`.
     mode: Option<String>,
