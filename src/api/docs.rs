@@ -113,7 +113,7 @@ async fn read_updates(req: Request, s: &AppState) -> ApiResult<Vec<Vec<u8>>> {
 #[utoipa::path(post, path = "/v1/orgs/{org}/projects/{project}/docs/{doc}/updates", tag = "docs",
     params(DocPath, ("X-Strata-Origin" = Option<String>, Header, description = "the gateway the updates come from")),
     request_body(description = "one Yjs update, or several as base64 in JSON",
-        content((Vec<u8> = "application/octet-stream"), (UpdatesBody = "application/json"))),
+        content(("application/octet-stream"), (UpdatesBody = "application/json"))),
     security(("api_key" = ["write"])),
     responses((status = 201, description = "durable", body = Data<Appended>),
         (status = 400, description = "bad_request: not a valid Yjs update; nothing stored")))]
@@ -175,7 +175,7 @@ struct DocState {
 #[utoipa::path(get, path = "/v1/orgs/{org}/projects/{project}/docs/{doc}", tag = "docs",
     params(DocPath, StateParams), security(("api_key" = ["read"])),
     responses((status = 200, description = "the state as one Yjs update (JSON with Accept: application/json)",
-            content((Vec<u8> = "application/octet-stream"), (Data<DocState> = "application/json")),
+            content(("application/octet-stream"), (Data<DocState> = "application/json")),
             headers(("X-Strata-Seq" = i64, description = "the last seq included"))),
         (status = 404, description = "not_found: never written"),
         (status = 410, description = "gone: the retained history no longer reaches as_of")))]

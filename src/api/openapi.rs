@@ -33,6 +33,7 @@ pub struct Paged<T> {
 #[derive(Serialize, ToSchema)]
 pub struct Pagination {
     /// Pass it back as `cursor=` for the next page; null on the last one.
+    #[schema(required = true)]
     pub next_cursor: Option<String>,
     pub limit: usize,
 }
