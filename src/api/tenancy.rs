@@ -64,7 +64,8 @@ async fn create_org(
 
 /// List orgs: all of them for the global admin, its own for an org key.
 #[utoipa::path(get, path = "/v1/orgs", tag = "tenancy", params(PageParams), security(("api_key" = [])),
-    responses((status = 200, description = "orgs", body = Paged<Org>)))]
+    responses((status = 200, description = "orgs", body = Paged<Org>),
+        (status = 404, description = "not_found: the key's org was deleted (its key still cached)")))]
 async fn list_orgs(
     State(s): State<AppState>,
     who: Principal,
