@@ -5,7 +5,8 @@
 //! document and a key already in it, so path parameters reach real data) and
 //! runs schemathesis against the document it serves: generated requests,
 //! valid and invalid, each answer checked for no server error, a declared
-//! status, a declared content type and a body matching its schema. ops/test.sh
+//! status, a declared content type, a body matching its schema and the
+//! declared headers (`ETag`, `Retry-After`, `X-Strata-Seq`). ops/test.sh
 //! installs schemathesis and names its `st` in STRATA_TEST_SCHEMATHESIS.
 //!
 //! The other test checks the document's shape without it.
@@ -167,7 +168,7 @@ async fn schemathesis(
             .args(["--header", &format!("Authorization: Bearer {key}")])
             .args([
                 "--checks",
-                "not_a_server_error,status_code_conformance,content_type_conformance,response_schema_conformance",
+                "not_a_server_error,status_code_conformance,content_type_conformance,response_schema_conformance,response_headers_conformance",
             ])
             .args(["--phases", "examples,coverage,fuzzing"])
             .args(["--max-examples", examples])

@@ -99,7 +99,8 @@ impl Modify for ApiKey {
 /// parameters and body are parsed (400), its key checked (401, 403, 429),
 /// its path names a resource (404), its body is limited and typed (413,
 /// 415), and every request runs under the timeout layer (503). Each error
-/// answer, added here or declared by the handler, gets the error schema.
+/// answer, added here or declared by the handler, gets the error schema;
+/// each answer of one entity declares its `ETag`.
 pub fn complete(doc: &mut Value) {
     let Some(paths) = doc.get_mut("paths").and_then(Value::as_object_mut) else {
         return;
@@ -121,10 +122,21 @@ pub fn complete(doc: &mut Value) {
                         "schema": { "$ref": "#/components/schemas/ErrorBody" }
                     }});
                 }
+                // One entity is only ever sent by `entity_response`, with its ETag.
+                if response["content"]["application/json"]["schema"]["$ref"]
+                    == "#/components/schemas/Data_Entity"
+                {
+                    response["headers"] = json!({ "ETag": {
+                        "description": "the entity's version, quoted: `\"<version>\"`",
+                        "required": true,
+                        "schema": { "type": "string" }
+                    }});
+                }
             }
             if let Some(limited) = responses.get_mut("429") {
                 limited["headers"] = json!({ "Retry-After": {
                     "description": "seconds until the key may call again",
+                    "required": true,
                     "schema": { "type": "integer" }
                 }});
             }
