@@ -1,8 +1,9 @@
 #!/usr/bin/env bash
 # The README's test command: installs and starts what the tests need (the
-# test stack: PostgreSQL 15, PGlite with AGE and pgvector, an S3 server),
-# fuzzes every parser of untrusted bytes briefly (ops/fuzz.sh), runs every
-# test against both backends, then stops the stack.
+# test stack: PostgreSQL 15, PGlite with AGE and pgvector, an S3 server;
+# schemathesis in a virtualenv under $STRATA_TOOLS_DIR), fuzzes every parser
+# of untrusted bytes briefly (ops/fuzz.sh), runs every test against both
+# backends, then stops the stack.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 
@@ -16,6 +17,17 @@ command -v npm >/dev/null || { echo "node and npm are required for the PGlite se
 if [ ! -d ops/interop/node_modules/yjs ]; then
   (cd ops/interop && npm ci --no-audit --no-fund --loglevel=error >/dev/null)
 fi
+
+# schemathesis, which checks the served OpenAPI document (tests/openapi.rs).
+TOOLS=${STRATA_TOOLS_DIR:-${HOME:-/root}/.cache/strata-tools}
+SCHEMATHESIS_VERSION=4.32.5
+if ! "$TOOLS/schemathesis/bin/st" --version 2>/dev/null | grep -qF "$SCHEMATHESIS_VERSION"; then
+  command -v python3 >/dev/null || { echo "python3 (3.9+, with venv) is required for schemathesis" >&2; exit 1; }
+  rm -rf "$TOOLS/schemathesis"
+  python3 -m venv "$TOOLS/schemathesis"
+  "$TOOLS/schemathesis/bin/pip" install --quiet --disable-pip-version-check "schemathesis==$SCHEMATHESIS_VERSION"
+fi
+export STRATA_TEST_SCHEMATHESIS="$TOOLS/schemathesis/bin/st"
 
 # Build first, so the stack does not idle while the tests compile.
 cargo test --locked --all-targets --no-run

@@ -4,9 +4,11 @@
 use super::auth::{Authorized, Read, Write};
 use super::error::{ApiError, ApiResult};
 use super::extract::{body_error, page_limit, JsonBody, Path, Query};
+use super::openapi::{Data, Paged, Pagination};
 use super::{data, AppState};
 use crate::crdt::{self, compact, sync};
 use crate::domain::*;
+use axum::extract::ws::rejection::WebSocketUpgradeRejection;
 use axum::extract::ws::{Message as WsMessage, WebSocket, WebSocketUpgrade};
 use axum::extract::{FromRequest, Request, State};
 use axum::http::{header, HeaderMap, HeaderValue, StatusCode};
@@ -14,8 +16,7 @@ use axum::response::{IntoResponse, Response};
 use base64::engine::general_purpose::{STANDARD, URL_SAFE_NO_PAD};
 use base64::Engine;
 use bytes::Bytes;
-use serde::Deserialize;
-use serde_json::json;
+use serde::{Deserialize, Serialize};
 use std::sync::Arc;
 use utoipa_axum::router::OpenApiRouter;
 use utoipa_axum::routes;
@@ -30,10 +31,14 @@ pub fn router() -> OpenApiRouter<AppState> {
         .routes(routes!(websocket))
 }
 
-#[derive(Deserialize)]
+#[derive(Deserialize, utoipa::IntoParams)]
+#[into_params(parameter_in = Path)]
 struct DocPath {
+    /// Org id.
     org: String,
+    /// Project id.
     project: String,
+    /// Document id (created on its first update).
     doc: String,
 }
 
@@ -51,10 +56,19 @@ fn base64_any(text: &str) -> Option<Vec<u8>> {
         .ok()
 }
 
-#[derive(Deserialize)]
+#[derive(Deserialize, utoipa::ToSchema)]
 #[serde(deny_unknown_fields)]
 struct UpdatesBody {
+    /// Yjs update v1 binaries, base64.
     updates: Vec<String>,
+}
+
+/// Where an append landed in the document's log.
+#[derive(Serialize, utoipa::ToSchema)]
+struct Appended {
+    doc: String,
+    first_seq: i64,
+    last_seq: i64,
 }
 
 /// One update as `application/octet-stream`, or several as base64 in JSON.
@@ -97,8 +111,12 @@ async fn read_updates(req: Request, s: &AppState) -> ApiResult<Vec<Vec<u8>>> {
 
 /// Append Yjs updates to a document's log (created on first update).
 #[utoipa::path(post, path = "/v1/orgs/{org}/projects/{project}/docs/{doc}/updates", tag = "docs",
-    request_body(content = Vec<u8>, description = "one Yjs update (application/octet-stream) or {\"updates\": [base64, ...]}"),
-    responses((status = 201, description = "durable: {doc, first_seq, last_seq}"), (status = 400, description = "not a valid Yjs update")))]
+    params(DocPath, ("X-Strata-Origin" = Option<String>, Header, description = "the gateway the updates come from")),
+    request_body(description = "one Yjs update, or several as base64 in JSON",
+        content(("application/octet-stream"), (UpdatesBody = "application/json"))),
+    security(("api_key" = ["write"])),
+    responses((status = 201, description = "durable", body = Data<Appended>),
+        (status = 400, description = "bad_request: not a valid Yjs update; nothing stored")))]
 async fn append_updates(
     State(s): State<AppState>,
     _: Authorized<Write>,
@@ -126,19 +144,41 @@ async fn append_updates(
     }
     Ok(data(
         StatusCode::CREATED,
-        json!({ "doc": p.doc, "first_seq": first, "last_seq": last }),
+        Appended {
+            doc: p.doc,
+            first_seq: first,
+            last_seq: last,
+        },
     ))
 }
 
-#[derive(Deserialize)]
+#[derive(Deserialize, utoipa::IntoParams)]
+#[into_params(parameter_in = Query)]
 struct StateParams {
+    /// Base64 Yjs state vector: only what it lacks.
     state_vector: Option<String>,
+    /// RFC 3339 time: the state as it was then.
     as_of: Option<String>,
+}
+
+/// The state as JSON (with `Accept: application/json`).
+#[derive(Serialize, utoipa::ToSchema)]
+struct DocState {
+    doc: String,
+    /// The last seq included.
+    seq: i64,
+    /// One Yjs update v1, base64.
+    update: String,
 }
 
 /// The whole state as one Yjs update (or what a state vector lacks).
 #[utoipa::path(get, path = "/v1/orgs/{org}/projects/{project}/docs/{doc}", tag = "docs",
-    responses((status = 200, description = "Yjs update bytes; X-Strata-Seq is the last seq included"), (status = 404, description = "never written"), (status = 410, description = "history no longer reaches as_of")))]
+    params(DocPath, StateParams), security(("api_key" = ["read"])),
+    responses((status = 200, description = "the state as one Yjs update (JSON with Accept: application/json)",
+            content(("application/octet-stream"), (Data<DocState> = "application/json")),
+            headers(("X-Strata-Seq" = i64, description = "the last seq included"))),
+        (status = 404, description = "not_found: never written"),
+        (status = 410, description = "gone: the retained history no longer reaches as_of")))]
 async fn get_doc(
     State(s): State<AppState>,
     _: Authorized<Read>,
@@ -175,7 +215,11 @@ async fn get_doc(
     let mut response = if wants_json {
         data(
             StatusCode::OK,
-            json!({ "doc": p.doc, "seq": log.last_seq, "update": STANDARD.encode(&state) }),
+            DocState {
+                doc: p.doc,
+                seq: log.last_seq,
+                update: STANDARD.encode(&state),
+            },
         )
     } else {
         ([(header::CONTENT_TYPE, "application/octet-stream")], state).into_response()
@@ -191,8 +235,10 @@ struct PutDocBody {
 }
 
 /// Create a document, or link it to the entity that owns it.
-#[utoipa::path(put, path = "/v1/orgs/{org}/projects/{project}/docs/{doc}", tag = "docs", request_body = PutDocBody,
-    responses((status = 200, description = "the document"), (status = 422, description = "no such entity")))]
+#[utoipa::path(put, path = "/v1/orgs/{org}/projects/{project}/docs/{doc}", tag = "docs",
+    params(DocPath), request_body = PutDocBody, security(("api_key" = ["write"])),
+    responses((status = 200, description = "the document", body = Data<DocInfo>),
+        (status = 422, description = "unprocessable: no such entity")))]
 async fn put_doc(
     State(s): State<AppState>,
     who: Authorized<Write>,
@@ -211,7 +257,8 @@ async fn put_doc(
 }
 
 /// Erase a document, its log and its snapshots.
-#[utoipa::path(delete, path = "/v1/orgs/{org}/projects/{project}/docs/{doc}", tag = "docs", responses((status = 204, description = "deleted")))]
+#[utoipa::path(delete, path = "/v1/orgs/{org}/projects/{project}/docs/{doc}", tag = "docs",
+    params(DocPath), security(("api_key" = ["write"])), responses((status = 204, description = "deleted")))]
 async fn delete_doc(
     State(s): State<AppState>,
     who: Authorized<Write>,
@@ -223,15 +270,42 @@ async fn delete_doc(
     Ok(StatusCode::NO_CONTENT)
 }
 
-#[derive(Deserialize)]
+#[derive(Deserialize, utoipa::IntoParams)]
+#[into_params(parameter_in = Query)]
 struct TailParams {
+    /// Only updates after this seq (exclusive; default 0).
     after: Option<i64>,
+    /// Page size, 1 to 1000 (default 100).
+    #[param(minimum = 1, maximum = 1000)]
     limit: Option<usize>,
+}
+
+/// One update of the log.
+#[derive(Serialize, utoipa::ToSchema)]
+struct LoggedUpdate {
+    seq: i64,
+    /// Yjs update v1, base64.
+    update: String,
+    origin: Option<String>,
+    at: String,
+}
+
+/// One snapshot of a document.
+#[derive(Serialize, utoipa::ToSchema)]
+struct SnapshotInfo {
+    covers_seq: i64,
+    covers_at: String,
+    created_at: String,
+    bytes: i64,
+    sha256: String,
+    /// `inline` or `blob:<key>`.
+    location: String,
 }
 
 /// The log after a sequence number, for gateways to tail.
 #[utoipa::path(get, path = "/v1/orgs/{org}/projects/{project}/docs/{doc}/updates", tag = "docs",
-    responses((status = 200, description = "[{seq, update (base64), origin, at}]")))]
+    params(DocPath, TailParams), security(("api_key" = ["read"])),
+    responses((status = 200, description = "the log after `after`", body = Paged<LoggedUpdate>)))]
 async fn list_updates(
     State(s): State<AppState>,
     _: Authorized<Read>,
@@ -248,19 +322,30 @@ async fn list_updates(
     let next = (updates.len() == limit)
         .then(|| updates.last().map(|u| u.seq.to_string()))
         .flatten();
-    let items: Vec<_> = updates
+    let data = updates
         .into_iter()
-        .map(|u| json!({ "seq": u.seq, "update": STANDARD.encode(&u.bytes), "origin": u.origin, "at": u.at }))
+        .map(|u| LoggedUpdate {
+            seq: u.seq,
+            update: STANDARD.encode(&u.bytes),
+            origin: u.origin,
+            at: u.at,
+        })
         .collect();
-    Ok(
-        axum::Json(json!({ "data": items, "pagination": { "next_cursor": next, "limit": limit } }))
-            .into_response(),
-    )
+    Ok(axum::Json(Paged {
+        data,
+        pagination: Pagination {
+            next_cursor: next,
+            limit,
+        },
+    })
+    .into_response())
 }
 
 /// Compact now: fold the log into a snapshot.
 #[utoipa::path(post, path = "/v1/orgs/{org}/projects/{project}/docs/{doc}/compact", tag = "docs",
-    responses((status = 200, description = "{snapshot_seq, bytes, location}")))]
+    params(DocPath), security(("api_key" = ["write"])),
+    responses((status = 200, description = "the snapshot made", body = Data<compact::Compacted>),
+        (status = 409, description = "conflict: the document is being compacted; retry")))]
 async fn compact_doc(
     State(s): State<AppState>,
     who: Authorized<Write>,
@@ -286,7 +371,8 @@ async fn compact_doc(
 
 /// The document's snapshots, newest first.
 #[utoipa::path(get, path = "/v1/orgs/{org}/projects/{project}/docs/{doc}/snapshots", tag = "docs",
-    responses((status = 200, description = "snapshots")))]
+    params(DocPath), security(("api_key" = ["read"])),
+    responses((status = 200, description = "every snapshot, newest first (one page)", body = Paged<SnapshotInfo>)))]
 async fn list_snapshots(
     State(s): State<AppState>,
     _: Authorized<Read>,
@@ -294,34 +380,50 @@ async fn list_snapshots(
 ) -> ApiResult<Response> {
     let scope = p.scope()?;
     let snapshots = s.store.list_snapshots(&scope, &p.doc).await?;
-    let items: Vec<_> = snapshots
-        .iter()
-        .map(|sn| {
-            let location = match &sn.data {
+    let data: Vec<_> = snapshots
+        .into_iter()
+        .map(|sn| SnapshotInfo {
+            location: match &sn.data {
                 SnapshotData::Inline(_) => "inline".to_string(),
                 SnapshotData::Blob(key) => format!("blob:{key}"),
-            };
-            json!({ "covers_seq": sn.covers_seq, "covers_at": sn.covers_at, "created_at": sn.created_at,
-                    "bytes": sn.size, "sha256": sn.sha256, "location": location })
+            },
+            covers_seq: sn.covers_seq,
+            covers_at: sn.covers_at,
+            created_at: sn.created_at,
+            bytes: sn.size,
+            sha256: sn.sha256,
         })
         .collect();
-    let limit = items.len().max(1);
-    Ok(
-        axum::Json(json!({ "data": items, "pagination": { "next_cursor": null, "limit": limit } }))
-            .into_response(),
-    )
+    let limit = data.len().max(1);
+    Ok(axum::Json(Paged {
+        data,
+        pagination: Pagination {
+            next_cursor: None,
+            limit,
+        },
+    })
+    .into_response())
 }
 
 /// y-websocket sync (step 1, step 2, update) and awareness relay. The key may
 /// come as `?token=` here, since browsers cannot set headers.
 #[utoipa::path(get, path = "/v1/orgs/{org}/projects/{project}/docs/{doc}/ws", tag = "docs",
-    responses((status = 101, description = "WebSocket speaking the y-websocket protocol")))]
+    params(DocPath, ("token" = Option<String>, Query, description = "the API key, for browsers (with the upgrade only)")),
+    security(("api_key" = ["write"])),
+    responses((status = 101, description = "WebSocket speaking the y-websocket protocol"),
+        (status = 400, description = "bad_request: not a WebSocket upgrade (or a bad path)")))]
 async fn websocket(
     State(s): State<AppState>,
     who: Authorized<Write>,
     Path(p): Path<DocPath>,
-    upgrade: WebSocketUpgrade,
+    upgrade: Result<WebSocketUpgrade, WebSocketUpgradeRejection>,
 ) -> ApiResult<Response> {
+    let upgrade = upgrade.map_err(|e| {
+        ApiError::bad_request(format!(
+            "this route takes a WebSocket upgrade: {}",
+            e.body_text()
+        ))
+    })?;
     let scope = p.scope()?;
     s.store.get_project(&scope.org, &scope.project).await?;
     let caller = who.caller().clone();

@@ -3,14 +3,16 @@
 use super::auth::{Authorized, Read, Write};
 use super::error::{ApiError, ApiResult};
 use super::extract::{page_limit, IfMatch, JsonBody, PageParams, Path, Query};
+use super::openapi::{Data, Paged};
 use super::relationships::NewRelationship;
-use super::{data, entity_response, page, parse_fields, AppState};
+use super::{entity_response, page, parse_fields, AppState};
 use crate::domain::*;
 use axum::extract::State;
 use axum::http::StatusCode;
-use axum::response::Response;
-use serde::Deserialize;
-use serde_json::{json, Value};
+use axum::response::{IntoResponse, Response};
+use serde::{Deserialize, Serialize};
+use serde_json::Value;
+use utoipa::IntoParams;
 use utoipa_axum::router::OpenApiRouter;
 use utoipa_axum::routes;
 
@@ -25,9 +27,12 @@ pub fn router() -> OpenApiRouter<AppState> {
         .routes(routes!(batch))
 }
 
-#[derive(Deserialize)]
+#[derive(Deserialize, IntoParams)]
+#[into_params(parameter_in = Path)]
 pub struct ProjectPath {
+    /// Org id.
     pub org: String,
+    /// Project id.
     pub project: String,
 }
 
@@ -37,10 +42,14 @@ impl ProjectPath {
     }
 }
 
-#[derive(Deserialize)]
+#[derive(Deserialize, IntoParams)]
+#[into_params(parameter_in = Path)]
 pub struct ItemPath {
+    /// Org id.
     pub org: String,
+    /// Project id.
     pub project: String,
+    /// Entity (or relationship) id.
     pub id: String,
 }
 
@@ -50,11 +59,16 @@ impl ItemPath {
     }
 }
 
-#[derive(Deserialize)]
+#[derive(Deserialize, IntoParams)]
+#[into_params(parameter_in = Path)]
 struct VersionPath {
+    /// Org id.
     org: String,
+    /// Project id.
     project: String,
+    /// Entity id.
     id: String,
+    /// Version number.
     n: i64,
 }
 
@@ -87,6 +101,7 @@ fn entity_of(outcome: WriteOutcome) -> ApiResult<(Entity, bool)> {
 pub struct NewEntity {
     id: Option<String>,
     #[serde(rename = "type")]
+    #[schema(pattern = "^[A-Za-z_][A-Za-z0-9_]{0,62}$")]
     entity_type: String,
     #[serde(default)]
     #[schema(value_type = Object)]
@@ -111,6 +126,7 @@ impl NewEntity {
 #[serde(deny_unknown_fields)]
 pub struct ReplaceEntity {
     #[serde(rename = "type")]
+    #[schema(pattern = "^[A-Za-z_][A-Za-z0-9_]{0,62}$")]
     entity_type: String,
     #[serde(default)]
     #[schema(value_type = Object)]
@@ -124,6 +140,7 @@ pub struct PatchBody {
     #[schema(value_type = Object)]
     pub properties: Value,
     #[serde(rename = "type")]
+    #[schema(pattern = "^[A-Za-z_][A-Za-z0-9_]{0,62}$")]
     pub new_type: Option<String>,
 }
 
@@ -144,7 +161,9 @@ impl PatchBody {
 
 /// Create an entity.
 #[utoipa::path(post, path = "/v1/orgs/{org}/projects/{project}/entities", tag = "entities",
-    request_body = NewEntity, responses((status = 201, description = "created"), (status = 409, description = "id taken")))]
+    params(ProjectPath), request_body = NewEntity, security(("api_key" = ["write"])),
+    responses((status = 201, description = "created; ETag: its version", body = Data<Entity>),
+        (status = 409, description = "conflict: the id is taken")))]
 async fn create_entity(
     State(s): State<AppState>,
     who: Authorized<Write>,
@@ -155,17 +174,23 @@ async fn create_entity(
     Ok(entity_response(StatusCode::CREATED, entity, None))
 }
 
-#[derive(Deserialize)]
+#[derive(Deserialize, IntoParams)]
+#[into_params(parameter_in = Query)]
 struct GetParams {
+    /// `a,b`: only these top-level properties.
     fields: Option<String>,
+    /// That version.
     version: Option<i64>,
+    /// RFC 3339 time: the state then.
     as_of: Option<String>,
+    /// Also a deleted entity.
     include_deleted: Option<bool>,
 }
 
 /// Read one entity (current, at a version, or as of a time).
 #[utoipa::path(get, path = "/v1/orgs/{org}/projects/{project}/entities/{id}", tag = "entities",
-    responses((status = 200, description = "the entity", body = Entity), (status = 404, description = "absent")))]
+    params(ItemPath, GetParams), security(("api_key" = ["read"])),
+    responses((status = 200, description = "the entity; ETag: its version", body = Data<Entity>)))]
 async fn get_entity(
     State(s): State<AppState>,
     _: Authorized<Read>,
@@ -191,7 +216,9 @@ async fn get_entity(
 
 /// Replace an entity, or create it (201).
 #[utoipa::path(put, path = "/v1/orgs/{org}/projects/{project}/entities/{id}", tag = "entities",
-    request_body = ReplaceEntity, responses((status = 200, description = "replaced"), (status = 201, description = "created"), (status = 412, description = "stale If-Match")))]
+    params(ItemPath, IfMatch), request_body = ReplaceEntity, security(("api_key" = ["write"])),
+    responses((status = 200, description = "replaced; ETag: its version", body = Data<Entity>),
+        (status = 201, description = "created; ETag: its version", body = Data<Entity>)))]
 async fn put_entity(
     State(s): State<AppState>,
     who: Authorized<Write>,
@@ -219,7 +246,8 @@ async fn put_entity(
 
 /// Merge-patch an entity's properties (and optionally its type).
 #[utoipa::path(patch, path = "/v1/orgs/{org}/projects/{project}/entities/{id}", tag = "entities",
-    request_body = PatchBody, responses((status = 200, description = "updated"), (status = 412, description = "stale If-Match")))]
+    params(ItemPath, IfMatch), request_body = PatchBody, security(("api_key" = ["write"])),
+    responses((status = 200, description = "updated; ETag: its version", body = Data<Entity>)))]
 async fn patch_entity(
     State(s): State<AppState>,
     who: Authorized<Write>,
@@ -238,13 +266,16 @@ async fn patch_entity(
     Ok(entity_response(StatusCode::OK, entity, None))
 }
 
-#[derive(Deserialize)]
+#[derive(Deserialize, IntoParams)]
+#[into_params(parameter_in = Query)]
 struct DeleteParams {
+    /// Erase the entity, its history and its relationships for good.
     purge: Option<bool>,
 }
 
 /// Soft-delete an entity, or erase it for good with `purge=true`.
 #[utoipa::path(delete, path = "/v1/orgs/{org}/projects/{project}/entities/{id}", tag = "entities",
+    params(ItemPath, IfMatch, DeleteParams), security(("api_key" = ["write"])),
     responses((status = 204, description = "deleted")))]
 async fn delete_entity(
     State(s): State<AppState>,
@@ -269,7 +300,9 @@ async fn delete_entity(
 
 /// Restore a soft-deleted entity (a new version).
 #[utoipa::path(post, path = "/v1/orgs/{org}/projects/{project}/entities/{id}/restore", tag = "entities",
-    responses((status = 200, description = "restored"), (status = 409, description = "not deleted")))]
+    params(ItemPath), security(("api_key" = ["write"])),
+    responses((status = 200, description = "restored; ETag: its version", body = Data<Entity>),
+        (status = 409, description = "conflict: not deleted")))]
 async fn restore_entity(
     State(s): State<AppState>,
     who: Authorized<Write>,
@@ -288,7 +321,9 @@ struct RevertBody {
 
 /// Make a new version equal to an older one (its parent is that version).
 #[utoipa::path(post, path = "/v1/orgs/{org}/projects/{project}/entities/{id}/revert", tag = "entities",
-    request_body = RevertBody, responses((status = 200, description = "reverted")))]
+    params(ItemPath, IfMatch), request_body = RevertBody, security(("api_key" = ["write"])),
+    responses((status = 200, description = "reverted; ETag: its version", body = Data<Entity>),
+        (status = 422, description = "unprocessable: the entity has no such version")))]
 async fn revert_entity(
     State(s): State<AppState>,
     who: Authorized<Write>,
@@ -307,7 +342,8 @@ async fn revert_entity(
 
 /// An entity's versions, newest first.
 #[utoipa::path(get, path = "/v1/orgs/{org}/projects/{project}/entities/{id}/versions", tag = "entities",
-    responses((status = 200, description = "versions")))]
+    params(ItemPath, PageParams), security(("api_key" = ["read"])),
+    responses((status = 200, description = "versions, newest first", body = Paged<VersionInfo>)))]
 async fn list_versions(
     State(s): State<AppState>,
     _: Authorized<Read>,
@@ -323,7 +359,8 @@ async fn list_versions(
 
 /// The entity as it was at version n.
 #[utoipa::path(get, path = "/v1/orgs/{org}/projects/{project}/entities/{id}/versions/{n}", tag = "entities",
-    responses((status = 200, description = "that version")))]
+    params(VersionPath), security(("api_key" = ["read"])),
+    responses((status = 200, description = "that version; ETag: its number", body = Data<Entity>)))]
 async fn get_version(
     State(s): State<AppState>,
     _: Authorized<Read>,
@@ -340,21 +377,30 @@ async fn get_version(
     Ok(entity_response(StatusCode::OK, entity, None))
 }
 
-#[derive(Deserialize)]
+#[derive(Deserialize, IntoParams)]
+#[into_params(parameter_in = Query)]
 struct ListParams {
+    /// Only entities of this type.
     #[serde(rename = "type")]
     entity_type: Option<String>,
+    /// A JSON object the properties must contain.
     #[serde(rename = "where")]
     where_json: Option<String>,
+    /// RFC 3339 time: only entities updated since.
     updated_since: Option<String>,
+    /// `a,b`: only these top-level properties.
     fields: Option<String>,
+    /// `next_cursor` of the previous page.
     cursor: Option<String>,
+    /// Page size, 1 to 1000 (default 100).
+    #[param(minimum = 1, maximum = 1000)]
     limit: Option<usize>,
 }
 
 /// List entities: by type, property containment and update time, paged.
 #[utoipa::path(get, path = "/v1/orgs/{org}/projects/{project}/entities", tag = "entities",
-    responses((status = 200, description = "a page of entities")))]
+    params(ProjectPath, ListParams), security(("api_key" = ["read"])),
+    responses((status = 200, description = "a page of entities", body = Paged<Entity>)))]
 async fn list_entities(
     State(s): State<AppState>,
     _: Authorized<Read>,
@@ -452,14 +498,68 @@ impl BatchOp {
 #[derive(Deserialize, utoipa::ToSchema)]
 #[serde(deny_unknown_fields)]
 struct BatchBody {
+    /// 1 to 1000 operations, parsed one by one (a bad one is named by its index).
+    #[schema(value_type = Vec<BatchOp>)]
     operations: Vec<Value>,
+}
+
+/// `{"data": [one result per operation]}`.
+#[derive(Serialize, utoipa::ToSchema)]
+struct BatchAnswer {
+    data: Vec<BatchResult>,
+}
+
+/// One operation's result: the entity or relationship written, or
+/// `{"id", "deleted": true}`.
+#[derive(Serialize)]
+#[serde(untagged)]
+enum BatchResult {
+    Entity(Entity),
+    Relationship(Relationship),
+    Deleted { id: String, deleted: bool },
+}
+
+// By hand: an untagged enum derives `oneOf`, but a relationship also matches
+// the entity schema.
+impl utoipa::PartialSchema for BatchResult {
+    fn schema() -> utoipa::openapi::RefOr<utoipa::openapi::schema::Schema> {
+        use utoipa::openapi::schema::{AnyOfBuilder, ObjectBuilder, Type};
+        use utoipa::openapi::Ref;
+        let deleted = ObjectBuilder::new()
+            .property("id", String::schema())
+            .property("deleted", bool::schema())
+            .required("id")
+            .required("deleted");
+        AnyOfBuilder::new()
+            .item(Ref::from_schema_name("Entity"))
+            .item(Ref::from_schema_name("Relationship"))
+            .item(deleted.schema_type(Type::Object))
+            .into()
+    }
+}
+
+impl utoipa::ToSchema for BatchResult {
+    fn schemas(
+        schemas: &mut Vec<(
+            String,
+            utoipa::openapi::RefOr<utoipa::openapi::schema::Schema>,
+        )>,
+    ) {
+        use utoipa::PartialSchema;
+        schemas.push(("Entity".into(), Entity::schema()));
+        schemas.push(("Relationship".into(), Relationship::schema()));
+    }
 }
 
 pub const MAX_BATCH: usize = 1000;
 
 /// Apply up to 1000 operations atomically: all or nothing.
 #[utoipa::path(post, path = "/v1/orgs/{org}/projects/{project}/batch", tag = "entities",
-    request_body = BatchBody, responses((status = 200, description = "one result per operation")))]
+    params(ProjectPath), request_body = BatchBody, security(("api_key" = ["write"])),
+    responses((status = 200, description = "one result per operation", body = BatchAnswer),
+        (status = 409, description = "conflict (error.details.index names the operation)"),
+        (status = 412, description = "precondition_failed: an operation's if_match is stale (error.details.index)"),
+        (status = 422, description = "unprocessable: a relationship end is missing (error.details.index)")))]
 async fn batch(
     State(s): State<AppState>,
     who: Authorized<Write>,
@@ -487,15 +587,15 @@ async fn batch(
         })
         .collect::<DomainResult<Vec<_>>>()?;
     let outcomes = s.store.write(&p.scope(), who.caller(), ops).await?;
-    let results: Vec<Value> = outcomes
+    let results: Vec<BatchResult> = outcomes
         .into_iter()
         .map(|o| match o {
-            WriteOutcome::Entity { entity, .. } => serde_json::to_value(entity).unwrap_or_default(),
-            WriteOutcome::Relationship(r) => serde_json::to_value(r).unwrap_or_default(),
+            WriteOutcome::Entity { entity, .. } => BatchResult::Entity(entity),
+            WriteOutcome::Relationship(r) => BatchResult::Relationship(r),
             WriteOutcome::Deleted { id } | WriteOutcome::Purged { id, .. } => {
-                json!({ "id": id, "deleted": true })
+                BatchResult::Deleted { id, deleted: true }
             }
         })
         .collect();
-    Ok(data(StatusCode::OK, results))
+    Ok(axum::Json(BatchAnswer { data: results }).into_response())
 }

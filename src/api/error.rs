@@ -1,6 +1,7 @@
 //! Every client-visible failure, mapped to one status and one stable code.
 //! Storage faults become a bare 500 whose cause is logged, never sent.
 
+use super::openapi::{ErrorBody, ErrorInfo};
 use crate::domain::DomainError;
 use axum::http::{header, HeaderValue, StatusCode};
 use axum::response::{IntoResponse, Response};
@@ -89,11 +90,13 @@ impl ApiError {
 
 /// The contract's error body.
 pub fn error_body(code: &str, message: &str, details: Option<Value>) -> Value {
-    let mut error = json!({ "code": code, "message": message });
-    if let Some(d) = details {
-        error["details"] = d;
-    }
-    json!({ "error": error })
+    json!(ErrorBody {
+        error: ErrorInfo {
+            code: code.into(),
+            message: message.into(),
+            details,
+        },
+    })
 }
 
 impl IntoResponse for ApiError {

@@ -5,6 +5,7 @@ use super::auth::{Authorized, Read};
 use super::entities::{ItemPath, ProjectPath};
 use super::error::{ApiError, ApiResult};
 use super::extract::{JsonBody, Path, Query};
+use super::openapi::Data;
 use super::{data, AppState};
 use crate::domain::*;
 use crate::graph;
@@ -12,6 +13,7 @@ use axum::extract::State;
 use axum::http::StatusCode;
 use axum::response::Response;
 use serde::Deserialize;
+use utoipa::IntoParams;
 use utoipa_axum::router::OpenApiRouter;
 use utoipa_axum::routes;
 
@@ -40,18 +42,25 @@ fn include_properties(include: Option<&str>) -> ApiResult<bool> {
     }
 }
 
-#[derive(Deserialize)]
+#[derive(Deserialize, IntoParams)]
+#[into_params(parameter_in = Query)]
 struct NeighborParams {
+    /// `out`, `in` or `both` (default).
     direction: Option<String>,
+    /// `A,B`: only edges of these types.
     types: Option<String>,
+    /// Hops, 1 (default) to 10.
     depth: Option<u32>,
+    /// `properties`: nodes carry their properties.
     include: Option<String>,
+    /// Most nodes to return, the start included (at most 10000).
     limit: Option<usize>,
 }
 
 /// Every node within `depth` hops, with the edges walked.
 #[utoipa::path(get, path = "/v1/orgs/{org}/projects/{project}/entities/{id}/neighbors", tag = "graph",
-    responses((status = 200, description = "nodes and edges")))]
+    params(ItemPath, NeighborParams), security(("api_key" = ["read"])),
+    responses((status = 200, description = "nodes and edges", body = Data<Subgraph>)))]
 async fn neighbors(
     State(s): State<AppState>,
     _: Authorized<Read>,
@@ -74,11 +83,16 @@ async fn neighbors(
     ))
 }
 
-#[derive(Deserialize)]
+#[derive(Deserialize, IntoParams)]
+#[into_params(parameter_in = Query)]
 struct ClosureParams {
+    /// `A,B`: edge types to follow (default `DEPENDS_ON`).
     types: Option<String>,
+    /// Hops to follow at most.
     max_depth: Option<u32>,
+    /// `properties`: nodes carry their properties.
     include: Option<String>,
+    /// Most nodes to return, the start included (at most 10000).
     limit: Option<usize>,
 }
 
@@ -107,7 +121,8 @@ async fn closure(
 
 /// What depends on this: the closure over incoming edges (default DEPENDS_ON).
 #[utoipa::path(get, path = "/v1/orgs/{org}/projects/{project}/entities/{id}/dependents", tag = "graph",
-    responses((status = 200, description = "nodes with their shortest depth, and edges")))]
+    params(ItemPath, ClosureParams), security(("api_key" = ["read"])),
+    responses((status = 200, description = "nodes with their shortest depth, and edges", body = Data<Subgraph>)))]
 async fn dependents(
     State(s): State<AppState>,
     _: Authorized<Read>,
@@ -119,7 +134,8 @@ async fn dependents(
 
 /// What this depends on: the closure over outgoing edges.
 #[utoipa::path(get, path = "/v1/orgs/{org}/projects/{project}/entities/{id}/dependencies", tag = "graph",
-    responses((status = 200, description = "nodes with their shortest depth, and edges")))]
+    params(ItemPath, ClosureParams), security(("api_key" = ["read"])),
+    responses((status = 200, description = "nodes with their shortest depth, and edges", body = Data<Subgraph>)))]
 async fn dependencies(
     State(s): State<AppState>,
     _: Authorized<Read>,
@@ -129,18 +145,27 @@ async fn dependencies(
     closure(&s, &p, q, Direction::Out).await
 }
 
-#[derive(Deserialize)]
+#[derive(Deserialize, IntoParams)]
+#[into_params(parameter_in = Query)]
 struct PathParams {
+    /// Start entity id.
     from: String,
+    /// End entity id.
     to: String,
+    /// `out` (default) or `both`.
     direction: Option<String>,
+    /// `A,B`: only edges of these types.
     types: Option<String>,
+    /// Longest path searched (default 6).
     max_depth: Option<u32>,
 }
 
 /// One shortest path between two entities.
 #[utoipa::path(get, path = "/v1/orgs/{org}/projects/{project}/paths/shortest", tag = "graph",
-    responses((status = 200, description = "nodes and edges in path order"), (status = 404, description = "no_path")))]
+    params(ProjectPath, PathParams), security(("api_key" = ["read"])),
+    responses((status = 200, description = "nodes and edges in path order", body = Data<graph::GraphPath>),
+        (status = 404, description = "not_found (an end) or no_path (none within max_depth)"),
+        (status = 409, description = "conflict: an edge of the path was deleted during the search; retry")))]
 async fn shortest_path(
     State(s): State<AppState>,
     _: Authorized<Read>,
@@ -180,7 +205,10 @@ struct CypherBody {
 
 /// Read-only openCypher over the project's graph (AGE); 501 without a Cypher engine.
 #[utoipa::path(post, path = "/v1/orgs/{org}/projects/{project}/cypher", tag = "graph",
-    request_body = CypherBody, responses((status = 200, description = "columns and rows"), (status = 400, description = "a writing clause or invalid query"), (status = 501, description = "no Cypher engine on this backend")))]
+    params(ProjectPath), request_body = CypherBody, security(("api_key" = ["read"])),
+    responses((status = 200, description = "columns and rows", body = Data<CypherResult>),
+        (status = 400, description = "bad_request: a writing clause or an invalid query"),
+        (status = 501, description = "not_implemented: no Cypher engine on this backend")))]
 async fn cypher(
     State(s): State<AppState>,
     _: Authorized<Read>,

@@ -3,13 +3,14 @@
 use super::auth::{new_key, Admin, Authorized};
 use super::error::{ApiError, ApiResult};
 use super::extract::{JsonBody, PageParams, Path, Query};
+use super::openapi::{Data, Paged};
+use super::tenancy::OrgPath;
 use super::{data, page, AppState};
 use crate::domain::*;
 use axum::extract::State;
 use axum::http::StatusCode;
 use axum::response::Response;
-use serde::Deserialize;
-use serde_json::json;
+use serde::{Deserialize, Serialize};
 use utoipa_axum::router::OpenApiRouter;
 use utoipa_axum::routes;
 
@@ -20,15 +21,22 @@ pub fn router() -> OpenApiRouter<AppState> {
         .routes(routes!(list_audit))
 }
 
-#[derive(Deserialize)]
-struct OrgPath {
+#[derive(Deserialize, utoipa::IntoParams)]
+#[into_params(parameter_in = Path)]
+struct KeyPath {
+    /// Org id.
     org: String,
+    /// Key id.
+    id: String,
 }
 
-#[derive(Deserialize)]
-struct KeyPath {
-    org: String,
-    id: String,
+/// A new key with its secret, shown only in the answer that created it.
+#[derive(Serialize, utoipa::ToSchema)]
+struct CreatedKey {
+    #[serde(flatten)]
+    info: ApiKeyInfo,
+    /// `sk_<id>_<secret>`: the whole key, for `Authorization: Bearer`.
+    key: String,
 }
 
 #[derive(Deserialize, utoipa::ToSchema)]
@@ -39,8 +47,9 @@ struct NewKey {
 }
 
 /// Create a key; its secret is in this answer only.
-#[utoipa::path(post, path = "/v1/orgs/{org}/keys", tag = "tenancy", request_body = NewKey,
-    responses((status = 201, description = "{id, key, scopes}: the key is shown only here")))]
+#[utoipa::path(post, path = "/v1/orgs/{org}/keys", tag = "tenancy", params(OrgPath), request_body = NewKey,
+    security(("api_key" = ["admin"])),
+    responses((status = 201, description = "the key with its secret, shown only here", body = Data<CreatedKey>)))]
 async fn create_key(
     State(s): State<AppState>,
     who: Authorized<Admin>,
@@ -70,13 +79,12 @@ async fn create_key(
         secret_hash,
     };
     let info = s.store.create_key(&who.caller, stored).await?;
-    let mut body = serde_json::to_value(&info).map_err(DomainError::internal)?;
-    body["key"] = json!(token);
-    Ok(data(StatusCode::CREATED, body))
+    Ok(data(StatusCode::CREATED, CreatedKey { info, key: token }))
 }
 
 /// List an org's keys (never their secrets).
-#[utoipa::path(get, path = "/v1/orgs/{org}/keys", tag = "tenancy", responses((status = 200, description = "keys")))]
+#[utoipa::path(get, path = "/v1/orgs/{org}/keys", tag = "tenancy", params(OrgPath, PageParams),
+    security(("api_key" = ["admin"])), responses((status = 200, description = "keys", body = Paged<ApiKeyInfo>)))]
 async fn list_keys(
     State(s): State<AppState>,
     _: Authorized<Admin>,
@@ -88,7 +96,8 @@ async fn list_keys(
 }
 
 /// Revoke a key: refused from the next request on.
-#[utoipa::path(delete, path = "/v1/orgs/{org}/keys/{id}", tag = "tenancy", responses((status = 204, description = "revoked")))]
+#[utoipa::path(delete, path = "/v1/orgs/{org}/keys/{id}", tag = "tenancy", params(KeyPath),
+    security(("api_key" = ["admin"])), responses((status = 204, description = "revoked")))]
 async fn revoke_key(
     State(s): State<AppState>,
     who: Authorized<Admin>,
@@ -99,17 +108,24 @@ async fn revoke_key(
     Ok(StatusCode::NO_CONTENT)
 }
 
-#[derive(Deserialize)]
+#[derive(Deserialize, utoipa::IntoParams)]
+#[into_params(parameter_in = Query)]
 struct AuditParams {
+    /// Only events of this action (`entity.create`, ...).
     action: Option<String>,
+    /// Only events on this target.
     target: Option<String>,
     // Not flattened: serde_urlencoded cannot parse numbers inside a flatten.
+    /// `next_cursor` of the previous page.
     cursor: Option<String>,
+    /// Page size, 1 to 1000 (default 100).
+    #[param(minimum = 1, maximum = 1000)]
     limit: Option<usize>,
 }
 
 /// The org's audit events, newest first.
-#[utoipa::path(get, path = "/v1/orgs/{org}/audit", tag = "tenancy", responses((status = 200, description = "audit events")))]
+#[utoipa::path(get, path = "/v1/orgs/{org}/audit", tag = "tenancy", params(OrgPath, AuditParams),
+    security(("api_key" = ["admin"])), responses((status = 200, description = "audit events, newest first", body = Paged<AuditEvent>)))]
 async fn list_audit(
     State(s): State<AppState>,
     _: Authorized<Admin>,

@@ -9,6 +9,7 @@ mod extract;
 mod graph;
 mod keys;
 pub mod metrics;
+mod openapi;
 mod ops;
 mod relationships;
 mod search;
@@ -24,8 +25,9 @@ use axum::http::{header, HeaderValue, StatusCode};
 use axum::response::{IntoResponse, Response};
 use axum::Router;
 use error::{error_body, ApiError};
+use openapi::ApiKey;
 use serde::Serialize;
-use serde_json::{json, Value};
+use serde_json::Value;
 use std::sync::Arc;
 use std::time::Duration;
 use utoipa::OpenApi;
@@ -67,7 +69,8 @@ pub async fn delete_blobs(s: &AppState, keys: Vec<String>) {
         title = "Strata",
         description = "Versioned JSON entities, relationships, graph queries and search."
     ),
-    components(schemas(crate::domain::Entity, crate::domain::Relationship))
+    components(schemas(openapi::ErrorBody)),
+    modifiers(&ApiKey)
 )]
 struct ApiDoc;
 
@@ -86,12 +89,14 @@ fn routes() -> OpenApiRouter<AppState> {
 
 /// The whole HTTP application, ready to serve.
 pub fn app(services: Services, auth: AuthSettings, config: Arc<Config>) -> Router {
-    let (router, openapi) = routes().split_for_parts();
+    let (router, doc) = routes().split_for_parts();
+    let mut doc = serde_json::to_value(doc).expect("OpenAPI serialises");
+    openapi::complete(&mut doc);
     let state = AppState {
         auth: Arc::new(Authenticator::new(services.store.clone(), auth)),
         store: services.store,
         metrics: Arc::new(metrics::Metrics::default()),
-        openapi: Arc::new(serde_json::to_value(openapi).expect("OpenAPI serialises")),
+        openapi: Arc::new(doc),
         crdt: config.crdt.clone(),
         config: config.clone(),
         jobs: services.jobs,
@@ -117,12 +122,32 @@ pub fn app(services: Services, auth: AuthSettings, config: Arc<Config>) -> Route
         .layer(tower::limit::ConcurrencyLimitLayer::new(
             config.max_concurrency,
         ))
-        .layer(tower_http::timeout::TimeoutLayer::with_status_code(
-            StatusCode::SERVICE_UNAVAILABLE,
+        .layer(axum::middleware::from_fn_with_state(
             Duration::from_secs(config.request_timeout_secs),
+            timeout,
         ))
         .layer(DefaultBodyLimit::max(config.body_limit))
         .with_state(state)
+}
+
+/// The per-request timeout: 503 in the contract's error shape.
+async fn timeout(
+    axum::extract::State(limit): axum::extract::State<Duration>,
+    request: axum::extract::Request,
+    next: axum::middleware::Next,
+) -> Response {
+    match tokio::time::timeout(limit, next.run(request)).await {
+        Ok(response) => response,
+        Err(_) => (
+            StatusCode::SERVICE_UNAVAILABLE,
+            axum::Json(error_body(
+                "unavailable",
+                "the request timed out (STRATA_REQUEST_TIMEOUT_SECS)",
+                None,
+            )),
+        )
+            .into_response(),
+    }
 }
 
 fn not_found_route() -> Response {
@@ -131,15 +156,18 @@ fn not_found_route() -> Response {
 
 /// `{"data": ...}` with a status.
 pub fn data<T: Serialize>(status: StatusCode, value: T) -> Response {
-    (status, axum::Json(json!({ "data": value }))).into_response()
+    (status, axum::Json(openapi::Data { data: value })).into_response()
 }
 
 /// `{"data": [...], "pagination": {...}}`.
 pub fn page<T: Serialize>(page: Page<T>, limit: usize) -> Response {
-    axum::Json(json!({
-        "data": page.items,
-        "pagination": { "next_cursor": page.next_cursor, "limit": limit },
-    }))
+    axum::Json(openapi::Paged {
+        data: page.items,
+        pagination: openapi::Pagination {
+            next_cursor: page.next_cursor,
+            limit,
+        },
+    })
     .into_response()
 }
 

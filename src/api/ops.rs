@@ -3,13 +3,14 @@
 use super::auth::GlobalAdmin;
 use super::error::ApiResult;
 use super::extract::Path;
+use super::openapi::Data;
 use super::{data, AppState};
 use crate::domain::DomainError;
 use axum::extract::State;
 use axum::http::{header, StatusCode};
 use axum::response::{IntoResponse, Response};
 use axum::Json;
-use serde::Deserialize;
+use serde::{Deserialize, Serialize};
 use serde_json::json;
 use utoipa_axum::router::OpenApiRouter;
 use utoipa_axum::routes;
@@ -25,17 +26,37 @@ pub fn router() -> OpenApiRouter<AppState> {
 }
 
 /// 200 while the process runs.
-#[utoipa::path(get, path = "/health/live", tag = "operations", responses((status = 200, description = "alive")))]
+/// A health answer.
+#[derive(Serialize, utoipa::ToSchema)]
+struct Health {
+    /// `ok`.
+    status: &'static str,
+    /// Each service checked (`store`): `ok`.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    #[schema(value_type = Option<Object>)]
+    checks: Option<serde_json::Value>,
+}
+
+#[utoipa::path(get, path = "/health/live", tag = "operations", responses((status = 200, description = "alive", body = Health)))]
 async fn live() -> Response {
-    Json(json!({ "status": "ok" })).into_response()
+    Json(Health {
+        status: "ok",
+        checks: None,
+    })
+    .into_response()
 }
 
 /// 200 when the store answers, else 503 naming what failed.
 #[utoipa::path(get, path = "/health/ready", tag = "operations",
-    responses((status = 200, description = "ready"), (status = 503, description = "a service failed")))]
+    responses((status = 200, description = "ready", body = Health),
+        (status = 503, description = "unavailable: details.failed names what failed")))]
 async fn ready(State(s): State<AppState>) -> Response {
     match s.store.ping().await {
-        Ok(()) => Json(json!({ "status": "ok", "checks": { "store": "ok" } })).into_response(),
+        Ok(()) => Json(Health {
+            status: "ok",
+            checks: Some(json!({ "store": "ok" })),
+        })
+        .into_response(),
         Err(e) => {
             tracing::warn!(error = %e, "readiness check failed");
             let body = super::error::error_body(
@@ -49,32 +70,39 @@ async fn ready(State(s): State<AppState>) -> Response {
 }
 
 /// Prometheus text.
-#[utoipa::path(get, path = "/metrics", tag = "operations", responses((status = 200, description = "Prometheus text")))]
+#[utoipa::path(get, path = "/metrics", tag = "operations",
+    responses((status = 200, description = "Prometheus text", content_type = "text/plain", body = String)))]
 async fn metrics(State(s): State<AppState>) -> Response {
     let text = s.metrics.render(s.store.cache_stats(), s.store.backend());
     ([(header::CONTENT_TYPE, "text/plain; version=0.0.4")], text).into_response()
 }
 
 /// This document.
-#[utoipa::path(get, path = "/openapi.json", tag = "operations", responses((status = 200, description = "OpenAPI 3")))]
+#[utoipa::path(get, path = "/openapi.json", tag = "operations",
+    responses((status = 200, description = "OpenAPI 3.1", body = Object)))]
 async fn openapi(State(s): State<AppState>) -> Response {
     Json(s.openapi.as_ref().clone()).into_response()
 }
 
 /// Scheduled jobs: schedule, last run, outcome, next run.
-#[utoipa::path(get, path = "/v1/admin/jobs", tag = "operations", responses((status = 200, description = "jobs")))]
+#[utoipa::path(get, path = "/v1/admin/jobs", tag = "operations", security(("api_key" = ["global_admin"])),
+    responses((status = 200, description = "each job", body = Data<Vec<crate::jobs::JobStatus>>)))]
 async fn list_jobs(State(s): State<AppState>, _: GlobalAdmin) -> ApiResult<Response> {
     Ok(data(StatusCode::OK, s.jobs.list().await))
 }
 
-#[derive(Deserialize)]
+#[derive(Deserialize, utoipa::IntoParams)]
+#[into_params(parameter_in = Path)]
 struct JobPath {
+    /// Job name (`compact_docs`, `checkpoint`, ...).
     name: String,
 }
 
 /// Run a job now.
-#[utoipa::path(post, path = "/v1/admin/jobs/{name}/run", tag = "operations",
-    responses((status = 200, description = "the run's outcome"), (status = 404, description = "no such job")))]
+#[utoipa::path(post, path = "/v1/admin/jobs/{name}/run", tag = "operations", params(JobPath),
+    security(("api_key" = ["global_admin"])),
+    responses((status = 200, description = "the run's outcome", body = Data<crate::jobs::JobRun>),
+        (status = 404, description = "not_found: no such job")))]
 async fn run_job(
     State(s): State<AppState>,
     _: GlobalAdmin,

@@ -4,12 +4,14 @@ use super::auth::{Authorized, Read, Write};
 use super::entities::{write_one, ItemPath, PatchBody, ProjectPath};
 use super::error::ApiResult;
 use super::extract::{IfMatch, JsonBody, PageParams, Path, Query};
+use super::openapi::{Data, Paged};
 use super::{data, page, AppState};
 use crate::domain::*;
 use axum::extract::State;
 use axum::http::StatusCode;
 use axum::response::Response;
 use serde::Deserialize;
+use utoipa::IntoParams;
 use utoipa_axum::router::OpenApiRouter;
 use utoipa_axum::routes;
 
@@ -28,6 +30,7 @@ pub fn router() -> OpenApiRouter<AppState> {
 pub struct NewRelationship {
     id: Option<String>,
     #[serde(rename = "type")]
+    #[schema(pattern = "^[A-Za-z_][A-Za-z0-9_]{0,62}$")]
     rel_type: String,
     from: String,
     to: String,
@@ -63,7 +66,10 @@ fn relationship_of(outcome: WriteOutcome) -> ApiResult<Relationship> {
 
 /// Create a relationship between two live entities of the project.
 #[utoipa::path(post, path = "/v1/orgs/{org}/projects/{project}/relationships", tag = "relationships",
-    request_body = NewRelationship, responses((status = 201, description = "created"), (status = 422, description = "an end does not exist")))]
+    params(ProjectPath), request_body = NewRelationship, security(("api_key" = ["write"])),
+    responses((status = 201, description = "created", body = Data<Relationship>),
+        (status = 409, description = "conflict: the id is taken"),
+        (status = 422, description = "unprocessable: an end does not exist in this project")))]
 async fn create_relationship(
     State(s): State<AppState>,
     who: Authorized<Write>,
@@ -74,20 +80,28 @@ async fn create_relationship(
     Ok(data(StatusCode::CREATED, rel))
 }
 
-#[derive(Deserialize)]
+#[derive(Deserialize, IntoParams)]
+#[into_params(parameter_in = Query)]
 struct ListParams {
+    /// Only relationships from this entity.
     from: Option<String>,
+    /// Only relationships to this entity.
     to: Option<String>,
+    /// Only relationships of this type.
     #[serde(rename = "type")]
     rel_type: Option<String>,
     // Not flattened: serde_urlencoded cannot parse numbers inside a flatten.
+    /// `next_cursor` of the previous page.
     cursor: Option<String>,
+    /// Page size, 1 to 1000 (default 100).
+    #[param(minimum = 1, maximum = 1000)]
     limit: Option<usize>,
 }
 
 /// List relationships by end and type, paged.
 #[utoipa::path(get, path = "/v1/orgs/{org}/projects/{project}/relationships", tag = "relationships",
-    responses((status = 200, description = "a page of relationships")))]
+    params(ProjectPath, ListParams), security(("api_key" = ["read"])),
+    responses((status = 200, description = "a page of relationships", body = Paged<Relationship>)))]
 async fn list_relationships(
     State(s): State<AppState>,
     _: Authorized<Read>,
@@ -114,7 +128,8 @@ async fn list_relationships(
 
 /// One relationship.
 #[utoipa::path(get, path = "/v1/orgs/{org}/projects/{project}/relationships/{id}", tag = "relationships",
-    responses((status = 200, description = "the relationship", body = Relationship)))]
+    params(ItemPath), security(("api_key" = ["read"])),
+    responses((status = 200, description = "the relationship", body = Data<Relationship>)))]
 async fn get_relationship(
     State(s): State<AppState>,
     _: Authorized<Read>,
@@ -128,7 +143,8 @@ async fn get_relationship(
 
 /// Merge-patch a relationship's properties (and optionally its type).
 #[utoipa::path(patch, path = "/v1/orgs/{org}/projects/{project}/relationships/{id}", tag = "relationships",
-    request_body = PatchBody, responses((status = 200, description = "updated")))]
+    params(ItemPath, IfMatch), request_body = PatchBody, security(("api_key" = ["write"])),
+    responses((status = 200, description = "updated", body = Data<Relationship>)))]
 async fn patch_relationship(
     State(s): State<AppState>,
     who: Authorized<Write>,
@@ -149,6 +165,7 @@ async fn patch_relationship(
 
 /// Delete a relationship.
 #[utoipa::path(delete, path = "/v1/orgs/{org}/projects/{project}/relationships/{id}", tag = "relationships",
+    params(ItemPath, IfMatch), security(("api_key" = ["write"])),
     responses((status = 204, description = "deleted")))]
 async fn delete_relationship(
     State(s): State<AppState>,

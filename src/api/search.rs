@@ -4,8 +4,9 @@ use super::auth::{Authorized, Read};
 use super::entities::ProjectPath;
 use super::error::{ApiError, ApiResult};
 use super::extract::{page_limit, Path, Query};
+use super::openapi::Data;
 use super::{data, AppState};
-use crate::domain::DomainError;
+use crate::domain::{DomainError, SearchHit};
 use axum::extract::State;
 use axum::http::StatusCode;
 use axum::response::Response;
@@ -17,18 +18,27 @@ pub fn router() -> OpenApiRouter<AppState> {
     OpenApiRouter::new().routes(routes!(search))
 }
 
-#[derive(Deserialize)]
+#[derive(Deserialize, utoipa::IntoParams)]
+#[into_params(parameter_in = Query)]
 struct SearchParams {
+    /// The query text (at most 1024 bytes); never an operator.
+    #[param(required = true)]
     q: Option<String>,
+    /// `text` (default), `semantic` or `hybrid`.
     mode: Option<String>,
+    /// Only entities of this type.
     #[serde(rename = "type")]
     entity_type: Option<String>,
+    /// Most hits, 1 to 1000 (default 20).
+    #[param(minimum = 1, maximum = 1000)]
     limit: Option<usize>,
 }
 
 /// Full-text search over string properties (stemming, prefix, bm25 ranking).
 #[utoipa::path(get, path = "/v1/orgs/{org}/projects/{project}/search", tag = "search",
-    responses((status = 200, description = "hits, best first"), (status = 501, description = "mode not served here")))]
+    params(ProjectPath, SearchParams), security(("api_key" = ["read"])),
+    responses((status = 200, description = "hits, best first", body = Data<Vec<SearchHit>>),
+        (status = 501, description = "not_implemented: this mode is not served here")))]
 async fn search(
     State(s): State<AppState>,
     _: Authorized<Read>,

@@ -1,10 +1,12 @@
 //! Orgs and projects.
 
 use super::auth::{Admin, Authorized, GlobalAdmin, Principal, Read};
+use super::entities::ProjectPath;
 use super::error::ApiResult;
 use super::extract::{JsonBody, PageParams, Path, Query};
+use super::openapi::{Data, Paged};
 use super::{data, page, AppState};
-use crate::domain::{validate, Page};
+use crate::domain::{validate, Org, Page, Project};
 use axum::extract::State;
 use axum::http::StatusCode;
 use axum::response::Response;
@@ -36,20 +38,18 @@ impl NewNamed {
     }
 }
 
-#[derive(Deserialize)]
+#[derive(Deserialize, utoipa::IntoParams)]
+#[into_params(parameter_in = Path)]
 pub struct OrgPath {
-    org: String,
-}
-
-#[derive(Deserialize)]
-pub struct ProjectPath {
-    org: String,
-    project: String,
+    /// Org id.
+    pub org: String,
 }
 
 /// Create an org (global admin).
 #[utoipa::path(post, path = "/v1/orgs", tag = "tenancy", request_body = NewNamed,
-    responses((status = 201, description = "created"), (status = 409, description = "id taken")))]
+    security(("api_key" = ["global_admin"])),
+    responses((status = 201, description = "created", body = Data<Org>),
+        (status = 409, description = "conflict: the id is taken")))]
 async fn create_org(
     State(s): State<AppState>,
     who: GlobalAdmin,
@@ -63,7 +63,9 @@ async fn create_org(
 }
 
 /// List orgs: all of them for the global admin, its own for an org key.
-#[utoipa::path(get, path = "/v1/orgs", tag = "tenancy", responses((status = 200, description = "orgs")))]
+#[utoipa::path(get, path = "/v1/orgs", tag = "tenancy", params(PageParams), security(("api_key" = [])),
+    responses((status = 200, description = "orgs", body = Paged<Org>),
+        (status = 404, description = "not_found: the key's org was deleted (its key still cached)")))]
 async fn list_orgs(
     State(s): State<AppState>,
     who: Principal,
@@ -81,7 +83,8 @@ async fn list_orgs(
 }
 
 /// One org.
-#[utoipa::path(get, path = "/v1/orgs/{org}", tag = "tenancy", responses((status = 200, description = "the org")))]
+#[utoipa::path(get, path = "/v1/orgs/{org}", tag = "tenancy", params(OrgPath), security(("api_key" = ["read"])),
+    responses((status = 200, description = "the org", body = Data<Org>)))]
 async fn get_org(
     State(s): State<AppState>,
     _: Authorized<Read>,
@@ -91,7 +94,8 @@ async fn get_org(
 }
 
 /// Delete an org and everything in it (admin).
-#[utoipa::path(delete, path = "/v1/orgs/{org}", tag = "tenancy", responses((status = 204, description = "deleted")))]
+#[utoipa::path(delete, path = "/v1/orgs/{org}", tag = "tenancy", params(OrgPath), security(("api_key" = ["admin"])),
+    responses((status = 204, description = "deleted")))]
 async fn delete_org(
     State(s): State<AppState>,
     who: Authorized<Admin>,
@@ -102,8 +106,10 @@ async fn delete_org(
 }
 
 /// Create a project in an org.
-#[utoipa::path(post, path = "/v1/orgs/{org}/projects", tag = "tenancy", request_body = NewNamed,
-    responses((status = 201, description = "created")))]
+#[utoipa::path(post, path = "/v1/orgs/{org}/projects", tag = "tenancy", params(OrgPath), request_body = NewNamed,
+    security(("api_key" = ["admin"])),
+    responses((status = 201, description = "created", body = Data<Project>),
+        (status = 409, description = "conflict: the id is taken")))]
 async fn create_project(
     State(s): State<AppState>,
     who: Authorized<Admin>,
@@ -120,7 +126,8 @@ async fn create_project(
 }
 
 /// List the projects of an org.
-#[utoipa::path(get, path = "/v1/orgs/{org}/projects", tag = "tenancy", responses((status = 200, description = "projects")))]
+#[utoipa::path(get, path = "/v1/orgs/{org}/projects", tag = "tenancy", params(OrgPath, PageParams),
+    security(("api_key" = ["read"])), responses((status = 200, description = "projects", body = Paged<Project>)))]
 async fn list_projects(
     State(s): State<AppState>,
     _: Authorized<Read>,
@@ -132,7 +139,8 @@ async fn list_projects(
 }
 
 /// One project.
-#[utoipa::path(get, path = "/v1/orgs/{org}/projects/{project}", tag = "tenancy", responses((status = 200, description = "the project")))]
+#[utoipa::path(get, path = "/v1/orgs/{org}/projects/{project}", tag = "tenancy", params(ProjectPath),
+    security(("api_key" = ["read"])), responses((status = 200, description = "the project", body = Data<Project>)))]
 async fn get_project(
     State(s): State<AppState>,
     _: Authorized<Read>,
@@ -145,7 +153,8 @@ async fn get_project(
 }
 
 /// Delete a project and everything in it.
-#[utoipa::path(delete, path = "/v1/orgs/{org}/projects/{project}", tag = "tenancy", responses((status = 204, description = "deleted")))]
+#[utoipa::path(delete, path = "/v1/orgs/{org}/projects/{project}", tag = "tenancy", params(ProjectPath),
+    security(("api_key" = ["admin"])), responses((status = 204, description = "deleted")))]
 async fn delete_project(
     State(s): State<AppState>,
     who: Authorized<Admin>,

@@ -88,7 +88,7 @@ pub struct PathQuery {
     pub max_depth: u32,
 }
 
-#[derive(Debug, Serialize, PartialEq)]
+#[derive(Debug, Serialize, PartialEq, utoipa::ToSchema)]
 pub struct GraphPath {
     pub nodes: Vec<GraphNode>,
     pub edges: Vec<Relationship>,

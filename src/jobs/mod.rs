@@ -29,7 +29,7 @@ struct JobSpec {
     task: Task,
 }
 
-#[derive(Debug, Clone, Serialize)]
+#[derive(Debug, Clone, Serialize, utoipa::ToSchema)]
 pub struct JobRun {
     pub started_at: String,
     pub duration_ms: u64,
@@ -37,7 +37,7 @@ pub struct JobRun {
     pub ok: bool,
 }
 
-#[derive(Debug, Clone, Serialize)]
+#[derive(Debug, Clone, Serialize, utoipa::ToSchema)]
 pub struct JobStatus {
     pub name: String,
     pub schedule: String,
