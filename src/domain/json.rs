@@ -219,6 +219,26 @@ fn digits_of(literal: &str) -> Option<(bool, String, i64)> {
     Some((negative, trimmed.to_owned(), power))
 }
 
+/// The properties the fuzz target (`fuzz/fuzz_targets/json_body.rs`) checks
+/// on any input: `parse` never panics; what it accepts is exactly what
+/// serde_json reads, and serialising that value gives a body `parse`
+/// accepts again, equal to it (nothing accepted changes on a round trip).
+#[doc(hidden)]
+pub fn fuzz_properties(data: &[u8]) {
+    let Ok(value) = parse(data) else { return };
+    let plain: Value = serde_json::from_slice(data).expect("parse accepts only JSON");
+    assert_eq!(value, plain, "parse reads what serde_json reads");
+    let text = serde_json::to_vec(&value).expect("a Value serialises");
+    let again = parse(&text).unwrap_or_else(|e| {
+        panic!(
+            "{} was accepted but its serialisation {} is refused: {e}",
+            String::from_utf8_lossy(data),
+            String::from_utf8_lossy(&text)
+        )
+    });
+    assert_eq!(again, value, "a round trip changes nothing");
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -291,6 +311,24 @@ mod tests {
             parse(br#"{"s": "1180591620717411303424 \" 0.1000000000000000000001"}"#).unwrap(),
             json!({"s": "1180591620717411303424 \" 0.1000000000000000000001"})
         );
+    }
+
+    /// The fuzz target's properties over its seed corpus, so they run in
+    /// every `cargo test` (fuzzing itself needs cargo-fuzz and nightly).
+    #[test]
+    fn fuzz_corpus_holds_the_properties() {
+        let dir = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("fuzz/corpus/json_body");
+        let mut seen = 0;
+        for entry in std::fs::read_dir(&dir).expect("the seed corpus") {
+            let bytes = std::fs::read(entry.unwrap().path()).unwrap();
+            fuzz_properties(&bytes);
+            // Every prefix too: truncated bodies must not panic either.
+            for cut in 0..bytes.len().min(256) {
+                fuzz_properties(&bytes[..cut]);
+            }
+            seen += 1;
+        }
+        assert!(seen >= 10, "the seed corpus is missing");
     }
 
     #[test]
