@@ -1656,4 +1656,32 @@ async fn numbers_are_kept_exactly_or_refused(api: &Api) {
         };
         assert_eq!(data["properties"], want["properties"], "{text}");
     }
+    // where= compares numbers exactly on both backends (jsonb's numeric
+    // does; SQLite's filter compared through f64, where 2^53 + 1 = 2^53).
+    api.ok(
+        "POST",
+        &e,
+        json!({"id": "n2", "type": "t", "properties": {"k": 9007199254740993_i64}}),
+    )
+    .await;
+    for (k, want) in [
+        ("9007199254740993", json!(["n2"])),
+        ("9007199254740992", json!([])),
+        ("9007199254740992.0", json!([])),
+    ] {
+        let listed = api
+            .ok(
+                "GET",
+                &format!("{e}?where=%7B%22k%22%3A{k}%7D"),
+                Value::Null,
+            )
+            .await;
+        let ids: Vec<Value> = listed["data"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .map(|x| x["id"].clone())
+            .collect();
+        assert_eq!(Value::Array(ids), want, "where k = {k}");
+    }
 }
