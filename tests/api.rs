@@ -1553,6 +1553,18 @@ async fn duplicate_keys_are_refused_and_nothing_applied(api: &Api) {
             "{body}: the message should name {key}: {message}"
         );
     }
+    // serde_json's RawValue key would parse the string under it again, past
+    // the duplicate-key and number rules: refused.
+    let r = api
+        .send(
+            "POST",
+            &e,
+            &[("content-type", "application/json")],
+            br#"{"id": "d2", "type": "t", "properties": {"x": {"$serde_json::private::RawValue": "{\"a\": 1, \"a\": 2}"}}}"#.to_vec(),
+        )
+        .await;
+    assert_eq!(r.status, StatusCode::BAD_REQUEST, "{}", r.text);
+    assert!(r.text.contains("is reserved"), "{}", r.text);
     // where= is JSON too.
     let r = api
         .call(

@@ -4,6 +4,8 @@
 //! - a key given twice in one object, at any depth (serde_json keeps the
 //!   last one, so `{"op": "create_entity", "op": "delete_entity"}` would run
 //!   the delete);
+//! - a key serde_json reserves (`$serde_json::private::...`: its `Value`
+//!   would parse the string under it again, past these checks);
 //! - a number that would not read back as sent: an integer literal outside
 //!   the signed 64-bit range (serde_json turns it into a float), or a
 //!   decimal whose nearest 64-bit float does not print back as the same
@@ -97,6 +99,15 @@ impl<'de> Visitor<'de> for StrictVisitor {
     fn visit_map<A: MapAccess<'de>>(self, mut map: A) -> Result<Value, A::Error> {
         let mut out = Map::new();
         while let Some(key) = map.next_key::<String>()? {
+            // serde_json's Value treats a first key with this prefix as an
+            // instruction (`RawValue`: the string value is parsed again,
+            // by plain serde_json, when a body is turned into its type),
+            // which would let JSON text past these rules.
+            if key.starts_with("$serde_json::private::") {
+                return Err(de::Error::custom(format_args!(
+                    "the key {key:?} is reserved"
+                )));
+            }
             if out.contains_key(&key) {
                 return Err(de::Error::custom(format_args!("duplicate key {key:?}")));
             }
@@ -267,6 +278,22 @@ mod tests {
         assert!(parse(br#"{"op": 1, "op": 2}"#)
             .unwrap_err()
             .contains("\"op\""));
+    }
+
+    /// Found by the fuzz target: with serde_json's `raw_value` feature (axum
+    /// enables it), `{"$serde_json::private::RawValue": "<text>"}` read as a
+    /// `Value` becomes `<text>` parsed by plain serde_json: duplicate keys
+    /// and inexact numbers would get through inside the string.
+    #[test]
+    fn serde_json_reserved_keys_are_refused() {
+        for text in [
+            r#"{"$serde_json::private::RawValue": "{\"a\": 1, \"a\": 2}"}"#,
+            r#"{"p": {"x": {"$serde_json::private::RawValue": "1180591620717411303424"}}}"#,
+            r#"{"a": 1, "$serde_json::private::Number": "1"}"#,
+        ] {
+            let e = parse(text.as_bytes()).unwrap_err();
+            assert!(e.contains("is reserved"), "{text}: {e}");
+        }
     }
 
     #[test]
