@@ -29,6 +29,7 @@ impl Api {
             .method(method)
             .uri(path)
             .header("authorization", format!("Bearer {ADMIN}"))
+            .header("content-type", "application/json")
             .body(Body::from(if body.is_null() {
                 String::new()
             } else {

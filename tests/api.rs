@@ -146,6 +146,10 @@ on_both_backends!(
     search_routes,
     bad_input_is_a_clear_4xx_and_writes_nothing,
     operations_routes,
+    nul_text_is_refused_before_any_statement,
+    json_bodies_need_a_json_content_type,
+    duplicate_keys_are_refused_and_nothing_applied,
+    numbers_are_kept_exactly_or_refused,
 );
 
 async fn entity_routes_shapes_and_headers(api: &Api) {
@@ -197,7 +201,7 @@ async fn entity_routes_shapes_and_headers(api: &Api) {
         .send(
             "PATCH",
             &path,
-            &[("if-match", "\"1\"")],
+            &[("if-match", "\"1\""), ("content-type", "application/json")],
             br#"{"properties": {"n": 2, "keep": null}}"#.to_vec(),
         )
         .await;
@@ -1047,4 +1051,649 @@ async fn operations_routes(api: &Api) {
             .0,
         StatusCode::NOT_FOUND
     );
+}
+
+/// Everything a refused request must leave as it was: entities (deleted
+/// ones too), relationships, one entity's history and the audit trail.
+async fn snapshot(api: &Api) -> Value {
+    let mut all = vec![];
+    for path in [
+        format!("{P}/entities?limit=1000"),
+        format!("{P}/relationships?limit=1000"),
+        format!("{P}/entities/e1/versions"),
+        format!("{P}/entities/e1?include_deleted=true"),
+        "/v1/orgs/acme/audit?limit=1000".to_string(),
+        "/v1/orgs?limit=1000".to_string(),
+        "/v1/orgs/acme/projects?limit=1000".to_string(),
+        "/v1/orgs/acme/keys?limit=1000".to_string(),
+    ] {
+        all.push(api.ok("GET", &path, Value::Null).await["data"].clone());
+    }
+    Value::Array(all)
+}
+
+/// A cursor as the server makes them (base64url JSON), forged.
+fn forged_cursor(json: &str) -> String {
+    use base64::Engine;
+    base64::engine::general_purpose::URL_SAFE_NO_PAD.encode(json)
+}
+
+/// Issue 9 item 5: NUL (U+0000) reaching PostgreSQL was a 500 there while
+/// SQLite answered; now both refuse it with 400 before any statement,
+/// naming the field, and change nothing.
+async fn nul_text_is_refused_before_any_statement(api: &Api) {
+    api.ok(
+        "POST",
+        &format!("{P}/entities"),
+        json!({"id": "e1", "type": "t", "properties": {"title": "hello"}}),
+    )
+    .await;
+    api.ok(
+        "POST",
+        &format!("{P}/entities"),
+        json!({"id": "e2", "type": "t"}),
+    )
+    .await;
+    api.ok(
+        "POST",
+        &format!("{P}/relationships"),
+        json!({"id": "r1", "type": "KNOWS", "from": "e1", "to": "e2"}),
+    )
+    .await;
+    let cursor = forged_cursor(r#"{"id":"x\u0000"}"#);
+    let e = format!("{P}/entities");
+    let r = format!("{P}/relationships");
+    // (method, path, body, a word the message must hold)
+    let cases: Vec<(&str, String, &str, &str)> = vec![
+        ("GET", format!("{e}/a%00b"), "", "id"),
+        (
+            "PATCH",
+            format!("{e}/a%00b"),
+            r#"{"properties": {"x": 1}}"#,
+            "id",
+        ),
+        ("DELETE", format!("{e}/a%00b"), "", "id"),
+        ("DELETE", format!("{e}/a%00b?purge=true"), "", "id"),
+        ("PUT", format!("{e}/a%00b"), r#"{"type": "t"}"#, "id"),
+        ("POST", format!("{e}/a%00b/restore"), "", "id"),
+        (
+            "POST",
+            format!("{e}/a%00b/revert"),
+            r#"{"to_version": 1}"#,
+            "id",
+        ),
+        ("GET", format!("{e}/a%00b/versions"), "", "id"),
+        ("GET", format!("{e}/a%00b/versions/1"), "", "id"),
+        ("GET", format!("{e}/a%00b/neighbors"), "", "id"),
+        ("GET", format!("{e}/a%00b/dependents"), "", "id"),
+        ("GET", format!("{e}/a%00b/dependencies"), "", "id"),
+        (
+            "GET",
+            format!("{P}/paths/shortest?from=e1&to=e%002"),
+            "",
+            "id",
+        ),
+        (
+            "GET",
+            format!("{e}/e1/neighbors?types=KN%00OWS"),
+            "",
+            "types",
+        ),
+        ("GET", "/v1/orgs/ac%00me".into(), "", "org"),
+        ("GET", "/v1/orgs/ac%00me/projects".into(), "", "org"),
+        (
+            "GET",
+            "/v1/orgs/ac%00me/projects/app/entities".into(),
+            "",
+            "org",
+        ),
+        ("GET", "/v1/orgs/acme/projects/ap%00p".into(), "", "project"),
+        (
+            "GET",
+            "/v1/orgs/acme/projects/ap%00p/entities/e1".into(),
+            "",
+            "project",
+        ),
+        (
+            "DELETE",
+            "/v1/orgs/acme/projects/ap%00p".into(),
+            "",
+            "project",
+        ),
+        ("GET", "/v1/orgs/ac%00me/keys".into(), "", "org"),
+        ("DELETE", "/v1/orgs/acme/keys/k%00".into(), "", "key id"),
+        ("GET", format!("{e}?type=t%00"), "", "type"),
+        ("GET", format!("{P}/search?q=hello&type=t%00"), "", "type"),
+        ("GET", format!("{P}/search?q=hel%00lo"), "", "q"),
+        ("GET", format!("{r}?type=K%00"), "", "type"),
+        ("GET", format!("{r}?from=e%001"), "", "from"),
+        ("GET", format!("{r}?to=e%002"), "", "to"),
+        ("GET", format!("{r}/r%001"), "", "id"),
+        ("DELETE", format!("{r}/r%001"), "", "id"),
+        ("PATCH", format!("{r}/r%001"), r#"{"properties": {}}"#, "id"),
+        // where= is JSON: \u0000 escapes in values and keys.
+        (
+            "GET",
+            format!("{e}?where=%7B%22title%22%3A%22a%5Cu0000%22%7D"),
+            "",
+            "where.title",
+        ),
+        (
+            "GET",
+            format!("{e}?where=%7B%22ti%5Cu0000tle%22%3A1%7D"),
+            "",
+            "where key",
+        ),
+        ("GET", format!("{e}?cursor={cursor}"), "", "cursor"),
+        ("GET", format!("{r}?cursor={cursor}"), "", "cursor"),
+        ("GET", format!("/v1/orgs?cursor={cursor}"), "", "cursor"),
+        (
+            "GET",
+            format!("/v1/orgs/acme/projects?cursor={cursor}"),
+            "",
+            "cursor",
+        ),
+        (
+            "GET",
+            format!("/v1/orgs/acme/keys?cursor={cursor}"),
+            "",
+            "cursor",
+        ),
+        (
+            "GET",
+            format!(
+                "{e}/e1/versions?cursor={}",
+                forged_cursor(r#"{"v":1,"x":"\u0000"}"#)
+            ),
+            "",
+            "cursor",
+        ),
+        (
+            "GET",
+            "/v1/orgs/acme/audit?action=entity.create%00".into(),
+            "",
+            "action",
+        ),
+        (
+            "GET",
+            "/v1/orgs/acme/audit?target=e%001".into(),
+            "",
+            "target",
+        ),
+        // Bodies: property keys and values at any depth, names, ends.
+        (
+            "POST",
+            e.clone(),
+            r#"{"type": "t", "properties": {"k\u0000ey": 1}}"#,
+            "properties key",
+        ),
+        (
+            "POST",
+            e.clone(),
+            r#"{"type": "t", "properties": {"title": "a\u0000b"}}"#,
+            "properties.title",
+        ),
+        (
+            "POST",
+            e.clone(),
+            r#"{"type": "t", "properties": {"a": [{"b": "\u0000"}]}}"#,
+            "properties.a[0].b",
+        ),
+        ("POST", e.clone(), r#"{"id": "x\u0000", "type": "t"}"#, "id"),
+        (
+            "PUT",
+            format!("{e}/e1"),
+            r#"{"type": "t", "properties": {"title": "\u0000"}}"#,
+            "properties.title",
+        ),
+        (
+            "PATCH",
+            format!("{e}/e1"),
+            r#"{"properties": {"title": "x\u0000"}}"#,
+            "properties.title",
+        ),
+        (
+            "PATCH",
+            format!("{e}/e1"),
+            r#"{"properties": {"n\u0000": {"deep": 1}}}"#,
+            "properties key",
+        ),
+        (
+            "POST",
+            r.clone(),
+            r#"{"type": "KNOWS", "from": "e1", "to": "e\u00002"}"#,
+            "to",
+        ),
+        (
+            "POST",
+            r.clone(),
+            r#"{"type": "KNOWS", "from": "e\u00001", "to": "e2"}"#,
+            "from",
+        ),
+        (
+            "POST",
+            r.clone(),
+            r#"{"type": "KNOWS", "from": "e1", "to": "e2", "properties": {"w": "\u0000"}}"#,
+            "properties.w",
+        ),
+        (
+            "PATCH",
+            format!("{r}/r1"),
+            r#"{"properties": {"w": "\u0000"}}"#,
+            "properties.w",
+        ),
+        (
+            "POST",
+            "/v1/orgs".into(),
+            r#"{"id": "o2", "name": "N\u0000"}"#,
+            "name",
+        ),
+        (
+            "POST",
+            "/v1/orgs".into(),
+            r#"{"id": "o\u00002", "name": "N"}"#,
+            "id",
+        ),
+        (
+            "POST",
+            "/v1/orgs/acme/projects".into(),
+            r#"{"id": "p2", "name": "N\u0000"}"#,
+            "name",
+        ),
+        (
+            "POST",
+            "/v1/orgs/acme/keys".into(),
+            r#"{"name": "k\u0000", "scopes": ["read"]}"#,
+            "name",
+        ),
+        ("PUT", format!("{P}/docs/d%001"), r#"{}"#, "doc"),
+        ("GET", format!("{P}/docs/d%001"), "", "doc"),
+        (
+            "PUT",
+            format!("{P}/docs/d1"),
+            r#"{"entity_id": "e\u00001"}"#,
+            "entity_id",
+        ),
+        (
+            "POST",
+            format!("{P}/cypher"),
+            r#"{"query": "MATCH (n) RETURN n.x\u0000"}"#,
+            "query",
+        ),
+        (
+            "POST",
+            format!("{P}/cypher"),
+            r#"{"query": "MATCH (n) RETURN n.x", "params": {"p": "\u0000"}}"#,
+            "params.p",
+        ),
+    ];
+    let before = snapshot(api).await;
+    for (method, path, body, field) in &cases {
+        let r = api
+            .send(
+                method,
+                path,
+                &[("content-type", "application/json")],
+                body.as_bytes().to_vec(),
+            )
+            .await;
+        assert_eq!(
+            (r.status, r.body["error"]["code"].as_str()),
+            (StatusCode::BAD_REQUEST, Some("bad_request")),
+            "{method} {path} {body}: {}",
+            r.text
+        );
+        let message = r.body["error"]["message"].as_str().unwrap_or_default();
+        assert!(
+            message.contains(field),
+            "{method} {path} {body}: the message should name {field}: {message}"
+        );
+    }
+    // A batch: the failing operation is named by its index, nothing applied.
+    let r = api
+        .call(
+            "POST",
+            &format!("{P}/batch"),
+            serde_json::from_str(
+                r#"{"operations": [
+                    {"op": "create_entity", "id": "b1", "type": "t"},
+                    {"op": "update_entity", "id": "e1", "properties": {"title": "\u0000"}}
+                ]}"#,
+            )
+            .unwrap(),
+        )
+        .await;
+    assert_eq!(r.status, StatusCode::BAD_REQUEST, "{}", r.text);
+    assert_eq!(r.body["error"]["code"], "bad_request");
+    assert_eq!(r.body["error"]["details"]["index"], 1);
+    assert_eq!(
+        snapshot(api).await,
+        before,
+        "a refused request changed something"
+    );
+}
+
+/// Issue 9 item 6: a JSON route refuses bodies that are not declared JSON
+/// (415), so a web page cannot POST to the daemon without a preflight.
+async fn json_bodies_need_a_json_content_type(api: &Api) {
+    let entities = format!("{P}/entities");
+    let body = br#"{"id": "ct", "type": "t", "properties": {"a": 1}}"#.to_vec();
+    for (path, content_type, body) in [
+        (entities.clone(), Some("text/plain"), body.clone()),
+        (
+            entities.clone(),
+            Some("text/plain;charset=UTF-8"),
+            body.clone(),
+        ),
+        (
+            entities.clone(),
+            Some("application/x-www-form-urlencoded"),
+            body.clone(),
+        ),
+        (
+            entities.clone(),
+            Some("multipart/form-data; boundary=x"),
+            body.clone(),
+        ),
+        (entities.clone(), None, body.clone()),
+        (entities.clone(), Some("application/jsonx"), body.clone()),
+        (entities.clone(), Some("application/+json"), body.clone()),
+        (
+            format!("{P}/batch"),
+            Some("text/plain"),
+            br#"{"operations": [{"op": "create_entity", "id": "ct", "type": "t"}]}"#.to_vec(),
+        ),
+        (
+            "/v1/orgs".to_string(),
+            Some("application/x-www-form-urlencoded"),
+            br#"{"id": "o2", "name": "O"}"#.to_vec(),
+        ),
+        (
+            "/v1/orgs/acme/keys".to_string(),
+            Some("text/plain"),
+            br#"{"name": "k", "scopes": ["admin"]}"#.to_vec(),
+        ),
+        (
+            format!("{P}/docs/d1/updates"),
+            Some("text/plain"),
+            br#"{"updates": []}"#.to_vec(),
+        ),
+        (format!("{P}/docs/d1/updates"), None, vec![0, 0]),
+    ] {
+        let mut headers = vec![];
+        if let Some(ct) = content_type {
+            headers.push(("content-type", ct));
+        }
+        let r = api.send("POST", &path, &headers, body).await;
+        assert_eq!(
+            (r.status, r.body["error"]["code"].as_str()),
+            (
+                StatusCode::UNSUPPORTED_MEDIA_TYPE,
+                Some("unsupported_media_type")
+            ),
+            "POST {path} as {content_type:?}: {}",
+            r.text
+        );
+    }
+    let listed = api.ok("GET", &entities, Value::Null).await;
+    assert_eq!(listed["data"], json!([]), "nothing was stored");
+    assert_eq!(
+        api.ok("GET", "/v1/orgs", Value::Null).await["data"]
+            .as_array()
+            .unwrap()
+            .len(),
+        1,
+        "no org was created"
+    );
+    assert_eq!(
+        api.call("GET", &format!("{P}/docs/d1"), Value::Null)
+            .await
+            .status,
+        StatusCode::NOT_FOUND,
+        "no document was written"
+    );
+    // JSON under any of its names, with parameters, in any case.
+    for (i, content_type) in [
+        "application/json",
+        "application/json; charset=utf-8",
+        "Application/JSON",
+        "application/merge-patch+json",
+        "application/vnd.strata+json; charset=utf-8",
+    ]
+    .into_iter()
+    .enumerate()
+    {
+        let r = api
+            .send(
+                "POST",
+                &entities,
+                &[("content-type", content_type)],
+                json!({"id": format!("ok{i}"), "type": "t"})
+                    .to_string()
+                    .into_bytes(),
+            )
+            .await;
+        assert_eq!(r.status, StatusCode::CREATED, "{content_type}: {}", r.text);
+    }
+}
+
+/// Issue 9 item 6: a key given twice is refused (serde_json kept the last:
+/// a batch `op` given twice ran the second), at any depth, in every body.
+async fn duplicate_keys_are_refused_and_nothing_applied(api: &Api) {
+    api.ok(
+        "POST",
+        &format!("{P}/entities"),
+        json!({"id": "e1", "type": "t", "properties": {"title": "hello"}}),
+    )
+    .await;
+    let e = format!("{P}/entities");
+    let cases: Vec<(String, &str, String, &str)> = vec![
+        (
+            "POST".into(),
+            "op",
+            format!("{P}/batch"),
+            r#"{"operations": [{"op": "create_entity", "op": "delete_entity", "id": "e1", "type": "t"}]}"#,
+        ),
+        (
+            "POST".into(),
+            "type",
+            e.clone(),
+            r#"{"type": "t", "type": "u", "id": "d1"}"#,
+        ),
+        (
+            "POST".into(),
+            "a",
+            e.clone(),
+            r#"{"type": "t", "id": "d1", "properties": {"x": [{"a": 1, "a": 2}]}}"#,
+        ),
+        (
+            "PATCH".into(),
+            "title",
+            format!("{e}/e1"),
+            r#"{"properties": {"title": "x", "title": null}}"#,
+        ),
+        (
+            "POST".into(),
+            "operations",
+            format!("{P}/batch"),
+            r#"{"operations": [], "operations": [{"op": "delete_entity", "id": "e1"}]}"#,
+        ),
+        (
+            "POST".into(),
+            "name",
+            "/v1/orgs".into(),
+            r#"{"id": "o2", "name": "a", "name": "b"}"#,
+        ),
+        (
+            "POST".into(),
+            "updates",
+            format!("{P}/docs/d1/updates"),
+            r#"{"updates": ["AAA="], "updates": []}"#,
+        ),
+    ];
+    let before = snapshot(api).await;
+    for (method, key, path, body) in &cases {
+        let r = api
+            .send(
+                method,
+                path,
+                &[("content-type", "application/json")],
+                body.as_bytes().to_vec(),
+            )
+            .await;
+        assert_eq!(
+            (r.status, r.body["error"]["code"].as_str()),
+            (StatusCode::BAD_REQUEST, Some("bad_request")),
+            "{method} {path} {body}: {}",
+            r.text
+        );
+        let message = r.body["error"]["message"].as_str().unwrap_or_default();
+        assert!(
+            message.contains(&format!("duplicate key \"{key}\"")),
+            "{body}: the message should name {key}: {message}"
+        );
+    }
+    // serde_json's RawValue key would parse the string under it again, past
+    // the duplicate-key and number rules: refused.
+    let r = api
+        .send(
+            "POST",
+            &e,
+            &[("content-type", "application/json")],
+            br#"{"id": "d2", "type": "t", "properties": {"x": {"$serde_json::private::RawValue": "{\"a\": 1, \"a\": 2}"}}}"#.to_vec(),
+        )
+        .await;
+    assert_eq!(r.status, StatusCode::BAD_REQUEST, "{}", r.text);
+    assert!(r.text.contains("is reserved"), "{}", r.text);
+    // where= is JSON too.
+    let r = api
+        .call(
+            "GET",
+            &format!("{e}?where=%7B%22a%22%3A1%2C%22a%22%3A2%7D"),
+            Value::Null,
+        )
+        .await;
+    assert_eq!(r.status, StatusCode::BAD_REQUEST, "{}", r.text);
+    assert!(r.text.contains("duplicate key"), "{}", r.text);
+    assert_eq!(
+        snapshot(api).await,
+        before,
+        "a refused request changed something"
+    );
+    let e1 = api.ok("GET", &format!("{e}/e1"), Value::Null).await;
+    assert_eq!(e1["data"]["version"], 1, "the batch delete did not run");
+}
+
+/// Issue 9 item 6: numbers are kept exactly as sent, or refused: an integer
+/// must fit in i64, a decimal must read back as the same decimal.
+async fn numbers_are_kept_exactly_or_refused(api: &Api) {
+    let e = format!("{P}/entities");
+    for (body, number) in [
+        (
+            r#"{"type": "t", "properties": {"big": 1180591620717411303424}}"#,
+            "1180591620717411303424",
+        ),
+        (
+            r#"{"type": "t", "properties": {"u": 18446744073709551615}}"#,
+            "18446744073709551615",
+        ),
+        (
+            r#"{"type": "t", "properties": {"pi": 3.14159265358979323846264338327950288}}"#,
+            "3.14159265358979323846",
+        ),
+        (
+            r#"{"type": "t", "properties": {"x": [1, {"y": 0.1000000000000000000001}]}}"#,
+            "0.1000000000000000000001",
+        ),
+        (
+            r#"{"type": "t", "properties": {"f": 1180591620717411303424.0}}"#,
+            "1180591620717411303424.0",
+        ),
+    ] {
+        let r = api
+            .send(
+                "POST",
+                &e,
+                &[("content-type", "application/json")],
+                body.as_bytes().to_vec(),
+            )
+            .await;
+        assert_eq!(
+            (r.status, r.body["error"]["code"].as_str()),
+            (StatusCode::BAD_REQUEST, Some("bad_request")),
+            "{body}: {}",
+            r.text
+        );
+        assert!(
+            r.text.contains(number),
+            "{body}: name the number: {}",
+            r.text
+        );
+    }
+    let listed = api.ok("GET", &e, Value::Null).await;
+    assert_eq!(listed["data"], json!([]), "nothing was stored");
+    // What is accepted reads back exactly, on every read path.
+    let sent = r#"{"id": "n1", "type": "t", "properties": {"max": 9223372036854775807, "min": -9223372036854775808, "tenth": 0.1, "big": 1.5e300, "tiny": 5e-324, "f": 0.30000000000000004, "huge": 1e21}}"#;
+    let r = api
+        .send(
+            "POST",
+            &e,
+            &[("content-type", "application/json")],
+            sent.as_bytes().to_vec(),
+        )
+        .await;
+    assert_eq!(r.status, StatusCode::CREATED, "{}", r.text);
+    let want: Value = serde_json::from_str(sent).unwrap();
+    for text in [
+        r.text.clone(),
+        api.call("GET", &format!("{e}/n1"), Value::Null).await.text,
+        api.call("GET", &format!("{e}/n1/versions/1"), Value::Null)
+            .await
+            .text,
+        api.call(
+            "GET",
+            &format!("{e}?where=%7B%22max%22%3A9223372036854775807%7D"),
+            Value::Null,
+        )
+        .await
+        .text,
+    ] {
+        assert!(text.contains("9223372036854775807"), "{text}");
+        assert!(text.contains("-9223372036854775808"), "{text}");
+        let v: Value = serde_json::from_str(&text).unwrap();
+        let data = if v["data"].is_array() {
+            v["data"][0].clone()
+        } else {
+            v["data"].clone()
+        };
+        assert_eq!(data["properties"], want["properties"], "{text}");
+    }
+    // where= compares numbers exactly on both backends (jsonb's numeric
+    // does; SQLite's filter compared through f64, where 2^53 + 1 = 2^53).
+    api.ok(
+        "POST",
+        &e,
+        json!({"id": "n2", "type": "t", "properties": {"k": 9007199254740993_i64}}),
+    )
+    .await;
+    for (k, want) in [
+        ("9007199254740993", json!(["n2"])),
+        ("9007199254740992", json!([])),
+        ("9007199254740992.0", json!([])),
+    ] {
+        let listed = api
+            .ok(
+                "GET",
+                &format!("{e}?where=%7B%22k%22%3A{k}%7D"),
+                Value::Null,
+            )
+            .await;
+        let ids: Vec<Value> = listed["data"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .map(|x| x["id"].clone())
+            .collect();
+        assert_eq!(Value::Array(ids), want, "where k = {k}");
+    }
 }

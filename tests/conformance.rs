@@ -65,6 +65,7 @@ conformance!(
     projects_never_see_each_other,
     reads_after_every_kind_of_write,
     every_write_leaves_one_audit_event,
+    nul_text_is_refused_by_every_store,
 );
 
 fn me() -> Caller {
@@ -1557,4 +1558,268 @@ async fn every_write_leaves_one_audit_event(store: &DynStore) {
         .map(|(a, t, v)| (a.to_owned(), t.to_owned(), v))
         .collect();
     assert_eq!(seen, expected);
+}
+
+/// What a refused call must leave as it was.
+async fn everything(store: &DynStore) -> String {
+    let entities = store
+        .list_entities(&app(), &EntityFilter::default(), &page(1000))
+        .await
+        .unwrap();
+    let rels = store
+        .list_relationships(&app(), &RelationshipFilter::default(), &page(1000))
+        .await
+        .unwrap();
+    let audit = store
+        .list_audit("acme", &AuditFilter::default(), &page(1000))
+        .await
+        .unwrap();
+    let orgs = store.list_orgs(&page(1000)).await.unwrap();
+    let docs = store.get_doc(&app(), "d1").await.map(|d| d.last_seq).ok();
+    format!(
+        "{:?} {:?} {:?} {:?} {docs:?}",
+        entities.items, rels.items, audit.items, orgs.items
+    )
+}
+
+/// NUL (U+0000) cannot be stored by PostgreSQL (text, jsonb): every store
+/// refuses it as a bad request before any statement, whichever door the
+/// text came through (HTTP, WebSocket document names, CLI), and changes
+/// nothing.
+async fn nul_text_is_refused_by_every_store(store: &DynStore) {
+    write(
+        store,
+        vec![
+            create("e1", "t", json!({"title": "hello"})),
+            create("e2", "t", json!({})),
+            relate("r1", "KNOWS", "e1", "e2"),
+        ],
+    )
+    .await
+    .unwrap();
+    store
+        .append_updates(&app(), "d1", vec![vec![0, 0]], None)
+        .await
+        .unwrap();
+    let before = everything(store).await;
+    let bad = |r: DomainResult<()>, what: &str| match r {
+        Err(DomainError::BadRequest(m)) => assert!(m.contains("NUL"), "{what}: {m}"),
+        Err(DomainError::InBatch { source, .. }) if source.code() == "bad_request" => {}
+        other => panic!("{what}: expected a bad request, got {other:?}"),
+    };
+    let nul_scope = Scope::new("acme", "a\0pp");
+    let s = app();
+    let forged = {
+        use base64::Engine;
+        base64::engine::general_purpose::URL_SAFE_NO_PAD.encode(r#"{"id":"x\u0000"}"#)
+    };
+    let forged_page = PageRequest {
+        cursor: Some(forged),
+        limit: 10,
+    };
+    bad(
+        store
+            .get_entity(&s, "e\0", &EntityRead::default())
+            .await
+            .map(drop),
+        "get",
+    );
+    bad(
+        store
+            .get_entity(&nul_scope, "e1", &EntityRead::default())
+            .await
+            .map(drop),
+        "scope",
+    );
+    bad(store.get_org("ac\0me").await.map(drop), "org");
+    bad(
+        store.create_org(&me(), "o2", "N\0").await.map(drop),
+        "org name",
+    );
+    bad(
+        store
+            .create_project(&me(), "acme", "p\0", "P")
+            .await
+            .map(drop),
+        "project id",
+    );
+    bad(
+        store.list_versions(&s, "e\0", &page(10)).await.map(drop),
+        "versions",
+    );
+    bad(
+        store
+            .list_entities(
+                &s,
+                &EntityFilter {
+                    entity_type: Some("t\0".into()),
+                    ..Default::default()
+                },
+                &page(10),
+            )
+            .await
+            .map(drop),
+        "type filter",
+    );
+    bad(
+        store
+            .list_entities(
+                &s,
+                &EntityFilter {
+                    contains: Some(props(json!({"title": "a\u{0}"}))),
+                    ..Default::default()
+                },
+                &page(10),
+            )
+            .await
+            .map(drop),
+        "where",
+    );
+    bad(
+        store
+            .list_entities(&s, &EntityFilter::default(), &forged_page)
+            .await
+            .map(drop),
+        "entity cursor",
+    );
+    bad(
+        store
+            .list_relationships(&s, &RelationshipFilter::default(), &forged_page)
+            .await
+            .map(drop),
+        "relationship cursor",
+    );
+    bad(store.list_orgs(&forged_page).await.map(drop), "org cursor");
+    bad(
+        store
+            .list_relationships(
+                &s,
+                &RelationshipFilter {
+                    from: Some("e\0".into()),
+                    ..Default::default()
+                },
+                &page(10),
+            )
+            .await
+            .map(drop),
+        "from",
+    );
+    bad(
+        store.search_text(&s, "hel\0lo", None, 10).await.map(drop),
+        "q",
+    );
+    bad(
+        store
+            .search_text(&s, "hello", Some("t\0"), 10)
+            .await
+            .map(drop),
+        "search type",
+    );
+    bad(
+        store
+            .traverse(&s, &walk("e\0", Direction::Both, &[], 1, 100))
+            .await
+            .map(drop),
+        "traverse",
+    );
+    bad(
+        store
+            .expand(&s, &["e\0".to_string()], Direction::Out, &[])
+            .await
+            .map(drop),
+        "expand",
+    );
+    bad(
+        store
+            .node_headers(&s, &["e\0".to_string()], false)
+            .await
+            .map(drop),
+        "node headers",
+    );
+    bad(
+        store
+            .list_audit(
+                "acme",
+                &AuditFilter {
+                    action: Some("a\0".into()),
+                    target: None,
+                },
+                &page(10),
+            )
+            .await
+            .map(drop),
+        "audit action",
+    );
+    bad(store.find_key("k\0").await.map(drop), "key id");
+    bad(
+        store.revoke_key(&me(), "acme", "k\0").await.map(drop),
+        "revoke",
+    );
+    bad(
+        store
+            .append_updates(&s, "d\0", vec![vec![0, 0]], None)
+            .await
+            .map(drop),
+        "doc",
+    );
+    bad(
+        store
+            .append_updates(&s, "d1", vec![vec![0, 0]], Some("o\0".into()))
+            .await
+            .map(drop),
+        "origin",
+    );
+    bad(store.get_doc(&s, "d\0").await.map(drop), "get doc");
+    bad(
+        store
+            .put_doc(&s, &me(), "d1", Some("e\0".into()))
+            .await
+            .map(drop),
+        "doc entity",
+    );
+    bad(store.doc_log(&s, "d\0", None).await.map(drop), "doc log");
+    bad(
+        store
+            .cypher(&s, "MATCH (n) RETURN n", &props(json!({"p": "\u{0}"})))
+            .await
+            .map(drop),
+        "cypher params",
+    );
+    for op in [
+        create("e3", "t", json!({"k\u{0}ey": 1})),
+        create("e3", "t", json!({"a": [{"b": "\u{0}"}]})),
+        patch("e1", json!({"title": "x\u{0}"}), None),
+        WriteOp::PutEntity {
+            id: "e1".into(),
+            entity_type: "t".into(),
+            properties: props(json!({"t": "\u{0}"})),
+            expected_version: None,
+        },
+        WriteOp::DeleteEntity {
+            id: "e\0".into(),
+            expected_version: None,
+        },
+        relate("r2", "KNOWS", "e1", "e\0"),
+        WriteOp::PatchRelationship {
+            id: "r1".into(),
+            patch: json!({"w": "\u{0}"}),
+            rel_type: None,
+            expected_version: None,
+        },
+    ] {
+        let what = format!("{op:?}");
+        // Alone, and second in a batch after a good op: nothing applied.
+        bad(write(store, vec![op.clone()]).await.map(drop), &what);
+        match write(store, vec![create("e4", "t", json!({})), op]).await {
+            Err(DomainError::InBatch { index: 1, source }) => {
+                assert_eq!(source.code(), "bad_request", "{what}")
+            }
+            other => panic!("{what}: expected operation 1 to fail, got {other:?}"),
+        }
+    }
+    assert_eq!(
+        everything(store).await,
+        before,
+        "a refused call changed something"
+    );
 }

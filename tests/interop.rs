@@ -25,6 +25,7 @@ async fn yjs_and_y_websocket_work_against_strata() {
     ] {
         let req = Request::post(path)
             .header("authorization", format!("Bearer {ADMIN}"))
+            .header("content-type", "application/json")
             .body(Body::from(body))
             .unwrap();
         assert_eq!(

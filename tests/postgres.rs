@@ -193,6 +193,7 @@ async fn a_key_revoked_through_one_daemon_stops_working_on_the_other() {
             .method(method)
             .uri(path)
             .header("authorization", format!("Bearer {key}"))
+            .header("content-type", "application/json")
             .body(Body::from(body.to_string()))
             .unwrap();
         router.clone().oneshot(req)

@@ -73,11 +73,14 @@ struct Appended {
 
 /// One update as `application/octet-stream`, or several as base64 in JSON.
 async fn read_updates(req: Request, s: &AppState) -> ApiResult<Vec<Vec<u8>>> {
-    let is_json = req
-        .headers()
-        .get(header::CONTENT_TYPE)
-        .and_then(|v| v.to_str().ok())
-        .is_some_and(|v| v.starts_with("application/json"));
+    let is_json = super::extract::is_json(req.headers());
+    if !is_json
+        && super::extract::media_type(req.headers()).as_deref() != Some("application/octet-stream")
+    {
+        return Err(ApiError::UnsupportedMediaType(
+            "send one Yjs update as application/octet-stream, or {\"updates\": [base64, ...]} as application/json".into(),
+        ));
+    }
     let updates = if is_json {
         let JsonBody(body) = JsonBody::<UpdatesBody>::from_request(req, s).await?;
         body.updates

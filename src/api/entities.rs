@@ -409,9 +409,10 @@ async fn list_entities(
 ) -> ApiResult<Response> {
     let contains = match &q.where_json {
         None => None,
-        Some(text) => match serde_json::from_str::<Value>(text) {
+        Some(text) => match crate::domain::json::parse(text.as_bytes()) {
             Ok(Value::Object(m)) => Some(m),
-            _ => return Err(ApiError::bad_request("where must be a JSON object")),
+            Ok(_) => return Err(ApiError::bad_request("where must be a JSON object")),
+            Err(e) => return Err(ApiError::bad_request(format!("where: {e}"))),
         },
     };
     let filter = EntityFilter {

@@ -25,6 +25,9 @@ pub enum ApiError {
     RateLimited(u64),
     #[error("no path between the two entities within max_depth")]
     NoPath,
+    /// The body's Content-Type is not one the route takes.
+    #[error("{0}")]
+    UnsupportedMediaType(String),
 }
 
 impl ApiError {
@@ -48,6 +51,12 @@ impl ApiError {
                 None,
             ),
             ApiError::NoPath => (StatusCode::NOT_FOUND, "no_path", self.to_string(), None),
+            ApiError::UnsupportedMediaType(_) => (
+                StatusCode::UNSUPPORTED_MEDIA_TYPE,
+                "unsupported_media_type",
+                self.to_string(),
+                None,
+            ),
             ApiError::RateLimited(_) => (
                 StatusCode::TOO_MANY_REQUESTS,
                 "rate_limited",

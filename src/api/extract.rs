@@ -5,22 +5,50 @@ use super::error::ApiError;
 use axum::extract::rejection::BytesRejection;
 use axum::extract::{FromRequest, FromRequestParts, Request};
 use axum::http::request::Parts;
-use axum::http::StatusCode;
+use axum::http::{header, HeaderMap, StatusCode};
 use bytes::Bytes;
 use serde::de::DeserializeOwned;
 
-/// A JSON request body.
+/// A JSON request body: `Content-Type: application/json` (or
+/// `application/*+json`) is required, else 415 before the body is read (a
+/// web page can send text/plain or a form without a CORS preflight, never
+/// JSON). The body is parsed strictly (`domain::json`: no duplicate keys,
+/// numbers kept exactly or refused).
 pub struct JsonBody<T>(pub T);
 
 impl<S: Send + Sync, T: DeserializeOwned> FromRequest<S> for JsonBody<T> {
     type Rejection = ApiError;
 
     async fn from_request(req: Request, state: &S) -> Result<Self, ApiError> {
+        if !is_json(req.headers()) {
+            return Err(ApiError::UnsupportedMediaType(
+                "this route takes a JSON body: send Content-Type: application/json".into(),
+            ));
+        }
         let bytes = Bytes::from_request(req, state).await.map_err(body_error)?;
-        serde_json::from_slice(&bytes)
+        let value = crate::domain::json::parse(&bytes)
+            .map_err(|e| ApiError::bad_request(format!("invalid JSON body: {e}")))?;
+        serde_json::from_value(value)
             .map(JsonBody)
             .map_err(|e| ApiError::bad_request(format!("invalid JSON body: {e}")))
     }
+}
+
+/// The media type of a request body, lowercased, without parameters.
+pub fn media_type(headers: &HeaderMap) -> Option<String> {
+    let value = headers.get(header::CONTENT_TYPE)?.to_str().ok()?;
+    let essence = value.split(';').next().unwrap_or_default().trim();
+    Some(essence.to_ascii_lowercase())
+}
+
+/// `application/json` or `application/<something>+json`, any parameters.
+pub fn is_json(headers: &HeaderMap) -> bool {
+    media_type(headers).is_some_and(|m| {
+        m == "application/json"
+            || m.strip_prefix("application/")
+                .and_then(|sub| sub.strip_suffix("+json"))
+                .is_some_and(|name| !name.is_empty() && !name.contains('/'))
+    })
 }
 
 pub fn body_error(e: BytesRejection) -> ApiError {

@@ -2,6 +2,7 @@
 //! typed errors every layer speaks. No I/O lives here.
 
 mod error;
+pub mod json;
 mod model;
 pub mod patch;
 pub mod validate;

@@ -65,9 +65,27 @@ pub fn json_contains(haystack: &Value, needle: &Value) -> bool {
         (Value::Array(h), Value::Array(n)) => {
             n.iter().all(|nv| h.iter().any(|hv| json_contains(hv, nv)))
         }
-        (Value::Number(a), Value::Number(b)) => a.as_f64() == b.as_f64(),
+        (Value::Number(a), Value::Number(b)) => same_number(a, b),
         _ => haystack == needle,
     }
+}
+
+/// Numeric equality as PostgreSQL's `numeric` has it (`1 = 1.0`), exact:
+/// integers beyond 2^53 are not compared through f64.
+fn same_number(a: &serde_json::Number, b: &serde_json::Number) -> bool {
+    let int = |n: &serde_json::Number| n.as_i64().map(i128::from).or(n.as_u64().map(i128::from));
+    match (int(a), int(b)) {
+        (Some(x), Some(y)) => x == y,
+        (Some(x), None) => b.as_f64().is_some_and(|f| float_is_int(f, x)),
+        (None, Some(y)) => a.as_f64().is_some_and(|f| float_is_int(f, y)),
+        (None, None) => a.as_f64() == b.as_f64(),
+    }
+}
+
+/// Whether the float `f` is exactly the integer `x`.
+fn float_is_int(f: f64, x: i128) -> bool {
+    // Every f64 with |f| < 2^64 and no fraction converts to i128 exactly.
+    f.fract() == 0.0 && f.abs() < 18_446_744_073_709_551_616.0 && f as i128 == x
 }
 
 #[cfg(test)]
@@ -109,5 +127,16 @@ mod tests {
         ));
         assert!(!json_contains(&doc, &json!({"tags": ["z"]})));
         assert!(!json_contains(&doc, &json!({"missing": null})));
+        // Exact, as jsonb's numeric: no rounding through f64.
+        let big = json!({"n": 9007199254740993_i64});
+        assert!(json_contains(&big, &json!({"n": 9007199254740993_i64})));
+        assert!(!json_contains(&big, &json!({"n": 9007199254740992_i64})));
+        assert!(!json_contains(&big, &json!({"n": 9007199254740992.0})));
+        assert!(json_contains(&json!({"n": 4.0}), &json!({"n": 4})));
+        assert!(!json_contains(&json!({"n": 4.5}), &json!({"n": 4})));
+        assert!(json_contains(
+            &json!({"n": u64::MAX}),
+            &json!({"n": u64::MAX})
+        ));
     }
 }

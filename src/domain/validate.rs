@@ -68,6 +68,72 @@ pub fn json_depth(value: &Value, depth: usize) -> DomainResult<()> {
     }
 }
 
+/// PostgreSQL cannot hold U+0000: not in `text`, not as `\u0000` in jsonb.
+/// Both backends refuse it alike: `store::checked` applies these rules to
+/// every text of every `Store` call.
+pub fn no_nul(what: &str, value: &str) -> DomainResult<()> {
+    if value.contains('\0') {
+        return Err(nul_error(what));
+    }
+    Ok(())
+}
+
+/// `no_nul` over every key and string of a JSON value; the error names the
+/// first offending place (`properties.a[2]`, `properties key "k\0ey"`).
+pub fn json_no_nul(what: &str, value: &Value) -> DomainResult<()> {
+    if !has_nul(value) {
+        return Ok(());
+    }
+    Err(nul_error(
+        &nul_place(what.to_owned(), value).unwrap_or_else(|| what.to_owned()),
+    ))
+}
+
+/// `json_no_nul` for an object given as a map.
+pub fn map_no_nul(what: &str, map: &serde_json::Map<String, Value>) -> DomainResult<()> {
+    for (k, v) in map {
+        if k.contains('\0') {
+            return Err(nul_error(&format!("{what} key {k:?}")));
+        }
+        json_no_nul(&format!("{what}.{k}"), v)?;
+    }
+    Ok(())
+}
+
+fn nul_error(what: &str) -> DomainError {
+    DomainError::BadRequest(format!("{what} must not contain a NUL character (U+0000)"))
+}
+
+fn has_nul(value: &Value) -> bool {
+    match value {
+        Value::String(s) => s.contains('\0'),
+        Value::Array(a) => a.iter().any(has_nul),
+        Value::Object(m) => m.iter().any(|(k, v)| k.contains('\0') || has_nul(v)),
+        _ => false,
+    }
+}
+
+fn nul_place(path: String, value: &Value) -> Option<String> {
+    match value {
+        Value::String(s) if s.contains('\0') => Some(path),
+        Value::Array(a) => a
+            .iter()
+            .enumerate()
+            .find(|(_, v)| has_nul(v))
+            .and_then(|(i, v)| nul_place(format!("{path}[{i}]"), v)),
+        Value::Object(m) => m.iter().find_map(|(k, v)| {
+            if k.contains('\0') {
+                Some(format!("{path} key {k:?}"))
+            } else if has_nul(v) {
+                nul_place(format!("{path}.{k}"), v)
+            } else {
+                None
+            }
+        }),
+        _ => None,
+    }
+}
+
 /// Parses an RFC 3339 time and normalises it to the stored UTC form.
 pub fn time(what: &str, value: &str) -> DomainResult<String> {
     chrono::DateTime::parse_from_rfc3339(value)
@@ -96,6 +162,21 @@ mod tests {
         assert!(id("id", "a\u{0}b").is_err());
         assert!(id("id", "a/b").is_err());
         assert!(id("id", &"x".repeat(257)).is_err());
+    }
+
+    #[test]
+    fn nul_is_named_where_it_is() {
+        assert!(no_nul("id", "ab").is_ok());
+        let msg = |r: DomainResult<()>| r.unwrap_err().to_string();
+        assert!(msg(no_nul("id", "a\0b")).starts_with("id must not contain a NUL"));
+        let v = serde_json::json!({"a": [1, {"b": "x\u{0}"}], "k\u{0}ey": 1});
+        let m = v.as_object().unwrap();
+        let e = msg(map_no_nul("properties", m));
+        assert!(
+            e.starts_with("properties.a[1].b ") || e.starts_with("properties key \"k\\0ey\""),
+            "{e}"
+        );
+        assert!(json_no_nul("where", &serde_json::json!({"ok": ["fine"]})).is_ok());
     }
 
     #[test]

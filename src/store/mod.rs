@@ -2,6 +2,7 @@
 //! Each call is atomic. Nothing above this module sees SQL or transactions.
 
 pub mod cache;
+pub mod checked;
 pub mod cursor;
 pub mod history;
 pub mod migrate;
@@ -279,15 +280,17 @@ pub enum Maintenance {
 }
 
 /// Opens the store named by a database URL and applies pending migrations.
+/// Every caller gets the backend behind `checked::Checked`, which refuses
+/// text neither backend can hold before any statement runs.
 pub async fn open(config: &crate::config::Config) -> anyhow::Result<DynStore> {
     let url = &config.database_url;
     if let Some(path) = url.strip_prefix("sqlite://") {
         let store = sqlite::SqliteStore::open(path, &config.sqlite, config.cache_entries)?;
-        return Ok(Arc::new(store));
+        return Ok(Arc::new(checked::Checked(store)));
     }
     if url.starts_with("postgres://") || url.starts_with("postgresql://") {
         let store = postgres::PgStore::open(url, &config.postgres, config.cache_entries).await?;
-        return Ok(Arc::new(store));
+        return Ok(Arc::new(checked::Checked(store)));
     }
     anyhow::bail!("STRATA_DATABASE_URL must start with sqlite:// or postgres:// (got {url:?})")
 }
