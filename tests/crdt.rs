@@ -943,17 +943,7 @@ mod http {
     async fn hostile_updates_over_the_socket_close_it_with_a_reason() {
         let dir = tempfile::tempdir().unwrap();
         let d = daemon(dir.path()).await;
-        let router = d.router.clone();
-        let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
-        let addr = listener.local_addr().unwrap();
-        tokio::spawn(async move {
-            axum::serve(
-                listener,
-                router.into_make_service_with_connect_info::<std::net::SocketAddr>(),
-            )
-            .await
-            .unwrap();
-        });
+        let addr = listen(&d.router).await;
         let url = format!("ws://{addr}{P}/docs/hostile/ws?token={ADMIN}");
         for (what, bytes) in super::hostile_updates() {
             let (mut ws, _) = tokio_tungstenite::connect_async(&url).await.unwrap();
@@ -979,6 +969,22 @@ mod http {
         assert_eq!(status, StatusCode::NOT_FOUND, "nothing was stored");
     }
 
+    /// Serves the router on a loopback socket for WebSocket clients.
+    async fn listen(router: &axum::Router) -> std::net::SocketAddr {
+        let router = router.clone();
+        let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+        let addr = listener.local_addr().unwrap();
+        tokio::spawn(async move {
+            axum::serve(
+                listener,
+                router.into_make_service_with_connect_info::<std::net::SocketAddr>(),
+            )
+            .await
+            .unwrap();
+        });
+        addr
+    }
+
     async fn next_binary<S>(ws: &mut S) -> Vec<u8>
     where
         S: futures_util::Stream<Item = Result<Ws, tokio_tungstenite::tungstenite::Error>> + Unpin,
@@ -996,17 +1002,7 @@ mod http {
     async fn websocket_sync_persists_and_relays() {
         let dir = tempfile::tempdir().unwrap();
         let d = daemon(dir.path()).await;
-        let router = d.router.clone();
-        let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
-        let addr = listener.local_addr().unwrap();
-        tokio::spawn(async move {
-            axum::serve(
-                listener,
-                router.into_make_service_with_connect_info::<std::net::SocketAddr>(),
-            )
-            .await
-            .unwrap();
-        });
+        let addr = listen(&d.router).await;
         let url = format!("ws://{addr}{P}/docs/live/ws?token={ADMIN}");
         let (mut a, _) = tokio_tungstenite::connect_async(&url).await.unwrap();
         let (mut b, _) = tokio_tungstenite::connect_async(&url).await.unwrap();
