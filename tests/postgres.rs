@@ -349,3 +349,90 @@ async fn a_write_abandoned_midway_leaves_nothing_and_its_connection_clean() {
         "the abandoned batch left rows"
     );
 }
+
+/// A write that fails at COMMIT (a deferred constraint trigger raises
+/// there) leaves its connection clean: with one connection in the pool, the
+/// next writes and reads on it succeed, and nothing of the failed write
+/// stays. (Connection hygiene of the concurrency issue.)
+#[tokio::test]
+async fn a_write_that_fails_at_commit_leaves_its_connection_clean() {
+    let url = support::fresh_pg_database().await;
+    let dir = tempfile::tempdir().unwrap();
+    let mut config = support::pg_config(dir.path(), &url);
+    config.postgres.pool_size = 1;
+    config.postgres.notify = false;
+    let store = strata::store::open(&config).await.unwrap();
+    let scope = project(&store).await;
+    let (admin, connection) = tokio_postgres::connect(&url, tokio_postgres::NoTls)
+        .await
+        .unwrap();
+    tokio::spawn(connection);
+    admin
+        .batch_execute(
+            "CREATE FUNCTION fail_at_commit() RETURNS trigger LANGUAGE plpgsql AS $$
+             BEGIN
+                 IF NEW.properties ? 'fail_at_commit' THEN
+                     RAISE EXCEPTION 'injected commit-time failure';
+                 END IF;
+                 RETURN NEW;
+             END $$;
+             CREATE CONSTRAINT TRIGGER fail_at_commit AFTER INSERT OR UPDATE ON entities
+                 DEFERRABLE INITIALLY DEFERRED FOR EACH ROW EXECUTE FUNCTION fail_at_commit();",
+        )
+        .await
+        .unwrap();
+    let create = |id: &str, p: serde_json::Value| WriteOp::CreateEntity {
+        id: id.into(),
+        entity_type: "t".into(),
+        properties: props(p),
+    };
+    store
+        .write(&scope, &caller(), vec![create("base", json!({}))])
+        .await
+        .unwrap();
+    let failing: Vec<Vec<WriteOp>> = vec![
+        // A create alone runs without a transaction around it.
+        vec![create("bad1", json!({"fail_at_commit": true}))],
+        // A batch commits at the end.
+        vec![
+            create("ok-in-batch", json!({})),
+            create("bad2", json!({"fail_at_commit": true})),
+        ],
+        // A patch runs in a transaction and fails at its COMMIT.
+        vec![WriteOp::PatchEntity {
+            id: "base".into(),
+            patch: json!({"fail_at_commit": true}),
+            entity_type: None,
+            expected_version: None,
+        }],
+    ];
+    for (i, ops) in failing.into_iter().enumerate() {
+        assert!(
+            store.write(&scope, &caller(), ops).await.is_err(),
+            "write {i} should fail at commit"
+        );
+        let next = format!("after{i}");
+        store
+            .write(&scope, &caller(), vec![create(&next, json!({}))])
+            .await
+            .unwrap_or_else(|e| panic!("the write after failure {i}: {e}"));
+        store
+            .get_entity(&scope, &next, &EntityRead::default())
+            .await
+            .unwrap_or_else(|e| panic!("the read after failure {i}: {e}"));
+    }
+    for gone in ["bad1", "bad2", "ok-in-batch"] {
+        assert!(
+            store
+                .get_entity(&scope, gone, &EntityRead::default())
+                .await
+                .is_err(),
+            "{gone} was stored"
+        );
+    }
+    let base = store
+        .get_entity(&scope, "base", &EntityRead::default())
+        .await
+        .unwrap();
+    assert_eq!(base.version, 1, "the failed patch left a version");
+}
