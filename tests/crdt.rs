@@ -62,6 +62,24 @@ async fn env(backend: Backend) -> Env {
     }
 }
 
+/// Compacts one document now, without fault injection.
+async fn compact_now(
+    env: &Env,
+    doc: &str,
+    config: &CrdtConfig,
+) -> DomainResult<compact::Compacted> {
+    compact::compact(
+        env.store.as_ref(),
+        env.blobs.as_ref(),
+        config,
+        &caller(),
+        &scope(),
+        doc,
+        &|_| Ok(()),
+    )
+    .await
+}
+
 fn scope() -> Scope {
     Scope::new("acme", "app")
 }
@@ -202,17 +220,7 @@ async fn random_edits_batches_and_compactions_always_load_the_merge(backend: Bac
                 } else {
                     CrdtConfig::default()
                 };
-                compact::compact(
-                    env.store.as_ref(),
-                    env.blobs.as_ref(),
-                    &config,
-                    &caller(),
-                    &scope(),
-                    &doc_id,
-                    &|_| Ok(()),
-                )
-                .await
-                .unwrap();
+                compact_now(&env, &doc_id, &config).await.unwrap();
             }
         }
         if !pending.is_empty() {
@@ -226,17 +234,7 @@ async fn random_edits_batches_and_compactions_always_load_the_merge(backend: Bac
         assert_eq!(last_seq, persisted as i64, "seed {seed}");
         assert_eq!(loaded, merged_content(&clients), "seed {seed}");
         // And once more after a final compaction.
-        compact::compact(
-            env.store.as_ref(),
-            env.blobs.as_ref(),
-            &eager(),
-            &caller(),
-            &scope(),
-            &doc_id,
-            &|_| Ok(()),
-        )
-        .await
-        .unwrap();
+        compact_now(&env, &doc_id, &eager()).await.unwrap();
         assert_eq!(
             loaded_content(&env, &doc_id).await.0,
             merged_content(&clients),
@@ -288,17 +286,7 @@ async fn a_crash_between_any_two_compaction_steps_loses_nothing(backend: Backend
                 "after a crash at {crash_at:?}, round {round}"
             );
             // The rerun finishes and changes nothing visible.
-            compact::compact(
-                env.store.as_ref(),
-                env.blobs.as_ref(),
-                &eager(),
-                &caller(),
-                &scope(),
-                &doc_id,
-                &|_| Ok(()),
-            )
-            .await
-            .unwrap();
+            compact_now(&env, &doc_id, &eager()).await.unwrap();
             assert_eq!(
                 loaded_content(&env, &doc_id).await.0,
                 want,
@@ -339,17 +327,7 @@ async fn large_snapshots_go_to_the_blob_store_with_a_checksum(backend: Backend) 
         .append_updates(&scope(), "big", updates, None)
         .await
         .unwrap();
-    let done = compact::compact(
-        env.store.as_ref(),
-        env.blobs.as_ref(),
-        &eager(),
-        &caller(),
-        &scope(),
-        "big",
-        &|_| Ok(()),
-    )
-    .await
-    .unwrap();
+    let done = compact_now(&env, "big", &eager()).await.unwrap();
     assert!(
         done.location.starts_with("blob:crdt/acme/app/big/"),
         "{}",
@@ -394,17 +372,7 @@ async fn as_of_reads_the_past_and_410s_once_history_is_gone(backend: Backend) {
     assert_eq!(content(&state), then_content);
 
     // Compact with nothing retained and no old snapshot kept: `then` is gone.
-    compact::compact(
-        env.store.as_ref(),
-        env.blobs.as_ref(),
-        &eager(),
-        &caller(),
-        &scope(),
-        "h",
-        &|_| Ok(()),
-    )
-    .await
-    .unwrap();
+    compact_now(&env, "h", &eager()).await.unwrap();
     let gone = env.store.doc_log(&scope(), "h", Some(&then)).await;
     assert!(matches!(gone, Err(DomainError::Gone(_))), "{gone:?}");
     let before_doc = env
@@ -442,17 +410,7 @@ async fn documents_follow_their_entity(backend: Backend) {
         .append_updates(&scope(), "board-doc", updates, None)
         .await
         .unwrap();
-    compact::compact(
-        env.store.as_ref(),
-        env.blobs.as_ref(),
-        &eager(),
-        &caller(),
-        &scope(),
-        "board-doc",
-        &|_| Ok(()),
-    )
-    .await
-    .unwrap();
+    compact_now(&env, "board-doc", &eager()).await.unwrap();
 
     let delete = WriteOp::DeleteEntity {
         id: "board".into(),
@@ -550,17 +508,9 @@ async fn stored_updates_that_fail_the_check_are_quarantined_not_merged(backend: 
             .unwrap();
         let before = crdt_mod::QUARANTINED_UPDATES.load(std::sync::atomic::Ordering::Relaxed);
         if compact_first {
-            let done = compact::compact(
-                env.store.as_ref(),
-                env.blobs.as_ref(),
-                &CrdtConfig::default(),
-                &caller(),
-                &scope(),
-                doc,
-                &|_| Ok(()),
-            )
-            .await
-            .unwrap();
+            let done = compact_now(&env, doc, &CrdtConfig::default())
+                .await
+                .unwrap();
             assert_eq!(done.quarantined, 1, "{doc}");
             assert_eq!(done.snapshot_seq, 3);
         }
@@ -579,17 +529,9 @@ async fn stored_updates_that_fail_the_check_are_quarantined_not_merged(backend: 
             .collect();
         assert_eq!(seqs, [1, 3], "{doc}: the bad update left the log");
         // Nothing left to quarantine: a compaction now folds the rest.
-        let again = compact::compact(
-            env.store.as_ref(),
-            env.blobs.as_ref(),
-            &CrdtConfig::default(),
-            &caller(),
-            &scope(),
-            doc,
-            &|_| Ok(()),
-        )
-        .await
-        .unwrap();
+        let again = compact_now(&env, doc, &CrdtConfig::default())
+            .await
+            .unwrap();
         assert_eq!(again.quarantined, 0);
         assert!(loaded_content(&env, doc).await.0.ends_with("|hello world"));
     }

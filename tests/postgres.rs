@@ -301,16 +301,22 @@ async fn one_daemon_at_a_time_compacts_a_document_and_a_dead_one_lets_go() {
     .await;
 }
 
-#[tokio::test]
-async fn a_write_abandoned_midway_leaves_nothing_and_its_connection_clean() {
+/// A store on a fresh database with one pooled connection (so the write
+/// after a failed one must reuse it), its project, URL and data dir.
+async fn one_connection_store() -> (DynStore, Scope, String, tempfile::TempDir) {
     let url = support::fresh_pg_database().await;
     let dir = tempfile::tempdir().unwrap();
     let mut config = support::pg_config(dir.path(), &url);
-    // One connection: the write after the abandoned one must reuse it.
     config.postgres.pool_size = 1;
     config.postgres.notify = false;
     let store = strata::store::open(&config).await.unwrap();
     let scope = project(&store).await;
+    (store, scope, url, dir)
+}
+
+#[tokio::test]
+async fn a_write_abandoned_midway_leaves_nothing_and_its_connection_clean() {
+    let (store, scope, _url, _dir) = one_connection_store().await;
     let batch: Vec<WriteOp> = (0..2_000)
         .map(|i| WriteOp::CreateEntity {
             id: format!("e{i}"),
@@ -356,13 +362,7 @@ async fn a_write_abandoned_midway_leaves_nothing_and_its_connection_clean() {
 /// stays. (Connection hygiene of the concurrency issue.)
 #[tokio::test]
 async fn a_write_that_fails_at_commit_leaves_its_connection_clean() {
-    let url = support::fresh_pg_database().await;
-    let dir = tempfile::tempdir().unwrap();
-    let mut config = support::pg_config(dir.path(), &url);
-    config.postgres.pool_size = 1;
-    config.postgres.notify = false;
-    let store = strata::store::open(&config).await.unwrap();
-    let scope = project(&store).await;
+    let (store, scope, url, _dir) = one_connection_store().await;
     let (admin, connection) = tokio_postgres::connect(&url, tokio_postgres::NoTls)
         .await
         .unwrap();

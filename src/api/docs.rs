@@ -538,6 +538,7 @@ async fn handle(
         .map_err(|e| DomainError::BadRequest(format!("not a valid y-websocket message: {e}")))?;
     match incoming {
         sync::Incoming::StateVector(sv) => {
+            crdt::validate_state_vector(&sv)?;
             let state = current_state(s, scope, doc).await?;
             Ok(Some(sync::step2(crdt::diff(&state, &sv)?)))
         }

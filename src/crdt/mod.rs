@@ -157,27 +157,29 @@ async fn run_blocking<T: Send + 'static>(
         .map_err(DomainError::internal)?
 }
 
-/// Moves refused updates out of the log, one reason each.
+/// Moves refused updates out of the log: one store call per distinct reason.
 async fn quarantine(
     store: &dyn Store,
     scope: &Scope,
     doc: &str,
     bad: Vec<(i64, String)>,
 ) -> DomainResult<usize> {
-    let mut total = 0;
+    let mut by_reason: std::collections::BTreeMap<String, Vec<i64>> = Default::default();
     for (seq, reason) in bad {
-        let moved = store
-            .quarantine_updates(scope, doc, &[seq], &reason)
-            .await?;
+        by_reason.entry(reason).or_default().push(seq);
+    }
+    let mut total = 0;
+    for (reason, seqs) in by_reason {
+        let moved = store.quarantine_updates(scope, doc, &seqs, &reason).await?;
         QUARANTINED_UPDATES.fetch_add(moved as u64, Ordering::Relaxed);
         total += moved;
         tracing::warn!(
             org = scope.org,
             project = scope.project,
             doc,
-            seq,
+            ?seqs,
             reason,
-            "quarantined a stored Yjs update"
+            "quarantined stored Yjs updates"
         );
     }
     Ok(total)
@@ -199,9 +201,9 @@ pub fn merge(parts: Vec<Vec<u8>>) -> DomainResult<Vec<u8>> {
     fold::merge(parts).map_err(yrs_fault)
 }
 
-/// What `state` lacks relative to a client's state vector.
+/// What `state` lacks relative to a client's state vector, which has
+/// passed `validate_state_vector` (callers check it before loading state).
 pub fn diff(state: &[u8], state_vector: &[u8]) -> DomainResult<Vec<u8>> {
-    validate_state_vector(state_vector)?;
     fold::diff(state, state_vector).map_err(yrs_fault)
 }
 
