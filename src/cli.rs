@@ -67,50 +67,41 @@ pub async fn init(config: &Config, org: &str, project: &str) -> anyhow::Result<(
     Ok(())
 }
 
-/// Rebuilds a project's AGE graph and checks it against the tables.
+/// Repairs a project's relationship liveness and AGE graph, says what it
+/// changed, and fails unless the graph agrees with the tables afterwards.
 pub async fn age_sync(config: &Config, org: &str, project: &str) -> anyhow::Result<()> {
     let store = store::open(config).await?;
     let scope = crate::domain::Scope::new(org, project);
-    let (vertices, edges) = store.sync_graph(&scope).await?;
-    // Count the tables' live rows page by page (nothing is held in memory).
-    let mut entities = 0;
-    let mut relationships = 0;
-    let mut cursor = None;
-    loop {
-        let page = crate::domain::PageRequest {
-            cursor,
-            limit: 1000,
-        };
-        let p = store
-            .list_entities(&scope, &Default::default(), &page)
-            .await?;
-        cursor = p.next_cursor.clone();
-        entities += p.items.len();
-        if cursor.is_none() {
-            break;
-        }
-    }
-    let mut cursor = None;
-    loop {
-        let page = crate::domain::PageRequest {
-            cursor,
-            limit: 1000,
-        };
-        let p = store
-            .list_relationships(&scope, &Default::default(), &page)
-            .await?;
-        cursor = p.next_cursor.clone();
-        relationships += p.items.len();
-        if cursor.is_none() {
-            break;
-        }
-    }
-    println!("graph: {vertices} vertices, {edges} edges; tables: {entities} live entities, {relationships} live relationships");
-    anyhow::ensure!(
-        vertices == entities as u64 && edges == relationships as u64,
-        "the graph does not match the tables"
+    let sync = store.sync_graph(&scope).await?;
+    println!(
+        "relationships: {} hidden (an end was not live), {} revived (both ends live)",
+        sync.relationships_hidden, sync.relationships_revived
     );
-    println!("in step");
+    let drift = |d: &crate::domain::GraphDrift| {
+        format!(
+            "{} missing and {} stray vertices, {} missing, {} stray and {} dangling edges",
+            d.missing_vertices, d.stray_vertices, d.missing_edges, d.stray_edges, d.dangling_edges
+        )
+    };
+    println!("graph before: {}", drift(&sync.before));
+    println!(
+        "graph after:  {}; {} vertices, {} edges",
+        drift(&sync.after),
+        sync.vertices,
+        sync.edges
+    );
+    anyhow::ensure!(
+        sync.after.is_none(),
+        "the graph still differs from the tables after the rebuild"
+    );
+    println!(
+        "{}",
+        if sync.repaired_anything() {
+            "repaired; in step"
+        } else {
+            "nothing to repair; in step"
+        }
+    );
     Ok(())
 }
 

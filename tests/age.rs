@@ -314,8 +314,13 @@ async fn projects_see_only_their_graph(api: &Api) {
 
 async fn sync_rebuilds_the_graph(api: &Api) {
     let scope = Scope::new("acme", "app");
-    let (vertices, edges) = api.store.sync_graph(&scope).await.unwrap();
-    assert_eq!((vertices, edges), (2, 1));
+    let sync = api.store.sync_graph(&scope).await.unwrap();
+    assert_eq!((sync.vertices, sync.edges), (2, 1));
+    assert!(sync.after.is_none(), "{sync:?}");
+    assert!(
+        !sync.repaired_anything(),
+        "the projection kept up: {sync:?}"
+    );
     let rows = api
         .rows(
             "app",

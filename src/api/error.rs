@@ -78,6 +78,9 @@ impl ApiError {
                 let message = if status.is_server_error() && status != StatusCode::NOT_IMPLEMENTED {
                     tracing::error!(error = %e, "request failed");
                     match status {
+                        StatusCode::SERVICE_UNAVAILABLE if e.is_contended() => {
+                            "concurrent writes to the same data kept colliding; retry".into()
+                        }
                         StatusCode::SERVICE_UNAVAILABLE => {
                             "a storage service is unavailable".into()
                         }
@@ -112,7 +115,13 @@ impl IntoResponse for ApiError {
     fn into_response(self) -> Response {
         let (status, code, message, details) = self.parts();
         let mut response = (status, Json(error_body(code, &message, details))).into_response();
-        if let ApiError::RateLimited(secs) = self {
+        let retry_after = match &self {
+            ApiError::RateLimited(secs) => Some(*secs),
+            // A contended or unavailable store: worth another try shortly.
+            _ if status == StatusCode::SERVICE_UNAVAILABLE => Some(1),
+            _ => None,
+        };
+        if let Some(secs) = retry_after {
             response
                 .headers_mut()
                 .insert(header::RETRY_AFTER, HeaderValue::from(secs));

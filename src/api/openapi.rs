@@ -140,6 +140,13 @@ pub fn complete(doc: &mut Value) {
                     "schema": { "type": "integer" }
                 }});
             }
+            if let Some(unavailable) = responses.get_mut("503") {
+                unavailable["headers"] = json!({ "Retry-After": {
+                    "description": "seconds after which the request is worth sending again",
+                    "required": false,
+                    "schema": { "type": "integer" }
+                }});
+            }
         }
     }
 }
@@ -172,7 +179,7 @@ fn implied_errors(op: &Map<String, Value>) -> Vec<(u16, &'static str)> {
         if roles.iter().any(|r| *r == "write" || *r == "admin") {
             out.push((
                 409,
-                "conflict: a concurrent write touched the same data; retry",
+                "conflict: the resource exists already, or is not in the state the write needs",
             ));
         }
         out.push((429, "rate_limited: too many requests for this key"));
@@ -197,7 +204,7 @@ fn implied_errors(op: &Map<String, Value>) -> Vec<(u16, &'static str)> {
     }
     out.push((
         503,
-        "unavailable: the request timed out or a storage service is down",
+        "unavailable: the request timed out, a storage service is down, or concurrent writes kept colliding (retry)",
     ));
     out
 }

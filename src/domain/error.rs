@@ -20,6 +20,11 @@ pub enum DomainError {
     NotImplemented(String),
     #[error("{0}")]
     Unavailable(String),
+    /// Concurrent writers collided (a deadlock, a lock wait that gave up, a
+    /// serialisation failure): nothing was written and the same request may
+    /// succeed if sent again. Stores retry these before reporting them.
+    #[error("{0}")]
+    Contended(String),
     /// One operation of a batch failed; `index` is its position.
     #[error("operation {index} failed: {source}")]
     InBatch {
@@ -59,9 +64,18 @@ impl DomainError {
             DomainError::Unprocessable(_) => "unprocessable",
             DomainError::Gone(_) => "gone",
             DomainError::NotImplemented(_) => "not_implemented",
-            DomainError::Unavailable(_) => "unavailable",
+            DomainError::Unavailable(_) | DomainError::Contended(_) => "unavailable",
             DomainError::InBatch { source, .. } => source.code(),
             DomainError::Internal(_) => "internal",
+        }
+    }
+
+    /// A collision with concurrent writers, also inside a batch.
+    pub fn is_contended(&self) -> bool {
+        match self {
+            DomainError::Contended(_) => true,
+            DomainError::InBatch { source, .. } => source.is_contended(),
+            _ => false,
         }
     }
 

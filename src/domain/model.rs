@@ -435,6 +435,49 @@ pub struct CypherResult {
     pub rows: Vec<Vec<Value>>,
 }
 
+/// How a project's AGE graph differed from its tables.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Serialize)]
+pub struct GraphDrift {
+    /// Live entities without a vertex.
+    pub missing_vertices: u64,
+    /// Vertices without a live entity, or a second vertex of one.
+    pub stray_vertices: u64,
+    /// Live relationships without an edge between their ends.
+    pub missing_edges: u64,
+    /// Edges without a live relationship, with other ends, or repeated.
+    pub stray_edges: u64,
+    /// Edges whose start or end vertex is gone (invisible to MATCH).
+    pub dangling_edges: u64,
+}
+
+impl GraphDrift {
+    pub fn is_none(&self) -> bool {
+        *self == GraphDrift::default()
+    }
+}
+
+/// What `sync_graph` found and repaired.
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize)]
+pub struct GraphSync {
+    /// Relationships marked live with an end that is not (now hidden).
+    pub relationships_hidden: u64,
+    /// Undeleted relationships with both ends live that were hidden (now live).
+    pub relationships_revived: u64,
+    /// The graph against the repaired tables, before the rebuild.
+    pub before: GraphDrift,
+    /// The same comparison after the rebuild: none when they agree.
+    pub after: GraphDrift,
+    pub vertices: u64,
+    pub edges: u64,
+}
+
+impl GraphSync {
+    /// Whether the sync had anything to repair.
+    pub fn repaired_anything(&self) -> bool {
+        self.relationships_hidden + self.relationships_revived > 0 || !self.before.is_none()
+    }
+}
+
 /// One stored Yjs update of a document's log.
 #[derive(Debug, Clone, PartialEq)]
 pub struct DocUpdate {

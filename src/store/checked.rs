@@ -472,7 +472,7 @@ impl<S: Store> Store for Checked<S> {
         self.0.cypher(s, query, params).await
     }
 
-    async fn sync_graph(&self, s: &Scope) -> DomainResult<(u64, u64)> {
+    async fn sync_graph(&self, s: &Scope) -> DomainResult<GraphSync> {
         scope(s)?;
         self.0.sync_graph(s).await
     }

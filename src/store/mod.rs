@@ -205,9 +205,9 @@ pub trait Store: Send + Sync + 'static {
         )))
     }
 
-    /// Rebuilds the project's graph projection from the tables; returns the
-    /// vertex and edge counts found in it afterwards.
-    async fn sync_graph(&self, _scope: &Scope) -> DomainResult<(u64, u64)> {
+    /// Repairs relationship liveness against the invariant, compares the
+    /// project's graph projection with the tables and rebuilds it.
+    async fn sync_graph(&self, _scope: &Scope) -> DomainResult<GraphSync> {
         Err(DomainError::NotImplemented(format!(
             "the {} backend keeps no graph projection",
             self.backend()

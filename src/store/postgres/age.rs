@@ -78,8 +78,15 @@ pub fn graph_name(project_pk: i64) -> String {
 #[derive(Clone)]
 pub struct Age {
     agtype: Type,
+    /// Labels whose creating transaction has committed (`graph/label`).
     indexed: Arc<Mutex<HashSet<String>>>,
 }
+
+/// Labels a transaction made sure of; remembered only once it commits, so
+/// a concurrent first use never skips the check while the label is still
+/// invisible to it.
+#[derive(Default)]
+pub struct NewLabels(Vec<String>);
 
 #[derive(Clone, Copy)]
 enum LabelKind {
@@ -234,25 +241,30 @@ impl Age {
         self.indexed.lock().unwrap_or_else(|e| e.into_inner())
     }
 
-    /// Makes sure `label` exists with its indexes. Remembered per process
-    /// once done; if the transaction that made it rolls back, AGE creates
-    /// the label on first use without indexes (slower, still correct).
+    /// Makes sure `label` exists with its indexes; `new` collects it for
+    /// `remember` after the commit.
     async fn ensure_label<C: GenericClient>(
         &self,
         c: &C,
         graph: &str,
         label: &str,
         kind: LabelKind,
+        new: &mut NewLabels,
     ) -> DomainResult<()> {
         let key = format!("{graph}/{label}");
-        if self.labels().contains(&key) {
+        if self.labels().contains(&key) || new.0.contains(&key) {
             return Ok(());
         }
         c.batch_execute(&ensure_label_sql(graph, label, kind))
             .await
             .map_err(pg_err)?;
-        self.labels().insert(key);
+        new.0.push(key);
         Ok(())
+    }
+
+    /// The labels of a committed transaction: known to exist from now on.
+    pub fn remember(&self, new: NewLabels) {
+        self.labels().extend(new.0);
     }
 
     async fn exec<C: GenericClient>(
@@ -272,10 +284,11 @@ impl Age {
         id: &str,
     ) -> DomainResult<()> {
         let params = || Map::from_iter([("id".to_string(), Value::String(id.to_owned()))]);
-        // Edges first: DETACH DELETE leaves dangling edges on some AGE builds.
+        // Edges first: AGE 1.7 on PGlite leaves a DETACH DELETE's edges
+        // behind, dangling. The DETACH is for builds that check at commit.
         self.exec(c, graph, template("delete_vertex_edges"), params())
             .await?;
-        self.exec(c, graph, template("delete_vertex"), params())
+        self.exec(c, graph, template("detach_delete_vertex"), params())
             .await?;
         Ok(())
     }
@@ -285,8 +298,9 @@ impl Age {
         c: &C,
         graph: &str,
         e: &Entity,
+        new: &mut NewLabels,
     ) -> DomainResult<()> {
-        self.ensure_label(c, graph, &e.entity_type, LabelKind::Vertex)
+        self.ensure_label(c, graph, &e.entity_type, LabelKind::Vertex, new)
             .await?;
         let mut params = Map::new();
         let text = template("create_vertex")
@@ -302,6 +316,7 @@ impl Age {
         graph: &str,
         scope: &Scope,
         r: &Relationship,
+        new: &mut NewLabels,
     ) -> DomainResult<()> {
         let ends = query(
             c,
@@ -319,7 +334,7 @@ impl Age {
                 .map(|row| row.get::<_, String>(1))
                 .ok_or_else(|| DomainError::internal(format!("relationship end {id} has no row")))
         };
-        self.ensure_label(c, graph, &r.rel_type, LabelKind::Edge)
+        self.ensure_label(c, graph, &r.rel_type, LabelKind::Edge, new)
             .await?;
         let mut params = Map::new();
         let text = template("create_edge")
@@ -344,13 +359,15 @@ impl Age {
         Ok(())
     }
 
-    /// Rebuilds one entity's vertex and its live edges from the tables.
+    /// Rebuilds one entity's vertex and its live edges from the tables. The
+    /// caller holds the entity row and the rows of its relationships.
     async fn resync_entity<C: GenericClient>(
         &self,
         c: &C,
         graph: &str,
         scope: &Scope,
         id: &str,
+        new: &mut NewLabels,
     ) -> DomainResult<()> {
         self.remove_vertex(c, graph, id).await?;
         let Some(e) = super::entities::load(c, scope, id, false).await? else {
@@ -359,20 +376,22 @@ impl Age {
         if e.deleted_at.is_some() {
             return Ok(());
         }
-        self.add_vertex(c, graph, &e).await?;
+        self.add_vertex(c, graph, &e, new).await?;
         let sql = format!(
             "SELECT {} FROM relationships
              WHERE org_id = $1 AND project_id = $2 AND live AND (from_id = $3 OR to_id = $3)",
             rows::REL_COLS
         );
         for row in query(c, &sql, &[&scope.org, &scope.project, &id]).await? {
-            self.add_edge(c, graph, scope, &rows::relationship(&row))
+            self.add_edge(c, graph, scope, &rows::relationship(&row), new)
                 .await?;
         }
         Ok(())
     }
 
-    /// Mirrors one applied write into the project's graph.
+    /// Mirrors one applied write into the project's graph. The write has
+    /// locked the rows it changed (locks.rs), so no other transaction is
+    /// changing these vertices and edges.
     pub async fn project<C: GenericClient>(
         &self,
         c: &C,
@@ -380,18 +399,19 @@ impl Age {
         scope: &Scope,
         action: &str,
         outcome: &WriteOutcome,
+        new: &mut NewLabels,
     ) -> DomainResult<()> {
         let graph = graph_name(pk);
         match outcome {
             WriteOutcome::Entity {
                 entity,
                 created: true,
-            } => self.add_vertex(c, &graph, entity).await,
+            } => self.add_vertex(c, &graph, entity, new).await,
             WriteOutcome::Entity { entity, .. } if action == "entity.delete" => {
                 self.remove_vertex(c, &graph, &entity.id).await
             }
             WriteOutcome::Entity { entity, .. } if action == "entity.restore" => {
-                self.resync_entity(c, &graph, scope, &entity.id).await
+                self.resync_entity(c, &graph, scope, &entity.id, new).await
             }
             WriteOutcome::Entity { entity, .. } => {
                 let mut params = Map::new();
@@ -401,9 +421,12 @@ impl Age {
                         "{map}",
                         &map_literal(&entity.id, &entity.properties, &mut params),
                     );
-                // No row: the type (label) changed, so the vertex is rebuilt.
+                // No row: the type (label) changed, so the vertex is rebuilt,
+                // and with it the edges, whose rows are locked first.
                 if self.exec(c, &graph, &text, params).await? == 0 {
-                    self.resync_entity(c, &graph, scope, &entity.id).await?;
+                    super::locks::relationships_touching(c, scope, &entity.id).await?;
+                    self.resync_entity(c, &graph, scope, &entity.id, new)
+                        .await?;
                 }
                 Ok(())
             }
@@ -412,20 +435,52 @@ impl Age {
                 if action != "relationship.create" {
                     self.remove_edge(c, &graph, &r.id).await?;
                 }
-                self.add_edge(c, &graph, scope, r).await
+                self.add_edge(c, &graph, scope, r, new).await
             }
             WriteOutcome::Deleted { id } => self.remove_edge(c, &graph, id).await,
         }
     }
 
-    /// Drops and rebuilds a project's graph from the tables; returns the
-    /// (vertices, edges) counted in the graph afterwards.
+    /// Repairs relationship liveness in the tables, measures how the graph
+    /// differs from them, rebuilds it and measures again. The caller holds
+    /// the project row exclusively: no write runs meanwhile.
     pub async fn sync<C: GenericClient>(
         &self,
         c: &C,
         pk: i64,
         scope: &Scope,
-    ) -> DomainResult<(u64, u64)> {
+        new: &mut NewLabels,
+    ) -> DomainResult<GraphSync> {
+        let (relationships_hidden, relationships_revived) =
+            super::relationships::repair_liveness(c, scope).await?;
+        let before = self.drift(c, pk, scope).await?;
+        self.rebuild(c, pk, scope, new).await?;
+        let after = self.drift(c, pk, scope).await?;
+        let graph = &graph_name(pk);
+        let count = |name| async move {
+            let rows = self
+                .run(c, graph, template(name), Map::new(), 1, None)
+                .await?;
+            Ok::<u64, DomainError>(rows.first().and_then(|r| r[0].parse().ok()).unwrap_or(0))
+        };
+        Ok(GraphSync {
+            relationships_hidden,
+            relationships_revived,
+            before,
+            after,
+            vertices: count("count_vertices").await?,
+            edges: count("count_edges").await?,
+        })
+    }
+
+    /// Drops the project's graph and draws it again from the tables.
+    async fn rebuild<C: GenericClient>(
+        &self,
+        c: &C,
+        pk: i64,
+        scope: &Scope,
+        new: &mut NewLabels,
+    ) -> DomainResult<()> {
         self.drop_graph(c, pk).await?;
         self.create_graph(c, pk).await?;
         let graph = graph_name(pk);
@@ -439,7 +494,7 @@ impl Age {
         )
         .await?;
         for row in &entities {
-            self.add_vertex(c, &graph, &rows::entity(row)).await?;
+            self.add_vertex(c, &graph, &rows::entity(row), new).await?;
         }
         let rels = query(
             c,
@@ -451,16 +506,99 @@ impl Age {
         )
         .await?;
         for row in &rels {
-            self.add_edge(c, &graph, scope, &rows::relationship(row))
+            self.add_edge(c, &graph, scope, &rows::relationship(row), new)
                 .await?;
         }
-        let count = |name| async move {
-            let rows = self
-                .run(c, &graph_name(pk), template(name), Map::new(), 1, None)
-                .await?;
-            Ok::<u64, DomainError>(rows.first().and_then(|r| r[0].parse().ok()).unwrap_or(0))
+        Ok(())
+    }
+
+    /// The graph against the tables: live entities and vertices, live
+    /// relationships and edges (with their ends), and edges left dangling.
+    async fn drift<C: GenericClient>(
+        &self,
+        c: &C,
+        pk: i64,
+        scope: &Scope,
+    ) -> DomainResult<GraphDrift> {
+        let graph = graph_name(pk);
+        let live: HashSet<String> = query(
+            c,
+            "SELECT id FROM entities WHERE org_id = $1 AND project_id = $2 AND deleted_at IS NULL",
+            &[&scope.org, &scope.project],
+        )
+        .await?
+        .iter()
+        .map(|r| r.get(0))
+        .collect();
+        let rels: HashSet<(String, String, String)> = query(
+            c,
+            "SELECT id, from_id, to_id FROM relationships
+             WHERE org_id = $1 AND project_id = $2 AND live",
+            &[&scope.org, &scope.project],
+        )
+        .await?
+        .iter()
+        .map(|r| (r.get(0), r.get(1), r.get(2)))
+        .collect();
+        let exists = rows::query_opt(
+            c,
+            "SELECT 1 FROM ag_catalog.ag_graph WHERE name = $1::text::name",
+            &[&graph],
+        )
+        .await?
+        .is_some();
+        if !exists {
+            return Ok(GraphDrift {
+                missing_vertices: live.len() as u64,
+                missing_edges: rels.len() as u64,
+                ..GraphDrift::default()
+            });
+        }
+        let text = |v: &String| {
+            agtype_to_json(v)
+                .ok()
+                .and_then(|j| j.as_str().map(str::to_owned))
         };
-        Ok((count("count_vertices").await?, count("count_edges").await?))
+        let mut drift = GraphDrift::default();
+        let mut seen = HashSet::new();
+        for row in self
+            .run(c, &graph, template("vertex_ids"), Map::new(), 1, None)
+            .await?
+        {
+            match text(&row[0]) {
+                Some(id) if live.contains(&id) && seen.insert(id.clone()) => {}
+                _ => drift.stray_vertices += 1,
+            }
+        }
+        drift.missing_vertices = (live.len() - seen.len()) as u64;
+        let mut seen = HashSet::new();
+        for row in self
+            .run(c, &graph, template("edge_ends"), Map::new(), 3, None)
+            .await?
+        {
+            let edge = (text(&row[0]), text(&row[1]), text(&row[2]));
+            match edge {
+                (Some(id), Some(from), Some(to))
+                    if rels.contains(&(id.clone(), from.clone(), to.clone()))
+                        && seen.insert(id.clone()) => {}
+                _ => drift.stray_edges += 1,
+            }
+        }
+        drift.missing_edges = (rels.len() - seen.len()) as u64;
+        let dangling = rows::query_opt(
+            c,
+            &format!(
+                "SELECT count(*) FROM {graph}._ag_label_edge e
+                 WHERE NOT EXISTS (SELECT 1 FROM {graph}._ag_label_vertex v
+                                   WHERE v.id OPERATOR(ag_catalog.=) e.start_id)
+                    OR NOT EXISTS (SELECT 1 FROM {graph}._ag_label_vertex v
+                                   WHERE v.id OPERATOR(ag_catalog.=) e.end_id)"
+            ),
+            &[],
+        )
+        .await?;
+        drift.dangling_edges = dangling.map_or(0, |r| r.get::<_, i64>(0) as u64);
+        Ok(drift)
     }
 
     /// A user's read-only query on the project's graph, at most `max_rows`.
@@ -614,7 +752,9 @@ mod tests {
             "create_vertex",
             "update_vertex",
             "delete_vertex_edges",
-            "delete_vertex",
+            "detach_delete_vertex",
+            "vertex_ids",
+            "edge_ends",
             "create_edge",
             "delete_edge",
             "count_vertices",

@@ -3,7 +3,7 @@
 //! the entity row (`FOR UPDATE`), so concurrent daemons serialise per entity.
 
 use super::rows::{self, execute, next_seq, query, query_opt, ENTITY_COLS};
-use super::{outbox, Ctx};
+use super::{locks, outbox, Ctx};
 use crate::domain::patch::apply_merge_patch;
 use crate::domain::*;
 use crate::store::{cursor, history};
@@ -340,19 +340,38 @@ pub async fn delete<C: GenericClient>(
     let l = lock_live(c, ctx.scope, id).await?;
     check_expected(expected, l.entity.version)?;
     let e = write_version(c, ctx, l, Change::new(VersionOp::Delete)).await?;
+    locks::relationships_touching(c, ctx.scope, id).await?;
     super::relationships::hide_touching(c, ctx.scope, id).await?;
     Ok(e)
 }
 
+/// Restores the entity and revives its hidden relationships whose other end
+/// is live. Those other ends are share-locked first (locks.rs), so none can
+/// change liveness between the check and the commit.
 pub async fn restore<C: GenericClient>(c: &C, ctx: &Ctx<'_>, id: &str) -> DomainResult<Entity> {
-    let l = lock(c, ctx.scope, id)
+    let s = ctx.scope;
+    // Read unlocked, then locked in id order together with the entity. Once
+    // the deleted entity is locked no relationship can gain it as an end,
+    // so a second read finds at most the ends that joined in between.
+    let ends = locks::revivable_ends(c, s, id).await?;
+    locks::entities(c, s, id, &ends).await?;
+    let joined: Vec<String> = locks::revivable_ends(c, s, id)
+        .await?
+        .into_iter()
+        .filter(|end| !ends.contains(end))
+        .collect();
+    if !joined.is_empty() {
+        // Out of order, rarely: a deadlock here is retried.
+        locks::entities(c, s, id, &joined).await?;
+    }
+    let l = lock(c, s, id)
         .await?
         .ok_or_else(|| DomainError::not_found(format!("entity {id}")))?;
     if l.entity.deleted_at.is_none() {
         return Err(DomainError::Conflict(format!("entity {id} is not deleted")));
     }
     let e = write_version(c, ctx, l, Change::new(VersionOp::Restore)).await?;
-    super::relationships::revive_touching(c, ctx.scope, id).await?;
+    super::relationships::revive_touching(c, s, id).await?;
     Ok(e)
 }
 
@@ -385,6 +404,7 @@ pub async fn purge<C: GenericClient>(c: &C, ctx: &Ctx<'_>, id: &str) -> DomainRe
         return Err(DomainError::not_found(format!("entity {id}")));
     }
     let s = ctx.scope;
+    locks::relationships_touching(c, s, id).await?;
     for sql in [
         "DELETE FROM entities WHERE org_id = $1 AND project_id = $2 AND id = $3",
         "DELETE FROM entity_versions WHERE org_id = $1 AND project_id = $2 AND entity_id = $3",

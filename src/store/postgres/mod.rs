@@ -9,6 +9,7 @@ mod age;
 mod docs;
 mod entities;
 mod graph;
+mod locks;
 mod migrate;
 mod notify;
 mod outbox;
@@ -174,6 +175,64 @@ impl PgStore {
                 _ => {}
             }
         }
+    }
+
+    /// One attempt at a write: one transaction (or one statement).
+    async fn write_once(
+        &self,
+        scope: &Scope,
+        caller: &Caller,
+        ops: Vec<WriteOp>,
+    ) -> DomainResult<Vec<WriteOutcome>> {
+        // A create alone is one statement that takes the project lock
+        // itself, so it needs no transaction around it (one round trip).
+        // With AGE the projection joins it, so it takes the general path.
+        let alone = ops.len() == 1 && matches!(ops[0], WriteOp::CreateEntity { .. });
+        if alone && self.age.is_none() {
+            let c = self.client().await?;
+            let op = ops.into_iter().next().expect("one op");
+            let (_, outcome) = apply(&c, scope, caller, op).await.map_err(|e| match e {
+                // The project is missing: reported as by the lock.
+                e @ DomainError::NotFound(_) => e,
+                e => in_batch(0)(e),
+            })?;
+            return Ok(vec![outcome]);
+        }
+        let tx = tx::WriteTx::new(self.client().await?);
+        let c = tx.client();
+        let mut outcomes = Vec::with_capacity(ops.len());
+        let mut new_labels = age::NewLabels::default();
+        let mut ops = ops.into_iter().enumerate();
+        // The first op's first statement travels with BEGIN and the lock.
+        let first = ops.next().map(|(_, op)| apply(c, scope, caller, op));
+        let (pk, first) = tx.begin(scope, OptionFuture::from(first)).await?;
+        let mut applied = first.map(|r| (0, r));
+        loop {
+            let (index, result) = match applied.take() {
+                Some(done) => done,
+                None => match ops.next() {
+                    Some((index, op)) => (index, apply(c, scope, caller, op).await),
+                    None => break,
+                },
+            };
+            let (action, outcome) = result.map_err(in_batch(index))?;
+            if let Some(age) = &self.age {
+                age.project(c, pk, scope, action, &outcome, &mut new_labels)
+                    .await
+                    .map_err(in_batch(index))?;
+            }
+            outcomes.push(outcome);
+        }
+        if let Err(e) = tx.commit().await {
+            // The fate of the commit may be unknown: a notice for a change
+            // that did not happen only costs the others a cache miss.
+            self.announce(scope, &outcomes, false);
+            return Err(e);
+        }
+        if let Some(age) = &self.age {
+            age.remember(new_labels);
+        }
+        Ok(outcomes)
     }
 
     async fn client(&self) -> DomainResult<deadpool_postgres::Object> {
@@ -437,51 +496,8 @@ impl Store for PgStore {
         caller: &Caller,
         ops: Vec<WriteOp>,
     ) -> DomainResult<Vec<WriteOutcome>> {
-        // A create alone is one statement that takes the project lock
-        // itself, so it needs no transaction around it (one round trip).
-        // With AGE the projection joins it, so it takes the general path.
-        let alone = ops.len() == 1 && matches!(ops[0], WriteOp::CreateEntity { .. });
-        if alone && self.age.is_none() {
-            let c = self.client().await?;
-            let op = ops.into_iter().next().expect("one op");
-            let (_, outcome) = apply(&c, scope, caller, op).await.map_err(|e| match e {
-                // The project is missing: reported as by the lock.
-                e @ DomainError::NotFound(_) => e,
-                e => in_batch(0)(e),
-            })?;
-            let outcomes = vec![outcome];
-            self.announce(scope, &outcomes, true);
-            return Ok(outcomes);
-        }
-        let tx = tx::WriteTx::new(self.client().await?);
-        let c = tx.client();
-        let mut outcomes = Vec::with_capacity(ops.len());
-        let mut ops = ops.into_iter().enumerate();
-        // The first op's first statement travels with BEGIN and the lock.
-        let first = ops.next().map(|(_, op)| apply(c, scope, caller, op));
-        let (pk, first) = tx.begin(scope, OptionFuture::from(first)).await?;
-        let mut applied = first.map(|r| (0, r));
-        loop {
-            let (index, result) = match applied.take() {
-                Some(done) => done,
-                None => match ops.next() {
-                    Some((index, op)) => (index, apply(c, scope, caller, op).await),
-                    None => break,
-                },
-            };
-            let (action, outcome) = result.map_err(in_batch(index))?;
-            if let Some(age) = &self.age {
-                age.project(c, pk, scope, action, &outcome)
-                    .await
-                    .map_err(in_batch(index))?;
-            }
-            outcomes.push(outcome);
-        }
-        let committed = tx.commit().await;
-        // Announced even when the commit's fate is unknown: a notice for a
-        // change that did not happen only costs the others a cache miss.
-        self.announce(scope, &outcomes, committed.is_ok());
-        committed?;
+        let outcomes = tx::retrying(|| self.write_once(scope, caller, ops.clone())).await?;
+        self.announce(scope, &outcomes, true);
         Ok(outcomes)
     }
 
@@ -768,18 +784,25 @@ impl Store for PgStore {
         result
     }
 
-    async fn sync_graph(&self, scope: &Scope) -> DomainResult<(u64, u64)> {
+    async fn sync_graph(&self, scope: &Scope) -> DomainResult<GraphSync> {
         let Some(age) = &self.age else {
             return Err(DomainError::NotImplemented(
                 "this PostgreSQL has no Apache AGE".into(),
             ));
         };
-        let mut c = self.client().await?;
-        let tx = c.transaction().await.map_err(pg_err)?;
-        let pk = tenancy::lock_project(&tx, scope).await?;
-        let counts = age.sync(&tx, pk, scope).await?;
-        tx.commit().await.map_err(pg_err)?;
-        Ok(counts)
+        let (report, new_labels) = tx::retrying(|| async {
+            let mut c = self.client().await?;
+            let tx = c.transaction().await.map_err(pg_err)?;
+            // Exclusive: the project's writers wait until the graph is whole.
+            let pk = tenancy::lock_project_exclusive(&tx, scope).await?;
+            let mut new_labels = age::NewLabels::default();
+            let report = age.sync(&tx, pk, scope, &mut new_labels).await?;
+            tx.commit().await.map_err(pg_err)?;
+            Ok((report, new_labels))
+        })
+        .await?;
+        age.remember(new_labels);
+        Ok(report)
     }
 
     async fn create_key(&self, caller: &Caller, key: StoredKey) -> DomainResult<ApiKeyInfo> {

@@ -1,7 +1,7 @@
 //! Relationship rows on PostgreSQL; `live` has the meaning it has on SQLite.
 
 use super::rows::{self, execute, next_seq, query, query_opt, REL_COLS};
-use super::{outbox, Ctx};
+use super::{locks, outbox, Ctx};
 use crate::domain::patch::apply_merge_patch;
 use crate::domain::*;
 use crate::store::cursor;
@@ -33,14 +33,16 @@ pub struct NewRelationship<'a> {
     pub properties: Properties,
 }
 
-/// The live ends share-locked (so a concurrent delete cannot slip between),
-/// then row, outbox entry and audit row: one statement. Answers the live
+/// The live ends share-locked in id order (locks.rs: no end can change
+/// liveness until commit), then row, outbox entry and audit row: one
+/// statement. Answers the live
 /// ends found and the new row's change sequence (none when the id is taken
 /// or an end is missing).
 const CREATE_SQL: &str = "
 WITH ends AS (
     SELECT id FROM entities
     WHERE org_id = $1 AND project_id = $2 AND id IN ($5, $6) AND deleted_at IS NULL
+    ORDER BY id
     FOR SHARE),
 checked AS (
     SELECT count(*) = CASE WHEN $5 = $6 THEN 1 ELSE 2 END AS ends_live FROM ends),
@@ -122,6 +124,9 @@ async fn live_or_404<C: GenericClient>(
     id: &str,
     expected: Option<i64>,
 ) -> DomainResult<Relationship> {
+    // Ends before the row (locks.rs): neither end changes liveness, nor
+    // its vertex, while this write and its projection run.
+    locks::ends_of(c, scope, id).await?;
     let rel = load(c, scope, id, true)
         .await?
         .ok_or_else(|| DomainError::not_found(format!("relationship {id}")))?;
@@ -243,6 +248,31 @@ pub async fn revive_touching<C: GenericClient>(
     )
     .await?;
     Ok(())
+}
+
+/// Sets `live` wherever it disagrees with the invariant (not deleted, both
+/// ends live); answers how many were hidden and how many revived.
+pub async fn repair_liveness<C: GenericClient>(c: &C, scope: &Scope) -> DomainResult<(u64, u64)> {
+    let changed = query(
+        c,
+        "WITH want AS (
+             SELECT r.id, r.deleted_at IS NULL AND f.deleted_at IS NULL AND t.deleted_at IS NULL
+                          AND f.id IS NOT NULL AND t.id IS NOT NULL AS live
+             FROM relationships r
+             LEFT JOIN entities f
+               ON f.org_id = r.org_id AND f.project_id = r.project_id AND f.id = r.from_id
+             LEFT JOIN entities t
+               ON t.org_id = r.org_id AND t.project_id = r.project_id AND t.id = r.to_id
+             WHERE r.org_id = $1 AND r.project_id = $2)
+         UPDATE relationships r SET live = want.live
+         FROM want
+         WHERE r.org_id = $1 AND r.project_id = $2 AND r.id = want.id AND r.live <> want.live
+         RETURNING want.live",
+        &[&scope.org, &scope.project],
+    )
+    .await?;
+    let revived = changed.iter().filter(|r| r.get::<_, bool>(0)).count() as u64;
+    Ok((changed.len() as u64 - revived, revived))
 }
 
 pub async fn list<C: GenericClient>(

@@ -15,13 +15,13 @@ pub const REL_COLS: &str =
                             created_by, updated_by";
 
 pub fn pg_err(e: tokio_postgres::Error) -> DomainError {
+    if is_contention(&e) {
+        return DomainError::Contended(format!(
+            "concurrent writes collided ({}); retry",
+            e.as_db_error().map_or("", |d| d.message())
+        ));
+    }
     match e.code() {
-        Some(c)
-            if *c == SqlState::T_R_DEADLOCK_DETECTED
-                || *c == SqlState::T_R_SERIALIZATION_FAILURE =>
-        {
-            DomainError::Conflict("a concurrent write touched the same data; retry".into())
-        }
         Some(c) if *c == SqlState::QUERY_CANCELED => {
             DomainError::Unavailable("the statement timed out".into())
         }
@@ -30,6 +30,27 @@ pub fn pg_err(e: tokio_postgres::Error) -> DomainError {
             None => e.to_string(),
         }),
     }
+}
+
+/// AGE's own messages when a statement meets a vertex or edge that another
+/// transaction is changing. It raises them without a specific SQLSTATE.
+const AGE_CONTENTION: [&str; 2] = [
+    "could not be locked for updating",
+    "Cannot delete a vertex that has edge(s)",
+];
+
+/// The server rolled the transaction back because of concurrent writers;
+/// sending it again may succeed. Only database answers qualify: after a
+/// broken connection the fate of a COMMIT is unknown, so it is no retry.
+fn is_contention(e: &tokio_postgres::Error) -> bool {
+    let Some(db) = e.as_db_error() else {
+        return false;
+    };
+    let code = db.code();
+    *code == SqlState::T_R_DEADLOCK_DETECTED
+        || *code == SqlState::T_R_SERIALIZATION_FAILURE
+        || *code == SqlState::LOCK_NOT_AVAILABLE
+        || AGE_CONTENTION.iter().any(|m| db.message().contains(m))
 }
 
 pub fn time(t: DateTime<Utc>) -> String {

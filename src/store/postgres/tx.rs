@@ -2,12 +2,18 @@
 //! op's first statement travel together, one round trip for all three.
 //! tokio-postgres sends requests in the order their futures are first
 //! polled, and the server runs them in that order.
+//!
+//! A transaction that fails anywhere, COMMIT included, never reaches the
+//! pool open: it is rolled back, or its connection is closed. Collisions
+//! with concurrent writers roll the whole transaction back, so `retrying`
+//! runs it again from the start, a few times, before giving up.
 
 use super::rows::pg_err;
 use super::tenancy;
 use crate::domain::{DomainResult, Scope};
 use deadpool_postgres::Object;
 use std::future::Future;
+use std::time::Duration;
 
 pub struct WriteTx {
     client: Option<Object>,
@@ -65,13 +71,42 @@ impl Drop for WriteTx {
             Ok(runtime) => {
                 runtime.spawn(async move {
                     if let Err(e) = client.batch_execute("ROLLBACK").await {
-                        tracing::debug!(error = %e, "rollback failed; the connection is dropped");
+                        // State unknown: close it rather than pool it.
+                        tracing::debug!(error = %e, "rollback failed; the connection is closed");
+                        drop(Object::take(client));
                     }
                 });
             }
             // No runtime (shutting down): close the connection rather than
             // return it to the pool inside a transaction.
             Err(_) => drop(Object::take(client)),
+        }
+    }
+}
+
+/// Attempts of one transaction before a collision is reported (503).
+const ATTEMPTS: u32 = 8;
+
+/// Runs `attempt` until it succeeds, fails for a reason other than a
+/// collision with concurrent writers, or has been tried `ATTEMPTS` times.
+/// Waits grow 4, 8, 16... ms, each with random jitter, so that the
+/// transactions that collided do not collide again in step.
+pub async fn retrying<T, F, Fut>(mut attempt: F) -> DomainResult<T>
+where
+    F: FnMut() -> Fut,
+    Fut: Future<Output = DomainResult<T>>,
+{
+    let mut tries = 1;
+    loop {
+        match attempt().await {
+            Err(e) if e.is_contended() && tries < ATTEMPTS => {
+                tracing::debug!(error = %e, tries, "write collided; retrying");
+                let ceiling = 4u64 << tries;
+                let wait = ceiling / 2 + rand::random::<u64>() % ceiling;
+                tokio::time::sleep(Duration::from_millis(wait)).await;
+                tries += 1;
+            }
+            result => return result,
         }
     }
 }
