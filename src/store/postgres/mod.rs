@@ -428,7 +428,7 @@ impl Store for PgStore {
         let mut c = self.client().await?;
         let tx = c.transaction().await.map_err(pg_err)?;
         let org = tenancy::create_org(&tx, caller, id, name).await?;
-        tx.commit().await.map_err(pg_err)?;
+        tx::settle(tx.commit().await, c)?;
         Ok(org)
     }
 
@@ -445,7 +445,7 @@ impl Store for PgStore {
         let tx = c.transaction().await.map_err(pg_err)?;
         tenancy::delete_org(&tx, id).await?;
         notify::everything_changed(&tx).await?;
-        tx.commit().await.map_err(pg_err)?;
+        tx::settle(tx.commit().await, c)?;
         self.cache.clear();
         Ok(())
     }
@@ -464,7 +464,7 @@ impl Store for PgStore {
             let pk = tenancy::lock_project(&tx, &Scope::new(org, id)).await?;
             age.create_graph(&tx, pk).await?;
         }
-        tx.commit().await.map_err(pg_err)?;
+        tx::settle(tx.commit().await, c)?;
         Ok(project)
     }
 
@@ -485,7 +485,7 @@ impl Store for PgStore {
         }
         tenancy::delete_project(&tx, Some(caller), org, id).await?;
         notify::everything_changed(&tx).await?;
-        tx.commit().await.map_err(pg_err)?;
+        tx::settle(tx.commit().await, c)?;
         self.cache.clear();
         Ok(())
     }
@@ -626,7 +626,7 @@ impl Store for PgStore {
         let mut c = self.client().await?;
         let tx = c.transaction().await.map_err(pg_err)?;
         let seqs = docs::append(&tx, scope, doc, &updates, origin.as_deref()).await?;
-        tx.commit().await.map_err(pg_err)?;
+        tx::settle(tx.commit().await, c)?;
         Ok(seqs)
     }
 
@@ -644,7 +644,7 @@ impl Store for PgStore {
         let mut c = self.client().await?;
         let tx = c.transaction().await.map_err(pg_err)?;
         let info = docs::put(&tx, scope, caller, doc, entity_id.as_deref()).await?;
-        tx.commit().await.map_err(pg_err)?;
+        tx::settle(tx.commit().await, c)?;
         Ok(info)
     }
 
@@ -657,7 +657,7 @@ impl Store for PgStore {
         let mut c = self.client().await?;
         let tx = c.transaction().await.map_err(pg_err)?;
         let blobs = docs::delete(&tx, scope, caller, doc).await?;
-        tx.commit().await.map_err(pg_err)?;
+        tx::settle(tx.commit().await, c)?;
         Ok(blobs)
     }
 
@@ -672,7 +672,7 @@ impl Store for PgStore {
             .await
             .map_err(pg_err)?;
         let log = docs::log(&tx, scope, doc, as_of).await;
-        tx.rollback().await.map_err(pg_err)?;
+        tx::settle(tx.rollback().await, c)?;
         log
     }
 
@@ -700,7 +700,7 @@ impl Store for PgStore {
         let mut c = self.client().await?;
         let tx = c.transaction().await.map_err(pg_err)?;
         docs::record_snapshot(&tx, scope, caller, doc, &snapshot).await?;
-        tx.commit().await.map_err(pg_err)
+        tx::settle(tx.commit().await, c)
     }
 
     async fn prune_doc(
@@ -713,7 +713,7 @@ impl Store for PgStore {
         let mut c = self.client().await?;
         let tx = c.transaction().await.map_err(pg_err)?;
         let blobs = docs::prune(&tx, scope, doc, updates_before, snapshots_before).await?;
-        tx.commit().await.map_err(pg_err)?;
+        tx::settle(tx.commit().await, c)?;
         Ok(blobs)
     }
 
@@ -780,7 +780,7 @@ impl Store for PgStore {
         }
         let pk = tenancy::project_pk(&tx, scope).await?;
         let result = age.query(&tx, pk, query, params, MAX_CYPHER_ROWS).await;
-        tx.rollback().await.map_err(pg_err)?;
+        tx::settle(tx.rollback().await, c)?;
         result
     }
 
@@ -797,7 +797,7 @@ impl Store for PgStore {
             let pk = tenancy::lock_project_exclusive(&tx, scope).await?;
             let mut new_labels = age::NewLabels::default();
             let report = age.sync(&tx, pk, scope, &mut new_labels).await?;
-            tx.commit().await.map_err(pg_err)?;
+            tx::settle(tx.commit().await, c)?;
             Ok((report, new_labels))
         })
         .await?;
@@ -809,7 +809,7 @@ impl Store for PgStore {
         let mut c = self.client().await?;
         let tx = c.transaction().await.map_err(pg_err)?;
         let info = tenancy::create_key(&tx, caller, &key).await?;
-        tx.commit().await.map_err(pg_err)?;
+        tx::settle(tx.commit().await, c)?;
         Ok(info)
     }
 
@@ -822,7 +822,7 @@ impl Store for PgStore {
         let tx = c.transaction().await.map_err(pg_err)?;
         tenancy::revoke_key(&tx, caller, org, id).await?;
         notify::key_revoked(&tx, id).await?;
-        tx.commit().await.map_err(pg_err)?;
+        tx::settle(tx.commit().await, c)?;
         Ok(())
     }
 

@@ -56,8 +56,19 @@ impl WriteTx {
 
     pub async fn commit(mut self) -> DomainResult<()> {
         self.open = false;
-        self.client().batch_execute("COMMIT").await.map_err(pg_err)
+        let committed = self.client().batch_execute("COMMIT").await;
+        settle(committed, self.client.take().expect("present until dropped"))
     }
+}
+
+/// The answer to the COMMIT (or ROLLBACK) that ended a transaction on
+/// `client`. After a failed one the connection's state is not trusted: it
+/// is closed rather than returned to the pool.
+pub fn settle(ended: Result<(), tokio_postgres::Error>, client: Object) -> DomainResult<()> {
+    ended.map_err(|e| {
+        drop(Object::take(client));
+        pg_err(e)
+    })
 }
 
 impl Drop for WriteTx {
