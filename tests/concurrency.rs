@@ -918,8 +918,11 @@ fn print_summary(
     for sample in &tally.samples {
         eprintln!("    e.g. {sample}");
     }
+    let hot_live = (0..HOT)
+        .filter(|i| liveness.live_entities.contains_key(&hot_id(*i)))
+        .count();
     eprintln!(
-        "  tables: {} live entities, {} relationships ({} live); live with a non-live end: {}, hidden (not deleted, ends live, not live): {}, live though deleted: {}",
+        "  tables: {} live entities ({hot_live} of {HOT} hot), {} relationships ({} live); live with a non-live end: {}, hidden (not deleted, ends live, not live): {}, live though deleted: {}",
         liveness.live_entities.len(),
         liveness.relationships,
         liveness.live_rels.len(),
