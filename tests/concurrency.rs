@@ -31,6 +31,7 @@ use rand::rngs::StdRng;
 use rand::{Rng, SeedableRng};
 use serde_json::{json, Value};
 use std::collections::{BTreeMap, HashMap, HashSet, VecDeque};
+use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 use tokio_postgres::SimpleQueryMessage;
 use tower::ServiceExt;
@@ -60,6 +61,7 @@ const SAMPLES: usize = 8;
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
 async fn concurrent_daemons_keep_liveness_and_the_graph_consistent() {
+    let log = ServerLog::install();
     let secs = env_u64("STRATA_TEST_CONCURRENCY_SECS", DEFAULT_SECS);
     let seed = env_u64("STRATA_TEST_CONCURRENCY_SEED", DEFAULT_SEED);
     let url = match std::env::var("STRATA_TEST_CONCURRENCY_PG_URL") {
@@ -89,6 +91,7 @@ async fn concurrent_daemons_keep_liveness_and_the_graph_consistent() {
     let graph = check_graph(&db, &liveness).await;
 
     print_summary(seed, elapsed, writes, &tally, &liveness, graph.as_ref());
+    log.print();
     let problems = problems(&tally, &liveness, graph.as_ref());
     assert!(
         problems.is_empty(),
@@ -268,8 +271,12 @@ fn message_shape(body: &str) -> String {
         .ok()
         .and_then(|v| v["error"]["message"].as_str().map(str::to_owned))
         .unwrap_or_else(|| body.to_owned());
+    fold_digits(&message)
+}
+
+fn fold_digits(text: &str) -> String {
     let mut out = String::new();
-    for c in message.chars().take(200) {
+    for c in text.chars().take(200) {
         if c.is_ascii_digit() {
             if !out.ends_with('#') {
                 out.push('#');
@@ -279,6 +286,48 @@ fn message_shape(body: &str) -> String {
         }
     }
     out
+}
+
+/// The daemons' warnings and errors (a 500 answers only "internal error";
+/// its cause is logged), kept in memory and printed grouped by shape.
+#[derive(Clone, Default)]
+struct ServerLog(Arc<Mutex<Vec<u8>>>);
+
+impl std::io::Write for ServerLog {
+    fn write(&mut self, bytes: &[u8]) -> std::io::Result<usize> {
+        self.0.lock().unwrap().extend_from_slice(bytes);
+        Ok(bytes.len())
+    }
+
+    fn flush(&mut self) -> std::io::Result<()> {
+        Ok(())
+    }
+}
+
+impl ServerLog {
+    fn install() -> ServerLog {
+        let log = ServerLog::default();
+        let writer = log.clone();
+        let _ = tracing_subscriber::fmt()
+            .with_max_level(tracing::Level::WARN)
+            .with_ansi(false)
+            .without_time()
+            .with_writer(move || writer.clone())
+            .try_init();
+        log
+    }
+
+    fn print(&self) {
+        let text = String::from_utf8_lossy(&self.0.lock().unwrap()).into_owned();
+        let mut shapes: BTreeMap<String, u64> = BTreeMap::new();
+        for line in text.lines() {
+            *shapes.entry(fold_digits(line)).or_default() += 1;
+        }
+        eprintln!("  server log, warnings and errors: {} lines", text.lines().count());
+        for (shape, n) in shapes {
+            eprintln!("    {n} x {shape}");
+        }
+    }
 }
 
 // ---------------------------------------------------------------- the load
@@ -415,14 +464,20 @@ impl Writer {
         format!("{prefix}-{}-{}", self.n, self.step)
     }
 
-    /// A new type name shared by all writers for two seconds, so that first
-    /// uses of a label happen concurrently on every daemon.
+    /// Whether to use this period's new type name: a type name is new for
+    /// two seconds and used by half the typed requests of its first quarter
+    /// second, so that first uses of a label meet on every daemon.
+    fn use_new_type(&mut self) -> bool {
+        let burst = self.start.elapsed().as_millis() % 2000 < 250;
+        self.rng.random_bool(if burst { 0.5 } else { 0.02 })
+    }
+
     fn new_type(&self, prefix: &str) -> String {
         format!("{prefix}{}", self.start.elapsed().as_secs() / 2)
     }
 
     fn entity_type(&mut self) -> String {
-        if self.rng.random_bool(0.03) {
+        if self.use_new_type() {
             self.new_type("fresh_t")
         } else {
             ENTITY_TYPES[self.rng.random_range(0..ENTITY_TYPES.len())].to_string()
@@ -430,7 +485,7 @@ impl Writer {
     }
 
     fn rel_type(&mut self) -> String {
-        if self.rng.random_bool(0.03) {
+        if self.use_new_type() {
             self.new_type("FRESH_R")
         } else {
             REL_TYPES[self.rng.random_range(0..REL_TYPES.len())].to_string()
