@@ -71,9 +71,7 @@ async fn concurrent_daemons_keep_liveness_and_the_graph_consistent() {
     eprintln!(
         "concurrency: seed {seed} (STRATA_TEST_CONCURRENCY_SEED), {secs} s, {WRITERS} writers on {DAEMONS} daemons, database {url}"
     );
-    let dirs: Vec<_> = (0..DAEMONS)
-        .map(|_| tempfile::tempdir().unwrap())
-        .collect();
+    let dirs: Vec<_> = (0..DAEMONS).map(|_| tempfile::tempdir().unwrap()).collect();
     let mut routers = Vec::new();
     for dir in &dirs {
         routers.push(daemon(dir.path(), &url).await);
@@ -323,7 +321,10 @@ impl ServerLog {
         for line in text.lines() {
             *shapes.entry(fold_digits(line)).or_default() += 1;
         }
-        eprintln!("  server log, warnings and errors: {} lines", text.lines().count());
+        eprintln!(
+            "  server log, warnings and errors: {} lines",
+            text.lines().count()
+        );
         for (shape, n) in shapes {
             eprintln!("    {n} x {shape}");
         }
@@ -525,7 +526,13 @@ impl Writer {
         let id = self.fresh_id("f");
         let body = json!({"id": id, "type": self.entity_type(), "properties": self.properties()});
         let answer = self
-            .send("create entity", "POST", &format!("{P}/entities"), Some(&body), None)
+            .send(
+                "create entity",
+                "POST",
+                &format!("{P}/entities"),
+                Some(&body),
+                None,
+            )
             .await;
         if answer.status == 201 {
             Self::remember(&mut self.fresh, id);
@@ -534,9 +541,16 @@ impl Writer {
 
     /// Mostly 409; recreates a purged hot entity.
     async fn create_hot_entity(&mut self) {
-        let body = json!({"id": self.hot(), "type": self.entity_type(), "properties": self.properties()});
-        self.send("create hot entity", "POST", &format!("{P}/entities"), Some(&body), None)
-            .await;
+        let body =
+            json!({"id": self.hot(), "type": self.entity_type(), "properties": self.properties()});
+        self.send(
+            "create hot entity",
+            "POST",
+            &format!("{P}/entities"),
+            Some(&body),
+            None,
+        )
+        .await;
     }
 
     async fn replace_hot_entity(&mut self) {
@@ -590,7 +604,13 @@ impl Writer {
         let body = json!({"id": id, "type": self.rel_type(), "from": self.end(), "to": self.end(),
                           "properties": self.properties()});
         let answer = self
-            .send("create relationship", "POST", &format!("{P}/relationships"), Some(&body), None)
+            .send(
+                "create relationship",
+                "POST",
+                &format!("{P}/relationships"),
+                Some(&body),
+                None,
+            )
             .await;
         if answer.status == 201 {
             Self::remember(&mut self.rels, id);
@@ -630,7 +650,8 @@ impl Writer {
                        "type": self.entity_type(), "properties": self.properties()})
             }
             30..55 => {
-                let mut op = json!({"op": "update_entity", "id": self.hot(), "properties": self.patch()});
+                let mut op =
+                    json!({"op": "update_entity", "id": self.hot(), "properties": self.patch()});
                 if self.rng.random_bool(0.3) {
                     op["type"] = Value::String(self.entity_type());
                 }
@@ -799,13 +820,25 @@ impl GraphDrift {
             ("live entities without a vertex", &self.vertices_missing),
             ("vertices without a live entity", &self.vertices_extra),
             ("duplicate vertices", &self.vertices_duplicate),
-            ("vertices labelled other than the type", &self.vertex_labels_wrong),
+            (
+                "vertices labelled other than the type",
+                &self.vertex_labels_wrong,
+            ),
             ("live relationships without an edge", &self.edges_missing),
             ("edges without a live relationship", &self.edges_extra),
             ("duplicate edges", &self.edges_duplicate),
-            ("edges whose start or end vertex is missing (dangling)", &self.edges_dangling),
-            ("edges between other entities than from/to", &self.edge_ends_wrong),
-            ("edges labelled other than the type", &self.edge_labels_wrong),
+            (
+                "edges whose start or end vertex is missing (dangling)",
+                &self.edges_dangling,
+            ),
+            (
+                "edges between other entities than from/to",
+                &self.edge_ends_wrong,
+            ),
+            (
+                "edges labelled other than the type",
+                &self.edge_labels_wrong,
+            ),
         ]
     }
 }
@@ -891,7 +924,11 @@ fn compare_vertices(
         }
         by_graphid.insert(graphid, id);
     }
-    let mut missing: Vec<_> = live.keys().filter(|id| !seen.contains(*id)).cloned().collect();
+    let mut missing: Vec<_> = live
+        .keys()
+        .filter(|id| !seen.contains(*id))
+        .cloned()
+        .collect();
     missing.sort();
     drift.vertices_missing = missing;
     by_graphid
@@ -953,8 +990,15 @@ fn print_summary(
     graph: Option<&GraphDrift>,
 ) {
     let secs = elapsed.as_secs_f64();
-    eprintln!("concurrency: seed {seed}, load {secs:.1} s, {writes} requests, {:.0} requests/s", writes as f64 / secs);
-    eprintln!("  by status (with {} reads after the load): {:?}", READS_AFTER * DAEMONS, tally.by_status());
+    eprintln!(
+        "concurrency: seed {seed}, load {secs:.1} s, {writes} requests, {:.0} requests/s",
+        writes as f64 / secs
+    );
+    eprintln!(
+        "  by status (with {} reads after the load): {:?}",
+        READS_AFTER * DAEMONS,
+        tally.by_status()
+    );
     let mut ops: BTreeMap<&str, Vec<String>> = BTreeMap::new();
     for ((op, status), n) in &tally.by_op {
         ops.entry(op).or_default().push(format!("{status}:{n}"));
@@ -985,18 +1029,29 @@ fn print_summary(
         liveness.hidden.len(),
         liveness.live_but_deleted.len()
     );
-    for line in [&liveness.live_with_dead_end, &liveness.hidden, &liveness.live_but_deleted]
-        .into_iter()
-        .flat_map(|l| l.iter().take(5))
+    for line in [
+        &liveness.live_with_dead_end,
+        &liveness.hidden,
+        &liveness.live_but_deleted,
+    ]
+    .into_iter()
+    .flat_map(|l| l.iter().take(5))
     {
         eprintln!("    {line}");
     }
     match graph {
         None => eprintln!("  AGE: not installed in this database; graph check skipped"),
         Some(g) => {
-            eprintln!("  AGE graph {}: {} vertices, {} edges", g.graph, g.vertices, g.edges);
+            eprintln!(
+                "  AGE graph {}: {} vertices, {} edges",
+                g.graph, g.vertices, g.edges
+            );
             for (what, list) in g.lists() {
-                eprintln!("    {what}: {} {:?}", list.len(), &list[..list.len().min(5)]);
+                eprintln!(
+                    "    {what}: {} {:?}",
+                    list.len(),
+                    &list[..list.len().min(5)]
+                );
             }
         }
     }
@@ -1014,16 +1069,31 @@ fn problems(tally: &Tally, liveness: &Liveness, graph: Option<&GraphDrift>) -> V
     }
     let bad_requests = tally.count(|s| s == 400);
     if bad_requests > 0 {
-        out.push(format!("{bad_requests} answers 400 to well-formed requests"));
+        out.push(format!(
+            "{bad_requests} answers 400 to well-formed requests"
+        ));
     }
     let invariant = "relationships.live must be true exactly when the relationship is not deleted and both its ends are live";
     for (what, list) in [
-        ("live relationships with a missing or deleted end", &liveness.live_with_dead_end),
-        ("relationships not live although not deleted and both ends live", &liveness.hidden),
-        ("live relationships that are deleted", &liveness.live_but_deleted),
+        (
+            "live relationships with a missing or deleted end",
+            &liveness.live_with_dead_end,
+        ),
+        (
+            "relationships not live although not deleted and both ends live",
+            &liveness.hidden,
+        ),
+        (
+            "live relationships that are deleted",
+            &liveness.live_but_deleted,
+        ),
     ] {
         if !list.is_empty() {
-            out.push(format!("{} {what} ({invariant}), e.g. {:?}", list.len(), &list[..list.len().min(3)]));
+            out.push(format!(
+                "{} {what} ({invariant}), e.g. {:?}",
+                list.len(),
+                &list[..list.len().min(3)]
+            ));
         }
     }
     if let Some(g) = graph {
