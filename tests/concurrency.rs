@@ -11,7 +11,9 @@
 //!   for reads on every pool after the load (a connection returned to the
 //!   pool inside an aborted transaction would fail them);
 //! - in the tables, `relationships.live` is true exactly when the
-//!   relationship is not deleted and both its ends are live (ARCHITECTURE.md);
+//!   relationship is not deleted and both its ends are live (ARCHITECTURE.md),
+//!   after the load and in every committed state sampled while it runs (a
+//!   later delete or restore of an end may repair a row a reader saw broken);
 //! - with Apache AGE installed, the project's graph equals the tables: one
 //!   vertex per live entity, one edge per live relationship with the right
 //!   ends and labels, and no edge whose start or end vertex is gone.
@@ -56,6 +58,8 @@ const REL_TYPES: [&str; 3] = ["KNOWS", "NEAR", "OWNS"];
 const RECENT: usize = 32;
 /// Reads sent through every daemon after the load.
 const READS_AFTER: usize = 4 * POOL_SIZE;
+/// How often the invariant is sampled while the load runs.
+const WATCH_EVERY: Duration = Duration::from_millis(250);
 /// Bodies of unexpected answers printed in full.
 const SAMPLES: usize = 8;
 
@@ -80,8 +84,11 @@ async fn concurrent_daemons_keep_liveness_and_the_graph_consistent() {
     set_up_project(&routers[0], seed).await;
 
     let started = Instant::now();
-    let mut tally = run_writers(&routers, seed, Duration::from_secs(secs)).await;
+    let duration = Duration::from_secs(secs);
+    let watcher = tokio::spawn(watch_liveness(url.clone(), duration));
+    let mut tally = run_writers(&routers, seed, duration).await;
     let elapsed = started.elapsed();
+    let watch = watcher.await.expect("the liveness watcher panicked");
     let writes = tally.total();
     reads_after_load(&routers, &mut tally).await;
 
@@ -89,9 +96,17 @@ async fn concurrent_daemons_keep_liveness_and_the_graph_consistent() {
     let liveness = check_liveness(&db).await;
     let graph = check_graph(&db, &liveness).await;
 
-    print_summary(seed, elapsed, writes, &tally, &liveness, graph.as_ref());
+    print_summary(
+        seed,
+        elapsed,
+        writes,
+        &tally,
+        &liveness,
+        &watch,
+        graph.as_ref(),
+    );
     log.print();
-    let problems = problems(&tally, &liveness, graph.as_ref());
+    let problems = problems(&tally, &liveness, &watch, graph.as_ref());
     assert!(
         problems.is_empty(),
         "concurrent writers broke the server-mode invariants (seed {seed}):\n- {}",
@@ -420,16 +435,16 @@ impl Writer {
     async fn one_request(&mut self) {
         match self.rng.random_range(0..1000) {
             0..80 => self.create_fresh_entity().await,
-            80..120 => self.create_hot_entity().await,
-            120..170 => self.replace_hot_entity().await,
-            170..300 => self.patch_entity_properties().await,
-            300..360 => self.patch_entity_type().await,
-            360..430 => self.delete_entity().await,
-            430..530 => self.restore_entity().await,
-            530..535 => self.purge_entity().await,
-            535..740 => self.create_relationship().await,
-            740..820 => self.patch_relationship().await,
-            820..900 => self.delete_relationship().await,
+            80..100 => self.create_hot_entity().await,
+            100..150 => self.replace_hot_entity().await,
+            150..270 => self.patch_entity_properties().await,
+            270..320 => self.patch_entity_type().await,
+            320..410 => self.delete_entity().await,
+            410..520 => self.restore_entity().await,
+            520..525 => self.purge_entity().await,
+            525..760 => self.create_relationship().await,
+            760..830 => self.patch_relationship().await,
+            830..900 => self.delete_relationship().await,
             _ => self.batch().await,
         }
     }
@@ -449,8 +464,15 @@ impl Writer {
 
     // -- choices
 
+    /// Skewed like real traffic: half the picks go to the hottest fifth, so
+    /// writes meet on the same entities often.
     fn hot(&mut self) -> String {
-        hot_id(self.rng.random_range(0..HOT))
+        let range = if self.rng.random_bool(0.5) {
+            HOT / 5
+        } else {
+            HOT
+        };
+        hot_id(self.rng.random_range(0..range))
     }
 
     /// A hot entity mostly, else one of this writer's fresh entities.
@@ -596,7 +618,7 @@ impl Writer {
     }
 
     async fn restore_entity(&mut self) {
-        let path = format!("{P}/entities/{}/restore", self.end());
+        let path = format!("{P}/entities/{}/restore", self.hot());
         self.send("restore entity", "POST", &path, None, None).await;
     }
 
@@ -724,29 +746,48 @@ struct Rel {
     live: bool,
 }
 
-/// What the tables say after the load.
-struct Liveness {
-    live_entities: HashMap<String, String>,
-    relationships: usize,
-    live_rels: Vec<Rel>,
-    /// live, but an end is missing or deleted
-    live_with_dead_end: Vec<String>,
-    /// not live, not deleted, both ends live
-    hidden: Vec<String>,
-    /// live and deleted
-    live_but_deleted: Vec<String>,
+/// The three ways a relationship row can break the liveness invariant.
+const LIVE_WITH_DEAD_END: &str = "live relationships with a missing or deleted end";
+const HIDDEN: &str = "relationships not live although not deleted and both ends live";
+const LIVE_BUT_DELETED: &str = "live relationships that are deleted";
+const KINDS: [&str; 3] = [LIVE_WITH_DEAD_END, HIDDEN, LIVE_BUT_DELETED];
+
+/// A relationship row with the state of its ends, read in one statement.
+struct RelRow {
+    rel: Rel,
+    deleted: bool,
+    from_state: String,
+    to_state: String,
 }
 
-async fn check_liveness(db: &tokio_postgres::Client) -> Liveness {
-    let live_entities = text_rows(
-        db,
-        "SELECT id, type FROM entities
-         WHERE org_id = 'acme' AND project_id = 'app' AND deleted_at IS NULL",
-    )
-    .await
-    .into_iter()
-    .map(|r| (col(&r, 0), col(&r, 1)))
-    .collect();
+impl RelRow {
+    /// Which part of the invariant the row breaks, if any.
+    fn violation(&self) -> Option<&'static str> {
+        let ends_live = self.from_state == "live" && self.to_state == "live";
+        match (self.rel.live, self.deleted, ends_live) {
+            (true, _, false) => Some(LIVE_WITH_DEAD_END),
+            (true, true, true) => Some(LIVE_BUT_DELETED),
+            (false, false, true) => Some(HIDDEN),
+            _ => None,
+        }
+    }
+
+    fn describe(&self) -> String {
+        format!(
+            "{} ({} {} -> {} {}, live {}, deleted {})",
+            self.rel.id,
+            self.rel.from,
+            self.from_state,
+            self.rel.to,
+            self.to_state,
+            self.rel.live,
+            self.deleted
+        )
+    }
+}
+
+/// Every relationship of the project with the state of its ends.
+async fn relationship_rows(db: &tokio_postgres::Client) -> Vec<RelRow> {
     let rows = text_rows(
         db,
         "SELECT r.id, r.type, r.from_id, r.to_id, r.live, r.deleted_at IS NOT NULL,
@@ -763,41 +804,86 @@ async fn check_liveness(db: &tokio_postgres::Client) -> Liveness {
          ORDER BY r.id",
     )
     .await;
+    rows.iter()
+        .map(|r| RelRow {
+            rel: Rel {
+                id: col(r, 0),
+                rel_type: col(r, 1),
+                from: col(r, 2),
+                to: col(r, 3),
+                live: col(r, 4) == "t",
+            },
+            deleted: col(r, 5) == "t",
+            from_state: col(r, 6),
+            to_state: col(r, 7),
+        })
+        .collect()
+}
+
+/// What the tables say after the load.
+struct Liveness {
+    live_entities: HashMap<String, String>,
+    relationships: usize,
+    live_rels: Vec<Rel>,
+    /// per kind of violation, the rows breaking it
+    violations: BTreeMap<&'static str, Vec<String>>,
+}
+
+async fn check_liveness(db: &tokio_postgres::Client) -> Liveness {
+    let live_entities = text_rows(
+        db,
+        "SELECT id, type FROM entities
+         WHERE org_id = 'acme' AND project_id = 'app' AND deleted_at IS NULL",
+    )
+    .await
+    .into_iter()
+    .map(|r| (col(&r, 0), col(&r, 1)))
+    .collect();
+    let rows = relationship_rows(db).await;
     let mut out = Liveness {
         live_entities,
         relationships: rows.len(),
         live_rels: Vec::new(),
-        live_with_dead_end: Vec::new(),
-        hidden: Vec::new(),
-        live_but_deleted: Vec::new(),
+        violations: KINDS.iter().map(|k| (*k, Vec::new())).collect(),
     };
-    for r in &rows {
-        let rel = Rel {
-            id: col(r, 0),
-            rel_type: col(r, 1),
-            from: col(r, 2),
-            to: col(r, 3),
-            live: col(r, 4) == "t",
-        };
-        let deleted = col(r, 5) == "t";
-        let (from_state, to_state) = (col(r, 6), col(r, 7));
-        let ends_live = from_state == "live" && to_state == "live";
-        let described = format!(
-            "{} ({} {} -> {} {}, live {}, deleted {deleted})",
-            rel.id, rel.from, from_state, rel.to, to_state, rel.live
-        );
-        if rel.live && !ends_live {
-            out.live_with_dead_end.push(described);
-        } else if !rel.live && !deleted && ends_live {
-            out.hidden.push(described);
-        } else if rel.live && deleted {
-            out.live_but_deleted.push(described);
+    for row in rows {
+        if let Some(kind) = row.violation() {
+            out.violations.entry(kind).or_default().push(row.describe());
         }
-        if rel.live {
-            out.live_rels.push(rel);
+        if row.rel.live {
+            out.live_rels.push(row.rel);
         }
     }
     out
+}
+
+/// Violations seen in committed states while the load ran (each statement
+/// reads one snapshot, and a correct store keeps the invariant in every
+/// committed state): later writes may repair a row before the end, but a
+/// reader saw it broken. Distinct relationship ids per kind.
+#[derive(Default)]
+struct Watch {
+    samples: usize,
+    seen: BTreeMap<&'static str, BTreeMap<String, String>>,
+}
+
+/// Samples the invariant every `WATCH_EVERY` until `duration` has passed.
+async fn watch_liveness(url: String, duration: Duration) -> Watch {
+    let db = connect(&url).await;
+    let start = Instant::now();
+    let mut watch = Watch::default();
+    while start.elapsed() < duration {
+        for row in relationship_rows(&db).await {
+            if let Some(kind) = row.violation() {
+                let seen = watch.seen.entry(kind).or_default();
+                seen.entry(row.rel.id.clone())
+                    .or_insert_with(|| row.describe());
+            }
+        }
+        watch.samples += 1;
+        tokio::time::sleep(WATCH_EVERY).await;
+    }
+    watch
 }
 
 fn col(row: &[Option<String>], i: usize) -> String {
@@ -999,6 +1085,7 @@ fn print_summary(
     writes: u64,
     tally: &Tally,
     liveness: &Liveness,
+    watch: &Watch,
     graph: Option<&GraphDrift>,
 ) {
     let secs = elapsed.as_secs_f64();
@@ -1033,23 +1120,34 @@ fn print_summary(
         .filter(|i| liveness.live_entities.contains_key(&hot_id(*i)))
         .count();
     eprintln!(
-        "  tables: {} live entities ({hot_live} of {HOT} hot), {} relationships ({} live); live with a non-live end: {}, hidden (not deleted, ends live, not live): {}, live though deleted: {}",
+        "  tables after the load: {} live entities ({hot_live} of {HOT} hot), {} relationships ({} live)",
         liveness.live_entities.len(),
         liveness.relationships,
         liveness.live_rels.len(),
-        liveness.live_with_dead_end.len(),
-        liveness.hidden.len(),
-        liveness.live_but_deleted.len()
     );
-    for line in [
-        &liveness.live_with_dead_end,
-        &liveness.hidden,
-        &liveness.live_but_deleted,
-    ]
-    .into_iter()
-    .flat_map(|l| l.iter().take(5))
-    {
-        eprintln!("    {line}");
+    for (kind, rows) in &liveness.violations {
+        eprintln!(
+            "    {kind}: {} {:?}",
+            rows.len(),
+            &rows[..rows.len().min(5)]
+        );
+    }
+    eprintln!(
+        "  during the load ({} samples), distinct relationships seen breaking the invariant:",
+        watch.samples
+    );
+    for kind in KINDS {
+        let seen: Vec<&String> = watch
+            .seen
+            .get(kind)
+            .into_iter()
+            .flat_map(|m| m.values())
+            .collect();
+        eprintln!(
+            "    {kind}: {} {:?}",
+            seen.len(),
+            &seen[..seen.len().min(5)]
+        );
     }
     match graph {
         None => eprintln!("  AGE: not installed in this database; graph check skipped"),
@@ -1070,7 +1168,12 @@ fn print_summary(
 }
 
 /// Every broken expectation, one line each.
-fn problems(tally: &Tally, liveness: &Liveness, graph: Option<&GraphDrift>) -> Vec<String> {
+fn problems(
+    tally: &Tally,
+    liveness: &Liveness,
+    watch: &Watch,
+    graph: Option<&GraphDrift>,
+) -> Vec<String> {
     let mut out = Vec::new();
     let server_errors = tally.count(|s| s >= 500);
     if server_errors > 0 {
@@ -1087,27 +1190,21 @@ fn problems(tally: &Tally, liveness: &Liveness, graph: Option<&GraphDrift>) -> V
         ));
     }
     let invariant = "relationships.live must be true exactly when the relationship is not deleted and both its ends are live";
-    for (what, list) in [
-        (
-            "live relationships with a missing or deleted end",
-            &liveness.live_with_dead_end,
-        ),
-        (
-            "relationships not live although not deleted and both ends live",
-            &liveness.hidden,
-        ),
-        (
-            "live relationships that are deleted",
-            &liveness.live_but_deleted,
-        ),
-    ] {
-        if !list.is_empty() {
+    for (kind, rows) in &liveness.violations {
+        if !rows.is_empty() {
             out.push(format!(
-                "{} {what} ({invariant}), e.g. {:?}",
-                list.len(),
-                &list[..list.len().min(3)]
+                "after the load, {} {kind} ({invariant}), e.g. {:?}",
+                rows.len(),
+                &rows[..rows.len().min(3)]
             ));
         }
+    }
+    for (kind, seen) in &watch.seen {
+        let rows: Vec<&String> = seen.values().take(3).collect();
+        out.push(format!(
+            "during the load, {} {kind} seen in committed states ({invariant}), e.g. {rows:?}",
+            seen.len()
+        ));
     }
     if let Some(g) = graph {
         for (what, list) in g.lists() {
