@@ -380,8 +380,9 @@ async fn run_writers(routers: &[Router], seed: u64, duration: Duration) -> Tally
     tally
 }
 
-/// Reads through every daemon, more at once than its pool has connections,
-/// so each pooled connection serves at least one.
+/// Reads through every daemon, four times as many at once as its pool has
+/// connections, so that the pooled connections the load left behind serve
+/// some of them.
 async fn reads_after_load(routers: &[Router], tally: &mut Tally) {
     let reads = routers.iter().flat_map(|router| {
         (0..READS_AFTER).map(move |i| async move {
