@@ -23,7 +23,13 @@ pub fn pglite_url() -> String {
 
 /// A new empty database on the test server; returns its URL.
 pub async fn fresh_pg_database() -> String {
-    let admin = pg_admin_url();
+    fresh_pg_database_on(&pg_admin_url()).await
+}
+
+/// A new empty database on the PostgreSQL server of `admin` (a URL of any
+/// database there, as a user who may create databases); returns its URL.
+pub async fn fresh_pg_database_on(admin: &str) -> String {
+    let admin = admin.to_string();
     let (client, connection) = tokio_postgres::connect(&admin, tokio_postgres::NoTls)
         .await
         .expect("connect to the test PostgreSQL");
