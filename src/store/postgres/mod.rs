@@ -225,7 +225,20 @@ async fn detect_age(
     if mode == AgeMode::Off {
         return Ok(None);
     }
-    let (client, connection) = pg.connect(NoTls).await?;
+    // Retried like the pool's first connection: a single-session server
+    // (PGlite) still closing the previous session refuses for a moment.
+    let mut attempt = 0;
+    let (client, connection) = loop {
+        match pg.connect(NoTls).await {
+            Ok(pair) => break pair,
+            Err(e) if attempt < 25 && e.as_db_error().is_none() => {
+                attempt += 1;
+                tracing::debug!(error = %e, attempt, "database not answering yet");
+                tokio::time::sleep(Duration::from_millis(200)).await;
+            }
+            Err(e) => return Err(e.into()),
+        }
+    };
     let driver = tokio::spawn(connection);
     let found = age::Age::detect(&client).await;
     drop(client);
