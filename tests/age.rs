@@ -68,8 +68,12 @@ fn caller() -> Caller {
     Caller::new("tester")
 }
 
+/// PGlite serves one session: the tests of this binary take turns.
+static PGLITE: tokio::sync::Mutex<()> = tokio::sync::Mutex::const_new(());
+
 #[tokio::test]
 async fn age_projection_cypher_and_differential() {
+    let _turn = PGLITE.lock().await;
     let dir = tempfile::tempdir().unwrap();
     let daemon = strata::server::build(support::pglite_config(dir.path()), ADMIN)
         .await
@@ -468,6 +472,174 @@ async fn cte_answers_equal_cypher_answers(api: &Api) {
                 let theirs = rows.first().and_then(|r| r[0].as_u64());
                 assert_eq!(ours, theirs, "seed {seed} shortest {s} -> {t}");
             }
+        }
+    }
+}
+
+/// Opens a store on PGlite with AGE `mode` (the previous one must be gone).
+async fn pglite_store(mode: strata::store::postgres::AgeMode) -> (DynStore, tempfile::TempDir) {
+    let dir = tempfile::tempdir().unwrap();
+    let mut config = support::pglite_config(dir.path());
+    config.postgres.age = mode;
+    let store = strata::store::open(&config).await.unwrap();
+    (store, dir)
+}
+
+fn props(v: Value) -> Properties {
+    v.as_object().unwrap().clone()
+}
+
+async fn cypher_count(store: &DynStore, scope: &Scope, query: &str) -> Value {
+    let result = store
+        .cypher(scope, query, &serde_json::Map::new())
+        .await
+        .unwrap();
+    result.rows[0][0].clone()
+}
+
+/// Reads back every row written so far: the org, the project, entities
+/// with their versions, the relationship.
+async fn all_rows_visible(store: &DynStore, scope: &Scope, entities: &[&str]) {
+    store.get_org(&scope.org).await.unwrap();
+    store.get_project(&scope.org, &scope.project).await.unwrap();
+    let page = PageRequest {
+        cursor: None,
+        limit: 100,
+    };
+    let listed = store
+        .list_entities(scope, &EntityFilter::default(), &page)
+        .await
+        .unwrap();
+    let mut ids: Vec<_> = listed.items.iter().map(|e| e.id.as_str()).collect();
+    ids.sort();
+    assert_eq!(ids, entities);
+    let a = store
+        .get_entity(scope, "a", &EntityRead::default())
+        .await
+        .unwrap();
+    assert_eq!((a.version, a.properties["title"].clone()), (2, json!("a2")));
+    let versions = store.list_versions(scope, "a", &page).await.unwrap();
+    assert_eq!(versions.items.len(), 2);
+    let r = store.get_relationship(scope, "r1").await.unwrap();
+    assert_eq!((r.from.as_str(), r.to.as_str()), ("a", "b"));
+}
+
+/// Turning AGE off and on over the same database keeps every row visible:
+/// Strata's tables are in schema strata whatever the AGE setting (earlier
+/// versions created them in ag_catalog with AGE on, and a start with AGE
+/// off then migrated new, empty tables into public).
+#[tokio::test]
+async fn age_off_and_on_over_one_database_keeps_every_row() {
+    use strata::store::postgres::AgeMode;
+    let _turn = PGLITE.lock().await;
+    let org = format!("onoff{}", rand::random::<u32>());
+    let scope = Scope::new(&org, "app");
+    {
+        let (store, _dir) = pglite_store(AgeMode::On).await;
+        store.create_org(&caller(), &org, "Org").await.unwrap();
+        store
+            .create_project(&caller(), &org, "app", "App")
+            .await
+            .unwrap();
+        let create = |id: &str| WriteOp::CreateEntity {
+            id: id.into(),
+            entity_type: "task".into(),
+            properties: props(json!({"title": id})),
+        };
+        let ops = vec![
+            create("a"),
+            create("b"),
+            WriteOp::CreateRelationship {
+                id: "r1".into(),
+                rel_type: "DEPENDS_ON".into(),
+                from: "a".into(),
+                to: "b".into(),
+                properties: props(json!({})),
+            },
+        ];
+        store.write(&scope, &caller(), ops).await.unwrap();
+        let patch = WriteOp::PatchEntity {
+            id: "a".into(),
+            patch: json!({"title": "a2"}),
+            entity_type: None,
+            expected_version: Some(1),
+        };
+        store.write(&scope, &caller(), vec![patch]).await.unwrap();
+        all_rows_visible(&store, &scope, &["a", "b"]).await;
+        assert_eq!(
+            cypher_count(&store, &scope, "MATCH (n) RETURN count(n)").await,
+            json!(2)
+        );
+    }
+    {
+        let (store, _dir) = pglite_store(AgeMode::Off).await;
+        all_rows_visible(&store, &scope, &["a", "b"]).await;
+        let create = WriteOp::CreateEntity {
+            id: "c".into(),
+            entity_type: "task".into(),
+            properties: props(json!({})),
+        };
+        store.write(&scope, &caller(), vec![create]).await.unwrap();
+        all_rows_visible(&store, &scope, &["a", "b", "c"]).await;
+    }
+    {
+        let (store, _dir) = pglite_store(AgeMode::On).await;
+        all_rows_visible(&store, &scope, &["a", "b", "c"]).await;
+        // The write made with AGE off is not in the graph until a sync.
+        store.sync_graph(&scope).await.unwrap();
+        assert_eq!(
+            cypher_count(&store, &scope, "MATCH (n) RETURN count(n)").await,
+            json!(3)
+        );
+        assert_eq!(
+            cypher_count(&store, &scope, "MATCH ()-[e]->() RETURN count(e)").await,
+            json!(1)
+        );
+    }
+    // Nothing of Strata's went to ag_catalog or public.
+    let (client, connection) = connect_pglite().await;
+    let driver = tokio::spawn(connection);
+    let misplaced: i64 = client
+        .query_one(
+            "SELECT count(*) FROM pg_class c JOIN pg_namespace n ON n.oid = c.relnamespace
+             WHERE n.nspname IN ('ag_catalog', 'public')
+               AND c.relname IN ('orgs', 'entities', 'schema_migrations')",
+            &[],
+        )
+        .await
+        .unwrap()
+        .get(0);
+    assert_eq!(misplaced, 0);
+    let placed: i64 = client
+        .query_one(
+            "SELECT count(*) FROM pg_class c JOIN pg_namespace n ON n.oid = c.relnamespace
+             WHERE n.nspname = 'strata'
+               AND c.relname IN ('orgs', 'entities', 'schema_migrations')",
+            &[],
+        )
+        .await
+        .unwrap()
+        .get(0);
+    assert_eq!(placed, 3);
+    drop(client);
+    let _ = driver.await;
+}
+
+/// A plain connection to PGlite, retried while the previous session closes.
+async fn connect_pglite() -> (
+    tokio_postgres::Client,
+    tokio_postgres::Connection<tokio_postgres::Socket, tokio_postgres::tls::NoTlsStream>,
+) {
+    let mut attempt = 0;
+    loop {
+        match tokio_postgres::connect(&support::pglite_url(), tokio_postgres::NoTls).await {
+            Ok(pair) => return pair,
+            Err(e) if attempt < 25 => {
+                attempt += 1;
+                let _ = e;
+                tokio::time::sleep(std::time::Duration::from_millis(200)).await;
+            }
+            Err(e) => panic!("connect to PGlite: {e}"),
         }
     }
 }

@@ -376,7 +376,7 @@ async fn a_write_that_fails_at_commit_leaves_its_connection_clean() {
                  END IF;
                  RETURN NEW;
              END $$;
-             CREATE CONSTRAINT TRIGGER fail_at_commit AFTER INSERT OR UPDATE ON entities
+             CREATE CONSTRAINT TRIGGER fail_at_commit AFTER INSERT OR UPDATE ON strata.entities
                  DEFERRABLE INITIALLY DEFERRED FOR EACH ROW EXECUTE FUNCTION fail_at_commit();",
         )
         .await
@@ -435,4 +435,274 @@ async fn a_write_that_fails_at_commit_leaves_its_connection_clean() {
         .await
         .unwrap();
     assert_eq!(base.version, 1, "the failed patch left a version");
+}
+
+/// A plain connection to `url` (its search_path is the server's default).
+async fn admin(url: &str) -> tokio_postgres::Client {
+    let (client, connection) = tokio_postgres::connect(url, tokio_postgres::NoTls)
+        .await
+        .unwrap();
+    tokio::spawn(connection);
+    client
+}
+
+/// The objects a schema holds directly, as (kind, name): tables, views,
+/// sequences of their own (a serial column's follows its table), functions
+/// and types that are not a relation's row type or an array.
+async fn schema_objects(c: &tokio_postgres::Client, schema: &str) -> Vec<(String, String)> {
+    let rows = c
+        .query(
+            "SELECT CASE c.relkind WHEN 'S' THEN 'sequence' WHEN 'r' THEN 'table'
+                                   WHEN 'p' THEN 'table' ELSE 'relation ' || c.relkind::text END,
+                    c.relname::text
+             FROM pg_class c JOIN pg_namespace n ON n.oid = c.relnamespace
+             WHERE n.nspname = $1 AND c.relkind IN ('r', 'p', 'v', 'm', 'f', 'S')
+               AND NOT EXISTS (SELECT 1 FROM pg_depend d
+                               WHERE d.classid = 'pg_class'::regclass AND d.objid = c.oid
+                                 AND d.deptype IN ('a', 'i'))
+             UNION ALL
+             SELECT 'function', p.proname::text FROM pg_proc p
+             JOIN pg_namespace n ON n.oid = p.pronamespace WHERE n.nspname = $1
+             UNION ALL
+             SELECT 'type', t.typname::text FROM pg_type t
+             JOIN pg_namespace n ON n.oid = t.typnamespace
+             WHERE n.nspname = $1 AND t.typelem = 0
+               AND (t.typrelid = 0 OR (SELECT relkind FROM pg_class WHERE oid = t.typrelid) = 'c')
+             ORDER BY 1, 2",
+            &[&schema],
+        )
+        .await
+        .unwrap();
+    rows.iter().map(|r| (r.get(0), r.get(1))).collect()
+}
+
+/// What `SCHEMA_OBJECTS` lists, in the form of `schema_objects`.
+fn listed_objects() -> Vec<(String, String)> {
+    use strata::store::postgres::SchemaObjectKind;
+    let mut listed: Vec<(String, String)> = strata::store::postgres::SCHEMA_OBJECTS
+        .iter()
+        .map(|(kind, name)| {
+            let kind = match kind {
+                SchemaObjectKind::Table => "table",
+                SchemaObjectKind::Sequence => "sequence",
+            };
+            (kind.to_string(), name.to_string())
+        })
+        .collect();
+    listed.sort();
+    listed
+}
+
+/// The relocation of old layouts moves the objects of an explicit list:
+/// a migration that creates something not in it fails here.
+#[tokio::test]
+async fn the_object_list_names_everything_the_migrations_create() {
+    let url = support::fresh_pg_database().await;
+    let dir = tempfile::tempdir().unwrap();
+    let store = support::pg_store(dir.path(), &url).await;
+    let c = admin(&url).await;
+    assert_eq!(
+        schema_objects(&c, strata::store::postgres::SCHEMA).await,
+        listed_objects(),
+        "migrate::OBJECTS must list what sql/postgres/*.sql creates"
+    );
+    assert_eq!(
+        schema_objects(&c, "public").await,
+        vec![],
+        "nothing of Strata's outside its schema"
+    );
+    drop(store);
+}
+
+/// Writes a bit of everything; returns the scope.
+async fn write_everything(store: &DynStore, org: &str) -> Scope {
+    store.create_org(&caller(), org, "Org").await.unwrap();
+    store
+        .create_project(&caller(), org, "app", "App")
+        .await
+        .unwrap();
+    let scope = Scope::new(org, "app");
+    let create = |id: &str| WriteOp::CreateEntity {
+        id: id.into(),
+        entity_type: "task".into(),
+        properties: props(json!({"title": id})),
+    };
+    let ops = vec![
+        create("a"),
+        create("b"),
+        WriteOp::CreateRelationship {
+            id: "r1".into(),
+            rel_type: "DEPENDS_ON".into(),
+            from: "a".into(),
+            to: "b".into(),
+            properties: props(json!({"w": 1})),
+        },
+    ];
+    store.write(&scope, &caller(), ops).await.unwrap();
+    let patch = WriteOp::PatchEntity {
+        id: "a".into(),
+        patch: json!({"title": "a2"}),
+        entity_type: None,
+        expected_version: Some(1),
+    };
+    store.write(&scope, &caller(), vec![patch]).await.unwrap();
+    store
+        .append_updates(&scope, "d1", vec![vec![0, 0]], Some("o".into()))
+        .await
+        .unwrap();
+    scope
+}
+
+/// Reads back what `write_everything` wrote, then writes again.
+async fn everything_is_visible(store: &DynStore, scope: &Scope, round: &str) {
+    store.get_org(&scope.org).await.unwrap();
+    store.get_project(&scope.org, &scope.project).await.unwrap();
+    let a = store
+        .get_entity(scope, "a", &EntityRead::default())
+        .await
+        .unwrap();
+    assert_eq!((a.version, a.properties["title"].clone()), (2, json!("a2")));
+    let first = EntityRead {
+        version: Some(1),
+        ..Default::default()
+    };
+    let a1 = store.get_entity(scope, "a", &first).await.unwrap();
+    assert_eq!(a1.properties["title"], json!("a"));
+    let page = PageRequest {
+        cursor: None,
+        limit: 100,
+    };
+    assert_eq!(
+        store
+            .list_versions(scope, "a", &page)
+            .await
+            .unwrap()
+            .items
+            .len(),
+        2
+    );
+    let r = store.get_relationship(scope, "r1").await.unwrap();
+    assert_eq!((r.from.as_str(), r.to.as_str()), ("a", "b"));
+    let filter = RelationshipFilter::default();
+    assert_eq!(
+        store
+            .list_relationships(scope, &filter, &page)
+            .await
+            .unwrap()
+            .items
+            .len(),
+        1
+    );
+    let updates = store.list_doc_updates(scope, "d1", 0, 10).await.unwrap();
+    assert_eq!(updates[0].seq, 1);
+    assert_eq!(updates[0].origin.as_deref(), Some("o"));
+    // Writes still work (sequences and defaults moved with their tables).
+    let create = WriteOp::CreateEntity {
+        id: format!("after-{round}"),
+        entity_type: "task".into(),
+        properties: props(json!({})),
+    };
+    store.write(scope, &caller(), vec![create]).await.unwrap();
+    store
+        .create_project(&caller(), &scope.org, &format!("p-{round}"), "P")
+        .await
+        .unwrap();
+    store
+        .append_updates(scope, "d1", vec![vec![0, 0]], None)
+        .await
+        .unwrap();
+}
+
+/// Moves everything in schema strata into `to` by hand, as earlier versions
+/// left it (taken from the catalog, not from the list under test), and
+/// drops strata.
+async fn move_back(c: &tokio_postgres::Client, to: &str) {
+    let objects = schema_objects(c, strata::store::postgres::SCHEMA).await;
+    let mut sql = format!("BEGIN; CREATE SCHEMA IF NOT EXISTS {to};");
+    for (kind, name) in &objects {
+        let kind = match kind.as_str() {
+            "table" => "TABLE",
+            "sequence" => "SEQUENCE",
+            other => panic!("cannot move a {other} by hand"),
+        };
+        sql.push_str(&format!("ALTER {kind} strata.{name} SET SCHEMA {to};"));
+    }
+    sql.push_str("DROP SCHEMA strata; COMMIT;");
+    c.batch_execute(&sql).await.unwrap();
+}
+
+/// Databases migrated by earlier versions (tables in public, or in
+/// ag_catalog with AGE on) are moved into schema strata at start: every row
+/// stays visible and writes go on.
+#[tokio::test]
+async fn old_layouts_move_into_the_strata_schema() {
+    for old in ["public", "ag_catalog"] {
+        let url = support::fresh_pg_database().await;
+        let dir = tempfile::tempdir().unwrap();
+        let store = support::pg_store(dir.path(), &url).await;
+        let scope = write_everything(&store, "acme").await;
+        drop(store);
+        let c = admin(&url).await;
+        move_back(&c, old).await;
+        assert_eq!(schema_objects(&c, old).await, listed_objects(), "{old}");
+
+        let dir = tempfile::tempdir().unwrap();
+        let store = support::pg_store(dir.path(), &url).await;
+        everything_is_visible(&store, &scope, old).await;
+        assert_eq!(
+            schema_objects(&c, strata::store::postgres::SCHEMA).await,
+            listed_objects()
+        );
+        assert_eq!(schema_objects(&c, old).await, vec![], "{old} left empty");
+        drop(store);
+        // And a second start finds nothing to move.
+        let dir = tempfile::tempdir().unwrap();
+        let store = support::pg_store(dir.path(), &url).await;
+        everything_is_visible(&store, &scope, &format!("{old}-again")).await;
+    }
+}
+
+/// AGE turned on, then off, over one database by earlier versions left two
+/// layouts: the one whose orgs has rows is moved and the other left alone;
+/// with rows in both, the start is refused rather than guessing.
+#[tokio::test]
+async fn two_old_layouts_move_the_one_with_data_or_refuse() {
+    let url = support::fresh_pg_database().await;
+    let dir = tempfile::tempdir().unwrap();
+    let store = support::pg_store(dir.path(), &url).await;
+    let scope = write_everything(&store, "acme").await;
+    drop(store);
+    let c = admin(&url).await;
+    move_back(&c, "ag_catalog").await;
+    // The empty layout that a start with AGE off made in public.
+    c.batch_execute("ALTER SCHEMA ag_catalog RENAME TO hidden")
+        .await
+        .unwrap();
+    let dir = tempfile::tempdir().unwrap();
+    drop(support::pg_store(dir.path(), &url).await);
+    move_back(&c, "public").await;
+    c.batch_execute("ALTER SCHEMA hidden RENAME TO ag_catalog")
+        .await
+        .unwrap();
+
+    let dir = tempfile::tempdir().unwrap();
+    let store = support::pg_store(dir.path(), &url).await;
+    everything_is_visible(&store, &scope, "both").await;
+    assert_eq!(schema_objects(&c, "ag_catalog").await, vec![]);
+    assert_eq!(
+        schema_objects(&c, "public").await,
+        listed_objects(),
+        "the empty layout is left untouched"
+    );
+    drop(store);
+
+    // Rows in both: refused.
+    c.batch_execute("INSERT INTO public.orgs (id, name, created_at) VALUES ('other', 'O', now())")
+        .await
+        .unwrap();
+    move_back(&c, "ag_catalog").await;
+    let dir = tempfile::tempdir().unwrap();
+    let refused = strata::store::open(&support::pg_config(dir.path(), &url)).await;
+    let message = refused.err().expect("refused").to_string();
+    assert!(message.contains("both ag_catalog and public"), "{message}");
 }

@@ -18,6 +18,8 @@ mod rows;
 mod tenancy;
 mod tx;
 
+pub use migrate::{Kind as SchemaObjectKind, OBJECTS as SCHEMA_OBJECTS, SCHEMA};
+
 use super::cache::{CacheStats, EntityCache};
 use super::{Maintenance, Store};
 use crate::domain::*;
@@ -103,12 +105,17 @@ fn pg_config(url: &str, config: &PgConfig) -> anyhow::Result<tokio_postgres::Con
     // on point lookups, but a graph level's `= ANY($3)` over a thousand ids
     // then runs as a thousand index descents instead of a bitmap scan
     // (21 vs 13 ms, 65 vs 36 ms on the Pokec graph).
+    // Unqualified names resolve to Strata's schema first on every
+    // connection: the pool's, the listener's and AGE's detection (the
+    // pool's hook sets it again for servers that ignore startup options).
+    let mut options = format!("-c search_path={}", migrate::SCHEMA);
     if config.statement_timeout_ms > 0 {
-        pg.options(format!(
-            "-c statement_timeout={}",
+        options.push_str(&format!(
+            " -c statement_timeout={}",
             config.statement_timeout_ms
         ));
     }
+    pg.options(&options);
     Ok(pg)
 }
 
@@ -124,18 +131,25 @@ impl PgStore {
                 recycling_method: RecyclingMethod::Fast,
             },
         );
-        let mut pool = Pool::builder(manager).max_size(config.pool_size.max(1));
-        if age.is_some() {
-            pool = pool.post_create(deadpool_postgres::Hook::async_fn(|client, _| {
+        // Every new connection sets its search_path (AGE's session adds
+        // ag_catalog after strata): PGlite ignores the startup options and
+        // keeps one session's settings for the next client.
+        let session = if age.is_some() {
+            age::SESSION
+        } else {
+            migrate::SET_SEARCH_PATH
+        };
+        let pool = Pool::builder(manager)
+            .max_size(config.pool_size.max(1))
+            .post_create(deadpool_postgres::Hook::async_fn(move |client, _| {
                 Box::pin(async move {
                     client
-                        .batch_execute(age::SESSION)
+                        .batch_execute(session)
                         .await
                         .map_err(|e| deadpool_postgres::HookError::Message(e.to_string().into()))
                 })
-            }));
-        }
-        let pool = pool.build()?;
+            }))
+            .build()?;
         {
             let mut client = first_connection(&pool).await?;
             migrate::run(&mut client).await?;
@@ -270,7 +284,20 @@ async fn detect_age(
     if mode == AgeMode::Off {
         return Ok(None);
     }
-    let (client, connection) = pg.connect(NoTls).await?;
+    // Retried like the pool's first connection: a single-session server
+    // (PGlite) still closing the previous session refuses for a moment.
+    let mut attempt = 0;
+    let (client, connection) = loop {
+        match pg.connect(NoTls).await {
+            Ok(pair) => break pair,
+            Err(e) if attempt < 25 && e.as_db_error().is_none() => {
+                attempt += 1;
+                tracing::debug!(error = %e, attempt, "database not answering yet");
+                tokio::time::sleep(Duration::from_millis(200)).await;
+            }
+            Err(e) => return Err(e.into()),
+        }
+    };
     let driver = tokio::spawn(connection);
     let found = age::Age::detect(&client).await;
     drop(client);
