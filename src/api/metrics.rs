@@ -72,6 +72,12 @@ impl Metrics {
              # HELP strata_crdt_quarantined_updates_total Stored Yjs updates that failed the update check and were moved to quarantine by this process.\n\
              # TYPE strata_crdt_quarantined_updates_total counter\n\
              strata_crdt_quarantined_updates_total {}\n\
+             # HELP strata_store_write_retries_total Write transactions sent again after colliding with concurrent writers.\n\
+             # TYPE strata_store_write_retries_total counter\n\
+             strata_store_write_retries_total {}\n\
+             # HELP strata_store_writes_contended_total Writes answered 503 because every attempt collided with concurrent writers.\n\
+             # TYPE strata_store_writes_contended_total counter\n\
+             strata_store_writes_contended_total {}\n\
              # HELP strata_info Build and backend.\n\
              # TYPE strata_info gauge\n\
              strata_info{{version=\"{}\",backend=\"{backend}\"}} 1\n",
@@ -79,6 +85,8 @@ impl Metrics {
             cache.misses,
             cache.entries,
             crate::crdt::QUARANTINED_UPDATES.load(Ordering::Relaxed),
+            crate::store::WRITE_RETRIES.load(Ordering::Relaxed),
+            crate::store::WRITES_CONTENDED.load(Ordering::Relaxed),
             env!("CARGO_PKG_VERSION"),
         ));
         out

@@ -11,7 +11,14 @@ pub mod sqlite;
 
 use crate::domain::*;
 use async_trait::async_trait;
+use std::sync::atomic::AtomicU64;
 use std::sync::Arc;
+
+/// Write transactions sent again after colliding with concurrent writers
+/// (a deadlock, a lock wait given up, a serialisation failure), and those
+/// answered 503 because every attempt collided. For `/metrics`.
+pub static WRITE_RETRIES: AtomicU64 = AtomicU64::new(0);
+pub static WRITES_CONTENDED: AtomicU64 = AtomicU64::new(0);
 
 #[async_trait]
 pub trait Store: Send + Sync + 'static {

@@ -11,8 +11,10 @@
 use super::rows::pg_err;
 use super::tenancy;
 use crate::domain::{DomainResult, Scope};
+use crate::store::{WRITES_CONTENDED, WRITE_RETRIES};
 use deadpool_postgres::Object;
 use std::future::Future;
+use std::sync::atomic::Ordering;
 use std::time::Duration;
 
 pub struct WriteTx {
@@ -57,7 +59,10 @@ impl WriteTx {
     pub async fn commit(mut self) -> DomainResult<()> {
         self.open = false;
         let committed = self.client().batch_execute("COMMIT").await;
-        settle(committed, self.client.take().expect("present until dropped"))
+        settle(
+            committed,
+            self.client.take().expect("present until dropped"),
+        )
     }
 }
 
@@ -112,10 +117,16 @@ where
         match attempt().await {
             Err(e) if e.is_contended() && tries < ATTEMPTS => {
                 tracing::debug!(error = %e, tries, "write collided; retrying");
+                WRITE_RETRIES.fetch_add(1, Ordering::Relaxed);
                 let ceiling = 4u64 << tries;
                 let wait = ceiling / 2 + rand::random::<u64>() % ceiling;
                 tokio::time::sleep(Duration::from_millis(wait)).await;
                 tries += 1;
+            }
+            Err(e) if e.is_contended() => {
+                tracing::warn!(error = %e, tries, "write collided on every attempt; answering 503");
+                WRITES_CONTENDED.fetch_add(1, Ordering::Relaxed);
+                return Err(e);
             }
             result => return result,
         }
