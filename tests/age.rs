@@ -643,3 +643,81 @@ async fn connect_pglite() -> (
         }
     }
 }
+
+#[tokio::test]
+async fn age_sync_repairs_liveness_and_the_graph_and_says_so() {
+    use strata::store::postgres::AgeMode;
+    let _turn = PGLITE.lock().await;
+    let org = format!("repair{}", rand::random::<u32>());
+    let scope = Scope::new(&org, "app");
+    {
+        let (store, _dir) = pglite_store(AgeMode::On).await;
+        store.create_org(&caller(), &org, "Org").await.unwrap();
+        store
+            .create_project(&caller(), &org, "app", "App")
+            .await
+            .unwrap();
+        let entity = |id: &str| WriteOp::CreateEntity {
+            id: id.into(),
+            entity_type: "task".into(),
+            properties: props(json!({})),
+        };
+        let rel = |id: &str, from: &str, to: &str| WriteOp::CreateRelationship {
+            id: id.into(),
+            rel_type: "DEPENDS_ON".into(),
+            from: from.into(),
+            to: to.into(),
+            properties: props(json!({})),
+        };
+        let ops = vec![
+            entity("a"),
+            entity("b"),
+            entity("c"),
+            rel("r1", "a", "b"),
+            rel("r2", "b", "c"),
+        ];
+        store.write(&scope, &caller(), ops).await.unwrap();
+    }
+    // Break the tables behind Strata's back: `c` deleted without hiding
+    // r2, and r1 hidden though both its ends are live.
+    {
+        let (client, connection) = connect_pglite().await;
+        let driver = tokio::spawn(connection);
+        client
+            .execute(
+                "UPDATE strata.entities SET deleted_at = now() WHERE org_id = $1 AND id = 'c'",
+                &[&org],
+            )
+            .await
+            .unwrap();
+        client
+            .execute(
+                "UPDATE strata.relationships SET live = false WHERE org_id = $1 AND id = 'r1'",
+                &[&org],
+            )
+            .await
+            .unwrap();
+        drop(client);
+        let _ = driver.await;
+    }
+    let (store, _dir) = pglite_store(AgeMode::On).await;
+    let sync = store.sync_graph(&scope).await.unwrap();
+    assert_eq!(
+        (sync.relationships_hidden, sync.relationships_revived),
+        (1, 1),
+        "{sync:?}"
+    );
+    // Against the repaired tables the old graph had `c` and r2 too many.
+    let expected_before = GraphDrift {
+        stray_vertices: 1,
+        stray_edges: 1,
+        ..GraphDrift::default()
+    };
+    assert_eq!(sync.before, expected_before, "{sync:?}");
+    assert!(sync.after.is_none(), "{sync:?}");
+    assert_eq!((sync.vertices, sync.edges), (2, 1));
+    let rows = cypher_count(&store, &scope, "MATCH ()-[e]->() RETURN e.id").await;
+    assert_eq!(rows, json!("r1"));
+    let again = store.sync_graph(&scope).await.unwrap();
+    assert!(!again.repaired_anything(), "{again:?}");
+}

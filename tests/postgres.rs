@@ -706,3 +706,151 @@ async fn two_old_layouts_move_the_one_with_data_or_refuse() {
     let message = refused.err().expect("refused").to_string();
     assert!(message.contains("both ag_catalog and public"), "{message}");
 }
+
+// ------------------------------------------------ collisions between writers
+
+/// Waits until some session of the database behind `c` waits for a lock.
+async fn someone_waits_for_a_lock(c: &tokio_postgres::Client) {
+    eventually(Duration::from_secs(10), || async {
+        let row = c
+            .query_one(
+                "SELECT count(*) FROM pg_stat_activity
+                 WHERE datname = current_database() AND wait_event_type = 'Lock'",
+                &[],
+            )
+            .await
+            .unwrap();
+        row.get::<_, i64>(0) > 0
+    })
+    .await;
+}
+
+fn patch_op(id: &str, patch: serde_json::Value) -> WriteOp {
+    WriteOp::PatchEntity {
+        id: id.into(),
+        patch,
+        entity_type: None,
+        expected_version: None,
+    }
+}
+
+#[tokio::test]
+async fn a_write_chosen_as_deadlock_victim_is_retried_and_succeeds() {
+    use std::sync::atomic::Ordering;
+    let url = support::fresh_pg_database().await;
+    let dir = tempfile::tempdir().unwrap();
+    let store = support::pg_store(dir.path(), &url).await;
+    let scope = project(&store).await;
+    for id in ["a", "b"] {
+        let op = WriteOp::CreateEntity {
+            id: id.into(),
+            entity_type: "t".into(),
+            properties: props(json!({})),
+        };
+        store.write(&scope, &caller(), vec![op]).await.unwrap();
+    }
+    let other = admin(&url).await;
+    // The other session detects deadlocks only after 10 s, so the store's
+    // transaction (1 s, the default) is the one PostgreSQL rolls back.
+    other
+        .batch_execute(
+            "SET deadlock_timeout = '10s'; BEGIN;
+             SELECT 1 FROM strata.entities WHERE id = 'b' FOR UPDATE",
+        )
+        .await
+        .unwrap();
+    let retries = strata::store::WRITE_RETRIES.load(Ordering::Relaxed);
+    let batch = vec![
+        patch_op("a", json!({"n": 1})),
+        patch_op("b", json!({"n": 1})),
+    ];
+    let write = tokio::spawn({
+        let (store, scope) = (store.clone(), scope.clone());
+        async move { store.write(&scope, &caller(), batch).await }
+    });
+    // The batch holds `a` and waits for `b`; taking `a` closes the cycle.
+    someone_waits_for_a_lock(&other).await;
+    other
+        .batch_execute("SELECT 1 FROM strata.entities WHERE id = 'a' FOR UPDATE; COMMIT")
+        .await
+        .unwrap();
+    let outcomes = write.await.unwrap().expect("the retried batch succeeds");
+    assert_eq!(outcomes.len(), 2);
+    assert!(strata::store::WRITE_RETRIES.load(Ordering::Relaxed) > retries);
+    for id in ["a", "b"] {
+        let e = store
+            .get_entity(&scope, id, &EntityRead::default())
+            .await
+            .unwrap();
+        assert_eq!((e.version, &e.properties["n"]), (2, &json!(1)), "{id}");
+    }
+}
+
+#[tokio::test]
+async fn a_write_that_keeps_colliding_answers_503_with_retry_after() {
+    use axum::body::Body;
+    use axum::http::{Request, StatusCode};
+    use tower::ServiceExt;
+
+    const ADMIN: &str = "test-admin-key-0123456789";
+    let url = support::fresh_pg_database().await;
+    let database = url.rsplit('/').next().unwrap().to_owned();
+    let other = admin(&url).await;
+    // Every session of this database gives up a lock wait after 20 ms.
+    other
+        .batch_execute(&format!(
+            "ALTER DATABASE {database} SET lock_timeout = '20ms'"
+        ))
+        .await
+        .unwrap();
+    let dir = tempfile::tempdir().unwrap();
+    let daemon = strata::server::build(support::pg_config(dir.path(), &url), ADMIN)
+        .await
+        .unwrap();
+    let scope = project(&daemon.store).await;
+    let create = WriteOp::CreateEntity {
+        id: "a".into(),
+        entity_type: "t".into(),
+        properties: props(json!({})),
+    };
+    daemon
+        .store
+        .write(&scope, &caller(), vec![create])
+        .await
+        .unwrap();
+    let patch = || {
+        let req = Request::builder()
+            .method("PATCH")
+            .uri("/v1/orgs/acme/projects/app/entities/a")
+            .header("authorization", format!("Bearer {ADMIN}"))
+            .header("content-type", "application/json")
+            .body(Body::from(r#"{"properties": {"n": 1}}"#))
+            .unwrap();
+        daemon.router.clone().oneshot(req)
+    };
+    other
+        .batch_execute(
+            "SET lock_timeout = 0; BEGIN;
+             SELECT 1 FROM strata.entities WHERE id = 'a' FOR UPDATE",
+        )
+        .await
+        .unwrap();
+    let answer = patch().await.unwrap();
+    assert_eq!(answer.status(), StatusCode::SERVICE_UNAVAILABLE);
+    assert!(answer.headers().contains_key("retry-after"));
+    let body = http_body_util::BodyExt::collect(answer.into_body())
+        .await
+        .unwrap()
+        .to_bytes();
+    let body: serde_json::Value = serde_json::from_slice(&body).unwrap();
+    assert_eq!(body["error"]["code"], "unavailable", "{body}");
+    // Nothing was written; once the lock is gone the same request succeeds.
+    other.batch_execute("ROLLBACK").await.unwrap();
+    assert_eq!(patch().await.unwrap().status(), StatusCode::OK);
+    let e = daemon
+        .store
+        .get_entity(&scope, "a", &EntityRead::default())
+        .await
+        .unwrap();
+    assert_eq!(e.version, 2);
+}
