@@ -524,6 +524,26 @@ async fn all_rows_visible(store: &DynStore, scope: &Scope, entities: &[&str]) {
     assert_eq!((r.from.as_str(), r.to.as_str()), ("a", "b"));
 }
 
+/// A new `task` entity titled by its id.
+fn task(id: &str) -> WriteOp {
+    WriteOp::CreateEntity {
+        id: id.into(),
+        entity_type: "task".into(),
+        properties: props(json!({"title": id})),
+    }
+}
+
+/// A new `DEPENDS_ON` relationship.
+fn depends_on(id: &str, from: &str, to: &str) -> WriteOp {
+    WriteOp::CreateRelationship {
+        id: id.into(),
+        rel_type: "DEPENDS_ON".into(),
+        from: from.into(),
+        to: to.into(),
+        properties: props(json!({})),
+    }
+}
+
 /// Turning AGE off and on over the same database keeps every row visible:
 /// Strata's tables are in schema strata whatever the AGE setting (earlier
 /// versions created them in ag_catalog with AGE on, and a start with AGE
@@ -541,22 +561,7 @@ async fn age_off_and_on_over_one_database_keeps_every_row() {
             .create_project(&caller(), &org, "app", "App")
             .await
             .unwrap();
-        let create = |id: &str| WriteOp::CreateEntity {
-            id: id.into(),
-            entity_type: "task".into(),
-            properties: props(json!({"title": id})),
-        };
-        let ops = vec![
-            create("a"),
-            create("b"),
-            WriteOp::CreateRelationship {
-                id: "r1".into(),
-                rel_type: "DEPENDS_ON".into(),
-                from: "a".into(),
-                to: "b".into(),
-                properties: props(json!({})),
-            },
-        ];
+        let ops = vec![task("a"), task("b"), depends_on("r1", "a", "b")];
         store.write(&scope, &caller(), ops).await.unwrap();
         let patch = WriteOp::PatchEntity {
             id: "a".into(),
@@ -657,24 +662,12 @@ async fn age_sync_repairs_liveness_and_the_graph_and_says_so() {
             .create_project(&caller(), &org, "app", "App")
             .await
             .unwrap();
-        let entity = |id: &str| WriteOp::CreateEntity {
-            id: id.into(),
-            entity_type: "task".into(),
-            properties: props(json!({})),
-        };
-        let rel = |id: &str, from: &str, to: &str| WriteOp::CreateRelationship {
-            id: id.into(),
-            rel_type: "DEPENDS_ON".into(),
-            from: from.into(),
-            to: to.into(),
-            properties: props(json!({})),
-        };
         let ops = vec![
-            entity("a"),
-            entity("b"),
-            entity("c"),
-            rel("r1", "a", "b"),
-            rel("r2", "b", "c"),
+            task("a"),
+            task("b"),
+            task("c"),
+            depends_on("r1", "a", "b"),
+            depends_on("r2", "b", "c"),
         ];
         store.write(&scope, &caller(), ops).await.unwrap();
     }

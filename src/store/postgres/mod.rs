@@ -507,7 +507,9 @@ impl Store for PgStore {
         let mut c = self.client().await?;
         let tx = c.transaction().await.map_err(pg_err)?;
         if let Some(age) = &self.age {
-            let pk = tenancy::lock_project(&tx, &Scope::new(org, id)).await?;
+            // Writers first (they share the row), then the graph's tables:
+            // the other order deadlocks with a write in flight.
+            let pk = tenancy::lock_project_exclusive(&tx, &Scope::new(org, id)).await?;
             age.drop_graph(&tx, pk).await?;
         }
         tenancy::delete_project(&tx, Some(caller), org, id).await?;

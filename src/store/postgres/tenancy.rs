@@ -174,26 +174,29 @@ pub async fn lock_project_with<C: GenericClient>(
 /// Locks the project row against every writer of the project (they share
 /// it); its `pk`, or NotFound.
 pub async fn lock_project_exclusive<C: GenericClient>(c: &C, scope: &Scope) -> DomainResult<i64> {
-    query_opt(
+    pk_by(
         c,
+        scope,
         "SELECT pk FROM projects WHERE org_id = $1 AND id = $2 FOR UPDATE",
-        &[&scope.org, &scope.project],
     )
-    .await?
-    .map(|r| r.get(0))
-    .ok_or_else(|| DomainError::not_found(format!("project {}", scope.project)))
+    .await
 }
 
 /// The project's `pk`, without locking (read-only transactions).
 pub async fn project_pk<C: GenericClient>(c: &C, scope: &Scope) -> DomainResult<i64> {
-    query_opt(
+    pk_by(
         c,
+        scope,
         "SELECT pk FROM projects WHERE org_id = $1 AND id = $2",
-        &[&scope.org, &scope.project],
     )
-    .await?
-    .map(|r| r.get(0))
-    .ok_or_else(|| DomainError::not_found(format!("project {}", scope.project)))
+    .await
+}
+
+async fn pk_by<C: GenericClient>(c: &C, scope: &Scope, sql: &str) -> DomainResult<i64> {
+    query_opt(c, sql, &[&scope.org, &scope.project])
+        .await?
+        .map(|r| r.get(0))
+        .ok_or_else(|| DomainError::not_found(format!("project {}", scope.project)))
 }
 
 pub async fn list_projects<C: GenericClient>(
