@@ -18,6 +18,17 @@ const TEMPLATES: &str = include_str!("../../../age/projection.cypher");
 pub const SETUP: &str = include_str!("../../../age/setup.sql");
 pub const SESSION: &str = include_str!("../../../age/session.sql");
 
+/// Rows per page when `age sync` redraws a graph.
+const REBUILD_PAGE: usize = 1000;
+
+/// The project's live entities (`le`) and live relationships (`lr`), as
+/// CTEs for the graph comparison ($1 org, $2 project).
+const LIVE_ROWS: &str = "
+    le AS (SELECT id FROM entities
+           WHERE org_id = $1 AND project_id = $2 AND deleted_at IS NULL),
+    lr AS (SELECT id, from_id, to_id FROM relationships
+           WHERE org_id = $1 AND project_id = $2 AND live)";
+
 /// The statement after the `// name` line of `age/projection.cypher`.
 fn template(name: &str) -> &'static str {
     let marker = format!("// {name}");
@@ -473,7 +484,8 @@ impl Age {
         })
     }
 
-    /// Drops the project's graph and draws it again from the tables.
+    /// Drops the project's graph and draws it again from the tables, a
+    /// page of rows at a time.
     async fn rebuild<C: GenericClient>(
         &self,
         c: &C,
@@ -484,36 +496,46 @@ impl Age {
         self.drop_graph(c, pk).await?;
         self.create_graph(c, pk).await?;
         let graph = graph_name(pk);
-        let entities = query(
-            c,
-            &format!(
-                "SELECT {} FROM entities WHERE org_id = $1 AND project_id = $2 AND deleted_at IS NULL",
-                rows::ENTITY_COLS
-            ),
-            &[&scope.org, &scope.project],
-        )
-        .await?;
-        for row in &entities {
-            self.add_vertex(c, &graph, &rows::entity(row), new).await?;
+        let entities = format!(
+            "SELECT {} FROM entities WHERE org_id = $1 AND project_id = $2 AND deleted_at IS NULL
+               AND id > $3 ORDER BY id LIMIT {REBUILD_PAGE}",
+            rows::ENTITY_COLS
+        );
+        let mut after = String::new();
+        loop {
+            let page = query(c, &entities, &[&scope.org, &scope.project, &after]).await?;
+            for row in &page {
+                self.add_vertex(c, &graph, &rows::entity(row), new).await?;
+            }
+            match page.last() {
+                Some(last) => after = last.get(0),
+                None => break,
+            }
         }
-        let rels = query(
-            c,
-            &format!(
-                "SELECT {} FROM relationships WHERE org_id = $1 AND project_id = $2 AND live",
-                rows::REL_COLS
-            ),
-            &[&scope.org, &scope.project],
-        )
-        .await?;
-        for row in &rels {
-            self.add_edge(c, &graph, scope, &rows::relationship(row), new)
-                .await?;
+        let rels = format!(
+            "SELECT {} FROM relationships WHERE org_id = $1 AND project_id = $2 AND live
+               AND id > $3 ORDER BY id LIMIT {REBUILD_PAGE}",
+            rows::REL_COLS
+        );
+        let mut after = String::new();
+        loop {
+            let page = query(c, &rels, &[&scope.org, &scope.project, &after]).await?;
+            for row in &page {
+                self.add_edge(c, &graph, scope, &rows::relationship(row), new)
+                    .await?;
+            }
+            match page.last() {
+                Some(last) => after = last.get(0),
+                None => break,
+            }
         }
         Ok(())
     }
 
     /// The graph against the tables: live entities and vertices, live
     /// relationships and edges (with their ends), and edges left dangling.
+    /// Compared by the server (an agtype string cast to text is the string
+    /// itself), so nothing of the project is held here.
     async fn drift<C: GenericClient>(
         &self,
         c: &C,
@@ -521,25 +543,6 @@ impl Age {
         scope: &Scope,
     ) -> DomainResult<GraphDrift> {
         let graph = graph_name(pk);
-        let live: HashSet<String> = query(
-            c,
-            "SELECT id FROM entities WHERE org_id = $1 AND project_id = $2 AND deleted_at IS NULL",
-            &[&scope.org, &scope.project],
-        )
-        .await?
-        .iter()
-        .map(|r| r.get(0))
-        .collect();
-        let rels: HashSet<(String, String, String)> = query(
-            c,
-            "SELECT id, from_id, to_id FROM relationships
-             WHERE org_id = $1 AND project_id = $2 AND live",
-            &[&scope.org, &scope.project],
-        )
-        .await?
-        .iter()
-        .map(|r| (r.get(0), r.get(1), r.get(2)))
-        .collect();
         let exists = rows::query_opt(
             c,
             "SELECT 1 FROM ag_catalog.ag_graph WHERE name = $1::text::name",
@@ -547,58 +550,51 @@ impl Age {
         )
         .await?
         .is_some();
-        if !exists {
-            return Ok(GraphDrift {
-                missing_vertices: live.len() as u64,
-                missing_edges: rels.len() as u64,
-                ..GraphDrift::default()
-            });
-        }
-        let text = |v: &String| {
-            agtype_to_json(v)
-                .ok()
-                .and_then(|j| j.as_str().map(str::to_owned))
+        let sql = if exists {
+            format!(
+                "WITH v AS (SELECT n::text AS id FROM ag_catalog.cypher('{graph}', $$ {} $$)
+                            AS (n ag_catalog.agtype)),
+                      e AS (SELECT i::text AS id, f::text AS from_id, t::text AS to_id
+                            FROM ag_catalog.cypher('{graph}', $$ {} $$)
+                            AS (i ag_catalog.agtype, f ag_catalog.agtype, t ag_catalog.agtype)),
+                      {LIVE_ROWS}
+                 SELECT (SELECT count(*) FROM le WHERE NOT EXISTS (SELECT 1 FROM v WHERE v.id = le.id)),
+                        (SELECT count(*) FROM v)
+                          - (SELECT count(DISTINCT id) FROM v
+                             WHERE EXISTS (SELECT 1 FROM le WHERE le.id = v.id)),
+                        (SELECT count(*) FROM lr WHERE NOT EXISTS
+                            (SELECT 1 FROM e WHERE e.id = lr.id AND e.from_id = lr.from_id
+                                               AND e.to_id = lr.to_id)),
+                        (SELECT count(*) FROM e)
+                          - (SELECT count(DISTINCT id) FROM e WHERE EXISTS
+                             (SELECT 1 FROM lr WHERE lr.id = e.id AND lr.from_id = e.from_id
+                                                 AND lr.to_id = e.to_id)),
+                        (SELECT count(*) FROM {graph}._ag_label_edge x
+                         WHERE NOT EXISTS (SELECT 1 FROM {graph}._ag_label_vertex y
+                                           WHERE y.id OPERATOR(ag_catalog.=) x.start_id)
+                            OR NOT EXISTS (SELECT 1 FROM {graph}._ag_label_vertex y
+                                           WHERE y.id OPERATOR(ag_catalog.=) x.end_id))",
+                template("vertex_ids"),
+                template("edge_ends"),
+            )
+        } else {
+            format!(
+                "WITH {LIVE_ROWS}
+                 SELECT (SELECT count(*) FROM le), 0::bigint, (SELECT count(*) FROM lr),
+                        0::bigint, 0::bigint"
+            )
         };
-        let mut drift = GraphDrift::default();
-        let mut seen = HashSet::new();
-        for row in self
-            .run(c, &graph, template("vertex_ids"), Map::new(), 1, None)
+        let row = rows::query_opt(c, &sql, &[&scope.org, &scope.project])
             .await?
-        {
-            match text(&row[0]) {
-                Some(id) if live.contains(&id) && seen.insert(id.clone()) => {}
-                _ => drift.stray_vertices += 1,
-            }
-        }
-        drift.missing_vertices = (live.len() - seen.len()) as u64;
-        let mut seen = HashSet::new();
-        for row in self
-            .run(c, &graph, template("edge_ends"), Map::new(), 3, None)
-            .await?
-        {
-            let edge = (text(&row[0]), text(&row[1]), text(&row[2]));
-            match edge {
-                (Some(id), Some(from), Some(to))
-                    if rels.contains(&(id.clone(), from.clone(), to.clone()))
-                        && seen.insert(id.clone()) => {}
-                _ => drift.stray_edges += 1,
-            }
-        }
-        drift.missing_edges = (rels.len() - seen.len()) as u64;
-        let dangling = rows::query_opt(
-            c,
-            &format!(
-                "SELECT count(*) FROM {graph}._ag_label_edge e
-                 WHERE NOT EXISTS (SELECT 1 FROM {graph}._ag_label_vertex v
-                                   WHERE v.id OPERATOR(ag_catalog.=) e.start_id)
-                    OR NOT EXISTS (SELECT 1 FROM {graph}._ag_label_vertex v
-                                   WHERE v.id OPERATOR(ag_catalog.=) e.end_id)"
-            ),
-            &[],
-        )
-        .await?;
-        drift.dangling_edges = dangling.map_or(0, |r| r.get::<_, i64>(0) as u64);
-        Ok(drift)
+            .ok_or_else(|| DomainError::internal("the graph comparison answered no row"))?;
+        let n = |i: usize| row.get::<_, i64>(i) as u64;
+        Ok(GraphDrift {
+            missing_vertices: n(0),
+            stray_vertices: n(1),
+            missing_edges: n(2),
+            stray_edges: n(3),
+            dangling_edges: n(4),
+        })
     }
 
     /// A user's read-only query on the project's graph, at most `max_rows`.
