@@ -222,18 +222,52 @@ pub enum WriteOp {
 
 impl WriteOp {
     /// The audit trail's name for this kind of write.
-    pub fn audit_action(&self) -> &'static str {
+    pub fn audit_action(&self) -> WriteAction {
         match self {
-            WriteOp::CreateEntity { .. } => "entity.create",
-            WriteOp::PutEntity { .. } => "entity.replace",
-            WriteOp::PatchEntity { .. } => "entity.update",
-            WriteOp::DeleteEntity { .. } => "entity.delete",
-            WriteOp::PurgeEntity { .. } => "entity.purge",
-            WriteOp::RestoreEntity { .. } => "entity.restore",
-            WriteOp::RevertEntity { .. } => "entity.revert",
-            WriteOp::CreateRelationship { .. } => "relationship.create",
-            WriteOp::PatchRelationship { .. } => "relationship.update",
-            WriteOp::DeleteRelationship { .. } => "relationship.delete",
+            WriteOp::CreateEntity { .. } => WriteAction::EntityCreate,
+            WriteOp::PutEntity { .. } => WriteAction::EntityReplace,
+            WriteOp::PatchEntity { .. } => WriteAction::EntityUpdate,
+            WriteOp::DeleteEntity { .. } => WriteAction::EntityDelete,
+            WriteOp::PurgeEntity { .. } => WriteAction::EntityPurge,
+            WriteOp::RestoreEntity { .. } => WriteAction::EntityRestore,
+            WriteOp::RevertEntity { .. } => WriteAction::EntityRevert,
+            WriteOp::CreateRelationship { .. } => WriteAction::RelationshipCreate,
+            WriteOp::PatchRelationship { .. } => WriteAction::RelationshipUpdate,
+            WriteOp::DeleteRelationship { .. } => WriteAction::RelationshipDelete,
+        }
+    }
+}
+
+/// What an applied `WriteOp` did, as the audit trail names it. Code that
+/// depends on the kind of write matches on this, never on the name.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum WriteAction {
+    EntityCreate,
+    EntityReplace,
+    EntityUpdate,
+    EntityDelete,
+    EntityPurge,
+    EntityRestore,
+    EntityRevert,
+    RelationshipCreate,
+    RelationshipUpdate,
+    RelationshipDelete,
+}
+
+impl WriteAction {
+    /// The stored `audit_events.action` (part of the public contract).
+    pub fn as_str(self) -> &'static str {
+        match self {
+            WriteAction::EntityCreate => "entity.create",
+            WriteAction::EntityReplace => "entity.replace",
+            WriteAction::EntityUpdate => "entity.update",
+            WriteAction::EntityDelete => "entity.delete",
+            WriteAction::EntityPurge => "entity.purge",
+            WriteAction::EntityRestore => "entity.restore",
+            WriteAction::EntityRevert => "entity.revert",
+            WriteAction::RelationshipCreate => "relationship.create",
+            WriteAction::RelationshipUpdate => "relationship.update",
+            WriteAction::RelationshipDelete => "relationship.delete",
         }
     }
 }

@@ -239,13 +239,18 @@ pub type DynStore = Arc<dyn Store>;
 /// The audit event of an applied op: (action, target, details). Purges keep
 /// the event, never the purged content.
 pub fn audit_event(
-    op_action: &'static str,
+    op_action: WriteAction,
     outcome: &WriteOutcome,
 ) -> (&'static str, String, serde_json::Value) {
     use serde_json::json;
+    let op_action = op_action.as_str();
     match outcome {
         WriteOutcome::Entity { entity, created } => (
-            if *created { "entity.create" } else { op_action },
+            if *created {
+                WriteAction::EntityCreate.as_str()
+            } else {
+                op_action
+            },
             entity.id.clone(),
             json!({ "version": entity.version, "type": entity.entity_type }),
         ),

@@ -408,7 +408,7 @@ impl Age {
         c: &C,
         pk: i64,
         scope: &Scope,
-        action: &str,
+        action: WriteAction,
         outcome: &WriteOutcome,
         new: &mut NewLabels,
     ) -> DomainResult<()> {
@@ -418,10 +418,10 @@ impl Age {
                 entity,
                 created: true,
             } => self.add_vertex(c, &graph, entity, new).await,
-            WriteOutcome::Entity { entity, .. } if action == "entity.delete" => {
+            WriteOutcome::Entity { entity, .. } if action == WriteAction::EntityDelete => {
                 self.remove_vertex(c, &graph, &entity.id).await
             }
-            WriteOutcome::Entity { entity, .. } if action == "entity.restore" => {
+            WriteOutcome::Entity { entity, .. } if action == WriteAction::EntityRestore => {
                 self.resync_entity(c, &graph, scope, &entity.id, new).await
             }
             WriteOutcome::Entity { entity, .. } => {
@@ -443,7 +443,7 @@ impl Age {
             }
             WriteOutcome::Purged { id, .. } => self.remove_vertex(c, &graph, id).await,
             WriteOutcome::Relationship(r) => {
-                if action != "relationship.create" {
+                if action != WriteAction::RelationshipCreate {
                     self.remove_edge(c, &graph, &r.id).await?;
                 }
                 self.add_edge(c, &graph, scope, r, new).await

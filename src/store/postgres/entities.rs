@@ -249,7 +249,7 @@ async fn write_version<C: GenericClient>(
             &row.patch,
             &row.snapshot,
             &(row.chain as i32),
-            &ctx.action,
+            &ctx.action.as_str(),
             &ctx.caller.ip,
             &ctx.caller.user_agent,
         ],

@@ -79,7 +79,7 @@ pub struct Ctx<'a> {
     pub caller: &'a Caller,
     /// The op's audit action (entity writes insert their audit row in the
     /// same statement as the change).
-    pub action: &'static str,
+    pub action: WriteAction,
 }
 
 impl Ctx<'_> {
@@ -327,7 +327,7 @@ async fn apply<C: deadpool_postgres::GenericClient>(
     scope: &Scope,
     caller: &Caller,
     op: WriteOp,
-) -> DomainResult<(&'static str, WriteOutcome)> {
+) -> DomainResult<(WriteAction, WriteOutcome)> {
     let action = op.audit_action();
     let ctx = Ctx {
         scope,
@@ -420,7 +420,8 @@ async fn apply<C: deadpool_postgres::GenericClient>(
     };
     // Entity changes and new relationships wrote their audit row with the
     // change itself.
-    let audited = matches!(outcome, WriteOutcome::Entity { .. }) || action == "relationship.create";
+    let audited =
+        matches!(outcome, WriteOutcome::Entity { .. }) || action == WriteAction::RelationshipCreate;
     if !audited {
         let (action, target, details) = super::audit_event(action, &outcome);
         let place = tenancy::AuditPlace {
