@@ -64,19 +64,12 @@ impl ApiError {
                 None,
             ),
             ApiError::Domain(e) => {
-                let status = match e.code() {
-                    "bad_request" => StatusCode::BAD_REQUEST,
-                    "not_found" => StatusCode::NOT_FOUND,
-                    "conflict" => StatusCode::CONFLICT,
-                    "precondition_failed" => StatusCode::PRECONDITION_FAILED,
-                    "unprocessable" => StatusCode::UNPROCESSABLE_ENTITY,
-                    "gone" => StatusCode::GONE,
-                    "not_implemented" => StatusCode::NOT_IMPLEMENTED,
-                    "unavailable" => StatusCode::SERVICE_UNAVAILABLE,
-                    _ => StatusCode::INTERNAL_SERVER_ERROR,
-                };
+                let (status, _) = e.status_and_code();
+                let status =
+                    StatusCode::from_u16(status).unwrap_or(StatusCode::INTERNAL_SERVER_ERROR);
                 let message = if status.is_server_error() && status != StatusCode::NOT_IMPLEMENTED {
-                    tracing::error!(error = %e, "request failed");
+                    // The whole cause (SQLSTATE, detail) goes to the log only.
+                    tracing::error!(error = %e, cause = ?std::error::Error::source(e), "request failed");
                     match status {
                         StatusCode::SERVICE_UNAVAILABLE if e.is_contended() => {
                             "concurrent writes to the same data kept colliding; retry".into()

@@ -32,9 +32,13 @@ pub enum DomainError {
         #[source]
         source: Box<DomainError>,
     },
-    /// A storage fault: logged in full, sent to clients only as "internal".
+    /// A fault of ours: logged in full, sent to clients only as "internal".
     #[error("internal error: {0}")]
     Internal(String),
+    /// A fault the storage engine reported, kept whole for the log (its
+    /// code, detail and position); clients see only "internal".
+    #[error("storage error: {0}")]
+    Storage(#[source] Box<dyn std::error::Error + Send + Sync>),
 }
 
 impl DomainError {
@@ -54,20 +58,26 @@ impl DomainError {
         }
     }
 
+    /// The one table from failure to answer: HTTP status and the stable
+    /// error code of the public contract (API.md).
+    pub fn status_and_code(&self) -> (u16, &'static str) {
+        match self {
+            DomainError::BadRequest(_) => (400, "bad_request"),
+            DomainError::NotFound(_) => (404, "not_found"),
+            DomainError::Conflict(_) => (409, "conflict"),
+            DomainError::PreconditionFailed { .. } => (412, "precondition_failed"),
+            DomainError::Unprocessable(_) => (422, "unprocessable"),
+            DomainError::Gone(_) => (410, "gone"),
+            DomainError::NotImplemented(_) => (501, "not_implemented"),
+            DomainError::Unavailable(_) | DomainError::Contended(_) => (503, "unavailable"),
+            DomainError::InBatch { source, .. } => source.status_and_code(),
+            DomainError::Internal(_) | DomainError::Storage(_) => (500, "internal"),
+        }
+    }
+
     /// Stable error code of the public contract.
     pub fn code(&self) -> &'static str {
-        match self {
-            DomainError::BadRequest(_) => "bad_request",
-            DomainError::NotFound(_) => "not_found",
-            DomainError::Conflict(_) => "conflict",
-            DomainError::PreconditionFailed { .. } => "precondition_failed",
-            DomainError::Unprocessable(_) => "unprocessable",
-            DomainError::Gone(_) => "gone",
-            DomainError::NotImplemented(_) => "not_implemented",
-            DomainError::Unavailable(_) | DomainError::Contended(_) => "unavailable",
-            DomainError::InBatch { source, .. } => source.code(),
-            DomainError::Internal(_) => "internal",
-        }
+        self.status_and_code().1
     }
 
     /// A collision with concurrent writers, also inside a batch.

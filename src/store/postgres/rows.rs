@@ -25,10 +25,7 @@ pub fn pg_err(e: tokio_postgres::Error) -> DomainError {
         Some(c) if *c == SqlState::QUERY_CANCELED => {
             DomainError::Unavailable("the statement timed out".into())
         }
-        _ => DomainError::Internal(match e.as_db_error() {
-            Some(db) => format!("{}: {}", db.code().code(), db.message()),
-            None => e.to_string(),
-        }),
+        _ => DomainError::Storage(Box::new(e)),
     }
 }
 

@@ -51,7 +51,7 @@ impl Default for SqliteConfig {
 }
 
 pub(crate) fn sql_err(e: rusqlite::Error) -> DomainError {
-    DomainError::internal(e)
+    DomainError::Storage(Box::new(e))
 }
 
 pub struct SqliteStore {
