@@ -18,6 +18,7 @@ pub mod cli;
 pub mod clock;
 pub mod config;
 pub mod crdt;
+pub mod digest;
 pub mod domain;
 pub mod graph;
 pub mod jobs;

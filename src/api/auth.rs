@@ -10,6 +10,7 @@
 
 use super::error::ApiError;
 use super::AppState;
+use crate::digest::sha256_hex;
 use crate::domain::{Caller, DomainError, KeyScope, StoredKey};
 use crate::store::DynStore;
 use axum::extract::{ConnectInfo, FromRequestParts};
@@ -76,12 +77,9 @@ pub struct Authenticator {
     limiter: Option<DefaultKeyedRateLimiter<String>>,
 }
 
+/// The raw digest, for the constant-time comparison with the admin key.
 fn sha256(bytes: &[u8]) -> [u8; 32] {
     Sha256::digest(bytes).into()
-}
-
-pub fn hex(bytes: &[u8]) -> String {
-    bytes.iter().map(|b| format!("{b:02x}")).collect()
 }
 
 /// A new key: (public id, full token shown once, hash of the secret).
@@ -90,9 +88,9 @@ pub fn new_key() -> (String, String, String) {
     let mut secret = [0u8; 32];
     rand::fill(&mut id);
     rand::fill(&mut secret);
-    let id = hex(&id);
+    let id = hex::encode(id);
     let secret = base64::engine::general_purpose::URL_SAFE_NO_PAD.encode(secret);
-    let hash = hex(&sha256(secret.as_bytes()));
+    let hash = sha256_hex(secret.as_bytes());
     (id.clone(), format!("sk_{id}_{secret}"), hash)
 }
 
@@ -152,7 +150,7 @@ impl Authenticator {
             .await
             .map_err(|e| ApiError::Domain(DomainError::Unavailable(e.to_string())))?
             .ok_or(ApiError::Unauthorized)?;
-        let presented = hex(&sha256(secret.as_bytes()));
+        let presented = sha256_hex(secret.as_bytes());
         let matches = bool::from(presented.as_bytes().ct_eq(stored.secret_hash.as_bytes()));
         if !matches || stored.info.revoked_at.is_some() {
             return Err(ApiError::Unauthorized);
@@ -331,7 +329,7 @@ mod tests {
         let (id, token, hash) = new_key();
         let (parsed_id, secret) = token.strip_prefix("sk_").unwrap().split_once('_').unwrap();
         assert_eq!(parsed_id, id);
-        assert_eq!(hex(&sha256(secret.as_bytes())), hash);
+        assert_eq!(sha256_hex(secret.as_bytes()), hash);
         assert_eq!(id.len(), 16);
     }
 

@@ -11,7 +11,6 @@ pub use dir::DirBlobStore;
 pub use s3::S3BlobStore;
 
 use async_trait::async_trait;
-use sha2::{Digest, Sha256};
 use std::sync::Arc;
 
 #[derive(Debug, thiserror::Error)]
@@ -44,12 +43,7 @@ pub struct BlobInfo {
     pub sha256: String,
 }
 
-pub fn sha256_hex(bytes: &[u8]) -> String {
-    Sha256::digest(bytes)
-        .iter()
-        .map(|b| format!("{b:02x}"))
-        .collect()
-}
+pub use crate::digest::sha256_hex;
 
 /// The one key rule both backends apply: relative, no `..`, no control
 /// characters, at most 1024 bytes.

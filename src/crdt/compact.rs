@@ -8,10 +8,10 @@
 
 use super::{yrs_fault, CrdtConfig};
 use crate::blob::{BlobError, BlobStore};
+use crate::digest::sha256_hex;
 use crate::domain::*;
 use crate::store::Store;
 use serde::Serialize;
-use sha2::{Digest, Sha256};
 
 /// The points between steps, for fault injection in tests.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -36,10 +36,6 @@ pub struct Compacted {
 /// The snapshot of many updates (see `fold::snapshot`).
 pub fn snapshot_state(parts: Vec<Vec<u8>>) -> DomainResult<Vec<u8>> {
     super::fold::snapshot(parts).map_err(yrs_fault)
-}
-
-fn hex(bytes: &[u8]) -> String {
-    bytes.iter().map(|b| format!("{b:02x}")).collect()
 }
 
 pub fn blob_key(scope: &Scope, doc: &str, covers_seq: i64) -> String {
@@ -84,7 +80,7 @@ pub async fn compact(
             let folded = super::fold_log(store, blobs, scope, doc, &log, snapshot_state).await?;
             let (state, quarantined) = (folded.state, folded.quarantined);
             fault(Step::Encoded)?;
-            let mut sha = hex(&Sha256::digest(&state));
+            let mut sha = sha256_hex(&state);
             let mut size = state.len() as i64;
             let data = if state.len() <= config.inline_max_bytes {
                 SnapshotData::Inline(state)
@@ -95,7 +91,7 @@ pub async fn compact(
                     // A crashed earlier run stored it: use what is there.
                     Err(BlobError::Exists(_)) => {
                         let existing = blobs.get(&key).await.map_err(DomainError::internal)?;
-                        sha = hex(&Sha256::digest(&existing));
+                        sha = sha256_hex(&existing);
                         size = existing.len() as i64;
                     }
                     Err(e) => return Err(DomainError::Unavailable(format!("blob store: {e}"))),

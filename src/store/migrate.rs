@@ -3,8 +3,6 @@
 //! a checksum. An applied file that changed, or a database newer than this
 //! binary, stops the start instead of guessing.
 
-use sha2::{Digest, Sha256};
-
 pub struct Migration {
     pub version: i64,
     pub name: &'static str,
@@ -35,10 +33,7 @@ pub enum MigrateError {
 }
 
 pub fn checksum(sql: &str) -> String {
-    Sha256::digest(sql.as_bytes())
-        .iter()
-        .map(|b| format!("{b:02x}"))
-        .collect()
+    crate::digest::sha256_hex(sql.as_bytes())
 }
 
 /// Checks what is applied (version, name, checksum) against what this binary
