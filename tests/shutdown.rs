@@ -3,7 +3,8 @@
 //! while the daemon, served on a loopback socket, is told to stop; the stop
 //! returns, WebSocket clients get a close frame (1001), and a store opened
 //! again on the same data finds every write that was answered 2xx and every
-//! update another client saw relayed (relayed only once durable).
+//! update another client saw relayed (relayed only once durable). And a
+//! SQLite store closed with writes queued commits or refuses each of them.
 
 mod support;
 
@@ -17,7 +18,7 @@ use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 use strata::config::Config;
-use strata::domain::{EntityRead, Scope};
+use strata::domain::{Caller, DomainError, EntityRead, Scope, WriteOp};
 use strata::store::DynStore;
 use tokio_tungstenite::tungstenite::Message as Ws;
 use yrs::sync::{Message, SyncMessage};
@@ -241,4 +242,65 @@ async fn postgres_daemon_stopped_under_load_keeps_acknowledged_writes() {
     let config = support::pg_config(dir.path(), &url);
     let reopen = support::pg_store(dir.path(), &url);
     stopped_under_load_keeps_acknowledged_writes(config, reopen).await;
+}
+
+/// `Store::close` with writes queued on the SQLite writer: each is answered
+/// Ok and found after reopening, or answered `unavailable`; a write after
+/// the close is `unavailable`.
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn closing_a_sqlite_store_commits_or_refuses_each_queued_write() {
+    let dir = tempfile::tempdir().unwrap();
+    let store = support::sqlite_store(dir.path()).await;
+    let caller = Caller::new("tester");
+    let scope = Scope::new("acme", "app");
+    store.create_org(&caller, "acme", "A").await.unwrap();
+    store
+        .create_project(&caller, "acme", "app", "A")
+        .await
+        .unwrap();
+    let create = |id: &str| WriteOp::CreateEntity {
+        id: id.to_owned(),
+        entity_type: "item".into(),
+        properties: Default::default(),
+    };
+    let mut writes = Vec::new();
+    for i in 0..400 {
+        let (writer, scope, caller) = (store.clone(), scope.clone(), caller.clone());
+        let op = create(&format!("e{i}"));
+        writes.push(tokio::spawn(async move {
+            (i, writer.write(&scope, &caller, vec![op]).await)
+        }));
+        if i == 200 {
+            let closer = store.clone();
+            writes.push(tokio::spawn(async move {
+                closer.close().await;
+                (usize::MAX, Ok(Vec::new()))
+            }));
+        }
+    }
+    let (mut committed, mut refused) = (Vec::new(), 0);
+    for write in writes {
+        match write.await.unwrap() {
+            (usize::MAX, _) => {}
+            (i, Ok(_)) => committed.push(i),
+            (_, Err(DomainError::Unavailable(_))) => refused += 1,
+            (i, Err(e)) => panic!("write {i}: {e}"),
+        }
+    }
+    println!("{} committed, {refused} refused", committed.len());
+    assert!(!committed.is_empty());
+    let after = store.write(&scope, &caller, vec![create("late")]).await;
+    assert!(
+        matches!(after, Err(DomainError::Unavailable(_))),
+        "{after:?}"
+    );
+    drop(store);
+    let store = support::sqlite_store(dir.path()).await;
+    for i in committed {
+        store
+            .get_entity(&scope, &format!("e{i}"), &EntityRead::default())
+            .await
+            .unwrap_or_else(|e| panic!("committed e{i} is missing: {e}"));
+    }
+    store.close().await;
 }

@@ -283,3 +283,66 @@ impl Readers {
         rx.await.map_err(|_| gone())?
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use futures_util::poll;
+
+    fn rows(path: &std::path::Path) -> i64 {
+        Connection::open(path)
+            .unwrap()
+            .query_row("SELECT count(*) FROM t", [], |r| r.get(0))
+            .unwrap()
+    }
+
+    /// Writes queued behind a busy writer when `close` is called are all
+    /// committed and answered; a write queued after the stop is refused.
+    #[tokio::test]
+    async fn close_commits_what_was_queued_before_it_and_refuses_the_rest() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("w.db");
+        let conn = Connection::open(&path).unwrap();
+        conn.execute_batch(
+            "CREATE TABLE change_seq (value INTEGER NOT NULL);
+             INSERT INTO change_seq VALUES (0);
+             CREATE TABLE t (x INTEGER NOT NULL);",
+        )
+        .unwrap();
+        let writer = Writer::spawn(conn, |_| Ok(())).unwrap();
+        // Hold the writer busy until everything below is queued.
+        let (release, gate) = std::sync::mpsc::channel::<()>();
+        let mut busy = Box::pin(writer.outside_transaction(move |_| {
+            let _ = gate.recv();
+            Ok(())
+        }));
+        assert!(poll!(&mut busy).is_pending());
+        let mut queued = Vec::new();
+        for i in 0..50 {
+            let mut write = Box::pin(writer.write(move |c, seq| {
+                seq.next();
+                c.execute("INSERT INTO t VALUES (?1)", [i])
+                    .map(|_| ())
+                    .map_err(|e| DomainError::Internal(e.to_string()))
+            }));
+            assert!(poll!(&mut write).is_pending());
+            queued.push(write);
+        }
+        let mut close = Box::pin(writer.close());
+        assert!(poll!(&mut close).is_pending());
+        let mut late = Box::pin(writer.write(|_, _| Ok(())));
+        assert!(poll!(&mut late).is_pending());
+        release.send(()).unwrap();
+        close.await;
+        busy.await.unwrap();
+        for write in queued {
+            write.await.unwrap();
+        }
+        assert!(matches!(late.await, Err(DomainError::Unavailable(_))));
+        assert!(matches!(
+            writer.write(|_, _| Ok(())).await,
+            Err(DomainError::Unavailable(_))
+        ));
+        assert_eq!(rows(&path), 50);
+    }
+}
