@@ -10,7 +10,8 @@
 //! - [`search`]: query terms and searchable text, shared by the backends.
 //! - [`jobs`]: scheduled upkeep with a run history.
 //! - [`api`]: the axum HTTP layer; knows nothing of SQL.
-//! - [`server`]: wiring: open the store, resolve the admin key, serve until shutdown.
+//! - [`lifecycle`]: the cancellation token and task tracker that stop background work.
+//! - [`server`]: wiring: open the store, resolve the admin key, serve, shut down in order.
 
 pub mod api;
 pub mod blob;
@@ -22,6 +23,7 @@ pub mod digest;
 pub mod domain;
 pub mod graph;
 pub mod jobs;
+pub mod lifecycle;
 pub mod search;
 pub mod server;
 pub mod store;

@@ -1,16 +1,23 @@
 //! Wiring for `strata serve`: open the store, settle the admin key, start the
-//! jobs and serve HTTP until the shutdown future resolves.
+//! jobs, serve HTTP until the shutdown future resolves, then shut down in
+//! order (`Daemon::shutdown`).
 
 use crate::api::{self, AuthSettings};
 use crate::config::Config;
 use crate::jobs::Jobs;
+use crate::lifecycle::Lifecycle;
 use crate::store::{self, DynStore};
 use anyhow::Context;
 use base64::Engine;
 use std::future::Future;
 use std::path::Path;
 use std::sync::Arc;
+use std::time::Duration;
 use tokio::net::TcpListener;
+
+/// How long a shutdown waits for WebSocket sessions, job runs and other
+/// background tasks to end before abandoning them.
+pub const SHUTDOWN_GRACE: Duration = Duration::from_secs(10);
 
 /// Where the admin key came from, for the start-up message.
 pub enum AdminKey {
@@ -84,6 +91,24 @@ pub struct Daemon {
     pub blobs: Arc<dyn crate::blob::BlobStore>,
     pub jobs: Jobs,
     pub router: axum::Router,
+    /// Cancels and tracks the daemon's background tasks.
+    pub lifecycle: Lifecycle,
+}
+
+impl Daemon {
+    /// Stops what the daemon runs, once HTTP no longer accepts or has
+    /// drained: the schedules stop; the lifecycle is cancelled, so WebSocket
+    /// sessions close with 1001 and job runs and listeners end, and is
+    /// waited for up to [`SHUTDOWN_GRACE`] (then abandoned, with a log line);
+    /// last the store finishes what it accepted and stops (`Store::close`:
+    /// the SQLite writer's final commit and join, PostgreSQL's last change
+    /// notices). Every write acknowledged before is durable.
+    pub async fn shutdown(self) {
+        self.jobs.shutdown().await;
+        let clean = self.lifecycle.stop("daemon", SHUTDOWN_GRACE).await;
+        self.store.close().await;
+        tracing::info!(clean, "stopped");
+    }
 }
 
 /// Opens the store and builds the application.
@@ -92,7 +117,8 @@ pub async fn build(config: Config, admin_key: &str) -> anyhow::Result<Daemon> {
     let blobs = crate::blob::open(&config.blob_url)
         .await
         .with_context(|| format!("cannot open the blob store {}", config.blob_url))?;
-    let jobs = Jobs::new(store.clone(), blobs.clone(), &config);
+    let lifecycle = Lifecycle::new();
+    let jobs = Jobs::new(store.clone(), blobs.clone(), &config, &lifecycle);
     let auth = AuthSettings {
         admin_key: admin_key.to_owned(),
         disabled: config.auth_disabled,
@@ -103,6 +129,7 @@ pub async fn build(config: Config, admin_key: &str) -> anyhow::Result<Daemon> {
         store: store.clone(),
         blobs: blobs.clone(),
         jobs: jobs.clone(),
+        lifecycle: lifecycle.clone(),
     };
     let router = api::app(services, auth, Arc::new(config));
     Ok(Daemon {
@@ -110,24 +137,27 @@ pub async fn build(config: Config, admin_key: &str) -> anyhow::Result<Daemon> {
         blobs,
         jobs,
         router,
+        lifecycle,
     })
 }
 
-/// Serves until `shutdown` resolves, then lets in-flight requests finish.
+/// Serves until `shutdown` resolves; then stops accepting, lets in-flight
+/// requests finish and shuts the daemon down (`Daemon::shutdown`).
 pub async fn run(
     listener: TcpListener,
     daemon: Daemon,
     shutdown: impl Future<Output = ()> + Send + 'static,
 ) -> anyhow::Result<()> {
     daemon.jobs.start().await?;
-    axum::serve(
+    let served = axum::serve(
         listener,
         daemon
             .router
+            .clone()
             .into_make_service_with_connect_info::<std::net::SocketAddr>(),
     )
     .with_graceful_shutdown(shutdown)
-    .await?;
-    daemon.jobs.shutdown().await;
-    Ok(())
+    .await;
+    daemon.shutdown().await;
+    Ok(served?)
 }

@@ -12,6 +12,7 @@ use super::error::ApiError;
 use super::AppState;
 use crate::digest::sha256_hex;
 use crate::domain::{Caller, DomainError, KeyScope, StoredKey};
+use crate::lifecycle::Lifecycle;
 use crate::store::DynStore;
 use axum::extract::{ConnectInfo, FromRequestParts};
 use axum::http::request::Parts;
@@ -95,7 +96,7 @@ pub fn new_key() -> (String, String, String) {
 }
 
 impl Authenticator {
-    pub fn new(store: DynStore, settings: AuthSettings) -> Self {
+    pub fn new(store: DynStore, settings: AuthSettings, lifecycle: &Lifecycle) -> Self {
         let limiter = NonZeroU32::new(settings.rate_per_sec).map(|rate| {
             let burst = NonZeroU32::new(settings.burst.max(settings.rate_per_sec)).unwrap_or(rate);
             RateLimiter::keyed(Quota::per_second(rate).allow_burst(burst))
@@ -107,10 +108,15 @@ impl Authenticator {
         // Revocations made through other daemons evict here as they happen.
         if let Some(mut revoked) = store.key_revocations() {
             let keys = keys.clone();
-            tokio::spawn(async move {
+            let life = lifecycle.clone();
+            lifecycle.spawn(async move {
                 use tokio::sync::broadcast::error::RecvError;
                 loop {
-                    match revoked.recv().await {
+                    let received = tokio::select! {
+                        r = revoked.recv() => r,
+                        _ = life.cancelled() => break,
+                    };
+                    match received {
                         Ok(id) => keys.invalidate(&id).await,
                         Err(RecvError::Lagged(_)) => keys.invalidate_all(),
                         Err(RecvError::Closed) => break,

@@ -431,9 +431,16 @@ async fn websocket(
     s.store.get_project(&scope.org, &scope.project).await?;
     let caller = who.caller().clone();
     let limit = s.crdt.max_update_bytes + 64;
+    // axum spawns the session after the upgrade, once this request has
+    // ended; counting it from here on means a shutdown that drained this
+    // request also waits for the session.
+    let held = s.lifecycle.hold();
     Ok(upgrade
         .max_message_size(limit)
-        .on_upgrade(move |socket| serve_socket(s, scope, p.doc, caller, socket)))
+        .on_upgrade(move |socket| async move {
+            serve_socket(s, scope, p.doc, caller, socket).await;
+            drop(held);
+        }))
 }
 
 async fn current_state(s: &AppState, scope: &Scope, doc: &str) -> DomainResult<Vec<u8>> {
@@ -454,6 +461,7 @@ async fn serve_socket(
 ) {
     let me = s.hub.connection_id();
     let mut relays = s.hub.subscribe(&scope, &doc);
+    let lifecycle = s.lifecycle.clone();
     match current_state(&s, &scope, &doc).await {
         Ok(state) => {
             let hello = sync::step1(&sync::state_vector_of(&state));
@@ -467,7 +475,14 @@ async fn serve_socket(
         }
     }
     loop {
+        // A message being handled (an update being stored) finishes before
+        // the shutdown is noticed: the stop arm only wins between messages.
         tokio::select! {
+            biased;
+            _ = lifecycle.cancelled() => {
+                close_going_away(socket).await;
+                return;
+            }
             incoming = socket.recv() => {
                 let bytes = match incoming {
                     Some(Ok(WsMessage::Binary(b))) => b,
@@ -505,6 +520,27 @@ async fn serve_socket(
             }
         }
     }
+}
+
+/// Closes for a daemon shutting down: 1001 (going away), then waits a
+/// moment for the client's close to end the handshake cleanly. Messages
+/// arriving meanwhile are not handled.
+async fn close_going_away(mut socket: WebSocket) {
+    let frame = axum::extract::ws::CloseFrame {
+        code: 1001,
+        reason: "the server is shutting down".into(),
+    };
+    if socket.send(WsMessage::Close(Some(frame))).await.is_err() {
+        return;
+    }
+    let _ = tokio::time::timeout(std::time::Duration::from_secs(1), async {
+        while let Some(Ok(message)) = socket.recv().await {
+            if matches!(message, WsMessage::Close(_)) {
+                break;
+            }
+        }
+    })
+    .await;
 }
 
 /// A close frame for a refused message: 1007 (invalid payload) for bad

@@ -38,6 +38,9 @@ pub struct Services {
     pub store: DynStore,
     pub blobs: Arc<dyn crate::blob::BlobStore>,
     pub jobs: crate::jobs::Jobs,
+    /// The daemon's lifetime: WebSocket sessions and other background
+    /// tasks run on it and stop when it is cancelled.
+    pub lifecycle: crate::lifecycle::Lifecycle,
 }
 
 /// Everything a handler needs; cheap to clone (handles only).
@@ -51,6 +54,7 @@ pub struct AppState {
     pub blobs: Arc<dyn crate::blob::BlobStore>,
     pub hub: Arc<crate::crdt::sync::DocHub>,
     pub crdt: crate::crdt::CrdtConfig,
+    pub lifecycle: crate::lifecycle::Lifecycle,
     openapi: Arc<Value>,
 }
 
@@ -93,7 +97,11 @@ pub fn app(services: Services, auth: AuthSettings, config: Arc<Config>) -> Route
     let mut doc = serde_json::to_value(doc).expect("OpenAPI serialises");
     openapi::complete(&mut doc);
     let state = AppState {
-        auth: Arc::new(Authenticator::new(services.store.clone(), auth)),
+        auth: Arc::new(Authenticator::new(
+            services.store.clone(),
+            auth,
+            &services.lifecycle,
+        )),
         store: services.store,
         metrics: Arc::new(metrics::Metrics::default()),
         openapi: Arc::new(doc),
@@ -102,6 +110,7 @@ pub fn app(services: Services, auth: AuthSettings, config: Arc<Config>) -> Route
         jobs: services.jobs,
         blobs: services.blobs,
         hub: Arc::default(),
+        lifecycle: services.lifecycle,
     };
     router
         .fallback(|| async { not_found_route() })

@@ -3,10 +3,15 @@
 //! Jobs are safe to run on several daemons at once: store upkeep is
 //! idempotent, and compaction of one document by two daemons records one
 //! snapshot (the second finds it recorded) and prunes the same prefix.
+//!
+//! Scheduled runs are counted on the daemon's `Lifecycle` and end when it is
+//! cancelled (every step of every job is idempotent, so a run cut short is
+//! finished by the next); none starts once it is cancelled.
 
 use crate::blob::BlobStore;
 use crate::config::Config;
 use crate::crdt::{compact, CrdtConfig};
+use crate::lifecycle::Lifecycle;
 use crate::store::{DynStore, Maintenance};
 use serde::Serialize;
 use std::collections::HashMap;
@@ -55,10 +60,16 @@ pub struct Jobs {
     last: Arc<Mutex<HashMap<&'static str, JobRun>>>,
     ids: Arc<Mutex<HashMap<&'static str, Uuid>>>,
     scheduler: Arc<tokio::sync::Mutex<Option<JobScheduler>>>,
+    lifecycle: Lifecycle,
 }
 
 impl Jobs {
-    pub fn new(store: DynStore, blobs: Arc<dyn BlobStore>, config: &Config) -> Self {
+    pub fn new(
+        store: DynStore,
+        blobs: Arc<dyn BlobStore>,
+        config: &Config,
+        lifecycle: &Lifecycle,
+    ) -> Self {
         let specs = vec![
             JobSpec {
                 name: "compact_docs",
@@ -84,6 +95,7 @@ impl Jobs {
             last: Arc::default(),
             ids: Arc::default(),
             scheduler: Arc::default(),
+            lifecycle: lifecycle.clone(),
         }
     }
 
@@ -94,8 +106,20 @@ impl Jobs {
             let jobs = self.clone();
             let job = Job::new_async(spec.schedule.as_str(), move |_, _| {
                 let jobs = jobs.clone();
+                // Held before the first await, so a stop that has begun
+                // either sees this run or this run sees the stop.
+                let held = jobs.lifecycle.hold();
                 Box::pin(async move {
-                    jobs.run(index).await;
+                    if jobs.lifecycle.is_cancelled() {
+                        return;
+                    }
+                    tokio::select! {
+                        _ = jobs.run(index) => {}
+                        _ = jobs.lifecycle.cancelled() => {
+                            tracing::info!(job = jobs.specs[index].name, "job run cut short by shutdown");
+                        }
+                    }
+                    drop(held);
                 })
             })?;
             let id = scheduler.add(job).await?;
@@ -106,6 +130,7 @@ impl Jobs {
         Ok(())
     }
 
+    /// Stops the schedules (runs in progress end with the lifecycle).
     pub async fn shutdown(&self) {
         if let Some(mut s) = self.scheduler.lock().await.take() {
             let _ = s.shutdown().await;

@@ -481,6 +481,10 @@ impl<S: Store> Store for Checked<S> {
         self.0.maintain(task).await
     }
 
+    async fn close(&self) {
+        self.0.close().await
+    }
+
     fn key_revocations(&self) -> Option<tokio::sync::broadcast::Receiver<String>> {
         self.0.key_revocations()
     }

@@ -224,6 +224,13 @@ pub trait Store: Send + Sync + 'static {
     /// Routine upkeep, run by scheduled jobs; returns a one-line summary.
     async fn maintain(&self, task: Maintenance) -> DomainResult<String>;
 
+    /// Finishes what the store has accepted and stops its own threads and
+    /// tasks, for shutdown: on SQLite the writer commits its queue and is
+    /// joined (after the readers); on PostgreSQL queued change notices are
+    /// sent, the listener stops and the pool closes. Calls made after it
+    /// answer `unavailable`; a second call does nothing.
+    async fn close(&self);
+
     /// Ids of keys revoked by any daemon sharing this store, as they happen
     /// (None when the backend has no such feed).
     fn key_revocations(&self) -> Option<tokio::sync::broadcast::Receiver<String>> {

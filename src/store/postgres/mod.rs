@@ -23,6 +23,7 @@ pub use migrate::{Kind as SchemaObjectKind, OBJECTS as SCHEMA_OBJECTS, SCHEMA};
 use super::cache::{CacheStats, EntityCache};
 use super::{Maintenance, Store};
 use crate::domain::*;
+use crate::lifecycle::Lifecycle;
 use async_trait::async_trait;
 use deadpool_postgres::{Manager, ManagerConfig, Pool, RecyclingMethod};
 use futures_util::future::OptionFuture;
@@ -60,6 +61,8 @@ const CACHE_TTL: Duration = Duration::from_secs(10);
 
 /// Most rows a Cypher query may return.
 const MAX_CYPHER_ROWS: usize = 10_000;
+/// How long `close` waits for the last change notices to go out.
+const CLOSE_GRACE: Duration = Duration::from_secs(5);
 
 impl Default for PgConfig {
     fn default() -> Self {
@@ -94,6 +97,8 @@ pub struct PgStore {
     cache: Arc<EntityCache>,
     feed: notify::Feed,
     notifier: notify::Notifier,
+    /// The notifier's and the listener's tasks, stopped by `close`.
+    tasks: Lifecycle,
     age: Option<age::Age>,
     statement_timeout_ms: u64,
 }
@@ -155,13 +160,15 @@ impl PgStore {
             migrate::run(&mut client).await?;
         }
         let cache = Arc::new(EntityCache::new(cache_entries, Some(CACHE_TTL)));
+        let tasks = Lifecycle::new();
         let feed = if config.notify {
-            notify::Feed::start(pg, cache.clone())
+            notify::Feed::start(pg, cache.clone(), &tasks)
         } else {
             notify::Feed::disabled()
         };
         Ok(PgStore {
-            notifier: notify::Notifier::start(pool.clone()),
+            notifier: notify::Notifier::start(pool.clone(), &tasks),
+            tasks,
             pool,
             cache,
             feed,
@@ -779,7 +786,9 @@ impl Store for PgStore {
             return Ok(None);
         }
         Ok(Some(super::DocLease::new(notify::AdvisoryLease::new(
-            client, key,
+            client,
+            key,
+            &self.tasks,
         ))))
     }
 
@@ -883,6 +892,12 @@ impl Store for PgStore {
                 Ok("planner statistics refreshed".into())
             }
         }
+    }
+
+    async fn close(&self) {
+        // The notifier sends what is queued before it ends.
+        self.tasks.stop("postgres notices", CLOSE_GRACE).await;
+        self.pool.close();
     }
 
     fn key_revocations(&self) -> Option<tokio::sync::broadcast::Receiver<String>> {

@@ -11,9 +11,14 @@
 //! `postgres::CACHE_TTL` so such a loss is bounded. Key revocations and
 //! deletes of whole projects or orgs are rare and security-relevant: they
 //! still NOTIFY inside their transaction.
+//!
+//! Both tasks run on the store's `Lifecycle`: when `Store::close` cancels
+//! it, the notifier sends what is queued (one last batch) and ends, and the
+//! listener drops its connection.
 
 use super::rows::execute;
 use crate::domain::{DomainResult, Scope};
+use crate::lifecycle::Lifecycle;
 use crate::store::cache::EntityCache;
 use deadpool_postgres::GenericClient;
 use futures_util::StreamExt;
@@ -23,6 +28,7 @@ use std::sync::Arc;
 use std::time::Duration;
 use tokio::sync::{broadcast, mpsc};
 use tokio_postgres::{AsyncMessage, NoTls};
+use tokio_util::task::AbortOnDropHandle;
 
 const CHANNEL: &str = "strata_changes";
 /// PostgreSQL refuses payloads of 8000 bytes or more.
@@ -66,9 +72,9 @@ pub struct Notifier {
 }
 
 impl Notifier {
-    pub fn start(pool: deadpool_postgres::Pool) -> Self {
+    pub fn start(pool: deadpool_postgres::Pool, tasks: &Lifecycle) -> Self {
         let (queue, rx) = mpsc::unbounded_channel();
-        tokio::spawn(send_batches(pool, rx));
+        tasks.spawn(send_batches(pool, rx, tasks.clone()));
         Notifier { queue }
     }
 
@@ -85,27 +91,51 @@ impl Notifier {
 }
 
 /// Drains the queue: whatever arrived while the previous batch was being
-/// sent goes out in the next one, one statement per batch.
-async fn send_batches(pool: deadpool_postgres::Pool, mut rx: mpsc::UnboundedReceiver<Notice>) {
+/// sent goes out in the next one, one statement per batch. Once `tasks` is
+/// cancelled it stops waiting, sends what is queued and ends (one attempt:
+/// other daemons' cache entries expire anyway).
+async fn send_batches(
+    pool: deadpool_postgres::Pool,
+    mut rx: mpsc::UnboundedReceiver<Notice>,
+    tasks: Lifecycle,
+) {
     let mut pending = Vec::new();
     loop {
-        if pending.is_empty() {
-            match rx.recv().await {
-                Some(n) => pending.push(n),
-                None => return,
+        let stopping = tasks.is_cancelled();
+        if pending.is_empty() && !stopping {
+            tokio::select! {
+                biased;
+                _ = tasks.cancelled() => {}
+                n = rx.recv() => match n {
+                    Some(n) => pending.push(n),
+                    None => return,
+                },
             }
         }
         while let Ok(n) = rx.try_recv() {
             pending.push(n);
+        }
+        if pending.is_empty() {
+            if stopping {
+                return;
+            }
+            continue;
         }
         if pending.len() > MAX_PENDING {
             pending = vec![Notice::All];
         }
         match send_batch(&pool, &pending).await {
             Ok(()) => pending.clear(),
+            Err(e) if stopping => {
+                tracing::warn!(error = %e, unsent = pending.len(), "could not send the last change notices");
+                return;
+            }
             Err(e) => {
                 tracing::warn!(error = %e, unsent = pending.len(), "could not send change notices; retrying");
-                tokio::time::sleep(Duration::from_millis(500)).await;
+                tokio::select! {
+                    _ = tokio::time::sleep(Duration::from_millis(500)) => {}
+                    _ = tasks.cancelled() => {}
+                }
             }
         }
     }
@@ -151,17 +181,19 @@ pub async fn everything_changed<C: GenericClient>(c: &C) -> DomainResult<()> {
 }
 
 /// A session-level advisory lock held on its own pooled connection; released
-/// on drop (and by PostgreSQL if the daemon dies).
+/// on drop by a task `close` waits for (and by PostgreSQL if the daemon dies).
 pub struct AdvisoryLease {
     client: Option<deadpool_postgres::Object>,
     key: String,
+    tasks: Lifecycle,
 }
 
 impl AdvisoryLease {
-    pub fn new(client: deadpool_postgres::Object, key: String) -> Self {
+    pub fn new(client: deadpool_postgres::Object, key: String, tasks: &Lifecycle) -> Self {
         AdvisoryLease {
             client: Some(client),
             key,
+            tasks: tasks.clone(),
         }
     }
 }
@@ -170,7 +202,7 @@ impl Drop for AdvisoryLease {
     fn drop(&mut self) {
         if let Some(client) = self.client.take() {
             let key = std::mem::take(&mut self.key);
-            tokio::spawn(async move {
+            self.tasks.spawn(async move {
                 let unlock = "SELECT pg_advisory_unlock(hashtextextended($1, 0))";
                 if let Err(e) = client.execute(unlock, &[&key]).await {
                     tracing::warn!(error = %e, "could not release a document lease");
@@ -195,19 +227,28 @@ impl Feed {
         }
     }
 
-    pub fn start(pg: tokio_postgres::Config, cache: Arc<EntityCache>) -> Self {
+    pub fn start(pg: tokio_postgres::Config, cache: Arc<EntityCache>, tasks: &Lifecycle) -> Self {
         let live = Arc::new(AtomicBool::new(false));
         let (keys, _) = broadcast::channel(1024);
         let task_live = live.clone();
         let task_keys = keys.clone();
-        tokio::spawn(async move {
+        let life = tasks.clone();
+        tasks.spawn(async move {
             loop {
-                if let Err(e) = listen(&pg, &cache, &task_live, &task_keys).await {
-                    tracing::warn!(error = %e, "change listener lost; entity cache off until it is back");
+                tokio::select! {
+                    listened = listen(&pg, &cache, &task_live, &task_keys) => {
+                        if let Err(e) = listened {
+                            tracing::warn!(error = %e, "change listener lost; entity cache off until it is back");
+                        }
+                    }
+                    _ = life.cancelled() => {}
                 }
                 task_live.store(false, Ordering::SeqCst);
                 cache.clear();
-                tokio::time::sleep(Duration::from_secs(1)).await;
+                tokio::select! {
+                    _ = tokio::time::sleep(Duration::from_secs(1)) => {}
+                    _ = life.cancelled() => return,
+                }
             }
         });
         Feed {
@@ -233,7 +274,8 @@ async fn listen(
 ) -> Result<(), tokio_postgres::Error> {
     let (client, mut connection) = pg.connect(NoTls).await?;
     let (tx, mut notices) = tokio::sync::mpsc::unbounded_channel();
-    let pump = tokio::spawn(async move {
+    // Aborted (closing the connection) however this function ends.
+    let _pump = AbortOnDropHandle::new(tokio::spawn(async move {
         let mut messages = futures_util::stream::poll_fn(move |cx| connection.poll_message(cx));
         while let Some(message) = messages.next().await {
             match message {
@@ -249,7 +291,7 @@ async fn listen(
                 }
             }
         }
-    });
+    }));
     client.batch_execute(&format!("LISTEN {CHANNEL}")).await?;
     // Anything cached before LISTEN took effect may have missed a notice.
     cache.clear();
@@ -273,7 +315,6 @@ async fn listen(
             }
         }
     }
-    pump.abort();
     Ok(())
 }
 

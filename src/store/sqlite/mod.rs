@@ -678,6 +678,13 @@ impl Store for SqliteStore {
         Ok(Some(super::DocLease::new(lease)))
     }
 
+    async fn close(&self) {
+        // The writer's connection closes last: the last connection to close
+        // folds the write-ahead log back into the file (readers cannot).
+        self.readers.close().await;
+        self.writer.close().await;
+    }
+
     async fn maintain(&self, task: Maintenance) -> DomainResult<String> {
         match task {
             // Outside the group transaction: a checkpoint cannot run inside one.

@@ -1,10 +1,17 @@
 //! The two kinds of SQLite threads: one writer that group-commits, and a pool
 //! of readers. Async callers hand them closures and await the answer, so the
 //! runtime never blocks on SQLite.
+//!
+//! Closing is ordered: `Writer::close` queues a stop behind every job
+//! already sent, so the writer runs and commits those (answering each), then
+//! ends its thread, which closes the connection; a job sent after the stop
+//! is answered `unavailable`, never acknowledged. The caller joins the thread.
 
 use crate::domain::{DomainError, DomainResult};
 use crossbeam_channel::{Receiver, Sender};
 use rusqlite::Connection;
+use std::sync::{Arc, Mutex};
+use std::thread::JoinHandle;
 use tokio::sync::oneshot;
 
 /// Most jobs folded into one transaction.
@@ -33,8 +40,30 @@ type GroupJob = Box<dyn FnOnce(&Connection, &mut Seq) -> (bool, Completion) + Se
 enum WriteJob {
     Grouped(GroupJob),
     Alone(Box<dyn FnOnce(&Connection) + Send>),
+    /// Commit what came before and end the thread.
+    Stop,
 }
 type ReadJob = Box<dyn FnOnce(&Connection) + Send>;
+
+/// Threads joined on close; shared by the handles' clones.
+type Threads = Arc<Mutex<Vec<JoinHandle<()>>>>;
+
+/// Joins `threads` off the async runtime, logging any that panicked.
+async fn join(threads: &Threads) {
+    let handles = std::mem::take(&mut *threads.lock().expect("thread list lock"));
+    let joined = tokio::task::spawn_blocking(move || {
+        for handle in handles {
+            let name = handle.thread().name().unwrap_or("?").to_owned();
+            if handle.join().is_err() {
+                tracing::error!(thread = name, "a storage thread panicked");
+            }
+        }
+    })
+    .await;
+    if let Err(e) = joined {
+        tracing::error!(error = %e, "could not join the storage threads");
+    }
+}
 
 fn gone() -> DomainError {
     DomainError::Unavailable("the storage thread stopped".into())
@@ -43,15 +72,27 @@ fn gone() -> DomainError {
 #[derive(Clone)]
 pub struct Writer {
     jobs: Sender<WriteJob>,
+    thread: Threads,
 }
 
 impl Writer {
     pub fn spawn(conn: Connection, before_commit: BeforeCommit) -> std::io::Result<Self> {
         let (jobs, rx) = crossbeam_channel::unbounded();
-        std::thread::Builder::new()
+        let thread = std::thread::Builder::new()
             .name("strata-sqlite-writer".into())
             .spawn(move || writer_loop(conn, rx, before_commit))?;
-        Ok(Writer { jobs })
+        Ok(Writer {
+            jobs,
+            thread: Arc::new(Mutex::new(vec![thread])),
+        })
+    }
+
+    /// Lets the writer commit every job sent before this call, then joins
+    /// its thread (closing the connection). Later jobs answer `unavailable`.
+    pub async fn close(&self) {
+        // Fails only when the thread is already gone.
+        let _ = self.jobs.send(WriteJob::Stop);
+        join(&self.thread).await;
     }
 
     /// Runs `f` inside a transaction shared with other concurrent writes and
@@ -105,6 +146,9 @@ fn writer_loop(conn: Connection, rx: Receiver<WriteJob>, before_commit: BeforeCo
                 f(&conn);
                 continue;
             }
+            // Every job sent before the stop has been answered; those
+            // behind it are dropped with the channel (`unavailable`).
+            WriteJob::Stop => return,
             WriteJob::Grouped(job) => job,
         };
         let mut group = vec![first];
@@ -185,25 +229,44 @@ fn commit(
     })
 }
 
+/// A read, or `None`: the thread that takes it ends.
+type ReadMessage = Option<ReadJob>;
+
 #[derive(Clone)]
 pub struct Readers {
-    jobs: Sender<ReadJob>,
+    jobs: Sender<ReadMessage>,
+    threads: Threads,
 }
 
 impl Readers {
     pub fn spawn(conns: Vec<Connection>) -> std::io::Result<Self> {
-        let (jobs, rx) = crossbeam_channel::unbounded::<ReadJob>();
+        let (jobs, rx) = crossbeam_channel::unbounded::<ReadMessage>();
+        let mut threads = Vec::new();
         for (i, conn) in conns.into_iter().enumerate() {
             let rx = rx.clone();
-            std::thread::Builder::new()
-                .name(format!("strata-sqlite-reader-{i}"))
-                .spawn(move || {
-                    while let Ok(job) = rx.recv() {
-                        job(&conn);
-                    }
-                })?;
+            threads.push(
+                std::thread::Builder::new()
+                    .name(format!("strata-sqlite-reader-{i}"))
+                    .spawn(move || {
+                        while let Ok(Some(job)) = rx.recv() {
+                            job(&conn);
+                        }
+                    })?,
+            );
         }
-        Ok(Readers { jobs })
+        Ok(Readers {
+            jobs,
+            threads: Arc::new(Mutex::new(threads)),
+        })
+    }
+
+    /// Serves the reads already sent, then ends and joins every reader.
+    pub async fn close(&self) {
+        let count = self.threads.lock().expect("thread list lock").len();
+        for _ in 0..count {
+            let _ = self.jobs.send(None);
+        }
+        join(&self.threads).await;
     }
 
     pub async fn read<T, F>(&self, f: F) -> DomainResult<T>
@@ -213,10 +276,73 @@ impl Readers {
     {
         let (tx, rx) = oneshot::channel();
         self.jobs
-            .send(Box::new(move |conn| {
+            .send(Some(Box::new(move |conn| {
                 let _ = tx.send(f(conn));
-            }))
+            })))
             .map_err(|_| gone())?;
         rx.await.map_err(|_| gone())?
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use futures_util::poll;
+
+    fn rows(path: &std::path::Path) -> i64 {
+        Connection::open(path)
+            .unwrap()
+            .query_row("SELECT count(*) FROM t", [], |r| r.get(0))
+            .unwrap()
+    }
+
+    /// Writes queued behind a busy writer when `close` is called are all
+    /// committed and answered; a write queued after the stop is refused.
+    #[tokio::test]
+    async fn close_commits_what_was_queued_before_it_and_refuses_the_rest() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("w.db");
+        let conn = Connection::open(&path).unwrap();
+        conn.execute_batch(
+            "CREATE TABLE change_seq (value INTEGER NOT NULL);
+             INSERT INTO change_seq VALUES (0);
+             CREATE TABLE t (x INTEGER NOT NULL);",
+        )
+        .unwrap();
+        let writer = Writer::spawn(conn, |_| Ok(())).unwrap();
+        // Hold the writer busy until everything below is queued.
+        let (release, gate) = std::sync::mpsc::channel::<()>();
+        let mut busy = Box::pin(writer.outside_transaction(move |_| {
+            let _ = gate.recv();
+            Ok(())
+        }));
+        assert!(poll!(&mut busy).is_pending());
+        let mut queued = Vec::new();
+        for i in 0..50 {
+            let mut write = Box::pin(writer.write(move |c, seq| {
+                seq.next();
+                c.execute("INSERT INTO t VALUES (?1)", [i])
+                    .map(|_| ())
+                    .map_err(|e| DomainError::Internal(e.to_string()))
+            }));
+            assert!(poll!(&mut write).is_pending());
+            queued.push(write);
+        }
+        let mut close = Box::pin(writer.close());
+        assert!(poll!(&mut close).is_pending());
+        let mut late = Box::pin(writer.write(|_, _| Ok(())));
+        assert!(poll!(&mut late).is_pending());
+        release.send(()).unwrap();
+        close.await;
+        busy.await.unwrap();
+        for write in queued {
+            write.await.unwrap();
+        }
+        assert!(matches!(late.await, Err(DomainError::Unavailable(_))));
+        assert!(matches!(
+            writer.write(|_, _| Ok(())).await,
+            Err(DomainError::Unavailable(_))
+        ));
+        assert_eq!(rows(&path), 50);
     }
 }
