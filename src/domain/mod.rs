@@ -1,6 +1,7 @@
 //! Plain domain types: entities, relationships, versions, tenancy, and the
 //! typed errors every layer speaks. No I/O lives here.
 
+pub mod cypher;
 mod error;
 pub mod json;
 mod model;

@@ -2,8 +2,6 @@
 //! routes, and shortest paths by bidirectional breadth-first search over the
 //! store's one-level `expand` (each level is one indexed query).
 
-pub mod cypher;
-
 use crate::domain::*;
 use crate::store::Store;
 use serde::Serialize;

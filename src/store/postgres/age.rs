@@ -6,8 +6,8 @@
 //! `cypher_key`; every user value travels in the single agtype parameter.
 
 use super::rows::{self, pg_err, query};
+use crate::domain::cypher;
 use crate::domain::*;
-use crate::graph::cypher;
 use deadpool_postgres::GenericClient;
 use serde_json::{Map, Value};
 use std::collections::HashSet;

@@ -2,7 +2,7 @@
 //! no qualified (SQL) functions, and name its result columns. The checks run
 //! on tokens, so keywords inside string literals or comments never count.
 
-use crate::domain::{DomainError, DomainResult};
+use super::{DomainError, DomainResult};
 
 pub const MAX_QUERY_LEN: usize = 16 * 1024;
 
