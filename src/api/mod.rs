@@ -2,6 +2,7 @@
 //! call the store/graph/search modules and shape the contract's JSON.
 
 mod auth;
+mod batch;
 mod docs;
 mod entities;
 pub mod error;
@@ -84,6 +85,7 @@ fn routes() -> OpenApiRouter<AppState> {
         .merge(tenancy::router())
         .merge(keys::router())
         .merge(entities::router())
+        .merge(batch::router())
         .merge(relationships::router())
         .merge(graph::router())
         .merge(search::router())
