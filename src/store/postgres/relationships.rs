@@ -35,9 +35,8 @@ pub struct NewRelationship<'a> {
 
 /// The live ends share-locked in id order (locks.rs: no end can change
 /// liveness until commit), then row, outbox entry and audit row: one
-/// statement. Answers the live
-/// ends found and the new row's change sequence (none when the id is taken
-/// or an end is missing).
+/// statement. Answers the live ends found and the new row's change sequence
+/// (none when the id is taken or an end is missing).
 const CREATE_SQL: &str = "
 WITH ends AS (
     SELECT id FROM entities
