@@ -40,6 +40,9 @@ macro_rules! conformance {
         mod postgres {
             $(#[tokio::test]
             async fn $case() {
+                if super::support::skip_without(super::support::PG) {
+                    return;
+                }
                 let f = super::fixture("postgres").await;
                 super::$case(&f.store).await
             })*
