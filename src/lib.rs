@@ -1,17 +1,36 @@
 //! Strata: a persistence daemon for graph-shaped application data.
 //!
-//! Module map (see ARCHITECTURE.md for the invariants):
-//! - [`config`]: one typed configuration (defaults < file < environment).
-//! - [`domain`]: entities, relationships, versions, errors; no I/O.
-//! - [`store`]: the `Store` trait and its backends (`store::sqlite`).
-//! - [`crdt`]: Yjs documents: validation, state, compaction, y-websocket sync.
-//! - [`blob`]: the blob store (local directory or S3) for snapshots.
-//! - [`graph`]: graph parameter rules and shortest paths over the store.
-//! - [`search`]: query terms and searchable text, shared by the backends.
-//! - [`jobs`]: scheduled upkeep with a run history.
-//! - [`api`]: the axum HTTP layer; knows nothing of SQL.
-//! - [`lifecycle`]: the cancellation token and task tracker that stop background work.
-//! - [`server`]: wiring: open the store, resolve the admin key, serve, shut down in order.
+//! Module map (ARCHITECTURE.md has the bird's-eye view and the invariants):
+//! - [`config`]: one typed `Config` (defaults < TOML file < `STRATA_*`).
+//! - [`clock`]: the one stored time format (fixed-width RFC 3339 UTC).
+//! - [`domain`]: plain types (entities, relationships, versions, tenancy,
+//!   audit, `WriteOp`), `DomainError`, validation, strict client JSON
+//!   (`json`), merge patch / diff (`patch`) and the read-only check of
+//!   user Cypher (`cypher`); no I/O.
+//! - [`store`]: the `Store` trait; `checked` (refuses NUL text before any
+//!   backend), `cache` (ranked entity cache), `cursor`, `history` and
+//!   `migrate` (rules both backends share), and the backends:
+//!   `store::sqlite` (embedded: writer thread with group commit, reader
+//!   pool, FTS5) and `store::postgres` (server: pooled transactions, the
+//!   lock protocol, LISTEN/NOTIFY, the optional AGE projection).
+//! - [`graph`]: graph parameter rules and shortest paths over
+//!   `Store::expand`.
+//! - [`search`]: query terms and searchable text, shared by both engines.
+//! - [`crdt`]: Yjs documents: the bounded check of untrusted bytes
+//!   (`check`), all yrs work (`fold`), state rebuild and quarantine,
+//!   compaction into snapshots (`compact`), y-websocket sync (`sync`).
+//! - [`blob`]: the `BlobStore` trait (local directory, S3) for snapshots.
+//! - [`jobs`]: scheduled upkeep (compaction, checkpoints, optimisation)
+//!   with each job's last run.
+//! - [`api`]: the axum HTTP layer, one module per resource, auth
+//!   extractors, the error table and the OpenAPI document; knows no SQL.
+//! - [`lifecycle`]: the cancellation token and task tracker that stop
+//!   background work.
+//! - [`digest`]: SHA-256 as lowercase hex.
+//! - [`server`]: wiring: open the store, resolve the admin key, build the
+//!   router, serve, shut down in order.
+//! - [`cli`]: the one-shot commands `migrate`, `init`, `doctor`, `age sync` (the
+//!   binary, `main.rs`, parses arguments and calls `server` or `cli`).
 
 pub mod api;
 pub mod blob;

@@ -73,6 +73,9 @@ static PGLITE: tokio::sync::Mutex<()> = tokio::sync::Mutex::const_new(());
 
 #[tokio::test]
 async fn age_projection_cypher_and_differential() {
+    if support::skip_without(support::PGLITE) {
+        return;
+    }
     let _turn = PGLITE.lock().await;
     let dir = tempfile::tempdir().unwrap();
     let daemon = strata::server::build(support::pglite_config(dir.path()), ADMIN)
@@ -550,6 +553,9 @@ fn depends_on(id: &str, from: &str, to: &str) -> WriteOp {
 /// off then migrated new, empty tables into public).
 #[tokio::test]
 async fn age_off_and_on_over_one_database_keeps_every_row() {
+    if support::skip_without(support::PGLITE) {
+        return;
+    }
     use strata::store::postgres::AgeMode;
     let _turn = PGLITE.lock().await;
     let org = format!("onoff{}", rand::random::<u32>());
@@ -651,6 +657,9 @@ async fn connect_pglite() -> (
 
 #[tokio::test]
 async fn age_sync_repairs_liveness_and_the_graph_and_says_so() {
+    if support::skip_without(support::PGLITE) {
+        return;
+    }
     use strata::store::postgres::AgeMode;
     let _turn = PGLITE.lock().await;
     let org = format!("repair{}", rand::random::<u32>());

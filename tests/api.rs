@@ -130,6 +130,9 @@ macro_rules! on_both_backends {
         mod postgres {
             $(#[tokio::test]
             async fn $case() {
+                if super::support::skip_without(super::support::PG) {
+                    return;
+                }
                 super::$case(&super::Api::new("postgres").await).await
             })*
         }

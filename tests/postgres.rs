@@ -45,6 +45,9 @@ where
 
 #[tokio::test]
 async fn daemons_starting_together_migrate_once() {
+    if support::skip_without(support::PG) {
+        return;
+    }
     let url = support::fresh_pg_database().await;
     let dirs: Vec<_> = (0..3).map(|_| tempfile::tempdir().unwrap()).collect();
     let opens = dirs.iter().map(|d| support::pg_store(d.path(), &url));
@@ -56,6 +59,9 @@ async fn daemons_starting_together_migrate_once() {
 
 #[tokio::test]
 async fn racing_writers_on_two_daemons_lose_no_update() {
+    if support::skip_without(support::PG) {
+        return;
+    }
     let url = support::fresh_pg_database().await;
     let (d1, d2) = (tempfile::tempdir().unwrap(), tempfile::tempdir().unwrap());
     let a = support::pg_store(d1.path(), &url).await;
@@ -134,6 +140,9 @@ async fn racing_writers_on_two_daemons_lose_no_update() {
 
 #[tokio::test]
 async fn a_write_on_one_daemon_reaches_the_other_daemons_cache() {
+    if support::skip_without(support::PG) {
+        return;
+    }
     let url = support::fresh_pg_database().await;
     let (d1, d2) = (tempfile::tempdir().unwrap(), tempfile::tempdir().unwrap());
     let a = support::pg_store(d1.path(), &url).await;
@@ -175,6 +184,9 @@ async fn a_write_on_one_daemon_reaches_the_other_daemons_cache() {
 
 #[tokio::test]
 async fn a_key_revoked_through_one_daemon_stops_working_on_the_other() {
+    if support::skip_without(support::PG) {
+        return;
+    }
     use axum::body::Body;
     use axum::http::{Request, StatusCode};
     use tower::ServiceExt;
@@ -256,6 +268,9 @@ async fn a_key_revoked_through_one_daemon_stops_working_on_the_other() {
 
 #[tokio::test]
 async fn one_daemon_at_a_time_compacts_a_document_and_a_dead_one_lets_go() {
+    if support::skip_without(support::PG) {
+        return;
+    }
     let url = support::fresh_pg_database().await;
     let (d1, d2) = (tempfile::tempdir().unwrap(), tempfile::tempdir().unwrap());
     let a = support::pg_store(d1.path(), &url).await;
@@ -316,6 +331,9 @@ async fn one_connection_store() -> (DynStore, Scope, String, tempfile::TempDir) 
 
 #[tokio::test]
 async fn a_write_abandoned_midway_leaves_nothing_and_its_connection_clean() {
+    if support::skip_without(support::PG) {
+        return;
+    }
     let (store, scope, _url, _dir) = one_connection_store().await;
     let batch: Vec<WriteOp> = (0..2_000)
         .map(|i| WriteOp::CreateEntity {
@@ -362,6 +380,9 @@ async fn a_write_abandoned_midway_leaves_nothing_and_its_connection_clean() {
 /// stays. (Connection hygiene of the concurrency issue.)
 #[tokio::test]
 async fn a_write_that_fails_at_commit_leaves_its_connection_clean() {
+    if support::skip_without(support::PG) {
+        return;
+    }
     let (store, scope, url, _dir) = one_connection_store().await;
     let (admin, connection) = tokio_postgres::connect(&url, tokio_postgres::NoTls)
         .await
@@ -497,6 +518,9 @@ fn listed_objects() -> Vec<(String, String)> {
 /// a migration that creates something not in it fails here.
 #[tokio::test]
 async fn the_object_list_names_everything_the_migrations_create() {
+    if support::skip_without(support::PG) {
+        return;
+    }
     let url = support::fresh_pg_database().await;
     let dir = tempfile::tempdir().unwrap();
     let store = support::pg_store(dir.path(), &url).await;
@@ -636,6 +660,9 @@ async fn move_back(c: &tokio_postgres::Client, to: &str) {
 /// stays visible and writes go on.
 #[tokio::test]
 async fn old_layouts_move_into_the_strata_schema() {
+    if support::skip_without(support::PG) {
+        return;
+    }
     for old in ["public", "ag_catalog"] {
         let url = support::fresh_pg_database().await;
         let dir = tempfile::tempdir().unwrap();
@@ -667,6 +694,9 @@ async fn old_layouts_move_into_the_strata_schema() {
 /// with rows in both, the start is refused rather than guessing.
 #[tokio::test]
 async fn two_old_layouts_move_the_one_with_data_or_refuse() {
+    if support::skip_without(support::PG) {
+        return;
+    }
     let url = support::fresh_pg_database().await;
     let dir = tempfile::tempdir().unwrap();
     let store = support::pg_store(dir.path(), &url).await;
@@ -736,6 +766,9 @@ fn patch_op(id: &str, patch: serde_json::Value) -> WriteOp {
 
 #[tokio::test]
 async fn a_write_chosen_as_deadlock_victim_is_retried_and_succeeds() {
+    if support::skip_without(support::PG) {
+        return;
+    }
     use std::sync::atomic::Ordering;
     let url = support::fresh_pg_database().await;
     let dir = tempfile::tempdir().unwrap();
@@ -788,6 +821,9 @@ async fn a_write_chosen_as_deadlock_victim_is_retried_and_succeeds() {
 
 #[tokio::test]
 async fn a_write_that_keeps_colliding_answers_503_with_retry_after() {
+    if support::skip_without(support::PG) {
+        return;
+    }
     use axum::body::Body;
     use axum::http::{Request, StatusCode};
     use tower::ServiceExt;

@@ -73,28 +73,38 @@ pub async fn snapshot_bytes(
     blobs: &dyn BlobStore,
     snapshot: &DocSnapshot,
 ) -> DomainResult<Vec<u8>> {
-    let bytes = match &snapshot.data {
-        SnapshotData::Inline(bytes) => bytes.clone(),
-        SnapshotData::Blob(key) => blobs
-            .get_verified(key, &snapshot.sha256)
-            .await
-            .map_err(|e| DomainError::internal(format!("snapshot {}: {e}", key)))?,
-    };
-    // Snapshots are written by yrs, but they are read back from storage.
-    check::update(&bytes).map_err(|e| {
-        DomainError::internal(format!(
-            "snapshot {} fails the check: {e}",
-            snapshot.covers_seq
-        ))
-    })?;
+    let bytes = stored_snapshot(blobs, snapshot).await?;
+    check_snapshot(snapshot.covers_seq, &bytes)?;
     Ok(bytes)
 }
 
+/// The bytes of a snapshot as stored (a blob's checksum verified), before
+/// `check_snapshot`.
+async fn stored_snapshot(blobs: &dyn BlobStore, snapshot: &DocSnapshot) -> DomainResult<Vec<u8>> {
+    match &snapshot.data {
+        SnapshotData::Inline(bytes) => Ok(bytes.clone()),
+        SnapshotData::Blob(key) => blobs
+            .get_verified(key, &snapshot.sha256)
+            .await
+            .map_err(|e| DomainError::internal(format!("snapshot {}: {e}", key))),
+    }
+}
+
+/// Snapshots are written by yrs, but they are read back from storage.
+fn check_snapshot(covers_seq: i64, bytes: &[u8]) -> DomainResult<()> {
+    check::update(bytes)
+        .map_err(|e| DomainError::internal(format!("snapshot {covers_seq} fails the check: {e}")))
+}
+
 /// Folds a document's log into one update with `fold` (a merge for a read,
-/// a snapshot for compaction), off the async runtime. Only the snapshot and
-/// stored updates that pass the check reach yrs; the others (stored before
-/// the check existed) are moved to quarantine. If yrs still refuses the log,
-/// the updates it cannot decode are quarantined too and the fold runs again.
+/// a snapshot for compaction). Only the snapshot and stored updates that
+/// pass the check reach yrs; the others (stored before the check existed)
+/// are moved to quarantine. If yrs still refuses the log, the updates it
+/// cannot decode are quarantined too and the fold runs again.
+///
+/// All the CPU work (checking every stored byte, yrs decoding and merging)
+/// runs in one `spawn_blocking` task, so a long log never holds an async
+/// worker; only the blob read and the quarantine calls stay async.
 pub async fn fold_log(
     store: &dyn Store,
     blobs: &dyn BlobStore,
@@ -104,43 +114,88 @@ pub async fn fold_log(
     fold: fn(Vec<Vec<u8>>) -> DomainResult<Vec<u8>>,
 ) -> DomainResult<Folded> {
     let snapshot = match &log.snapshot {
-        Some(s) => Some(snapshot_bytes(blobs, s).await?),
+        Some(s) => Some((s.covers_seq, stored_snapshot(blobs, s).await?)),
         None => None,
     };
-    let mut bad = Vec::new();
-    let mut updates = Vec::with_capacity(log.updates.len());
-    for u in &log.updates {
-        match check::update(&u.bytes) {
-            Ok(()) => updates.push((u.seq, u.bytes.clone())),
-            Err(e) => bad.push((u.seq, e.to_string())),
+    let updates: Vec<(i64, Vec<u8>)> = log
+        .updates
+        .iter()
+        .map(|u| (u.seq, u.bytes.clone()))
+        .collect();
+    let outcome = run_blocking(move || Ok(fold_checked(snapshot, updates, fold))).await?;
+    let mut quarantined = quarantine(store, scope, doc, outcome.refused).await?;
+    quarantined += quarantine(store, scope, doc, outcome.undecodable).await?;
+    Ok(Folded {
+        state: outcome.state?,
+        quarantined,
+    })
+}
+
+/// What `fold_checked` did: the fold's result, the updates the check
+/// refused and those yrs could not decode (each with its reason).
+struct Outcome {
+    state: DomainResult<Vec<u8>>,
+    refused: Vec<(i64, String)>,
+    undecodable: Vec<(i64, String)>,
+}
+
+/// The blocking half of `fold_log`.
+fn fold_checked(
+    snapshot: Option<(i64, Vec<u8>)>,
+    updates: Vec<(i64, Vec<u8>)>,
+    fold: fn(Vec<Vec<u8>>) -> DomainResult<Vec<u8>>,
+) -> Outcome {
+    let mut outcome = Outcome {
+        state: Ok(Vec::new()),
+        refused: Vec::new(),
+        undecodable: Vec::new(),
+    };
+    let snapshot = match snapshot {
+        Some((covers_seq, bytes)) => match check_snapshot(covers_seq, &bytes) {
+            Ok(()) => Some(bytes),
+            Err(e) => {
+                outcome.state = Err(e);
+                return outcome;
+            }
+        },
+        None => None,
+    };
+    let mut kept = Vec::with_capacity(updates.len());
+    for (seq, bytes) in updates {
+        match check::update(&bytes) {
+            Ok(()) => kept.push((seq, bytes)),
+            Err(e) => outcome.refused.push((seq, e.to_string())),
         }
     }
-    let mut quarantined = quarantine(store, scope, doc, bad).await?;
-    let parts = |updates: &[(i64, Vec<u8>)]| -> Vec<Vec<u8>> {
+    let parts = |kept: &[(i64, Vec<u8>)]| -> Vec<Vec<u8>> {
         snapshot
             .iter()
             .cloned()
-            .chain(updates.iter().map(|(_, b)| b.clone()))
+            .chain(kept.iter().map(|(_, b)| b.clone()))
             .collect()
     };
-    let first = parts(&updates);
-    let error = match run_blocking(move || fold(first)).await {
-        Ok(state) => return Ok(Folded { state, quarantined }),
+    let error = match fold(parts(&kept)) {
+        Ok(state) => {
+            outcome.state = Ok(state);
+            return outcome;
+        }
         Err(e) => e,
     };
-    let undecodable: Vec<(i64, String)> = updates
-        .iter()
-        .filter(|(_, bytes)| !fold::decodes(bytes))
-        .map(|(seq, _)| (*seq, "yrs cannot decode it".to_string()))
-        .collect();
-    if undecodable.is_empty() {
-        return Err(error);
-    }
-    updates.retain(|(seq, _)| !undecodable.iter().any(|(s, _)| s == seq));
-    quarantined += quarantine(store, scope, doc, undecodable).await?;
-    let second = parts(&updates);
-    let state = run_blocking(move || fold(second)).await?;
-    Ok(Folded { state, quarantined })
+    kept.retain(|(seq, bytes)| {
+        let decodes = fold::decodes(bytes);
+        if !decodes {
+            outcome
+                .undecodable
+                .push((*seq, "yrs cannot decode it".to_string()));
+        }
+        decodes
+    });
+    outcome.state = if outcome.undecodable.is_empty() {
+        Err(error)
+    } else {
+        fold(parts(&kept))
+    };
+    outcome
 }
 
 /// A folded log, and how many of its updates went to quarantine.

@@ -7,6 +7,49 @@ use std::sync::Arc;
 use strata::config::Config;
 use strata::store::DynStore;
 
+/// Whether the test stack must be there: ops/test.sh sets
+/// `STRATA_TEST_REQUIRE_STACK=1`, so inside it a missing variable fails the
+/// test instead of skipping it.
+fn stack_required() -> bool {
+    std::env::var_os("STRATA_TEST_REQUIRE_STACK").is_some_and(|v| v == "1")
+}
+
+/// True (after printing why) when a test needs a variable of the test stack
+/// that is not set: the test then returns early. A plain `cargo test`
+/// without the stack thus runs what it can and says what it skipped; under
+/// `STRATA_TEST_REQUIRE_STACK=1` (ops/test.sh) a missing variable panics.
+pub fn skip_without(vars: &[&str]) -> bool {
+    let Some(missing) = vars.iter().find(|v| std::env::var_os(v).is_none()) else {
+        return false;
+    };
+    if stack_required() {
+        panic!("{missing} is not set, and STRATA_TEST_REQUIRE_STACK=1 says the test stack must be there");
+    }
+    eprintln!("skipped: {missing} is not set; run ops/test.sh");
+    true
+}
+
+/// The variables the PostgreSQL 15 cases need.
+pub const PG: &[&str] = &["STRATA_TEST_PG_URL"];
+/// The variables the PGlite (AGE, pgvector) cases need.
+pub const PGLITE: &[&str] = &["STRATA_TEST_PGLITE_URL"];
+/// The variables the S3 cases need.
+pub const S3: &[&str] = &[
+    "STRATA_TEST_S3_ENDPOINT",
+    "STRATA_TEST_S3_BUCKET",
+    "AWS_ACCESS_KEY_ID",
+    "AWS_SECRET_ACCESS_KEY",
+];
+/// What a case on the PostgreSQL backend needs (documents there keep their
+/// large snapshots on S3).
+pub const PG_AND_S3: &[&str] = &[
+    "STRATA_TEST_PG_URL",
+    "STRATA_TEST_S3_ENDPOINT",
+    "STRATA_TEST_S3_BUCKET",
+    "AWS_ACCESS_KEY_ID",
+    "AWS_SECRET_ACCESS_KEY",
+];
+
 /// The PostgreSQL 15 server of the test stack.
 pub fn pg_admin_url() -> String {
     std::env::var("STRATA_TEST_PG_URL").expect(

@@ -475,10 +475,10 @@ impl Store for PgStore {
         tenancy::list_orgs(&self.client().await?, page).await
     }
 
-    async fn delete_org(&self, _caller: &Caller, id: &str) -> DomainResult<()> {
+    async fn delete_org(&self, caller: &Caller, id: &str) -> DomainResult<()> {
         let mut c = self.client().await?;
         let tx = c.transaction().await.map_err(pg_err)?;
-        tenancy::delete_org(&tx, id).await?;
+        tenancy::delete_org(&tx, caller, id).await?;
         notify::everything_changed(&tx).await?;
         tx::settle(tx.commit().await, c)?;
         self.cache.clear();

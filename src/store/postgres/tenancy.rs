@@ -265,7 +265,10 @@ pub async fn delete_project<C: GenericClient>(
     Ok(())
 }
 
-pub async fn delete_org<C: GenericClient>(c: &C, id: &str) -> DomainResult<()> {
+/// Deletes the org with everything in it, its audit trail included, and
+/// records the deletion as the one `org.delete` row left under its id (see
+/// ARCHITECTURE.md, Audit).
+pub async fn delete_org<C: GenericClient>(c: &C, caller: &Caller, id: &str) -> DomainResult<()> {
     query_opt(c, "SELECT 1 FROM orgs WHERE id = $1 FOR UPDATE", &[&id])
         .await?
         .ok_or_else(|| DomainError::not_found(format!("org {id}")))?;
@@ -279,7 +282,12 @@ pub async fn delete_org<C: GenericClient>(c: &C, id: &str) -> DomainResult<()> {
     }
     execute(c, "DELETE FROM audit_events WHERE org_id = $1", &[&id]).await?;
     execute(c, "DELETE FROM orgs WHERE id = $1", &[&id]).await?;
-    Ok(())
+    let place = AuditPlace {
+        org: id,
+        project: None,
+        caller,
+    };
+    audit(c, &place, "org.delete", id, json!({})).await
 }
 
 const KEY_COLS: &str = "id, org_id, name, scopes, created_at, created_by, revoked_at, secret_hash";

@@ -308,10 +308,10 @@ impl Store for SqliteStore {
         self.read(move |conn| tenancy::list_orgs(conn, &page)).await
     }
 
-    async fn delete_org(&self, _caller: &Caller, id: &str) -> DomainResult<()> {
-        let id = id.to_owned();
+    async fn delete_org(&self, caller: &Caller, id: &str) -> DomainResult<()> {
+        let (caller, id) = (caller.clone(), id.to_owned());
         self.writer
-            .write(move |conn, _| tenancy::delete_org(conn, &id))
+            .write(move |conn, _| tenancy::delete_org(conn, &caller, &id))
             .await?;
         self.cache.clear();
         Ok(())

@@ -198,7 +198,10 @@ pub fn delete_project(
     Ok(())
 }
 
-pub fn delete_org(conn: &Connection, id: &str) -> DomainResult<()> {
+/// Deletes the org with everything in it, its audit trail included, and
+/// records the deletion as the one `org.delete` row left under its id (see
+/// ARCHITECTURE.md, Audit).
+pub fn delete_org(conn: &Connection, caller: &Caller, id: &str) -> DomainResult<()> {
     get_org(conn, id)?;
     let projects: Vec<String> = conn
         .prepare("SELECT id FROM projects WHERE org_id = ?1")
@@ -207,7 +210,14 @@ pub fn delete_org(conn: &Connection, id: &str) -> DomainResult<()> {
     for project in projects {
         delete_project(conn, None, id, &project)?;
     }
+    conn.execute("DELETE FROM audit_events WHERE org_id = ?1", [id])
+        .map_err(sql_err)?;
     conn.execute("DELETE FROM orgs WHERE id = ?1", [id])
         .map_err(sql_err)?;
-    Ok(())
+    let place = AuditPlace {
+        org: id,
+        project: None,
+        caller,
+    };
+    audit::record(conn, &place, "org.delete", id, serde_json::json!({}))
 }
