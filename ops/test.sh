@@ -47,4 +47,9 @@ set -a
 source "$STRATA_STACK_DIR/env"
 set +a
 
-cargo test --locked --all-targets "$@"
+# The whole run's count closes the output (the last test binary, the
+# benchmark crate's, has no tests of its own).
+log=$(mktemp)
+cargo test --locked --all-targets "$@" 2>&1 | tee "$log"
+awk '/^test result:/ { p += $4; f += $6 } END { printf "tests: %d passed, %d failed\n", p, f }' "$log"
+rm -f "$log"
