@@ -18,7 +18,7 @@ pub async fn migrate(config: &Config) -> anyhow::Result<()> {
         return Ok(());
     }
     // Opening a PostgreSQL store migrates it (under an advisory lock).
-    store::open(config).await?;
+    store::open(config).await?.close().await;
     println!(
         "{} is up to date",
         config
@@ -37,18 +37,24 @@ fn cli_caller() -> crate::domain::Caller {
 
 pub async fn init(config: &Config, org: &str, project: &str) -> anyhow::Result<()> {
     let store = store::open(config).await?;
+    let created = async {
+        match store.create_org(&cli_caller(), org, org).await {
+            Ok(_) | Err(DomainError::Conflict(_)) => {}
+            Err(e) => return Err(e),
+        }
+        match store
+            .create_project(&cli_caller(), org, project, project)
+            .await
+        {
+            Ok(_) | Err(DomainError::Conflict(_)) => Ok(()),
+            Err(e) => Err(e),
+        }
+    }
+    .await;
+    // Closed before exiting: on SQLite that folds the WAL back into the file.
+    store.close().await;
+    created?;
     let key = server::admin_key(config)?;
-    match store.create_org(&cli_caller(), org, org).await {
-        Ok(_) | Err(DomainError::Conflict(_)) => {}
-        Err(e) => return Err(e.into()),
-    }
-    match store
-        .create_project(&cli_caller(), org, project, project)
-        .await
-    {
-        Ok(_) | Err(DomainError::Conflict(_)) => {}
-        Err(e) => return Err(e.into()),
-    }
     let base = format!("http://{}/v1/orgs/{org}/projects/{project}", config.listen);
     let key_note = match &key {
         server::AdminKey::Configured(_) => "the key in STRATA_ADMIN_KEY".to_string(),
@@ -72,7 +78,9 @@ pub async fn init(config: &Config, org: &str, project: &str) -> anyhow::Result<(
 pub async fn age_sync(config: &Config, org: &str, project: &str) -> anyhow::Result<()> {
     let store = store::open(config).await?;
     let scope = crate::domain::Scope::new(org, project);
-    let sync = store.sync_graph(&scope).await?;
+    let sync = store.sync_graph(&scope).await;
+    store.close().await;
+    let sync = sync?;
     println!(
         "relationships: {} hidden (an end was not live), {} revived (both ends live)",
         sync.relationships_hidden, sync.relationships_revived
