@@ -207,8 +207,8 @@ async fn get_doc(
     };
     let log = s.store.doc_log(&scope, &p.doc, as_of.as_deref()).await?;
     let mut state = crdt::state(s.store.as_ref(), s.blobs.as_ref(), &scope, &p.doc, &log).await?;
-    if let Some(sv) = &state_vector {
-        state = crdt::diff(&state, sv)?;
+    if let Some(sv) = state_vector {
+        state = crdt::diff(state, sv).await?;
     }
     let seq = HeaderValue::from(log.last_seq);
     let wants_json = headers
@@ -576,7 +576,7 @@ async fn handle(
         sync::Incoming::StateVector(sv) => {
             crdt::validate_state_vector(&sv)?;
             let state = current_state(s, scope, doc).await?;
-            Ok(Some(sync::step2(crdt::diff(&state, &sv)?)))
+            Ok(Some(sync::step2(crdt::diff(state, sv).await?)))
         }
         sync::Incoming::Update(update) => {
             if sync::is_empty_update(&update) {

@@ -258,8 +258,10 @@ pub fn merge(parts: Vec<Vec<u8>>) -> DomainResult<Vec<u8>> {
 
 /// What `state` lacks relative to a client's state vector, which has
 /// passed `validate_state_vector` (callers check it before loading state).
-pub fn diff(state: &[u8], state_vector: &[u8]) -> DomainResult<Vec<u8>> {
-    fold::diff(state, state_vector).map_err(yrs_fault)
+/// What `state` holds beyond `state_vector` (checked first by the caller).
+/// Off the async runtime: a large document's diff takes milliseconds.
+pub async fn diff(state: Vec<u8>, state_vector: Vec<u8>) -> DomainResult<Vec<u8>> {
+    run_blocking(move || fold::diff(&state, &state_vector).map_err(yrs_fault)).await
 }
 
 #[cfg(test)]
