@@ -527,6 +527,15 @@ async fn all_rows_visible(store: &DynStore, scope: &Scope, entities: &[&str]) {
     assert_eq!((r.from.as_str(), r.to.as_str()), ("a", "b"));
 }
 
+/// Org `org` with its project `app`.
+async fn new_project(store: &DynStore, org: &str) {
+    store.create_org(&caller(), org, "Org").await.unwrap();
+    store
+        .create_project(&caller(), org, "app", "App")
+        .await
+        .unwrap();
+}
+
 /// A new `task` entity titled by its id.
 fn task(id: &str) -> WriteOp {
     WriteOp::CreateEntity {
@@ -562,11 +571,7 @@ async fn age_off_and_on_over_one_database_keeps_every_row() {
     let scope = Scope::new(&org, "app");
     {
         let (store, _dir) = pglite_store(AgeMode::On).await;
-        store.create_org(&caller(), &org, "Org").await.unwrap();
-        store
-            .create_project(&caller(), &org, "app", "App")
-            .await
-            .unwrap();
+        new_project(&store, &org).await;
         let ops = vec![task("a"), task("b"), depends_on("r1", "a", "b")];
         store.write(&scope, &caller(), ops).await.unwrap();
         let patch = WriteOp::PatchEntity {
@@ -666,11 +671,7 @@ async fn age_sync_repairs_liveness_and_the_graph_and_says_so() {
     let scope = Scope::new(&org, "app");
     {
         let (store, _dir) = pglite_store(AgeMode::On).await;
-        store.create_org(&caller(), &org, "Org").await.unwrap();
-        store
-            .create_project(&caller(), &org, "app", "App")
-            .await
-            .unwrap();
+        new_project(&store, &org).await;
         // An id that JSON and agtype must escape: the comparison is exact.
         let odd = "q\"u\\o t\u{e9}";
         let ops = vec![

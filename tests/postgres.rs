@@ -26,6 +26,27 @@ fn props(v: serde_json::Value) -> Properties {
     v.as_object().unwrap().clone()
 }
 
+const ADMIN: &str = "test-admin-key-0123456789";
+
+/// One JSON request to a daemon's router with `key`.
+async fn call(
+    router: &axum::Router,
+    method: &str,
+    path: &str,
+    key: &str,
+    body: &str,
+) -> axum::response::Response {
+    use tower::ServiceExt;
+    let req = axum::http::Request::builder()
+        .method(method)
+        .uri(path)
+        .header("authorization", format!("Bearer {key}"))
+        .header("content-type", "application/json")
+        .body(axum::body::Body::from(body.to_string()))
+        .unwrap();
+    router.clone().oneshot(req).await.unwrap()
+}
+
 /// Polls `check` until it holds; panics after `limit` (no timing is asserted
 /// beyond "eventually").
 async fn eventually<F, Fut>(limit: Duration, mut check: F)
@@ -187,11 +208,8 @@ async fn a_key_revoked_through_one_daemon_stops_working_on_the_other() {
     if support::skip_without(support::PG) {
         return;
     }
-    use axum::body::Body;
-    use axum::http::{Request, StatusCode};
-    use tower::ServiceExt;
+    use axum::http::StatusCode;
 
-    const ADMIN: &str = "test-admin-key-0123456789";
     let url = support::fresh_pg_database().await;
     let (d1, d2) = (tempfile::tempdir().unwrap(), tempfile::tempdir().unwrap());
     let a = strata::server::build(support::pg_config(d1.path(), &url), ADMIN)
@@ -200,16 +218,6 @@ async fn a_key_revoked_through_one_daemon_stops_working_on_the_other() {
     let b = strata::server::build(support::pg_config(d2.path(), &url), ADMIN)
         .await
         .unwrap();
-    let call = |router: &axum::Router, method: &str, path: &str, key: &str, body: &str| {
-        let req = Request::builder()
-            .method(method)
-            .uri(path)
-            .header("authorization", format!("Bearer {key}"))
-            .header("content-type", "application/json")
-            .body(Body::from(body.to_string()))
-            .unwrap();
-        router.clone().oneshot(req)
-    };
     let r = call(
         &a.router,
         "POST",
@@ -217,8 +225,7 @@ async fn a_key_revoked_through_one_daemon_stops_working_on_the_other() {
         ADMIN,
         r#"{"id":"acme","name":"Acme"}"#,
     )
-    .await
-    .unwrap();
+    .await;
     assert_eq!(r.status(), StatusCode::CREATED);
     let r = call(
         &a.router,
@@ -227,8 +234,7 @@ async fn a_key_revoked_through_one_daemon_stops_working_on_the_other() {
         ADMIN,
         r#"{"name":"k","scopes":["read"]}"#,
     )
-    .await
-    .unwrap();
+    .await;
     let body = http_body_util::BodyExt::collect(r.into_body())
         .await
         .unwrap()
@@ -238,9 +244,7 @@ async fn a_key_revoked_through_one_daemon_stops_working_on_the_other() {
         created["data"]["id"].as_str().unwrap().to_string(),
         created["data"]["key"].as_str().unwrap().to_string(),
     );
-    let r = call(&b.router, "GET", "/v1/orgs/acme", &key, "")
-        .await
-        .unwrap();
+    let r = call(&b.router, "GET", "/v1/orgs/acme", &key, "").await;
     assert_eq!(
         r.status(),
         StatusCode::OK,
@@ -253,13 +257,11 @@ async fn a_key_revoked_through_one_daemon_stops_working_on_the_other() {
         ADMIN,
         "",
     )
-    .await
-    .unwrap();
+    .await;
     assert_eq!(r.status(), StatusCode::NO_CONTENT);
     eventually(Duration::from_secs(5), || async {
         call(&b.router, "GET", "/v1/orgs/acme", &key, "")
             .await
-            .unwrap()
             .status()
             == StatusCode::UNAUTHORIZED
     })
@@ -824,11 +826,8 @@ async fn a_write_that_keeps_colliding_answers_503_with_retry_after() {
     if support::skip_without(support::PG) {
         return;
     }
-    use axum::body::Body;
-    use axum::http::{Request, StatusCode};
-    use tower::ServiceExt;
+    use axum::http::StatusCode;
 
-    const ADMIN: &str = "test-admin-key-0123456789";
     let url = support::fresh_pg_database().await;
     let database = url.rsplit('/').next().unwrap().to_owned();
     let other = admin(&url).await;
@@ -855,14 +854,13 @@ async fn a_write_that_keeps_colliding_answers_503_with_retry_after() {
         .await
         .unwrap();
     let patch = || {
-        let req = Request::builder()
-            .method("PATCH")
-            .uri("/v1/orgs/acme/projects/app/entities/a")
-            .header("authorization", format!("Bearer {ADMIN}"))
-            .header("content-type", "application/json")
-            .body(Body::from(r#"{"properties": {"n": 1}}"#))
-            .unwrap();
-        daemon.router.clone().oneshot(req)
+        call(
+            &daemon.router,
+            "PATCH",
+            "/v1/orgs/acme/projects/app/entities/a",
+            ADMIN,
+            r#"{"properties": {"n": 1}}"#,
+        )
     };
     other
         .batch_execute(
@@ -871,7 +869,7 @@ async fn a_write_that_keeps_colliding_answers_503_with_retry_after() {
         )
         .await
         .unwrap();
-    let answer = patch().await.unwrap();
+    let answer = patch().await;
     assert_eq!(answer.status(), StatusCode::SERVICE_UNAVAILABLE);
     assert!(answer.headers().contains_key("retry-after"));
     let body = http_body_util::BodyExt::collect(answer.into_body())
@@ -882,7 +880,7 @@ async fn a_write_that_keeps_colliding_answers_503_with_retry_after() {
     assert_eq!(body["error"]["code"], "unavailable", "{body}");
     // Nothing was written; once the lock is gone the same request succeeds.
     other.batch_execute("ROLLBACK").await.unwrap();
-    assert_eq!(patch().await.unwrap().status(), StatusCode::OK);
+    assert_eq!(patch().await.status(), StatusCode::OK);
     let e = daemon
         .store
         .get_entity(&scope, "a", &EntityRead::default())
