@@ -6,6 +6,7 @@ mod error;
 pub mod json;
 mod model;
 pub mod patch;
+pub mod rules;
 pub mod validate;
 
 pub use error::{DomainError, DomainResult};

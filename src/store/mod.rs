@@ -4,7 +4,7 @@
 pub mod cache;
 pub mod checked;
 pub mod cursor;
-pub mod history;
+
 pub mod migrate;
 pub mod postgres;
 pub mod sqlite;

@@ -5,8 +5,9 @@
 use super::rows::{self, execute, next_seq, query, query_opt, ENTITY_COLS};
 use super::{locks, outbox, Ctx};
 use crate::domain::patch::apply_merge_patch;
+use crate::domain::rules::history;
 use crate::domain::*;
-use crate::store::{cursor, history};
+use crate::store::cursor;
 use chrono::{DateTime, Utc};
 use deadpool_postgres::GenericClient;
 use serde_json::{json, Map, Value};

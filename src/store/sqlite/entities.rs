@@ -5,8 +5,9 @@ use super::threads::Seq;
 use super::{fts, outbox, sql_err};
 use crate::clock;
 use crate::domain::patch::apply_merge_patch;
+use crate::domain::rules::history;
 use crate::domain::*;
-use crate::store::{cursor, history};
+use crate::store::cursor;
 use rusqlite::{params, Connection, OptionalExtension, Row};
 use serde_json::{Map, Value};
 

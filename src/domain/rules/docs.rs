@@ -1,0 +1,1 @@
+//! The document log's rules (what a snapshot covers, what may be pruned).
