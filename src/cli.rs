@@ -18,7 +18,10 @@ pub async fn migrate(config: &Config) -> anyhow::Result<()> {
         return Ok(());
     }
     // Opening a PostgreSQL store migrates it (under an advisory lock).
-    store::open(config).await?.close().await;
+    store::open(&config.database_url, &config.store_settings())
+        .await?
+        .close()
+        .await;
     println!(
         "{} is up to date",
         config
@@ -36,7 +39,7 @@ fn cli_caller() -> crate::domain::Caller {
 }
 
 pub async fn init(config: &Config, org: &str, project: &str) -> anyhow::Result<()> {
-    let store = store::open(config).await?;
+    let store = store::open(&config.database_url, &config.store_settings()).await?;
     let created = async {
         match store.create_org(&cli_caller(), org, org).await {
             Ok(_) | Err(DomainError::Conflict(_)) => {}
@@ -76,7 +79,7 @@ pub async fn init(config: &Config, org: &str, project: &str) -> anyhow::Result<(
 /// Repairs a project's relationship liveness and AGE graph, says what it
 /// changed, and fails unless the graph agrees with the tables afterwards.
 pub async fn age_sync(config: &Config, org: &str, project: &str) -> anyhow::Result<()> {
-    let store = store::open(config).await?;
+    let store = store::open(&config.database_url, &config.store_settings()).await?;
     let scope = crate::domain::Scope::new(org, project);
     let sync = store.sync_graph(&scope).await;
     store.close().await;
@@ -144,7 +147,7 @@ pub async fn doctor() -> anyhow::Result<()> {
             Err(e) => format!("data directory {} is not writable: {e}", dir.display()),
         },
     );
-    match store::open(&config).await {
+    match store::open(&config.database_url, &config.store_settings()).await {
         Ok(store) => match store.ping().await {
             Ok(()) => report(
                 true,

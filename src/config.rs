@@ -332,3 +332,14 @@ mod tests {
         assert!(Config::from_vars(vars(&[("STRATA_CONFIG", &p)])).is_err());
     }
 }
+
+impl Config {
+    /// What `store::open` needs besides the URL.
+    pub fn store_settings(&self) -> crate::store::Settings {
+        crate::store::Settings {
+            sqlite: self.sqlite.clone(),
+            postgres: self.postgres.clone(),
+            cache_entries: self.cache_entries,
+        }
+    }
+}

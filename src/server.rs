@@ -113,7 +113,7 @@ impl Daemon {
 
 /// Opens the store and builds the application.
 pub async fn build(config: Config, admin_key: &str) -> anyhow::Result<Daemon> {
-    let store = store::open(&config).await?;
+    let store = store::open(&config.database_url, &config.store_settings()).await?;
     let blobs = crate::blob::open(&config.blob_url)
         .await
         .with_context(|| format!("cannot open the blob store {}", config.blob_url))?;

@@ -484,7 +484,7 @@ async fn pglite_store(mode: strata::store::postgres::AgeMode) -> (DynStore, temp
     let dir = tempfile::tempdir().unwrap();
     let mut config = support::pglite_config(dir.path());
     config.postgres.age = mode;
-    let store = strata::store::open(&config).await.unwrap();
+    let store = support::open(&config).await.unwrap();
     (store, dir)
 }
 

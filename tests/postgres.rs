@@ -326,7 +326,7 @@ async fn one_connection_store() -> (DynStore, Scope, String, tempfile::TempDir) 
     let mut config = support::pg_config(dir.path(), &url);
     config.postgres.pool_size = 1;
     config.postgres.notify = false;
-    let store = strata::store::open(&config).await.unwrap();
+    let store = support::open(&config).await.unwrap();
     let scope = project(&store).await;
     (store, scope, url, dir)
 }
@@ -734,7 +734,7 @@ async fn two_old_layouts_move_the_one_with_data_or_refuse() {
         .unwrap();
     move_back(&c, "ag_catalog").await;
     let dir = tempfile::tempdir().unwrap();
-    let refused = strata::store::open(&support::pg_config(dir.path(), &url)).await;
+    let refused = support::open(&support::pg_config(dir.path(), &url)).await;
     let message = refused.err().expect("refused").to_string();
     assert!(message.contains("both ag_catalog and public"), "{message}");
 }

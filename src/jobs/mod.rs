@@ -79,12 +79,12 @@ impl Jobs {
             JobSpec {
                 name: "checkpoint",
                 schedule: "0 */10 * * * *".into(),
-                task: Task::Store(Maintenance::Checkpoint),
+                task: Task::Store(Maintenance::Frequent),
             },
             JobSpec {
                 name: "optimize",
                 schedule: "0 17 3 * * *".into(),
-                task: Task::Store(Maintenance::Optimize),
+                task: Task::Store(Maintenance::Daily),
             },
         ];
         Jobs {

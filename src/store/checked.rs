@@ -11,10 +11,12 @@
 //! content here. A new `Store` method does not compile until it is
 //! forwarded (and checked) below.
 
-use super::{cache, DocLease, Maintenance, Store};
+use super::prelude::*;
+use super::{cache, ChangeSink, Coherence, DocLease, Maintenance};
 use crate::domain::validate::{json_no_nul, map_no_nul, no_nul};
 use crate::domain::*;
 use async_trait::async_trait;
+use std::sync::Arc;
 
 pub struct Checked<S>(pub S);
 
@@ -111,15 +113,7 @@ fn op(o: &WriteOp) -> DomainResult<()> {
 }
 
 #[async_trait]
-impl<S: Store> Store for Checked<S> {
-    fn backend(&self) -> &'static str {
-        self.0.backend()
-    }
-
-    async fn ping(&self) -> DomainResult<()> {
-        self.0.ping().await
-    }
-
+impl<S: Store> TenancyStore for Checked<S> {
     async fn is_empty(&self) -> DomainResult<bool> {
         self.0.is_empty().await
     }
@@ -179,7 +173,61 @@ impl<S: Store> Store for Checked<S> {
         no_nul("project", id)?;
         self.0.delete_project(c, org, id).await
     }
+}
 
+#[async_trait]
+impl<S: Store> KeyStore for Checked<S> {
+    async fn create_key(&self, c: &Caller, key: StoredKey) -> DomainResult<ApiKeyInfo> {
+        caller(c)?;
+        no_nul("key id", &key.info.id)?;
+        no_nul("org", &key.info.org)?;
+        no_nul("key name", &key.info.name)?;
+        no_nul("created_by", &key.info.created_by)?;
+        no_nul("key hash", &key.secret_hash)?;
+        self.0.create_key(c, key).await
+    }
+
+    async fn list_keys(&self, org: &str, p: &PageRequest) -> DomainResult<Page<ApiKeyInfo>> {
+        no_nul("org", org)?;
+        page(p)?;
+        self.0.list_keys(org, p).await
+    }
+
+    async fn revoke_key(&self, c: &Caller, org: &str, id: &str) -> DomainResult<()> {
+        caller(c)?;
+        no_nul("org", org)?;
+        no_nul("key id", id)?;
+        self.0.revoke_key(c, org, id).await
+    }
+
+    async fn find_key(&self, id: &str) -> DomainResult<Option<StoredKey>> {
+        no_nul("key id", id)?;
+        self.0.find_key(id).await
+    }
+
+    fn key_revocations(&self) -> Option<tokio::sync::broadcast::Receiver<String>> {
+        self.0.key_revocations()
+    }
+}
+
+#[async_trait]
+impl<S: Store> AuditStore for Checked<S> {
+    async fn list_audit(
+        &self,
+        org: &str,
+        filter: &AuditFilter,
+        p: &PageRequest,
+    ) -> DomainResult<Page<AuditEvent>> {
+        no_nul("org", org)?;
+        opt("action", filter.action.as_deref())?;
+        opt("target", filter.target.as_deref())?;
+        page(p)?;
+        self.0.list_audit(org, filter, p).await
+    }
+}
+
+#[async_trait]
+impl<S: Store> EntityStore for Checked<S> {
     async fn write(
         &self,
         s: &Scope,
@@ -251,7 +299,10 @@ impl<S: Store> Store for Checked<S> {
         page(p)?;
         self.0.list_relationships(s, filter, p).await
     }
+}
 
+#[async_trait]
+impl<S: Store> GraphStore for Checked<S> {
     async fn traverse(&self, s: &Scope, t: &Traversal) -> DomainResult<Subgraph> {
         scope(s)?;
         no_nul("id", &t.start)?;
@@ -283,6 +334,26 @@ impl<S: Store> Store for Checked<S> {
         self.0.node_headers(s, ids, include_properties).await
     }
 
+    async fn cypher(
+        &self,
+        s: &Scope,
+        query: &str,
+        params: &serde_json::Map<String, serde_json::Value>,
+    ) -> DomainResult<CypherResult> {
+        scope(s)?;
+        no_nul("query", query)?;
+        map_no_nul("params", params)?;
+        self.0.cypher(s, query, params).await
+    }
+
+    async fn sync_graph(&self, s: &Scope) -> DomainResult<GraphSync> {
+        scope(s)?;
+        self.0.sync_graph(s).await
+    }
+}
+
+#[async_trait]
+impl<S: Store> SearchStore for Checked<S> {
     async fn search_text(
         &self,
         s: &Scope,
@@ -295,48 +366,10 @@ impl<S: Store> Store for Checked<S> {
         opt("type", entity_type)?;
         self.0.search_text(s, query, entity_type, limit).await
     }
+}
 
-    async fn create_key(&self, c: &Caller, key: StoredKey) -> DomainResult<ApiKeyInfo> {
-        caller(c)?;
-        no_nul("key id", &key.info.id)?;
-        no_nul("org", &key.info.org)?;
-        no_nul("key name", &key.info.name)?;
-        no_nul("created_by", &key.info.created_by)?;
-        no_nul("key hash", &key.secret_hash)?;
-        self.0.create_key(c, key).await
-    }
-
-    async fn list_keys(&self, org: &str, p: &PageRequest) -> DomainResult<Page<ApiKeyInfo>> {
-        no_nul("org", org)?;
-        page(p)?;
-        self.0.list_keys(org, p).await
-    }
-
-    async fn revoke_key(&self, c: &Caller, org: &str, id: &str) -> DomainResult<()> {
-        caller(c)?;
-        no_nul("org", org)?;
-        no_nul("key id", id)?;
-        self.0.revoke_key(c, org, id).await
-    }
-
-    async fn find_key(&self, id: &str) -> DomainResult<Option<StoredKey>> {
-        no_nul("key id", id)?;
-        self.0.find_key(id).await
-    }
-
-    async fn list_audit(
-        &self,
-        org: &str,
-        filter: &AuditFilter,
-        p: &PageRequest,
-    ) -> DomainResult<Page<AuditEvent>> {
-        no_nul("org", org)?;
-        opt("action", filter.action.as_deref())?;
-        opt("target", filter.target.as_deref())?;
-        page(p)?;
-        self.0.list_audit(org, filter, p).await
-    }
-
+#[async_trait]
+impl<S: Store> DocStore for Checked<S> {
     async fn append_updates(
         &self,
         s: &Scope,
@@ -459,22 +492,16 @@ impl<S: Store> Store for Checked<S> {
         no_nul("doc", doc)?;
         self.0.lease_doc(s, doc).await
     }
+}
 
-    async fn cypher(
-        &self,
-        s: &Scope,
-        query: &str,
-        params: &serde_json::Map<String, serde_json::Value>,
-    ) -> DomainResult<CypherResult> {
-        scope(s)?;
-        no_nul("query", query)?;
-        map_no_nul("params", params)?;
-        self.0.cypher(s, query, params).await
+#[async_trait]
+impl<S: Store> Store for Checked<S> {
+    fn backend(&self) -> &'static str {
+        self.0.backend()
     }
 
-    async fn sync_graph(&self, s: &Scope) -> DomainResult<GraphSync> {
-        scope(s)?;
-        self.0.sync_graph(s).await
+    async fn ping(&self) -> DomainResult<()> {
+        self.0.ping().await
     }
 
     async fn maintain(&self, task: Maintenance) -> DomainResult<String> {
@@ -485,8 +512,12 @@ impl<S: Store> Store for Checked<S> {
         self.0.close().await
     }
 
-    fn key_revocations(&self) -> Option<tokio::sync::broadcast::Receiver<String>> {
-        self.0.key_revocations()
+    fn coherence(&self) -> Coherence {
+        self.0.coherence()
+    }
+
+    fn watch_changes(&self, sink: Arc<dyn ChangeSink>) {
+        self.0.watch_changes(sink)
     }
 
     fn cache_stats(&self) -> cache::CacheStats {

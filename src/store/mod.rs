@@ -2,6 +2,7 @@
 //! Each call is atomic. Nothing above this module sees SQL or transactions.
 
 pub mod cache;
+pub mod cached;
 pub mod checked;
 pub mod cursor;
 
@@ -9,9 +10,11 @@ pub mod migrate;
 pub mod postgres;
 pub mod sqlite;
 
+use crate::domain::rules::Stamp;
 use crate::domain::*;
 use async_trait::async_trait;
-use std::sync::atomic::AtomicU64;
+use cache::CacheStats;
+use std::sync::atomic::{AtomicBool, AtomicU64};
 use std::sync::Arc;
 
 /// Write transactions sent again after colliding with concurrent writers
@@ -20,21 +23,16 @@ use std::sync::Arc;
 pub static WRITE_RETRIES: AtomicU64 = AtomicU64::new(0);
 pub static WRITES_CONTENDED: AtomicU64 = AtomicU64::new(0);
 
+/// Orgs and projects: the tenants every other row belongs to.
 #[async_trait]
-pub trait Store: Send + Sync + 'static {
-    /// A short backend name for logs and health output.
-    fn backend(&self) -> &'static str;
-
-    /// Answers when the store can serve reads and writes.
-    async fn ping(&self) -> DomainResult<()>;
-
+pub trait TenancyStore: Send + Sync {
     /// True when no org exists yet (first start).
     async fn is_empty(&self) -> DomainResult<bool>;
-
-    // Tenancy.
     async fn create_org(&self, caller: &Caller, id: &str, name: &str) -> DomainResult<Org>;
     async fn get_org(&self, id: &str) -> DomainResult<Org>;
     async fn list_orgs(&self, page: &PageRequest) -> DomainResult<Page<Org>>;
+    /// Erases the org with everything in it, its audit trail included, and
+    /// records one `org.delete` event (rules::audit).
     async fn delete_org(&self, caller: &Caller, id: &str) -> DomainResult<()>;
     async fn create_project(
         &self,
@@ -46,7 +44,40 @@ pub trait Store: Send + Sync + 'static {
     async fn get_project(&self, org: &str, id: &str) -> DomainResult<Project>;
     async fn list_projects(&self, org: &str, page: &PageRequest) -> DomainResult<Page<Project>>;
     async fn delete_project(&self, caller: &Caller, org: &str, id: &str) -> DomainResult<()>;
+}
 
+/// API keys: stored hashed, revoked at once everywhere.
+#[async_trait]
+pub trait KeyStore: Send + Sync {
+    async fn create_key(&self, caller: &Caller, key: StoredKey) -> DomainResult<ApiKeyInfo>;
+    async fn list_keys(&self, org: &str, page: &PageRequest) -> DomainResult<Page<ApiKeyInfo>>;
+    /// Revokes at once; NotFound for a key of another org or already revoked.
+    async fn revoke_key(&self, caller: &Caller, org: &str, id: &str) -> DomainResult<()>;
+    /// A key by its public id, revoked or not.
+    async fn find_key(&self, id: &str) -> DomainResult<Option<StoredKey>>;
+    /// Ids of keys revoked by any daemon sharing this store, as they happen
+    /// (None when no other daemon can share it).
+    fn key_revocations(&self) -> Option<tokio::sync::broadcast::Receiver<String>> {
+        None
+    }
+}
+
+/// The audit trail, written by every change in its own transaction.
+#[async_trait]
+pub trait AuditStore: Send + Sync {
+    /// Audit events of an org, newest first.
+    async fn list_audit(
+        &self,
+        org: &str,
+        filter: &AuditFilter,
+        page: &PageRequest,
+    ) -> DomainResult<Page<AuditEvent>>;
+}
+
+/// Entities and relationships with their history: written together by
+/// `write`, read one row, page or version at a time.
+#[async_trait]
+pub trait EntityStore: Send + Sync {
     /// Applies `ops` in one transaction with their history, outbox and audit
     /// rows: all succeed or none is applied (a failure names the index of the
     /// failing op). `caller` is recorded as the actor.
@@ -56,8 +87,6 @@ pub trait Store: Send + Sync + 'static {
         caller: &Caller,
         ops: Vec<WriteOp>,
     ) -> DomainResult<Vec<WriteOutcome>>;
-
-    // Entities.
     async fn get_entity(&self, scope: &Scope, id: &str, read: &EntityRead) -> DomainResult<Entity>;
     async fn list_entities(
         &self,
@@ -71,8 +100,6 @@ pub trait Store: Send + Sync + 'static {
         id: &str,
         page: &PageRequest,
     ) -> DomainResult<Page<VersionInfo>>;
-
-    // Relationships.
     async fn get_relationship(&self, scope: &Scope, id: &str) -> DomainResult<Relationship>;
     async fn list_relationships(
         &self,
@@ -80,8 +107,11 @@ pub trait Store: Send + Sync + 'static {
         filter: &RelationshipFilter,
         page: &PageRequest,
     ) -> DomainResult<Page<Relationship>>;
+}
 
-    // Graph.
+/// Walks over the live graph, and Cypher where the backend has an engine.
+#[async_trait]
+pub trait GraphStore: Send + Sync {
     /// Every live node within `max_depth` hops of the start, each at its
     /// shortest depth, and the edges walked between them.
     async fn traverse(&self, scope: &Scope, t: &Traversal) -> DomainResult<Subgraph>;
@@ -102,8 +132,21 @@ pub trait Store: Send + Sync + 'static {
         ids: &[String],
         include_properties: bool,
     ) -> DomainResult<Vec<GraphNode>>;
+    /// A read-only openCypher query over the project's graph.
+    async fn cypher(
+        &self,
+        scope: &Scope,
+        query: &str,
+        params: &serde_json::Map<String, serde_json::Value>,
+    ) -> DomainResult<CypherResult>;
+    /// Repairs relationship liveness against the invariant, compares the
+    /// project's graph projection with the tables and rebuilds it.
+    async fn sync_graph(&self, scope: &Scope) -> DomainResult<GraphSync>;
+}
 
-    // Search.
+/// Full-text search over live entities.
+#[async_trait]
+pub trait SearchStore: Send + Sync {
     async fn search_text(
         &self,
         scope: &Scope,
@@ -111,23 +154,11 @@ pub trait Store: Send + Sync + 'static {
         entity_type: Option<&str>,
         limit: usize,
     ) -> DomainResult<Vec<SearchHit>>;
+}
 
-    // API keys and audit.
-    async fn create_key(&self, caller: &Caller, key: StoredKey) -> DomainResult<ApiKeyInfo>;
-    async fn list_keys(&self, org: &str, page: &PageRequest) -> DomainResult<Page<ApiKeyInfo>>;
-    /// Revokes at once; NotFound for a key of another org or already revoked.
-    async fn revoke_key(&self, caller: &Caller, org: &str, id: &str) -> DomainResult<()>;
-    /// A key by its public id, revoked or not.
-    async fn find_key(&self, id: &str) -> DomainResult<Option<StoredKey>>;
-    /// Audit events of an org, newest first.
-    async fn list_audit(
-        &self,
-        org: &str,
-        filter: &AuditFilter,
-        page: &PageRequest,
-    ) -> DomainResult<Page<AuditEvent>>;
-
-    // CRDT documents (Yjs update logs).
+/// CRDT documents: Yjs update logs with their snapshots.
+#[async_trait]
+pub trait DocStore: Send + Sync {
     /// Appends updates to a document's log, creating the document; answers
     /// once durable with the (first, last) sequence numbers given.
     async fn append_updates(
@@ -198,28 +229,20 @@ pub trait Store: Send + Sync + 'static {
     /// store, until the lease is dropped (or its holder dies); None when
     /// another holds it.
     async fn lease_doc(&self, scope: &Scope, doc: &str) -> DomainResult<Option<DocLease>>;
+}
 
-    /// A read-only openCypher query over the project's graph.
-    async fn cypher(
-        &self,
-        _scope: &Scope,
-        _query: &str,
-        _params: &serde_json::Map<String, serde_json::Value>,
-    ) -> DomainResult<CypherResult> {
-        Err(DomainError::NotImplemented(format!(
-            "the {} backend has no Cypher engine; use the graph endpoints, or server mode with Apache AGE",
-            self.backend()
-        )))
-    }
+/// A whole store: every concern, and the store's own life. Each call is
+/// atomic. Callers bring the concern traits into scope with
+/// `use crate::store::prelude::*`.
+#[async_trait]
+pub trait Store:
+    TenancyStore + KeyStore + AuditStore + EntityStore + GraphStore + SearchStore + DocStore + 'static
+{
+    /// A short backend name for logs and health output.
+    fn backend(&self) -> &'static str;
 
-    /// Repairs relationship liveness against the invariant, compares the
-    /// project's graph projection with the tables and rebuilds it.
-    async fn sync_graph(&self, _scope: &Scope) -> DomainResult<GraphSync> {
-        Err(DomainError::NotImplemented(format!(
-            "the {} backend keeps no graph projection",
-            self.backend()
-        )))
-    }
+    /// Answers when the store can serve reads and writes.
+    async fn ping(&self) -> DomainResult<()>;
 
     /// Routine upkeep, run by scheduled jobs; returns a one-line summary.
     async fn maintain(&self, task: Maintenance) -> DomainResult<String>;
@@ -231,53 +254,83 @@ pub trait Store: Send + Sync + 'static {
     /// answer `unavailable`; a second call does nothing.
     async fn close(&self);
 
-    /// Ids of keys revoked by any daemon sharing this store, as they happen
-    /// (None when the backend has no such feed).
-    fn key_revocations(&self) -> Option<tokio::sync::broadcast::Receiver<String>> {
-        None
-    }
+    /// Whether a cache above this store can learn of every write it does
+    /// not see itself.
+    fn coherence(&self) -> Coherence;
 
-    /// Hit and miss counts of the entity cache, for `/metrics`.
-    fn cache_stats(&self) -> cache::CacheStats;
+    /// From now on `sink` is told of the writes other daemons make (a store
+    /// that is the sole writer has none to tell).
+    fn watch_changes(&self, sink: Arc<dyn ChangeSink>);
+
+    /// Hit and miss counts of the entity cache above the backend, for
+    /// `/metrics` (zero without one).
+    fn cache_stats(&self) -> CacheStats {
+        CacheStats::default()
+    }
+}
+
+/// Every store trait, for `use crate::store::prelude::*`.
+pub mod prelude {
+    pub use super::{
+        AuditStore, DocStore, EntityStore, GraphStore, KeyStore, SearchStore, Store, TenancyStore,
+    };
 }
 
 pub type DynStore = Arc<dyn Store>;
 
-/// The audit event of an applied op: (action, target, details). Purges keep
-/// the event, never the purged content.
-pub fn audit_event(
-    op_action: WriteAction,
-    outcome: &WriteOutcome,
-) -> (&'static str, String, serde_json::Value) {
-    use serde_json::json;
-    let op_action = op_action.as_str();
-    match outcome {
-        WriteOutcome::Entity { entity, created } => (
-            if *created {
-                WriteAction::EntityCreate.as_str()
-            } else {
-                op_action
-            },
-            entity.id.clone(),
-            json!({ "version": entity.version, "type": entity.entity_type }),
-        ),
-        WriteOutcome::Relationship(r) => (
-            op_action,
-            r.id.clone(),
-            json!({ "version": r.version, "type": r.rel_type, "from": r.from, "to": r.to }),
-        ),
-        WriteOutcome::Deleted { id } | WriteOutcome::Purged { id, .. } => {
-            (op_action, id.clone(), json!({}))
+/// Told of entity changes made by other daemons sharing the store.
+pub trait ChangeSink: Send + Sync {
+    /// The entity changed (or was erased) at change `seq`.
+    fn entity_changed(&self, scope: &Scope, id: &str, seq: i64);
+    /// Anything may have changed (a project or org was deleted, or notices
+    /// may have been lost).
+    fn everything_changed(&self);
+}
+
+/// Whether a cache above a store can stay coherent with it.
+#[derive(Clone)]
+pub enum Coherence {
+    /// Every write passes through this daemon (one SQLite file).
+    SoleWriter,
+    /// Other daemons write too: their changes reach the sink while the flag
+    /// is up; while it is down notices may be lost and nothing is cached.
+    Watched(Arc<AtomicBool>),
+    /// Changes made elsewhere cannot be learnt of: nothing is cached.
+    Blind,
+}
+
+/// What one write op runs with, inside its transaction.
+pub struct Ctx<'a> {
+    pub scope: &'a Scope,
+    pub caller: &'a Caller,
+    /// The op's audit action.
+    pub action: WriteAction,
+    /// The one instant and actor every row of the op records.
+    pub stamp: Stamp,
+}
+
+impl<'a> Ctx<'a> {
+    pub fn new(scope: &'a Scope, caller: &'a Caller, op: &WriteOp) -> Self {
+        Ctx {
+            scope,
+            caller,
+            action: op.audit_action(),
+            stamp: Stamp::now(&caller.key_id),
         }
+    }
+
+    /// The key the change is recorded under.
+    pub fn actor(&self) -> &str {
+        &self.caller.key_id
     }
 }
 
-/// Deleted entities read as absent unless asked for.
-pub(crate) fn visible(e: &Entity, include_deleted: bool, id: &str) -> DomainResult<()> {
-    if e.deleted_at.is_some() && !include_deleted {
-        return Err(DomainError::not_found(format!("entity {id}")));
+/// Wraps the error of the batch's op at `index`.
+pub fn in_batch(index: usize) -> impl Fn(DomainError) -> DomainError {
+    move |e| DomainError::InBatch {
+        index,
+        source: Box::new(e),
     }
-    Ok(())
 }
 
 /// Held while compacting a document; dropping it releases the document.
@@ -290,26 +343,40 @@ impl DocLease {
 }
 
 /// Upkeep tasks a backend knows how to do.
+/// Each backend decides what it does at each rhythm.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Maintenance {
-    /// Fold the write-ahead log back into the database file.
-    Checkpoint,
-    /// Refresh planner statistics and merge full-text index segments.
-    Optimize,
+    /// Every few minutes (SQLite folds its write-ahead log back).
+    Frequent,
+    /// Once a day (planner statistics, full-text index merges).
+    Daily,
+}
+
+/// What opening a store needs besides its URL.
+#[derive(Debug, Clone, Default)]
+pub struct Settings {
+    pub sqlite: sqlite::SqliteConfig,
+    pub postgres: postgres::PgConfig,
+    /// Entities the cache above the backend holds (0: no cache).
+    pub cache_entries: u64,
 }
 
 /// Opens the store named by a database URL and applies pending migrations.
-/// Every caller gets the backend behind `checked::Checked`, which refuses
-/// text neither backend can hold before any statement runs.
-pub async fn open(config: &crate::config::Config) -> anyhow::Result<DynStore> {
-    let url = &config.database_url;
+/// Every caller gets the backend behind the entity cache (`cached`), behind
+/// `checked::Checked`, which refuses text neither backend can hold before
+/// any statement runs.
+pub async fn open(url: &str, settings: &Settings) -> anyhow::Result<DynStore> {
+    fn stack<S: Store>(backend: S, settings: &Settings) -> DynStore {
+        let cached = cached::CachedStore::new(backend, settings.cache_entries);
+        Arc::new(checked::Checked(cached))
+    }
     if let Some(path) = url.strip_prefix("sqlite://") {
-        let store = sqlite::SqliteStore::open(path, &config.sqlite, config.cache_entries)?;
-        return Ok(Arc::new(checked::Checked(store)));
+        let backend = sqlite::SqliteStore::open(path, &settings.sqlite)?;
+        return Ok(stack(backend, settings));
     }
     if url.starts_with("postgres://") || url.starts_with("postgresql://") {
-        let store = postgres::PgStore::open(url, &config.postgres, config.cache_entries).await?;
-        return Ok(Arc::new(checked::Checked(store)));
+        let backend = postgres::PgStore::open(url, &settings.postgres).await?;
+        return Ok(stack(backend, settings));
     }
     anyhow::bail!("STRATA_DATABASE_URL must start with sqlite:// or postgres:// (got {url:?})")
 }

@@ -109,17 +109,20 @@ pub fn pglite_config(dir: &std::path::Path) -> Config {
     config
 }
 
+/// Opens the store a configuration names, as the daemon does.
+pub async fn open(config: &Config) -> anyhow::Result<DynStore> {
+    strata::store::open(&config.database_url, &config.store_settings()).await
+}
+
 pub async fn pg_store(dir: &std::path::Path, database_url: &str) -> DynStore {
-    strata::store::open(&pg_config(dir, database_url))
+    open(&pg_config(dir, database_url))
         .await
         .expect("open a PgStore")
 }
 
 pub async fn sqlite_store(dir: &std::path::Path) -> DynStore {
     let config = Config::embedded(dir);
-    let store: DynStore = strata::store::open(&config)
-        .await
-        .expect("open a SqliteStore");
+    let store: DynStore = open(&config).await.expect("open a SqliteStore");
     Arc::clone(&store)
 }
 

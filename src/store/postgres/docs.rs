@@ -1,8 +1,8 @@
 //! Yjs document logs on PostgreSQL (see the SQLite twin). Appends lock the
 //! document row, so sequence numbers stay dense and ordered across daemons.
 
+use super::audit::{self, AuditPlace};
 use super::rows::{self, execute, query, query_opt};
-use super::tenancy::{audit, AuditPlace};
 use crate::domain::*;
 use chrono::{DateTime, Utc};
 use deadpool_postgres::GenericClient;
@@ -146,7 +146,7 @@ pub async fn put<C: GenericClient>(
         project: Some(&scope.project),
         caller,
     };
-    audit(
+    audit::record(
         c,
         &place,
         "doc.link",
@@ -198,7 +198,7 @@ pub async fn delete<C: GenericClient>(
         project: Some(&scope.project),
         caller,
     };
-    audit(c, &place, "doc.delete", doc, json!({})).await?;
+    audit::record(c, &place, "doc.delete", doc, json!({})).await?;
     Ok(blobs)
 }
 
@@ -374,7 +374,7 @@ pub async fn record_snapshot<C: GenericClient>(
             caller,
         };
         let details = json!({ "covers_seq": s.covers_seq, "bytes": s.size, "blob": key });
-        audit(c, &place, "doc.compact", doc, details).await?;
+        audit::record(c, &place, "doc.compact", doc, details).await?;
     }
     Ok(())
 }

@@ -3,12 +3,16 @@
 //! the entity row (`FOR UPDATE`), so concurrent daemons serialise per entity.
 
 use super::rows::{self, execute, next_seq, query, query_opt, ENTITY_COLS};
-use super::{locks, outbox, Ctx};
-use crate::domain::patch::apply_merge_patch;
+use super::{locks, outbox};
+use crate::domain::rules::audit as audit_rules;
+use crate::domain::rules::entities::{
+    self as entity_rules, Ends, EntityChange, EntityOp, Loaded, NextVersion,
+};
 use crate::domain::rules::history;
 use crate::domain::*;
 use crate::store::cursor;
-use chrono::{DateTime, Utc};
+use crate::store::Ctx;
+use chrono::Utc;
 use deadpool_postgres::GenericClient;
 use serde_json::{json, Map, Value};
 
@@ -54,22 +58,6 @@ async fn lock<C: GenericClient>(c: &C, scope: &Scope, id: &str) -> DomainResult<
     }))
 }
 
-async fn lock_live<C: GenericClient>(c: &C, scope: &Scope, id: &str) -> DomainResult<Locked> {
-    match lock(c, scope, id).await? {
-        Some(l) if l.entity.deleted_at.is_none() => Ok(l),
-        _ => Err(DomainError::not_found(format!("entity {id}"))),
-    }
-}
-
-fn check_expected(expected: Option<i64>, current: i64) -> DomainResult<()> {
-    match expected {
-        Some(expected) if expected != current => {
-            Err(DomainError::PreconditionFailed { expected, current })
-        }
-        _ => Ok(()),
-    }
-}
-
 /// The project's share lock, row, first version, outbox entry and audit
 /// row in one statement, so that a create alone needs no transaction
 /// around it. Answers whether the project was found and the new row's
@@ -94,37 +82,36 @@ o AS (
 a AS (
     INSERT INTO audit_events (org_id, project_id, at, actor, action, target, ip, user_agent,
         details)
-    SELECT $1, $2, now(), $7, 'entity.create', $3, $11::text, $12::text,
-        jsonb_build_object('version', 1, 'type', $4::text)
-    FROM e)
+    SELECT $1, $2, now(), $7, $11::text, $3, $12::text, $13::text, $14::jsonb FROM e)
 SELECT EXISTS (SELECT 1 FROM p), (SELECT seq FROM e)";
 
-pub async fn create<C: GenericClient>(
+/// Inserts a first version (one statement, CREATE_SQL).
+async fn insert<C: GenericClient>(
     c: &C,
     ctx: &Ctx<'_>,
-    id: &str,
-    entity_type: &str,
-    properties: Properties,
-) -> DomainResult<Entity> {
-    let now = Utc::now();
-    let row = history::version_row(None, &Map::new(), &properties);
-    let properties_json = Value::Object(properties);
+    mut entity: Entity,
+) -> DomainResult<WriteOutcome> {
+    let row = history::version_row(None, &Map::new(), &entity.properties);
+    let audit = audit_rules::of_entity(ctx.action, &entity, true);
+    let properties = Value::Object(std::mem::take(&mut entity.properties));
     let answer = query_opt(
         c,
         CREATE_SQL,
         &[
             &ctx.scope.org,
             &ctx.scope.project,
-            &id,
-            &entity_type,
-            &properties_json,
-            &now,
+            &entity.id,
+            &entity.entity_type,
+            &properties,
+            &ctx.stamp.time,
             &ctx.actor(),
             &row.patch,
             &row.snapshot,
             &(row.chain as i32),
+            &audit.action,
             &ctx.caller.ip,
             &ctx.caller.user_agent,
+            &audit.details,
         ],
     )
     .await?
@@ -136,43 +123,17 @@ pub async fn create<C: GenericClient>(
         )));
     }
     let Some(seq) = answer.get::<_, Option<i64>>(1) else {
-        return Err(DomainError::Conflict(format!("entity {id} already exists")));
+        return Err(entity_rules::already_exists(&entity.id));
     };
-    let Value::Object(properties) = properties_json else {
+    let Value::Object(properties) = properties else {
         unreachable!("built from an object above")
     };
-    Ok(Entity {
-        id: id.to_owned(),
-        entity_type: entity_type.to_owned(),
-        properties,
-        version: 1,
-        created_at: rows::time(now),
-        updated_at: rows::time(now),
-        created_by: ctx.actor().to_owned(),
-        updated_by: ctx.actor().to_owned(),
-        deleted_at: None,
-        change_seq: seq,
+    entity.properties = properties;
+    entity.change_seq = seq;
+    Ok(WriteOutcome::Entity {
+        entity,
+        created: true,
     })
-}
-
-/// A change that makes a new version of an existing entity.
-pub struct Change {
-    pub op: VersionOp,
-    pub entity_type: Option<String>,
-    pub properties: Option<Properties>,
-    /// The parent when it is not the current version (revert).
-    pub parent: Option<(i64, Properties)>,
-}
-
-impl Change {
-    pub fn new(op: VersionOp) -> Self {
-        Change {
-            op,
-            entity_type: None,
-            properties: None,
-            parent: None,
-        }
-    }
 }
 
 /// Row update, version row, outbox entry and audit row in one statement.
@@ -194,44 +155,27 @@ o AS (
 a AS (
     INSERT INTO audit_events (org_id, project_id, at, actor, action, target, ip, user_agent,
         details)
-    VALUES ($1, $2, now(), $8, $15::text, $3, $16::text, $17::text,
-        jsonb_build_object('version', $6::bigint, 'type', $4::text)))
+    VALUES ($1, $2, now(), $8, $15::text, $3, $16::text, $17::text, $18::jsonb))
 SELECT seq FROM s";
 
+/// Stores a new version decided by the rules (one statement,
+/// WRITE_VERSION_SQL); `chain` is the current version's.
 async fn write_version<C: GenericClient>(
     c: &C,
     ctx: &Ctx<'_>,
-    old: Locked,
-    change: Change,
-) -> DomainResult<Entity> {
-    let now = Utc::now();
-    let Locked { entity: old, chain } = old;
-    let mut e = old.clone();
-    if let Some(t) = change.entity_type {
-        e.entity_type = t;
-    }
-    if let Some(p) = change.properties {
-        e.properties = p;
-    }
-    validate::properties(&e.properties)?;
-    e.version = old.version + 1;
-    e.updated_at = rows::time(now);
-    e.updated_by = ctx.actor().to_owned();
-    let deleted_at: Option<DateTime<Utc>> = match change.op {
-        VersionOp::Delete => Some(now),
-        VersionOp::Restore => None,
-        _ => old
-            .deleted_at
-            .as_deref()
-            .map(rows::parse_time)
-            .transpose()?,
-    };
-    e.deleted_at = deleted_at.map(rows::time);
-    let (parent_version, parent_chain, parent_props) = match &change.parent {
-        Some((v, props)) => (*v, version_chain(c, ctx.scope, &e.id, *v).await?, props),
-        None => (old.version, chain, &old.properties),
+    next: &mut NextVersion,
+    chain: Option<i64>,
+) -> DomainResult<()> {
+    let e = &next.entity;
+    let (parent_version, parent_props) = (&next.parent.0, &next.parent.1);
+    let parent_chain = if *parent_version == e.version - 1 {
+        chain
+    } else {
+        version_chain(c, ctx.scope, &e.id, *parent_version).await?
     };
     let row = history::version_row(parent_chain, parent_props, &e.properties);
+    let deleted_at = e.deleted_at.as_deref().map(rows::parse_time).transpose()?;
+    let audit = audit_rules::of_entity(ctx.action, e, false);
     let written = query_opt(
         c,
         WRITE_VERSION_SQL,
@@ -242,22 +186,23 @@ async fn write_version<C: GenericClient>(
             &e.entity_type,
             &Value::Object(e.properties.clone()),
             &e.version,
-            &now,
+            &ctx.stamp.time,
             &ctx.actor(),
             &deleted_at,
             &parent_version,
-            &change.op.as_str(),
+            &next.op.as_str(),
             &row.patch,
             &row.snapshot,
             &(row.chain as i32),
-            &ctx.action.as_str(),
+            &audit.action,
             &ctx.caller.ip,
             &ctx.caller.user_agent,
+            &audit.details,
         ],
     )
     .await?;
-    e.change_seq = written.map(|r| r.get(0)).unwrap_or_default();
-    Ok(e)
+    next.entity.change_seq = written.map(|r| r.get(0)).unwrap_or_default();
+    Ok(())
 }
 
 async fn version_chain<C: GenericClient>(
@@ -276,84 +221,70 @@ async fn version_chain<C: GenericClient>(
     .map(|r| i64::from(r.get::<_, i32>(0))))
 }
 
-pub async fn put<C: GenericClient>(
+/// Applies one entity op: locks what the decision depends on (locks.rs),
+/// lets the rules decide, stores the result. A create is one statement
+/// that takes its own locks.
+pub async fn write<C: GenericClient>(
     c: &C,
     ctx: &Ctx<'_>,
     id: &str,
-    entity_type: &str,
-    properties: Properties,
-    expected: Option<i64>,
-) -> DomainResult<(Entity, bool)> {
-    match lock(c, ctx.scope, id).await? {
-        None => {
-            if let Some(expected) = expected {
-                return Err(DomainError::PreconditionFailed {
-                    expected,
-                    current: 0,
-                });
+    op: EntityOp,
+) -> DomainResult<WriteOutcome> {
+    let s = ctx.scope;
+    if let EntityOp::Create { .. } = op {
+        return match entity_rules::decide(id, op, Loaded::default(), &ctx.stamp)? {
+            EntityChange::Create(entity) => insert(c, ctx, entity).await,
+            _ => unreachable!("a create of an unloaded entity creates"),
+        };
+    }
+    if let EntityOp::Restore = op {
+        lock_revivable_ends(c, s, id).await?;
+    }
+    let locked = lock(c, s, id).await?;
+    let revert_target = match op.revert_to() {
+        Some(v) => state_at(c, s, id, v).await?,
+        None => None,
+    };
+    let chain = locked.as_ref().and_then(|l| l.chain);
+    let loaded = Loaded {
+        current: locked.map(|l| l.entity),
+        revert_target,
+    };
+    match entity_rules::decide(id, op, loaded, &ctx.stamp)? {
+        EntityChange::Create(entity) => insert(c, ctx, entity).await,
+        EntityChange::Version(mut next) => {
+            write_version(c, ctx, &mut next, chain).await?;
+            match next.ends {
+                Ends::Hide => {
+                    locks::relationships_touching(c, s, id).await?;
+                    super::relationships::hide_touching(c, s, id).await?;
+                }
+                Ends::Revive => super::relationships::revive_touching(c, s, id).await?,
+                Ends::Unchanged => {}
             }
-            create(c, ctx, id, entity_type, properties)
-                .await
-                .map(|e| (e, true))
+            Ok(WriteOutcome::Entity {
+                entity: next.entity,
+                created: false,
+            })
         }
-        Some(l) if l.entity.deleted_at.is_some() => Err(DomainError::Conflict(format!(
-            "entity {id} is deleted; restore it before replacing it"
-        ))),
-        Some(l) => {
-            check_expected(expected, l.entity.version)?;
-            let mut change = Change::new(VersionOp::Replace);
-            change.entity_type = Some(entity_type.to_owned());
-            change.properties = Some(properties);
-            write_version(c, ctx, l, change).await.map(|e| (e, false))
+        EntityChange::Purge => {
+            let seq = purge(c, s, id).await?;
+            let blobs = super::docs::purge_owned_by(c, s, id).await?;
+            Ok(WriteOutcome::Purged {
+                id: id.to_owned(),
+                seq,
+                blobs,
+            })
         }
     }
 }
 
-pub async fn patch<C: GenericClient>(
-    c: &C,
-    ctx: &Ctx<'_>,
-    id: &str,
-    patch: &Value,
-    entity_type: Option<String>,
-    expected: Option<i64>,
-) -> DomainResult<Entity> {
-    let l = lock_live(c, ctx.scope, id).await?;
-    check_expected(expected, l.entity.version)?;
-    let mut merged = Value::Object(l.entity.properties.clone());
-    apply_merge_patch(&mut merged, patch);
-    let Value::Object(properties) = merged else {
-        return Err(DomainError::BadRequest(
-            "properties must be a JSON object".into(),
-        ));
-    };
-    let mut change = Change::new(VersionOp::Update);
-    change.entity_type = entity_type;
-    change.properties = Some(properties);
-    write_version(c, ctx, l, change).await
-}
-
-pub async fn delete<C: GenericClient>(
-    c: &C,
-    ctx: &Ctx<'_>,
-    id: &str,
-    expected: Option<i64>,
-) -> DomainResult<Entity> {
-    let l = lock_live(c, ctx.scope, id).await?;
-    check_expected(expected, l.entity.version)?;
-    let e = write_version(c, ctx, l, Change::new(VersionOp::Delete)).await?;
-    locks::relationships_touching(c, ctx.scope, id).await?;
-    super::relationships::hide_touching(c, ctx.scope, id).await?;
-    Ok(e)
-}
-
-/// Restores the entity and revives its hidden relationships whose other end
-/// is live. Those other ends are share-locked first (locks.rs), so none can
-/// change liveness between the check and the commit.
-pub async fn restore<C: GenericClient>(c: &C, ctx: &Ctx<'_>, id: &str) -> DomainResult<Entity> {
-    let s = ctx.scope;
-    // Read unlocked, then locked in id order together with the entity. Once
-    // the deleted entity is locked no relationship can gain it as an end,
-    // so a second read finds at most the ends that joined in between.
+/// Before a restore: share-locks the other ends of the relationships it may
+/// revive, with the entity itself, in id order, so none can change
+/// liveness between the check and the commit. Read unlocked, then locked;
+/// once the deleted entity is locked no relationship can gain it as an
+/// end, so a second read finds at most the ends that joined in between.
+async fn lock_revivable_ends<C: GenericClient>(c: &C, s: &Scope, id: &str) -> DomainResult<()> {
     let ends = locks::revivable_ends(c, s, id).await?;
     locks::entities(c, s, id, &ends).await?;
     let joined: Vec<String> = locks::revivable_ends(c, s, id)
@@ -365,46 +296,12 @@ pub async fn restore<C: GenericClient>(c: &C, ctx: &Ctx<'_>, id: &str) -> Domain
         // Out of order, rarely: a deadlock here is retried.
         locks::entities(c, s, id, &joined).await?;
     }
-    let l = lock(c, s, id)
-        .await?
-        .ok_or_else(|| DomainError::not_found(format!("entity {id}")))?;
-    if l.entity.deleted_at.is_none() {
-        return Err(DomainError::Conflict(format!("entity {id} is not deleted")));
-    }
-    let e = write_version(c, ctx, l, Change::new(VersionOp::Restore)).await?;
-    super::relationships::revive_touching(c, s, id).await?;
-    Ok(e)
+    Ok(())
 }
 
-pub async fn revert<C: GenericClient>(
-    c: &C,
-    ctx: &Ctx<'_>,
-    id: &str,
-    to_version: i64,
-    expected: Option<i64>,
-) -> DomainResult<Entity> {
-    let l = lock_live(c, ctx.scope, id).await?;
-    check_expected(expected, l.entity.version)?;
-    let (entity_type, properties) =
-        state_at(c, ctx.scope, id, to_version)
-            .await?
-            .ok_or_else(|| {
-                DomainError::Unprocessable(format!("entity {id} has no version {to_version}"))
-            })?;
-    let mut change = Change::new(VersionOp::Revert);
-    change.entity_type = Some(entity_type);
-    change.properties = Some(properties.clone());
-    change.parent = Some((to_version, properties));
-    write_version(c, ctx, l, change).await
-}
-
-/// Erases the entity, its history and its relationships; returns the change
-/// sequence of the erasure.
-pub async fn purge<C: GenericClient>(c: &C, ctx: &Ctx<'_>, id: &str) -> DomainResult<i64> {
-    if load(c, ctx.scope, id, true).await?.is_none() {
-        return Err(DomainError::not_found(format!("entity {id}")));
-    }
-    let s = ctx.scope;
+/// Erases the (locked) entity, its history and its relationships; returns
+/// the change sequence of the erasure.
+async fn purge<C: GenericClient>(c: &C, s: &Scope, id: &str) -> DomainResult<i64> {
     locks::relationships_touching(c, s, id).await?;
     for sql in [
         "DELETE FROM entities WHERE org_id = $1 AND project_id = $2 AND id = $3",
@@ -605,50 +502,4 @@ pub async fn versions<C: GenericClient>(
     Ok(cursor::page_after(items, page.limit, |v: &VersionInfo| {
         VersionCursor { v: v.version }
     }))
-}
-
-/// Full-text search: `to_tsquery` over sanitised prefix terms, `ts_rank`.
-pub async fn search<C: GenericClient>(
-    c: &C,
-    scope: &Scope,
-    terms: &[String],
-    entity_type: Option<&str>,
-    limit: usize,
-) -> DomainResult<Vec<SearchHit>> {
-    // Terms are alphanumeric words (see search::query_terms): no tsquery syntax.
-    let tsquery = terms
-        .iter()
-        .map(|t| format!("{t}:*"))
-        .collect::<Vec<_>>()
-        .join(" & ");
-    let sql = format!(
-        "SELECT {ENTITY_COLS}, ts_rank(search, q) AS rank
-         FROM entities, to_tsquery('english', $3) q
-         WHERE org_id = $1 AND project_id = $2 AND deleted_at IS NULL AND search @@ q
-           AND ($4::text IS NULL OR type = $4)
-         ORDER BY rank DESC, id LIMIT $5"
-    );
-    let found = query(
-        c,
-        &sql,
-        &[
-            &scope.org,
-            &scope.project,
-            &tsquery,
-            &entity_type,
-            &(limit as i64),
-        ],
-    )
-    .await?;
-    Ok(found
-        .iter()
-        .map(|r| {
-            let entity = rows::entity(r);
-            SearchHit {
-                highlights: crate::search::highlights(&entity.properties, terms),
-                entity,
-                score: f64::from(r.get::<_, f32>(10)),
-            }
-        })
-        .collect())
 }

@@ -6,22 +6,26 @@
 //! cache is off.
 
 mod age;
+mod audit;
 mod docs;
 mod entities;
 mod graph;
+mod keys;
 mod locks;
 mod migrate;
 mod notify;
 mod outbox;
 mod relationships;
 mod rows;
+mod search;
 mod tenancy;
 mod tx;
 
 pub use migrate::{Kind as SchemaObjectKind, OBJECTS as SCHEMA_OBJECTS, SCHEMA};
 
-use super::cache::{CacheStats, EntityCache};
-use super::{Maintenance, Store};
+use super::prelude::*;
+use super::{in_batch, ChangeSink, Coherence, Ctx, DocLease, Maintenance};
+use crate::domain::rules::{self, audit as audit_rules, entities as entity_rules, Target};
 use crate::domain::*;
 use crate::lifecycle::Lifecycle;
 use async_trait::async_trait;
@@ -55,10 +59,6 @@ pub enum AgeMode {
     Off,
 }
 
-/// How long a cached entity may be served without a fresh read: the bound
-/// on staleness if another daemon dies between a commit and its notice.
-const CACHE_TTL: Duration = Duration::from_secs(10);
-
 /// Most rows a Cypher query may return.
 const MAX_CYPHER_ROWS: usize = 10_000;
 /// How long `close` waits for the last change notices to go out.
@@ -76,25 +76,8 @@ impl Default for PgConfig {
     }
 }
 
-/// What a write op does, in the context of its transaction.
-pub struct Ctx<'a> {
-    pub scope: &'a Scope,
-    pub caller: &'a Caller,
-    /// The op's audit action (entity writes insert their audit row in the
-    /// same statement as the change).
-    pub action: WriteAction,
-}
-
-impl Ctx<'_> {
-    /// The key the change is recorded under.
-    pub fn actor(&self) -> &str {
-        &self.caller.key_id
-    }
-}
-
 pub struct PgStore {
     pool: Pool,
-    cache: Arc<EntityCache>,
     feed: notify::Feed,
     notifier: notify::Notifier,
     /// The notifier's and the listener's tasks, stopped by `close`.
@@ -126,7 +109,7 @@ fn pg_config(url: &str, config: &PgConfig) -> anyhow::Result<tokio_postgres::Con
 
 impl PgStore {
     /// Connects, migrates (one daemon at a time) and starts the listener.
-    pub async fn open(url: &str, config: &PgConfig, cache_entries: u64) -> anyhow::Result<Self> {
+    pub async fn open(url: &str, config: &PgConfig) -> anyhow::Result<Self> {
         let pg = pg_config(url, config)?;
         let age = detect_age(&pg, config.age).await?;
         let manager = Manager::from_config(
@@ -159,10 +142,9 @@ impl PgStore {
             let mut client = first_connection(&pool).await?;
             migrate::run(&mut client).await?;
         }
-        let cache = Arc::new(EntityCache::new(cache_entries, Some(CACHE_TTL)));
         let tasks = Lifecycle::new();
         let feed = if config.notify {
-            notify::Feed::start(pg, cache.clone(), &tasks)
+            notify::Feed::start(pg, &tasks)
         } else {
             notify::Feed::disabled()
         };
@@ -170,28 +152,24 @@ impl PgStore {
             notifier: notify::Notifier::start(pool.clone(), &tasks),
             tasks,
             pool,
-            cache,
             feed,
             age,
             statement_timeout_ms: config.statement_timeout_ms,
         })
     }
 
-    /// Tells the other daemons (after commit) and this daemon's cache what
-    /// a write changed.
-    fn announce(&self, scope: &Scope, outcomes: &[WriteOutcome], committed: bool) {
+    /// Tells the other daemons what a write changed (after its commit, or
+    /// when its fate is unknown: a notice for a change that did not happen
+    /// only costs them a cache miss). This daemon's listener hears it too.
+    fn announce(&self, scope: &Scope, outcomes: &[WriteOutcome]) {
         for outcome in outcomes {
             match outcome {
                 WriteOutcome::Entity { entity, .. } => {
                     self.notifier
-                        .entity_changed(scope, &entity.id, entity.change_seq);
-                    if committed {
-                        self.cache.offer(scope, Arc::new(entity.clone()))
-                    }
+                        .entity_changed(scope, &entity.id, entity.change_seq)
                 }
                 WriteOutcome::Purged { id, seq, .. } => {
-                    self.notifier.entity_changed(scope, id, *seq);
-                    self.cache.tombstone(scope, id, *seq)
+                    self.notifier.entity_changed(scope, id, *seq)
                 }
                 _ => {}
             }
@@ -245,9 +223,7 @@ impl PgStore {
             outcomes.push(outcome);
         }
         if let Err(e) = tx.commit().await {
-            // The fate of the commit may be unknown: a notice for a change
-            // that did not happen only costs the others a cache miss.
-            self.announce(scope, &outcomes, false);
+            self.announce(scope, &outcomes);
             return Err(e);
         }
         if let Some(age) = &self.age {
@@ -320,14 +296,6 @@ async fn detect_age(
     }
 }
 
-/// Wraps the error of the batch's op at `index`.
-fn in_batch(index: usize) -> impl Fn(DomainError) -> DomainError {
-    move |e| DomainError::InBatch {
-        index,
-        source: Box::new(e),
-    }
-}
-
 /// Applies one op with its audit row (the graph projection follows it).
 async fn apply<C: deadpool_postgres::GenericClient>(
     c: &C,
@@ -335,124 +303,29 @@ async fn apply<C: deadpool_postgres::GenericClient>(
     caller: &Caller,
     op: WriteOp,
 ) -> DomainResult<(WriteAction, WriteOutcome)> {
-    let action = op.audit_action();
-    let ctx = Ctx {
-        scope,
-        caller,
-        action,
-    };
-    let outcome = match op {
-        WriteOp::CreateEntity {
-            id,
-            entity_type,
-            properties,
-        } => WriteOutcome::Entity {
-            entity: entities::create(c, &ctx, &id, &entity_type, properties).await?,
-            created: true,
-        },
-        WriteOp::PutEntity {
-            id,
-            entity_type,
-            properties,
-            expected_version,
-        } => {
-            let (entity, created) =
-                entities::put(c, &ctx, &id, &entity_type, properties, expected_version).await?;
-            WriteOutcome::Entity { entity, created }
-        }
-        WriteOp::PatchEntity {
-            id,
-            patch,
-            entity_type,
-            expected_version,
-        } => WriteOutcome::Entity {
-            entity: entities::patch(c, &ctx, &id, &patch, entity_type, expected_version).await?,
-            created: false,
-        },
-        WriteOp::DeleteEntity {
-            id,
-            expected_version,
-        } => WriteOutcome::Entity {
-            entity: entities::delete(c, &ctx, &id, expected_version).await?,
-            created: false,
-        },
-        WriteOp::PurgeEntity { id } => {
-            let seq = entities::purge(c, &ctx, &id).await?;
-            let blobs = docs::purge_owned_by(c, scope, &id).await?;
-            WriteOutcome::Purged { id, seq, blobs }
-        }
-        WriteOp::RestoreEntity { id } => WriteOutcome::Entity {
-            entity: entities::restore(c, &ctx, &id).await?,
-            created: false,
-        },
-        WriteOp::RevertEntity {
-            id,
-            to_version,
-            expected_version,
-        } => WriteOutcome::Entity {
-            entity: entities::revert(c, &ctx, &id, to_version, expected_version).await?,
-            created: false,
-        },
-        WriteOp::CreateRelationship {
-            id,
-            rel_type,
-            from,
-            to,
-            properties,
-        } => {
-            let new = relationships::NewRelationship {
-                id: &id,
-                rel_type: &rel_type,
-                from: &from,
-                to: &to,
-                properties,
-            };
-            WriteOutcome::Relationship(relationships::create(c, &ctx, new).await?)
-        }
-        WriteOp::PatchRelationship {
-            id,
-            patch,
-            rel_type,
-            expected_version,
-        } => WriteOutcome::Relationship(
-            relationships::patch(c, &ctx, &id, &patch, rel_type, expected_version).await?,
-        ),
-        WriteOp::DeleteRelationship {
-            id,
-            expected_version,
-        } => {
-            relationships::delete(c, &ctx, &id, expected_version).await?;
-            WriteOutcome::Deleted { id }
-        }
+    let ctx = Ctx::new(scope, caller, &op);
+    let outcome = match rules::target(op) {
+        Target::Entity(id, op) => entities::write(c, &ctx, &id, op).await?,
+        Target::Relationship(id, op) => relationships::write(c, &ctx, &id, op).await?,
     };
     // Entity changes and new relationships wrote their audit row with the
-    // change itself.
-    let audited =
-        matches!(outcome, WriteOutcome::Entity { .. }) || action == WriteAction::RelationshipCreate;
+    // change itself (one statement).
+    let audited = matches!(outcome, WriteOutcome::Entity { .. })
+        || ctx.action == WriteAction::RelationshipCreate;
     if !audited {
-        let (action, target, details) = super::audit_event(action, &outcome);
-        let place = tenancy::AuditPlace {
+        let fact = audit_rules::of_write(ctx.action, &outcome);
+        let place = audit::AuditPlace {
             org: &scope.org,
             project: Some(&scope.project),
             caller,
         };
-        tenancy::audit(c, &place, action, &target, details).await?;
+        audit::record(c, &place, fact.action, &fact.target, fact.details).await?;
     }
-    Ok((action, outcome))
+    Ok((ctx.action, outcome))
 }
 
 #[async_trait]
-impl Store for PgStore {
-    fn backend(&self) -> &'static str {
-        "postgres"
-    }
-
-    async fn ping(&self) -> DomainResult<()> {
-        let c = self.client().await?;
-        c.simple_query("SELECT 1").await.map_err(pg_err)?;
-        Ok(())
-    }
-
+impl TenancyStore for PgStore {
     async fn is_empty(&self) -> DomainResult<bool> {
         let c = self.client().await?;
         let row = rows::query_opt(&c, "SELECT NOT EXISTS (SELECT 1 FROM orgs)", &[]).await?;
@@ -480,9 +353,7 @@ impl Store for PgStore {
         let tx = c.transaction().await.map_err(pg_err)?;
         tenancy::delete_org(&tx, caller, id).await?;
         notify::everything_changed(&tx).await?;
-        tx::settle(tx.commit().await, c)?;
-        self.cache.clear();
-        Ok(())
+        tx::settle(tx.commit().await, c)
     }
 
     async fn create_project(
@@ -522,11 +393,58 @@ impl Store for PgStore {
         }
         tenancy::delete_project(&tx, Some(caller), org, id).await?;
         notify::everything_changed(&tx).await?;
+        tx::settle(tx.commit().await, c)
+    }
+}
+
+#[async_trait]
+impl KeyStore for PgStore {
+    async fn create_key(&self, caller: &Caller, key: StoredKey) -> DomainResult<ApiKeyInfo> {
+        let mut c = self.client().await?;
+        let tx = c.transaction().await.map_err(pg_err)?;
+        let info = keys::create(&tx, caller, &key).await?;
         tx::settle(tx.commit().await, c)?;
-        self.cache.clear();
+        Ok(info)
+    }
+
+    async fn list_keys(&self, org: &str, page: &PageRequest) -> DomainResult<Page<ApiKeyInfo>> {
+        keys::list(&self.client().await?, org, page).await
+    }
+
+    async fn revoke_key(&self, caller: &Caller, org: &str, id: &str) -> DomainResult<()> {
+        let mut c = self.client().await?;
+        let tx = c.transaction().await.map_err(pg_err)?;
+        keys::revoke(&tx, caller, org, id).await?;
+        notify::key_revoked(&tx, id).await?;
+        tx::settle(tx.commit().await, c)?;
         Ok(())
     }
 
+    async fn find_key(&self, id: &str) -> DomainResult<Option<StoredKey>> {
+        keys::find(&self.client().await?, id).await
+    }
+
+    fn key_revocations(&self) -> Option<tokio::sync::broadcast::Receiver<String>> {
+        self.feed.key_revocations()
+    }
+}
+
+#[async_trait]
+impl AuditStore for PgStore {
+    async fn list_audit(
+        &self,
+        org: &str,
+        filter: &AuditFilter,
+        page: &PageRequest,
+    ) -> DomainResult<Page<AuditEvent>> {
+        let c = self.client().await?;
+        tenancy::get_org(&c, org).await?;
+        audit::list(&c, org, filter, page).await
+    }
+}
+
+#[async_trait]
+impl EntityStore for PgStore {
     async fn write(
         &self,
         scope: &Scope,
@@ -534,45 +452,28 @@ impl Store for PgStore {
         ops: Vec<WriteOp>,
     ) -> DomainResult<Vec<WriteOutcome>> {
         let outcomes = tx::retrying(|| self.write_once(scope, caller, ops.clone())).await?;
-        self.announce(scope, &outcomes, true);
+        self.announce(scope, &outcomes);
         Ok(outcomes)
     }
 
     async fn get_entity(&self, scope: &Scope, id: &str, read: &EntityRead) -> DomainResult<Entity> {
-        let current = read.version.is_none() && read.as_of.is_none();
-        let caching = current && self.feed.is_live();
-        if caching {
-            if let Some(e) = self.cache.get(scope, id) {
-                return super::visible(&e, read.include_deleted, id).map(|_| (*e).clone());
-            }
-        }
         let c = self.client().await?;
-        let not_found = || DomainError::not_found(format!("entity {id}"));
         let version = match (&read.version, &read.as_of) {
             (Some(v), _) => Some(*v),
             (None, Some(at)) => Some(
                 entities::version_as_of(&c, scope, id, at)
                     .await?
-                    .ok_or_else(not_found)?,
+                    .ok_or_else(|| entity_rules::not_found(id))?,
             ),
             (None, None) => None,
         };
         let entity = match version {
             Some(v) => entities::read_version(&c, scope, id, v).await?,
-            None => {
-                let e = entities::load(&c, scope, id, false)
-                    .await?
-                    .ok_or_else(not_found)?;
-                if caching {
-                    self.cache.offer(scope, Arc::new(e.clone()));
-                }
-                e
-            }
+            None => entities::load(&c, scope, id, false)
+                .await?
+                .ok_or_else(|| entity_rules::not_found(id))?,
         };
-        if read.version.is_none() {
-            super::visible(&entity, read.include_deleted, id)?;
-        }
-        Ok(entity)
+        entity_rules::visible(entity, read)
     }
 
     async fn list_entities(
@@ -611,7 +512,10 @@ impl Store for PgStore {
         tenancy::get_project(&c, &scope.org, &scope.project).await?;
         relationships::list(&c, scope, filter, page).await
     }
+}
 
+#[async_trait]
+impl GraphStore for PgStore {
     async fn traverse(&self, scope: &Scope, t: &Traversal) -> DomainResult<Subgraph> {
         graph::traverse(&self.client().await?, scope, t).await
     }
@@ -635,6 +539,61 @@ impl Store for PgStore {
         graph::node_headers(&self.client().await?, scope, ids, include_properties).await
     }
 
+    async fn cypher(
+        &self,
+        scope: &Scope,
+        query: &str,
+        params: &serde_json::Map<String, serde_json::Value>,
+    ) -> DomainResult<CypherResult> {
+        let Some(age) = &self.age else {
+            return Err(DomainError::NotImplemented(
+                "this PostgreSQL has no Apache AGE: Cypher is not available; use the graph endpoints".into(),
+            ));
+        };
+        let mut c = self.client().await?;
+        let tx = c
+            .build_transaction()
+            .read_only(true)
+            .start()
+            .await
+            .map_err(pg_err)?;
+        if self.statement_timeout_ms > 0 {
+            let set = format!(
+                "SET LOCAL statement_timeout = {}",
+                self.statement_timeout_ms
+            );
+            tx.batch_execute(&set).await.map_err(pg_err)?;
+        }
+        let pk = tenancy::project_pk(&tx, scope).await?;
+        let result = age.query(&tx, pk, query, params, MAX_CYPHER_ROWS).await;
+        tx::settle(tx.rollback().await, c)?;
+        result
+    }
+
+    async fn sync_graph(&self, scope: &Scope) -> DomainResult<GraphSync> {
+        let Some(age) = &self.age else {
+            return Err(DomainError::NotImplemented(
+                "this PostgreSQL has no Apache AGE".into(),
+            ));
+        };
+        let (report, new_labels) = tx::retrying(|| async {
+            let mut c = self.client().await?;
+            let tx = c.transaction().await.map_err(pg_err)?;
+            // Exclusive: the project's writers wait until the graph is whole.
+            let pk = tenancy::lock_project_exclusive(&tx, scope).await?;
+            let mut new_labels = age::NewLabels::default();
+            let report = age.sync(&tx, pk, scope, &mut new_labels).await?;
+            tx::settle(tx.commit().await, c)?;
+            Ok((report, new_labels))
+        })
+        .await?;
+        age.remember(new_labels);
+        Ok(report)
+    }
+}
+
+#[async_trait]
+impl SearchStore for PgStore {
     async fn search_text(
         &self,
         scope: &Scope,
@@ -650,9 +609,12 @@ impl Store for PgStore {
         }
         let c = self.client().await?;
         tenancy::get_project(&c, &scope.org, &scope.project).await?;
-        entities::search(&c, scope, &terms, entity_type, limit).await
+        search::search(&c, scope, &terms, entity_type, limit).await
     }
+}
 
+#[async_trait]
+impl DocStore for PgStore {
     async fn append_updates(
         &self,
         scope: &Scope,
@@ -768,11 +730,11 @@ impl Store for PgStore {
         docs::to_compact(&self.client().await?, limit).await
     }
 
-    async fn lease_doc(&self, scope: &Scope, doc: &str) -> DomainResult<Option<super::DocLease>> {
+    async fn lease_doc(&self, scope: &Scope, doc: &str) -> DomainResult<Option<DocLease>> {
         // A single-connection pool (PGlite) cannot spare a connection to hold
         // the lock, and serves one daemon anyway.
         if self.pool.status().max_size <= 1 {
-            return Ok(Some(super::DocLease::new(())));
+            return Ok(Some(DocLease::new(())));
         }
         let client = self.client().await?;
         let key = format!("strata-doc/{}/{}/{}", scope.org, scope.project, doc);
@@ -785,107 +747,34 @@ impl Store for PgStore {
         if !row.is_some_and(|r| r.get::<_, bool>(0)) {
             return Ok(None);
         }
-        Ok(Some(super::DocLease::new(notify::AdvisoryLease::new(
+        Ok(Some(DocLease::new(notify::AdvisoryLease::new(
             client,
             key,
             &self.tasks,
         ))))
     }
+}
 
-    async fn cypher(
-        &self,
-        scope: &Scope,
-        query: &str,
-        params: &serde_json::Map<String, serde_json::Value>,
-    ) -> DomainResult<CypherResult> {
-        let Some(age) = &self.age else {
-            return Err(DomainError::NotImplemented(
-                "this PostgreSQL has no Apache AGE: Cypher is not available; use the graph endpoints".into(),
-            ));
-        };
-        let mut c = self.client().await?;
-        let tx = c
-            .build_transaction()
-            .read_only(true)
-            .start()
-            .await
-            .map_err(pg_err)?;
-        if self.statement_timeout_ms > 0 {
-            let set = format!(
-                "SET LOCAL statement_timeout = {}",
-                self.statement_timeout_ms
-            );
-            tx.batch_execute(&set).await.map_err(pg_err)?;
-        }
-        let pk = tenancy::project_pk(&tx, scope).await?;
-        let result = age.query(&tx, pk, query, params, MAX_CYPHER_ROWS).await;
-        tx::settle(tx.rollback().await, c)?;
-        result
+#[async_trait]
+impl Store for PgStore {
+    fn backend(&self) -> &'static str {
+        "postgres"
     }
 
-    async fn sync_graph(&self, scope: &Scope) -> DomainResult<GraphSync> {
-        let Some(age) = &self.age else {
-            return Err(DomainError::NotImplemented(
-                "this PostgreSQL has no Apache AGE".into(),
-            ));
-        };
-        let (report, new_labels) = tx::retrying(|| async {
-            let mut c = self.client().await?;
-            let tx = c.transaction().await.map_err(pg_err)?;
-            // Exclusive: the project's writers wait until the graph is whole.
-            let pk = tenancy::lock_project_exclusive(&tx, scope).await?;
-            let mut new_labels = age::NewLabels::default();
-            let report = age.sync(&tx, pk, scope, &mut new_labels).await?;
-            tx::settle(tx.commit().await, c)?;
-            Ok((report, new_labels))
-        })
-        .await?;
-        age.remember(new_labels);
-        Ok(report)
-    }
-
-    async fn create_key(&self, caller: &Caller, key: StoredKey) -> DomainResult<ApiKeyInfo> {
-        let mut c = self.client().await?;
-        let tx = c.transaction().await.map_err(pg_err)?;
-        let info = tenancy::create_key(&tx, caller, &key).await?;
-        tx::settle(tx.commit().await, c)?;
-        Ok(info)
-    }
-
-    async fn list_keys(&self, org: &str, page: &PageRequest) -> DomainResult<Page<ApiKeyInfo>> {
-        tenancy::list_keys(&self.client().await?, org, page).await
-    }
-
-    async fn revoke_key(&self, caller: &Caller, org: &str, id: &str) -> DomainResult<()> {
-        let mut c = self.client().await?;
-        let tx = c.transaction().await.map_err(pg_err)?;
-        tenancy::revoke_key(&tx, caller, org, id).await?;
-        notify::key_revoked(&tx, id).await?;
-        tx::settle(tx.commit().await, c)?;
+    async fn ping(&self) -> DomainResult<()> {
+        let c = self.client().await?;
+        c.simple_query("SELECT 1").await.map_err(pg_err)?;
         Ok(())
-    }
-
-    async fn find_key(&self, id: &str) -> DomainResult<Option<StoredKey>> {
-        tenancy::find_key(&self.client().await?, id).await
-    }
-
-    async fn list_audit(
-        &self,
-        org: &str,
-        filter: &AuditFilter,
-        page: &PageRequest,
-    ) -> DomainResult<Page<AuditEvent>> {
-        tenancy::list_audit(&self.client().await?, org, filter, page).await
     }
 
     async fn maintain(&self, task: Maintenance) -> DomainResult<String> {
         let c = self.client().await?;
         match task {
-            Maintenance::Checkpoint => {
+            Maintenance::Frequent => {
                 // PostgreSQL checkpoints on its own; nothing to fold back.
                 Ok("nothing to do: PostgreSQL manages its write-ahead log".into())
             }
-            Maintenance::Optimize => {
+            Maintenance::Daily => {
                 c.simple_query("ANALYZE entities; ANALYZE relationships; ANALYZE entity_versions")
                     .await
                     .map_err(pg_err)?;
@@ -900,11 +789,14 @@ impl Store for PgStore {
         self.pool.close();
     }
 
-    fn key_revocations(&self) -> Option<tokio::sync::broadcast::Receiver<String>> {
-        self.feed.key_revocations()
+    fn coherence(&self) -> Coherence {
+        match self.feed.live_flag() {
+            Some(live) => Coherence::Watched(live),
+            None => Coherence::Blind,
+        }
     }
 
-    fn cache_stats(&self) -> CacheStats {
-        self.cache.stats()
+    fn watch_changes(&self, sink: Arc<dyn ChangeSink>) {
+        self.feed.watch(sink);
     }
 }

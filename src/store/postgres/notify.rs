@@ -19,12 +19,12 @@
 use super::rows::execute;
 use crate::domain::{DomainResult, Scope};
 use crate::lifecycle::Lifecycle;
-use crate::store::cache::EntityCache;
+use crate::store::ChangeSink;
 use deadpool_postgres::GenericClient;
 use futures_util::StreamExt;
 use serde::{Deserialize, Serialize};
 use std::sync::atomic::{AtomicBool, Ordering};
-use std::sync::Arc;
+use std::sync::{Arc, OnceLock};
 use std::time::Duration;
 use tokio::sync::{broadcast, mpsc};
 use tokio_postgres::{AsyncMessage, NoTls};
@@ -214,29 +214,51 @@ impl Drop for AdvisoryLease {
 
 /// The listening side, one per daemon.
 pub struct Feed {
-    live: Arc<AtomicBool>,
+    /// None without a listener.
+    live: Option<Arc<AtomicBool>>,
     keys: Option<broadcast::Sender<String>>,
+    sink: Sink,
 }
 
-impl Feed {
-    /// No listener: the entity cache stays off (correct, just slower).
-    pub fn disabled() -> Self {
-        Feed {
-            live: Arc::new(AtomicBool::new(false)),
-            keys: None,
+/// Where the listener reports other daemons' entity changes: the cache
+/// above the store, once it watches (`Store::watch_changes`).
+#[derive(Clone, Default)]
+struct Sink(Arc<OnceLock<Arc<dyn ChangeSink>>>);
+
+impl Sink {
+    fn entity_changed(&self, scope: &Scope, id: &str, seq: i64) {
+        if let Some(sink) = self.0.get() {
+            sink.entity_changed(scope, id, seq);
         }
     }
 
-    pub fn start(pg: tokio_postgres::Config, cache: Arc<EntityCache>, tasks: &Lifecycle) -> Self {
+    fn everything_changed(&self) {
+        if let Some(sink) = self.0.get() {
+            sink.everything_changed();
+        }
+    }
+}
+
+impl Feed {
+    /// No listener: a cache above the store stays off (correct, just slower).
+    pub fn disabled() -> Self {
+        Feed {
+            live: None,
+            keys: None,
+            sink: Sink::default(),
+        }
+    }
+
+    pub fn start(pg: tokio_postgres::Config, tasks: &Lifecycle) -> Self {
         let live = Arc::new(AtomicBool::new(false));
         let (keys, _) = broadcast::channel(1024);
-        let task_live = live.clone();
-        let task_keys = keys.clone();
+        let sink = Sink::default();
+        let (task_live, task_keys, task_sink) = (live.clone(), keys.clone(), sink.clone());
         let life = tasks.clone();
         tasks.spawn(async move {
             loop {
                 tokio::select! {
-                    listened = listen(&pg, &cache, &task_live, &task_keys) => {
+                    listened = listen(&pg, &task_sink, &task_live, &task_keys) => {
                         if let Err(e) = listened {
                             tracing::warn!(error = %e, "change listener lost; entity cache off until it is back");
                         }
@@ -244,7 +266,7 @@ impl Feed {
                     _ = life.cancelled() => {}
                 }
                 task_live.store(false, Ordering::SeqCst);
-                cache.clear();
+                task_sink.everything_changed();
                 tokio::select! {
                     _ = tokio::time::sleep(Duration::from_secs(1)) => {}
                     _ = life.cancelled() => return,
@@ -252,13 +274,21 @@ impl Feed {
             }
         });
         Feed {
-            live,
+            live: Some(live),
             keys: Some(keys),
+            sink,
         }
     }
 
-    pub fn is_live(&self) -> bool {
-        self.live.load(Ordering::Acquire)
+    /// Up while notices are being heard (None without a listener).
+    pub fn live_flag(&self) -> Option<Arc<AtomicBool>> {
+        self.live.clone()
+    }
+
+    /// Reports other daemons' entity changes to `sink` from now on (the
+    /// first sink stays: one cache per store).
+    pub fn watch(&self, sink: Arc<dyn ChangeSink>) {
+        let _ = self.sink.0.set(sink);
     }
 
     pub fn key_revocations(&self) -> Option<broadcast::Receiver<String>> {
@@ -268,7 +298,7 @@ impl Feed {
 
 async fn listen(
     pg: &tokio_postgres::Config,
-    cache: &EntityCache,
+    cache: &Sink,
     live: &AtomicBool,
     keys: &broadcast::Sender<String>,
 ) -> Result<(), tokio_postgres::Error> {
@@ -294,7 +324,7 @@ async fn listen(
     }));
     client.batch_execute(&format!("LISTEN {CHANNEL}")).await?;
     // Anything cached before LISTEN took effect may have missed a notice.
-    cache.clear();
+    cache.everything_changed();
     live.store(true, Ordering::Release);
     while let Some(payload) = notices.recv().await {
         let notices = match serde_json::from_str::<Payload>(&payload) {
@@ -307,11 +337,11 @@ async fn listen(
         };
         for notice in notices {
             match notice {
-                Notice::Entity { o, p, i, s } => cache.tombstone(&Scope::new(o, p), &i, s),
+                Notice::Entity { o, p, i, s } => cache.entity_changed(&Scope::new(o, p), &i, s),
                 Notice::Key { i } => {
                     let _ = keys.send(i);
                 }
-                Notice::All => cache.clear(),
+                Notice::All => cache.everything_changed(),
             }
         }
     }

@@ -1,11 +1,12 @@
 //! Relationship rows on PostgreSQL; `live` has the meaning it has on SQLite.
 
 use super::rows::{self, execute, next_seq, query, query_opt, REL_COLS};
-use super::{locks, outbox, Ctx};
-use crate::domain::patch::apply_merge_patch;
+use super::{locks, outbox};
+use crate::domain::rules::audit as audit_rules;
+use crate::domain::rules::relationships::{self as rules, RelationshipOp};
 use crate::domain::*;
 use crate::store::cursor;
-use chrono::Utc;
+use crate::store::Ctx;
 use deadpool_postgres::GenericClient;
 use serde_json::Value;
 
@@ -23,14 +24,6 @@ pub async fn load<C: GenericClient>(
     Ok(query_opt(c, &sql, &[&scope.org, &scope.project, &id])
         .await?
         .map(|r| rows::relationship(&r)))
-}
-
-pub struct NewRelationship<'a> {
-    pub id: &'a str,
-    pub rel_type: &'a str,
-    pub from: &'a str,
-    pub to: &'a str,
-    pub properties: Properties,
 }
 
 /// The live ends share-locked in id order (locks.rs: no end can change
@@ -58,161 +51,120 @@ o AS (
 a AS (
     INSERT INTO audit_events (org_id, project_id, at, actor, action, target, ip, user_agent,
         details)
-    SELECT $1, $2, now(), $9, 'relationship.create', $3, $10::text, $11::text,
-        jsonb_build_object('version', 1, 'type', $4::text, 'from', $5::text, 'to', $6::text)
-    FROM r)
+    SELECT $1, $2, now(), $9, $12::text, $3, $10::text, $11::text, $13::jsonb FROM r)
 SELECT (SELECT coalesce(array_agg(id), '{}') FROM ends), (SELECT seq FROM r)";
 
-pub async fn create<C: GenericClient>(
+/// Applies one relationship op: locks what the rules need (locks.rs), lets
+/// them decide, stores the result with its outbox row.
+pub async fn write<C: GenericClient>(
     c: &C,
     ctx: &Ctx<'_>,
-    new: NewRelationship<'_>,
+    id: &str,
+    op: RelationshipOp,
+) -> DomainResult<WriteOutcome> {
+    let (s, stamp) = (ctx.scope, &ctx.stamp);
+    match op {
+        RelationshipOp::Create {
+            rel_type,
+            from,
+            to,
+            properties,
+        } => {
+            let rel = rules::first_version(id, rel_type, from, to, properties, stamp);
+            create(c, ctx, rel).await.map(WriteOutcome::Relationship)
+        }
+        RelationshipOp::Patch {
+            patch,
+            rel_type,
+            expected,
+        } => {
+            let rel = rules::live(id, lock_live(c, s, id).await?, expected)?;
+            let rel = rules::patched(rel, &patch, rel_type, stamp)?;
+            let seq = next_seq(c).await?;
+            execute(
+                c,
+                "UPDATE relationships SET type = $4, properties = $5, version = $6, updated_at = $7,
+                     updated_by = $8, seq = $9
+                 WHERE org_id = $1 AND project_id = $2 AND id = $3",
+                &[
+                    &s.org,
+                    &s.project,
+                    &id,
+                    &rel.rel_type,
+                    &Value::Object(rel.properties.clone()),
+                    &rel.version,
+                    &stamp.time,
+                    &rel.updated_by,
+                    &seq,
+                ],
+            )
+            .await?;
+            outbox::record(c, s, "relationship", id, "update", seq, stamp.time).await?;
+            Ok(WriteOutcome::Relationship(rel))
+        }
+        RelationshipOp::Delete { expected } => {
+            let rel = rules::live(id, lock_live(c, s, id).await?, expected)?;
+            let rel = rules::deleted(rel, stamp);
+            let seq = next_seq(c).await?;
+            execute(
+                c,
+                "UPDATE relationships SET deleted_at = $4, live = false, version = $5, updated_at = $4,
+                     updated_by = $6, seq = $7
+                 WHERE org_id = $1 AND project_id = $2 AND id = $3",
+                &[&s.org, &s.project, &id, &stamp.time, &rel.version, &rel.updated_by, &seq],
+            )
+            .await?;
+            outbox::record(c, s, "relationship", id, "delete", seq, stamp.time).await?;
+            Ok(WriteOutcome::Deleted { id: id.to_owned() })
+        }
+    }
+}
+
+/// Inserts a relationship whose ends are live (one statement, CREATE_SQL).
+async fn create<C: GenericClient>(
+    c: &C,
+    ctx: &Ctx<'_>,
+    rel: Relationship,
 ) -> DomainResult<Relationship> {
     let s = ctx.scope;
-    let now = Utc::now();
+    let audit = audit_rules::of_relationship(ctx.action, &rel);
     let row = query_opt(
         c,
         CREATE_SQL,
         &[
             &s.org,
             &s.project,
-            &new.id,
-            &new.rel_type,
-            &new.from,
-            &new.to,
-            &Value::Object(new.properties.clone()),
-            &now,
+            &rel.id,
+            &rel.rel_type,
+            &rel.from,
+            &rel.to,
+            &Value::Object(rel.properties.clone()),
+            &ctx.stamp.time,
             &ctx.actor(),
             &ctx.caller.ip,
             &ctx.caller.user_agent,
+            &audit.action,
+            &audit.details,
         ],
     )
     .await?
     .ok_or_else(|| DomainError::internal("relationship insert answered no row"))?;
-    let live: Vec<String> = row.get(0);
-    for end in [new.from, new.to] {
-        if !live.iter().any(|id| id == end) {
-            return Err(DomainError::Unprocessable(format!(
-                "entity {end} does not exist in this project"
-            )));
-        }
-    }
+    rules::check_ends(&rel.from, &rel.to, &row.get::<_, Vec<String>>(0))?;
     if row.get::<_, Option<i64>>(1).is_none() {
-        return Err(DomainError::Conflict(format!(
-            "relationship {} already exists",
-            new.id
-        )));
+        return Err(rules::already_exists(&rel.id));
     }
-    Ok(Relationship {
-        id: new.id.to_owned(),
-        rel_type: new.rel_type.to_owned(),
-        from: new.from.to_owned(),
-        to: new.to.to_owned(),
-        properties: new.properties,
-        version: 1,
-        created_at: rows::time(now),
-        updated_at: rows::time(now),
-        created_by: ctx.actor().to_owned(),
-        updated_by: ctx.actor().to_owned(),
-    })
+    Ok(rel)
 }
 
-async fn live_or_404<C: GenericClient>(
+/// The live row, locked, after its ends (locks.rs): neither end changes
+/// liveness, nor its vertex, while this write and its projection run.
+async fn lock_live<C: GenericClient>(
     c: &C,
     scope: &Scope,
     id: &str,
-    expected: Option<i64>,
-) -> DomainResult<Relationship> {
-    // Ends before the row (locks.rs): neither end changes liveness, nor
-    // its vertex, while this write and its projection run.
+) -> DomainResult<Option<Relationship>> {
     locks::ends_of(c, scope, id).await?;
-    let rel = load(c, scope, id, true)
-        .await?
-        .ok_or_else(|| DomainError::not_found(format!("relationship {id}")))?;
-    if let Some(expected) = expected.filter(|e| *e != rel.version) {
-        return Err(DomainError::PreconditionFailed {
-            expected,
-            current: rel.version,
-        });
-    }
-    Ok(rel)
-}
-
-pub async fn patch<C: GenericClient>(
-    c: &C,
-    ctx: &Ctx<'_>,
-    id: &str,
-    patch: &Value,
-    rel_type: Option<String>,
-    expected: Option<i64>,
-) -> DomainResult<Relationship> {
-    let mut rel = live_or_404(c, ctx.scope, id, expected).await?;
-    let mut merged = Value::Object(std::mem::take(&mut rel.properties));
-    apply_merge_patch(&mut merged, patch);
-    let Value::Object(properties) = merged else {
-        return Err(DomainError::BadRequest(
-            "properties must be a JSON object".into(),
-        ));
-    };
-    validate::properties(&properties)?;
-    rel.properties = properties;
-    if let Some(t) = rel_type {
-        rel.rel_type = t;
-    }
-    let now = Utc::now();
-    rel.version += 1;
-    rel.updated_at = rows::time(now);
-    rel.updated_by = ctx.actor().to_owned();
-    let seq = next_seq(c).await?;
-    execute(
-        c,
-        "UPDATE relationships SET type = $4, properties = $5, version = $6, updated_at = $7,
-             updated_by = $8, seq = $9
-         WHERE org_id = $1 AND project_id = $2 AND id = $3",
-        &[
-            &ctx.scope.org,
-            &ctx.scope.project,
-            &id,
-            &rel.rel_type,
-            &Value::Object(rel.properties.clone()),
-            &rel.version,
-            &now,
-            &ctx.actor(),
-            &seq,
-        ],
-    )
-    .await?;
-    outbox::record(c, ctx.scope, "relationship", id, "update", seq, now).await?;
-    Ok(rel)
-}
-
-pub async fn delete<C: GenericClient>(
-    c: &C,
-    ctx: &Ctx<'_>,
-    id: &str,
-    expected: Option<i64>,
-) -> DomainResult<()> {
-    let rel = live_or_404(c, ctx.scope, id, expected).await?;
-    let now = Utc::now();
-    let seq = next_seq(c).await?;
-    execute(
-        c,
-        "UPDATE relationships SET deleted_at = $4, live = false, version = $5, updated_at = $4,
-             updated_by = $6, seq = $7
-         WHERE org_id = $1 AND project_id = $2 AND id = $3",
-        &[
-            &ctx.scope.org,
-            &ctx.scope.project,
-            &id,
-            &now,
-            &(rel.version + 1),
-            &ctx.actor(),
-            &seq,
-        ],
-    )
-    .await?;
-    outbox::record(c, ctx.scope, "relationship", id, "delete", seq, now).await?;
-    Ok(())
+    load(c, scope, id, true).await
 }
 
 pub async fn hide_touching<C: GenericClient>(

@@ -1,45 +1,12 @@
-//! Orgs, projects, API keys and the audit trail on PostgreSQL.
+//! Orgs and projects on PostgreSQL, and the project lock every write takes.
 
+use super::audit::{self, AuditPlace};
 use super::rows::{self, execute, pg_err, query, query_opt};
 use crate::domain::*;
 use crate::store::cursor;
-use chrono::Utc;
 use deadpool_postgres::GenericClient;
-use serde_json::{json, Value};
+use serde_json::json;
 use tokio_postgres::{Row, Statement};
-
-/// Where and by whom a write happened.
-pub struct AuditPlace<'a> {
-    pub org: &'a str,
-    pub project: Option<&'a str>,
-    pub caller: &'a Caller,
-}
-
-pub async fn audit<C: GenericClient>(
-    c: &C,
-    place: &AuditPlace<'_>,
-    action: &str,
-    target: &str,
-    details: Value,
-) -> DomainResult<()> {
-    execute(
-        c,
-        "INSERT INTO audit_events (org_id, project_id, at, actor, action, target, ip, user_agent, details)
-         VALUES ($1, $2, now(), $3, $4, $5, $6, $7, $8)",
-        &[
-            &place.org,
-            &place.project,
-            &place.caller.key_id,
-            &action,
-            &target,
-            &place.caller.ip,
-            &place.caller.user_agent,
-            &details,
-        ],
-    )
-    .await?;
-    Ok(())
-}
 
 fn org(r: &Row) -> Org {
     Org {
@@ -77,7 +44,7 @@ pub async fn create_org<C: GenericClient>(
         project: None,
         caller,
     };
-    audit(c, &place, "org.create", id, json!({ "name": name })).await?;
+    audit::record(c, &place, "org.create", id, json!({ "name": name })).await?;
     Ok(org(&row))
 }
 
@@ -129,7 +96,7 @@ pub async fn create_project<C: GenericClient>(
         project: Some(id),
         caller,
     };
-    audit(c, &place, "project.create", id, json!({ "name": name })).await?;
+    audit::record(c, &place, "project.create", id, json!({ "name": name })).await?;
     Ok(project(&row))
 }
 
@@ -260,7 +227,7 @@ pub async fn delete_project<C: GenericClient>(
             project: Some(id),
             caller,
         };
-        audit(c, &place, "project.delete", id, json!({})).await?;
+        audit::record(c, &place, "project.delete", id, json!({})).await?;
     }
     Ok(())
 }
@@ -287,167 +254,5 @@ pub async fn delete_org<C: GenericClient>(c: &C, caller: &Caller, id: &str) -> D
         project: None,
         caller,
     };
-    audit(c, &place, "org.delete", id, json!({})).await
-}
-
-const KEY_COLS: &str = "id, org_id, name, scopes, created_at, created_by, revoked_at, secret_hash";
-
-fn key(r: &Row) -> StoredKey {
-    StoredKey {
-        info: ApiKeyInfo {
-            id: r.get(0),
-            org: r.get(1),
-            name: r.get(2),
-            scopes: serde_json::from_value(r.get(3)).unwrap_or_default(),
-            created_at: rows::time(r.get(4)),
-            created_by: r.get(5),
-            revoked_at: r.get::<_, Option<chrono::DateTime<Utc>>>(6).map(rows::time),
-        },
-        secret_hash: r.get(7),
-    }
-}
-
-pub async fn create_key<C: GenericClient>(
-    c: &C,
-    caller: &Caller,
-    k: &StoredKey,
-) -> DomainResult<ApiKeyInfo> {
-    get_org(c, &k.info.org).await?;
-    let created = rows::parse_time(&k.info.created_at)?;
-    let scopes = serde_json::to_value(&k.info.scopes).map_err(DomainError::internal)?;
-    execute(
-        c,
-        "INSERT INTO api_keys (id, org_id, name, scopes, secret_hash, created_at, created_by)
-         VALUES ($1, $2, $3, $4, $5, $6, $7)",
-        &[
-            &k.info.id,
-            &k.info.org,
-            &k.info.name,
-            &scopes,
-            &k.secret_hash,
-            &created,
-            &k.info.created_by,
-        ],
-    )
-    .await?;
-    let place = AuditPlace {
-        org: &k.info.org,
-        project: None,
-        caller,
-    };
-    audit(
-        c,
-        &place,
-        "key.create",
-        &k.info.id,
-        json!({ "name": k.info.name, "scopes": scopes }),
-    )
-    .await?;
-    Ok(k.info.clone())
-}
-
-pub async fn find_key<C: GenericClient>(c: &C, id: &str) -> DomainResult<Option<StoredKey>> {
-    let sql = format!("SELECT {KEY_COLS} FROM api_keys WHERE id = $1");
-    Ok(query_opt(c, &sql, &[&id]).await?.map(|r| key(&r)))
-}
-
-pub async fn list_keys<C: GenericClient>(
-    c: &C,
-    org_id: &str,
-    page: &PageRequest,
-) -> DomainResult<Page<ApiKeyInfo>> {
-    get_org(c, org_id).await?;
-    let after = cursor::after_id(page)?;
-    let limit = page.limit as i64 + 1;
-    let sql = format!(
-        "SELECT {KEY_COLS} FROM api_keys WHERE org_id = $1 AND id > $2 ORDER BY id LIMIT $3"
-    );
-    let found = query(c, &sql, &[&org_id, &after, &limit]).await?;
-    let items = found.iter().map(|r| key(r).info).collect();
-    Ok(cursor::page_by(items, page.limit, |k: &ApiKeyInfo| {
-        k.id.clone()
-    }))
-}
-
-pub async fn revoke_key<C: GenericClient>(
-    c: &C,
-    caller: &Caller,
-    org_id: &str,
-    id: &str,
-) -> DomainResult<()> {
-    let changed = execute(
-        c,
-        "UPDATE api_keys SET revoked_at = now() WHERE org_id = $1 AND id = $2 AND revoked_at IS NULL",
-        &[&org_id, &id],
-    )
-    .await?;
-    if changed == 0 {
-        return Err(DomainError::not_found(format!("key {id}")));
-    }
-    let place = AuditPlace {
-        org: org_id,
-        project: None,
-        caller,
-    };
-    audit(c, &place, "key.revoke", id, json!({})).await
-}
-
-#[derive(serde::Serialize, serde::Deserialize)]
-struct AuditCursor {
-    before: i64,
-}
-
-pub async fn list_audit<C: GenericClient>(
-    c: &C,
-    org_id: &str,
-    filter: &AuditFilter,
-    page: &PageRequest,
-) -> DomainResult<Page<AuditEvent>> {
-    get_org(c, org_id).await?;
-    let before = match &page.cursor {
-        Some(cur) => cursor::decode::<AuditCursor>(cur)?.before,
-        None => i64::MAX,
-    };
-    let limit = page.limit as i64 + 1;
-    let found = query(
-        c,
-        "SELECT id, at, actor, action, target, project_id, ip, user_agent, details FROM audit_events
-         WHERE org_id = $1 AND id < $2 AND ($3::text IS NULL OR action = $3)
-           AND ($4::text IS NULL OR target = $4)
-         ORDER BY id DESC LIMIT $5",
-        &[&org_id, &before, &filter.action, &filter.target, &limit],
-    )
-    .await?;
-    let mut items: Vec<(i64, AuditEvent)> = found
-        .iter()
-        .map(|r| {
-            let id: i64 = r.get(0);
-            (
-                id,
-                AuditEvent {
-                    id: id.to_string(),
-                    at: rows::time(r.get(1)),
-                    actor: r.get(2),
-                    action: r.get(3),
-                    target: r.get(4),
-                    project: r.get(5),
-                    ip: r.get(6),
-                    user_agent: r.get(7),
-                    details: r.get(8),
-                },
-            )
-        })
-        .collect();
-    let next_cursor = if items.len() > page.limit {
-        items.truncate(page.limit);
-        items
-            .last()
-            .map(|(id, _)| cursor::encode(&AuditCursor { before: *id }))
-    } else {
-        None
-    };
-    Ok(Page {
-        items: items.into_iter().map(|(_, e)| e).collect(),
-        next_cursor,
-    })
+    audit::record(c, &place, "org.delete", id, json!({})).await
 }

@@ -54,7 +54,6 @@ pub fn list(
     filter: &AuditFilter,
     page: &PageRequest,
 ) -> DomainResult<Page<AuditEvent>> {
-    super::tenancy::get_org(conn, org)?;
     let before = match &page.cursor {
         Some(c) => cursor::decode::<AuditCursor>(c)?.before,
         None => i64::MAX,

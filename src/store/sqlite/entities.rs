@@ -1,83 +1,41 @@
 //! Entity rows, their version history, outbox and FTS rows. Write functions
 //! run on the writer thread inside its transaction; reads on a reader.
 
+use super::rows::{self, StoredEntity, ENTITY_COLS};
 use super::threads::Seq;
-use super::{fts, outbox, sql_err};
-use crate::clock;
-use crate::domain::patch::apply_merge_patch;
+use super::{outbox, search, sql_err};
+use crate::domain::rules::entities::{
+    self as entity_rules, Ends, EntityChange, EntityOp, Loaded, NextVersion,
+};
 use crate::domain::rules::history;
 use crate::domain::*;
-use crate::store::cursor;
-use rusqlite::{params, Connection, OptionalExtension, Row};
+use crate::store::{cursor, Ctx};
+use rusqlite::{params, Connection, OptionalExtension};
 use serde_json::{Map, Value};
 
-const COLS: &str = "rowid, id, type, properties, version, created_at, updated_at, \
-                    created_by, updated_by, deleted_at, seq";
-
-/// An entity row with its storage ids.
-pub struct StoredEntity {
-    pub rowid: i64,
-    pub entity: Entity,
-}
-
-fn from_row(row: &Row) -> rusqlite::Result<StoredEntity> {
-    let props: String = row.get(3)?;
-    Ok(StoredEntity {
-        rowid: row.get(0)?,
-        entity: Entity {
-            id: row.get(1)?,
-            entity_type: row.get(2)?,
-            properties: serde_json::from_str(&props).unwrap_or_default(),
-            version: row.get(4)?,
-            created_at: row.get(5)?,
-            updated_at: row.get(6)?,
-            created_by: row.get(7)?,
-            updated_by: row.get(8)?,
-            deleted_at: row.get(9)?,
-            change_seq: row.get(10)?,
-        },
-    })
-}
-
 pub fn load(conn: &Connection, scope: &Scope, id: &str) -> DomainResult<Option<StoredEntity>> {
-    let sql =
-        format!("SELECT {COLS} FROM entities WHERE org_id = ?1 AND project_id = ?2 AND id = ?3");
+    let sql = format!(
+        "SELECT {ENTITY_COLS} FROM entities WHERE org_id = ?1 AND project_id = ?2 AND id = ?3"
+    );
     conn.prepare_cached(&sql)
         .and_then(|mut st| {
-            st.query_row(params![scope.org, scope.project, id], from_row)
+            st.query_row(params![scope.org, scope.project, id], rows::stored_entity)
                 .optional()
         })
         .map_err(sql_err)
 }
 
-fn load_live(conn: &Connection, scope: &Scope, id: &str) -> DomainResult<StoredEntity> {
-    match load(conn, scope, id)? {
-        Some(e) if e.entity.deleted_at.is_none() => Ok(e),
-        _ => Err(DomainError::not_found(format!("entity {id}"))),
-    }
-}
-
-fn check_expected(expected: Option<i64>, current: i64) -> DomainResult<()> {
-    match expected {
-        Some(expected) if expected != current => {
-            Err(DomainError::PreconditionFailed { expected, current })
-        }
-        _ => Ok(()),
-    }
-}
-
 /// What a new version row records.
 struct NewVersion<'a> {
     op: VersionOp,
-    parent: Option<i64>,
-    parent_props: &'a Properties,
+    parent: Option<(i64, &'a Properties)>,
     entity: &'a Entity,
     actor: &'a str,
 }
 
-fn insert_version(conn: &Connection, scope: &Scope, v: NewVersion, seq: i64) -> DomainResult<()> {
+fn insert_version(conn: &Connection, scope: &Scope, v: NewVersion) -> DomainResult<()> {
     let parent_chain: Option<i64> = match v.parent {
-        Some(p) => conn
+        Some((p, _)) => conn
             .prepare_cached(
                 "SELECT chain FROM entity_versions
                  WHERE org_id = ?1 AND project_id = ?2 AND entity_id = ?3 AND version = ?4",
@@ -91,7 +49,9 @@ fn insert_version(conn: &Connection, scope: &Scope, v: NewVersion, seq: i64) -> 
             .map_err(sql_err)?,
         None => None,
     };
-    let row = history::version_row(parent_chain, v.parent_props, &v.entity.properties);
+    let empty = Map::new();
+    let parent_props = v.parent.map_or(&empty, |(_, props)| props);
+    let row = history::version_row(parent_chain, parent_props, &v.entity.properties);
     conn.prepare_cached(
         "INSERT INTO entity_versions (org_id, project_id, entity_id, version, parent_version, op,
              type, deleted, actor, at, patch, snapshot, chain, seq)
@@ -103,7 +63,7 @@ fn insert_version(conn: &Connection, scope: &Scope, v: NewVersion, seq: i64) -> 
             scope.project,
             v.entity.id,
             v.entity.version,
-            v.parent,
+            v.parent.map(|(p, _)| p),
             v.op.as_str(),
             v.entity.entity_type,
             v.entity.deleted_at.is_some(),
@@ -112,7 +72,7 @@ fn insert_version(conn: &Connection, scope: &Scope, v: NewVersion, seq: i64) -> 
             row.patch.to_string(),
             row.snapshot.map(|s| s.to_string()),
             row.chain,
-            seq,
+            v.entity.change_seq,
         ])
     })
     .map_err(sql_err)?;
@@ -171,249 +131,104 @@ fn update_row(conn: &Connection, rowid: i64, e: &Entity) -> DomainResult<()> {
     Ok(())
 }
 
-pub fn create(
+/// Applies one entity op: loads the row, lets the rules decide, stores the
+/// result with its version, search and outbox rows.
+pub fn write(
     conn: &Connection,
     seq: &mut Seq,
-    scope: &Scope,
-    actor: &str,
+    ctx: &Ctx,
     id: &str,
-    entity_type: &str,
-    properties: Properties,
-) -> DomainResult<Entity> {
-    if load(conn, scope, id)?.is_some() {
-        return Err(DomainError::Conflict(format!("entity {id} already exists")));
-    }
-    let now = clock::now();
-    let entity = Entity {
-        id: id.to_owned(),
-        entity_type: entity_type.to_owned(),
-        properties,
-        version: 1,
-        created_at: now.clone(),
-        updated_at: now,
-        created_by: actor.to_owned(),
-        updated_by: actor.to_owned(),
-        deleted_at: None,
-        change_seq: seq.next(),
+    op: EntityOp,
+) -> DomainResult<WriteOutcome> {
+    let scope = ctx.scope;
+    let stored = load(conn, scope, id)?;
+    let revert_target = match op.revert_to() {
+        Some(v) => state_at(conn, scope, id, v)?,
+        None => None,
     };
-    let rowid = insert_row(conn, scope, &entity)?;
-    let empty = Map::new();
-    let version = NewVersion {
-        op: VersionOp::Create,
-        parent: None,
-        parent_props: &empty,
-        entity: &entity,
-        actor,
+    let rowid = stored.as_ref().map(|s| s.rowid);
+    let loaded = Loaded {
+        current: stored.map(|s| s.entity),
+        revert_target,
     };
-    insert_version(conn, scope, version, entity.change_seq)?;
-    fts::index(conn, scope, rowid, &entity.properties)?;
-    outbox::record(conn, scope, "entity", id, "create", entity.change_seq)?;
-    Ok(entity)
-}
-
-/// Writes a new version of a live entity: row, version row, FTS, outbox.
-fn write_version(
-    conn: &Connection,
-    seq: &mut Seq,
-    scope: &Scope,
-    stored: StoredEntity,
-    change: VersionChange,
-) -> DomainResult<Entity> {
-    let StoredEntity { rowid, entity: old } = stored;
-    let mut entity = old.clone();
-    entity.entity_type = change.entity_type.unwrap_or(old.entity_type.clone());
-    entity.properties = change.properties.unwrap_or(old.properties.clone());
-    validate::properties(&entity.properties)?;
-    entity.version = old.version + 1;
-    entity.updated_at = clock::now();
-    entity.updated_by = change.actor.to_owned();
-    entity.deleted_at = match change.op {
-        VersionOp::Delete => Some(entity.updated_at.clone()),
-        VersionOp::Restore => None,
-        _ => old.deleted_at.clone(),
-    };
-    entity.change_seq = seq.next();
-    update_row(conn, rowid, &entity)?;
-    let (parent, parent_props) = match change.parent {
-        Some((version, props)) => (version, props),
-        None => (old.version, old.properties.clone()),
-    };
-    let version = NewVersion {
-        op: change.op,
-        parent: Some(parent),
-        parent_props: &parent_props,
-        entity: &entity,
-        actor: change.actor,
-    };
-    insert_version(conn, scope, version, entity.change_seq)?;
-    fts::remove(conn, rowid)?;
-    if entity.deleted_at.is_none() {
-        fts::index(conn, scope, rowid, &entity.properties)?;
-    }
-    outbox::record(
-        conn,
-        scope,
-        "entity",
-        &entity.id,
-        change.op.as_str(),
-        entity.change_seq,
-    )?;
-    Ok(entity)
-}
-
-struct VersionChange<'a> {
-    op: VersionOp,
-    actor: &'a str,
-    entity_type: Option<String>,
-    properties: Option<Properties>,
-    /// The parent when it is not the current version (revert).
-    parent: Option<(i64, Properties)>,
-}
-
-impl<'a> VersionChange<'a> {
-    fn new(op: VersionOp, actor: &'a str) -> Self {
-        VersionChange {
-            op,
-            actor,
-            entity_type: None,
-            properties: None,
-            parent: None,
+    match entity_rules::decide(id, op, loaded, &ctx.stamp)? {
+        EntityChange::Create(mut entity) => {
+            entity.change_seq = seq.next();
+            let rowid = insert_row(conn, scope, &entity)?;
+            let version = NewVersion {
+                op: VersionOp::Create,
+                parent: None,
+                entity: &entity,
+                actor: ctx.actor(),
+            };
+            insert_version(conn, scope, version)?;
+            search::index(conn, scope, rowid, &entity.properties)?;
+            outbox::record(conn, scope, "entity", id, "create", entity.change_seq)?;
+            Ok(WriteOutcome::Entity {
+                entity,
+                created: true,
+            })
         }
-    }
-}
-
-/// PUT: replaces a live entity, or creates an absent one (`true` = created).
-#[allow(clippy::too_many_arguments)]
-pub fn put(
-    conn: &Connection,
-    seq: &mut Seq,
-    scope: &Scope,
-    actor: &str,
-    id: &str,
-    entity_type: &str,
-    properties: Properties,
-    expected: Option<i64>,
-) -> DomainResult<(Entity, bool)> {
-    match load(conn, scope, id)? {
-        None => {
-            if let Some(expected) = expected {
-                return Err(DomainError::PreconditionFailed {
-                    expected,
-                    current: 0,
-                });
+        EntityChange::Version(next) => {
+            let rowid = rowid.expect("a new version has a row");
+            let NextVersion {
+                mut entity,
+                op,
+                parent,
+                ends,
+            } = next;
+            entity.change_seq = seq.next();
+            update_row(conn, rowid, &entity)?;
+            let version = NewVersion {
+                op,
+                parent: Some((parent.0, &parent.1)),
+                entity: &entity,
+                actor: ctx.actor(),
+            };
+            insert_version(conn, scope, version)?;
+            search::remove(conn, rowid)?;
+            if entity.deleted_at.is_none() {
+                search::index(conn, scope, rowid, &entity.properties)?;
             }
-            create(conn, seq, scope, actor, id, entity_type, properties).map(|e| (e, true))
+            outbox::record(conn, scope, "entity", id, op.as_str(), entity.change_seq)?;
+            match ends {
+                Ends::Hide => super::relationships::hide_touching(conn, scope, id)?,
+                Ends::Revive => super::relationships::revive_touching(conn, scope, id)?,
+                Ends::Unchanged => {}
+            }
+            Ok(WriteOutcome::Entity {
+                entity,
+                created: false,
+            })
         }
-        Some(stored) if stored.entity.deleted_at.is_some() => Err(DomainError::Conflict(format!(
-            "entity {id} is deleted; restore it before replacing it"
-        ))),
-        Some(stored) => {
-            check_expected(expected, stored.entity.version)?;
-            let mut change = VersionChange::new(VersionOp::Replace, actor);
-            change.entity_type = Some(entity_type.to_owned());
-            change.properties = Some(properties);
-            write_version(conn, seq, scope, stored, change).map(|e| (e, false))
+        EntityChange::Purge => {
+            let seq = purge(
+                conn,
+                seq,
+                scope,
+                rowid.expect("a purged entity has a row"),
+                id,
+            )?;
+            let blobs = super::docs::purge_owned_by(conn, scope, id)?;
+            Ok(WriteOutcome::Purged {
+                id: id.to_owned(),
+                seq,
+                blobs,
+            })
         }
     }
-}
-
-#[allow(clippy::too_many_arguments)]
-pub fn patch(
-    conn: &Connection,
-    seq: &mut Seq,
-    scope: &Scope,
-    actor: &str,
-    id: &str,
-    patch: &Value,
-    entity_type: Option<String>,
-    expected: Option<i64>,
-) -> DomainResult<Entity> {
-    let stored = load_live(conn, scope, id)?;
-    check_expected(expected, stored.entity.version)?;
-    let mut merged = Value::Object(stored.entity.properties.clone());
-    apply_merge_patch(&mut merged, patch);
-    let Value::Object(properties) = merged else {
-        return Err(DomainError::BadRequest(
-            "properties must be a JSON object".into(),
-        ));
-    };
-    let mut change = VersionChange::new(VersionOp::Update, actor);
-    change.entity_type = entity_type;
-    change.properties = Some(properties);
-    write_version(conn, seq, scope, stored, change)
-}
-
-pub fn delete(
-    conn: &Connection,
-    seq: &mut Seq,
-    scope: &Scope,
-    actor: &str,
-    id: &str,
-    expected: Option<i64>,
-) -> DomainResult<Entity> {
-    let stored = load_live(conn, scope, id)?;
-    check_expected(expected, stored.entity.version)?;
-    let entity = write_version(
-        conn,
-        seq,
-        scope,
-        stored,
-        VersionChange::new(VersionOp::Delete, actor),
-    )?;
-    super::relationships::hide_touching(conn, scope, id)?;
-    Ok(entity)
-}
-
-pub fn restore(
-    conn: &Connection,
-    seq: &mut Seq,
-    scope: &Scope,
-    actor: &str,
-    id: &str,
-) -> DomainResult<Entity> {
-    let stored =
-        load(conn, scope, id)?.ok_or_else(|| DomainError::not_found(format!("entity {id}")))?;
-    if stored.entity.deleted_at.is_none() {
-        return Err(DomainError::Conflict(format!("entity {id} is not deleted")));
-    }
-    let entity = write_version(
-        conn,
-        seq,
-        scope,
-        stored,
-        VersionChange::new(VersionOp::Restore, actor),
-    )?;
-    super::relationships::revive_touching(conn, scope, id)?;
-    Ok(entity)
-}
-
-pub fn revert(
-    conn: &Connection,
-    seq: &mut Seq,
-    scope: &Scope,
-    actor: &str,
-    id: &str,
-    to_version: i64,
-    expected: Option<i64>,
-) -> DomainResult<Entity> {
-    let stored = load_live(conn, scope, id)?;
-    check_expected(expected, stored.entity.version)?;
-    let (entity_type, properties) = state_at(conn, scope, id, to_version)?.ok_or_else(|| {
-        DomainError::Unprocessable(format!("entity {id} has no version {to_version}"))
-    })?;
-    let mut change = VersionChange::new(VersionOp::Revert, actor);
-    change.entity_type = Some(entity_type);
-    change.properties = Some(properties.clone());
-    change.parent = Some((to_version, properties));
-    write_version(conn, seq, scope, stored, change)
 }
 
 /// Erases the entity, its history and its relationships; returns the change
 /// sequence of the erasure.
-pub fn purge(conn: &Connection, seq: &mut Seq, scope: &Scope, id: &str) -> DomainResult<i64> {
-    let stored =
-        load(conn, scope, id)?.ok_or_else(|| DomainError::not_found(format!("entity {id}")))?;
-    fts::remove(conn, stored.rowid)?;
+fn purge(
+    conn: &Connection,
+    seq: &mut Seq,
+    scope: &Scope,
+    rowid: i64,
+    id: &str,
+) -> DomainResult<i64> {
+    search::remove(conn, rowid)?;
     let s = (scope.org.as_str(), scope.project.as_str(), id);
     for sql in [
         "DELETE FROM entities WHERE org_id = ?1 AND project_id = ?2 AND id = ?3",
@@ -536,7 +351,7 @@ pub fn list(
         None => String::new(),
     };
     let mut sql = format!(
-        "SELECT {COLS} FROM entities WHERE org_id = ?1 AND project_id = ?2 AND id > ?3
+        "SELECT {ENTITY_COLS} FROM entities WHERE org_id = ?1 AND project_id = ?2 AND id > ?3
          AND deleted_at IS NULL"
     );
     let mut args: Vec<rusqlite::types::Value> = vec![
@@ -579,7 +394,7 @@ pub fn list(
     let mut scanned = 0usize;
     loop {
         let rows: Vec<StoredEntity> = st
-            .query_map(rusqlite::params_from_iter(args.iter()), from_row)
+            .query_map(rusqlite::params_from_iter(args.iter()), rows::stored_entity)
             .and_then(|rows| rows.collect())
             .map_err(sql_err)?;
         let exhausted = rows.len() < chunk;
@@ -666,8 +481,4 @@ pub fn versions(
     Ok(cursor::page_after(items, page.limit, |v: &VersionInfo| {
         VersionCursor { v: v.version }
     }))
-}
-
-pub fn row_to_entity(row: &Row) -> rusqlite::Result<Entity> {
-    from_row(row).map(|s| s.entity)
 }

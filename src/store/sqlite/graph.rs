@@ -3,7 +3,7 @@
 //! regions cost the nodes found and their edges: reachability, never path
 //! enumeration.
 
-use super::{relationships, sql_err};
+use super::{rows, sql_err};
 use crate::domain::*;
 use rusqlite::{params, Connection};
 use std::collections::HashMap;
@@ -160,7 +160,7 @@ fn live_edges(
     types: &[String],
 ) -> DomainResult<Vec<Relationship>> {
     let types_sql = types_clause(types, if far.is_some() { 5 } else { 4 });
-    let cols = relationships::COLS
+    let cols = rows::REL_COLS
         .split(", ")
         .map(|c| format!("r.{c}"))
         .collect::<Vec<_>>()
@@ -203,7 +203,7 @@ fn live_edges(
             .and_then(|mut st| {
                 st.query_map(
                     rusqlite::params_from_iter(params.iter()),
-                    relationships::from_row,
+                    rows::relationship,
                 )?
                 .collect()
             })

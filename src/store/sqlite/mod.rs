@@ -4,17 +4,19 @@
 mod audit;
 mod docs;
 mod entities;
-mod fts;
 mod graph;
 mod keys;
 pub mod migrate;
 mod outbox;
 mod relationships;
+mod rows;
+mod search;
 mod tenancy;
 mod threads;
 
-use super::cache::{CacheStats, EntityCache};
-use super::{Maintenance, Store};
+use super::prelude::*;
+use super::{in_batch, ChangeSink, Coherence, Ctx, DocLease, Maintenance};
+use crate::domain::rules::{self, audit as audit_rules, entities as entity_rules, Target};
 use crate::domain::*;
 use async_trait::async_trait;
 use rusqlite::{Connection, OpenFlags};
@@ -57,7 +59,6 @@ pub(crate) fn sql_err(e: rusqlite::Error) -> DomainError {
 pub struct SqliteStore {
     writer: Writer,
     readers: Readers,
-    cache: Arc<EntityCache>,
     /// Documents being compacted (one daemon per file: a local set suffices).
     leases: Arc<std::sync::Mutex<std::collections::HashSet<(Scope, String)>>>,
 }
@@ -103,21 +104,20 @@ fn connect(path: &Path, config: &SqliteConfig, read_only: bool) -> rusqlite::Res
 
 impl SqliteStore {
     /// Opens (creating if needed) the database at `path` and migrates it.
-    pub fn open(path: &str, config: &SqliteConfig, cache_entries: u64) -> anyhow::Result<Self> {
+    pub fn open(path: &str, config: &SqliteConfig) -> anyhow::Result<Self> {
         let path = Path::new(path);
         if let Some(dir) = path.parent().filter(|d| !d.as_os_str().is_empty()) {
             std::fs::create_dir_all(dir)?;
         }
         let mut conn = connect(path, config, false)?;
         migrate::run(&mut conn)?;
-        fts::create_staging(&conn)?;
+        search::create_staging(&conn)?;
         let readers = (0..config.readers.max(1))
             .map(|_| connect(path, config, true))
             .collect::<Result<Vec<_>, _>>()?;
         Ok(SqliteStore {
-            writer: Writer::spawn(conn, fts::apply_staged)?,
+            writer: Writer::spawn(conn, search::apply_staged)?,
             readers: Readers::spawn(readers)?,
-            cache: Arc::new(EntityCache::new(cache_entries, None)),
             leases: Arc::default(),
         })
     }
@@ -149,140 +149,23 @@ fn apply(
     caller: &Caller,
     op: WriteOp,
 ) -> DomainResult<WriteOutcome> {
-    let action = op.audit_action();
-    let outcome = apply_op(conn, seq, scope, &caller.key_id, op)?;
-    let (action, target, details) = crate::store::audit_event(action, &outcome);
+    let ctx = Ctx::new(scope, caller, &op);
+    let outcome = match rules::target(op) {
+        Target::Entity(id, op) => entities::write(conn, seq, &ctx, &id, op)?,
+        Target::Relationship(id, op) => relationships::write(conn, seq, &ctx, &id, op)?,
+    };
     let place = audit::AuditPlace {
         org: &scope.org,
         project: Some(&scope.project),
         caller,
     };
-    audit::record(conn, &place, action, &target, details)?;
+    let fact = audit_rules::of_write(ctx.action, &outcome);
+    audit::record(conn, &place, fact.action, &fact.target, fact.details)?;
     Ok(outcome)
 }
 
-fn apply_op(
-    conn: &Connection,
-    seq: &mut Seq,
-    scope: &Scope,
-    actor: &str,
-    op: WriteOp,
-) -> DomainResult<WriteOutcome> {
-    use WriteOp::*;
-    Ok(match op {
-        CreateEntity {
-            id,
-            entity_type,
-            properties,
-        } => WriteOutcome::Entity {
-            entity: entities::create(conn, seq, scope, actor, &id, &entity_type, properties)?,
-            created: true,
-        },
-        PutEntity {
-            id,
-            entity_type,
-            properties,
-            expected_version,
-        } => {
-            let (entity, created) = entities::put(
-                conn,
-                seq,
-                scope,
-                actor,
-                &id,
-                &entity_type,
-                properties,
-                expected_version,
-            )?;
-            WriteOutcome::Entity { entity, created }
-        }
-        PatchEntity {
-            id,
-            patch,
-            entity_type,
-            expected_version,
-        } => WriteOutcome::Entity {
-            entity: entities::patch(
-                conn,
-                seq,
-                scope,
-                actor,
-                &id,
-                &patch,
-                entity_type,
-                expected_version,
-            )?,
-            created: false,
-        },
-        DeleteEntity {
-            id,
-            expected_version,
-        } => WriteOutcome::Entity {
-            entity: entities::delete(conn, seq, scope, actor, &id, expected_version)?,
-            created: false,
-        },
-        PurgeEntity { id } => {
-            let seq = entities::purge(conn, seq, scope, &id)?;
-            let blobs = docs::purge_owned_by(conn, scope, &id)?;
-            WriteOutcome::Purged { id, seq, blobs }
-        }
-        RestoreEntity { id } => WriteOutcome::Entity {
-            entity: entities::restore(conn, seq, scope, actor, &id)?,
-            created: false,
-        },
-        RevertEntity {
-            id,
-            to_version,
-            expected_version,
-        } => WriteOutcome::Entity {
-            entity: entities::revert(conn, seq, scope, actor, &id, to_version, expected_version)?,
-            created: false,
-        },
-        CreateRelationship {
-            id,
-            rel_type,
-            from,
-            to,
-            properties,
-        } => WriteOutcome::Relationship(relationships::create(
-            conn, seq, scope, actor, &id, &rel_type, &from, &to, properties,
-        )?),
-        PatchRelationship {
-            id,
-            patch,
-            rel_type,
-            expected_version,
-        } => WriteOutcome::Relationship(relationships::patch(
-            conn,
-            seq,
-            scope,
-            actor,
-            &id,
-            &patch,
-            rel_type,
-            expected_version,
-        )?),
-        DeleteRelationship {
-            id,
-            expected_version,
-        } => {
-            relationships::delete(conn, seq, scope, actor, &id, expected_version)?;
-            WriteOutcome::Deleted { id }
-        }
-    })
-}
-
 #[async_trait]
-impl Store for SqliteStore {
-    fn backend(&self) -> &'static str {
-        "sqlite"
-    }
-
-    async fn ping(&self) -> DomainResult<()> {
-        self.read(|conn| conn.query_row("SELECT 1", [], |_| Ok(())).map_err(sql_err))
-            .await
-    }
-
+impl TenancyStore for SqliteStore {
     async fn is_empty(&self) -> DomainResult<bool> {
         self.read(|conn| {
             conn.query_row("SELECT NOT EXISTS (SELECT 1 FROM orgs)", [], |r| r.get(0))
@@ -312,9 +195,7 @@ impl Store for SqliteStore {
         let (caller, id) = (caller.clone(), id.to_owned());
         self.writer
             .write(move |conn, _| tenancy::delete_org(conn, &caller, &id))
-            .await?;
-        self.cache.clear();
-        Ok(())
+            .await
     }
 
     async fn create_project(
@@ -347,78 +228,96 @@ impl Store for SqliteStore {
         let (caller, org, id) = (caller.clone(), org.to_owned(), id.to_owned());
         self.writer
             .write(move |conn, _| tenancy::delete_project(conn, Some(&caller), &org, &id))
-            .await?;
-        self.cache.clear();
-        Ok(())
+            .await
+    }
+}
+
+#[async_trait]
+impl KeyStore for SqliteStore {
+    async fn create_key(&self, caller: &Caller, key: StoredKey) -> DomainResult<ApiKeyInfo> {
+        let caller = caller.clone();
+        self.writer
+            .write(move |conn, _| keys::create(conn, &caller, &key))
+            .await
     }
 
+    async fn list_keys(&self, org: &str, page: &PageRequest) -> DomainResult<Page<ApiKeyInfo>> {
+        let (org, page) = (org.to_owned(), page.clone());
+        self.read(move |conn| keys::list(conn, &org, &page)).await
+    }
+
+    async fn revoke_key(&self, caller: &Caller, org: &str, id: &str) -> DomainResult<()> {
+        let (caller, org, id) = (caller.clone(), org.to_owned(), id.to_owned());
+        self.writer
+            .write(move |conn, _| keys::revoke(conn, &caller, &org, &id))
+            .await
+    }
+
+    async fn find_key(&self, id: &str) -> DomainResult<Option<StoredKey>> {
+        let id = id.to_owned();
+        self.read(move |conn| keys::find(conn, &id)).await
+    }
+}
+
+#[async_trait]
+impl AuditStore for SqliteStore {
+    async fn list_audit(
+        &self,
+        org: &str,
+        filter: &AuditFilter,
+        page: &PageRequest,
+    ) -> DomainResult<Page<AuditEvent>> {
+        let (org, filter, page) = (org.to_owned(), filter.clone(), page.clone());
+        self.read(move |conn| {
+            tenancy::get_org(conn, &org)?;
+            audit::list(conn, &org, &filter, &page)
+        })
+        .await
+    }
+}
+
+#[async_trait]
+impl EntityStore for SqliteStore {
     async fn write(
         &self,
         scope: &Scope,
         caller: &Caller,
         ops: Vec<WriteOp>,
     ) -> DomainResult<Vec<WriteOutcome>> {
-        let (job_scope, caller) = (scope.clone(), caller.clone());
-        let outcomes = self
-            .writer
+        let (scope, caller) = (scope.clone(), caller.clone());
+        self.writer
             .write(move |conn, seq| {
-                project_exists(conn, &job_scope)?;
+                project_exists(conn, &scope)?;
                 ops.into_iter()
                     .enumerate()
                     .map(|(index, op)| {
-                        apply(conn, seq, &job_scope, &caller, op).map_err(|e| {
-                            DomainError::InBatch {
-                                index,
-                                source: Box::new(e),
-                            }
-                        })
+                        apply(conn, seq, &scope, &caller, op).map_err(in_batch(index))
                     })
                     .collect::<DomainResult<Vec<_>>>()
             })
-            .await?;
-        for outcome in &outcomes {
-            match outcome {
-                WriteOutcome::Entity { entity, .. } => {
-                    self.cache.offer(scope, Arc::new(entity.clone()))
-                }
-                WriteOutcome::Purged { id, seq, .. } => self.cache.tombstone(scope, id, *seq),
-                _ => {}
-            }
-        }
-        Ok(outcomes)
+            .await
     }
 
     async fn get_entity(&self, scope: &Scope, id: &str, read: &EntityRead) -> DomainResult<Entity> {
-        let current = read.version.is_none() && read.as_of.is_none();
-        if current {
-            if let Some(e) = self.cache.get(scope, id) {
-                return super::visible(&e, read.include_deleted, id).map(|_| (*e).clone());
-            }
-        }
         let (s, id, read) = (scope.clone(), id.to_owned(), read.clone());
-        let cache = self.cache.clone();
         self.read(move |conn| {
-            let not_found = || DomainError::not_found(format!("entity {id}"));
             let version = match (&read.version, &read.as_of) {
                 (Some(v), _) => Some(*v),
-                (None, Some(at)) => {
-                    Some(entities::version_as_of(conn, &s, &id, at)?.ok_or_else(not_found)?)
-                }
+                (None, Some(at)) => Some(
+                    entities::version_as_of(conn, &s, &id, at)?
+                        .ok_or_else(|| entity_rules::not_found(&id))?,
+                ),
                 (None, None) => None,
             };
             let entity = match version {
                 Some(v) => entities::read_version(conn, &s, &id, v)?,
                 None => {
-                    let e = entities::load(conn, &s, &id)?.ok_or_else(not_found)?.entity;
-                    cache.offer(&s, Arc::new(e.clone()));
-                    e
+                    entities::load(conn, &s, &id)?
+                        .ok_or_else(|| entity_rules::not_found(&id))?
+                        .entity
                 }
             };
-            // Explicit versions are history: shown even when deleted since.
-            if read.version.is_none() {
-                super::visible(&entity, read.include_deleted, &id)?;
-            }
-            Ok(entity)
+            entity_rules::visible(entity, &read)
         })
         .await
     }
@@ -470,6 +369,26 @@ impl Store for SqliteStore {
         })
         .await
     }
+}
+
+#[async_trait]
+impl GraphStore for SqliteStore {
+    async fn cypher(
+        &self,
+        _scope: &Scope,
+        _query: &str,
+        _params: &serde_json::Map<String, serde_json::Value>,
+    ) -> DomainResult<CypherResult> {
+        Err(DomainError::NotImplemented(
+            "the sqlite backend has no Cypher engine; use the graph endpoints, or server mode with Apache AGE".into(),
+        ))
+    }
+
+    async fn sync_graph(&self, _scope: &Scope) -> DomainResult<GraphSync> {
+        Err(DomainError::NotImplemented(
+            "the sqlite backend keeps no graph projection".into(),
+        ))
+    }
 
     async fn traverse(&self, scope: &Scope, t: &Traversal) -> DomainResult<Subgraph> {
         let (s, t) = (scope.clone(), t.clone());
@@ -498,7 +417,10 @@ impl Store for SqliteStore {
         self.read(move |conn| graph::node_headers(conn, &s, &ids, include_properties))
             .await
     }
+}
 
+#[async_trait]
+impl SearchStore for SqliteStore {
     async fn search_text(
         &self,
         scope: &Scope,
@@ -511,45 +433,13 @@ impl Store for SqliteStore {
             query.to_owned(),
             entity_type.map(str::to_owned),
         );
-        self.read(move |conn| fts::search(conn, &s, &q, t.as_deref(), limit))
+        self.read(move |conn| search::search(conn, &s, &q, t.as_deref(), limit))
             .await
     }
+}
 
-    async fn create_key(&self, caller: &Caller, key: StoredKey) -> DomainResult<ApiKeyInfo> {
-        let caller = caller.clone();
-        self.writer
-            .write(move |conn, _| keys::create(conn, &caller, &key))
-            .await
-    }
-
-    async fn list_keys(&self, org: &str, page: &PageRequest) -> DomainResult<Page<ApiKeyInfo>> {
-        let (org, page) = (org.to_owned(), page.clone());
-        self.read(move |conn| keys::list(conn, &org, &page)).await
-    }
-
-    async fn revoke_key(&self, caller: &Caller, org: &str, id: &str) -> DomainResult<()> {
-        let (caller, org, id) = (caller.clone(), org.to_owned(), id.to_owned());
-        self.writer
-            .write(move |conn, _| keys::revoke(conn, &caller, &org, &id))
-            .await
-    }
-
-    async fn find_key(&self, id: &str) -> DomainResult<Option<StoredKey>> {
-        let id = id.to_owned();
-        self.read(move |conn| keys::find(conn, &id)).await
-    }
-
-    async fn list_audit(
-        &self,
-        org: &str,
-        filter: &AuditFilter,
-        page: &PageRequest,
-    ) -> DomainResult<Page<AuditEvent>> {
-        let (org, filter, page) = (org.to_owned(), filter.clone(), page.clone());
-        self.read(move |conn| audit::list(conn, &org, &filter, &page))
-            .await
-    }
-
+#[async_trait]
+impl DocStore for SqliteStore {
     async fn append_updates(
         &self,
         scope: &Scope,
@@ -666,7 +556,7 @@ impl Store for SqliteStore {
         self.read(move |conn| docs::to_compact(conn, limit)).await
     }
 
-    async fn lease_doc(&self, scope: &Scope, doc: &str) -> DomainResult<Option<super::DocLease>> {
+    async fn lease_doc(&self, scope: &Scope, doc: &str) -> DomainResult<Option<DocLease>> {
         let key = (scope.clone(), doc.to_owned());
         if !self.leases.lock().expect("lease lock").insert(key.clone()) {
             return Ok(None);
@@ -675,20 +565,25 @@ impl Store for SqliteStore {
             leases: self.leases.clone(),
             key,
         };
-        Ok(Some(super::DocLease::new(lease)))
+        Ok(Some(DocLease::new(lease)))
+    }
+}
+
+#[async_trait]
+impl Store for SqliteStore {
+    fn backend(&self) -> &'static str {
+        "sqlite"
     }
 
-    async fn close(&self) {
-        // The writer's connection closes last: the last connection to close
-        // folds the write-ahead log back into the file (readers cannot).
-        self.readers.close().await;
-        self.writer.close().await;
+    async fn ping(&self) -> DomainResult<()> {
+        self.read(|conn| conn.query_row("SELECT 1", [], |_| Ok(())).map_err(sql_err))
+            .await
     }
 
     async fn maintain(&self, task: Maintenance) -> DomainResult<String> {
         match task {
             // Outside the group transaction: a checkpoint cannot run inside one.
-            Maintenance::Checkpoint => self.writer.outside_transaction(|conn| {
+            Maintenance::Frequent => self.writer.outside_transaction(|conn| {
                 conn.query_row("PRAGMA wal_checkpoint(TRUNCATE)", [], |r| {
                     Ok(format!(
                         "checkpointed {} of {} WAL pages (busy: {})",
@@ -700,7 +595,7 @@ impl Store for SqliteStore {
                 .map_err(sql_err)
             })
             .await,
-            Maintenance::Optimize => self.writer.write(|conn, _| {
+            Maintenance::Daily => self.writer.write(|conn, _| {
                 conn.execute_batch(
                     "PRAGMA optimize; INSERT INTO entity_fts (entity_fts, rank) VALUES ('merge', 500);",
                 )
@@ -711,7 +606,17 @@ impl Store for SqliteStore {
         }
     }
 
-    fn cache_stats(&self) -> CacheStats {
-        self.cache.stats()
+    async fn close(&self) {
+        // The writer's connection closes last: the last connection to close
+        // folds the write-ahead log back into the file (readers cannot).
+        self.readers.close().await;
+        self.writer.close().await;
     }
+
+    fn coherence(&self) -> Coherence {
+        Coherence::SoleWriter
+    }
+
+    /// One daemon per file: every write passes through the cache already.
+    fn watch_changes(&self, _sink: Arc<dyn ChangeSink>) {}
 }

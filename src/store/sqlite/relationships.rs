@@ -1,222 +1,155 @@
 //! Relationship rows. `live` mirrors "not deleted and both ends live", so the
 //! graph indexes hold exactly the edges a traversal may walk.
 
+use super::rows::{self, REL_COLS};
 use super::threads::Seq;
 use super::{outbox, sql_err};
-use crate::clock;
-use crate::domain::patch::apply_merge_patch;
+use crate::domain::rules::relationships::{self as rules, RelationshipOp};
 use crate::domain::*;
-use crate::store::cursor;
-use rusqlite::{params, Connection, OptionalExtension, Row};
+use crate::store::{cursor, Ctx};
+use rusqlite::{params, Connection, OptionalExtension};
 use serde_json::Value;
-
-pub const COLS: &str = "id, type, from_id, to_id, properties, version, created_at, updated_at, \
-                        created_by, updated_by";
-
-pub fn from_row(row: &Row) -> rusqlite::Result<Relationship> {
-    let props: String = row.get(4)?;
-    Ok(Relationship {
-        id: row.get(0)?,
-        rel_type: row.get(1)?,
-        from: row.get(2)?,
-        to: row.get(3)?,
-        properties: serde_json::from_str(&props).unwrap_or_default(),
-        version: row.get(5)?,
-        created_at: row.get(6)?,
-        updated_at: row.get(7)?,
-        created_by: row.get(8)?,
-        updated_by: row.get(9)?,
-    })
-}
 
 /// A live relationship, or `None`.
 pub fn load(conn: &Connection, scope: &Scope, id: &str) -> DomainResult<Option<Relationship>> {
     let sql = format!(
-        "SELECT {COLS} FROM relationships
+        "SELECT {REL_COLS} FROM relationships
          WHERE org_id = ?1 AND project_id = ?2 AND id = ?3 AND live = 1"
     );
     conn.prepare_cached(&sql)
         .and_then(|mut st| {
-            st.query_row(params![scope.org, scope.project, id], from_row)
+            st.query_row(params![scope.org, scope.project, id], rows::relationship)
                 .optional()
         })
         .map_err(sql_err)
 }
 
-fn entity_is_live(conn: &Connection, scope: &Scope, id: &str) -> DomainResult<bool> {
+fn live_ends(conn: &Connection, scope: &Scope, ends: [&str; 2]) -> DomainResult<Vec<String>> {
+    let mut live = Vec::new();
+    for end in ends {
+        let found = conn
+            .prepare_cached(
+                "SELECT 1 FROM entities
+                 WHERE org_id = ?1 AND project_id = ?2 AND id = ?3 AND deleted_at IS NULL",
+            )
+            .and_then(|mut st| st.exists(params![scope.org, scope.project, end]))
+            .map_err(sql_err)?;
+        if found {
+            live.push(end.to_owned());
+        }
+    }
+    Ok(live)
+}
+
+fn taken(conn: &Connection, scope: &Scope, id: &str) -> DomainResult<bool> {
     conn.prepare_cached(
-        "SELECT 1 FROM entities
-         WHERE org_id = ?1 AND project_id = ?2 AND id = ?3 AND deleted_at IS NULL",
+        "SELECT 1 FROM relationships WHERE org_id = ?1 AND project_id = ?2 AND id = ?3",
     )
     .and_then(|mut st| st.exists(params![scope.org, scope.project, id]))
     .map_err(sql_err)
 }
 
-#[allow(clippy::too_many_arguments)]
-pub fn create(
+/// Applies one relationship op: loads what the rules need, stores what they
+/// decide with its outbox row.
+pub fn write(
     conn: &Connection,
     seq: &mut Seq,
-    scope: &Scope,
-    actor: &str,
+    ctx: &Ctx,
     id: &str,
-    rel_type: &str,
-    from: &str,
-    to: &str,
-    properties: Properties,
-) -> DomainResult<Relationship> {
-    for end in [from, to] {
-        if !entity_is_live(conn, scope, end)? {
-            return Err(DomainError::Unprocessable(format!(
-                "entity {end} does not exist in this project"
-            )));
+    op: RelationshipOp,
+) -> DomainResult<WriteOutcome> {
+    let (scope, stamp) = (ctx.scope, &ctx.stamp);
+    match op {
+        RelationshipOp::Create {
+            rel_type,
+            from,
+            to,
+            properties,
+        } => {
+            rules::check_ends(&from, &to, &live_ends(conn, scope, [&from, &to])?)?;
+            if taken(conn, scope, id)? {
+                return Err(rules::already_exists(id));
+            }
+            let rel = rules::first_version(id, rel_type, from, to, properties, stamp);
+            let at = seq.next();
+            conn.prepare_cached(
+                "INSERT INTO relationships (org_id, project_id, id, type, from_id, to_id, properties,
+                     version, created_at, updated_at, created_by, updated_by, live, seq)
+                 VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, 1, ?8, ?8, ?9, ?9, 1, ?10)",
+            )
+            .and_then(|mut st| {
+                st.execute(params![
+                    scope.org,
+                    scope.project,
+                    rel.id,
+                    rel.rel_type,
+                    rel.from,
+                    rel.to,
+                    Value::Object(rel.properties.clone()).to_string(),
+                    rel.created_at,
+                    rel.created_by,
+                    at,
+                ])
+            })
+            .map_err(sql_err)?;
+            outbox::record(conn, scope, "relationship", id, "create", at)?;
+            Ok(WriteOutcome::Relationship(rel))
+        }
+        RelationshipOp::Patch {
+            patch,
+            rel_type,
+            expected,
+        } => {
+            let rel = rules::live(id, load(conn, scope, id)?, expected)?;
+            let rel = rules::patched(rel, &patch, rel_type, stamp)?;
+            let at = seq.next();
+            conn.prepare_cached(
+                "UPDATE relationships SET type = ?4, properties = ?5, version = ?6, updated_at = ?7,
+                     updated_by = ?8, seq = ?9
+                 WHERE org_id = ?1 AND project_id = ?2 AND id = ?3",
+            )
+            .and_then(|mut st| {
+                st.execute(params![
+                    scope.org,
+                    scope.project,
+                    id,
+                    rel.rel_type,
+                    Value::Object(rel.properties.clone()).to_string(),
+                    rel.version,
+                    rel.updated_at,
+                    rel.updated_by,
+                    at,
+                ])
+            })
+            .map_err(sql_err)?;
+            outbox::record(conn, scope, "relationship", id, "update", at)?;
+            Ok(WriteOutcome::Relationship(rel))
+        }
+        RelationshipOp::Delete { expected } => {
+            let rel = rules::live(id, load(conn, scope, id)?, expected)?;
+            let rel = rules::deleted(rel, stamp);
+            let at = seq.next();
+            conn.prepare_cached(
+                "UPDATE relationships SET deleted_at = ?4, live = 0, version = ?5, updated_at = ?4,
+                     updated_by = ?6, seq = ?7
+                 WHERE org_id = ?1 AND project_id = ?2 AND id = ?3",
+            )
+            .and_then(|mut st| {
+                st.execute(params![
+                    scope.org,
+                    scope.project,
+                    id,
+                    rel.updated_at,
+                    rel.version,
+                    rel.updated_by,
+                    at
+                ])
+            })
+            .map_err(sql_err)?;
+            outbox::record(conn, scope, "relationship", id, "delete", at)?;
+            Ok(WriteOutcome::Deleted { id: id.to_owned() })
         }
     }
-    let taken = conn
-        .prepare_cached(
-            "SELECT 1 FROM relationships WHERE org_id = ?1 AND project_id = ?2 AND id = ?3",
-        )
-        .and_then(|mut st| st.exists(params![scope.org, scope.project, id]))
-        .map_err(sql_err)?;
-    if taken {
-        return Err(DomainError::Conflict(format!(
-            "relationship {id} already exists"
-        )));
-    }
-    let now = clock::now();
-    let rel = Relationship {
-        id: id.to_owned(),
-        rel_type: rel_type.to_owned(),
-        from: from.to_owned(),
-        to: to.to_owned(),
-        properties,
-        version: 1,
-        created_at: now.clone(),
-        updated_at: now,
-        created_by: actor.to_owned(),
-        updated_by: actor.to_owned(),
-    };
-    let at = seq.next();
-    conn.prepare_cached(
-        "INSERT INTO relationships (org_id, project_id, id, type, from_id, to_id, properties,
-             version, created_at, updated_at, created_by, updated_by, live, seq)
-         VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, 1, ?8, ?8, ?9, ?9, 1, ?10)",
-    )
-    .and_then(|mut st| {
-        st.execute(params![
-            scope.org,
-            scope.project,
-            rel.id,
-            rel.rel_type,
-            rel.from,
-            rel.to,
-            Value::Object(rel.properties.clone()).to_string(),
-            rel.created_at,
-            actor,
-            at,
-        ])
-    })
-    .map_err(sql_err)?;
-    outbox::record(conn, scope, "relationship", id, "create", at)?;
-    Ok(rel)
-}
-
-fn live_or_404(
-    conn: &Connection,
-    scope: &Scope,
-    id: &str,
-    expected: Option<i64>,
-) -> DomainResult<Relationship> {
-    let rel = load(conn, scope, id)?
-        .ok_or_else(|| DomainError::not_found(format!("relationship {id}")))?;
-    if let Some(expected) = expected.filter(|e| *e != rel.version) {
-        return Err(DomainError::PreconditionFailed {
-            expected,
-            current: rel.version,
-        });
-    }
-    Ok(rel)
-}
-
-#[allow(clippy::too_many_arguments)]
-pub fn patch(
-    conn: &Connection,
-    seq: &mut Seq,
-    scope: &Scope,
-    actor: &str,
-    id: &str,
-    patch: &Value,
-    rel_type: Option<String>,
-    expected: Option<i64>,
-) -> DomainResult<Relationship> {
-    let mut rel = live_or_404(conn, scope, id, expected)?;
-    let mut merged = Value::Object(std::mem::take(&mut rel.properties));
-    apply_merge_patch(&mut merged, patch);
-    let Value::Object(properties) = merged else {
-        return Err(DomainError::BadRequest(
-            "properties must be a JSON object".into(),
-        ));
-    };
-    validate::properties(&properties)?;
-    rel.properties = properties;
-    if let Some(t) = rel_type {
-        rel.rel_type = t;
-    }
-    rel.version += 1;
-    rel.updated_at = clock::now();
-    rel.updated_by = actor.to_owned();
-    let at = seq.next();
-    conn.prepare_cached(
-        "UPDATE relationships SET type = ?4, properties = ?5, version = ?6, updated_at = ?7,
-             updated_by = ?8, seq = ?9
-         WHERE org_id = ?1 AND project_id = ?2 AND id = ?3",
-    )
-    .and_then(|mut st| {
-        st.execute(params![
-            scope.org,
-            scope.project,
-            id,
-            rel.rel_type,
-            Value::Object(rel.properties.clone()).to_string(),
-            rel.version,
-            rel.updated_at,
-            actor,
-            at,
-        ])
-    })
-    .map_err(sql_err)?;
-    outbox::record(conn, scope, "relationship", id, "update", at)?;
-    Ok(rel)
-}
-
-pub fn delete(
-    conn: &Connection,
-    seq: &mut Seq,
-    scope: &Scope,
-    actor: &str,
-    id: &str,
-    expected: Option<i64>,
-) -> DomainResult<()> {
-    let rel = live_or_404(conn, scope, id, expected)?;
-    let at = seq.next();
-    conn.prepare_cached(
-        "UPDATE relationships SET deleted_at = ?4, live = 0, version = ?5, updated_at = ?4,
-             updated_by = ?6, seq = ?7
-         WHERE org_id = ?1 AND project_id = ?2 AND id = ?3",
-    )
-    .and_then(|mut st| {
-        st.execute(params![
-            scope.org,
-            scope.project,
-            id,
-            clock::now(),
-            rel.version + 1,
-            actor,
-            at
-        ])
-    })
-    .map_err(sql_err)?;
-    outbox::record(conn, scope, "relationship", id, "delete", at)?;
-    Ok(())
 }
 
 /// An end was soft-deleted: its edges leave the graph.
@@ -255,7 +188,7 @@ pub fn list(
 ) -> DomainResult<Page<Relationship>> {
     let after = cursor::after_id(page)?;
     let mut sql = format!(
-        "SELECT {COLS} FROM relationships
+        "SELECT {REL_COLS} FROM relationships
          WHERE org_id = ?1 AND project_id = ?2 AND id > ?3 AND live = 1"
     );
     let mut args: Vec<rusqlite::types::Value> = vec![
@@ -278,7 +211,7 @@ pub fn list(
     let items: Vec<Relationship> = conn
         .prepare_cached(&sql)
         .and_then(|mut st| {
-            st.query_map(rusqlite::params_from_iter(args.iter()), from_row)?
+            st.query_map(rusqlite::params_from_iter(args.iter()), rows::relationship)?
                 .collect()
         })
         .map_err(sql_err)?;

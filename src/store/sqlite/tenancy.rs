@@ -154,10 +154,10 @@ pub fn delete_project(
 ) -> DomainResult<()> {
     get_project(conn, org, id)?;
     let scope = Scope::new(org, id);
-    if let Some(token) = super::fts::scope_token(conn, &scope)? {
+    if let Some(token) = super::search::scope_token(conn, &scope)? {
         // Earlier requests of this group may have staged rows of this
         // project: apply them first, so the sweep below finds them too.
-        super::fts::apply_staged(conn).map_err(sql_err)?;
+        super::search::apply_staged(conn).map_err(sql_err)?;
         // Contentless FTS rows are found through the scope token.
         conn.execute(
             "DELETE FROM entity_fts WHERE rowid IN

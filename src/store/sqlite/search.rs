@@ -8,7 +8,7 @@
 //! rolls back with a failed job's savepoint; the writer applies each row's
 //! net change once per group, just before COMMIT.
 
-use super::{entities, sql_err};
+use super::{rows, sql_err};
 use crate::domain::*;
 use crate::search;
 use rusqlite::{params, Connection};
@@ -148,7 +148,7 @@ pub fn search(
                 entity_type,
                 limit as i64
             ],
-            |r| Ok((entities::row_to_entity(r)?, r.get::<_, f64>(11)?)),
+            |r| Ok((rows::entity(r)?, r.get::<_, f64>(11)?)),
         )
         .and_then(|rows| rows.collect::<Result<Vec<_>, _>>())
         .map_err(sql_err)?;

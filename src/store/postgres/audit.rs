@@ -1,0 +1,99 @@
+//! The audit trail: one row per change, inside the change's transaction.
+
+use super::rows::{self, execute, query};
+use crate::domain::*;
+use crate::store::cursor;
+use deadpool_postgres::GenericClient;
+use serde_json::Value;
+
+/// Where and by whom a write happened.
+pub struct AuditPlace<'a> {
+    pub org: &'a str,
+    pub project: Option<&'a str>,
+    pub caller: &'a Caller,
+}
+
+pub async fn record<C: GenericClient>(
+    c: &C,
+    place: &AuditPlace<'_>,
+    action: &str,
+    target: &str,
+    details: Value,
+) -> DomainResult<()> {
+    execute(
+        c,
+        "INSERT INTO audit_events (org_id, project_id, at, actor, action, target, ip, user_agent, details)
+         VALUES ($1, $2, now(), $3, $4, $5, $6, $7, $8)",
+        &[
+            &place.org,
+            &place.project,
+            &place.caller.key_id,
+            &action,
+            &target,
+            &place.caller.ip,
+            &place.caller.user_agent,
+            &details,
+        ],
+    )
+    .await?;
+    Ok(())
+}
+
+#[derive(serde::Serialize, serde::Deserialize)]
+struct AuditCursor {
+    before: i64,
+}
+
+pub async fn list<C: GenericClient>(
+    c: &C,
+    org_id: &str,
+    filter: &AuditFilter,
+    page: &PageRequest,
+) -> DomainResult<Page<AuditEvent>> {
+    let before = match &page.cursor {
+        Some(cur) => cursor::decode::<AuditCursor>(cur)?.before,
+        None => i64::MAX,
+    };
+    let limit = page.limit as i64 + 1;
+    let found = query(
+        c,
+        "SELECT id, at, actor, action, target, project_id, ip, user_agent, details FROM audit_events
+         WHERE org_id = $1 AND id < $2 AND ($3::text IS NULL OR action = $3)
+           AND ($4::text IS NULL OR target = $4)
+         ORDER BY id DESC LIMIT $5",
+        &[&org_id, &before, &filter.action, &filter.target, &limit],
+    )
+    .await?;
+    let mut items: Vec<(i64, AuditEvent)> = found
+        .iter()
+        .map(|r| {
+            let id: i64 = r.get(0);
+            (
+                id,
+                AuditEvent {
+                    id: id.to_string(),
+                    at: rows::time(r.get(1)),
+                    actor: r.get(2),
+                    action: r.get(3),
+                    target: r.get(4),
+                    project: r.get(5),
+                    ip: r.get(6),
+                    user_agent: r.get(7),
+                    details: r.get(8),
+                },
+            )
+        })
+        .collect();
+    let next_cursor = if items.len() > page.limit {
+        items.truncate(page.limit);
+        items
+            .last()
+            .map(|(id, _)| cursor::encode(&AuditCursor { before: *id }))
+    } else {
+        None
+    };
+    Ok(Page {
+        items: items.into_iter().map(|(_, e)| e).collect(),
+        next_cursor,
+    })
+}
