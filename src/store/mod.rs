@@ -333,6 +333,19 @@ pub fn in_batch(index: usize) -> impl Fn(DomainError) -> DomainError {
     }
 }
 
+/// The tables whose rows belong to a project (both backends name their
+/// tables alike), children first: deleting a project empties them.
+pub const PROJECT_TABLES: &[&str] = &[
+    "entities",
+    "entity_versions",
+    "relationships",
+    "outbox",
+    "crdt_updates",
+    "crdt_quarantine",
+    "crdt_snapshots",
+    "crdt_docs",
+];
+
 /// Held while compacting a document; dropping it releases the document.
 pub struct DocLease(#[allow(dead_code)] Box<dyn Send + Sync>);
 

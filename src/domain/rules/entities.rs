@@ -67,14 +67,6 @@ pub enum EntityChange {
     Purge,
 }
 
-/// What a backend loads before deciding: the current row (locked for the
-/// write) and, for a revert, the type and properties of the target version.
-#[derive(Debug, Default)]
-pub struct Loaded {
-    pub current: Option<Entity>,
-    pub revert_target: Option<(String, Properties)>,
-}
-
 impl EntityOp {
     /// The version a revert needs loaded, if this is one.
     pub fn revert_to(&self) -> Option<i64> {
@@ -123,12 +115,16 @@ pub fn first_version(
     }
 }
 
-/// Decides an entity write from what the backend loaded.
-pub fn decide(id: &str, op: EntityOp, loaded: Loaded, stamp: &Stamp) -> DomainResult<EntityChange> {
-    let Loaded {
-        current,
-        revert_target,
-    } = loaded;
+/// Decides an entity write from what the backend loaded: the current row
+/// (locked for the write) and, for a revert, the type and properties of the
+/// target version (`EntityOp::revert_to`).
+pub fn decide(
+    id: &str,
+    op: EntityOp,
+    current: Option<Entity>,
+    revert_target: Option<(String, Properties)>,
+    stamp: &Stamp,
+) -> DomainResult<EntityChange> {
     let live = |current: Option<Entity>| match current {
         Some(e) if e.deleted_at.is_none() => Ok(e),
         _ => Err(not_found(id)),
@@ -225,6 +221,45 @@ pub fn decide(id: &str, op: EntityOp, loaded: Loaded, stamp: &Stamp) -> DomainRe
     }
 }
 
+/// What a version row records besides the state: when, by whom, whether
+/// it deleted the entity, and its change sequence.
+pub struct VersionMeta {
+    pub at: String,
+    pub actor: String,
+    pub deleted: bool,
+    pub change_seq: i64,
+}
+
+pub fn version_not_found(id: &str, version: i64) -> DomainError {
+    DomainError::not_found(format!("version {version} of entity {id}"))
+}
+
+/// The entity as it was at a version: its state rebuilt from the history
+/// chain, time and actor from that version's row, creation from the
+/// current row (None when a part is missing).
+pub fn at_version(
+    current: Entity,
+    version: i64,
+    meta: Option<VersionMeta>,
+    state: Option<(String, Properties)>,
+) -> DomainResult<Entity> {
+    let missing = || version_not_found(&current.id, version);
+    let meta = meta.ok_or_else(missing)?;
+    let (entity_type, properties) = state.ok_or_else(missing)?;
+    Ok(Entity {
+        id: current.id,
+        entity_type,
+        properties,
+        version,
+        created_at: current.created_at,
+        updated_at: meta.at.clone(),
+        created_by: current.created_by,
+        updated_by: meta.actor,
+        deleted_at: meta.deleted.then_some(meta.at),
+        change_seq: meta.change_seq,
+    })
+}
+
 /// A JSON merge patch applied to properties; the result must stay an object.
 pub fn merged(properties: &Properties, patch: &Value) -> DomainResult<Properties> {
     let mut merged = Value::Object(properties.clone());
@@ -287,17 +322,10 @@ mod tests {
         e
     }
 
-    fn loaded(current: Option<Entity>) -> Loaded {
-        Loaded {
-            current,
-            revert_target: None,
-        }
-    }
-
     #[test]
     fn expected_version_is_checked_before_anything_is_decided() {
         let op = EntityOp::Delete { expected: Some(2) };
-        let err = decide("a", op, loaded(Some(entity(3, false))), &stamp()).unwrap_err();
+        let err = decide("a", op, Some(entity(3, false)), None, &stamp()).unwrap_err();
         assert!(matches!(
             err,
             DomainError::PreconditionFailed {
@@ -315,10 +343,10 @@ mod tests {
             expected: None,
         };
         assert!(matches!(
-            decide("a", put(), loaded(None), &stamp()).unwrap(),
+            decide("a", put(), None, None, &stamp()).unwrap(),
             EntityChange::Create(e) if e.version == 1
         ));
-        let err = decide("a", put(), loaded(Some(entity(2, true))), &stamp()).unwrap_err();
+        let err = decide("a", put(), Some(entity(2, true)), None, &stamp()).unwrap_err();
         assert!(matches!(err, DomainError::Conflict(_)));
     }
 
@@ -327,7 +355,8 @@ mod tests {
         let deleted = decide(
             "a",
             EntityOp::Delete { expected: None },
-            loaded(Some(entity(1, false))),
+            Some(entity(1, false)),
+            None,
             &stamp(),
         )
         .unwrap();
@@ -336,7 +365,7 @@ mod tests {
         };
         assert!(v.entity.deleted_at.is_some());
         assert_eq!((v.entity.version, v.ends), (2, Ends::Hide));
-        let restored = decide("a", EntityOp::Restore, loaded(Some(v.entity)), &stamp()).unwrap();
+        let restored = decide("a", EntityOp::Restore, Some(v.entity), None, &stamp()).unwrap();
         let EntityChange::Version(r) = restored else {
             panic!("a version")
         };
@@ -350,7 +379,7 @@ mod tests {
             entity_type: None,
             expected: None,
         };
-        let err = decide("a", op, loaded(Some(entity(1, false))), &stamp()).unwrap_err();
+        let err = decide("a", op, Some(entity(1, false)), None, &stamp()).unwrap_err();
         assert!(matches!(err, DomainError::BadRequest(_)));
     }
 
@@ -360,7 +389,7 @@ mod tests {
             to_version: 9,
             expected: None,
         };
-        let err = decide("a", op, loaded(Some(entity(2, false))), &stamp()).unwrap_err();
+        let err = decide("a", op, Some(entity(2, false)), None, &stamp()).unwrap_err();
         assert!(matches!(err, DomainError::Unprocessable(_)));
     }
 }

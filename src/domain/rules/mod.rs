@@ -5,13 +5,14 @@
 pub mod audit;
 pub mod docs;
 pub mod entities;
+pub mod graph;
 pub mod history;
 pub mod relationships;
 
 use crate::domain::{DomainError, DomainResult, WriteOp};
 use chrono::{DateTime, Utc};
 use entities::EntityOp;
-use relationships::RelationshipOp;
+use relationships::{NewRelationship, RelationshipOp};
 
 /// Who makes a change, and when (one instant for everything a write stores).
 #[derive(Debug, Clone)]
@@ -124,12 +125,12 @@ pub fn target(op: WriteOp) -> Target {
             properties,
         } => Relationship(
             id,
-            RelationshipOp::Create {
+            RelationshipOp::Create(NewRelationship {
                 rel_type,
                 from,
                 to,
                 properties,
-            },
+            }),
         ),
         WriteOp::PatchRelationship {
             id,

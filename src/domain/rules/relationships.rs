@@ -10,12 +10,7 @@ use serde_json::Value;
 /// A write to one relationship (the relationship half of `WriteOp`).
 #[derive(Debug, Clone)]
 pub enum RelationshipOp {
-    Create {
-        rel_type: String,
-        from: String,
-        to: String,
-        properties: Properties,
-    },
+    Create(NewRelationship),
     Patch {
         patch: Value,
         rel_type: Option<String>,
@@ -24,6 +19,15 @@ pub enum RelationshipOp {
     Delete {
         expected: Option<i64>,
     },
+}
+
+/// What a create names.
+#[derive(Debug, Clone)]
+pub struct NewRelationship {
+    pub rel_type: String,
+    pub from: String,
+    pub to: String,
+    pub properties: Properties,
 }
 
 pub fn not_found(id: &str) -> DomainError {
@@ -48,20 +52,13 @@ pub fn check_ends(from: &str, to: &str, live: &[String]) -> DomainResult<()> {
 }
 
 /// A new relationship at version 1.
-pub fn first_version(
-    id: &str,
-    rel_type: String,
-    from: String,
-    to: String,
-    properties: Properties,
-    stamp: &Stamp,
-) -> Relationship {
+pub fn first_version(id: &str, new: NewRelationship, stamp: &Stamp) -> Relationship {
     Relationship {
         id: id.to_owned(),
-        rel_type,
-        from,
-        to,
-        properties,
+        rel_type: new.rel_type,
+        from: new.from,
+        to: new.to,
+        properties: new.properties,
         version: 1,
         created_at: stamp.at.clone(),
         updated_at: stamp.at.clone(),

@@ -6,7 +6,7 @@ use super::rows::{self, execute, next_seq, query, query_opt, ENTITY_COLS};
 use super::{locks, outbox};
 use crate::domain::rules::audit as audit_rules;
 use crate::domain::rules::entities::{
-    self as entity_rules, Ends, EntityChange, EntityOp, Loaded, NextVersion,
+    self as entity_rules, Ends, EntityChange, EntityOp, NextVersion, VersionMeta,
 };
 use crate::domain::rules::history;
 use crate::domain::*;
@@ -232,7 +232,7 @@ pub async fn write<C: GenericClient>(
 ) -> DomainResult<WriteOutcome> {
     let s = ctx.scope;
     if let EntityOp::Create { .. } = op {
-        return match entity_rules::decide(id, op, Loaded::default(), &ctx.stamp)? {
+        return match entity_rules::decide(id, op, None, None, &ctx.stamp)? {
             EntityChange::Create(entity) => insert(c, ctx, entity).await,
             _ => unreachable!("a create of an unloaded entity creates"),
         };
@@ -246,11 +246,8 @@ pub async fn write<C: GenericClient>(
         None => None,
     };
     let chain = locked.as_ref().and_then(|l| l.chain);
-    let loaded = Loaded {
-        current: locked.map(|l| l.entity),
-        revert_target,
-    };
-    match entity_rules::decide(id, op, loaded, &ctx.stamp)? {
+    let current = locked.map(|l| l.entity);
+    match entity_rules::decide(id, op, current, revert_target, &ctx.stamp)? {
         EntityChange::Create(entity) => insert(c, ctx, entity).await,
         EntityChange::Version(mut next) => {
             write_version(c, ctx, &mut next, chain).await?;
@@ -367,8 +364,7 @@ pub async fn read_version<C: GenericClient>(
 ) -> DomainResult<Entity> {
     let current = load(c, scope, id, false)
         .await?
-        .ok_or_else(|| DomainError::not_found(format!("entity {id}")))?;
-    let missing = || DomainError::not_found(format!("version {version} of entity {id}"));
+        .ok_or_else(|| entity_rules::not_found(id))?;
     let meta = query_opt(
         c,
         "SELECT at, actor, deleted, seq FROM entity_versions
@@ -376,21 +372,14 @@ pub async fn read_version<C: GenericClient>(
         &[&scope.org, &scope.project, &id, &version],
     )
     .await?
-    .ok_or_else(missing)?;
-    let (entity_type, properties) = state_at(c, scope, id, version).await?.ok_or_else(missing)?;
-    let at = rows::time(meta.get(0));
-    Ok(Entity {
-        id: id.to_owned(),
-        entity_type,
-        properties,
-        version,
-        created_at: current.created_at,
-        updated_at: at.clone(),
-        created_by: current.created_by,
-        updated_by: meta.get(1),
-        deleted_at: meta.get::<_, bool>(2).then_some(at),
-        change_seq: meta.get(3),
-    })
+    .map(|r| VersionMeta {
+        at: rows::time(r.get(0)),
+        actor: r.get(1),
+        deleted: r.get(2),
+        change_seq: r.get(3),
+    });
+    let state = state_at(c, scope, id, version).await?;
+    entity_rules::at_version(current, version, meta, state)
 }
 
 pub async fn version_as_of<C: GenericClient>(

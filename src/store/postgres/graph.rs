@@ -2,9 +2,9 @@
 //! walks, one indexed query per level, each node expanded once.
 
 use super::rows::{self, query, query_opt, REL_COLS};
+use crate::domain::rules::graph::Walk;
 use crate::domain::*;
 use deadpool_postgres::GenericClient;
-use std::collections::HashMap;
 
 /// The far ends of the live edges leaving the nodes in `$3`.
 fn next_level_sql(direction: Direction) -> &'static str {
@@ -48,26 +48,17 @@ pub async fn traverse<C: GenericClient>(
     // Breadth-first, one indexed query per level, each node expanded once
     // (a recursive CTE can only keep (node, depth) pairs distinct and
     // re-expands a node at every depth it is reached at).
-    let mut depths: HashMap<String, u32> = HashMap::from([(t.start.clone(), 0)]);
-    let mut frontier = vec![t.start.clone()];
-    for depth in 1..=t.max_depth {
-        if frontier.is_empty() || depths.len() >= t.limit {
-            break;
-        }
+    let mut walk = Walk::new(t);
+    while let Some(frontier) = walk.frontier() {
         let rows = query(
             c,
             next_level_sql(t.direction),
             &[&scope.org, &scope.project, &frontier, &t.types],
         )
         .await?;
-        frontier = t.admit_level(&mut depths, rows.iter().map(|r| r.get(0)), depth);
+        walk.admit(rows.iter().map(|r| r.get(0)));
     }
-    let all: Vec<String> = depths.keys().cloned().collect();
-    let inner: Vec<String> = depths
-        .iter()
-        .filter(|(_, d)| **d < t.max_depth)
-        .map(|(id, _)| id.clone())
-        .collect();
+    let (all, inner) = (walk.nodes(), walk.inner());
     // Edges from a node short of the depth limit to any node found. The far
     // end is checked here: as `= ANY($4)` PostgreSQL compares it with every
     // element of the array for each index entry.
@@ -83,26 +74,14 @@ pub async fn traverse<C: GenericClient>(
          ORDER BY id"
     );
     let is_inner: std::collections::HashSet<&str> = inner.iter().map(String::as_str).collect();
-    let walked = |from: &str, to: &str| match t.direction {
-        Direction::Out => is_inner.contains(from) && depths.contains_key(to),
-        Direction::In => is_inner.contains(to) && depths.contains_key(from),
-        Direction::Both => {
-            (is_inner.contains(from) && depths.contains_key(to))
-                || (is_inner.contains(to) && depths.contains_key(from))
-        }
-    };
     let edges: Vec<Relationship> = query(c, &sql, &[&scope.org, &scope.project, &inner, &t.types])
         .await?
         .iter()
         .map(rows::relationship)
-        .filter(|r| walked(&r.from, &r.to))
+        .filter(|r| walk.walked(&is_inner, &r.from, &r.to))
         .collect();
-    let mut nodes = node_headers(c, scope, &all, t.include_properties).await?;
-    for n in &mut nodes {
-        n.depth = depths[&n.id];
-    }
-    nodes.sort_by(|a, b| (a.depth, &a.id).cmp(&(b.depth, &b.id)));
-    Ok(Subgraph { nodes, edges })
+    let nodes = node_headers(c, scope, &all, t.include_properties).await?;
+    Ok(walk.subgraph(nodes, edges))
 }
 
 pub async fn expand<C: GenericClient>(

@@ -64,13 +64,8 @@ pub async fn write<C: GenericClient>(
 ) -> DomainResult<WriteOutcome> {
     let (s, stamp) = (ctx.scope, &ctx.stamp);
     match op {
-        RelationshipOp::Create {
-            rel_type,
-            from,
-            to,
-            properties,
-        } => {
-            let rel = rules::first_version(id, rel_type, from, to, properties, stamp);
+        RelationshipOp::Create(new) => {
+            let rel = rules::first_version(id, new, stamp);
             create(c, ctx, rel).await.map(WriteOutcome::Relationship)
         }
         RelationshipOp::Patch {

@@ -4,6 +4,7 @@ use super::audit::{self, AuditPlace};
 use super::rows::{self, execute, pg_err, query, query_opt};
 use crate::domain::*;
 use crate::store::cursor;
+use crate::store::PROJECT_TABLES;
 use deadpool_postgres::GenericClient;
 use serde_json::json;
 use tokio_postgres::{Row, Statement};
@@ -202,16 +203,7 @@ pub async fn delete_project<C: GenericClient>(
     )
     .await?
     .ok_or_else(|| DomainError::not_found(format!("project {id}")))?;
-    for table in [
-        "entities",
-        "entity_versions",
-        "relationships",
-        "outbox",
-        "crdt_updates",
-        "crdt_quarantine",
-        "crdt_snapshots",
-        "crdt_docs",
-    ] {
+    for table in PROJECT_TABLES {
         let sql = format!("DELETE FROM {table} WHERE org_id = $1 AND project_id = $2");
         execute(c, &sql, &[&org_id, &id]).await?;
     }

@@ -5,7 +5,7 @@ use super::rows::{self, StoredEntity, ENTITY_COLS};
 use super::threads::Seq;
 use super::{outbox, search, sql_err};
 use crate::domain::rules::entities::{
-    self as entity_rules, Ends, EntityChange, EntityOp, Loaded, NextVersion,
+    self as entity_rules, Ends, EntityChange, EntityOp, NextVersion, VersionMeta,
 };
 use crate::domain::rules::history;
 use crate::domain::*;
@@ -147,11 +147,8 @@ pub fn write(
         None => None,
     };
     let rowid = stored.as_ref().map(|s| s.rowid);
-    let loaded = Loaded {
-        current: stored.map(|s| s.entity),
-        revert_target,
-    };
-    match entity_rules::decide(id, op, loaded, &ctx.stamp)? {
+    let current = stored.map(|s| s.entity);
+    match entity_rules::decide(id, op, current, revert_target, &ctx.stamp)? {
         EntityChange::Create(mut entity) => {
             entity.change_seq = seq.next();
             let rowid = insert_row(conn, scope, &entity)?;
@@ -287,36 +284,27 @@ pub fn read_version(
     version: i64,
 ) -> DomainResult<Entity> {
     let current = load(conn, scope, id)?
-        .ok_or_else(|| DomainError::not_found(format!("entity {id}")))?
+        .ok_or_else(|| entity_rules::not_found(id))?
         .entity;
-    let meta: Option<(String, String, bool, i64)> = conn
+    let meta = conn
         .prepare_cached(
             "SELECT at, actor, deleted, seq FROM entity_versions
              WHERE org_id = ?1 AND project_id = ?2 AND entity_id = ?3 AND version = ?4",
         )
         .and_then(|mut st| {
             st.query_row(params![scope.org, scope.project, id, version], |r| {
-                Ok((r.get(0)?, r.get(1)?, r.get(2)?, r.get(3)?))
+                Ok(VersionMeta {
+                    at: r.get(0)?,
+                    actor: r.get(1)?,
+                    deleted: r.get(2)?,
+                    change_seq: r.get(3)?,
+                })
             })
             .optional()
         })
         .map_err(sql_err)?;
-    let (at, actor, deleted, change_seq) =
-        meta.ok_or_else(|| DomainError::not_found(format!("version {version} of entity {id}")))?;
-    let (entity_type, properties) = state_at(conn, scope, id, version)?
-        .ok_or_else(|| DomainError::not_found(format!("version {version} of entity {id}")))?;
-    Ok(Entity {
-        id: id.to_owned(),
-        entity_type,
-        properties,
-        version,
-        created_at: current.created_at,
-        updated_at: at.clone(),
-        created_by: current.created_by,
-        updated_by: actor,
-        deleted_at: deleted.then_some(at),
-        change_seq,
-    })
+    let state = state_at(conn, scope, id, version)?;
+    entity_rules::at_version(current, version, meta, state)
 }
 
 /// The version current at time `at`, if the entity existed then.

@@ -60,17 +60,13 @@ pub fn write(
 ) -> DomainResult<WriteOutcome> {
     let (scope, stamp) = (ctx.scope, &ctx.stamp);
     match op {
-        RelationshipOp::Create {
-            rel_type,
-            from,
-            to,
-            properties,
-        } => {
-            rules::check_ends(&from, &to, &live_ends(conn, scope, [&from, &to])?)?;
+        RelationshipOp::Create(new) => {
+            let live = live_ends(conn, scope, [&new.from, &new.to])?;
+            rules::check_ends(&new.from, &new.to, &live)?;
             if taken(conn, scope, id)? {
                 return Err(rules::already_exists(id));
             }
-            let rel = rules::first_version(id, rel_type, from, to, properties, stamp);
+            let rel = rules::first_version(id, new, stamp);
             let at = seq.next();
             conn.prepare_cached(
                 "INSERT INTO relationships (org_id, project_id, id, type, from_id, to_id, properties,

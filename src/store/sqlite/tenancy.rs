@@ -5,6 +5,7 @@ use super::sql_err;
 use crate::clock;
 use crate::domain::*;
 use crate::store::cursor;
+use crate::store::PROJECT_TABLES;
 use rusqlite::{params, Connection, OptionalExtension};
 
 fn org_row(r: &rusqlite::Row) -> rusqlite::Result<Org> {
@@ -166,16 +167,7 @@ pub fn delete_project(
         )
         .map_err(sql_err)?;
     }
-    for table in [
-        "entities",
-        "entity_versions",
-        "relationships",
-        "outbox",
-        "crdt_updates",
-        "crdt_quarantine",
-        "crdt_snapshots",
-        "crdt_docs",
-    ] {
+    for table in PROJECT_TABLES {
         conn.execute(
             &format!("DELETE FROM {table} WHERE org_id = ?1 AND project_id = ?2"),
             [org, id],
