@@ -9,6 +9,7 @@ mod age;
 mod docs;
 mod entities;
 mod graph;
+mod lease;
 mod locks;
 mod migrate;
 mod notify;
@@ -785,7 +786,7 @@ impl Store for PgStore {
         if !row.is_some_and(|r| r.get::<_, bool>(0)) {
             return Ok(None);
         }
-        Ok(Some(super::DocLease::new(notify::AdvisoryLease::new(
+        Ok(Some(super::DocLease::new(lease::AdvisoryLease::new(
             client,
             key,
             &self.tasks,

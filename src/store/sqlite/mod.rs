@@ -7,6 +7,7 @@ mod entities;
 mod fts;
 mod graph;
 mod keys;
+mod lease;
 pub mod migrate;
 mod outbox;
 mod relationships;
@@ -60,18 +61,6 @@ pub struct SqliteStore {
     cache: Arc<EntityCache>,
     /// Documents being compacted (one daemon per file: a local set suffices).
     leases: Arc<std::sync::Mutex<std::collections::HashSet<(Scope, String)>>>,
-}
-
-/// Releases a document on drop.
-struct LocalLease {
-    leases: Arc<std::sync::Mutex<std::collections::HashSet<(Scope, String)>>>,
-    key: (Scope, String),
-}
-
-impl Drop for LocalLease {
-    fn drop(&mut self) {
-        self.leases.lock().expect("lease lock").remove(&self.key);
-    }
 }
 
 fn connect(path: &Path, config: &SqliteConfig, read_only: bool) -> rusqlite::Result<Connection> {
@@ -667,15 +656,7 @@ impl Store for SqliteStore {
     }
 
     async fn lease_doc(&self, scope: &Scope, doc: &str) -> DomainResult<Option<super::DocLease>> {
-        let key = (scope.clone(), doc.to_owned());
-        if !self.leases.lock().expect("lease lock").insert(key.clone()) {
-            return Ok(None);
-        }
-        let lease = LocalLease {
-            leases: self.leases.clone(),
-            key,
-        };
-        Ok(Some(super::DocLease::new(lease)))
+        Ok(lease::LocalLease::take(&self.leases, scope, doc).map(super::DocLease::new))
     }
 
     async fn close(&self) {
