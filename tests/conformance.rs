@@ -70,6 +70,7 @@ conformance!(
     every_write_leaves_one_audit_event,
     deleting_an_org_erases_its_trail_and_records_the_deletion,
     nul_text_is_refused_by_every_store,
+    pruning_keeps_the_newest_snapshot_and_frees_old_blobs,
 );
 
 fn me() -> Caller {
@@ -1891,5 +1892,93 @@ async fn nul_text_is_refused_by_every_store(store: &DynStore) {
         everything(store).await,
         before,
         "a refused call changed something"
+    );
+}
+
+/// Prune: the updates the newest snapshot covers and older than the cut go
+/// (a prefix), snapshots older than theirs go except the newest, and the
+/// blob keys of those that went are named once; history before the newest
+/// kept snapshot is then gone. Deleting the document names the rest.
+async fn pruning_keeps_the_newest_snapshot_and_frees_old_blobs(store: &DynStore) {
+    let s = app();
+    store
+        .append_updates(&s, "p1", vec![vec![0, 0]; 6], None)
+        .await
+        .unwrap();
+    let t = |year: u32| format!("{year}-01-01T00:00:00.000000Z");
+    let snap = |covers_seq: i64, created: u32, data: SnapshotData| DocSnapshot {
+        covers_seq,
+        covers_at: t(2000 + covers_seq as u32),
+        created_at: t(created),
+        size: 2,
+        sha256: "0".repeat(64),
+        data,
+    };
+    let blob = |k: &str| SnapshotData::Blob(k.into());
+    for s_ in [
+        snap(2, 2001, blob("k2")),
+        snap(3, 2600, blob("k3")),
+        snap(4, 2001, SnapshotData::Inline(vec![0, 0])),
+        snap(5, 2001, blob("k5")),
+        // The same covers_seq again: recorded once.
+        snap(2, 2002, blob("k2-again")),
+    ] {
+        store.record_snapshot(&s, &me(), "p1", s_).await.unwrap();
+    }
+    let covers = |snaps: Vec<DocSnapshot>| snaps.iter().map(|x| x.covers_seq).collect::<Vec<_>>();
+    assert_eq!(
+        covers(store.list_snapshots(&s, "p1").await.unwrap()),
+        [5, 4, 3, 2]
+    );
+    // Nothing goes from a document without a snapshot.
+    store
+        .append_updates(&s, "p2", vec![vec![0, 0]], None)
+        .await
+        .unwrap();
+    assert!(store
+        .prune_doc(&s, "p2", &t(2999), &t(2999))
+        .await
+        .unwrap()
+        .is_empty());
+    assert_eq!(
+        store.list_doc_updates(&s, "p2", 0, 10).await.unwrap().len(),
+        1
+    );
+
+    let mut freed = store.prune_doc(&s, "p1", &t(2999), &t(2500)).await.unwrap();
+    freed.sort();
+    assert_eq!(freed, ["k2"], "the inline one frees no blob");
+    assert_eq!(
+        covers(store.list_snapshots(&s, "p1").await.unwrap()),
+        [5, 3]
+    );
+    let left = store.list_doc_updates(&s, "p1", 0, 10).await.unwrap();
+    assert_eq!(left.iter().map(|u| u.seq).collect::<Vec<_>>(), [6]);
+    assert_eq!(store.get_doc(&s, "p1").await.unwrap().pruned_through, 5);
+    let log = store.doc_log(&s, "p1", None).await.unwrap();
+    assert_eq!(log.snapshot.map(|x| x.covers_seq), Some(5));
+    assert_eq!((log.updates.len(), log.last_seq), (1, 6));
+    // As of snapshot 3's time the updates after it are pruned.
+    let then = t(2003);
+    assert_eq!(
+        store
+            .doc_log(&s, "p1", Some(&then))
+            .await
+            .unwrap_err()
+            .code(),
+        "gone"
+    );
+    assert!(store
+        .prune_doc(&s, "p1", &t(2999), &t(2500))
+        .await
+        .unwrap()
+        .is_empty());
+
+    let mut rest = store.delete_doc(&s, &me(), "p1").await.unwrap();
+    rest.sort();
+    assert_eq!(rest, ["k3", "k5"]);
+    assert_eq!(
+        store.get_doc(&s, "p1").await.unwrap_err().code(),
+        "not_found"
     );
 }

@@ -1,12 +1,12 @@
 //! Yjs document logs on PostgreSQL (see the SQLite twin). Appends lock the
 //! document row, so sequence numbers stay dense and ordered across daemons.
 
-use super::audit::{self, AuditPlace};
+use super::audit::AuditPlace;
 use super::rows::{self, execute, query, query_opt};
+use crate::domain::rules::docs as rules;
 use crate::domain::*;
 use chrono::{DateTime, Utc};
 use deadpool_postgres::GenericClient;
-use serde_json::json;
 use tokio_postgres::Row;
 
 fn info(r: &Row) -> DocInfo {
@@ -35,26 +35,43 @@ async fn load<C: GenericClient>(
         .map(|r| info(&r)))
 }
 
+async fn entity_live<C: GenericClient>(c: &C, scope: &Scope, entity: &str) -> DomainResult<bool> {
+    let live = query_opt(
+        c,
+        "SELECT 1 FROM entities WHERE org_id = $1 AND project_id = $2 AND id = $3 AND deleted_at IS NULL",
+        &[&scope.org, &scope.project, &entity],
+    )
+    .await?;
+    Ok(live.is_some())
+}
+
+/// `rules::visible`, for a document row loaded (and maybe locked) first.
 async fn visible<C: GenericClient>(
     c: &C,
     scope: &Scope,
     d: Option<DocInfo>,
     doc: &str,
 ) -> DomainResult<DocInfo> {
-    let missing = || DomainError::not_found(format!("document {doc}"));
-    let d = d.ok_or_else(missing)?;
-    if let Some(entity) = &d.entity_id {
-        let live = query_opt(
-            c,
-            "SELECT 1 FROM entities WHERE org_id = $1 AND project_id = $2 AND id = $3 AND deleted_at IS NULL",
-            &[&scope.org, &scope.project, entity],
-        )
-        .await?;
-        if live.is_none() {
-            return Err(missing());
-        }
-    }
-    Ok(d)
+    let owner_live = match rules::owner(d.as_ref()) {
+        Some(entity) => Some(entity_live(c, scope, entity).await?),
+        None => None,
+    };
+    rules::visible(doc, d, owner_live)
+}
+
+async fn audit<C: GenericClient>(
+    c: &C,
+    scope: &Scope,
+    caller: &Caller,
+    doc: &str,
+    a: rules::DocAudit,
+) -> DomainResult<()> {
+    let place = AuditPlace {
+        org: &scope.org,
+        project: Some(&scope.project),
+        caller,
+    };
+    super::audit::record(c, &place, a.action, doc, a.details).await
 }
 
 pub async fn get<C: GenericClient>(c: &C, scope: &Scope, doc: &str) -> DomainResult<DocInfo> {
@@ -85,25 +102,17 @@ pub async fn append<C: GenericClient>(
     let d = load(c, scope, doc, true).await?;
     let d = visible(c, scope, d, doc).await?;
     let now = Utc::now();
-    let first = d.last_seq + 1;
-    for (i, bytes) in updates.iter().enumerate() {
+    let seqs = rules::append_seqs(d.last_seq, updates.len());
+    for (seq, bytes) in seqs.clone().zip(updates) {
         execute(
             c,
             "INSERT INTO crdt_updates (org_id, project_id, doc_id, seq, bytes, origin, at)
              VALUES ($1, $2, $3, $4, $5, $6, $7)",
-            &[
-                &scope.org,
-                &scope.project,
-                &doc,
-                &(first + i as i64),
-                bytes,
-                &origin,
-                &now,
-            ],
+            &[&scope.org, &scope.project, &doc, &seq, bytes, &origin, &now],
         )
         .await?;
     }
-    let last = d.last_seq + updates.len() as i64;
+    let (first, last) = seqs.into_inner();
     execute(
         c,
         "UPDATE crdt_docs SET last_seq = $4 WHERE org_id = $1 AND project_id = $2 AND id = $3",
@@ -122,17 +131,7 @@ pub async fn put<C: GenericClient>(
 ) -> DomainResult<DocInfo> {
     super::tenancy::lock_project(c, scope).await?;
     if let Some(entity) = entity_id {
-        let live = query_opt(
-            c,
-            "SELECT 1 FROM entities WHERE org_id = $1 AND project_id = $2 AND id = $3 AND deleted_at IS NULL",
-            &[&scope.org, &scope.project, &entity],
-        )
-        .await?;
-        if live.is_none() {
-            return Err(DomainError::Unprocessable(format!(
-                "entity {entity} does not exist in this project"
-            )));
-        }
+        rules::linkable(entity, entity_live(c, scope, entity).await?)?;
     }
     create_if_absent(c, scope, doc).await?;
     execute(
@@ -141,19 +140,7 @@ pub async fn put<C: GenericClient>(
         &[&scope.org, &scope.project, &doc, &entity_id],
     )
     .await?;
-    let place = AuditPlace {
-        org: &scope.org,
-        project: Some(&scope.project),
-        caller,
-    };
-    audit::record(
-        c,
-        &place,
-        "doc.link",
-        doc,
-        json!({ "entity_id": entity_id }),
-    )
-    .await?;
+    audit(c, scope, caller, doc, rules::linked(entity_id)).await?;
     get(c, scope, doc).await
 }
 
@@ -162,26 +149,38 @@ async fn erase<C: GenericClient>(
     scope: &Scope,
     docs: &[String],
 ) -> DomainResult<Vec<String>> {
-    let mut blobs = Vec::new();
+    let mut removed = Vec::new();
     for doc in docs {
-        let keys = query(
+        let args: [&(dyn tokio_postgres::types::ToSql + Sync); 3] =
+            [&scope.org, &scope.project, doc];
+        execute(
             c,
-            "SELECT blob_key FROM crdt_snapshots
-             WHERE org_id = $1 AND project_id = $2 AND doc_id = $3 AND blob_key IS NOT NULL",
-            &[&scope.org, &scope.project, doc],
+            "DELETE FROM crdt_updates WHERE org_id = $1 AND project_id = $2 AND doc_id = $3",
+            &args,
         )
         .await?;
-        blobs.extend(keys.iter().map(|r| r.get::<_, String>(0)));
-        for sql in [
-            "DELETE FROM crdt_updates WHERE org_id = $1 AND project_id = $2 AND doc_id = $3",
+        execute(
+            c,
             "DELETE FROM crdt_quarantine WHERE org_id = $1 AND project_id = $2 AND doc_id = $3",
-            "DELETE FROM crdt_snapshots WHERE org_id = $1 AND project_id = $2 AND doc_id = $3",
+            &args,
+        )
+        .await?;
+        let keys = query(
+            c,
+            "DELETE FROM crdt_snapshots WHERE org_id = $1 AND project_id = $2 AND doc_id = $3
+             RETURNING blob_key",
+            &args,
+        )
+        .await?;
+        removed.extend(keys.iter().map(|r| r.get::<_, Option<String>>(0)));
+        execute(
+            c,
             "DELETE FROM crdt_docs WHERE org_id = $1 AND project_id = $2 AND id = $3",
-        ] {
-            execute(c, sql, &[&scope.org, &scope.project, doc]).await?;
-        }
+            &args,
+        )
+        .await?;
     }
-    Ok(blobs)
+    Ok(rules::unreferenced_blobs(removed))
 }
 
 pub async fn delete<C: GenericClient>(
@@ -193,12 +192,7 @@ pub async fn delete<C: GenericClient>(
     let d = load(c, scope, doc, true).await?;
     visible(c, scope, d, doc).await?;
     let blobs = erase(c, scope, &[doc.to_owned()]).await?;
-    let place = AuditPlace {
-        org: &scope.org,
-        project: Some(&scope.project),
-        caller,
-    };
-    audit::record(c, &place, "doc.delete", doc, json!({})).await?;
+    audit(c, scope, caller, doc, rules::deleted()).await?;
     Ok(blobs)
 }
 
@@ -222,17 +216,13 @@ pub async fn purge_owned_by<C: GenericClient>(
 const SNAPSHOT_COLS: &str = "covers_seq, covers_at, created_at, size, sha256, inline, blob_key";
 
 fn snapshot(r: &Row) -> DocSnapshot {
-    let inline: Option<Vec<u8>> = r.get(5);
     DocSnapshot {
         covers_seq: r.get(0),
         covers_at: rows::time(r.get(1)),
         created_at: rows::time(r.get(2)),
         size: r.get(3),
         sha256: r.get(4),
-        data: match inline {
-            Some(bytes) => SnapshotData::Inline(bytes),
-            None => SnapshotData::Blob(r.get::<_, Option<String>>(6).unwrap_or_default()),
-        },
+        data: rules::snapshot_data(r.get(5), r.get(6)),
     }
 }
 
@@ -290,29 +280,9 @@ pub async fn log<C: GenericClient>(
     let snap = query_opt(c, &sql, &[&scope.org, &scope.project, &doc, &until])
         .await?
         .map(|r| snapshot(&r));
-    let base = snap.as_ref().map_or(0, |s| s.covers_seq);
-    if d.pruned_through > base {
-        if as_of.is_some() {
-            return Err(DomainError::Gone(format!(
-                "the retained history of document {doc} no longer reaches that time"
-            )));
-        }
-        return Err(DomainError::internal(format!(
-            "document {doc} lost updates after its snapshot"
-        )));
-    }
+    let base = rules::log_start(doc, &d, snap.as_ref(), as_of)?;
     let updates = updates_between(c, scope, doc, base, until, i64::MAX).await?;
-    if as_of.is_some() && snap.is_none() && updates.is_empty() {
-        return Err(DomainError::not_found(format!(
-            "document {doc} at that time"
-        )));
-    }
-    let last_seq = updates.last().map_or(base, |u| u.seq);
-    Ok(DocLog {
-        snapshot: snap,
-        updates,
-        last_seq,
-    })
+    rules::log(doc, snap, updates, as_of)
 }
 
 pub async fn list_snapshots<C: GenericClient>(
@@ -339,13 +309,8 @@ pub async fn record_snapshot<C: GenericClient>(
     doc: &str,
     s: &DocSnapshot,
 ) -> DomainResult<()> {
-    load(c, scope, doc, false)
-        .await?
-        .ok_or_else(|| DomainError::not_found(format!("document {doc}")))?;
-    let (inline, key): (Option<&[u8]>, Option<&str>) = match &s.data {
-        SnapshotData::Inline(bytes) => (Some(bytes), None),
-        SnapshotData::Blob(key) => (None, Some(key)),
-    };
+    rules::existing(doc, load(c, scope, doc, false).await?)?;
+    let (inline, key) = rules::snapshot_columns(&s.data);
     let covers_at = rows::parse_time(&s.covers_at)?;
     let created_at = rows::parse_time(&s.created_at)?;
     let inserted = execute(
@@ -367,16 +332,10 @@ pub async fn record_snapshot<C: GenericClient>(
         ],
     )
     .await?;
-    if inserted > 0 {
-        let place = AuditPlace {
-            org: &scope.org,
-            project: Some(&scope.project),
-            caller,
-        };
-        let details = json!({ "covers_seq": s.covers_seq, "bytes": s.size, "blob": key });
-        audit::record(c, &place, "doc.compact", doc, details).await?;
+    match rules::recorded(s, inserted) {
+        Some(a) => audit(c, scope, caller, doc, a).await,
+        None => Ok(()),
     }
-    Ok(())
 }
 
 pub async fn prune<C: GenericClient>(
@@ -388,21 +347,33 @@ pub async fn prune<C: GenericClient>(
 ) -> DomainResult<Vec<String>> {
     let updates_before = rows::parse_time(updates_before)?;
     let snapshots_before = rows::parse_time(snapshots_before)?;
-    let newest: Option<i64> = query_opt(
+    let snapshots: Vec<rules::SnapshotAge<DateTime<Utc>>> = query(
         c,
-        "SELECT MAX(covers_seq) FROM crdt_snapshots WHERE org_id = $1 AND project_id = $2 AND doc_id = $3",
+        "SELECT covers_seq, created_at FROM crdt_snapshots
+         WHERE org_id = $1 AND project_id = $2 AND doc_id = $3",
         &[&scope.org, &scope.project, &doc],
     )
     .await?
-    .and_then(|r| r.get(0));
-    let Some(newest) = newest else {
+    .iter()
+    .map(|r| rules::SnapshotAge {
+        covers_seq: r.get(0),
+        created_at: r.get(1),
+    })
+    .collect();
+    let Some(cut) = rules::prune(&snapshots, updates_before, &snapshots_before) else {
         return Ok(Vec::new());
     };
     let through: Option<i64> = query_opt(
         c,
         "SELECT MAX(seq) FROM crdt_updates
          WHERE org_id = $1 AND project_id = $2 AND doc_id = $3 AND seq <= $4 AND at < $5",
-        &[&scope.org, &scope.project, &doc, &newest, &updates_before],
+        &[
+            &scope.org,
+            &scope.project,
+            &doc,
+            &cut.updates_through,
+            &cut.updates_before,
+        ],
     )
     .await?
     .and_then(|r| r.get(0));
@@ -421,18 +392,17 @@ pub async fn prune<C: GenericClient>(
         )
         .await?;
     }
-    let old = query(
+    let removed = query(
         c,
         "DELETE FROM crdt_snapshots
-         WHERE org_id = $1 AND project_id = $2 AND doc_id = $3 AND created_at < $4 AND covers_seq < $5
+         WHERE org_id = $1 AND project_id = $2 AND doc_id = $3 AND covers_seq = ANY($4)
          RETURNING blob_key",
-        &[&scope.org, &scope.project, &doc, &snapshots_before, &newest],
+        &[&scope.org, &scope.project, &doc, &cut.snapshots],
     )
     .await?;
-    Ok(old
-        .iter()
-        .filter_map(|r| r.get::<_, Option<String>>(0))
-        .collect())
+    Ok(rules::unreferenced_blobs(
+        removed.iter().map(|r| r.get::<_, Option<String>>(0)),
+    ))
 }
 
 pub async fn to_compact<C: GenericClient>(

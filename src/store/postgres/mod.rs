@@ -11,6 +11,7 @@ mod docs;
 mod entities;
 mod graph;
 mod keys;
+mod lease;
 mod locks;
 mod migrate;
 mod notify;
@@ -747,7 +748,7 @@ impl DocStore for PgStore {
         if !row.is_some_and(|r| r.get::<_, bool>(0)) {
             return Ok(None);
         }
-        Ok(Some(DocLease::new(notify::AdvisoryLease::new(
+        Ok(Some(DocLease::new(lease::AdvisoryLease::new(
             client,
             key,
             &self.tasks,

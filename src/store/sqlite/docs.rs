@@ -4,9 +4,9 @@
 use super::audit::{self, AuditPlace};
 use super::sql_err;
 use crate::clock;
+use crate::domain::rules::docs as rules;
 use crate::domain::*;
 use rusqlite::{params, Connection, OptionalExtension, Row};
-use serde_json::json;
 
 fn info(r: &Row) -> rusqlite::Result<DocInfo> {
     Ok(DocInfo {
@@ -30,23 +30,37 @@ fn load(conn: &Connection, scope: &Scope, doc: &str) -> DomainResult<Option<DocI
     .map_err(sql_err)
 }
 
-/// A visible document: it exists and its owning entity (if any) is live.
+fn entity_live(conn: &Connection, scope: &Scope, entity: &str) -> DomainResult<bool> {
+    conn.prepare_cached(
+        "SELECT 1 FROM entities WHERE org_id = ?1 AND project_id = ?2 AND id = ?3 AND deleted_at IS NULL",
+    )
+    .and_then(|mut st| st.exists(params![scope.org, scope.project, entity]))
+    .map_err(sql_err)
+}
+
+/// A visible document (`rules::visible`).
 pub fn get(conn: &Connection, scope: &Scope, doc: &str) -> DomainResult<DocInfo> {
-    let missing = || DomainError::not_found(format!("document {doc}"));
-    let d = load(conn, scope, doc)?.ok_or_else(missing)?;
-    if let Some(entity) = &d.entity_id {
-        let live = conn
-            .prepare_cached(
-                "SELECT 1 FROM entities WHERE org_id = ?1 AND project_id = ?2 AND id = ?3
-                 AND deleted_at IS NULL",
-            )
-            .and_then(|mut st| st.exists(params![scope.org, scope.project, entity]))
-            .map_err(sql_err)?;
-        if !live {
-            return Err(missing());
-        }
-    }
-    Ok(d)
+    let d = load(conn, scope, doc)?;
+    let owner_live = match rules::owner(d.as_ref()) {
+        Some(entity) => Some(entity_live(conn, scope, entity)?),
+        None => None,
+    };
+    rules::visible(doc, d, owner_live)
+}
+
+fn audit(
+    conn: &Connection,
+    scope: &Scope,
+    caller: &Caller,
+    doc: &str,
+    a: rules::DocAudit,
+) -> DomainResult<()> {
+    let place = AuditPlace {
+        org: &scope.org,
+        project: Some(&scope.project),
+        caller,
+    };
+    audit::record(conn, &place, a.action, doc, a.details)
 }
 
 fn create_if_absent(conn: &Connection, scope: &Scope, doc: &str) -> DomainResult<()> {
@@ -76,20 +90,20 @@ pub fn append(
              VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7)",
         )
         .map_err(sql_err)?;
-    let first = d.last_seq + 1;
-    for (i, bytes) in updates.iter().enumerate() {
+    let seqs = rules::append_seqs(d.last_seq, updates.len());
+    for (seq, bytes) in seqs.clone().zip(updates) {
         st.execute(params![
             scope.org,
             scope.project,
             doc,
-            first + i as i64,
+            seq,
             bytes,
             origin,
             at
         ])
         .map_err(sql_err)?;
     }
-    let last = d.last_seq + updates.len() as i64;
+    let (first, last) = seqs.into_inner();
     conn.prepare_cached(
         "UPDATE crdt_docs SET last_seq = ?4 WHERE org_id = ?1 AND project_id = ?2 AND id = ?3",
     )
@@ -107,17 +121,7 @@ pub fn put(
 ) -> DomainResult<DocInfo> {
     super::tenancy::get_project(conn, &scope.org, &scope.project)?;
     if let Some(entity) = entity_id {
-        let live = conn
-            .prepare_cached(
-                "SELECT 1 FROM entities WHERE org_id = ?1 AND project_id = ?2 AND id = ?3 AND deleted_at IS NULL",
-            )
-            .and_then(|mut st| st.exists(params![scope.org, scope.project, entity]))
-            .map_err(sql_err)?;
-        if !live {
-            return Err(DomainError::Unprocessable(format!(
-                "entity {entity} does not exist in this project"
-            )));
-        }
+        rules::linkable(entity, entity_live(conn, scope, entity)?)?;
     }
     create_if_absent(conn, scope, doc)?;
     conn.prepare_cached(
@@ -125,48 +129,35 @@ pub fn put(
     )
     .and_then(|mut st| st.execute(params![scope.org, scope.project, doc, entity_id]))
     .map_err(sql_err)?;
-    let place = AuditPlace {
-        org: &scope.org,
-        project: Some(&scope.project),
-        caller,
-    };
-    audit::record(
-        conn,
-        &place,
-        "doc.link",
-        doc,
-        json!({ "entity_id": entity_id }),
-    )?;
+    audit(conn, scope, caller, doc, rules::linked(entity_id))?;
     get(conn, scope, doc)
 }
 
 /// Erases documents (their log and snapshot rows); returns snapshot blob keys.
 fn erase(conn: &Connection, scope: &Scope, docs: &[String]) -> DomainResult<Vec<String>> {
-    let mut blobs = Vec::new();
+    let mut removed = Vec::new();
     for doc in docs {
-        let keys: Vec<String> = conn
+        let run = |sql: &str| {
+            conn.prepare_cached(sql)
+                .and_then(|mut st| st.execute(params![scope.org, scope.project, doc]))
+                .map_err(sql_err)
+        };
+        run("DELETE FROM crdt_updates WHERE org_id = ?1 AND project_id = ?2 AND doc_id = ?3")?;
+        run("DELETE FROM crdt_quarantine WHERE org_id = ?1 AND project_id = ?2 AND doc_id = ?3")?;
+        let keys: Vec<Option<String>> = conn
             .prepare_cached(
-                "SELECT blob_key FROM crdt_snapshots
-                 WHERE org_id = ?1 AND project_id = ?2 AND doc_id = ?3 AND blob_key IS NOT NULL",
+                "DELETE FROM crdt_snapshots WHERE org_id = ?1 AND project_id = ?2 AND doc_id = ?3
+                 RETURNING blob_key",
             )
             .and_then(|mut st| {
                 st.query_map(params![scope.org, scope.project, doc], |r| r.get(0))?
                     .collect()
             })
             .map_err(sql_err)?;
-        blobs.extend(keys);
-        for sql in [
-            "DELETE FROM crdt_updates WHERE org_id = ?1 AND project_id = ?2 AND doc_id = ?3",
-            "DELETE FROM crdt_quarantine WHERE org_id = ?1 AND project_id = ?2 AND doc_id = ?3",
-            "DELETE FROM crdt_snapshots WHERE org_id = ?1 AND project_id = ?2 AND doc_id = ?3",
-            "DELETE FROM crdt_docs WHERE org_id = ?1 AND project_id = ?2 AND id = ?3",
-        ] {
-            conn.prepare_cached(sql)
-                .and_then(|mut st| st.execute(params![scope.org, scope.project, doc]))
-                .map_err(sql_err)?;
-        }
+        removed.extend(keys);
+        run("DELETE FROM crdt_docs WHERE org_id = ?1 AND project_id = ?2 AND id = ?3")?;
     }
-    Ok(blobs)
+    Ok(rules::unreferenced_blobs(removed))
 }
 
 pub fn delete(
@@ -177,12 +168,7 @@ pub fn delete(
 ) -> DomainResult<Vec<String>> {
     get(conn, scope, doc)?;
     let blobs = erase(conn, scope, &[doc.to_owned()])?;
-    let place = AuditPlace {
-        org: &scope.org,
-        project: Some(&scope.project),
-        caller,
-    };
-    audit::record(conn, &place, "doc.delete", doc, json!({}))?;
+    audit(conn, scope, caller, doc, rules::deleted())?;
     Ok(blobs)
 }
 
@@ -203,18 +189,13 @@ pub fn purge_owned_by(conn: &Connection, scope: &Scope, entity: &str) -> DomainR
 const SNAPSHOT_COLS: &str = "covers_seq, covers_at, created_at, size, sha256, inline, blob_key";
 
 fn snapshot(r: &Row) -> rusqlite::Result<DocSnapshot> {
-    let inline: Option<Vec<u8>> = r.get(5)?;
-    let key: Option<String> = r.get(6)?;
     Ok(DocSnapshot {
         covers_seq: r.get(0)?,
         covers_at: r.get(1)?,
         created_at: r.get(2)?,
         size: r.get(3)?,
         sha256: r.get(4)?,
-        data: match inline {
-            Some(bytes) => SnapshotData::Inline(bytes),
-            None => SnapshotData::Blob(key.unwrap_or_default()),
-        },
+        data: rules::snapshot_data(r.get(5)?, r.get(6)?),
     })
 }
 
@@ -263,7 +244,6 @@ pub fn log(
     as_of: Option<&str>,
 ) -> DomainResult<DocLog> {
     let d = get(conn, scope, doc)?;
-    // The newest snapshot whose state is entirely at or before `as_of`.
     let snap = conn
         .prepare_cached(&format!(
             "SELECT {SNAPSHOT_COLS} FROM crdt_snapshots
@@ -272,30 +252,9 @@ pub fn log(
         ))
         .and_then(|mut st| st.query_row(params![scope.org, scope.project, doc, as_of], snapshot).optional())
         .map_err(sql_err)?;
-    let base = snap.as_ref().map_or(0, |s| s.covers_seq);
-    if d.pruned_through > base {
-        // Updates after the snapshot were pruned: only the present is whole.
-        if as_of.is_some() {
-            return Err(DomainError::Gone(format!(
-                "the retained history of document {doc} no longer reaches that time"
-            )));
-        }
-        return Err(DomainError::internal(format!(
-            "document {doc} lost updates after its snapshot"
-        )));
-    }
+    let base = rules::log_start(doc, &d, snap.as_ref(), as_of)?;
     let updates = updates_between(conn, scope, doc, base, as_of, i64::MAX)?;
-    if as_of.is_some() && snap.is_none() && updates.is_empty() {
-        return Err(DomainError::not_found(format!(
-            "document {doc} at that time"
-        )));
-    }
-    let last_seq = updates.last().map_or(base, |u| u.seq);
-    Ok(DocLog {
-        snapshot: snap,
-        updates,
-        last_seq,
-    })
+    rules::log(doc, snap, updates, as_of)
 }
 
 pub fn list_snapshots(
@@ -319,11 +278,8 @@ pub fn record_snapshot(
     doc: &str,
     s: &DocSnapshot,
 ) -> DomainResult<()> {
-    load(conn, scope, doc)?.ok_or_else(|| DomainError::not_found(format!("document {doc}")))?;
-    let (inline, key) = match &s.data {
-        SnapshotData::Inline(bytes) => (Some(bytes.as_slice()), None),
-        SnapshotData::Blob(key) => (None, Some(key.as_str())),
-    };
+    rules::existing(doc, load(conn, scope, doc)?)?;
+    let (inline, key) = rules::snapshot_columns(&s.data);
     let inserted = conn
         .prepare_cached(
             "INSERT INTO crdt_snapshots (org_id, project_id, doc_id, covers_seq, covers_at, created_at,
@@ -336,16 +292,10 @@ pub fn record_snapshot(
             ])
         })
         .map_err(sql_err)?;
-    if inserted > 0 {
-        let place = AuditPlace {
-            org: &scope.org,
-            project: Some(&scope.project),
-            caller,
-        };
-        let details = json!({ "covers_seq": s.covers_seq, "bytes": s.size, "blob": key });
-        audit::record(conn, &place, "doc.compact", doc, details)?;
+    match rules::recorded(s, inserted as u64) {
+        Some(a) => audit(conn, scope, caller, doc, a),
+        None => Ok(()),
     }
-    Ok(())
 }
 
 pub fn prune(
@@ -355,16 +305,28 @@ pub fn prune(
     updates_before: &str,
     snapshots_before: &str,
 ) -> DomainResult<Vec<String>> {
-    let Some(newest) = conn
+    let snapshots: Vec<rules::SnapshotAge<String>> = conn
         .prepare_cached(
-            "SELECT MAX(covers_seq) FROM crdt_snapshots WHERE org_id = ?1 AND project_id = ?2 AND doc_id = ?3",
+            "SELECT covers_seq, created_at FROM crdt_snapshots
+             WHERE org_id = ?1 AND project_id = ?2 AND doc_id = ?3",
         )
-        .and_then(|mut st| st.query_row(params![scope.org, scope.project, doc], |r| r.get::<_, Option<i64>>(0)))
-        .map_err(sql_err)?
-    else {
+        .and_then(|mut st| {
+            st.query_map(params![scope.org, scope.project, doc], |r| {
+                Ok(rules::SnapshotAge {
+                    covers_seq: r.get(0)?,
+                    created_at: r.get(1)?,
+                })
+            })?
+            .collect()
+        })
+        .map_err(sql_err)?;
+    let Some(cut) = rules::prune(
+        &snapshots,
+        updates_before.to_owned(),
+        &snapshots_before.to_owned(),
+    ) else {
         return Ok(Vec::new());
     };
-    // Only a prefix of the log goes: the newest pruned seq bounds it.
     let through: Option<i64> = conn
         .prepare_cached(
             "SELECT MAX(seq) FROM crdt_updates
@@ -372,7 +334,13 @@ pub fn prune(
         )
         .and_then(|mut st| {
             st.query_row(
-                params![scope.org, scope.project, doc, newest, updates_before],
+                params![
+                    scope.org,
+                    scope.project,
+                    doc,
+                    cut.updates_through,
+                    cut.updates_before
+                ],
                 |r| r.get(0),
             )
         })
@@ -388,24 +356,22 @@ pub fn prune(
         .and_then(|mut st| st.execute(params![scope.org, scope.project, doc, through]))
         .map_err(sql_err)?;
     }
-    let old: Vec<(i64, Option<String>)> = conn
-        .prepare_cached(
-            "SELECT covers_seq, blob_key FROM crdt_snapshots
-             WHERE org_id = ?1 AND project_id = ?2 AND doc_id = ?3 AND created_at < ?4 AND covers_seq < ?5",
-        )
-        .and_then(|mut st| {
-            st.query_map(params![scope.org, scope.project, doc, snapshots_before, newest], |r| Ok((r.get(0)?, r.get(1)?)))?
-                .collect()
-        })
-        .map_err(sql_err)?;
-    for (covers, _) in &old {
-        conn.prepare_cached(
-            "DELETE FROM crdt_snapshots WHERE org_id = ?1 AND project_id = ?2 AND doc_id = ?3 AND covers_seq = ?4",
-        )
-        .and_then(|mut st| st.execute(params![scope.org, scope.project, doc, covers]))
-        .map_err(sql_err)?;
+    let mut removed = Vec::new();
+    for covers in &cut.snapshots {
+        let key: Option<Option<String>> = conn
+            .prepare_cached(
+                "DELETE FROM crdt_snapshots
+                 WHERE org_id = ?1 AND project_id = ?2 AND doc_id = ?3 AND covers_seq = ?4
+                 RETURNING blob_key",
+            )
+            .and_then(|mut st| {
+                st.query_row(params![scope.org, scope.project, doc, covers], |r| r.get(0))
+                    .optional()
+            })
+            .map_err(sql_err)?;
+        removed.extend(key);
     }
-    Ok(old.into_iter().filter_map(|(_, k)| k).collect())
+    Ok(rules::unreferenced_blobs(removed))
 }
 
 pub fn to_compact(conn: &Connection, limit: usize) -> DomainResult<Vec<(Scope, String)>> {

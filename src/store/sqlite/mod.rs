@@ -6,6 +6,7 @@ mod docs;
 mod entities;
 mod graph;
 mod keys;
+mod lease;
 pub mod migrate;
 mod outbox;
 mod relationships;
@@ -61,18 +62,6 @@ pub struct SqliteStore {
     readers: Readers,
     /// Documents being compacted (one daemon per file: a local set suffices).
     leases: Arc<std::sync::Mutex<std::collections::HashSet<(Scope, String)>>>,
-}
-
-/// Releases a document on drop.
-struct LocalLease {
-    leases: Arc<std::sync::Mutex<std::collections::HashSet<(Scope, String)>>>,
-    key: (Scope, String),
-}
-
-impl Drop for LocalLease {
-    fn drop(&mut self) {
-        self.leases.lock().expect("lease lock").remove(&self.key);
-    }
 }
 
 fn connect(path: &Path, config: &SqliteConfig, read_only: bool) -> rusqlite::Result<Connection> {
@@ -557,15 +546,7 @@ impl DocStore for SqliteStore {
     }
 
     async fn lease_doc(&self, scope: &Scope, doc: &str) -> DomainResult<Option<DocLease>> {
-        let key = (scope.clone(), doc.to_owned());
-        if !self.leases.lock().expect("lease lock").insert(key.clone()) {
-            return Ok(None);
-        }
-        let lease = LocalLease {
-            leases: self.leases.clone(),
-            key,
-        };
-        Ok(Some(DocLease::new(lease)))
+        Ok(lease::LocalLease::take(&self.leases, scope, doc).map(DocLease::new))
     }
 }
 
