@@ -6,7 +6,7 @@
 //! update another client saw relayed (relayed only once durable). And a
 //! SQLite store closed with writes queued commits or refuses each of them.
 
-mod support;
+use crate::support;
 
 use futures_util::{SinkExt, StreamExt};
 use http_body_util::{BodyExt, Full};
