@@ -10,7 +10,11 @@
 //!   `strata::store::open` explicitly (`support::pg_config`, ...);
 //! - the PGlite server serves one session with prepared statement names
 //!   that outlive connections: only `age` uses it, and its cases take turns
-//!   on one lock (`age::PGLITE`), so a new PGlite case belongs there;
+//!   on one lock (`age::PGLITE`), so a new PGlite case belongs there.
+//!   tokio-postgres names statements from a process-wide counter, so within
+//!   one process names never repeat; a second test process on the same
+//!   PGlite server starts again at `s0` and collides (as before the merge):
+//!   one test run per PGlite start, as ops/test.sh does;
 //! - the counters in `strata::store` and `strata::crdt` are process-wide:
 //!   tests compare them only as "went up", never as exact values;
 //! - `concurrency` installs the process's tracing subscriber (warnings and
