@@ -18,7 +18,7 @@ if [ ! -d ops/interop/node_modules/yjs ]; then
   (cd ops/interop && npm ci --no-audit --no-fund --loglevel=error >/dev/null)
 fi
 
-# schemathesis, which checks the served OpenAPI document (tests/openapi.rs).
+# schemathesis, which checks the served OpenAPI document (tests/it/openapi.rs).
 TOOLS=${STRATA_TOOLS_DIR:-${HOME:-/root}/.cache/strata-tools}
 SCHEMATHESIS_VERSION=4.32.5
 if ! "$TOOLS/schemathesis/bin/st" --version 2>/dev/null | grep -qF "$SCHEMATHESIS_VERSION"; then

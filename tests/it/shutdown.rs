@@ -6,7 +6,7 @@
 //! update another client saw relayed (relayed only once durable). And a
 //! SQLite store closed with writes queued commits or refuses each of them.
 
-mod support;
+use crate::support;
 
 use futures_util::{SinkExt, StreamExt};
 use http_body_util::{BodyExt, Full};
@@ -237,6 +237,9 @@ async fn sqlite_daemon_stopped_under_load_keeps_acknowledged_writes() {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
 async fn postgres_daemon_stopped_under_load_keeps_acknowledged_writes() {
+    if support::skip_without(support::PG) {
+        return;
+    }
     let dir = tempfile::tempdir().unwrap();
     let url = support::fresh_pg_database().await;
     let config = support::pg_config(dir.path(), &url);

@@ -22,9 +22,9 @@
 //! `STRATA_TEST_CONCURRENCY_SEED` (default fixed; printed), and
 //! `STRATA_TEST_CONCURRENCY_PG_URL` to run on another PostgreSQL server (for
 //! instance one with AGE) instead of the test stack's. The summary is printed
-//! on stderr (`cargo test --test concurrency -- --nocapture`).
+//! on stderr (`cargo test --test it concurrency:: -- --nocapture`).
 
-mod support;
+use crate::support;
 
 use axum::body::Body;
 use axum::http::Request;

@@ -2,7 +2,7 @@
 //! both backends: shapes, status codes, headers, version trees, pagination,
 //! graph and search routes, operations, and bad input.
 
-mod support;
+use crate::support;
 
 use axum::body::Body;
 use axum::http::{Request, StatusCode};

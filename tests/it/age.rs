@@ -4,7 +4,7 @@
 //! injection attempts through every input, isolation between projects, and
 //! a differential check of the recursive-CTE graph queries against Cypher.
 
-mod support;
+use crate::support;
 
 use axum::body::Body;
 use axum::http::{Request, StatusCode};

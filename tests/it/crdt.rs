@@ -3,7 +3,7 @@
 //! clients; compaction survives a crash between any two of its steps; and
 //! the HTTP contract (append, load, diff, tail, as_of, link, delete).
 
-mod support;
+use crate::support;
 
 use rand::rngs::StdRng;
 use rand::{Rng, SeedableRng};

@@ -1,7 +1,7 @@
 //! One blob suite, run on the local directory store and on a real S3 server
 //! (s3s-fs, started by ops/test-stack.sh).
 
-mod support;
+use crate::support;
 
 use std::sync::Arc;
 use strata::blob::{sha256_hex, BlobError, BlobStore, DirBlobStore, S3BlobStore};

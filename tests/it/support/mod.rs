@@ -1,4 +1,4 @@
-//! Test support shared by the integration test binaries: where the test
+//! Test support shared by the integration tests (tests/it): where the test
 //! stack's services are (ops/test-stack.sh exports their addresses) and
 //! fresh, isolated stores on each backend.
 #![allow(dead_code)]

@@ -2,7 +2,7 @@
 //! run unchanged on every backend (`conformance!` below instantiates each case
 //! for SQLite and for PostgreSQL).
 
-mod support;
+use crate::support;
 
 use serde_json::{json, Value};
 use std::collections::{BTreeMap, BTreeSet};

@@ -11,7 +11,7 @@
 //!
 //! The other test checks the document's shape without it.
 
-mod support;
+use crate::support;
 
 use axum::body::Body;
 use axum::http::{Request, StatusCode};

@@ -2,7 +2,7 @@
 //! migrations, optimistic concurrency under racing writers, cache coherence
 //! and key revocation across daemons, abandoned write transactions.
 
-mod support;
+use crate::support;
 
 use serde_json::json;
 use std::time::Duration;
