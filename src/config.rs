@@ -274,6 +274,17 @@ impl Config {
     }
 }
 
+impl Config {
+    /// What `store::open` needs besides the URL.
+    pub fn store_settings(&self) -> crate::store::Settings {
+        crate::store::Settings {
+            sqlite: self.sqlite.clone(),
+            postgres: self.postgres.clone(),
+            cache_entries: self.cache_entries,
+        }
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -330,16 +341,5 @@ mod tests {
         assert_eq!(c.body_limit, 4096);
         std::fs::write(&path, "lisen = 1\n").unwrap();
         assert!(Config::from_vars(vars(&[("STRATA_CONFIG", &p)])).is_err());
-    }
-}
-
-impl Config {
-    /// What `store::open` needs besides the URL.
-    pub fn store_settings(&self) -> crate::store::Settings {
-        crate::store::Settings {
-            sqlite: self.sqlite.clone(),
-            postgres: self.postgres.clone(),
-            cache_entries: self.cache_entries,
-        }
     }
 }

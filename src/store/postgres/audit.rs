@@ -1,8 +1,11 @@
 //! The audit trail: one row per change, inside the change's transaction.
 
 use super::rows::{self, execute, query};
+use super::PgStore;
 use crate::domain::*;
 use crate::store::cursor;
+use crate::store::prelude::*;
+use async_trait::async_trait;
 use deadpool_postgres::GenericClient;
 use serde_json::Value;
 
@@ -96,4 +99,18 @@ pub async fn list<C: GenericClient>(
         items: items.into_iter().map(|(_, e)| e).collect(),
         next_cursor,
     })
+}
+
+#[async_trait]
+impl AuditStore for PgStore {
+    async fn list_audit(
+        &self,
+        org: &str,
+        filter: &AuditFilter,
+        page: &PageRequest,
+    ) -> DomainResult<Page<AuditEvent>> {
+        let c = self.client().await?;
+        super::tenancy::get_org(&c, org).await?;
+        super::audit::list(&c, org, filter, page).await
+    }
 }

@@ -3,8 +3,11 @@
 
 use super::audit::AuditPlace;
 use super::rows::{self, execute, query, query_opt};
+use super::PgStore;
 use crate::domain::rules::docs as rules;
 use crate::domain::*;
+use crate::store::prelude::*;
+use async_trait::async_trait;
 use chrono::{DateTime, Utc};
 use deadpool_postgres::GenericClient;
 use tokio_postgres::Row;
@@ -451,4 +454,148 @@ pub async fn quarantine<C: GenericClient>(
     )
     .await?;
     Ok(moved.len())
+}
+
+#[async_trait]
+impl DocStore for PgStore {
+    async fn append_updates(
+        &self,
+        scope: &Scope,
+        doc: &str,
+        updates: Vec<Vec<u8>>,
+        origin: Option<String>,
+    ) -> DomainResult<(i64, i64)> {
+        let mut c = self.client().await?;
+        let tx = c.transaction().await.map_err(super::pg_err)?;
+        let seqs = super::docs::append(&tx, scope, doc, &updates, origin.as_deref()).await?;
+        super::tx::settle(tx.commit().await, c)?;
+        Ok(seqs)
+    }
+
+    async fn get_doc(&self, scope: &Scope, doc: &str) -> DomainResult<DocInfo> {
+        super::docs::get(&self.client().await?, scope, doc).await
+    }
+
+    async fn put_doc(
+        &self,
+        scope: &Scope,
+        caller: &Caller,
+        doc: &str,
+        entity_id: Option<String>,
+    ) -> DomainResult<DocInfo> {
+        let mut c = self.client().await?;
+        let tx = c.transaction().await.map_err(super::pg_err)?;
+        let info = super::docs::put(&tx, scope, caller, doc, entity_id.as_deref()).await?;
+        super::tx::settle(tx.commit().await, c)?;
+        Ok(info)
+    }
+
+    async fn delete_doc(
+        &self,
+        scope: &Scope,
+        caller: &Caller,
+        doc: &str,
+    ) -> DomainResult<Vec<String>> {
+        let mut c = self.client().await?;
+        let tx = c.transaction().await.map_err(super::pg_err)?;
+        let blobs = super::docs::delete(&tx, scope, caller, doc).await?;
+        super::tx::settle(tx.commit().await, c)?;
+        Ok(blobs)
+    }
+
+    async fn doc_log(&self, scope: &Scope, doc: &str, as_of: Option<&str>) -> DomainResult<DocLog> {
+        // One snapshot of the database: the snapshot row and the tail agree.
+        let mut c = self.client().await?;
+        let tx = c
+            .build_transaction()
+            .isolation_level(tokio_postgres::IsolationLevel::RepeatableRead)
+            .read_only(true)
+            .start()
+            .await
+            .map_err(super::pg_err)?;
+        let log = super::docs::log(&tx, scope, doc, as_of).await;
+        super::tx::settle(tx.rollback().await, c)?;
+        log
+    }
+
+    async fn list_doc_updates(
+        &self,
+        scope: &Scope,
+        doc: &str,
+        after: i64,
+        limit: usize,
+    ) -> DomainResult<Vec<DocUpdate>> {
+        super::docs::list_updates(&self.client().await?, scope, doc, after, limit).await
+    }
+
+    async fn list_snapshots(&self, scope: &Scope, doc: &str) -> DomainResult<Vec<DocSnapshot>> {
+        super::docs::list_snapshots(&self.client().await?, scope, doc).await
+    }
+
+    async fn record_snapshot(
+        &self,
+        scope: &Scope,
+        caller: &Caller,
+        doc: &str,
+        snapshot: DocSnapshot,
+    ) -> DomainResult<()> {
+        let mut c = self.client().await?;
+        let tx = c.transaction().await.map_err(super::pg_err)?;
+        super::docs::record_snapshot(&tx, scope, caller, doc, &snapshot).await?;
+        super::tx::settle(tx.commit().await, c)
+    }
+
+    async fn prune_doc(
+        &self,
+        scope: &Scope,
+        doc: &str,
+        updates_before: &str,
+        snapshots_before: &str,
+    ) -> DomainResult<Vec<String>> {
+        let mut c = self.client().await?;
+        let tx = c.transaction().await.map_err(super::pg_err)?;
+        let blobs = super::docs::prune(&tx, scope, doc, updates_before, snapshots_before).await?;
+        super::tx::settle(tx.commit().await, c)?;
+        Ok(blobs)
+    }
+
+    async fn quarantine_updates(
+        &self,
+        scope: &Scope,
+        doc: &str,
+        seqs: &[i64],
+        reason: &str,
+    ) -> DomainResult<usize> {
+        super::docs::quarantine(&self.client().await?, scope, doc, seqs, reason).await
+    }
+
+    async fn docs_to_compact(&self, limit: usize) -> DomainResult<Vec<(Scope, String)>> {
+        super::docs::to_compact(&self.client().await?, limit).await
+    }
+
+    async fn lease_doc(
+        &self,
+        scope: &Scope,
+        doc: &str,
+    ) -> DomainResult<Option<crate::store::DocLease>> {
+        // A single-connection pool (PGlite) cannot spare a connection to hold
+        // the lock, and serves one daemon anyway.
+        if self.pool.status().max_size <= 1 {
+            return Ok(Some(crate::store::DocLease::new(())));
+        }
+        let client = self.client().await?;
+        let key = format!("strata-doc/{}/{}/{}", scope.org, scope.project, doc);
+        let row = super::rows::query_opt(
+            &client,
+            "SELECT pg_try_advisory_lock(hashtextextended($1, 0))",
+            &[&key],
+        )
+        .await?;
+        if !row.is_some_and(|r| r.get::<_, bool>(0)) {
+            return Ok(None);
+        }
+        Ok(Some(crate::store::DocLease::new(
+            super::lease::AdvisoryLease::new(client, key, &self.tasks),
+        )))
+    }
 }

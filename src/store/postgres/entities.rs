@@ -3,6 +3,7 @@
 //! the entity row (`FOR UPDATE`), so concurrent daemons serialise per entity.
 
 use super::rows::{self, execute, next_seq, query, query_opt, ENTITY_COLS};
+use super::PgStore;
 use super::{locks, outbox};
 use crate::domain::rules::audit as audit_rules;
 use crate::domain::rules::entities::{
@@ -11,7 +12,9 @@ use crate::domain::rules::entities::{
 use crate::domain::rules::history;
 use crate::domain::*;
 use crate::store::cursor;
+use crate::store::prelude::*;
 use crate::store::Ctx;
+use async_trait::async_trait;
 use chrono::Utc;
 use deadpool_postgres::GenericClient;
 use serde_json::{json, Map, Value};
@@ -491,4 +494,75 @@ pub async fn versions<C: GenericClient>(
     Ok(cursor::page_after(items, page.limit, |v: &VersionInfo| {
         VersionCursor { v: v.version }
     }))
+}
+
+#[async_trait]
+impl EntityStore for PgStore {
+    async fn write(
+        &self,
+        scope: &Scope,
+        caller: &Caller,
+        ops: Vec<WriteOp>,
+    ) -> DomainResult<Vec<WriteOutcome>> {
+        let outcomes = super::tx::retrying(|| self.write_once(scope, caller, ops.clone())).await?;
+        self.announce(scope, &outcomes);
+        Ok(outcomes)
+    }
+
+    async fn get_entity(&self, scope: &Scope, id: &str, read: &EntityRead) -> DomainResult<Entity> {
+        let c = self.client().await?;
+        let version = match (&read.version, &read.as_of) {
+            (Some(v), _) => Some(*v),
+            (None, Some(at)) => Some(
+                super::entities::version_as_of(&c, scope, id, at)
+                    .await?
+                    .ok_or_else(|| entity_rules::not_found(id))?,
+            ),
+            (None, None) => None,
+        };
+        let entity = match version {
+            Some(v) => super::entities::read_version(&c, scope, id, v).await?,
+            None => super::entities::load(&c, scope, id, false)
+                .await?
+                .ok_or_else(|| entity_rules::not_found(id))?,
+        };
+        entity_rules::visible(entity, read)
+    }
+
+    async fn list_entities(
+        &self,
+        scope: &Scope,
+        filter: &EntityFilter,
+        page: &PageRequest,
+    ) -> DomainResult<Page<Entity>> {
+        let c = self.client().await?;
+        super::tenancy::get_project(&c, &scope.org, &scope.project).await?;
+        super::entities::list(&c, scope, filter, page).await
+    }
+
+    async fn list_versions(
+        &self,
+        scope: &Scope,
+        id: &str,
+        page: &PageRequest,
+    ) -> DomainResult<Page<VersionInfo>> {
+        super::entities::versions(&self.client().await?, scope, id, page).await
+    }
+
+    async fn get_relationship(&self, scope: &Scope, id: &str) -> DomainResult<Relationship> {
+        super::relationships::load(&self.client().await?, scope, id, false)
+            .await?
+            .ok_or_else(|| DomainError::not_found(format!("relationship {id}")))
+    }
+
+    async fn list_relationships(
+        &self,
+        scope: &Scope,
+        filter: &RelationshipFilter,
+        page: &PageRequest,
+    ) -> DomainResult<Page<Relationship>> {
+        let c = self.client().await?;
+        super::tenancy::get_project(&c, &scope.org, &scope.project).await?;
+        super::relationships::list(&c, scope, filter, page).await
+    }
 }

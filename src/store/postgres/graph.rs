@@ -2,8 +2,11 @@
 //! walks, one indexed query per level, each node expanded once.
 
 use super::rows::{self, query, query_opt, REL_COLS};
+use super::PgStore;
 use crate::domain::rules::graph::Walk;
 use crate::domain::*;
+use crate::store::prelude::*;
+use async_trait::async_trait;
 use deadpool_postgres::GenericClient;
 
 /// The far ends of the live edges leaving the nodes in `$3`.
@@ -140,4 +143,84 @@ pub async fn node_headers<C: GenericClient>(
                 .and_then(|v| v.as_object().cloned()),
         })
         .collect())
+}
+
+#[async_trait]
+impl GraphStore for PgStore {
+    async fn traverse(&self, scope: &Scope, t: &Traversal) -> DomainResult<Subgraph> {
+        super::graph::traverse(&self.client().await?, scope, t).await
+    }
+
+    async fn expand(
+        &self,
+        scope: &Scope,
+        nodes: &[String],
+        direction: Direction,
+        types: &[String],
+    ) -> DomainResult<Vec<EdgeRef>> {
+        super::graph::expand(&self.client().await?, scope, nodes, direction, types).await
+    }
+
+    async fn node_headers(
+        &self,
+        scope: &Scope,
+        ids: &[String],
+        include_properties: bool,
+    ) -> DomainResult<Vec<GraphNode>> {
+        super::graph::node_headers(&self.client().await?, scope, ids, include_properties).await
+    }
+
+    async fn cypher(
+        &self,
+        scope: &Scope,
+        query: &str,
+        params: &serde_json::Map<String, serde_json::Value>,
+    ) -> DomainResult<CypherResult> {
+        let Some(age) = &self.age else {
+            return Err(DomainError::NotImplemented(
+                "this PostgreSQL has no Apache AGE: Cypher is not available; use the graph endpoints".into(),
+            ));
+        };
+        let mut c = self.client().await?;
+        let tx = c
+            .build_transaction()
+            .read_only(true)
+            .start()
+            .await
+            .map_err(super::pg_err)?;
+        if self.statement_timeout_ms > 0 {
+            let set = format!(
+                "SET LOCAL statement_timeout = {}",
+                self.statement_timeout_ms
+            );
+            tx.batch_execute(&set).await.map_err(super::pg_err)?;
+        }
+        let pk = super::tenancy::project_pk(&tx, scope).await?;
+        let result = age
+            .query(&tx, pk, query, params, super::MAX_CYPHER_ROWS)
+            .await;
+        super::tx::settle(tx.rollback().await, c)?;
+        result
+    }
+
+    async fn sync_graph(&self, scope: &Scope) -> DomainResult<GraphSync> {
+        let Some(age) = &self.age else {
+            return Err(DomainError::NotImplemented(
+                "this PostgreSQL has no Apache AGE".into(),
+            ));
+        };
+        let (report, new_labels) = super::tx::retrying(|| async {
+            let mut c = self.client().await?;
+            let tx = c.transaction().await.map_err(super::pg_err)?;
+            // Exclusive: the project's writers wait until the graph is whole.
+            let pk = super::tenancy::lock_project_exclusive(&tx, scope).await?;
+            let mut new_labels = super::age::NewLabels::default();
+            let report = age.sync(&tx, pk, scope, &mut new_labels).await?;
+            super::tx::settle(tx.commit().await, c)?;
+            Ok((report, new_labels))
+        })
+        .await?;
+        age.remember(new_labels);
+        Ok(report)
+    }
 }

@@ -2,7 +2,10 @@
 //! stemming, GIN index), ranked with `ts_rank`.
 
 use super::rows::{self, query, ENTITY_COLS};
+use super::PgStore;
 use crate::domain::*;
+use crate::store::prelude::*;
+use async_trait::async_trait;
 use deadpool_postgres::GenericClient;
 
 /// Full-text search: `to_tsquery` over sanitised prefix terms, `ts_rank`.
@@ -49,4 +52,25 @@ pub async fn search<C: GenericClient>(
             }
         })
         .collect())
+}
+
+#[async_trait]
+impl SearchStore for PgStore {
+    async fn search_text(
+        &self,
+        scope: &Scope,
+        query: &str,
+        entity_type: Option<&str>,
+        limit: usize,
+    ) -> DomainResult<Vec<SearchHit>> {
+        let terms = crate::search::query_terms(query);
+        if terms.is_empty() {
+            return Err(DomainError::BadRequest(
+                "q must contain at least one word".into(),
+            ));
+        }
+        let c = self.client().await?;
+        super::tenancy::get_project(&c, &scope.org, &scope.project).await?;
+        super::search::search(&c, scope, &terms, entity_type, limit).await
+    }
 }

@@ -2,9 +2,12 @@
 
 use super::audit::{self, AuditPlace};
 use super::rows::{self, execute, pg_err, query, query_opt};
+use super::PgStore;
 use crate::domain::*;
 use crate::store::cursor;
+use crate::store::prelude::*;
 use crate::store::PROJECT_TABLES;
+use async_trait::async_trait;
 use deadpool_postgres::GenericClient;
 use serde_json::json;
 use tokio_postgres::{Row, Statement};
@@ -247,4 +250,77 @@ pub async fn delete_org<C: GenericClient>(c: &C, caller: &Caller, id: &str) -> D
         caller,
     };
     audit::record(c, &place, "org.delete", id, json!({})).await
+}
+
+#[async_trait]
+impl TenancyStore for PgStore {
+    async fn is_empty(&self) -> DomainResult<bool> {
+        let c = self.client().await?;
+        let row = super::rows::query_opt(&c, "SELECT NOT EXISTS (SELECT 1 FROM orgs)", &[]).await?;
+        Ok(row.is_some_and(|r| r.get(0)))
+    }
+
+    async fn create_org(&self, caller: &Caller, id: &str, name: &str) -> DomainResult<Org> {
+        let mut c = self.client().await?;
+        let tx = c.transaction().await.map_err(super::pg_err)?;
+        let org = super::tenancy::create_org(&tx, caller, id, name).await?;
+        super::tx::settle(tx.commit().await, c)?;
+        Ok(org)
+    }
+
+    async fn get_org(&self, id: &str) -> DomainResult<Org> {
+        super::tenancy::get_org(&self.client().await?, id).await
+    }
+
+    async fn list_orgs(&self, page: &PageRequest) -> DomainResult<Page<Org>> {
+        super::tenancy::list_orgs(&self.client().await?, page).await
+    }
+
+    async fn delete_org(&self, caller: &Caller, id: &str) -> DomainResult<()> {
+        let mut c = self.client().await?;
+        let tx = c.transaction().await.map_err(super::pg_err)?;
+        super::tenancy::delete_org(&tx, caller, id).await?;
+        super::notify::everything_changed(&tx).await?;
+        super::tx::settle(tx.commit().await, c)
+    }
+
+    async fn create_project(
+        &self,
+        caller: &Caller,
+        org: &str,
+        id: &str,
+        name: &str,
+    ) -> DomainResult<Project> {
+        let mut c = self.client().await?;
+        let tx = c.transaction().await.map_err(super::pg_err)?;
+        let project = super::tenancy::create_project(&tx, caller, org, id, name).await?;
+        if let Some(age) = &self.age {
+            let pk = super::tenancy::lock_project(&tx, &Scope::new(org, id)).await?;
+            age.create_graph(&tx, pk).await?;
+        }
+        super::tx::settle(tx.commit().await, c)?;
+        Ok(project)
+    }
+
+    async fn get_project(&self, org: &str, id: &str) -> DomainResult<Project> {
+        super::tenancy::get_project(&self.client().await?, org, id).await
+    }
+
+    async fn list_projects(&self, org: &str, page: &PageRequest) -> DomainResult<Page<Project>> {
+        super::tenancy::list_projects(&self.client().await?, org, page).await
+    }
+
+    async fn delete_project(&self, caller: &Caller, org: &str, id: &str) -> DomainResult<()> {
+        let mut c = self.client().await?;
+        let tx = c.transaction().await.map_err(super::pg_err)?;
+        if let Some(age) = &self.age {
+            // Writers first (they share the row), then the graph's tables:
+            // the other order deadlocks with a write in flight.
+            let pk = super::tenancy::lock_project_exclusive(&tx, &Scope::new(org, id)).await?;
+            age.drop_graph(&tx, pk).await?;
+        }
+        super::tenancy::delete_project(&tx, Some(caller), org, id).await?;
+        super::notify::everything_changed(&tx).await?;
+        super::tx::settle(tx.commit().await, c)
+    }
 }

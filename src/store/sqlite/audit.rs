@@ -1,9 +1,12 @@
 //! The audit trail: one row per write, inside the write's transaction.
 
 use super::sql_err;
+use super::SqliteStore;
 use crate::clock;
 use crate::domain::*;
 use crate::store::cursor;
+use crate::store::prelude::*;
+use async_trait::async_trait;
 use rusqlite::{params, Connection};
 use serde_json::Value;
 
@@ -107,4 +110,21 @@ pub fn list(
         items: rows.into_iter().map(|(_, e)| e).collect(),
         next_cursor,
     })
+}
+
+#[async_trait]
+impl AuditStore for SqliteStore {
+    async fn list_audit(
+        &self,
+        org: &str,
+        filter: &AuditFilter,
+        page: &PageRequest,
+    ) -> DomainResult<Page<AuditEvent>> {
+        let (org, filter, page) = (org.to_owned(), filter.clone(), page.clone());
+        self.read(move |conn| {
+            super::tenancy::get_org(conn, &org)?;
+            super::audit::list(conn, &org, &filter, &page)
+        })
+        .await
+    }
 }

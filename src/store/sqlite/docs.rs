@@ -3,9 +3,12 @@
 
 use super::audit::{self, AuditPlace};
 use super::sql_err;
+use super::SqliteStore;
 use crate::clock;
 use crate::domain::rules::docs as rules;
 use crate::domain::*;
+use crate::store::prelude::*;
+use async_trait::async_trait;
 use rusqlite::{params, Connection, OptionalExtension, Row};
 
 fn info(r: &Row) -> rusqlite::Result<DocInfo> {
@@ -421,4 +424,134 @@ pub fn quarantine(
             .map_err(sql_err)?;
     }
     Ok(moved)
+}
+
+#[async_trait]
+impl DocStore for SqliteStore {
+    async fn append_updates(
+        &self,
+        scope: &Scope,
+        doc: &str,
+        updates: Vec<Vec<u8>>,
+        origin: Option<String>,
+    ) -> DomainResult<(i64, i64)> {
+        let (s, doc) = (scope.clone(), doc.to_owned());
+        self.writer
+            .write(move |conn, _| super::docs::append(conn, &s, &doc, &updates, origin.as_deref()))
+            .await
+    }
+
+    async fn get_doc(&self, scope: &Scope, doc: &str) -> DomainResult<DocInfo> {
+        let (s, doc) = (scope.clone(), doc.to_owned());
+        self.read(move |conn| super::docs::get(conn, &s, &doc))
+            .await
+    }
+
+    async fn put_doc(
+        &self,
+        scope: &Scope,
+        caller: &Caller,
+        doc: &str,
+        entity_id: Option<String>,
+    ) -> DomainResult<DocInfo> {
+        let (s, caller, doc) = (scope.clone(), caller.clone(), doc.to_owned());
+        self.writer
+            .write(move |conn, _| super::docs::put(conn, &s, &caller, &doc, entity_id.as_deref()))
+            .await
+    }
+
+    async fn delete_doc(
+        &self,
+        scope: &Scope,
+        caller: &Caller,
+        doc: &str,
+    ) -> DomainResult<Vec<String>> {
+        let (s, caller, doc) = (scope.clone(), caller.clone(), doc.to_owned());
+        self.writer
+            .write(move |conn, _| super::docs::delete(conn, &s, &caller, &doc))
+            .await
+    }
+
+    async fn doc_log(&self, scope: &Scope, doc: &str, as_of: Option<&str>) -> DomainResult<DocLog> {
+        let (s, doc, as_of) = (scope.clone(), doc.to_owned(), as_of.map(str::to_owned));
+        self.read(move |conn| super::docs::log(conn, &s, &doc, as_of.as_deref()))
+            .await
+    }
+
+    async fn list_doc_updates(
+        &self,
+        scope: &Scope,
+        doc: &str,
+        after: i64,
+        limit: usize,
+    ) -> DomainResult<Vec<DocUpdate>> {
+        let (s, doc) = (scope.clone(), doc.to_owned());
+        self.read(move |conn| super::docs::list_updates(conn, &s, &doc, after, limit))
+            .await
+    }
+
+    async fn list_snapshots(&self, scope: &Scope, doc: &str) -> DomainResult<Vec<DocSnapshot>> {
+        let (s, doc) = (scope.clone(), doc.to_owned());
+        self.read(move |conn| super::docs::list_snapshots(conn, &s, &doc))
+            .await
+    }
+
+    async fn record_snapshot(
+        &self,
+        scope: &Scope,
+        caller: &Caller,
+        doc: &str,
+        snapshot: DocSnapshot,
+    ) -> DomainResult<()> {
+        let (s, caller, doc) = (scope.clone(), caller.clone(), doc.to_owned());
+        self.writer
+            .write(move |conn, _| super::docs::record_snapshot(conn, &s, &caller, &doc, &snapshot))
+            .await
+    }
+
+    async fn prune_doc(
+        &self,
+        scope: &Scope,
+        doc: &str,
+        updates_before: &str,
+        snapshots_before: &str,
+    ) -> DomainResult<Vec<String>> {
+        let (s, doc) = (scope.clone(), doc.to_owned());
+        let (u, sn) = (updates_before.to_owned(), snapshots_before.to_owned());
+        self.writer
+            .write(move |conn, _| super::docs::prune(conn, &s, &doc, &u, &sn))
+            .await
+    }
+
+    async fn quarantine_updates(
+        &self,
+        scope: &Scope,
+        doc: &str,
+        seqs: &[i64],
+        reason: &str,
+    ) -> DomainResult<usize> {
+        let (s, doc, seqs, reason) = (
+            scope.clone(),
+            doc.to_owned(),
+            seqs.to_vec(),
+            reason.to_owned(),
+        );
+        self.writer
+            .write(move |conn, _| super::docs::quarantine(conn, &s, &doc, &seqs, &reason))
+            .await
+    }
+
+    async fn docs_to_compact(&self, limit: usize) -> DomainResult<Vec<(Scope, String)>> {
+        self.read(move |conn| super::docs::to_compact(conn, limit))
+            .await
+    }
+
+    async fn lease_doc(
+        &self,
+        scope: &Scope,
+        doc: &str,
+    ) -> DomainResult<Option<crate::store::DocLease>> {
+        Ok(super::lease::LocalLease::take(&self.leases, scope, doc)
+            .map(crate::store::DocLease::new))
+    }
 }

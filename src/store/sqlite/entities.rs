@@ -3,13 +3,16 @@
 
 use super::rows::{self, StoredEntity, ENTITY_COLS};
 use super::threads::Seq;
+use super::SqliteStore;
 use super::{outbox, search, sql_err};
 use crate::domain::rules::entities::{
     self as entity_rules, Ends, EntityChange, EntityOp, NextVersion, VersionMeta,
 };
 use crate::domain::rules::history;
 use crate::domain::*;
+use crate::store::prelude::*;
 use crate::store::{cursor, Ctx};
+use async_trait::async_trait;
 use rusqlite::{params, Connection, OptionalExtension};
 use serde_json::{Map, Value};
 
@@ -469,4 +472,100 @@ pub fn versions(
     Ok(cursor::page_after(items, page.limit, |v: &VersionInfo| {
         VersionCursor { v: v.version }
     }))
+}
+
+#[async_trait]
+impl EntityStore for SqliteStore {
+    async fn write(
+        &self,
+        scope: &Scope,
+        caller: &Caller,
+        ops: Vec<WriteOp>,
+    ) -> DomainResult<Vec<WriteOutcome>> {
+        let (scope, caller) = (scope.clone(), caller.clone());
+        self.writer
+            .write(move |conn, seq| {
+                super::project_exists(conn, &scope)?;
+                ops.into_iter()
+                    .enumerate()
+                    .map(|(index, op)| {
+                        super::apply(conn, seq, &scope, &caller, op)
+                            .map_err(crate::store::in_batch(index))
+                    })
+                    .collect::<DomainResult<Vec<_>>>()
+            })
+            .await
+    }
+
+    async fn get_entity(&self, scope: &Scope, id: &str, read: &EntityRead) -> DomainResult<Entity> {
+        let (s, id, read) = (scope.clone(), id.to_owned(), read.clone());
+        self.read(move |conn| {
+            let version = match (&read.version, &read.as_of) {
+                (Some(v), _) => Some(*v),
+                (None, Some(at)) => Some(
+                    super::entities::version_as_of(conn, &s, &id, at)?
+                        .ok_or_else(|| entity_rules::not_found(&id))?,
+                ),
+                (None, None) => None,
+            };
+            let entity = match version {
+                Some(v) => super::entities::read_version(conn, &s, &id, v)?,
+                None => {
+                    super::entities::load(conn, &s, &id)?
+                        .ok_or_else(|| entity_rules::not_found(&id))?
+                        .entity
+                }
+            };
+            entity_rules::visible(entity, &read)
+        })
+        .await
+    }
+
+    async fn list_entities(
+        &self,
+        scope: &Scope,
+        filter: &EntityFilter,
+        page: &PageRequest,
+    ) -> DomainResult<Page<Entity>> {
+        let (s, filter, page) = (scope.clone(), filter.clone(), page.clone());
+        self.read(move |conn| {
+            super::project_exists(conn, &s)?;
+            super::entities::list(conn, &s, &filter, &page)
+        })
+        .await
+    }
+
+    async fn list_versions(
+        &self,
+        scope: &Scope,
+        id: &str,
+        page: &PageRequest,
+    ) -> DomainResult<Page<VersionInfo>> {
+        let (s, id, page) = (scope.clone(), id.to_owned(), page.clone());
+        self.read(move |conn| super::entities::versions(conn, &s, &id, &page))
+            .await
+    }
+
+    async fn get_relationship(&self, scope: &Scope, id: &str) -> DomainResult<Relationship> {
+        let (s, id) = (scope.clone(), id.to_owned());
+        self.read(move |conn| {
+            super::relationships::load(conn, &s, &id)?
+                .ok_or_else(|| DomainError::not_found(format!("relationship {id}")))
+        })
+        .await
+    }
+
+    async fn list_relationships(
+        &self,
+        scope: &Scope,
+        filter: &RelationshipFilter,
+        page: &PageRequest,
+    ) -> DomainResult<Page<Relationship>> {
+        let (s, filter, page) = (scope.clone(), filter.clone(), page.clone());
+        self.read(move |conn| {
+            super::project_exists(conn, &s)?;
+            super::relationships::list(conn, &s, &filter, &page)
+        })
+        .await
+    }
 }

@@ -3,9 +3,12 @@
 //! regions cost the nodes found and their edges: reachability, never path
 //! enumeration.
 
+use super::SqliteStore;
 use super::{rows, sql_err};
 use crate::domain::rules::graph::Walk;
 use crate::domain::*;
+use crate::store::prelude::*;
+use async_trait::async_trait;
 use rusqlite::{params, Connection};
 
 fn types_clause(types: &[String], param: usize) -> String {
@@ -227,4 +230,53 @@ pub fn node_headers(
             .collect()
         })
         .map_err(sql_err)
+}
+
+#[async_trait]
+impl GraphStore for SqliteStore {
+    async fn cypher(
+        &self,
+        _scope: &Scope,
+        _query: &str,
+        _params: &serde_json::Map<String, serde_json::Value>,
+    ) -> DomainResult<CypherResult> {
+        Err(DomainError::NotImplemented(
+            "the sqlite backend has no Cypher engine; use the graph endpoints, or server mode with Apache AGE".into(),
+        ))
+    }
+
+    async fn sync_graph(&self, _scope: &Scope) -> DomainResult<GraphSync> {
+        Err(DomainError::NotImplemented(
+            "the sqlite backend keeps no graph projection".into(),
+        ))
+    }
+
+    async fn traverse(&self, scope: &Scope, t: &Traversal) -> DomainResult<Subgraph> {
+        let (s, t) = (scope.clone(), t.clone());
+        self.read(move |conn| super::graph::traverse(conn, &s, &t))
+            .await
+    }
+
+    async fn expand(
+        &self,
+        scope: &Scope,
+        nodes: &[String],
+        direction: Direction,
+        types: &[String],
+    ) -> DomainResult<Vec<EdgeRef>> {
+        let (s, nodes, types) = (scope.clone(), nodes.to_vec(), types.to_vec());
+        self.read(move |conn| super::graph::expand(conn, &s, &nodes, direction, &types))
+            .await
+    }
+
+    async fn node_headers(
+        &self,
+        scope: &Scope,
+        ids: &[String],
+        include_properties: bool,
+    ) -> DomainResult<Vec<GraphNode>> {
+        let (s, ids) = (scope.clone(), ids.to_vec());
+        self.read(move |conn| super::graph::node_headers(conn, &s, &ids, include_properties))
+            .await
+    }
 }

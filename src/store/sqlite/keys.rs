@@ -2,8 +2,11 @@
 
 use super::audit::{self, AuditPlace};
 use super::sql_err;
+use super::SqliteStore;
 use crate::domain::*;
 use crate::store::cursor;
+use crate::store::prelude::*;
+use async_trait::async_trait;
 use rusqlite::{params, Connection, OptionalExtension};
 use serde_json::json;
 
@@ -98,4 +101,32 @@ pub fn revoke(conn: &Connection, caller: &Caller, org: &str, id: &str) -> Domain
         caller,
     };
     audit::record(conn, &place, "key.revoke", id, json!({}))
+}
+
+#[async_trait]
+impl KeyStore for SqliteStore {
+    async fn create_key(&self, caller: &Caller, key: StoredKey) -> DomainResult<ApiKeyInfo> {
+        let caller = caller.clone();
+        self.writer
+            .write(move |conn, _| super::keys::create(conn, &caller, &key))
+            .await
+    }
+
+    async fn list_keys(&self, org: &str, page: &PageRequest) -> DomainResult<Page<ApiKeyInfo>> {
+        let (org, page) = (org.to_owned(), page.clone());
+        self.read(move |conn| super::keys::list(conn, &org, &page))
+            .await
+    }
+
+    async fn revoke_key(&self, caller: &Caller, org: &str, id: &str) -> DomainResult<()> {
+        let (caller, org, id) = (caller.clone(), org.to_owned(), id.to_owned());
+        self.writer
+            .write(move |conn, _| super::keys::revoke(conn, &caller, &org, &id))
+            .await
+    }
+
+    async fn find_key(&self, id: &str) -> DomainResult<Option<StoredKey>> {
+        let id = id.to_owned();
+        self.read(move |conn| super::keys::find(conn, &id)).await
+    }
 }

@@ -8,9 +8,12 @@
 //! rolls back with a failed job's savepoint; the writer applies each row's
 //! net change once per group, just before COMMIT.
 
+use super::SqliteStore;
 use super::{rows, sql_err};
 use crate::domain::*;
 use crate::search;
+use crate::store::prelude::*;
+use async_trait::async_trait;
 use rusqlite::{params, Connection};
 
 /// The FTS token that confines a match to one project.
@@ -160,4 +163,23 @@ pub fn search(
             score: -rank,
         })
         .collect())
+}
+
+#[async_trait]
+impl SearchStore for SqliteStore {
+    async fn search_text(
+        &self,
+        scope: &Scope,
+        query: &str,
+        entity_type: Option<&str>,
+        limit: usize,
+    ) -> DomainResult<Vec<SearchHit>> {
+        let (s, q, t) = (
+            scope.clone(),
+            query.to_owned(),
+            entity_type.map(str::to_owned),
+        );
+        self.read(move |conn| super::search::search(conn, &s, &q, t.as_deref(), limit))
+            .await
+    }
 }

@@ -2,10 +2,13 @@
 
 use super::audit::{self, AuditPlace};
 use super::sql_err;
+use super::SqliteStore;
 use crate::clock;
 use crate::domain::*;
 use crate::store::cursor;
+use crate::store::prelude::*;
 use crate::store::PROJECT_TABLES;
+use async_trait::async_trait;
 use rusqlite::{params, Connection, OptionalExtension};
 
 fn org_row(r: &rusqlite::Row) -> rusqlite::Result<Org> {
@@ -212,4 +215,74 @@ pub fn delete_org(conn: &Connection, caller: &Caller, id: &str) -> DomainResult<
         caller,
     };
     audit::record(conn, &place, "org.delete", id, serde_json::json!({}))
+}
+
+#[async_trait]
+impl TenancyStore for SqliteStore {
+    async fn is_empty(&self) -> DomainResult<bool> {
+        self.read(|conn| {
+            conn.query_row("SELECT NOT EXISTS (SELECT 1 FROM orgs)", [], |r| r.get(0))
+                .map_err(super::sql_err)
+        })
+        .await
+    }
+
+    async fn create_org(&self, caller: &Caller, id: &str, name: &str) -> DomainResult<Org> {
+        let (caller, id, name) = (caller.clone(), id.to_owned(), name.to_owned());
+        self.writer
+            .write(move |conn, _| super::tenancy::create_org(conn, &caller, &id, &name))
+            .await
+    }
+
+    async fn get_org(&self, id: &str) -> DomainResult<Org> {
+        let id = id.to_owned();
+        self.read(move |conn| super::tenancy::get_org(conn, &id))
+            .await
+    }
+
+    async fn list_orgs(&self, page: &PageRequest) -> DomainResult<Page<Org>> {
+        let page = page.clone();
+        self.read(move |conn| super::tenancy::list_orgs(conn, &page))
+            .await
+    }
+
+    async fn delete_org(&self, caller: &Caller, id: &str) -> DomainResult<()> {
+        let (caller, id) = (caller.clone(), id.to_owned());
+        self.writer
+            .write(move |conn, _| super::tenancy::delete_org(conn, &caller, &id))
+            .await
+    }
+
+    async fn create_project(
+        &self,
+        caller: &Caller,
+        org: &str,
+        id: &str,
+        name: &str,
+    ) -> DomainResult<Project> {
+        let caller = caller.clone();
+        let (org, id, name) = (org.to_owned(), id.to_owned(), name.to_owned());
+        self.writer
+            .write(move |conn, _| super::tenancy::create_project(conn, &caller, &org, &id, &name))
+            .await
+    }
+
+    async fn get_project(&self, org: &str, id: &str) -> DomainResult<Project> {
+        let (org, id) = (org.to_owned(), id.to_owned());
+        self.read(move |conn| super::tenancy::get_project(conn, &org, &id))
+            .await
+    }
+
+    async fn list_projects(&self, org: &str, page: &PageRequest) -> DomainResult<Page<Project>> {
+        let (org, page) = (org.to_owned(), page.clone());
+        self.read(move |conn| super::tenancy::list_projects(conn, &org, &page))
+            .await
+    }
+
+    async fn delete_project(&self, caller: &Caller, org: &str, id: &str) -> DomainResult<()> {
+        let (caller, org, id) = (caller.clone(), org.to_owned(), id.to_owned());
+        self.writer
+            .write(move |conn, _| super::tenancy::delete_project(conn, Some(&caller), &org, &id))
+            .await
+    }
 }
