@@ -1,13 +1,26 @@
 //! One typed configuration: defaults < TOML file (`STRATA_CONFIG`) < environment.
 //! Unknown keys in the file and unknown `STRATA_*` variables stop the start:
 //! a setting is never silently ignored.
+//!
+//! figment layers the file and the environment and extracts `Settings`
+//! (serde defaults fill what neither gives). The environment is one
+//! provider built from an explicit table (`ENV`) rather than figment's `Env`:
+//! several names do not map mechanically to keys (`STRATA_RATE_LIMIT` is
+//! `rate_limit_per_sec`, `STRATA_AGE` is `[postgres] age`), `Env` reads only
+//! the process environment (tests and `embedded` pass their own), and it
+//! types a value by its look, so an all-digit `STRATA_ADMIN_KEY` would be
+//! a number, not the string it is.
 
-use crate::store::postgres::{AgeMode, PgConfig};
-use crate::store::sqlite::{SqliteConfig, Synchronous};
+use crate::store::postgres::PgConfig;
+use crate::store::sqlite::SqliteConfig;
 use anyhow::{bail, Context};
+use figment::providers::{Format, Toml};
+use figment::value::{Dict, Map, Value};
+use figment::{Figment, Metadata, Profile, Provider};
 use serde::Deserialize;
 use std::collections::HashMap;
 use std::path::PathBuf;
+use std::time::Duration;
 
 #[derive(Debug, Clone)]
 pub struct Config {
@@ -34,56 +47,209 @@ pub struct Config {
     pub compact_schedule: String,
 }
 
-/// The file form: every key optional, unknown keys refused.
-#[derive(Debug, Default, Deserialize)]
-#[serde(deny_unknown_fields)]
-struct FileConfig {
+/// Every setting as the file spells it; unknown keys refused, absent ones
+/// take the defaults below.
+#[derive(Debug, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+struct Settings {
     database_url: Option<String>,
-    data_dir: Option<PathBuf>,
-    listen: Option<String>,
+    data_dir: PathBuf,
+    listen: String,
     admin_key: Option<String>,
     blob_url: Option<String>,
-    body_limit: Option<usize>,
-    request_timeout_secs: Option<u64>,
-    max_concurrency: Option<usize>,
-    auth: Option<String>,
-    rate_limit_per_sec: Option<u32>,
+    body_limit: usize,
+    request_timeout_secs: u64,
+    max_concurrency: usize,
+    auth: Switch,
+    rate_limit_per_sec: u32,
     rate_limit_burst: Option<u32>,
-    cache_entries: Option<u64>,
-    sqlite: Option<SqliteConfig>,
-    postgres: Option<PgConfig>,
+    cache_entries: u64,
+    sqlite: SqliteConfig,
+    postgres: PgConfig,
+    crdt: CrdtSettings,
+    compact_schedule: String,
 }
 
-/// Every environment variable the daemon reads.
-const KNOWN_VARS: &[&str] = &[
-    "STRATA_CONFIG",
-    "STRATA_DATABASE_URL",
-    "STRATA_DATA_DIR",
-    "STRATA_LISTEN",
-    "STRATA_ADMIN_KEY",
-    "STRATA_BLOB_URL",
-    "STRATA_S3_ENDPOINT",
-    "STRATA_BODY_LIMIT",
-    "STRATA_REQUEST_TIMEOUT_SECS",
-    "STRATA_MAX_CONCURRENCY",
-    "STRATA_SQLITE_SYNCHRONOUS",
-    "STRATA_SQLITE_READERS",
-    "STRATA_CACHE_ENTRIES",
-    "STRATA_LOG",
-    "STRATA_AUTH",
-    "STRATA_RATE_LIMIT",
-    "STRATA_RATE_BURST",
-    "STRATA_PG_POOL_SIZE",
-    "STRATA_PG_STATEMENT_TIMEOUT_MS",
-    "STRATA_PG_CONNECT_TIMEOUT_SECS",
-    "STRATA_PG_NOTIFY",
-    "STRATA_AGE",
-    "STRATA_CRDT_MAX_UPDATE",
-    "STRATA_CRDT_INLINE_MAX",
-    "STRATA_CRDT_RETENTION_SECS",
-    "STRATA_CRDT_SNAPSHOT_KEEP_SECS",
-    "STRATA_COMPACT_SCHEDULE",
+impl Default for Settings {
+    fn default() -> Self {
+        Settings {
+            database_url: None,
+            data_dir: PathBuf::from("./strata-data"),
+            listen: "127.0.0.1:7474".into(),
+            admin_key: None,
+            blob_url: None,
+            body_limit: 1 << 20,
+            request_timeout_secs: 30,
+            max_concurrency: 1024,
+            auth: Switch::On,
+            rate_limit_per_sec: 1000,
+            rate_limit_burst: None,
+            cache_entries: 100_000,
+            sqlite: SqliteConfig::default(),
+            postgres: PgConfig::default(),
+            crdt: CrdtSettings::default(),
+            compact_schedule: "0 0 * * * *".into(),
+        }
+    }
+}
+
+#[derive(Debug, Clone, Copy, Deserialize, PartialEq, Eq)]
+#[serde(rename_all = "lowercase")]
+enum Switch {
+    On,
+    Off,
+}
+
+/// `[crdt]`: the Yjs document limits and retention.
+#[derive(Debug, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+struct CrdtSettings {
+    max_update: usize,
+    inline_max: usize,
+    retention_secs: u64,
+    snapshot_keep_secs: u64,
+}
+
+impl Default for CrdtSettings {
+    fn default() -> Self {
+        let c = crate::crdt::CrdtConfig::default();
+        CrdtSettings {
+            max_update: c.max_update_bytes,
+            inline_max: c.inline_max_bytes,
+            retention_secs: c.retention.as_secs(),
+            snapshot_keep_secs: c.keep_snapshots.as_secs(),
+        }
+    }
+}
+
+/// How an environment value becomes a setting.
+#[derive(Clone, Copy)]
+enum Kind {
+    Text,
+    /// Compared without case.
+    Lowercase,
+    /// A whole number.
+    Number,
+    /// `on` or `off`, for a boolean key.
+    OnOff,
+}
+
+/// Every environment variable that sets a key, and the key it sets.
+const ENV: &[(&str, &str, Kind)] = &[
+    ("STRATA_DATABASE_URL", "database_url", Kind::Text),
+    ("STRATA_DATA_DIR", "data_dir", Kind::Text),
+    ("STRATA_LISTEN", "listen", Kind::Text),
+    ("STRATA_ADMIN_KEY", "admin_key", Kind::Text),
+    ("STRATA_BLOB_URL", "blob_url", Kind::Text),
+    ("STRATA_BODY_LIMIT", "body_limit", Kind::Number),
+    (
+        "STRATA_REQUEST_TIMEOUT_SECS",
+        "request_timeout_secs",
+        Kind::Number,
+    ),
+    ("STRATA_MAX_CONCURRENCY", "max_concurrency", Kind::Number),
+    ("STRATA_AUTH", "auth", Kind::Text),
+    ("STRATA_RATE_LIMIT", "rate_limit_per_sec", Kind::Number),
+    ("STRATA_RATE_BURST", "rate_limit_burst", Kind::Number),
+    ("STRATA_CACHE_ENTRIES", "cache_entries", Kind::Number),
+    (
+        "STRATA_SQLITE_SYNCHRONOUS",
+        "sqlite.synchronous",
+        Kind::Lowercase,
+    ),
+    ("STRATA_SQLITE_READERS", "sqlite.readers", Kind::Number),
+    ("STRATA_PG_POOL_SIZE", "postgres.pool_size", Kind::Number),
+    (
+        "STRATA_PG_STATEMENT_TIMEOUT_MS",
+        "postgres.statement_timeout_ms",
+        Kind::Number,
+    ),
+    (
+        "STRATA_PG_CONNECT_TIMEOUT_SECS",
+        "postgres.connect_timeout_secs",
+        Kind::Number,
+    ),
+    ("STRATA_PG_NOTIFY", "postgres.notify", Kind::OnOff),
+    ("STRATA_AGE", "postgres.age", Kind::Text),
+    ("STRATA_CRDT_MAX_UPDATE", "crdt.max_update", Kind::Number),
+    ("STRATA_CRDT_INLINE_MAX", "crdt.inline_max", Kind::Number),
+    (
+        "STRATA_CRDT_RETENTION_SECS",
+        "crdt.retention_secs",
+        Kind::Number,
+    ),
+    (
+        "STRATA_CRDT_SNAPSHOT_KEEP_SECS",
+        "crdt.snapshot_keep_secs",
+        Kind::Number,
+    ),
+    ("STRATA_COMPACT_SCHEDULE", "compact_schedule", Kind::Text),
 ];
+
+/// Variables read elsewhere (the file's name, the S3 client, the logger).
+const OTHER_VARS: &[&str] = &["STRATA_CONFIG", "STRATA_S3_ENDPOINT", "STRATA_LOG"];
+
+/// The environment layer: the variables of `ENV` that are set and not
+/// empty, under their keys. Errors name the variable, not the key.
+struct EnvLayer(Dict);
+
+impl EnvLayer {
+    fn new(vars: &HashMap<String, String>) -> anyhow::Result<Self> {
+        let mut dict = Dict::new();
+        for &(name, key, kind) in ENV {
+            let Some(text) = vars.get(name).filter(|v| !v.is_empty()) else {
+                continue;
+            };
+            let value = match kind {
+                Kind::Text => Value::from(text.as_str()),
+                Kind::Lowercase => Value::from(text.to_ascii_lowercase()),
+                Kind::Number => Value::from(
+                    text.parse::<u64>()
+                        .with_context(|| format!("{name} must be a whole number, got {text:?}"))?,
+                ),
+                Kind::OnOff => match text.as_str() {
+                    "on" => Value::from(true),
+                    "off" => Value::from(false),
+                    _ => bail!("{name} must be on or off, got {text:?}"),
+                },
+            };
+            insert(&mut dict, key, value);
+        }
+        Ok(EnvLayer(dict))
+    }
+}
+
+/// Sets `value` at the dotted `key`, making the tables on the way.
+fn insert(dict: &mut Dict, key: &str, value: Value) {
+    match key.split_once('.') {
+        None => {
+            dict.insert(key.into(), value);
+        }
+        Some((table, rest)) => {
+            let entry = dict
+                .entry(table.into())
+                .or_insert_with(|| Value::from(Dict::new()));
+            if let Value::Dict(_, inner) = entry {
+                insert(inner, rest, value);
+            }
+        }
+    }
+}
+
+impl Provider for EnvLayer {
+    fn metadata(&self) -> Metadata {
+        Metadata::named("the environment").interpolater(|_: &Profile, path: &[&str]| {
+            let key = path.join(".");
+            ENV.iter()
+                .find(|(_, k, _)| *k == key)
+                .map_or(key, |(name, _, _)| (*name).to_owned())
+        })
+    }
+
+    fn data(&self) -> Result<Map<Profile, Dict>, figment::Error> {
+        Ok(Profile::Default.collect(self.0.clone()))
+    }
+}
 
 impl Config {
     /// Reads the process environment (and the file it names).
@@ -92,137 +258,59 @@ impl Config {
     }
 
     pub fn from_vars(vars: HashMap<String, String>) -> anyhow::Result<Self> {
+        let known = || {
+            ENV.iter()
+                .map(|(name, _, _)| *name)
+                .chain(OTHER_VARS.iter().copied())
+        };
         for name in vars.keys().filter(|k| k.starts_with("STRATA_")) {
-            if !KNOWN_VARS.contains(&name.as_str()) {
+            if !known().any(|k| k == name) {
                 bail!(
                     "unknown setting {name}: known ones are {}",
-                    KNOWN_VARS.join(", ")
+                    known().collect::<Vec<_>>().join(", ")
                 );
             }
         }
-        let file = match vars.get("STRATA_CONFIG") {
-            Some(path) => {
-                let text = std::fs::read_to_string(path)
-                    .with_context(|| format!("cannot read STRATA_CONFIG file {path}"))?;
-                toml::from_str::<FileConfig>(&text)
-                    .with_context(|| format!("invalid config file {path}"))?
-            }
-            None => FileConfig::default(),
-        };
-        let env = |k: &str| vars.get(k).filter(|v| !v.is_empty()).cloned();
-        let parse = |k: &str| -> anyhow::Result<Option<u64>> {
-            env(k)
-                .map(|v| {
-                    v.parse::<u64>()
-                        .with_context(|| format!("{k} must be a whole number, got {v:?}"))
-                })
-                .transpose()
-        };
+        let mut figment = Figment::new();
+        if let Some(path) = vars.get("STRATA_CONFIG") {
+            // figment takes a missing file for an empty one.
+            std::fs::metadata(path)
+                .with_context(|| format!("cannot read STRATA_CONFIG file {path}"))?;
+            figment = figment.merge(Toml::file_exact(path));
+        }
+        let s: Settings = figment.merge(EnvLayer::new(&vars)?).extract()?;
 
-        let data_dir = env("STRATA_DATA_DIR")
-            .map(PathBuf::from)
-            .or(file.data_dir)
-            .unwrap_or_else(|| PathBuf::from("./strata-data"));
-        let database_url = env("STRATA_DATABASE_URL")
-            .or(file.database_url)
-            .unwrap_or_else(|| format!("sqlite://{}", data_dir.join("strata.db").display()));
-        let blob_url = env("STRATA_BLOB_URL")
-            .or(file.blob_url)
-            .unwrap_or_else(|| format!("file://{}", data_dir.join("blobs").display()));
-        let mut sqlite = file.sqlite.unwrap_or_default();
-        if let Some(s) = env("STRATA_SQLITE_SYNCHRONOUS") {
-            sqlite.synchronous = match s.to_ascii_lowercase().as_str() {
-                "full" => Synchronous::Full,
-                "normal" => Synchronous::Normal,
-                _ => bail!("STRATA_SQLITE_SYNCHRONOUS must be full or normal, got {s:?}"),
-            };
-        }
-        if let Some(n) = parse("STRATA_SQLITE_READERS")? {
-            sqlite.readers = n as usize;
-        }
-        let mut postgres = file.postgres.unwrap_or_default();
-        if let Some(n) = parse("STRATA_PG_POOL_SIZE")? {
-            postgres.pool_size = n as usize;
-        }
-        if let Some(n) = parse("STRATA_PG_STATEMENT_TIMEOUT_MS")? {
-            postgres.statement_timeout_ms = n;
-        }
-        if let Some(n) = parse("STRATA_PG_CONNECT_TIMEOUT_SECS")? {
-            postgres.connect_timeout_secs = n;
-        }
-        if let Some(s) = env("STRATA_AGE") {
-            postgres.age = match s.as_str() {
-                "auto" => AgeMode::Auto,
-                "on" => AgeMode::On,
-                "off" => AgeMode::Off,
-                _ => bail!("STRATA_AGE must be auto, on or off, got {s:?}"),
-            };
-        }
-        if let Some(s) = env("STRATA_PG_NOTIFY") {
-            postgres.notify = match s.as_str() {
-                "on" => true,
-                "off" => false,
-                _ => bail!("STRATA_PG_NOTIFY must be on or off, got {s:?}"),
-            };
-        }
+        let database_url = s
+            .database_url
+            .unwrap_or_else(|| format!("sqlite://{}", s.data_dir.join("strata.db").display()));
+        let blob_url = s
+            .blob_url
+            .unwrap_or_else(|| format!("file://{}", s.data_dir.join("blobs").display()));
         let config = Config {
             database_url,
-            data_dir,
-            listen: env("STRATA_LISTEN")
-                .or(file.listen)
-                .unwrap_or_else(|| "127.0.0.1:7474".into()),
-            admin_key: env("STRATA_ADMIN_KEY").or(file.admin_key),
+            data_dir: s.data_dir,
+            listen: s.listen,
+            admin_key: s.admin_key,
             blob_url,
-            body_limit: parse("STRATA_BODY_LIMIT")?
-                .map(|n| n as usize)
-                .or(file.body_limit)
-                .unwrap_or(1 << 20),
-            request_timeout_secs: parse("STRATA_REQUEST_TIMEOUT_SECS")?
-                .or(file.request_timeout_secs)
-                .unwrap_or(30),
-            max_concurrency: parse("STRATA_MAX_CONCURRENCY")?
-                .map(|n| n as usize)
-                .or(file.max_concurrency)
-                .unwrap_or(1024),
-            auth_disabled: match env("STRATA_AUTH").or(file.auth).as_deref() {
-                None | Some("on") => false,
-                Some("off") => true,
-                Some(other) => bail!("STRATA_AUTH must be on or off, got {other:?}"),
+            body_limit: s.body_limit,
+            request_timeout_secs: s.request_timeout_secs,
+            max_concurrency: s.max_concurrency,
+            auth_disabled: s.auth == Switch::Off,
+            rate_limit_per_sec: s.rate_limit_per_sec,
+            rate_limit_burst: s
+                .rate_limit_burst
+                .unwrap_or(s.rate_limit_per_sec.saturating_mul(2)),
+            cache_entries: s.cache_entries,
+            sqlite: s.sqlite,
+            postgres: s.postgres,
+            crdt: crate::crdt::CrdtConfig {
+                max_update_bytes: s.crdt.max_update,
+                inline_max_bytes: s.crdt.inline_max,
+                retention: Duration::from_secs(s.crdt.retention_secs),
+                keep_snapshots: Duration::from_secs(s.crdt.snapshot_keep_secs),
             },
-            rate_limit_per_sec: parse("STRATA_RATE_LIMIT")?
-                .map(|n| n as u32)
-                .or(file.rate_limit_per_sec)
-                .unwrap_or(1000),
-            rate_limit_burst: 0,
-            cache_entries: parse("STRATA_CACHE_ENTRIES")?
-                .or(file.cache_entries)
-                .unwrap_or(100_000),
-            sqlite,
-            postgres,
-            crdt: {
-                let mut c = crate::crdt::CrdtConfig::default();
-                if let Some(n) = parse("STRATA_CRDT_MAX_UPDATE")? {
-                    c.max_update_bytes = n as usize;
-                }
-                if let Some(n) = parse("STRATA_CRDT_INLINE_MAX")? {
-                    c.inline_max_bytes = n as usize;
-                }
-                if let Some(n) = parse("STRATA_CRDT_RETENTION_SECS")? {
-                    c.retention = std::time::Duration::from_secs(n);
-                }
-                if let Some(n) = parse("STRATA_CRDT_SNAPSHOT_KEEP_SECS")? {
-                    c.keep_snapshots = std::time::Duration::from_secs(n);
-                }
-                c
-            },
-            compact_schedule: env("STRATA_COMPACT_SCHEDULE")
-                .unwrap_or_else(|| "0 0 * * * *".into()),
+            compact_schedule: s.compact_schedule,
         };
-        let mut config = config;
-        config.rate_limit_burst = parse("STRATA_RATE_BURST")?
-            .map(|n| n as u32)
-            .or(file.rate_limit_burst)
-            .unwrap_or(config.rate_limit_per_sec.saturating_mul(2));
         config.check()?;
         Ok(config)
     }
@@ -288,6 +376,8 @@ impl Config {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::store::postgres::AgeMode;
+    use crate::store::sqlite::Synchronous;
 
     fn vars(pairs: &[(&str, &str)]) -> HashMap<String, String> {
         pairs
@@ -340,6 +430,99 @@ mod tests {
         assert_eq!(c.listen, "127.0.0.1:9001");
         assert_eq!(c.body_limit, 4096);
         std::fs::write(&path, "lisen = 1\n").unwrap();
-        assert!(Config::from_vars(vars(&[("STRATA_CONFIG", &p)])).is_err());
+        let err = Config::from_vars(vars(&[("STRATA_CONFIG", &p)])).unwrap_err();
+        assert!(err.to_string().contains("lisen"), "{err}");
+        std::fs::write(&path, "[sqlite]\nreaderz = 2\n").unwrap();
+        let err = Config::from_vars(vars(&[("STRATA_CONFIG", &p)])).unwrap_err();
+        assert!(err.to_string().contains("readerz"), "{err}");
+        let missing = dir.path().join("absent.toml").display().to_string();
+        let err = Config::from_vars(vars(&[("STRATA_CONFIG", &missing)])).unwrap_err();
+        assert!(err.to_string().contains("STRATA_CONFIG"), "{err}");
+    }
+
+    #[test]
+    fn file_and_environment_merge_inside_a_table() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("c.toml");
+        std::fs::write(
+            &path,
+            "rate_limit_per_sec = 10\n[sqlite]\nreaders = 2\n[postgres]\nnotify = false\nage = \"off\"\n",
+        )
+        .unwrap();
+        let p = path.display().to_string();
+        let c = Config::from_vars(vars(&[
+            ("STRATA_CONFIG", &p),
+            ("STRATA_SQLITE_SYNCHRONOUS", "NORMAL"),
+            ("STRATA_PG_NOTIFY", "on"),
+        ]))
+        .unwrap();
+        assert_eq!(c.sqlite.readers, 2);
+        assert_eq!(c.sqlite.synchronous, Synchronous::Normal);
+        assert!(c.postgres.notify);
+        assert_eq!(c.postgres.age, AgeMode::Off);
+        assert_eq!(c.postgres.pool_size, 16);
+        assert_eq!((c.rate_limit_per_sec, c.rate_limit_burst), (10, 20));
+    }
+
+    #[test]
+    fn crdt_settings_have_file_keys() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("c.toml");
+        std::fs::write(
+            &path,
+            "compact_schedule = \"0 30 * * * *\"\n[crdt]\nmax_update = 4096\ninline_max = 8192\nretention_secs = 60\nsnapshot_keep_secs = 120\n",
+        )
+        .unwrap();
+        let p = path.display().to_string();
+        let c = Config::from_vars(vars(&[("STRATA_CONFIG", &p)])).unwrap();
+        assert_eq!(c.crdt.max_update_bytes, 4096);
+        assert_eq!(c.crdt.inline_max_bytes, 8192);
+        assert_eq!(c.crdt.retention, Duration::from_secs(60));
+        assert_eq!(c.crdt.keep_snapshots, Duration::from_secs(120));
+        assert_eq!(c.compact_schedule, "0 30 * * * *");
+        let c = Config::from_vars(vars(&[
+            ("STRATA_CONFIG", &p),
+            ("STRATA_CRDT_RETENTION_SECS", "5"),
+        ]))
+        .unwrap();
+        assert_eq!(c.crdt.retention, Duration::from_secs(5));
+        assert_eq!(c.crdt.max_update_bytes, 4096);
+        let d = Config::from_vars(vars(&[])).unwrap().crdt;
+        assert_eq!(d.max_update_bytes, 1 << 20);
+        assert_eq!(d.keep_snapshots, Duration::from_secs(7 * 24 * 3600));
+    }
+
+    #[test]
+    fn errors_name_the_variable_or_the_key() {
+        for (name, value) in [
+            ("STRATA_RATE_LIMIT", "fast"),
+            ("STRATA_RATE_LIMIT", "5000000000"),
+            ("STRATA_AGE", "maybe"),
+            ("STRATA_PG_NOTIFY", "true"),
+            ("STRATA_SQLITE_SYNCHRONOUS", "off"),
+            ("STRATA_AUTH", "maybe"),
+        ] {
+            let err = Config::from_vars(vars(&[(name, value)])).unwrap_err();
+            assert!(err.to_string().contains(name), "{name}={value}: {err}");
+        }
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("c.toml");
+        std::fs::write(&path, "[postgres]\npool_size = \"many\"\n").unwrap();
+        let p = path.display().to_string();
+        let err = Config::from_vars(vars(&[("STRATA_CONFIG", &p)])).unwrap_err();
+        assert!(err.to_string().contains("postgres.pool_size"), "{err}");
+    }
+
+    #[test]
+    fn values_are_text_unless_the_key_says_otherwise() {
+        let c = Config::from_vars(vars(&[
+            ("STRATA_ADMIN_KEY", "12345678901234567890"),
+            ("STRATA_DATA_DIR", "/tmp/0"),
+            ("STRATA_BODY_LIMIT", ""),
+        ]))
+        .unwrap();
+        assert_eq!(c.admin_key.as_deref(), Some("12345678901234567890"));
+        assert_eq!(c.database_url, "sqlite:///tmp/0/strata.db");
+        assert_eq!(c.body_limit, 1 << 20);
     }
 }

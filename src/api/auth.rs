@@ -14,8 +14,11 @@ use crate::digest::sha256_hex;
 use crate::domain::{Caller, DomainError, KeyScope, StoredKey};
 use crate::lifecycle::Lifecycle;
 use crate::store::DynStore;
-use axum::extract::{ConnectInfo, FromRequestParts};
+use axum::extract::{ConnectInfo, FromRequestParts, Query};
 use axum::http::request::Parts;
+use axum::http::Uri;
+use axum_extra::headers::authorization::{Authorization, Bearer};
+use axum_extra::headers::HeaderMapExt;
 use base64::Engine;
 use governor::{clock::Clock, DefaultKeyedRateLimiter, Quota, RateLimiter};
 use moka::future::Cache;
@@ -185,14 +188,11 @@ impl Authenticator {
     }
 }
 
-fn bearer(parts: &Parts) -> Option<&str> {
-    let value = parts
-        .headers
-        .get(axum::http::header::AUTHORIZATION)?
-        .to_str()
-        .ok()?;
-    let (scheme, key) = value.split_once(' ')?;
-    scheme.eq_ignore_ascii_case("bearer").then(|| key.trim())
+/// The `Authorization: Bearer <key>` credentials; a missing header, another
+/// scheme or a malformed value all mean "no key here".
+fn bearer(parts: &Parts) -> Option<String> {
+    let credentials = parts.headers.typed_get::<Authorization<Bearer>>()?;
+    Some(credentials.token().trim().to_owned())
 }
 
 /// Browsers cannot set headers on WebSocket upgrades: only there may the
@@ -206,15 +206,16 @@ fn query_token(parts: &Parts) -> Option<String> {
     if !is_upgrade {
         return None;
     }
-    let query = parts.uri.query()?;
-    url_token(query)
+    url_token(&parts.uri)
 }
 
-fn url_token(query: &str) -> Option<String> {
-    query.split('&').find_map(|pair| {
-        let (k, v) = pair.split_once('=')?;
-        (k == "token").then(|| v.to_owned())
-    })
+/// The first `token` query parameter, percent-decoded (form encoding, as
+/// `URLSearchParams` writes it).
+fn url_token(uri: &Uri) -> Option<String> {
+    let Query(pairs) = Query::<Vec<(String, String)>>::try_from_uri(uri).ok()?;
+    pairs
+        .into_iter()
+        .find_map(|(k, v)| (k == "token").then_some(v))
 }
 
 impl FromRequestParts<AppState> for Principal {
@@ -224,9 +225,7 @@ impl FromRequestParts<AppState> for Principal {
         if let Some(p) = parts.extensions.get::<Principal>() {
             return Ok(p.clone());
         }
-        let token = bearer(parts)
-            .map(str::to_owned)
-            .or_else(|| query_token(parts));
+        let token = bearer(parts).or_else(|| query_token(parts));
         let principal = state.auth.authenticate(token.as_deref()).await?;
         parts.extensions.insert(principal.clone());
         Ok(principal)
@@ -339,9 +338,38 @@ mod tests {
         assert_eq!(id.len(), 16);
     }
 
+    fn query(q: &str) -> Option<String> {
+        url_token(&format!("/v1/ws?{q}").parse().unwrap())
+    }
+
     #[test]
     fn token_only_from_the_query_parameter_named_token() {
-        assert_eq!(url_token("a=1&token=abc"), Some("abc".into()));
-        assert_eq!(url_token("tokens=abc"), None);
+        assert_eq!(query("a=1&token=abc"), Some("abc".into()));
+        assert_eq!(query("tokens=abc"), None);
+        assert_eq!(query("token=first&token=second"), Some("first".into()));
+        assert_eq!(url_token(&"/v1/ws".parse().unwrap()), None);
+    }
+
+    #[test]
+    fn the_query_token_is_percent_decoded() {
+        assert_eq!(query("token=sk%5Fab%2Bc%2F%3D"), Some("sk_ab+c/=".into()));
+        assert_eq!(query("t%6Fken=abc"), Some("abc".into()));
+    }
+
+    fn headers(value: &str) -> Parts {
+        let (parts, ()) = axum::http::Request::builder()
+            .header(axum::http::header::AUTHORIZATION, value)
+            .body(())
+            .unwrap()
+            .into_parts();
+        parts
+    }
+
+    #[test]
+    fn bearer_scheme_is_case_insensitive_and_other_schemes_carry_no_key() {
+        assert_eq!(bearer(&headers("Bearer sk_1_x")), Some("sk_1_x".into()));
+        assert_eq!(bearer(&headers("bearer  sk_1_x ")), Some("sk_1_x".into()));
+        assert_eq!(bearer(&headers("Basic c2s6eA==")), None);
+        assert_eq!(bearer(&headers("Bearer")), None);
     }
 }

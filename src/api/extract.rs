@@ -2,7 +2,7 @@
 //! (with the size limit as 413), query strings, paths and `If-Match`.
 
 use super::error::ApiError;
-use axum::extract::rejection::BytesRejection;
+use axum::extract::rejection::{BytesRejection, PathRejection, QueryRejection};
 use axum::extract::{FromRequest, FromRequestParts, Request};
 use axum::http::request::Parts;
 use axum::http::{header, HeaderMap, StatusCode};
@@ -14,6 +14,11 @@ use serde::de::DeserializeOwned;
 /// web page can send text/plain or a form without a CORS preflight, never
 /// JSON). The body is parsed strictly (`domain::json`: no duplicate keys,
 /// numbers kept exactly or refused).
+///
+/// Hand-written rather than `#[derive(FromRequest)]` via `axum::Json`:
+/// `axum::Json` parses with plain serde_json (the last of two duplicate keys
+/// wins, big numbers are rounded), and its rejection does not tell the body
+/// limit (413) from a malformed body.
 pub struct JsonBody<T>(pub T);
 
 impl<S: Send + Sync, T: DeserializeOwned> FromRequest<S> for JsonBody<T> {
@@ -59,35 +64,33 @@ pub fn body_error(e: BytesRejection) -> ApiError {
     }
 }
 
-/// Query parameters.
+/// Query parameters; a malformed query string is a 400 in the contract's
+/// error shape.
+#[derive(FromRequestParts)]
+#[from_request(via(axum::extract::Query), rejection(ApiError))]
 pub struct Query<T>(pub T);
 
-impl<S: Send + Sync, T: DeserializeOwned> FromRequestParts<S> for Query<T> {
-    type Rejection = ApiError;
-
-    async fn from_request_parts(parts: &mut Parts, state: &S) -> Result<Self, ApiError> {
-        axum::extract::Query::<T>::from_request_parts(parts, state)
-            .await
-            .map(|q| Query(q.0))
-            .map_err(|e| ApiError::bad_request(e.body_text()))
+impl From<QueryRejection> for ApiError {
+    fn from(e: QueryRejection) -> Self {
+        ApiError::bad_request(e.body_text())
     }
 }
 
-/// Path parameters.
+/// Path parameters; ones that do not parse are a 400 in the contract's
+/// error shape.
+#[derive(FromRequestParts)]
+#[from_request(via(axum::extract::Path), rejection(ApiError))]
 pub struct Path<T>(pub T);
 
-impl<S: Send + Sync, T: DeserializeOwned + Send> FromRequestParts<S> for Path<T> {
-    type Rejection = ApiError;
-
-    async fn from_request_parts(parts: &mut Parts, state: &S) -> Result<Self, ApiError> {
-        axum::extract::Path::<T>::from_request_parts(parts, state)
-            .await
-            .map(|p| Path(p.0))
-            .map_err(|e| ApiError::bad_request(e.body_text()))
+impl From<PathRejection> for ApiError {
+    fn from(e: PathRejection) -> Self {
+        ApiError::bad_request(e.body_text())
     }
 }
 
-/// `If-Match: "<version>"`; absent or `*` means any version.
+/// `If-Match: "<version>"`; absent or `*` means any version. Hand-written:
+/// `headers::IfMatch` only compares against an ETag, and this wants the
+/// version number out of it (and a 400 naming the form when it is not one).
 pub struct IfMatch(pub Option<i64>);
 
 impl<S: Send + Sync> FromRequestParts<S> for IfMatch {

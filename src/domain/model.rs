@@ -79,8 +79,21 @@ pub struct Relationship {
 }
 
 /// What kind of change made a version.
-#[derive(Debug, Clone, Copy, Serialize, Deserialize, PartialEq, Eq, utoipa::ToSchema)]
+#[derive(
+    Debug,
+    Clone,
+    Copy,
+    Serialize,
+    Deserialize,
+    PartialEq,
+    Eq,
+    utoipa::ToSchema,
+    strum::IntoStaticStr,
+    strum::EnumString,
+    strum::VariantArray,
+)]
 #[serde(rename_all = "lowercase")]
+#[strum(serialize_all = "lowercase")]
 pub enum VersionOp {
     Create,
     Update,
@@ -92,26 +105,11 @@ pub enum VersionOp {
 
 impl VersionOp {
     pub fn as_str(self) -> &'static str {
-        match self {
-            VersionOp::Create => "create",
-            VersionOp::Update => "update",
-            VersionOp::Replace => "replace",
-            VersionOp::Delete => "delete",
-            VersionOp::Restore => "restore",
-            VersionOp::Revert => "revert",
-        }
+        self.into()
     }
 
     pub fn parse(s: &str) -> Option<Self> {
-        Some(match s {
-            "create" => VersionOp::Create,
-            "update" => VersionOp::Update,
-            "replace" => VersionOp::Replace,
-            "delete" => VersionOp::Delete,
-            "restore" => VersionOp::Restore,
-            "revert" => VersionOp::Revert,
-            _ => return None,
-        })
+        s.parse().ok()
     }
 }
 
@@ -240,35 +238,36 @@ impl WriteOp {
 
 /// What an applied `WriteOp` did, as the audit trail names it. Code that
 /// depends on the kind of write matches on this, never on the name.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+#[derive(
+    Debug, Clone, Copy, PartialEq, Eq, strum::IntoStaticStr, strum::EnumString, strum::VariantArray,
+)]
 pub enum WriteAction {
+    #[strum(serialize = "entity.create")]
     EntityCreate,
+    #[strum(serialize = "entity.replace")]
     EntityReplace,
+    #[strum(serialize = "entity.update")]
     EntityUpdate,
+    #[strum(serialize = "entity.delete")]
     EntityDelete,
+    #[strum(serialize = "entity.purge")]
     EntityPurge,
+    #[strum(serialize = "entity.restore")]
     EntityRestore,
+    #[strum(serialize = "entity.revert")]
     EntityRevert,
+    #[strum(serialize = "relationship.create")]
     RelationshipCreate,
+    #[strum(serialize = "relationship.update")]
     RelationshipUpdate,
+    #[strum(serialize = "relationship.delete")]
     RelationshipDelete,
 }
 
 impl WriteAction {
     /// The stored `audit_events.action` (part of the public contract).
     pub fn as_str(self) -> &'static str {
-        match self {
-            WriteAction::EntityCreate => "entity.create",
-            WriteAction::EntityReplace => "entity.replace",
-            WriteAction::EntityUpdate => "entity.update",
-            WriteAction::EntityDelete => "entity.delete",
-            WriteAction::EntityPurge => "entity.purge",
-            WriteAction::EntityRestore => "entity.restore",
-            WriteAction::EntityRevert => "entity.revert",
-            WriteAction::RelationshipCreate => "relationship.create",
-            WriteAction::RelationshipUpdate => "relationship.update",
-            WriteAction::RelationshipDelete => "relationship.delete",
-        }
+        self.into()
     }
 }
 
@@ -292,7 +291,10 @@ pub enum WriteOutcome {
     },
 }
 
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+#[derive(
+    Debug, Clone, Copy, PartialEq, Eq, strum::IntoStaticStr, strum::EnumString, strum::VariantArray,
+)]
+#[strum(serialize_all = "lowercase")]
 pub enum Direction {
     Out,
     In,
@@ -300,13 +302,12 @@ pub enum Direction {
 }
 
 impl Direction {
+    pub fn as_str(self) -> &'static str {
+        self.into()
+    }
+
     pub fn parse(s: &str) -> Option<Self> {
-        match s {
-            "out" => Some(Direction::Out),
-            "in" => Some(Direction::In),
-            "both" => Some(Direction::Both),
-            _ => None,
-        }
+        s.parse().ok()
     }
 }
 
@@ -386,8 +387,12 @@ pub struct SearchHit {
     Ord,
     Hash,
     utoipa::ToSchema,
+    strum::IntoStaticStr,
+    strum::EnumString,
+    strum::VariantArray,
 )]
 #[serde(rename_all = "lowercase")]
+#[strum(serialize_all = "lowercase")]
 pub enum KeyScope {
     Read,
     Write,
@@ -396,11 +401,7 @@ pub enum KeyScope {
 
 impl KeyScope {
     pub fn as_str(self) -> &'static str {
-        match self {
-            KeyScope::Read => "read",
-            KeyScope::Write => "write",
-            KeyScope::Admin => "admin",
-        }
+        self.into()
     }
 }
 
@@ -559,4 +560,37 @@ pub struct DocInfo {
     pub last_seq: i64,
     /// Updates with seq ≤ this were removed from the log (a snapshot covers them).
     pub pruned_through: i64,
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use strum::VariantArray;
+
+    /// Every name parses back to its variant, and serde (the JSON form)
+    /// spells it the same way where the type is serialised.
+    #[test]
+    fn every_variant_round_trips_through_its_name() {
+        for &op in VersionOp::VARIANTS {
+            assert_eq!(VersionOp::parse(op.as_str()), Some(op));
+            assert_eq!(serde_json::to_value(op).unwrap(), op.as_str());
+        }
+        for &action in WriteAction::VARIANTS {
+            assert_eq!(action.as_str().parse::<WriteAction>(), Ok(action));
+        }
+        for &direction in Direction::VARIANTS {
+            assert_eq!(Direction::parse(direction.as_str()), Some(direction));
+        }
+        for &scope in KeyScope::VARIANTS {
+            assert_eq!(scope.as_str().parse::<KeyScope>(), Ok(scope));
+            assert_eq!(serde_json::to_value(scope).unwrap(), scope.as_str());
+        }
+        assert_eq!(WriteAction::EntityCreate.as_str(), "entity.create");
+        assert_eq!(
+            WriteAction::RelationshipDelete.as_str(),
+            "relationship.delete"
+        );
+        assert_eq!(VersionOp::parse("Create"), None);
+        assert_eq!(Direction::parse("sideways"), None);
+    }
 }
