@@ -187,7 +187,21 @@ const ENV: &[(&str, &str, Kind)] = &[
 ];
 
 /// Variables read elsewhere (the file's name, the S3 client, the logger).
-const OTHER_VARS: &[&str] = &["STRATA_CONFIG", "STRATA_S3_ENDPOINT", "STRATA_LOG"];
+const OTHER_VARS: &[&str] = &[
+    "STRATA_CONFIG",
+    "STRATA_S3_ENDPOINT",
+    "STRATA_LOG",
+    // A client's key (`strata init` says to export it): read by clients.
+    "STRATA_KEY",
+    // Named by API.md for search and backups, which this build does not
+    // have yet: accepted so that a deployment written to the contract
+    // starts, and not used.
+    "STRATA_MEILI_URL",
+    "STRATA_MEILI_KEY",
+    "STRATA_OLLAMA_URL",
+    "STRATA_EMBED_MODEL",
+    "STRATA_BACKUP_URL",
+];
 
 /// The environment layer: the variables of `ENV` that are set and not
 /// empty, under their keys. Errors name the variable, not the key.
@@ -263,7 +277,9 @@ impl Config {
                 .map(|(name, _, _)| *name)
                 .chain(OTHER_VARS.iter().copied())
         };
-        for name in vars.keys().filter(|k| k.starts_with("STRATA_")) {
+        // STRATA_TEST_* belong to the test suite, not to the daemon.
+        let ours = |k: &&String| k.starts_with("STRATA_") && !k.starts_with("STRATA_TEST_");
+        for name in vars.keys().filter(ours) {
             if !known().any(|k| k == name) {
                 bail!(
                     "unknown setting {name}: known ones are {}",
@@ -414,6 +430,17 @@ mod tests {
     fn unknown_variables_stop_the_start() {
         let err = Config::from_vars(vars(&[("STRATA_LISTN", "x")])).unwrap_err();
         assert!(err.to_string().contains("STRATA_LISTN"));
+    }
+
+    #[test]
+    fn the_client_key_contract_variables_and_test_variables_do_not_stop_the_start() {
+        let set = [
+            ("STRATA_KEY", "sk_x"),
+            ("STRATA_MEILI_URL", "http://127.0.0.1:7700"),
+            ("STRATA_BACKUP_URL", "s3://b/backups"),
+            ("STRATA_TEST_PG_URL", "postgres://x"),
+        ];
+        Config::from_vars(vars(&set)).unwrap();
     }
 
     #[test]
