@@ -5,14 +5,19 @@
 //! - [`clock`]: the one stored time format (fixed-width RFC 3339 UTC).
 //! - [`domain`]: plain types (entities, relationships, versions, tenancy,
 //!   audit, `WriteOp`), `DomainError`, validation, strict client JSON
-//!   (`json`), merge patch / diff (`patch`) and the read-only check of
-//!   user Cypher (`cypher`); no I/O.
-//! - [`store`]: the `Store` trait; `checked` (refuses NUL text before any
-//!   backend), `cache` (ranked entity cache), `cursor`, `history` and
-//!   `migrate` (rules both backends share), and the backends:
-//!   `store::sqlite` (embedded: writer thread with group commit, reader
-//!   pool, FTS5) and `store::postgres` (server: pooled transactions, the
-//!   lock protocol, LISTEN/NOTIFY, the optional AGE projection).
+//!   (`json`), merge patch / diff (`patch`), the read-only check of user
+//!   Cypher (`cypher`), and `rules`: how entities, relationships, version
+//!   history, document logs, walks and the audit trail change, as pure
+//!   functions the backends load for and persist from; no I/O.
+//! - [`store`]: one trait per concern (`TenancyStore`, `KeyStore`,
+//!   `AuditStore`, `EntityStore`, `GraphStore`, `SearchStore`, `DocStore`;
+//!   `Store` is all of them and the store's life); the layers every caller
+//!   gets (`checked`: refuses NUL text; `cached`: the entity cache over any
+//!   backend), `cursor`, `migrate`, and two backends with the same files
+//!   per concern: `store::sqlite` (embedded: writer thread with group
+//!   commit, reader pool, FTS5) and `store::postgres` (server: pooled
+//!   transactions, the lock protocol, LISTEN/NOTIFY, the optional AGE
+//!   projection).
 //! - [`graph`]: graph parameter rules and shortest paths over
 //!   `Store::expand`.
 //! - [`search`]: query terms and searchable text, shared by both engines.

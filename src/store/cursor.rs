@@ -32,6 +32,34 @@ pub fn after_id(page: &crate::domain::PageRequest) -> DomainResult<String> {
     })
 }
 
+/// The cursor of a version history (newest first): the last version seen.
+#[derive(serde::Serialize, serde::Deserialize)]
+pub struct VersionCursor {
+    pub v: i64,
+}
+
+/// The cursor of the audit trail (newest first): the last event id seen.
+#[derive(serde::Serialize, serde::Deserialize)]
+pub struct AuditCursor {
+    pub before: i64,
+}
+
+/// Where a page of versions starts (below this version).
+pub fn before_version(page: &crate::domain::PageRequest) -> DomainResult<i64> {
+    Ok(match &page.cursor {
+        Some(c) => decode::<VersionCursor>(c)?.v,
+        None => i64::MAX,
+    })
+}
+
+/// Where a page of audit events starts (below this event id).
+pub fn before_event(page: &crate::domain::PageRequest) -> DomainResult<i64> {
+    Ok(match &page.cursor {
+        Some(c) => decode::<AuditCursor>(c)?.before,
+        None => i64::MAX,
+    })
+}
+
 /// Cuts `limit + 1` fetched items to a page; the extra item proves there is
 /// a next page, whose cursor is `key` of the last item kept.
 pub fn page_after<T, K: Serialize>(

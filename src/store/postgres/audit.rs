@@ -42,21 +42,13 @@ pub async fn record<C: GenericClient>(
     Ok(())
 }
 
-#[derive(serde::Serialize, serde::Deserialize)]
-struct AuditCursor {
-    before: i64,
-}
-
 pub async fn list<C: GenericClient>(
     c: &C,
     org_id: &str,
     filter: &AuditFilter,
     page: &PageRequest,
 ) -> DomainResult<Page<AuditEvent>> {
-    let before = match &page.cursor {
-        Some(cur) => cursor::decode::<AuditCursor>(cur)?.before,
-        None => i64::MAX,
-    };
+    let before = cursor::before_event(page)?;
     let limit = page.limit as i64 + 1;
     let found = query(
         c,
@@ -67,7 +59,7 @@ pub async fn list<C: GenericClient>(
         &[&org_id, &before, &filter.action, &filter.target, &limit],
     )
     .await?;
-    let mut items: Vec<(i64, AuditEvent)> = found
+    let items: Vec<(i64, AuditEvent)> = found
         .iter()
         .map(|r| {
             let id: i64 = r.get(0);
@@ -87,17 +79,13 @@ pub async fn list<C: GenericClient>(
             )
         })
         .collect();
-    let next_cursor = if items.len() > page.limit {
-        items.truncate(page.limit);
-        items
-            .last()
-            .map(|(id, _)| cursor::encode(&AuditCursor { before: *id }))
-    } else {
-        None
-    };
+    // The numeric id rides along only for the cursor.
+    let page = cursor::page_after(items, page.limit, |(id, _)| cursor::AuditCursor {
+        before: *id,
+    });
     Ok(Page {
-        items: items.into_iter().map(|(_, e)| e).collect(),
-        next_cursor,
+        items: page.items.into_iter().map(|(_, e)| e).collect(),
+        next_cursor: page.next_cursor,
     })
 }
 
@@ -111,6 +99,6 @@ impl AuditStore for PgStore {
     ) -> DomainResult<Page<AuditEvent>> {
         let c = self.client().await?;
         super::tenancy::get_org(&c, org).await?;
-        super::audit::list(&c, org, filter, page).await
+        list(&c, org, filter, page).await
     }
 }

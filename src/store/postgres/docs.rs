@@ -467,13 +467,13 @@ impl DocStore for PgStore {
     ) -> DomainResult<(i64, i64)> {
         let mut c = self.client().await?;
         let tx = c.transaction().await.map_err(super::pg_err)?;
-        let seqs = super::docs::append(&tx, scope, doc, &updates, origin.as_deref()).await?;
+        let seqs = append(&tx, scope, doc, &updates, origin.as_deref()).await?;
         super::tx::settle(tx.commit().await, c)?;
         Ok(seqs)
     }
 
     async fn get_doc(&self, scope: &Scope, doc: &str) -> DomainResult<DocInfo> {
-        super::docs::get(&self.client().await?, scope, doc).await
+        get(&self.client().await?, scope, doc).await
     }
 
     async fn put_doc(
@@ -485,7 +485,7 @@ impl DocStore for PgStore {
     ) -> DomainResult<DocInfo> {
         let mut c = self.client().await?;
         let tx = c.transaction().await.map_err(super::pg_err)?;
-        let info = super::docs::put(&tx, scope, caller, doc, entity_id.as_deref()).await?;
+        let info = put(&tx, scope, caller, doc, entity_id.as_deref()).await?;
         super::tx::settle(tx.commit().await, c)?;
         Ok(info)
     }
@@ -498,7 +498,7 @@ impl DocStore for PgStore {
     ) -> DomainResult<Vec<String>> {
         let mut c = self.client().await?;
         let tx = c.transaction().await.map_err(super::pg_err)?;
-        let blobs = super::docs::delete(&tx, scope, caller, doc).await?;
+        let blobs = delete(&tx, scope, caller, doc).await?;
         super::tx::settle(tx.commit().await, c)?;
         Ok(blobs)
     }
@@ -513,7 +513,7 @@ impl DocStore for PgStore {
             .start()
             .await
             .map_err(super::pg_err)?;
-        let log = super::docs::log(&tx, scope, doc, as_of).await;
+        let log = log(&tx, scope, doc, as_of).await;
         super::tx::settle(tx.rollback().await, c)?;
         log
     }
@@ -525,11 +525,11 @@ impl DocStore for PgStore {
         after: i64,
         limit: usize,
     ) -> DomainResult<Vec<DocUpdate>> {
-        super::docs::list_updates(&self.client().await?, scope, doc, after, limit).await
+        list_updates(&self.client().await?, scope, doc, after, limit).await
     }
 
     async fn list_snapshots(&self, scope: &Scope, doc: &str) -> DomainResult<Vec<DocSnapshot>> {
-        super::docs::list_snapshots(&self.client().await?, scope, doc).await
+        list_snapshots(&self.client().await?, scope, doc).await
     }
 
     async fn record_snapshot(
@@ -541,7 +541,7 @@ impl DocStore for PgStore {
     ) -> DomainResult<()> {
         let mut c = self.client().await?;
         let tx = c.transaction().await.map_err(super::pg_err)?;
-        super::docs::record_snapshot(&tx, scope, caller, doc, &snapshot).await?;
+        record_snapshot(&tx, scope, caller, doc, &snapshot).await?;
         super::tx::settle(tx.commit().await, c)
     }
 
@@ -554,7 +554,7 @@ impl DocStore for PgStore {
     ) -> DomainResult<Vec<String>> {
         let mut c = self.client().await?;
         let tx = c.transaction().await.map_err(super::pg_err)?;
-        let blobs = super::docs::prune(&tx, scope, doc, updates_before, snapshots_before).await?;
+        let blobs = prune(&tx, scope, doc, updates_before, snapshots_before).await?;
         super::tx::settle(tx.commit().await, c)?;
         Ok(blobs)
     }
@@ -566,11 +566,11 @@ impl DocStore for PgStore {
         seqs: &[i64],
         reason: &str,
     ) -> DomainResult<usize> {
-        super::docs::quarantine(&self.client().await?, scope, doc, seqs, reason).await
+        quarantine(&self.client().await?, scope, doc, seqs, reason).await
     }
 
     async fn docs_to_compact(&self, limit: usize) -> DomainResult<Vec<(Scope, String)>> {
-        super::docs::to_compact(&self.client().await?, limit).await
+        to_compact(&self.client().await?, limit).await
     }
 
     async fn lease_doc(

@@ -453,11 +453,6 @@ pub async fn list<C: GenericClient>(
     }))
 }
 
-#[derive(serde::Serialize, serde::Deserialize)]
-struct VersionCursor {
-    v: i64,
-}
-
 pub async fn versions<C: GenericClient>(
     c: &C,
     scope: &Scope,
@@ -467,10 +462,7 @@ pub async fn versions<C: GenericClient>(
     if load(c, scope, id, false).await?.is_none() {
         return Err(DomainError::not_found(format!("entity {id}")));
     }
-    let before = match &page.cursor {
-        Some(cur) => cursor::decode::<VersionCursor>(cur)?.v,
-        None => i64::MAX,
-    };
+    let before = cursor::before_version(page)?;
     let limit = page.limit as i64 + 1;
     let found = query(
         c,
@@ -492,7 +484,7 @@ pub async fn versions<C: GenericClient>(
         })
         .collect();
     Ok(cursor::page_after(items, page.limit, |v: &VersionInfo| {
-        VersionCursor { v: v.version }
+        cursor::VersionCursor { v: v.version }
     }))
 }
 
@@ -514,15 +506,15 @@ impl EntityStore for PgStore {
         let version = match (&read.version, &read.as_of) {
             (Some(v), _) => Some(*v),
             (None, Some(at)) => Some(
-                super::entities::version_as_of(&c, scope, id, at)
+                version_as_of(&c, scope, id, at)
                     .await?
                     .ok_or_else(|| entity_rules::not_found(id))?,
             ),
             (None, None) => None,
         };
         let entity = match version {
-            Some(v) => super::entities::read_version(&c, scope, id, v).await?,
-            None => super::entities::load(&c, scope, id, false)
+            Some(v) => read_version(&c, scope, id, v).await?,
+            None => load(&c, scope, id, false)
                 .await?
                 .ok_or_else(|| entity_rules::not_found(id))?,
         };
@@ -537,7 +529,7 @@ impl EntityStore for PgStore {
     ) -> DomainResult<Page<Entity>> {
         let c = self.client().await?;
         super::tenancy::get_project(&c, &scope.org, &scope.project).await?;
-        super::entities::list(&c, scope, filter, page).await
+        list(&c, scope, filter, page).await
     }
 
     async fn list_versions(
@@ -546,7 +538,7 @@ impl EntityStore for PgStore {
         id: &str,
         page: &PageRequest,
     ) -> DomainResult<Page<VersionInfo>> {
-        super::entities::versions(&self.client().await?, scope, id, page).await
+        versions(&self.client().await?, scope, id, page).await
     }
 
     async fn get_relationship(&self, scope: &Scope, id: &str) -> DomainResult<Relationship> {

@@ -148,7 +148,7 @@ pub async fn node_headers<C: GenericClient>(
 #[async_trait]
 impl GraphStore for PgStore {
     async fn traverse(&self, scope: &Scope, t: &Traversal) -> DomainResult<Subgraph> {
-        super::graph::traverse(&self.client().await?, scope, t).await
+        traverse(&self.client().await?, scope, t).await
     }
 
     async fn expand(
@@ -158,7 +158,7 @@ impl GraphStore for PgStore {
         direction: Direction,
         types: &[String],
     ) -> DomainResult<Vec<EdgeRef>> {
-        super::graph::expand(&self.client().await?, scope, nodes, direction, types).await
+        expand(&self.client().await?, scope, nodes, direction, types).await
     }
 
     async fn node_headers(
@@ -167,7 +167,7 @@ impl GraphStore for PgStore {
         ids: &[String],
         include_properties: bool,
     ) -> DomainResult<Vec<GraphNode>> {
-        super::graph::node_headers(&self.client().await?, scope, ids, include_properties).await
+        node_headers(&self.client().await?, scope, ids, include_properties).await
     }
 
     async fn cypher(

@@ -119,26 +119,26 @@ impl KeyStore for PgStore {
     async fn create_key(&self, caller: &Caller, key: StoredKey) -> DomainResult<ApiKeyInfo> {
         let mut c = self.client().await?;
         let tx = c.transaction().await.map_err(super::pg_err)?;
-        let info = super::keys::create(&tx, caller, &key).await?;
+        let info = create(&tx, caller, &key).await?;
         super::tx::settle(tx.commit().await, c)?;
         Ok(info)
     }
 
     async fn list_keys(&self, org: &str, page: &PageRequest) -> DomainResult<Page<ApiKeyInfo>> {
-        super::keys::list(&self.client().await?, org, page).await
+        list(&self.client().await?, org, page).await
     }
 
     async fn revoke_key(&self, caller: &Caller, org: &str, id: &str) -> DomainResult<()> {
         let mut c = self.client().await?;
         let tx = c.transaction().await.map_err(super::pg_err)?;
-        super::keys::revoke(&tx, caller, org, id).await?;
+        revoke(&tx, caller, org, id).await?;
         super::notify::key_revoked(&tx, id).await?;
         super::tx::settle(tx.commit().await, c)?;
         Ok(())
     }
 
     async fn find_key(&self, id: &str) -> DomainResult<Option<StoredKey>> {
-        super::keys::find(&self.client().await?, id).await
+        find(&self.client().await?, id).await
     }
 
     fn key_revocations(&self) -> Option<tokio::sync::broadcast::Receiver<String>> {

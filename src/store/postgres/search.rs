@@ -71,6 +71,6 @@ impl SearchStore for PgStore {
         }
         let c = self.client().await?;
         super::tenancy::get_project(&c, &scope.org, &scope.project).await?;
-        super::search::search(&c, scope, &terms, entity_type, limit).await
+        search(&c, scope, &terms, entity_type, limit).await
     }
 }

@@ -263,23 +263,23 @@ impl TenancyStore for PgStore {
     async fn create_org(&self, caller: &Caller, id: &str, name: &str) -> DomainResult<Org> {
         let mut c = self.client().await?;
         let tx = c.transaction().await.map_err(super::pg_err)?;
-        let org = super::tenancy::create_org(&tx, caller, id, name).await?;
+        let org = create_org(&tx, caller, id, name).await?;
         super::tx::settle(tx.commit().await, c)?;
         Ok(org)
     }
 
     async fn get_org(&self, id: &str) -> DomainResult<Org> {
-        super::tenancy::get_org(&self.client().await?, id).await
+        get_org(&self.client().await?, id).await
     }
 
     async fn list_orgs(&self, page: &PageRequest) -> DomainResult<Page<Org>> {
-        super::tenancy::list_orgs(&self.client().await?, page).await
+        list_orgs(&self.client().await?, page).await
     }
 
     async fn delete_org(&self, caller: &Caller, id: &str) -> DomainResult<()> {
         let mut c = self.client().await?;
         let tx = c.transaction().await.map_err(super::pg_err)?;
-        super::tenancy::delete_org(&tx, caller, id).await?;
+        delete_org(&tx, caller, id).await?;
         super::notify::everything_changed(&tx).await?;
         super::tx::settle(tx.commit().await, c)
     }
@@ -293,9 +293,9 @@ impl TenancyStore for PgStore {
     ) -> DomainResult<Project> {
         let mut c = self.client().await?;
         let tx = c.transaction().await.map_err(super::pg_err)?;
-        let project = super::tenancy::create_project(&tx, caller, org, id, name).await?;
+        let project = create_project(&tx, caller, org, id, name).await?;
         if let Some(age) = &self.age {
-            let pk = super::tenancy::lock_project(&tx, &Scope::new(org, id)).await?;
+            let pk = lock_project(&tx, &Scope::new(org, id)).await?;
             age.create_graph(&tx, pk).await?;
         }
         super::tx::settle(tx.commit().await, c)?;
@@ -303,11 +303,11 @@ impl TenancyStore for PgStore {
     }
 
     async fn get_project(&self, org: &str, id: &str) -> DomainResult<Project> {
-        super::tenancy::get_project(&self.client().await?, org, id).await
+        get_project(&self.client().await?, org, id).await
     }
 
     async fn list_projects(&self, org: &str, page: &PageRequest) -> DomainResult<Page<Project>> {
-        super::tenancy::list_projects(&self.client().await?, org, page).await
+        list_projects(&self.client().await?, org, page).await
     }
 
     async fn delete_project(&self, caller: &Caller, org: &str, id: &str) -> DomainResult<()> {
@@ -316,10 +316,10 @@ impl TenancyStore for PgStore {
         if let Some(age) = &self.age {
             // Writers first (they share the row), then the graph's tables:
             // the other order deadlocks with a write in flight.
-            let pk = super::tenancy::lock_project_exclusive(&tx, &Scope::new(org, id)).await?;
+            let pk = lock_project_exclusive(&tx, &Scope::new(org, id)).await?;
             age.drop_graph(&tx, pk).await?;
         }
-        super::tenancy::delete_project(&tx, Some(caller), org, id).await?;
+        delete_project(&tx, Some(caller), org, id).await?;
         super::notify::everything_changed(&tx).await?;
         super::tx::settle(tx.commit().await, c)
     }

@@ -45,11 +45,6 @@ pub fn record(
     Ok(())
 }
 
-#[derive(serde::Serialize, serde::Deserialize)]
-struct AuditCursor {
-    before: i64,
-}
-
 /// Newest first, filtered by action and target.
 pub fn list(
     conn: &Connection,
@@ -57,10 +52,7 @@ pub fn list(
     filter: &AuditFilter,
     page: &PageRequest,
 ) -> DomainResult<Page<AuditEvent>> {
-    let before = match &page.cursor {
-        Some(c) => cursor::decode::<AuditCursor>(c)?.before,
-        None => i64::MAX,
-    };
+    let before = cursor::before_event(page)?;
     let mut st = conn
         .prepare_cached(
             "SELECT id, at, actor, action, target, project_id, ip, user_agent, details
@@ -69,7 +61,7 @@ pub fn list(
              ORDER BY id DESC LIMIT ?5",
         )
         .map_err(sql_err)?;
-    let mut rows: Vec<(i64, AuditEvent)> = st
+    let rows: Vec<(i64, AuditEvent)> = st
         .query_map(
             params![
                 org,
@@ -99,16 +91,13 @@ pub fn list(
         )
         .and_then(|rows| rows.collect())
         .map_err(sql_err)?;
-    let next_cursor = if rows.len() > page.limit {
-        rows.truncate(page.limit);
-        rows.last()
-            .map(|(id, _)| cursor::encode(&AuditCursor { before: *id }))
-    } else {
-        None
-    };
+    // The numeric id rides along only for the cursor.
+    let page = cursor::page_after(rows, page.limit, |(id, _)| cursor::AuditCursor {
+        before: *id,
+    });
     Ok(Page {
-        items: rows.into_iter().map(|(_, e)| e).collect(),
-        next_cursor,
+        items: page.items.into_iter().map(|(_, e)| e).collect(),
+        next_cursor: page.next_cursor,
     })
 }
 
@@ -123,7 +112,7 @@ impl AuditStore for SqliteStore {
         let (org, filter, page) = (org.to_owned(), filter.clone(), page.clone());
         self.read(move |conn| {
             super::tenancy::get_org(conn, &org)?;
-            super::audit::list(conn, &org, &filter, &page)
+            list(conn, &org, &filter, &page)
         })
         .await
     }

@@ -437,14 +437,13 @@ impl DocStore for SqliteStore {
     ) -> DomainResult<(i64, i64)> {
         let (s, doc) = (scope.clone(), doc.to_owned());
         self.writer
-            .write(move |conn, _| super::docs::append(conn, &s, &doc, &updates, origin.as_deref()))
+            .write(move |conn, _| append(conn, &s, &doc, &updates, origin.as_deref()))
             .await
     }
 
     async fn get_doc(&self, scope: &Scope, doc: &str) -> DomainResult<DocInfo> {
         let (s, doc) = (scope.clone(), doc.to_owned());
-        self.read(move |conn| super::docs::get(conn, &s, &doc))
-            .await
+        self.read(move |conn| get(conn, &s, &doc)).await
     }
 
     async fn put_doc(
@@ -456,7 +455,7 @@ impl DocStore for SqliteStore {
     ) -> DomainResult<DocInfo> {
         let (s, caller, doc) = (scope.clone(), caller.clone(), doc.to_owned());
         self.writer
-            .write(move |conn, _| super::docs::put(conn, &s, &caller, &doc, entity_id.as_deref()))
+            .write(move |conn, _| put(conn, &s, &caller, &doc, entity_id.as_deref()))
             .await
     }
 
@@ -468,13 +467,13 @@ impl DocStore for SqliteStore {
     ) -> DomainResult<Vec<String>> {
         let (s, caller, doc) = (scope.clone(), caller.clone(), doc.to_owned());
         self.writer
-            .write(move |conn, _| super::docs::delete(conn, &s, &caller, &doc))
+            .write(move |conn, _| delete(conn, &s, &caller, &doc))
             .await
     }
 
     async fn doc_log(&self, scope: &Scope, doc: &str, as_of: Option<&str>) -> DomainResult<DocLog> {
         let (s, doc, as_of) = (scope.clone(), doc.to_owned(), as_of.map(str::to_owned));
-        self.read(move |conn| super::docs::log(conn, &s, &doc, as_of.as_deref()))
+        self.read(move |conn| log(conn, &s, &doc, as_of.as_deref()))
             .await
     }
 
@@ -486,14 +485,13 @@ impl DocStore for SqliteStore {
         limit: usize,
     ) -> DomainResult<Vec<DocUpdate>> {
         let (s, doc) = (scope.clone(), doc.to_owned());
-        self.read(move |conn| super::docs::list_updates(conn, &s, &doc, after, limit))
+        self.read(move |conn| list_updates(conn, &s, &doc, after, limit))
             .await
     }
 
     async fn list_snapshots(&self, scope: &Scope, doc: &str) -> DomainResult<Vec<DocSnapshot>> {
         let (s, doc) = (scope.clone(), doc.to_owned());
-        self.read(move |conn| super::docs::list_snapshots(conn, &s, &doc))
-            .await
+        self.read(move |conn| list_snapshots(conn, &s, &doc)).await
     }
 
     async fn record_snapshot(
@@ -505,7 +503,7 @@ impl DocStore for SqliteStore {
     ) -> DomainResult<()> {
         let (s, caller, doc) = (scope.clone(), caller.clone(), doc.to_owned());
         self.writer
-            .write(move |conn, _| super::docs::record_snapshot(conn, &s, &caller, &doc, &snapshot))
+            .write(move |conn, _| record_snapshot(conn, &s, &caller, &doc, &snapshot))
             .await
     }
 
@@ -519,7 +517,7 @@ impl DocStore for SqliteStore {
         let (s, doc) = (scope.clone(), doc.to_owned());
         let (u, sn) = (updates_before.to_owned(), snapshots_before.to_owned());
         self.writer
-            .write(move |conn, _| super::docs::prune(conn, &s, &doc, &u, &sn))
+            .write(move |conn, _| prune(conn, &s, &doc, &u, &sn))
             .await
     }
 
@@ -537,13 +535,12 @@ impl DocStore for SqliteStore {
             reason.to_owned(),
         );
         self.writer
-            .write(move |conn, _| super::docs::quarantine(conn, &s, &doc, &seqs, &reason))
+            .write(move |conn, _| quarantine(conn, &s, &doc, &seqs, &reason))
             .await
     }
 
     async fn docs_to_compact(&self, limit: usize) -> DomainResult<Vec<(Scope, String)>> {
-        self.read(move |conn| super::docs::to_compact(conn, limit))
-            .await
+        self.read(move |conn| to_compact(conn, limit)).await
     }
 
     async fn lease_doc(

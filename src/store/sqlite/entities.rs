@@ -428,11 +428,6 @@ pub fn list(
     }
 }
 
-#[derive(serde::Serialize, serde::Deserialize)]
-struct VersionCursor {
-    v: i64,
-}
-
 pub fn versions(
     conn: &Connection,
     scope: &Scope,
@@ -442,10 +437,7 @@ pub fn versions(
     if load(conn, scope, id)?.is_none() {
         return Err(DomainError::not_found(format!("entity {id}")));
     }
-    let before = match &page.cursor {
-        Some(c) => cursor::decode::<VersionCursor>(c)?.v,
-        None => i64::MAX,
-    };
+    let before = cursor::before_version(page)?;
     let mut st = conn
         .prepare_cached(
             "SELECT version, parent_version, op, actor, at, patch FROM entity_versions
@@ -470,7 +462,7 @@ pub fn versions(
         .and_then(|rows| rows.collect())
         .map_err(sql_err)?;
     Ok(cursor::page_after(items, page.limit, |v: &VersionInfo| {
-        VersionCursor { v: v.version }
+        cursor::VersionCursor { v: v.version }
     }))
 }
 
@@ -503,15 +495,15 @@ impl EntityStore for SqliteStore {
             let version = match (&read.version, &read.as_of) {
                 (Some(v), _) => Some(*v),
                 (None, Some(at)) => Some(
-                    super::entities::version_as_of(conn, &s, &id, at)?
+                    version_as_of(conn, &s, &id, at)?
                         .ok_or_else(|| entity_rules::not_found(&id))?,
                 ),
                 (None, None) => None,
             };
             let entity = match version {
-                Some(v) => super::entities::read_version(conn, &s, &id, v)?,
+                Some(v) => read_version(conn, &s, &id, v)?,
                 None => {
-                    super::entities::load(conn, &s, &id)?
+                    load(conn, &s, &id)?
                         .ok_or_else(|| entity_rules::not_found(&id))?
                         .entity
                 }
@@ -530,7 +522,7 @@ impl EntityStore for SqliteStore {
         let (s, filter, page) = (scope.clone(), filter.clone(), page.clone());
         self.read(move |conn| {
             super::project_exists(conn, &s)?;
-            super::entities::list(conn, &s, &filter, &page)
+            list(conn, &s, &filter, &page)
         })
         .await
     }
@@ -542,8 +534,7 @@ impl EntityStore for SqliteStore {
         page: &PageRequest,
     ) -> DomainResult<Page<VersionInfo>> {
         let (s, id, page) = (scope.clone(), id.to_owned(), page.clone());
-        self.read(move |conn| super::entities::versions(conn, &s, &id, &page))
-            .await
+        self.read(move |conn| versions(conn, &s, &id, &page)).await
     }
 
     async fn get_relationship(&self, scope: &Scope, id: &str) -> DomainResult<Relationship> {

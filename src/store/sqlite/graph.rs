@@ -253,8 +253,7 @@ impl GraphStore for SqliteStore {
 
     async fn traverse(&self, scope: &Scope, t: &Traversal) -> DomainResult<Subgraph> {
         let (s, t) = (scope.clone(), t.clone());
-        self.read(move |conn| super::graph::traverse(conn, &s, &t))
-            .await
+        self.read(move |conn| traverse(conn, &s, &t)).await
     }
 
     async fn expand(
@@ -265,7 +264,7 @@ impl GraphStore for SqliteStore {
         types: &[String],
     ) -> DomainResult<Vec<EdgeRef>> {
         let (s, nodes, types) = (scope.clone(), nodes.to_vec(), types.to_vec());
-        self.read(move |conn| super::graph::expand(conn, &s, &nodes, direction, &types))
+        self.read(move |conn| expand(conn, &s, &nodes, direction, &types))
             .await
     }
 
@@ -276,7 +275,7 @@ impl GraphStore for SqliteStore {
         include_properties: bool,
     ) -> DomainResult<Vec<GraphNode>> {
         let (s, ids) = (scope.clone(), ids.to_vec());
-        self.read(move |conn| super::graph::node_headers(conn, &s, &ids, include_properties))
+        self.read(move |conn| node_headers(conn, &s, &ids, include_properties))
             .await
     }
 }

@@ -108,25 +108,24 @@ impl KeyStore for SqliteStore {
     async fn create_key(&self, caller: &Caller, key: StoredKey) -> DomainResult<ApiKeyInfo> {
         let caller = caller.clone();
         self.writer
-            .write(move |conn, _| super::keys::create(conn, &caller, &key))
+            .write(move |conn, _| create(conn, &caller, &key))
             .await
     }
 
     async fn list_keys(&self, org: &str, page: &PageRequest) -> DomainResult<Page<ApiKeyInfo>> {
         let (org, page) = (org.to_owned(), page.clone());
-        self.read(move |conn| super::keys::list(conn, &org, &page))
-            .await
+        self.read(move |conn| list(conn, &org, &page)).await
     }
 
     async fn revoke_key(&self, caller: &Caller, org: &str, id: &str) -> DomainResult<()> {
         let (caller, org, id) = (caller.clone(), org.to_owned(), id.to_owned());
         self.writer
-            .write(move |conn, _| super::keys::revoke(conn, &caller, &org, &id))
+            .write(move |conn, _| revoke(conn, &caller, &org, &id))
             .await
     }
 
     async fn find_key(&self, id: &str) -> DomainResult<Option<StoredKey>> {
         let id = id.to_owned();
-        self.read(move |conn| super::keys::find(conn, &id)).await
+        self.read(move |conn| find(conn, &id)).await
     }
 }

@@ -179,7 +179,7 @@ impl SearchStore for SqliteStore {
             query.to_owned(),
             entity_type.map(str::to_owned),
         );
-        self.read(move |conn| super::search::search(conn, &s, &q, t.as_deref(), limit))
+        self.read(move |conn| search(conn, &s, &q, t.as_deref(), limit))
             .await
     }
 }

@@ -230,26 +230,24 @@ impl TenancyStore for SqliteStore {
     async fn create_org(&self, caller: &Caller, id: &str, name: &str) -> DomainResult<Org> {
         let (caller, id, name) = (caller.clone(), id.to_owned(), name.to_owned());
         self.writer
-            .write(move |conn, _| super::tenancy::create_org(conn, &caller, &id, &name))
+            .write(move |conn, _| create_org(conn, &caller, &id, &name))
             .await
     }
 
     async fn get_org(&self, id: &str) -> DomainResult<Org> {
         let id = id.to_owned();
-        self.read(move |conn| super::tenancy::get_org(conn, &id))
-            .await
+        self.read(move |conn| get_org(conn, &id)).await
     }
 
     async fn list_orgs(&self, page: &PageRequest) -> DomainResult<Page<Org>> {
         let page = page.clone();
-        self.read(move |conn| super::tenancy::list_orgs(conn, &page))
-            .await
+        self.read(move |conn| list_orgs(conn, &page)).await
     }
 
     async fn delete_org(&self, caller: &Caller, id: &str) -> DomainResult<()> {
         let (caller, id) = (caller.clone(), id.to_owned());
         self.writer
-            .write(move |conn, _| super::tenancy::delete_org(conn, &caller, &id))
+            .write(move |conn, _| delete_org(conn, &caller, &id))
             .await
     }
 
@@ -263,26 +261,25 @@ impl TenancyStore for SqliteStore {
         let caller = caller.clone();
         let (org, id, name) = (org.to_owned(), id.to_owned(), name.to_owned());
         self.writer
-            .write(move |conn, _| super::tenancy::create_project(conn, &caller, &org, &id, &name))
+            .write(move |conn, _| create_project(conn, &caller, &org, &id, &name))
             .await
     }
 
     async fn get_project(&self, org: &str, id: &str) -> DomainResult<Project> {
         let (org, id) = (org.to_owned(), id.to_owned());
-        self.read(move |conn| super::tenancy::get_project(conn, &org, &id))
-            .await
+        self.read(move |conn| get_project(conn, &org, &id)).await
     }
 
     async fn list_projects(&self, org: &str, page: &PageRequest) -> DomainResult<Page<Project>> {
         let (org, page) = (org.to_owned(), page.clone());
-        self.read(move |conn| super::tenancy::list_projects(conn, &org, &page))
+        self.read(move |conn| list_projects(conn, &org, &page))
             .await
     }
 
     async fn delete_project(&self, caller: &Caller, org: &str, id: &str) -> DomainResult<()> {
         let (caller, org, id) = (caller.clone(), org.to_owned(), id.to_owned());
         self.writer
-            .write(move |conn, _| super::tenancy::delete_project(conn, Some(&caller), &org, &id))
+            .write(move |conn, _| delete_project(conn, Some(&caller), &org, &id))
             .await
     }
 }
