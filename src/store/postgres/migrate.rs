@@ -50,7 +50,7 @@ impl Kind {
 ///
 /// A new migration that creates a table or a sequence must add it here;
 /// one that creates a function, a type or a view must add a `Kind` for it
-/// as well. `tests/postgres.rs` (`the_object_list_names_everything_the_migrations_create`)
+/// as well. `tests/it/postgres.rs` (`the_object_list_names_everything_the_migrations_create`)
 /// fails when something in `strata` is missing from this list: without it, a
 /// relocation would leave that object behind.
 pub const OBJECTS: &[(Kind, &str)] = &[
