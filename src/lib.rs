@@ -10,7 +10,7 @@
 //!   history, document logs, walks and the audit trail change, as pure
 //!   functions the backends load for and persist from; no I/O.
 //! - [`store`]: one trait per concern (`TenancyStore`, `KeyStore`,
-//!   `AuditStore`, `EntityStore`, `GraphStore`, `SearchStore`, `DocStore`;
+//!   `AuditStore`, `EntityStore`, `ChangeStore`, `GraphStore`, `SearchStore`, `DocStore`;
 //!   `Store` is all of them and the store's life); the layers every caller
 //!   gets (`checked`: refuses NUL text; `cached`: the entity cache over any
 //!   backend), `cursor`, `migrate`, and two backends with the same files

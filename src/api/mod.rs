@@ -3,6 +3,7 @@
 
 mod auth;
 mod batch;
+mod changes;
 mod docs;
 mod entities;
 pub mod error;
@@ -89,6 +90,7 @@ fn routes() -> OpenApiRouter<AppState> {
         .merge(relationships::router())
         .merge(graph::router())
         .merge(search::router())
+        .merge(changes::router())
         .merge(docs::router())
         .merge(ops::router())
 }

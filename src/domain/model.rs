@@ -54,6 +54,22 @@ pub struct Entity {
     pub change_seq: i64,
 }
 
+/// One entry of a project's change feed (the outbox).
+#[derive(Debug, Clone, Serialize, Deserialize, PartialEq, utoipa::ToSchema)]
+pub struct Change {
+    /// The change sequence: global, increasing, the feed's order and cursor.
+    pub seq: i64,
+    /// `entity` or `relationship`.
+    pub kind: String,
+    pub id: String,
+    /// `create`, `update`, `replace`, `delete`, `restore`, `revert` or `purge`.
+    pub op: String,
+    /// The version the change made; null for a purge.
+    #[schema(required = true)]
+    pub version: Option<i64>,
+    pub at: String,
+}
+
 /// A live edge as a search step sees it: its id and its ends.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct EdgeRef {

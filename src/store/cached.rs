@@ -134,6 +134,18 @@ impl<S: Store> EntityStore for CachedStore<S> {
 }
 
 #[async_trait]
+impl<S: Store> ChangeStore for CachedStore<S> {
+    async fn list_changes(
+        &self,
+        scope: &Scope,
+        after: i64,
+        limit: usize,
+    ) -> DomainResult<Vec<Change>> {
+        self.inner.list_changes(scope, after, limit).await
+    }
+}
+
+#[async_trait]
 impl<S: Store> TenancyStore for CachedStore<S> {
     async fn is_empty(&self) -> DomainResult<bool> {
         self.inner.is_empty().await

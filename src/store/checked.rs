@@ -302,6 +302,14 @@ impl<S: Store> EntityStore for Checked<S> {
 }
 
 #[async_trait]
+impl<S: Store> ChangeStore for Checked<S> {
+    async fn list_changes(&self, s: &Scope, after: i64, limit: usize) -> DomainResult<Vec<Change>> {
+        scope(s)?;
+        self.0.list_changes(s, after, limit).await
+    }
+}
+
+#[async_trait]
 impl<S: Store> GraphStore for Checked<S> {
     async fn traverse(&self, s: &Scope, t: &Traversal) -> DomainResult<Subgraph> {
         scope(s)?;

@@ -156,6 +156,23 @@ pub trait SearchStore: Send + Sync {
     ) -> DomainResult<Vec<SearchHit>>;
 }
 
+/// The project's change feed: every entity and relationship change, in
+/// change-sequence order (the outbox).
+#[async_trait]
+pub trait ChangeStore: Send + Sync {
+    /// Changes after `after` (exclusive), at most `limit`; NotFound for a
+    /// missing project.
+    async fn list_changes(
+        &self,
+        scope: &Scope,
+        after: i64,
+        limit: usize,
+    ) -> DomainResult<Vec<Change>>;
+}
+
+/// What a change writes to the outbox: (kind, target id, op, version).
+pub type OutboxEntry<'a> = (&'a str, &'a str, &'a str, Option<i64>);
+
 /// CRDT documents: Yjs update logs with their snapshots.
 #[async_trait]
 pub trait DocStore: Send + Sync {
@@ -236,7 +253,15 @@ pub trait DocStore: Send + Sync {
 /// `use crate::store::prelude::*`.
 #[async_trait]
 pub trait Store:
-    TenancyStore + KeyStore + AuditStore + EntityStore + GraphStore + SearchStore + DocStore + 'static
+    TenancyStore
+    + KeyStore
+    + AuditStore
+    + EntityStore
+    + ChangeStore
+    + GraphStore
+    + SearchStore
+    + DocStore
+    + 'static
 {
     /// A short backend name for logs and health output.
     fn backend(&self) -> &'static str;
@@ -272,7 +297,8 @@ pub trait Store:
 /// Every store trait, for `use crate::store::prelude::*`.
 pub mod prelude {
     pub use super::{
-        AuditStore, DocStore, EntityStore, GraphStore, KeyStore, SearchStore, Store, TenancyStore,
+        AuditStore, ChangeStore, DocStore, EntityStore, GraphStore, KeyStore, SearchStore, Store,
+        TenancyStore,
     };
 }
 

@@ -153,6 +153,7 @@ on_both_backends!(
     json_bodies_need_a_json_content_type,
     duplicate_keys_are_refused_and_nothing_applied,
     numbers_are_kept_exactly_or_refused,
+    change_feed_pages_and_streams,
 );
 
 async fn entity_routes_shapes_and_headers(api: &Api) {
@@ -1699,4 +1700,165 @@ async fn numbers_are_kept_exactly_or_refused(api: &Api) {
             .collect();
         assert_eq!(Value::Array(ids), want, "where k = {k}");
     }
+}
+
+/// (kind, id, op, version) of each change of a page.
+fn change_list(page: &Value) -> Vec<(String, String, String, Value)> {
+    page["data"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|c| {
+            let text = |k: &str| c[k].as_str().unwrap().to_string();
+            (text("kind"), text("id"), text("op"), c["version"].clone())
+        })
+        .collect()
+}
+
+async fn change_feed_pages_and_streams(api: &Api) {
+    let entity = |id: &str| json!({"id": id, "type": "t", "properties": {"n": 1}});
+    api.ok("POST", &format!("{P}/entities"), entity("a")).await;
+    api.ok(
+        "PATCH",
+        &format!("{P}/entities/a"),
+        json!({"properties": {"n": 2}}),
+    )
+    .await;
+    api.ok("POST", &format!("{P}/entities"), entity("b")).await;
+    let rel = json!({"id": "r", "type": "knows", "from": "a", "to": "b"});
+    api.ok("POST", &format!("{P}/relationships"), rel).await;
+    let r = api
+        .call("DELETE", &format!("{P}/entities/b"), Value::Null)
+        .await;
+    assert_eq!(r.status, StatusCode::NO_CONTENT, "{}", r.text);
+    let r = api
+        .call("DELETE", &format!("{P}/entities/a?purge=true"), Value::Null)
+        .await;
+    assert_eq!(r.status, StatusCode::NO_CONTENT, "{}", r.text);
+
+    let all = api.ok("GET", &format!("{P}/changes"), Value::Null).await;
+    let c = |kind: &str, id: &str, op: &str, v: Value| (kind.into(), id.into(), op.into(), v);
+    assert_eq!(
+        change_list(&all),
+        vec![
+            c("entity", "a", "create", json!(1)),
+            c("entity", "a", "update", json!(2)),
+            c("entity", "b", "create", json!(1)),
+            c("relationship", "r", "create", json!(1)),
+            c("entity", "b", "delete", json!(2)),
+            c("entity", "a", "purge", Value::Null),
+        ]
+    );
+    let seqs: Vec<i64> = all["data"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|c| c["seq"].as_i64().unwrap())
+        .collect();
+    assert!(seqs.windows(2).all(|w| w[0] < w[1]), "{seqs:?}");
+    assert!(all["data"][0]["at"].is_string());
+    assert_eq!(all["pagination"]["next_cursor"], Value::Null);
+
+    // Pages: the cursor is the last seq; `after` is exclusive.
+    let first = api
+        .ok("GET", &format!("{P}/changes?limit=4"), Value::Null)
+        .await;
+    assert_eq!(change_list(&first).len(), 4);
+    let cursor = first["pagination"]["next_cursor"]
+        .as_str()
+        .unwrap()
+        .to_string();
+    assert_eq!(cursor, seqs[3].to_string());
+    let rest = api
+        .ok(
+            "GET",
+            &format!("{P}/changes?limit=4&cursor={cursor}"),
+            Value::Null,
+        )
+        .await;
+    assert_eq!(change_list(&rest), change_list(&all)[4..].to_vec());
+    let after = api
+        .ok(
+            "GET",
+            &format!("{P}/changes?after={}", seqs[5]),
+            Value::Null,
+        )
+        .await;
+    assert!(change_list(&after).is_empty());
+
+    // Bad input: a clear 400; another project: 404.
+    for bad in ["after=-1", "limit=0", "limit=1001", "cursor=x", "after=x"] {
+        let r = api
+            .call("GET", &format!("{P}/changes?{bad}"), Value::Null)
+            .await;
+        assert_eq!(r.status, StatusCode::BAD_REQUEST, "{bad}: {}", r.text);
+    }
+    let r = api
+        .send(
+            "GET",
+            &format!("{P}/changes"),
+            &[("last-event-id", "x")],
+            vec![],
+        )
+        .await;
+    assert_eq!(r.status, StatusCode::BAD_REQUEST, "{}", r.text);
+    let r = api
+        .call("GET", "/v1/orgs/acme/projects/nope/changes", Value::Null)
+        .await;
+    assert_eq!(r.status, StatusCode::NOT_FOUND, "{}", r.text);
+
+    // Server-sent events: resumes after Last-Event-ID, then carries a change
+    // made while the stream is open.
+    let req = Request::builder()
+        .uri(format!("{P}/changes"))
+        .header("authorization", format!("Bearer {ADMIN}"))
+        .header("accept", "text/event-stream")
+        .header("last-event-id", seqs[3].to_string())
+        .body(Body::empty())
+        .unwrap();
+    let res = api.router.clone().oneshot(req).await.unwrap();
+    assert_eq!(res.status(), StatusCode::OK);
+    assert!(res.headers()["content-type"]
+        .to_str()
+        .unwrap()
+        .starts_with("text/event-stream"));
+    let mut body = res.into_body();
+    let mut events: Vec<(i64, Value)> = Vec::new();
+    let mut text = String::new();
+    let mut wrote = false;
+    let deadline = tokio::time::Instant::now() + std::time::Duration::from_secs(20);
+    while events.len() < 3 {
+        if events.len() == 2 && !wrote {
+            api.ok("POST", &format!("{P}/entities"), entity("c")).await;
+            wrote = true;
+        }
+        let frame = tokio::time::timeout_at(deadline, body.frame())
+            .await
+            .expect("an event in time")
+            .expect("the stream stays open")
+            .unwrap();
+        let Ok(data) = frame.into_data() else {
+            continue;
+        };
+        text.push_str(&String::from_utf8_lossy(&data));
+        while let Some(end) = text.find("\n\n") {
+            let block: String = text.drain(..end + 2).collect();
+            let field = |name: &str| {
+                block
+                    .lines()
+                    .find_map(|l| l.strip_prefix(name).map(str::to_string))
+            };
+            if let (Some(id), Some(data)) = (field("id: "), field("data: ")) {
+                events.push((id.parse().unwrap(), serde_json::from_str(&data).unwrap()));
+            }
+        }
+    }
+    assert_eq!(events[0].0, seqs[4]);
+    assert_eq!(events[1].0, seqs[5]);
+    assert_eq!(events[0].1["op"], "delete");
+    assert_eq!(
+        (events[2].1["id"].as_str(), events[2].1["op"].as_str()),
+        (Some("c"), Some("create"))
+    );
+    assert!(events[2].0 > seqs[5]);
 }

@@ -888,3 +888,62 @@ async fn a_write_that_keeps_colliding_answers_503_with_retry_after() {
         .unwrap();
     assert_eq!(e.version, 2);
 }
+
+/// Polls the project's change feed after `after` until `done` holds.
+async fn feed_until(
+    store: &DynStore,
+    scope: &Scope,
+    after: i64,
+    done: impl Fn(&[Change]) -> bool,
+) -> Vec<Change> {
+    for _ in 0..200 {
+        let changes = store.list_changes(scope, after, 1000).await.unwrap();
+        if done(&changes) {
+            return changes;
+        }
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+    panic!("the change feed did not show what was expected within 10 s");
+}
+
+/// Writers take change sequences before they commit. A change whose
+/// transaction commits after a later change's still reaches a reader that
+/// has already read past the later one.
+#[tokio::test]
+async fn the_change_feed_never_passes_a_change_that_commits_later() {
+    if support::skip_without(support::PG) {
+        return;
+    }
+    let url = support::fresh_pg_database().await;
+    let dir = tempfile::tempdir().unwrap();
+    let store = support::pg_store(dir.path(), &url).await;
+    let scope = project(&store).await;
+    // T takes its change sequence first and stays open.
+    let early = admin(&url).await;
+    early
+        .batch_execute("SET search_path = strata; BEGIN")
+        .await
+        .unwrap();
+    early
+        .execute(
+            "INSERT INTO outbox (seq, org_id, project_id, kind, target_id, op, at, version)
+             VALUES (nextval('change_seq'), $1, $2, 'entity', 'early', 'create', now(), 1)",
+            &[&scope.org, &scope.project],
+        )
+        .await
+        .unwrap();
+    // R takes a later sequence and commits first.
+    let op = WriteOp::CreateEntity {
+        id: "late".into(),
+        entity_type: "t".into(),
+        properties: props(json!({})),
+    };
+    store.write(&scope, &caller(), vec![op]).await.unwrap();
+    let seen = feed_until(&store, &scope, 0, |c| c.iter().any(|c| c.id == "late")).await;
+    assert!(seen.iter().all(|c| c.id != "early"), "{seen:?}");
+    let cursor = seen.last().unwrap().seq;
+    early.batch_execute("COMMIT").await.unwrap();
+    let next = feed_until(&store, &scope, cursor, |c| !c.is_empty()).await;
+    assert_eq!(next[0].id, "early", "{next:?}");
+    assert!(next[0].seq > cursor);
+}

@@ -80,8 +80,8 @@ v AS (
     SELECT $1, $2, $3, 1, NULL, 'create', $4, false, $7, $6, $8::jsonb, $9::jsonb, $10::int, seq
     FROM e),
 o AS (
-    INSERT INTO outbox (seq, org_id, project_id, kind, target_id, op, at)
-    SELECT seq, $1, $2, 'entity', $3, 'create', $6 FROM e),
+    INSERT INTO outbox (seq, org_id, project_id, kind, target_id, op, at, version)
+    SELECT seq, $1, $2, 'entity', $3, 'create', $6, 1 FROM e),
 a AS (
     INSERT INTO audit_events (org_id, project_id, at, actor, action, target, ip, user_agent,
         details)
@@ -153,8 +153,8 @@ v AS (
         $12::jsonb, $13::jsonb, $14::int, seq
     FROM s),
 o AS (
-    INSERT INTO outbox (seq, org_id, project_id, kind, target_id, op, at)
-    SELECT seq, $1, $2, 'entity', $3, $11::text, $7 FROM s),
+    INSERT INTO outbox (seq, org_id, project_id, kind, target_id, op, at, version)
+    SELECT seq, $1, $2, 'entity', $3, $11::text, $7, $6 FROM s),
 a AS (
     INSERT INTO audit_events (org_id, project_id, at, actor, action, target, ip, user_agent,
         details)
@@ -311,7 +311,7 @@ async fn purge<C: GenericClient>(c: &C, s: &Scope, id: &str) -> DomainResult<i64
         execute(c, sql, &[&s.org, &s.project, &id]).await?;
     }
     let seq = next_seq(c).await?;
-    outbox::record(c, s, "entity", id, "purge", seq, Utc::now()).await?;
+    outbox::record(c, s, ("entity", id, "purge", None), seq, Utc::now()).await?;
     Ok(seq)
 }
 

@@ -72,6 +72,8 @@ pub const OBJECTS: &[(Kind, &str)] = &[
     (Kind::Table, "crdt_snapshots"),
     // 0005_crdt_quarantine
     (Kind::Table, "crdt_quarantine"),
+    // 0006_change_feed
+    (Kind::Sequence, "feed_position"),
 ];
 
 fn db(e: tokio_postgres::Error) -> MigrateError {

@@ -46,8 +46,8 @@ r AS (
     ON CONFLICT DO NOTHING
     RETURNING seq),
 o AS (
-    INSERT INTO outbox (seq, org_id, project_id, kind, target_id, op, at)
-    SELECT seq, $1, $2, 'relationship', $3, 'create', $8 FROM r),
+    INSERT INTO outbox (seq, org_id, project_id, kind, target_id, op, at, version)
+    SELECT seq, $1, $2, 'relationship', $3, 'create', $8, 1 FROM r),
 a AS (
     INSERT INTO audit_events (org_id, project_id, at, actor, action, target, ip, user_agent,
         details)
@@ -94,7 +94,14 @@ pub async fn write<C: GenericClient>(
                 ],
             )
             .await?;
-            outbox::record(c, s, "relationship", id, "update", seq, stamp.time).await?;
+            outbox::record(
+                c,
+                s,
+                ("relationship", id, "update", Some(rel.version)),
+                seq,
+                stamp.time,
+            )
+            .await?;
             Ok(WriteOutcome::Relationship(rel))
         }
         RelationshipOp::Delete { expected } => {
@@ -109,7 +116,14 @@ pub async fn write<C: GenericClient>(
                 &[&s.org, &s.project, &id, &stamp.time, &rel.version, &rel.updated_by, &seq],
             )
             .await?;
-            outbox::record(c, s, "relationship", id, "delete", seq, stamp.time).await?;
+            outbox::record(
+                c,
+                s,
+                ("relationship", id, "delete", Some(rel.version)),
+                seq,
+                stamp.time,
+            )
+            .await?;
             Ok(WriteOutcome::Deleted { id: id.to_owned() })
         }
     }

@@ -163,7 +163,12 @@ pub fn write(
             };
             insert_version(conn, scope, version)?;
             search::index(conn, scope, rowid, &entity.properties)?;
-            outbox::record(conn, scope, "entity", id, "create", entity.change_seq)?;
+            outbox::record(
+                conn,
+                scope,
+                ("entity", id, "create", Some(1)),
+                entity.change_seq,
+            )?;
             Ok(WriteOutcome::Entity {
                 entity,
                 created: true,
@@ -190,7 +195,8 @@ pub fn write(
             if entity.deleted_at.is_none() {
                 search::index(conn, scope, rowid, &entity.properties)?;
             }
-            outbox::record(conn, scope, "entity", id, op.as_str(), entity.change_seq)?;
+            let change = ("entity", id, op.as_str(), Some(entity.version));
+            outbox::record(conn, scope, change, entity.change_seq)?;
             match ends {
                 Ends::Hide => super::relationships::hide_touching(conn, scope, id)?,
                 Ends::Revive => super::relationships::revive_touching(conn, scope, id)?,
@@ -240,7 +246,7 @@ fn purge(
             .map_err(sql_err)?;
     }
     let at = seq.next();
-    outbox::record(conn, scope, "entity", id, "purge", at)?;
+    outbox::record(conn, scope, ("entity", id, "purge", None), at)?;
     Ok(at)
 }
 

@@ -88,7 +88,7 @@ pub fn write(
                 ])
             })
             .map_err(sql_err)?;
-            outbox::record(conn, scope, "relationship", id, "create", at)?;
+            outbox::record(conn, scope, ("relationship", id, "create", Some(1)), at)?;
             Ok(WriteOutcome::Relationship(rel))
         }
         RelationshipOp::Patch {
@@ -118,7 +118,12 @@ pub fn write(
                 ])
             })
             .map_err(sql_err)?;
-            outbox::record(conn, scope, "relationship", id, "update", at)?;
+            outbox::record(
+                conn,
+                scope,
+                ("relationship", id, "update", Some(rel.version)),
+                at,
+            )?;
             Ok(WriteOutcome::Relationship(rel))
         }
         RelationshipOp::Delete { expected } => {
@@ -142,7 +147,12 @@ pub fn write(
                 ])
             })
             .map_err(sql_err)?;
-            outbox::record(conn, scope, "relationship", id, "delete", at)?;
+            outbox::record(
+                conn,
+                scope,
+                ("relationship", id, "delete", Some(rel.version)),
+                at,
+            )?;
             Ok(WriteOutcome::Deleted { id: id.to_owned() })
         }
     }
