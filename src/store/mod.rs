@@ -325,6 +325,37 @@ pub enum Coherence {
     Blind,
 }
 
+/// Where and by whom an audited change happened.
+pub struct AuditPlace<'a> {
+    pub org: &'a str,
+    pub project: Option<&'a str>,
+    pub caller: &'a Caller,
+}
+
+impl<'a> AuditPlace<'a> {
+    /// A change to an org itself, or to one of its keys.
+    pub fn org(org: &'a str, caller: &'a Caller) -> Self {
+        AuditPlace {
+            org,
+            project: None,
+            caller,
+        }
+    }
+
+    /// A change inside (or to) a project.
+    pub fn project(org: &'a str, project: &'a str, caller: &'a Caller) -> Self {
+        AuditPlace {
+            org,
+            project: Some(project),
+            caller,
+        }
+    }
+
+    pub fn scope(scope: &'a Scope, caller: &'a Caller) -> Self {
+        AuditPlace::project(&scope.org, &scope.project, caller)
+    }
+}
+
 /// What one write op runs with, inside its transaction.
 pub struct Ctx<'a> {
     pub scope: &'a Scope,

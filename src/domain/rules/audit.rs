@@ -5,7 +5,7 @@ use crate::domain::*;
 use serde_json::{json, Value};
 
 /// One audit row, before the backend adds org, project, time and caller.
-#[derive(Debug, Clone)]
+#[derive(Debug, Clone, PartialEq)]
 pub struct AuditFact {
     pub action: &'static str,
     pub target: String,

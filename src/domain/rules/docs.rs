@@ -4,10 +4,11 @@
 //! end up unreferenced, and what each document write audits. The backends
 //! load (and lock) the few rows these decide from, and persist the answer.
 
+use super::audit::{of_admin, AuditFact};
 use crate::domain::{
     DocInfo, DocLog, DocSnapshot, DocUpdate, DomainError, DomainResult, SnapshotData,
 };
-use serde_json::{json, Value};
+use serde_json::json;
 use std::ops::RangeInclusive;
 
 /// A document that does not exist, or is hidden (see [`visible`]).
@@ -120,41 +121,28 @@ pub fn snapshot_data(inline: Option<Vec<u8>>, blob_key: Option<String>) -> Snaps
     }
 }
 
-/// A document write's audit row: its action and details.
-#[derive(Debug, Clone, PartialEq)]
-pub struct DocAudit {
-    pub action: &'static str,
-    pub details: Value,
-}
-
 /// A document linked to an entity (or unlinked: `None`).
-pub fn linked(entity_id: Option<&str>) -> DocAudit {
-    DocAudit {
-        action: "doc.link",
-        details: json!({ "entity_id": entity_id }),
-    }
+pub fn linked(doc: &str, entity_id: Option<&str>) -> AuditFact {
+    of_admin("doc.link", doc, json!({ "entity_id": entity_id }))
 }
 
 /// A document deleted.
-pub fn deleted() -> DocAudit {
-    DocAudit {
-        action: "doc.delete",
-        details: json!({}),
-    }
+pub fn deleted(doc: &str) -> AuditFact {
+    of_admin("doc.delete", doc, json!({}))
 }
 
 /// Recording a snapshot is idempotent: a snapshot is keyed by what it
 /// covers (`covers_seq`), a second record of the same one stores nothing
 /// (`rows_inserted` 0) and audits nothing.
-pub fn recorded(s: &DocSnapshot, rows_inserted: u64) -> Option<DocAudit> {
-    (rows_inserted > 0).then(|| DocAudit {
-        action: "doc.compact",
-        details: json!({
+pub fn recorded(doc: &str, s: &DocSnapshot, rows_inserted: u64) -> Option<AuditFact> {
+    let details = || {
+        json!({
             "covers_seq": s.covers_seq,
             "bytes": s.size,
             "blob": snapshot_columns(&s.data).1,
-        }),
-    })
+        })
+    };
+    (rows_inserted > 0).then(|| of_admin("doc.compact", doc, details()))
 }
 
 /// What `prune` decides from: one snapshot's key and age. `T` is a stored
@@ -331,7 +319,7 @@ mod tests {
 
     #[test]
     fn recording_the_same_snapshot_again_audits_nothing() {
-        let a = recorded(&snap(5), 1).unwrap();
+        let a = recorded("d", &snap(5), 1).unwrap();
         assert_eq!(a.action, "doc.compact");
         assert_eq!(
             a.details,
@@ -339,11 +327,14 @@ mod tests {
         );
         let mut inline = snap(5);
         inline.data = SnapshotData::Inline(vec![1]);
-        assert_eq!(recorded(&inline, 1).unwrap().details["blob"], Value::Null);
-        assert_eq!(recorded(&snap(5), 0), None);
-        assert_eq!(linked(Some("e")).details, json!({"entity_id": "e"}));
-        assert_eq!(linked(None).details, json!({"entity_id": null}));
-        assert_eq!(deleted().action, "doc.delete");
+        assert_eq!(
+            recorded("d", &inline, 1).unwrap().details["blob"],
+            serde_json::Value::Null
+        );
+        assert_eq!(recorded("d", &snap(5), 0), None);
+        assert_eq!(linked("d", Some("e")).details, json!({"entity_id": "e"}));
+        assert_eq!(linked("d", None).details, json!({"entity_id": null}));
+        assert_eq!(deleted("d").action, "doc.delete");
     }
 
     fn age(covers_seq: i64, created_at: &'static str) -> SnapshotAge<&'static str> {

@@ -5,16 +5,10 @@ use super::PgStore;
 use crate::domain::*;
 use crate::store::cursor;
 use crate::store::prelude::*;
+use crate::store::AuditPlace;
 use async_trait::async_trait;
 use deadpool_postgres::GenericClient;
 use serde_json::Value;
-
-/// Where and by whom a write happened.
-pub struct AuditPlace<'a> {
-    pub org: &'a str,
-    pub project: Option<&'a str>,
-    pub caller: &'a Caller,
-}
 
 pub async fn record<C: GenericClient>(
     c: &C,

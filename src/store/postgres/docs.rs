@@ -1,12 +1,13 @@
 //! Yjs document logs on PostgreSQL (see the SQLite twin). Appends lock the
 //! document row, so sequence numbers stay dense and ordered across daemons.
 
-use super::audit::AuditPlace;
 use super::rows::{self, execute, query, query_opt};
 use super::PgStore;
+use crate::domain::rules::audit::AuditFact;
 use crate::domain::rules::docs as rules;
 use crate::domain::*;
 use crate::store::prelude::*;
+use crate::store::AuditPlace;
 use async_trait::async_trait;
 use chrono::{DateTime, Utc};
 use deadpool_postgres::GenericClient;
@@ -66,15 +67,10 @@ async fn audit<C: GenericClient>(
     c: &C,
     scope: &Scope,
     caller: &Caller,
-    doc: &str,
-    a: rules::DocAudit,
+    fact: AuditFact,
 ) -> DomainResult<()> {
-    let place = AuditPlace {
-        org: &scope.org,
-        project: Some(&scope.project),
-        caller,
-    };
-    super::audit::record(c, &place, a.action, doc, a.details).await
+    let place = AuditPlace::scope(scope, caller);
+    super::audit::record(c, &place, fact.action, &fact.target, fact.details).await
 }
 
 pub async fn get<C: GenericClient>(c: &C, scope: &Scope, doc: &str) -> DomainResult<DocInfo> {
@@ -143,7 +139,7 @@ pub async fn put<C: GenericClient>(
         &[&scope.org, &scope.project, &doc, &entity_id],
     )
     .await?;
-    audit(c, scope, caller, doc, rules::linked(entity_id)).await?;
+    audit(c, scope, caller, rules::linked(doc, entity_id)).await?;
     get(c, scope, doc).await
 }
 
@@ -195,7 +191,7 @@ pub async fn delete<C: GenericClient>(
     let d = load(c, scope, doc, true).await?;
     visible(c, scope, d, doc).await?;
     let blobs = erase(c, scope, &[doc.to_owned()]).await?;
-    audit(c, scope, caller, doc, rules::deleted()).await?;
+    audit(c, scope, caller, rules::deleted(doc)).await?;
     Ok(blobs)
 }
 
@@ -335,8 +331,8 @@ pub async fn record_snapshot<C: GenericClient>(
         ],
     )
     .await?;
-    match rules::recorded(s, inserted) {
-        Some(a) => audit(c, scope, caller, doc, a).await,
+    match rules::recorded(doc, s, inserted) {
+        Some(fact) => audit(c, scope, caller, fact).await,
         None => Ok(()),
     }
 }

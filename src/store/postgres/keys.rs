@@ -1,11 +1,12 @@
 //! API keys (stored hashed); revocations are announced to every daemon.
 
-use super::audit::{self, AuditPlace};
+use super::audit;
 use super::rows::{self, execute, query, query_opt};
 use super::PgStore;
 use crate::domain::*;
 use crate::store::cursor;
 use crate::store::prelude::*;
+use crate::store::AuditPlace;
 use async_trait::async_trait;
 use chrono::Utc;
 use deadpool_postgres::GenericClient;
@@ -52,11 +53,7 @@ pub async fn create<C: GenericClient>(
         ],
     )
     .await?;
-    let place = AuditPlace {
-        org: &k.info.org,
-        project: None,
-        caller,
-    };
+    let place = AuditPlace::org(&k.info.org, caller);
     audit::record(
         c,
         &place,
@@ -106,11 +103,7 @@ pub async fn revoke<C: GenericClient>(
     if changed == 0 {
         return Err(DomainError::not_found(format!("key {id}")));
     }
-    let place = AuditPlace {
-        org: org_id,
-        project: None,
-        caller,
-    };
+    let place = AuditPlace::org(org_id, caller);
     audit::record(c, &place, "key.revoke", id, json!({})).await
 }
 

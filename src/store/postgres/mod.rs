@@ -25,7 +25,7 @@ mod tx;
 pub use migrate::{Kind as SchemaObjectKind, OBJECTS as SCHEMA_OBJECTS, SCHEMA};
 
 use super::prelude::*;
-use super::{in_batch, ChangeSink, Coherence, Ctx, Maintenance};
+use super::{in_batch, AuditPlace, ChangeSink, Coherence, Ctx, Maintenance};
 use crate::domain::rules::{self, audit as audit_rules, Target};
 use crate::domain::*;
 use crate::lifecycle::Lifecycle;
@@ -315,11 +315,7 @@ async fn apply<C: deadpool_postgres::GenericClient>(
         || ctx.action == WriteAction::RelationshipCreate;
     if !audited {
         let fact = audit_rules::of_write(ctx.action, &outcome);
-        let place = audit::AuditPlace {
-            org: &scope.org,
-            project: Some(&scope.project),
-            caller,
-        };
+        let place = AuditPlace::scope(scope, caller);
         audit::record(c, &place, fact.action, &fact.target, fact.details).await?;
     }
     Ok((ctx.action, outcome))

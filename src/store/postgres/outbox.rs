@@ -7,7 +7,7 @@
 //! rows only, in increasing order, one daemon at a time, before each feed
 //! read: a row that commits later always gets a later position.
 
-use super::rows::{self, execute, pg_err};
+use super::rows::{self, execute};
 use super::PgStore;
 use crate::domain::*;
 use crate::store::prelude::*;
@@ -84,9 +84,9 @@ impl ChangeStore for PgStore {
         after: i64,
         limit: usize,
     ) -> DomainResult<Vec<Change>> {
-        let mut c = self.client().await?;
+        let c = self.client().await?;
         super::tenancy::get_project(&c, &scope.org, &scope.project).await?;
-        sequence(&mut c).await?;
+        sequence(&c).await?;
         list(&c, scope, after, limit).await
     }
 }
@@ -96,26 +96,19 @@ impl ChangeStore for PgStore {
 /// nothing runs while nobody reads the feed); an advisory lock lets one
 /// daemon at a time assign, and a reader that finds it taken reads what is
 /// positioned already: rows positioned later come after its cursor.
-async fn sequence(client: &mut deadpool_postgres::Object) -> DomainResult<u64> {
-    let tx = client.transaction().await.map_err(pg_err)?;
-    let leader: bool = tx
-        .query_one("SELECT pg_try_advisory_xact_lock($1)", &[&SEQUENCER_LOCK])
-        .await
-        .map_err(pg_err)?
-        .get(0);
-    if !leader {
-        return Ok(0);
-    }
-    let n = tx
-        .execute(
-            "WITH next AS (
-                 SELECT seq, nextval('feed_position') AS position
-                 FROM (SELECT seq FROM outbox WHERE position IS NULL ORDER BY seq LIMIT $1) s)
-             UPDATE outbox o SET position = next.position FROM next WHERE o.seq = next.seq",
-            &[&SEQUENCE_BATCH],
-        )
-        .await
-        .map_err(pg_err)?;
-    tx.commit().await.map_err(pg_err)?;
-    Ok(n)
+async fn sequence<C: GenericClient>(c: &C) -> DomainResult<u64> {
+    // One statement, so one round trip and its own transaction: the lock
+    // (an init plan, taken before the scan) is held until it commits.
+    execute(
+        c,
+        "WITH leader AS (SELECT pg_try_advisory_xact_lock($2) AS held),
+         next AS (
+             SELECT seq, nextval('feed_position') AS position
+             FROM (SELECT seq FROM outbox
+                   WHERE position IS NULL AND (SELECT held FROM leader)
+                   ORDER BY seq LIMIT $1) s)
+         UPDATE outbox o SET position = next.position FROM next WHERE o.seq = next.seq",
+        &[&SEQUENCE_BATCH, &SEQUENCER_LOCK],
+    )
+    .await
 }

@@ -1,11 +1,12 @@
 //! Orgs and projects on PostgreSQL, and the project lock every write takes.
 
-use super::audit::{self, AuditPlace};
+use super::audit;
 use super::rows::{self, execute, pg_err, query, query_opt};
 use super::PgStore;
 use crate::domain::*;
 use crate::store::cursor;
 use crate::store::prelude::*;
+use crate::store::AuditPlace;
 use crate::store::PROJECT_TABLES;
 use async_trait::async_trait;
 use deadpool_postgres::GenericClient;
@@ -43,11 +44,7 @@ pub async fn create_org<C: GenericClient>(
     )
     .await?
     .ok_or_else(|| DomainError::Conflict(format!("org {id} already exists")))?;
-    let place = AuditPlace {
-        org: id,
-        project: None,
-        caller,
-    };
+    let place = AuditPlace::org(id, caller);
     audit::record(c, &place, "org.create", id, json!({ "name": name })).await?;
     Ok(org(&row))
 }
@@ -95,11 +92,7 @@ pub async fn create_project<C: GenericClient>(
     )
     .await?
     .ok_or_else(|| DomainError::Conflict(format!("project {id} already exists")))?;
-    let place = AuditPlace {
-        org: org_id,
-        project: Some(id),
-        caller,
-    };
+    let place = AuditPlace::project(org_id, id, caller);
     audit::record(c, &place, "project.create", id, json!({ "name": name })).await?;
     Ok(project(&row))
 }
@@ -217,11 +210,7 @@ pub async fn delete_project<C: GenericClient>(
     )
     .await?;
     if let Some(caller) = caller {
-        let place = AuditPlace {
-            org: org_id,
-            project: Some(id),
-            caller,
-        };
+        let place = AuditPlace::project(org_id, id, caller);
         audit::record(c, &place, "project.delete", id, json!({})).await?;
     }
     Ok(())
@@ -244,11 +233,7 @@ pub async fn delete_org<C: GenericClient>(c: &C, caller: &Caller, id: &str) -> D
     }
     execute(c, "DELETE FROM audit_events WHERE org_id = $1", &[&id]).await?;
     execute(c, "DELETE FROM orgs WHERE id = $1", &[&id]).await?;
-    let place = AuditPlace {
-        org: id,
-        project: None,
-        caller,
-    };
+    let place = AuditPlace::org(id, caller);
     audit::record(c, &place, "org.delete", id, json!({})).await
 }
 

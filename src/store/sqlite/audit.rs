@@ -6,16 +6,10 @@ use crate::clock;
 use crate::domain::*;
 use crate::store::cursor;
 use crate::store::prelude::*;
+use crate::store::AuditPlace;
 use async_trait::async_trait;
 use rusqlite::{params, Connection};
 use serde_json::Value;
-
-/// Where and by whom a write happened.
-pub struct AuditPlace<'a> {
-    pub org: &'a str,
-    pub project: Option<&'a str>,
-    pub caller: &'a Caller,
-}
 
 pub fn record(
     conn: &Connection,

@@ -1,13 +1,15 @@
 //! Yjs document logs on SQLite: the append-only update log, snapshots and
 //! their pruning. Bytes are opaque here; `crate::crdt` knows Yjs.
 
-use super::audit::{self, AuditPlace};
+use super::audit;
 use super::sql_err;
 use super::SqliteStore;
 use crate::clock;
+use crate::domain::rules::audit::AuditFact;
 use crate::domain::rules::docs as rules;
 use crate::domain::*;
 use crate::store::prelude::*;
+use crate::store::AuditPlace;
 use async_trait::async_trait;
 use rusqlite::{params, Connection, OptionalExtension, Row};
 
@@ -51,19 +53,9 @@ pub fn get(conn: &Connection, scope: &Scope, doc: &str) -> DomainResult<DocInfo>
     rules::visible(doc, d, owner_live)
 }
 
-fn audit(
-    conn: &Connection,
-    scope: &Scope,
-    caller: &Caller,
-    doc: &str,
-    a: rules::DocAudit,
-) -> DomainResult<()> {
-    let place = AuditPlace {
-        org: &scope.org,
-        project: Some(&scope.project),
-        caller,
-    };
-    audit::record(conn, &place, a.action, doc, a.details)
+fn audit(conn: &Connection, scope: &Scope, caller: &Caller, fact: AuditFact) -> DomainResult<()> {
+    let place = AuditPlace::scope(scope, caller);
+    audit::record(conn, &place, fact.action, &fact.target, fact.details)
 }
 
 fn create_if_absent(conn: &Connection, scope: &Scope, doc: &str) -> DomainResult<()> {
@@ -132,7 +124,7 @@ pub fn put(
     )
     .and_then(|mut st| st.execute(params![scope.org, scope.project, doc, entity_id]))
     .map_err(sql_err)?;
-    audit(conn, scope, caller, doc, rules::linked(entity_id))?;
+    audit(conn, scope, caller, rules::linked(doc, entity_id))?;
     get(conn, scope, doc)
 }
 
@@ -171,7 +163,7 @@ pub fn delete(
 ) -> DomainResult<Vec<String>> {
     get(conn, scope, doc)?;
     let blobs = erase(conn, scope, &[doc.to_owned()])?;
-    audit(conn, scope, caller, doc, rules::deleted())?;
+    audit(conn, scope, caller, rules::deleted(doc))?;
     Ok(blobs)
 }
 
@@ -295,8 +287,8 @@ pub fn record_snapshot(
             ])
         })
         .map_err(sql_err)?;
-    match rules::recorded(s, inserted as u64) {
-        Some(a) => audit(conn, scope, caller, doc, a),
+    match rules::recorded(doc, s, inserted as u64) {
+        Some(fact) => audit(conn, scope, caller, fact),
         None => Ok(()),
     }
 }

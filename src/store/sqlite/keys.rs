@@ -1,11 +1,12 @@
 //! API keys: stored with a hash of their secret, revoked by timestamp.
 
-use super::audit::{self, AuditPlace};
+use super::audit;
 use super::sql_err;
 use super::SqliteStore;
 use crate::domain::*;
 use crate::store::cursor;
 use crate::store::prelude::*;
+use crate::store::AuditPlace;
 use async_trait::async_trait;
 use rusqlite::{params, Connection, OptionalExtension};
 use serde_json::json;
@@ -45,11 +46,7 @@ pub fn create(conn: &Connection, caller: &Caller, key: &StoredKey) -> DomainResu
         ],
     )
     .map_err(sql_err)?;
-    let place = AuditPlace {
-        org: &k.org,
-        project: None,
-        caller,
-    };
+    let place = AuditPlace::org(&k.org, caller);
     audit::record(
         conn,
         &place,
@@ -95,11 +92,7 @@ pub fn revoke(conn: &Connection, caller: &Caller, org: &str, id: &str) -> Domain
     if changed == 0 {
         return Err(DomainError::not_found(format!("key {id}")));
     }
-    let place = AuditPlace {
-        org,
-        project: None,
-        caller,
-    };
+    let place = AuditPlace::org(org, caller);
     audit::record(conn, &place, "key.revoke", id, json!({}))
 }
 

@@ -16,7 +16,7 @@ mod tenancy;
 mod threads;
 
 use super::prelude::*;
-use super::{ChangeSink, Coherence, Ctx, Maintenance};
+use super::{AuditPlace, ChangeSink, Coherence, Ctx, Maintenance};
 use crate::domain::rules::{self, audit as audit_rules, Target};
 use crate::domain::*;
 use async_trait::async_trait;
@@ -143,11 +143,7 @@ fn apply(
         Target::Entity(id, op) => entities::write(conn, seq, &ctx, &id, op)?,
         Target::Relationship(id, op) => relationships::write(conn, seq, &ctx, &id, op)?,
     };
-    let place = audit::AuditPlace {
-        org: &scope.org,
-        project: Some(&scope.project),
-        caller,
-    };
+    let place = AuditPlace::scope(scope, caller);
     let fact = audit_rules::of_write(ctx.action, &outcome);
     audit::record(conn, &place, fact.action, &fact.target, fact.details)?;
     Ok(outcome)

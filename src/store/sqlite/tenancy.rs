@@ -1,12 +1,13 @@
 //! Orgs and projects. Deleting one erases everything scoped to it.
 
-use super::audit::{self, AuditPlace};
+use super::audit;
 use super::sql_err;
 use super::SqliteStore;
 use crate::clock;
 use crate::domain::*;
 use crate::store::cursor;
 use crate::store::prelude::*;
+use crate::store::AuditPlace;
 use crate::store::PROJECT_TABLES;
 use async_trait::async_trait;
 use rusqlite::{params, Connection, OptionalExtension};
@@ -43,11 +44,7 @@ pub fn create_org(conn: &Connection, caller: &Caller, id: &str, name: &str) -> D
     if inserted == 0 {
         return Err(DomainError::Conflict(format!("org {id} already exists")));
     }
-    let place = AuditPlace {
-        org: id,
-        project: None,
-        caller,
-    };
+    let place = AuditPlace::org(id, caller);
     audit::record(
         conn,
         &place,
@@ -103,11 +100,7 @@ pub fn create_project(
             "project {id} already exists"
         )));
     }
-    let place = AuditPlace {
-        org,
-        project: Some(id),
-        caller,
-    };
+    let place = AuditPlace::project(org, id, caller);
     audit::record(
         conn,
         &place,
@@ -183,11 +176,7 @@ pub fn delete_project(
     )
     .map_err(sql_err)?;
     if let Some(caller) = caller {
-        let place = AuditPlace {
-            org,
-            project: Some(id),
-            caller,
-        };
+        let place = AuditPlace::project(org, id, caller);
         audit::record(conn, &place, "project.delete", id, serde_json::json!({}))?;
     }
     Ok(())
@@ -209,11 +198,7 @@ pub fn delete_org(conn: &Connection, caller: &Caller, id: &str) -> DomainResult<
         .map_err(sql_err)?;
     conn.execute("DELETE FROM orgs WHERE id = ?1", [id])
         .map_err(sql_err)?;
-    let place = AuditPlace {
-        org: id,
-        project: None,
-        caller,
-    };
+    let place = AuditPlace::org(id, caller);
     audit::record(conn, &place, "org.delete", id, serde_json::json!({}))
 }
 
