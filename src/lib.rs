@@ -45,6 +45,7 @@ pub mod config;
 pub mod crdt;
 pub mod digest;
 pub mod domain;
+pub mod feed;
 pub mod graph;
 pub mod jobs;
 pub mod lifecycle;

@@ -1,0 +1,33 @@
+//! What a consumer of the change feed is: something derived from the data
+//! (a search index, embeddings) kept up to date from the outbox.
+
+use crate::domain::{Change, Scope};
+use async_trait::async_trait;
+
+/// One change as a consumer sees it: the project it belongs to, and the
+/// change (whose `seq` is its feed position: commit order on both backends).
+#[derive(Debug, Clone)]
+pub struct FeedChange {
+    pub scope: Scope,
+    pub change: Change,
+}
+
+/// A consumer of the change feed. The runner (`feed::run`) hands it batches
+/// in feed order, at least once: after a failure, a restart or a change of
+/// leader a batch may come again, so every effect must be idempotent (an
+/// upsert of the current state, a delete of something already gone).
+///
+/// A consumer reads the current state of what changed (one change of an
+/// entity that changed three times can carry the newest state for all
+/// three). `apply` returns `Err` only for failures worth retrying (a
+/// service that does not answer): the runner retries the same batch with
+/// backoff and does not move the cursor. A change that can never be
+/// applied (a document the service refuses) is logged and skipped, so one
+/// bad row never stops the feed.
+#[async_trait]
+pub trait Consumer: Send + Sync + 'static {
+    /// Stable name: the key of its durable cursor and of its leadership.
+    fn name(&self) -> &'static str;
+    /// Applies a batch of changes (in feed order).
+    async fn apply(&self, changes: &[FeedChange]) -> anyhow::Result<()>;
+}

@@ -1,0 +1,5 @@
+//! The change feed's consumers (see `consumer.rs`).
+
+pub mod consumer;
+
+pub use consumer::{Consumer, FeedChange};
