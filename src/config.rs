@@ -45,6 +45,9 @@ pub struct Config {
     pub crdt: crate::crdt::CrdtConfig,
     /// Cron (with seconds) of the document compaction job.
     pub compact_schedule: String,
+    /// How long the change feed keeps a change after every consumer has
+    /// passed it (public readers can resume within it).
+    pub changes_retention: Duration,
 }
 
 /// Every setting as the file spells it; unknown keys refused, absent ones
@@ -68,6 +71,7 @@ struct Settings {
     postgres: PgConfig,
     crdt: CrdtSettings,
     compact_schedule: String,
+    changes_retention_secs: u64,
 }
 
 impl Default for Settings {
@@ -89,6 +93,7 @@ impl Default for Settings {
             postgres: PgConfig::default(),
             crdt: CrdtSettings::default(),
             compact_schedule: "0 0 * * * *".into(),
+            changes_retention_secs: 3600,
         }
     }
 }
@@ -184,6 +189,11 @@ const ENV: &[(&str, &str, Kind)] = &[
         Kind::Number,
     ),
     ("STRATA_COMPACT_SCHEDULE", "compact_schedule", Kind::Text),
+    (
+        "STRATA_CHANGES_RETENTION_SECS",
+        "changes_retention_secs",
+        Kind::Number,
+    ),
 ];
 
 /// Variables read elsewhere (the file's name, the S3 client, the logger).
@@ -326,6 +336,7 @@ impl Config {
                 keep_snapshots: Duration::from_secs(s.crdt.snapshot_keep_secs),
             },
             compact_schedule: s.compact_schedule,
+            changes_retention: Duration::from_secs(s.changes_retention_secs),
         };
         config.check()?;
         Ok(config)
@@ -379,6 +390,14 @@ impl Config {
 }
 
 impl Config {
+    /// How the change feed's consumers run.
+    pub fn feed_settings(&self) -> crate::feed::FeedSettings {
+        crate::feed::FeedSettings {
+            retention: self.changes_retention,
+            ..Default::default()
+        }
+    }
+
     /// What `store::open` needs besides the URL.
     pub fn store_settings(&self) -> crate::store::Settings {
         crate::store::Settings {

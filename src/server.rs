@@ -4,6 +4,7 @@
 
 use crate::api::{self, AuthSettings};
 use crate::config::Config;
+use crate::feed::{Consumer, Feed};
 use crate::jobs::Jobs;
 use crate::lifecycle::Lifecycle;
 use crate::store::{self, DynStore};
@@ -90,12 +91,21 @@ pub struct Daemon {
     pub store: DynStore,
     pub blobs: Arc<dyn crate::blob::BlobStore>,
     pub jobs: Jobs,
+    /// The change feed's consumers; `start` runs them.
+    pub feed: Feed,
     pub router: axum::Router,
     /// Cancels and tracks the daemon's background tasks.
     pub lifecycle: Lifecycle,
 }
 
 impl Daemon {
+    /// Starts the background work: scheduled jobs and the feed's consumers.
+    pub async fn start(&self) -> anyhow::Result<()> {
+        self.jobs.start().await?;
+        self.feed.start(&self.lifecycle);
+        Ok(())
+    }
+
     /// Stops what the daemon runs, once HTTP no longer accepts or has
     /// drained: the schedules stop; the lifecycle is cancelled, so WebSocket
     /// sessions close with 1001 and job runs and listeners end, and is
@@ -118,7 +128,18 @@ pub async fn build(config: Config, admin_key: &str) -> anyhow::Result<Daemon> {
         .await
         .with_context(|| format!("cannot open the blob store {}", config.blob_url))?;
     let lifecycle = Lifecycle::new();
-    let jobs = Jobs::new(store.clone(), blobs.clone(), &config, &lifecycle);
+    let feed = Feed::new(
+        store.clone(),
+        consumers(&config, &store)?,
+        config.feed_settings(),
+    );
+    let jobs = Jobs::new(
+        store.clone(),
+        blobs.clone(),
+        feed.clone(),
+        &config,
+        &lifecycle,
+    );
     let auth = AuthSettings {
         admin_key: admin_key.to_owned(),
         disabled: config.auth_disabled,
@@ -129,6 +150,7 @@ pub async fn build(config: Config, admin_key: &str) -> anyhow::Result<Daemon> {
         store: store.clone(),
         blobs: blobs.clone(),
         jobs: jobs.clone(),
+        feed: feed.clone(),
         lifecycle: lifecycle.clone(),
     };
     let router = api::app(services, auth, Arc::new(config));
@@ -136,9 +158,15 @@ pub async fn build(config: Config, admin_key: &str) -> anyhow::Result<Daemon> {
         store,
         blobs,
         jobs,
+        feed,
         router,
         lifecycle,
     })
+}
+
+/// The change feed's consumers this configuration runs.
+fn consumers(_config: &Config, _store: &DynStore) -> anyhow::Result<Vec<Arc<dyn Consumer>>> {
+    Ok(Vec::new())
 }
 
 /// Serves until `shutdown` resolves; then stops accepting, lets in-flight
@@ -148,7 +176,7 @@ pub async fn run(
     daemon: Daemon,
     shutdown: impl Future<Output = ()> + Send + 'static,
 ) -> anyhow::Result<()> {
-    daemon.jobs.start().await?;
+    daemon.start().await?;
     let served = axum::serve(
         listener,
         daemon

@@ -70,6 +70,15 @@ pub struct Change {
     pub at: String,
 }
 
+/// One change as the feed's consumers see it: the project it belongs to and
+/// the change, whose `seq` is its feed position (commit order on both
+/// backends).
+#[derive(Debug, Clone)]
+pub struct FeedChange {
+    pub scope: Scope,
+    pub change: Change,
+}
+
 /// A live edge as a search step sees it: its id and its ends.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct EdgeRef {

@@ -74,6 +74,9 @@ pub const OBJECTS: &[(Kind, &str)] = &[
     (Kind::Table, "crdt_quarantine"),
     // 0006_change_feed
     (Kind::Sequence, "feed_position"),
+    // 0007_feed_consumers
+    (Kind::Table, "feed_cursors"),
+    (Kind::Table, "feed_horizon"),
 ];
 
 fn db(e: tokio_postgres::Error) -> MigrateError {
