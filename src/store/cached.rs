@@ -437,3 +437,32 @@ impl<S: Store> Store for CachedStore<S> {
         self.cache.stats()
     }
 }
+
+#[async_trait]
+impl<S: Store> VectorStore for CachedStore<S> {
+    async fn put_vectors(
+        &self,
+        scope: &Scope,
+        model: &str,
+        vectors: Vec<EntityVector>,
+    ) -> DomainResult<()> {
+        self.inner.put_vectors(scope, model, vectors).await
+    }
+
+    async fn delete_vectors(&self, scope: &Scope, ids: &[String]) -> DomainResult<()> {
+        self.inner.delete_vectors(scope, ids).await
+    }
+
+    async fn search_vectors(
+        &self,
+        scope: &Scope,
+        model: &str,
+        query: &[f32],
+        entity_type: Option<&str>,
+        limit: usize,
+    ) -> DomainResult<Vec<VectorHit>> {
+        self.inner
+            .search_vectors(scope, model, query, entity_type, limit)
+            .await
+    }
+}

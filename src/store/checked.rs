@@ -560,3 +560,43 @@ impl<S: Store> Store for Checked<S> {
         self.0.cache_stats()
     }
 }
+
+#[async_trait]
+impl<S: Store> VectorStore for Checked<S> {
+    async fn put_vectors(
+        &self,
+        s: &Scope,
+        model: &str,
+        vectors: Vec<EntityVector>,
+    ) -> DomainResult<()> {
+        scope(s)?;
+        no_nul("model", model)?;
+        for v in &vectors {
+            no_nul("id", &v.id)?;
+            no_nul("type", &v.entity_type)?;
+        }
+        self.0.put_vectors(s, model, vectors).await
+    }
+
+    async fn delete_vectors(&self, s: &Scope, ids: &[String]) -> DomainResult<()> {
+        scope(s)?;
+        all("id", ids)?;
+        self.0.delete_vectors(s, ids).await
+    }
+
+    async fn search_vectors(
+        &self,
+        s: &Scope,
+        model: &str,
+        query: &[f32],
+        entity_type: Option<&str>,
+        limit: usize,
+    ) -> DomainResult<Vec<VectorHit>> {
+        scope(s)?;
+        no_nul("model", model)?;
+        opt("type", entity_type)?;
+        self.0
+            .search_vectors(s, model, query, entity_type, limit)
+            .await
+    }
+}

@@ -156,6 +156,31 @@ pub trait SearchStore: Send + Sync {
     ) -> DomainResult<Vec<SearchHit>>;
 }
 
+/// Embeddings of live entities, kept by the embedding consumer, searched
+/// by similarity.
+#[async_trait]
+pub trait VectorStore: Send + Sync {
+    /// Stores each entity's vector unless a newer version's is stored.
+    async fn put_vectors(
+        &self,
+        scope: &Scope,
+        model: &str,
+        vectors: Vec<EntityVector>,
+    ) -> DomainResult<()>;
+    /// Forgets the vectors of these entities (deleted or purged).
+    async fn delete_vectors(&self, scope: &Scope, ids: &[String]) -> DomainResult<()>;
+    /// The entities whose `model` vectors are most similar to `query` (a
+    /// unit vector), best first, by cosine.
+    async fn search_vectors(
+        &self,
+        scope: &Scope,
+        model: &str,
+        query: &[f32],
+        entity_type: Option<&str>,
+        limit: usize,
+    ) -> DomainResult<Vec<VectorHit>>;
+}
+
 /// The project's change feed: every entity and relationship change, in
 /// change-sequence order (the outbox).
 #[async_trait]
@@ -284,6 +309,7 @@ pub trait Store:
     + ChangeStore
     + GraphStore
     + SearchStore
+    + VectorStore
     + DocStore
     + 'static
 {
@@ -322,7 +348,7 @@ pub trait Store:
 pub mod prelude {
     pub use super::{
         AuditStore, ChangeStore, DocStore, EntityStore, GraphStore, KeyStore, SearchStore, Store,
-        TenancyStore,
+        TenancyStore, VectorStore,
     };
 }
 
@@ -421,6 +447,7 @@ pub const PROJECT_TABLES: &[&str] = &[
     "entity_versions",
     "relationships",
     "outbox",
+    "entity_vectors",
     "crdt_updates",
     "crdt_quarantine",
     "crdt_snapshots",

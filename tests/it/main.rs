@@ -35,3 +35,4 @@ mod openapi;
 mod postgres;
 mod security;
 mod shutdown;
+mod vectors;

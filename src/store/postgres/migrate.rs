@@ -77,6 +77,8 @@ pub const OBJECTS: &[(Kind, &str)] = &[
     // 0007_feed_consumers
     (Kind::Table, "feed_cursors"),
     (Kind::Table, "feed_horizon"),
+    // 0008_entity_vectors
+    (Kind::Table, "entity_vectors"),
 ];
 
 fn db(e: tokio_postgres::Error) -> MigrateError {

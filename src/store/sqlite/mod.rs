@@ -14,6 +14,7 @@ mod rows;
 mod search;
 mod tenancy;
 mod threads;
+mod vectors;
 
 use super::prelude::*;
 use super::{AuditPlace, ChangeSink, Coherence, Ctx, Maintenance};
