@@ -2,20 +2,13 @@
 //! text of an entity is searchable, and which snippets are shown.
 
 pub mod fusion;
+pub mod query;
 pub mod vectors;
+
+pub use query::query_terms;
 
 use crate::domain::Properties;
 use serde_json::Value;
-
-/// Words of the query, lower-cased. Only letters and digits survive, so no
-/// query syntax (FTS5 or tsquery) in user text is ever parsed.
-pub fn query_terms(q: &str) -> Vec<String> {
-    q.split(|c: char| !c.is_alphanumeric())
-        .filter(|t| !t.is_empty())
-        .take(32)
-        .map(str::to_lowercase)
-        .collect()
-}
 
 /// Every string value of the properties, one per line.
 pub fn text_of(props: &Properties) -> String {
@@ -46,18 +39,4 @@ pub fn highlights(props: &Properties, terms: &[String]) -> Vec<String> {
         .take(3)
         .map(|line| line.chars().take(200).collect())
         .collect()
-}
-
-#[cfg(test)]
-mod tests {
-    use super::*;
-
-    #[test]
-    fn query_syntax_is_reduced_to_words() {
-        assert_eq!(
-            query_terms("\"a\" OR b* NEAR(c:d) & !e"),
-            ["a", "or", "b", "near", "c", "d", "e"]
-        );
-        assert!(query_terms("*** ::: ()").is_empty());
-    }
 }

@@ -17,11 +17,7 @@ pub async fn search<C: GenericClient>(
     limit: usize,
 ) -> DomainResult<Vec<SearchHit>> {
     // Terms are alphanumeric words (see search::query_terms): no tsquery syntax.
-    let tsquery = terms
-        .iter()
-        .map(|t| format!("{t}:*"))
-        .collect::<Vec<_>>()
-        .join(" & ");
+    let tsquery = crate::search::query::tsquery_prefix(terms);
     let sql = format!(
         "SELECT {ENTITY_COLS}, ts_rank(search, q) AS rank
          FROM entities, to_tsquery('english', $3) q
