@@ -6,6 +6,7 @@ use crate::api::{self, AuthSettings};
 use crate::config::Config;
 use crate::jobs::Jobs;
 use crate::lifecycle::Lifecycle;
+use crate::search::meili::MeiliIndex;
 use crate::store::{self, DynStore};
 use anyhow::Context;
 use base64::Engine;
@@ -93,6 +94,8 @@ pub struct Daemon {
     pub router: axum::Router,
     /// Cancels and tracks the daemon's background tasks.
     pub lifecycle: Lifecycle,
+    /// Meilisearch, when configured (for the feed's consumer and readiness).
+    pub meili: Option<Arc<MeiliIndex>>,
 }
 
 impl Daemon {
@@ -118,7 +121,14 @@ pub async fn build(config: Config, admin_key: &str) -> anyhow::Result<Daemon> {
         .await
         .with_context(|| format!("cannot open the blob store {}", config.blob_url))?;
     let lifecycle = Lifecycle::new();
-    let jobs = Jobs::new(store.clone(), blobs.clone(), &config, &lifecycle);
+    let meili = match &config.meili.url {
+        Some(url) => Some(Arc::new(MeiliIndex::new(url, config.meili.key.as_deref())?)),
+        None => None,
+    };
+    let mut jobs = Jobs::new(store.clone(), blobs.clone(), &config, &lifecycle);
+    if let Some(index) = &meili {
+        jobs = jobs.with_search_index(index.clone());
+    }
     let auth = AuthSettings {
         admin_key: admin_key.to_owned(),
         disabled: config.auth_disabled,
@@ -130,6 +140,7 @@ pub async fn build(config: Config, admin_key: &str) -> anyhow::Result<Daemon> {
         blobs: blobs.clone(),
         jobs: jobs.clone(),
         lifecycle: lifecycle.clone(),
+        meili: meili.clone(),
     };
     let router = api::app(services, auth, Arc::new(config));
     Ok(Daemon {
@@ -138,6 +149,7 @@ pub async fn build(config: Config, admin_key: &str) -> anyhow::Result<Daemon> {
         jobs,
         router,
         lifecycle,
+        meili,
     })
 }
 

@@ -12,6 +12,7 @@ use crate::blob::BlobStore;
 use crate::config::Config;
 use crate::crdt::{compact, CrdtConfig};
 use crate::lifecycle::Lifecycle;
+use crate::search::meili::MeiliIndex;
 use crate::store::{DynStore, Maintenance};
 use serde::Serialize;
 use std::collections::HashMap;
@@ -24,6 +25,7 @@ use uuid::Uuid;
 enum Task {
     Store(Maintenance),
     CompactDocs,
+    ReconcileSearch,
 }
 
 /// One job's definition.
@@ -61,6 +63,7 @@ pub struct Jobs {
     ids: Arc<Mutex<HashMap<&'static str, Uuid>>>,
     scheduler: Arc<tokio::sync::Mutex<Option<JobScheduler>>>,
     lifecycle: Lifecycle,
+    meili: Option<Arc<MeiliIndex>>,
 }
 
 impl Jobs {
@@ -96,7 +99,22 @@ impl Jobs {
             ids: Arc::default(),
             scheduler: Arc::default(),
             lifecycle: lifecycle.clone(),
+            meili: None,
         }
+    }
+
+    /// Adds the daily `reconcile_search` job (Meilisearch configured only).
+    /// Before `start`.
+    pub fn with_search_index(mut self, index: Arc<MeiliIndex>) -> Self {
+        Arc::get_mut(&mut self.specs)
+            .expect("jobs are added before the registry is shared")
+            .push(JobSpec {
+                name: "reconcile_search",
+                schedule: "0 41 3 * * *".into(),
+                task: Task::ReconcileSearch,
+            });
+        self.meili = Some(index);
+        self
     }
 
     /// Starts the schedules.
@@ -148,6 +166,13 @@ impl Jobs {
                     .await
                     .map(|run| run.to_string())
             }
+            Task::ReconcileSearch => match &self.meili {
+                Some(index) => crate::feed::meili::reconcile(&self.store, index, None)
+                    .await
+                    .map(|s| s.to_string())
+                    .map_err(|e| crate::domain::DomainError::Internal(format!("{e:#}"))),
+                None => Ok("Meilisearch is not configured".into()),
+            },
         };
         let run = JobRun {
             started_at,

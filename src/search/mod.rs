@@ -1,6 +1,8 @@
 //! Search rules shared by the backends: how a query becomes terms, which
 //! text of an entity is searchable, and which snippets are shown.
 
+pub mod meili;
+
 use crate::domain::Properties;
 use serde_json::Value;
 

@@ -30,6 +30,7 @@ mod concurrency;
 mod conformance;
 mod crdt;
 mod interop;
+mod meili;
 mod openapi;
 mod postgres;
 mod security;
