@@ -574,15 +574,17 @@ fn only(doc: &Map<String, Value>, fields: Option<&[String]>) -> Map<String, Valu
 
 // ---- filters ----
 
-/// `attr = value` conditions, all of which must hold.
-type Filter = Vec<(String, String)>;
+/// `attr = value` conditions: any group (OR) whose conditions all hold (AND).
+type Filter = Vec<Vec<(String, String)>>;
 
-/// Parses `attr = "v" AND attr = v ...`. Values are quoted strings
-/// (a backslash takes the next character literally, as Meilisearch's
-/// parser reads `\"` and `\\`) or bare words; an attribute must be
-/// filterable when `settings` name any. Anything else (OR, NOT,
-/// parentheses, other operators) is refused as Meilisearch refuses
-/// syntax it cannot read; the adapter never sends it.
+/// Parses `attr = "v" AND attr = v OR ...` (AND binding tighter, as in
+/// Meilisearch). Values are quoted strings (a backslash takes the next
+/// character literally, as Meilisearch's parser reads `\"` and `\\`) or
+/// bare words; an attribute must be filterable when `settings` name any.
+/// OR is understood although the adapter never sends it, so a value that
+/// escaped its quotes would be read as the injection it is. Anything else
+/// (NOT, parentheses, other operators) is refused, as Meilisearch refuses
+/// syntax it cannot read.
 fn parse_filter(text: &str, settings: &Map<String, Value>) -> Result<Filter, Value> {
     let bad = |why: &str| {
         error_body(
@@ -596,7 +598,7 @@ fn parse_filter(text: &str, settings: &Map<String, Value>) -> Result<Filter, Val
         .and_then(Value::as_array)
         .map(|a| a.iter().filter_map(Value::as_str).collect())
         .unwrap_or_default();
-    let mut out = Vec::new();
+    let mut out = vec![Vec::new()];
     let mut rest = text.trim_start();
     loop {
         let end = rest
@@ -644,27 +646,35 @@ fn parse_filter(text: &str, settings: &Map<String, Value>) -> Result<Filter, Val
             }
             (after[..end].to_owned(), &after[end..])
         };
-        out.push((attr.to_owned(), value));
+        out.last_mut()
+            .expect("one group at least")
+            .push((attr.to_owned(), value));
         let after = after.trim_start();
         if after.is_empty() {
             return Ok(out);
         }
-        let Some(next) = after.strip_prefix("AND") else {
-            return Err(bad("only AND joins conditions here"));
+        let next = if let Some(next) = after.strip_prefix("AND") {
+            next
+        } else if let Some(next) = after.strip_prefix("OR") {
+            out.push(Vec::new());
+            next
+        } else {
+            return Err(bad("expected AND or OR"));
         };
         if !next.starts_with(char::is_whitespace) {
-            return Err(bad("expected a space after AND"));
+            return Err(bad("expected a space after AND or OR"));
         }
         rest = next.trim_start();
     }
 }
 
 fn matches_filter(doc: &Map<String, Value>, filter: &Filter) -> bool {
-    filter.iter().all(|(attr, value)| match doc.get(attr) {
+    let holds = |(attr, value): &(String, String)| match doc.get(attr) {
         Some(Value::String(s)) => s == value,
         Some(Value::Number(n)) => n.to_string() == *value,
         _ => false,
-    })
+    };
+    filter.is_empty() || filter.iter().any(|group| group.iter().all(holds))
 }
 
 // ---- search ----
@@ -692,9 +702,7 @@ fn distance(a: &[char], b: &[char]) -> usize {
     for (i, row) in d.iter_mut().enumerate() {
         row[0] = i;
     }
-    for j in 0..=b.len() {
-        d[0][j] = j;
-    }
+    d[0] = (0..=b.len()).collect();
     for i in 1..=a.len() {
         for j in 1..=b.len() {
             let cost = usize::from(a[i - 1] != b[j - 1]);
@@ -852,8 +860,11 @@ mod tests {
     #[test]
     fn quoted_filter_values_are_unescaped() {
         let f = parse_filter(r#"tenant = "a\"b\\" AND type = t"#, &Map::new()).unwrap();
-        assert_eq!(f[0], ("tenant".into(), r#"a"b\"#.into()));
-        assert_eq!(f[1], ("type".into(), "t".into()));
-        assert!(parse_filter(r#"tenant = "a" OR tenant = "b""#, &Map::new()).is_err());
+        assert_eq!(f[0][0], ("tenant".into(), r#"a"b\"#.into()));
+        assert_eq!(f[0][1], ("type".into(), "t".into()));
+        let f = parse_filter(r#"tenant = "a" AND type = t OR tenant = "b""#, &Map::new());
+        assert_eq!(f.unwrap().len(), 2);
+        assert!(parse_filter(r#"NOT tenant = "a""#, &Map::new()).is_err());
+        assert!(parse_filter(r#"(tenant = "a")"#, &Map::new()).is_err());
     }
 }
