@@ -461,6 +461,21 @@ mod tests {
     }
 
     #[test]
+    fn meilisearch_is_typed_configuration() {
+        let c = Config::from_vars(vars(&[])).unwrap();
+        assert!(c.meili.url.is_none());
+        let c = Config::from_vars(vars(&[
+            ("STRATA_MEILI_URL", "http://127.0.0.1:7700"),
+            ("STRATA_MEILI_KEY", "k"),
+        ]))
+        .unwrap();
+        assert_eq!(c.meili.url.as_deref(), Some("http://127.0.0.1:7700"));
+        assert_eq!(c.meili.key.as_deref(), Some("k"));
+        let err = Config::from_vars(vars(&[("STRATA_MEILI_URL", "127.0.0.1:7700")])).unwrap_err();
+        assert!(err.to_string().contains("STRATA_MEILI_URL"), "{err}");
+    }
+
+    #[test]
     fn env_wins_over_file_and_file_keys_are_checked() {
         let dir = tempfile::tempdir().unwrap();
         let path = dir.path().join("c.toml");

@@ -541,3 +541,49 @@ async fn bad_input_on_the_search_route_is_never_a_server_error() {
         assert_eq!(status, StatusCode::BAD_REQUEST, "{q:?}: {body}");
     }
 }
+
+#[tokio::test]
+async fn reconcile_search_is_a_job_only_when_meilisearch_is_configured() {
+    let s = setup().await;
+    s.create(&app(), "a", "doc", "vehicle").await;
+    let jobs = s.call("GET", "/v1/admin/jobs", Value::Null).await;
+    let names: Vec<&str> = jobs["data"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|j| j["name"].as_str().unwrap())
+        .collect();
+    assert!(names.contains(&"reconcile_search"), "{names:?}");
+    let run = s
+        .call("POST", "/v1/admin/jobs/reconcile_search/run", Value::Null)
+        .await;
+    assert_eq!(run["data"]["ok"], true, "{run}");
+    assert!(
+        run["data"]["outcome"]
+            .as_str()
+            .unwrap()
+            .contains("1 documents written"),
+        "{run}"
+    );
+    assert_eq!(s.indexed(&app()).await, pairs(&[("a", 1)]));
+
+    s.standin.set_down(true);
+    let run = s
+        .call("POST", "/v1/admin/jobs/reconcile_search/run", Value::Null)
+        .await;
+    assert_eq!(run["data"]["ok"], false, "{run}");
+
+    let dir = tempfile::tempdir().unwrap();
+    let plain = strata::server::build(strata::config::Config::embedded(dir.path()), ADMIN)
+        .await
+        .unwrap();
+    assert!(plain.meili.is_none());
+    let req = Request::builder()
+        .method("POST")
+        .uri("/v1/admin/jobs/reconcile_search/run")
+        .header("authorization", format!("Bearer {ADMIN}"))
+        .body(Body::empty())
+        .unwrap();
+    let res = plain.router.oneshot(req).await.unwrap();
+    assert_eq!(res.status(), StatusCode::NOT_FOUND);
+}
