@@ -36,7 +36,10 @@ struct SearchParams {
     limit: Option<usize>,
 }
 
-/// Full-text search over string properties (stemming, prefix, bm25 ranking).
+/// Full-text search over string properties (Meilisearch when configured: typo-tolerant).
+///
+/// Without Meilisearch, or while it fails, the database's index answers
+/// (stemming, prefix, bm25 ranking).
 #[utoipa::path(get, path = "/v1/orgs/{org}/projects/{project}/search", tag = "search",
     params(ProjectPath, SearchParams), security(("api_key" = ["read"])),
     responses((status = 200, description = "hits, best first", body = Data<Vec<SearchHit>>),

@@ -12,6 +12,7 @@ use crate::domain::{DomainError, Entity, EntityFilter, EntityRead, PageRequest, 
 use crate::search::meili::{doc_key, MeiliDoc, MeiliError, MeiliIndex, LIST_PAGE};
 use crate::store::DynStore;
 use async_trait::async_trait;
+use futures_util::StreamExt;
 use std::collections::{BTreeSet, HashMap};
 use std::sync::Arc;
 
@@ -39,12 +40,28 @@ impl Consumer for MeiliConsumer {
             by_scope.entry(&c.scope).or_default().insert(&c.change.id);
         }
         for (scope, ids) in by_scope {
+            // Futures collected first: a stream holding this closure makes
+            // rustc fail to prove the boxed future `Send` (rust#102211).
+            let reads: Vec<_> = ids
+                .into_iter()
+                .map(|id| {
+                    let (store, scope, id) = (self.store.clone(), scope.clone(), id.to_owned());
+                    async move {
+                        let state = current(&store, &scope, &id).await;
+                        (id, state)
+                    }
+                })
+                .collect();
+            let states: Vec<_> = futures_util::stream::iter(reads)
+                .buffered(16)
+                .collect()
+                .await;
             let mut live = Vec::new();
             let mut gone = Vec::new();
-            for id in ids {
-                match current(&self.store, scope, id).await? {
+            for (id, state) in states {
+                match state? {
                     Some(entity) => live.push(MeiliDoc::of(scope, &entity)),
-                    None => gone.push(doc_key(scope, id)),
+                    None => gone.push(doc_key(scope, &id)),
                 }
             }
             upsert(&self.index, &live).await?;
