@@ -9,7 +9,7 @@
 
 use super::{Consumer, FeedChange};
 use crate::domain::{DomainError, Entity, EntityFilter, EntityRead, PageRequest, Scope};
-use crate::search::meili::{doc_key, MeiliDoc, MeiliError, MeiliIndex, LIST_PAGE};
+use crate::search::meili::{doc_key, tenant, MeiliDoc, MeiliError, MeiliIndex, LIST_PAGE};
 use crate::store::DynStore;
 use async_trait::async_trait;
 use futures_util::StreamExt;
@@ -131,14 +131,17 @@ pub struct Summary {
     pub upserted: usize,
     /// Documents of entities that are no longer live, deleted.
     pub deleted: usize,
+    /// Tenants whose project is gone, their documents deleted (a
+    /// reconciliation of every project only).
+    pub tenants_removed: usize,
 }
 
 impl std::fmt::Display for Summary {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         write!(
             f,
-            "{} projects, {} entities checked, {} documents written, {} deleted",
-            self.projects, self.checked, self.upserted, self.deleted
+            "{} projects, {} entities checked, {} documents written, {} deleted, {} tenants removed",
+            self.projects, self.checked, self.upserted, self.deleted, self.tenants_removed
         )
     }
 }
@@ -158,6 +161,19 @@ pub async fn reconcile(
     for scope in &scopes {
         reconcile_project(store, index, scope, &mut summary).await?;
         summary.projects += 1;
+    }
+    if only.is_none() {
+        // Documents of deleted projects: no change of theirs reaches the feed.
+        let existing: BTreeSet<String> = scopes.iter().map(tenant).collect();
+        for gone in index.tenants().await?.difference(&existing) {
+            if let Some((org, project)) = gone.split_once('/') {
+                let scope = Scope::new(org, project);
+                let (_, count) = index.list(&scope, 0, 1).await?;
+                index.delete_tenant(&scope).await?;
+                summary.deleted += count;
+                summary.tenants_removed += 1;
+            }
+        }
     }
     Ok(summary)
 }

@@ -20,6 +20,7 @@ use meilisearch_sdk::settings::Settings;
 use meilisearch_sdk::task_info::TaskInfo;
 use meilisearch_sdk::tasks::Task;
 use serde::{Deserialize, Serialize};
+use std::collections::BTreeSet;
 use std::future::Future;
 use std::time::Duration;
 use tokio::sync::OnceCell;
@@ -142,6 +143,11 @@ pub fn filter(scope: &Scope, entity_type: Option<&str>) -> String {
 #[derive(Deserialize)]
 struct IdOnly {
     id: String,
+}
+
+#[derive(Deserialize)]
+struct TenantOnly {
+    tenant: String,
 }
 
 #[derive(Deserialize)]
@@ -314,6 +320,32 @@ impl MeiliIndex {
             .map(|d| (d.id, d.version))
             .collect();
         Ok((items, page.total as usize))
+    }
+
+    /// Every tenant that has documents (a scan of the index's tenant
+    /// fields, page by page: for the daily reconciliation only).
+    pub async fn tenants(&self) -> Result<BTreeSet<String>, MeiliError> {
+        self.ensure().await?;
+        let index = self.client.index(&self.uid);
+        let mut tenants = BTreeSet::new();
+        let mut offset = 0;
+        loop {
+            let page = self
+                .call(|| async {
+                    let mut q = DocumentsQuery::new(&index);
+                    q.with_fields(["tenant"])
+                        .with_offset(offset)
+                        .with_limit(LIST_PAGE);
+                    index.get_documents_with::<TenantOnly>(&q).await
+                })
+                .await?;
+            let n = page.results.len();
+            tenants.extend(page.results.into_iter().map(|d| d.tenant));
+            offset += n;
+            if n == 0 || offset >= page.total as usize {
+                return Ok(tenants);
+            }
+        }
     }
 
     /// Runs one call with a timeout, trying transient failures again.

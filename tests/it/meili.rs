@@ -364,7 +364,8 @@ async fn reconciliation_repairs_drift() {
             projects: 1,
             checked: 4,
             upserted: 3,
-            deleted: 1
+            deleted: 1,
+            tenants_removed: 0,
         }
     );
     assert_eq!(
@@ -377,6 +378,18 @@ async fn reconciliation_repairs_drift() {
     let again = reconcile(&s.store, &s.index, None).await.unwrap();
     assert_eq!((again.projects, again.upserted, again.deleted), (2, 0, 0));
     assert_eq!(again.checked, 5);
+
+    // A deleted project's documents (no feed change says so) go with a
+    // reconciliation of every project.
+    s.call("DELETE", "/v1/orgs/acme/projects/other", Value::Null)
+        .await;
+    let after = reconcile(&s.store, &s.index, None).await.unwrap();
+    assert_eq!(
+        (after.projects, after.tenants_removed, after.deleted),
+        (1, 1, 1)
+    );
+    assert!(s.indexed(&other()).await.is_empty());
+    assert_eq!(s.indexed(&app()).await.len(), 4);
 }
 
 #[tokio::test]

@@ -9,7 +9,8 @@
 //! Served: `GET /health`; `GET /indexes/{uid}`, `POST /indexes`;
 //! `PATCH /indexes/{uid}/settings`; `POST /indexes/{uid}/documents`
 //! (add or replace), `.../documents/delete-batch`, `.../documents/delete`
-//! (by filter), `.../documents/fetch`; `POST /indexes/{uid}/search`
+//! (by filter), `.../documents/fetch`, `GET /indexes/{uid}/documents`
+//! (a listing without filter); `POST /indexes/{uid}/search`
 //! (`q`, `filter`, `limit`, `offset`, `showRankingScore`,
 //! `attributesToRetrieve`); `GET /tasks/{uid}`. Every route but `/health`
 //! needs `Authorization: Bearer <key>` when a key is set.
@@ -160,7 +161,10 @@ impl MeiliStandin {
             .route("/indexes", post(create_index))
             .route("/indexes/{uid}", get(get_index))
             .route("/indexes/{uid}/settings", patch(update_settings))
-            .route("/indexes/{uid}/documents", post(add_documents))
+            .route(
+                "/indexes/{uid}/documents",
+                post(add_documents).get(list_documents),
+            )
             .route("/indexes/{uid}/documents/delete-batch", post(delete_batch))
             .route("/indexes/{uid}/documents/delete", post(delete_by_filter))
             .route("/indexes/{uid}/documents/fetch", post(fetch_documents))
@@ -546,6 +550,25 @@ async fn fetch_documents(
         .collect();
     Json(json!({"results": results, "offset": offset, "limit": limit, "total": matching.len()}))
         .into_response()
+}
+
+/// `GET .../documents?offset=&limit=&fields=a,b` (no filter: the SDK
+/// sends a filtered listing to `/documents/fetch`).
+async fn list_documents(
+    State(s): State<Standin>,
+    Path(uid): Path<String>,
+    Query(q): Query<HashMap<String, String>>,
+) -> Response {
+    let mut body = json!({});
+    for key in ["offset", "limit"] {
+        if let Some(n) = q.get(key).and_then(|v| v.parse::<u64>().ok()) {
+            body[key] = json!(n);
+        }
+    }
+    if let Some(fields) = q.get("fields") {
+        body["fields"] = json!(fields.split(',').collect::<Vec<_>>());
+    }
+    fetch_documents(State(s), Path(uid), Json(body)).await
 }
 
 async fn get_task(State(s): State<Standin>, Path(uid): Path<u32>) -> Response {
