@@ -22,7 +22,8 @@ use meilisearch_sdk::tasks::Task;
 use serde::{Deserialize, Serialize};
 use std::collections::BTreeSet;
 use std::future::Future;
-use std::time::Duration;
+use std::sync::Mutex;
+use std::time::{Duration, Instant};
 use tokio::sync::OnceCell;
 
 /// The one index every tenant's documents live in.
@@ -37,6 +38,12 @@ const TASK_TIMEOUT: Duration = Duration::from_secs(60);
 const TASK_POLL: Duration = Duration::from_millis(20);
 /// Tries of one call before it is reported unavailable.
 const ATTEMPTS: u32 = 3;
+/// A search is one try within this: the caller's fallback is its retry,
+/// and a request must not spend its own timeout waiting on Meilisearch.
+const SEARCH_TIMEOUT: Duration = Duration::from_secs(3);
+/// After a search found Meilisearch unavailable, searches fail at once for
+/// this long (so an outage that hangs costs one wait, not one per search).
+const SEARCH_PAUSE: Duration = Duration::from_secs(5);
 /// Documents per listing page (reconciliation).
 pub const LIST_PAGE: usize = 1000;
 
@@ -161,6 +168,8 @@ pub struct MeiliIndex {
     client: Client,
     uid: String,
     ready: OnceCell<()>,
+    /// Searches fail at once until then (see `SEARCH_PAUSE`).
+    searches_paused_until: Mutex<Option<Instant>>,
 }
 
 impl MeiliIndex {
@@ -176,6 +185,7 @@ impl MeiliIndex {
             client,
             uid: uid.to_owned(),
             ready: OnceCell::new(),
+            searches_paused_until: Mutex::new(None),
         })
     }
 
@@ -257,7 +267,8 @@ impl MeiliIndex {
     }
 
     /// The tenant's best matches for `q` (reduced to words), ids with
-    /// Meilisearch's ranking score, best first.
+    /// Meilisearch's ranking score, best first. No index yet (nothing was
+    /// ever indexed) is `Refused`, like any refusal: the caller falls back.
     pub async fn search(
         &self,
         scope: &Scope,
@@ -269,12 +280,17 @@ impl MeiliIndex {
         if words.is_empty() {
             return Ok(Vec::new());
         }
-        self.ensure().await?;
+        let paused = *self.searches_paused_until.lock().expect("pause lock");
+        if paused.is_some_and(|until| Instant::now() < until) {
+            return Err(MeiliError::Unavailable(
+                "unavailable at a recent search; not asked again yet".into(),
+            ));
+        }
         let index = self.client.index(&self.uid);
         let f = filter(scope, entity_type);
         let fields = ["id"];
         let results = self
-            .call(|| async {
+            .call_with(1, SEARCH_TIMEOUT, || async {
                 index
                     .search()
                     .with_query(&words)
@@ -285,7 +301,13 @@ impl MeiliIndex {
                     .execute::<IdOnly>()
                     .await
             })
-            .await?;
+            .await
+            .inspect_err(|e| {
+                if e.is_transient() {
+                    *self.searches_paused_until.lock().expect("pause lock") =
+                        Some(Instant::now() + SEARCH_PAUSE);
+                }
+            })?;
         Ok(results
             .hits
             .into_iter()
@@ -354,15 +376,28 @@ impl MeiliIndex {
         F: Fn() -> Fut,
         Fut: Future<Output = Result<T, SdkError>>,
     {
+        self.call_with(ATTEMPTS, CALL_TIMEOUT, f).await
+    }
+
+    async fn call_with<T, F, Fut>(
+        &self,
+        attempts: u32,
+        timeout: Duration,
+        f: F,
+    ) -> Result<T, MeiliError>
+    where
+        F: Fn() -> Fut,
+        Fut: Future<Output = Result<T, SdkError>>,
+    {
         let mut attempt = 0;
         loop {
             attempt += 1;
-            let result = match tokio::time::timeout(CALL_TIMEOUT, f()).await {
+            let result = match tokio::time::timeout(timeout, f()).await {
                 Ok(r) => r.map_err(MeiliError::of),
                 Err(_) => Err(MeiliError::Unavailable("no answer in time".into())),
             };
             match result {
-                Err(e) if e.is_transient() && attempt < ATTEMPTS => {
+                Err(e) if e.is_transient() && attempt < attempts => {
                     tracing::debug!(error = %e, attempt, "Meilisearch call failed; trying again");
                     tokio::time::sleep(Duration::from_millis(100 << attempt)).await;
                 }

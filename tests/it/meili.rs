@@ -600,3 +600,69 @@ async fn reconcile_search_is_a_job_only_when_meilisearch_is_configured() {
     let res = plain.router.oneshot(req).await.unwrap();
     assert_eq!(res.status(), StatusCode::NOT_FOUND);
 }
+
+#[tokio::test]
+async fn strata_reindex_repairs_one_project_or_all() {
+    let standin = MeiliStandin::start(Some(KEY)).await;
+    let dir = tempfile::tempdir().unwrap();
+    let mut config = strata::config::Config::embedded(dir.path());
+    let err = strata::cli::reindex(&config, None).await.unwrap_err();
+    assert!(err.to_string().contains("STRATA_MEILI_URL"), "{err}");
+
+    config.meili.url = Some(standin.url.clone());
+    config.meili.key = Some(KEY.into());
+    let daemon = strata::server::build(config.clone(), ADMIN).await.unwrap();
+    for (uri, body) in [
+        ("/v1/orgs", json!({"id": "acme", "name": "Acme"})),
+        (
+            "/v1/orgs/acme/projects",
+            json!({"id": "app", "name": "App"}),
+        ),
+        (
+            "/v1/orgs/acme/projects",
+            json!({"id": "other", "name": "Other"}),
+        ),
+        (
+            "/v1/orgs/acme/projects/app/entities",
+            json!({"id": "a", "type": "doc", "properties": {"title": "vehicle"}}),
+        ),
+        (
+            "/v1/orgs/acme/projects/other/entities",
+            json!({"id": "b", "type": "doc", "properties": {"title": "vehicle"}}),
+        ),
+    ] {
+        let req = Request::builder()
+            .method("POST")
+            .uri(uri)
+            .header("authorization", format!("Bearer {ADMIN}"))
+            .header("content-type", "application/json")
+            .body(Body::from(body.to_string()))
+            .unwrap();
+        let res = daemon.router.clone().oneshot(req).await.unwrap();
+        assert!(res.status().is_success(), "{uri}: {}", res.status());
+    }
+    daemon.shutdown().await;
+
+    // A command on its own, as an operator runs it: one project, then all.
+    strata::cli::reindex(&config, Some(&app())).await.unwrap();
+    let ids = |docs: Vec<serde_json::Map<String, Value>>| {
+        let mut ids: Vec<String> = docs
+            .iter()
+            .map(|d| {
+                format!(
+                    "{}:{}",
+                    d["tenant"].as_str().unwrap(),
+                    d["id"].as_str().unwrap()
+                )
+            })
+            .collect();
+        ids.sort();
+        ids
+    };
+    assert_eq!(ids(standin.documents(INDEX)), ["acme/app:a"]);
+    strata::cli::reindex(&config, None).await.unwrap();
+    assert_eq!(
+        ids(standin.documents(INDEX)),
+        ["acme/app:a", "acme/other:b"]
+    );
+}
