@@ -25,6 +25,15 @@ impl MeiliConsumer {
     pub fn new(store: DynStore, index: Arc<MeiliIndex>) -> Self {
         MeiliConsumer { store, index }
     }
+
+    /// Brings the index up to date from the data, every project (what
+    /// `Consumer::rebuild` on main asks: the runner calls it when the
+    /// changes this consumer missed were pruned).
+    pub async fn rebuild(&self) -> anyhow::Result<()> {
+        let summary = reconcile(&self.store, &self.index, None).await?;
+        tracing::info!(%summary, "Meilisearch index rebuilt from the data");
+        Ok(())
+    }
 }
 
 #[async_trait]

@@ -390,6 +390,12 @@ async fn reconciliation_repairs_drift() {
     );
     assert!(s.indexed(&other()).await.is_empty());
     assert_eq!(s.indexed(&app()).await.len(), 4);
+
+    // The consumer's rebuild (after the feed it missed was pruned) is the
+    // same reconciliation of every project.
+    s.index.delete(&[doc_key(&app(), "e3")]).await.unwrap();
+    s.consumer.rebuild().await.unwrap();
+    assert_eq!(s.indexed(&app()).await.len(), 4);
 }
 
 #[tokio::test]
