@@ -45,6 +45,9 @@ pub struct Config {
     pub crdt: crate::crdt::CrdtConfig,
     /// Cron (with seconds) of the document compaction job.
     pub compact_schedule: String,
+    /// How long the change feed keeps a change after every consumer has
+    /// passed it (public readers can resume within it).
+    pub changes_retention: Duration,
     pub meili: MeiliConfig,
 }
 
@@ -78,6 +81,7 @@ struct Settings {
     crdt: CrdtSettings,
     compact_schedule: String,
     meili: MeiliConfig,
+    changes_retention_secs: u64,
 }
 
 impl Default for Settings {
@@ -100,6 +104,7 @@ impl Default for Settings {
             crdt: CrdtSettings::default(),
             compact_schedule: "0 0 * * * *".into(),
             meili: MeiliConfig::default(),
+            changes_retention_secs: 3600,
         }
     }
 }
@@ -197,6 +202,11 @@ const ENV: &[(&str, &str, Kind)] = &[
     ("STRATA_COMPACT_SCHEDULE", "compact_schedule", Kind::Text),
     ("STRATA_MEILI_URL", "meili.url", Kind::Text),
     ("STRATA_MEILI_KEY", "meili.key", Kind::Text),
+    (
+        "STRATA_CHANGES_RETENTION_SECS",
+        "changes_retention_secs",
+        Kind::Number,
+    ),
 ];
 
 /// Variables read elsewhere (the file's name, the S3 client, the logger).
@@ -338,6 +348,7 @@ impl Config {
             },
             compact_schedule: s.compact_schedule,
             meili: s.meili,
+            changes_retention: Duration::from_secs(s.changes_retention_secs),
         };
         config.check()?;
         Ok(config)
@@ -396,6 +407,14 @@ impl Config {
 }
 
 impl Config {
+    /// How the change feed's consumers run.
+    pub fn feed_settings(&self) -> crate::feed::FeedSettings {
+        crate::feed::FeedSettings {
+            retention: self.changes_retention,
+            ..Default::default()
+        }
+    }
+
     /// What `store::open` needs besides the URL.
     pub fn store_settings(&self) -> crate::store::Settings {
         crate::store::Settings {

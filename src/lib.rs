@@ -25,6 +25,8 @@
 //!   (`check`), all yrs work (`fold`), state rebuild and quarantine,
 //!   compaction into snapshots (`compact`), y-websocket sync (`sync`).
 //! - [`blob`]: the `BlobStore` trait (local directory, S3) for snapshots.
+//! - [`feed`]: the change feed's consumers (derived indexes): one leader
+//!   per consumer, durable cursors, retries, outbox pruning, lag.
 //! - [`jobs`]: scheduled upkeep (compaction, checkpoints, optimisation)
 //!   with each job's last run.
 //! - [`api`]: the axum HTTP layer, one module per resource, auth

@@ -4,6 +4,7 @@
 
 use crate::api::{self, AuthSettings};
 use crate::config::Config;
+use crate::feed::{Consumer, Feed};
 use crate::jobs::Jobs;
 use crate::lifecycle::Lifecycle;
 use crate::search::meili::MeiliIndex;
@@ -91,6 +92,8 @@ pub struct Daemon {
     pub store: DynStore,
     pub blobs: Arc<dyn crate::blob::BlobStore>,
     pub jobs: Jobs,
+    /// The change feed's consumers; `start` runs them.
+    pub feed: Feed,
     pub router: axum::Router,
     /// Cancels and tracks the daemon's background tasks.
     pub lifecycle: Lifecycle,
@@ -99,6 +102,13 @@ pub struct Daemon {
 }
 
 impl Daemon {
+    /// Starts the background work: scheduled jobs and the feed's consumers.
+    pub async fn start(&self) -> anyhow::Result<()> {
+        self.jobs.start().await?;
+        self.feed.start(&self.lifecycle);
+        Ok(())
+    }
+
     /// Stops what the daemon runs, once HTTP no longer accepts or has
     /// drained: the schedules stop; the lifecycle is cancelled, so WebSocket
     /// sessions close with 1001 and job runs and listeners end, and is
@@ -125,7 +135,18 @@ pub async fn build(config: Config, admin_key: &str) -> anyhow::Result<Daemon> {
         Some(url) => Some(Arc::new(MeiliIndex::new(url, config.meili.key.as_deref())?)),
         None => None,
     };
-    let mut jobs = Jobs::new(store.clone(), blobs.clone(), &config, &lifecycle);
+    let feed = Feed::new(
+        store.clone(),
+        consumers(&config, &store, meili.as_ref())?,
+        config.feed_settings(),
+    );
+    let mut jobs = Jobs::new(
+        store.clone(),
+        blobs.clone(),
+        feed.clone(),
+        &config,
+        &lifecycle,
+    );
     if let Some(index) = &meili {
         jobs = jobs.with_search_index(index.clone());
     }
@@ -139,6 +160,7 @@ pub async fn build(config: Config, admin_key: &str) -> anyhow::Result<Daemon> {
         store: store.clone(),
         blobs: blobs.clone(),
         jobs: jobs.clone(),
+        feed: feed.clone(),
         lifecycle: lifecycle.clone(),
         meili: meili.clone(),
     };
@@ -147,10 +169,27 @@ pub async fn build(config: Config, admin_key: &str) -> anyhow::Result<Daemon> {
         store,
         blobs,
         jobs,
+        feed,
         router,
         lifecycle,
         meili,
     })
+}
+
+/// The change feed's consumers this configuration runs.
+fn consumers(
+    _config: &Config,
+    store: &DynStore,
+    meili: Option<&Arc<MeiliIndex>>,
+) -> anyhow::Result<Vec<Arc<dyn Consumer>>> {
+    let mut consumers: Vec<Arc<dyn Consumer>> = Vec::new();
+    if let Some(index) = meili {
+        consumers.push(Arc::new(crate::feed::meili::MeiliConsumer::new(
+            store.clone(),
+            index.clone(),
+        )));
+    }
+    Ok(consumers)
 }
 
 /// Serves until `shutdown` resolves; then stops accepting, lets in-flight
@@ -160,7 +199,7 @@ pub async fn run(
     daemon: Daemon,
     shutdown: impl Future<Output = ()> + Send + 'static,
 ) -> anyhow::Result<()> {
-    daemon.jobs.start().await?;
+    daemon.start().await?;
     let served = axum::serve(
         listener,
         daemon

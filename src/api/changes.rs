@@ -60,7 +60,8 @@ struct ChangesParams {
         content(
             (Paged<Change> = "application/json"),
             (String = "text/event-stream", example = "id: 42\ndata: {\"seq\":42,\"kind\":\"entity\",\"id\":\"a\",\"op\":\"update\",\"version\":3,\"at\":\"2026-12-03T10:00:00.000000Z\"}\n\n"),
-        ))))]
+        )),
+        (status = 410, description = "gone: changes after `after` are no longer retained; start again from 0")))]
 async fn changes(
     State(s): State<AppState>,
     _: Authorized<Read>,

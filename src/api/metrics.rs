@@ -2,6 +2,7 @@
 //! store's cache counters.
 
 use super::AppState;
+use crate::feed::ConsumerReport;
 use axum::extract::{Request, State};
 use axum::middleware::Next;
 use axum::response::Response;
@@ -33,7 +34,12 @@ impl Metrics {
         }
     }
 
-    pub fn render(&self, cache: crate::store::cache::CacheStats, backend: &str) -> String {
+    pub fn render(
+        &self,
+        cache: crate::store::cache::CacheStats,
+        consumers: &[ConsumerReport],
+        backend: &str,
+    ) -> String {
         let mut out = String::new();
         out.push_str("# HELP strata_http_requests_total HTTP requests by status class.\n");
         out.push_str("# TYPE strata_http_requests_total counter\n");
@@ -89,7 +95,52 @@ impl Metrics {
             crate::store::WRITES_CONTENDED.load(Ordering::Relaxed),
             env!("CARGO_PKG_VERSION"),
         ));
+        render_consumers(&mut out, consumers);
         out
+    }
+}
+
+/// A metric family of consumers: name, type, help, and its value of one.
+type Family = (
+    &'static str,
+    &'static str,
+    &'static str,
+    fn(&ConsumerReport) -> f64,
+);
+
+/// Each change-feed consumer this daemon knows of (its leader reports lag).
+fn render_consumers(out: &mut String, consumers: &[ConsumerReport]) {
+    let families: [Family; 4] = [
+        (
+            "strata_feed_consumer_leader",
+            "gauge",
+            "1 while this daemon runs the consumer (one daemon does).",
+            |c| f64::from(u8::from(c.leader)),
+        ),
+        (
+            "strata_feed_consumer_lag_seconds",
+            "gauge",
+            "Age of the oldest change the consumer has not applied (0 when caught up).",
+            |c| c.lag_seconds,
+        ),
+        (
+            "strata_feed_consumer_position",
+            "gauge",
+            "Feed position the consumer has applied up to.",
+            |c| c.position as f64,
+        ),
+        (
+            "strata_feed_consumer_failures_total",
+            "counter",
+            "Failed attempts (retried with backoff).",
+            |c| c.failures as f64,
+        ),
+    ];
+    for (name, kind, help, value) in families {
+        out.push_str(&format!("# HELP {name} {help}\n# TYPE {name} {kind}\n"));
+        for c in consumers {
+            out.push_str(&format!("{name}{{consumer=\"{}\"}} {}\n", c.name, value(c)));
+        }
     }
 }
 

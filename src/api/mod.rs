@@ -40,6 +40,8 @@ pub struct Services {
     pub store: DynStore,
     pub blobs: Arc<dyn crate::blob::BlobStore>,
     pub jobs: crate::jobs::Jobs,
+    /// The change feed's consumers (their status, for health and metrics).
+    pub feed: crate::feed::Feed,
     /// The daemon's lifetime: WebSocket sessions and other background
     /// tasks run on it and stop when it is cancelled.
     pub lifecycle: crate::lifecycle::Lifecycle,
@@ -55,6 +57,7 @@ pub struct AppState {
     pub metrics: Arc<metrics::Metrics>,
     pub config: Arc<Config>,
     pub jobs: crate::jobs::Jobs,
+    pub feed: crate::feed::Feed,
     pub blobs: Arc<dyn crate::blob::BlobStore>,
     pub hub: Arc<crate::crdt::sync::DocHub>,
     pub crdt: crate::crdt::CrdtConfig,
@@ -115,6 +118,7 @@ pub fn app(services: Services, auth: AuthSettings, config: Arc<Config>) -> Route
         crdt: config.crdt.clone(),
         config: config.clone(),
         jobs: services.jobs,
+        feed: services.feed,
         blobs: services.blobs,
         hub: Arc::default(),
         lifecycle: services.lifecycle,

@@ -31,7 +31,8 @@ pub fn router() -> OpenApiRouter<AppState> {
 struct Health {
     /// `ok`.
     status: &'static str,
-    /// Each service checked (`store`): `ok`.
+    /// Each service checked (`store`): `ok`; `consumers`: each change-feed
+    /// consumer's leadership, position and lag as this daemon sees it.
     #[serde(skip_serializing_if = "Option::is_none")]
     #[schema(value_type = Option<Object>)]
     checks: Option<serde_json::Value>,
@@ -54,7 +55,7 @@ async fn ready(State(s): State<AppState>) -> Response {
     match s.store.ping().await {
         Ok(()) => Json(Health {
             status: "ok",
-            checks: Some(json!({ "store": "ok" })),
+            checks: Some(json!({ "store": "ok", "consumers": s.feed.report() })),
         })
         .into_response(),
         Err(e) => {
@@ -73,7 +74,9 @@ async fn ready(State(s): State<AppState>) -> Response {
 #[utoipa::path(get, path = "/metrics", tag = "operations",
     responses((status = 200, description = "Prometheus text", content_type = "text/plain", body = String)))]
 async fn metrics(State(s): State<AppState>) -> Response {
-    let text = s.metrics.render(s.store.cache_stats(), s.store.backend());
+    let text = s
+        .metrics
+        .render(s.store.cache_stats(), &s.feed.report(), s.store.backend());
     ([(header::CONTENT_TYPE, "text/plain; version=0.0.4")], text).into_response()
 }
 

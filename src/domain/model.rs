@@ -70,6 +70,33 @@ pub struct Change {
     pub at: String,
 }
 
+/// An entity's embedding, as the embedding consumer stores it.
+#[derive(Debug, Clone, PartialEq)]
+pub struct EntityVector {
+    pub id: String,
+    pub entity_type: String,
+    /// The version whose text was embedded.
+    pub version: i64,
+    /// L2-normalised.
+    pub vector: Vec<f32>,
+}
+
+/// An entity found by similarity: its id and cosine similarity.
+#[derive(Debug, Clone, PartialEq)]
+pub struct VectorHit {
+    pub id: String,
+    pub score: f32,
+}
+
+/// One change as the feed's consumers see it: the project it belongs to and
+/// the change, whose `seq` is its feed position (commit order on both
+/// backends).
+#[derive(Debug, Clone)]
+pub struct FeedChange {
+    pub scope: Scope,
+    pub change: Change,
+}
+
 /// A live edge as a search step sees it: its id and its ends.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct EdgeRef {

@@ -1,16 +1,8 @@
 //! What a consumer of the change feed is: something derived from the data
 //! (a search index, embeddings) kept up to date from the outbox.
 
-use crate::domain::{Change, Scope};
+pub use crate::domain::FeedChange;
 use async_trait::async_trait;
-
-/// One change as a consumer sees it: the project it belongs to, and the
-/// change (whose `seq` is its feed position: commit order on both backends).
-#[derive(Debug, Clone)]
-pub struct FeedChange {
-    pub scope: Scope,
-    pub change: Change,
-}
 
 /// A consumer of the change feed. The runner (`feed::run`) hands it batches
 /// in feed order, at least once: after a failure, a restart or a change of
@@ -30,4 +22,9 @@ pub trait Consumer: Send + Sync + 'static {
     fn name(&self) -> &'static str;
     /// Applies a batch of changes (in feed order).
     async fn apply(&self, changes: &[FeedChange]) -> anyhow::Result<()>;
+    /// Brings everything derived up to date from the current data, all
+    /// projects. The runner calls it when the consumer is new to a feed that
+    /// has already been pruned, or fell behind what the outbox retains:
+    /// the changes it missed are gone, so it starts from the data itself.
+    async fn rebuild(&self) -> anyhow::Result<()>;
 }

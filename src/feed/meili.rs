@@ -42,6 +42,10 @@ impl Consumer for MeiliConsumer {
         "meilisearch"
     }
 
+    async fn rebuild(&self) -> anyhow::Result<()> {
+        MeiliConsumer::rebuild(self).await
+    }
+
     async fn apply(&self, changes: &[FeedChange]) -> anyhow::Result<()> {
         // Each entity once per batch: its current state covers every change.
         let mut by_scope: HashMap<&Scope, BTreeSet<&str>> = HashMap::new();

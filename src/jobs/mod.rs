@@ -1,7 +1,7 @@
 //! Scheduled jobs (tokio-cron-scheduler): each has a name, a cron schedule
 //! and a task; the registry keeps each job's last run for `/v1/admin/jobs`.
-//! Jobs are safe to run on several daemons at once: store upkeep is
-//! idempotent, and compaction of one document by two daemons records one
+//! Jobs are safe to run on several daemons at once: store upkeep and
+//! outbox pruning are idempotent, and compaction of one document by two daemons records one
 //! snapshot (the second finds it recorded) and prunes the same prefix.
 //!
 //! Scheduled runs are counted on the daemon's `Lifecycle` and end when it is
@@ -11,6 +11,7 @@
 use crate::blob::BlobStore;
 use crate::config::Config;
 use crate::crdt::{compact, CrdtConfig};
+use crate::feed::Feed;
 use crate::lifecycle::Lifecycle;
 use crate::search::meili::MeiliIndex;
 use crate::store::{DynStore, Maintenance};
@@ -26,6 +27,7 @@ enum Task {
     Store(Maintenance),
     CompactDocs,
     ReconcileSearch,
+    PruneChanges,
 }
 
 /// One job's definition.
@@ -57,6 +59,7 @@ pub struct JobStatus {
 pub struct Jobs {
     store: DynStore,
     blobs: Arc<dyn BlobStore>,
+    feed: Feed,
     crdt: CrdtConfig,
     specs: Arc<Vec<JobSpec>>,
     last: Arc<Mutex<HashMap<&'static str, JobRun>>>,
@@ -70,6 +73,7 @@ impl Jobs {
     pub fn new(
         store: DynStore,
         blobs: Arc<dyn BlobStore>,
+        feed: Feed,
         config: &Config,
         lifecycle: &Lifecycle,
     ) -> Self {
@@ -84,6 +88,13 @@ impl Jobs {
                 schedule: "0 */10 * * * *".into(),
                 task: Task::Store(Maintenance::Frequent),
             },
+            // Consumers prune behind themselves; this covers a daemon with
+            // none, and changes only the retention kept.
+            JobSpec {
+                name: "prune_changes",
+                schedule: "*/10 * * * * *".into(),
+                task: Task::PruneChanges,
+            },
             JobSpec {
                 name: "optimize",
                 schedule: "0 17 3 * * *".into(),
@@ -93,6 +104,7 @@ impl Jobs {
         Jobs {
             store,
             blobs,
+            feed,
             crdt: config.crdt.clone(),
             specs: Arc::new(specs),
             last: Arc::default(),
@@ -173,6 +185,11 @@ impl Jobs {
                     .map_err(|e| crate::domain::DomainError::Internal(format!("{e:#}"))),
                 None => Ok("Meilisearch is not configured".into()),
             },
+            Task::PruneChanges => self
+                .feed
+                .prune()
+                .await
+                .map(|n| format!("{n} changes pruned from the outbox")),
         };
         let run = JobRun {
             started_at,

@@ -1,7 +1,9 @@
 //! Search rules shared by the backends: how a query becomes terms, which
 //! text of an entity is searchable, and which snippets are shown.
 
+pub mod fusion;
 pub mod meili;
+pub mod vectors;
 
 use crate::domain::Properties;
 use serde_json::Value;

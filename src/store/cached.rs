@@ -6,7 +6,7 @@
 
 use super::cache::{CacheStats, EntityCache};
 use super::prelude::*;
-use super::{ChangeSink, Coherence, DocLease, Maintenance};
+use super::{ChangeSink, Coherence, FeedBounds, Lease, Maintenance};
 use crate::domain::rules::entities::visible;
 use crate::domain::*;
 use async_trait::async_trait;
@@ -142,6 +142,30 @@ impl<S: Store> ChangeStore for CachedStore<S> {
         limit: usize,
     ) -> DomainResult<Vec<Change>> {
         self.inner.list_changes(scope, after, limit).await
+    }
+
+    async fn read_feed(&self, after: i64, limit: usize) -> DomainResult<Vec<FeedChange>> {
+        self.inner.read_feed(after, limit).await
+    }
+
+    async fn feed_bounds(&self) -> DomainResult<FeedBounds> {
+        self.inner.feed_bounds().await
+    }
+
+    async fn feed_cursor(&self, consumer: &str) -> DomainResult<Option<i64>> {
+        self.inner.feed_cursor(consumer).await
+    }
+
+    async fn save_feed_cursor(&self, consumer: &str, position: i64) -> DomainResult<()> {
+        self.inner.save_feed_cursor(consumer, position).await
+    }
+
+    async fn prune_feed(&self, before: &str, limit: usize) -> DomainResult<u64> {
+        self.inner.prune_feed(before, limit).await
+    }
+
+    async fn lease_consumer(&self, consumer: &str) -> DomainResult<Option<Lease>> {
+        self.inner.lease_consumer(consumer).await
     }
 }
 
@@ -378,7 +402,7 @@ impl<S: Store> DocStore for CachedStore<S> {
         self.inner.docs_to_compact(limit).await
     }
 
-    async fn lease_doc(&self, scope: &Scope, doc: &str) -> DomainResult<Option<DocLease>> {
+    async fn lease_doc(&self, scope: &Scope, doc: &str) -> DomainResult<Option<Lease>> {
         self.inner.lease_doc(scope, doc).await
     }
 }
@@ -411,5 +435,34 @@ impl<S: Store> Store for CachedStore<S> {
 
     fn cache_stats(&self) -> CacheStats {
         self.cache.stats()
+    }
+}
+
+#[async_trait]
+impl<S: Store> VectorStore for CachedStore<S> {
+    async fn put_vectors(
+        &self,
+        scope: &Scope,
+        model: &str,
+        vectors: Vec<EntityVector>,
+    ) -> DomainResult<()> {
+        self.inner.put_vectors(scope, model, vectors).await
+    }
+
+    async fn delete_vectors(&self, scope: &Scope, ids: &[String]) -> DomainResult<()> {
+        self.inner.delete_vectors(scope, ids).await
+    }
+
+    async fn search_vectors(
+        &self,
+        scope: &Scope,
+        model: &str,
+        query: &[f32],
+        entity_type: Option<&str>,
+        limit: usize,
+    ) -> DomainResult<Vec<VectorHit>> {
+        self.inner
+            .search_vectors(scope, model, query, entity_type, limit)
+            .await
     }
 }

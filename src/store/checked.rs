@@ -12,7 +12,7 @@
 //! forwarded (and checked) below.
 
 use super::prelude::*;
-use super::{cache, ChangeSink, Coherence, DocLease, Maintenance};
+use super::{cache, ChangeSink, Coherence, FeedBounds, Lease, Maintenance};
 use crate::domain::validate::{json_no_nul, map_no_nul, no_nul};
 use crate::domain::*;
 use async_trait::async_trait;
@@ -307,6 +307,34 @@ impl<S: Store> ChangeStore for Checked<S> {
         scope(s)?;
         self.0.list_changes(s, after, limit).await
     }
+
+    async fn read_feed(&self, after: i64, limit: usize) -> DomainResult<Vec<FeedChange>> {
+        self.0.read_feed(after, limit).await
+    }
+
+    async fn feed_bounds(&self) -> DomainResult<FeedBounds> {
+        self.0.feed_bounds().await
+    }
+
+    async fn feed_cursor(&self, consumer: &str) -> DomainResult<Option<i64>> {
+        no_nul("consumer", consumer)?;
+        self.0.feed_cursor(consumer).await
+    }
+
+    async fn save_feed_cursor(&self, consumer: &str, position: i64) -> DomainResult<()> {
+        no_nul("consumer", consumer)?;
+        self.0.save_feed_cursor(consumer, position).await
+    }
+
+    async fn prune_feed(&self, before: &str, limit: usize) -> DomainResult<u64> {
+        no_nul("time", before)?;
+        self.0.prune_feed(before, limit).await
+    }
+
+    async fn lease_consumer(&self, consumer: &str) -> DomainResult<Option<Lease>> {
+        no_nul("consumer", consumer)?;
+        self.0.lease_consumer(consumer).await
+    }
 }
 
 #[async_trait]
@@ -495,7 +523,7 @@ impl<S: Store> DocStore for Checked<S> {
         self.0.docs_to_compact(limit).await
     }
 
-    async fn lease_doc(&self, s: &Scope, doc: &str) -> DomainResult<Option<DocLease>> {
+    async fn lease_doc(&self, s: &Scope, doc: &str) -> DomainResult<Option<Lease>> {
         scope(s)?;
         no_nul("doc", doc)?;
         self.0.lease_doc(s, doc).await
@@ -530,5 +558,45 @@ impl<S: Store> Store for Checked<S> {
 
     fn cache_stats(&self) -> cache::CacheStats {
         self.0.cache_stats()
+    }
+}
+
+#[async_trait]
+impl<S: Store> VectorStore for Checked<S> {
+    async fn put_vectors(
+        &self,
+        s: &Scope,
+        model: &str,
+        vectors: Vec<EntityVector>,
+    ) -> DomainResult<()> {
+        scope(s)?;
+        no_nul("model", model)?;
+        for v in &vectors {
+            no_nul("id", &v.id)?;
+            no_nul("type", &v.entity_type)?;
+        }
+        self.0.put_vectors(s, model, vectors).await
+    }
+
+    async fn delete_vectors(&self, s: &Scope, ids: &[String]) -> DomainResult<()> {
+        scope(s)?;
+        all("id", ids)?;
+        self.0.delete_vectors(s, ids).await
+    }
+
+    async fn search_vectors(
+        &self,
+        s: &Scope,
+        model: &str,
+        query: &[f32],
+        entity_type: Option<&str>,
+        limit: usize,
+    ) -> DomainResult<Vec<VectorHit>> {
+        scope(s)?;
+        no_nul("model", model)?;
+        opt("type", entity_type)?;
+        self.0
+            .search_vectors(s, model, query, entity_type, limit)
+            .await
     }
 }

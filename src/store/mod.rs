@@ -156,6 +156,31 @@ pub trait SearchStore: Send + Sync {
     ) -> DomainResult<Vec<SearchHit>>;
 }
 
+/// Embeddings of live entities, kept by the embedding consumer, searched
+/// by similarity.
+#[async_trait]
+pub trait VectorStore: Send + Sync {
+    /// Stores each entity's vector unless a newer version's is stored.
+    async fn put_vectors(
+        &self,
+        scope: &Scope,
+        model: &str,
+        vectors: Vec<EntityVector>,
+    ) -> DomainResult<()>;
+    /// Forgets the vectors of these entities (deleted or purged).
+    async fn delete_vectors(&self, scope: &Scope, ids: &[String]) -> DomainResult<()>;
+    /// The entities whose `model` vectors are most similar to `query` (a
+    /// unit vector), best first, by cosine.
+    async fn search_vectors(
+        &self,
+        scope: &Scope,
+        model: &str,
+        query: &[f32],
+        entity_type: Option<&str>,
+        limit: usize,
+    ) -> DomainResult<Vec<VectorHit>>;
+}
+
 /// The project's change feed: every entity and relationship change, in
 /// change-sequence order (the outbox).
 #[async_trait]
@@ -168,6 +193,30 @@ pub trait ChangeStore: Send + Sync {
         after: i64,
         limit: usize,
     ) -> DomainResult<Vec<Change>>;
+    /// Every project's changes after feed position `after`, in feed order,
+    /// for the feed's consumers.
+    async fn read_feed(&self, after: i64, limit: usize) -> DomainResult<Vec<FeedChange>>;
+    /// The oldest and newest positions the feed can be read from now.
+    async fn feed_bounds(&self) -> DomainResult<FeedBounds>;
+    /// A consumer's durable cursor (None before its first save).
+    async fn feed_cursor(&self, consumer: &str) -> DomainResult<Option<i64>>;
+    /// Moves a consumer's cursor forward to `position` (never back).
+    async fn save_feed_cursor(&self, consumer: &str, position: i64) -> DomainResult<()>;
+    /// Deletes up to `limit` of the oldest changes that every consumer with
+    /// a cursor has passed and that were made before `before`; returns how
+    /// many went. The horizon moves past them.
+    async fn prune_feed(&self, before: &str, limit: usize) -> DomainResult<u64>;
+    /// Leadership of a consumer across every daemon sharing the store; None
+    /// while another daemon holds it.
+    async fn lease_consumer(&self, consumer: &str) -> DomainResult<Option<Lease>>;
+}
+
+/// Where the feed can be read from: changes at or before `horizon` were
+/// pruned; `head` is the newest change readable now.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub struct FeedBounds {
+    pub horizon: i64,
+    pub head: i64,
 }
 
 /// What a change writes to the outbox: (kind, target id, op, version).
@@ -245,7 +294,7 @@ pub trait DocStore: Send + Sync {
     /// Exclusive right to compact a document, across every daemon sharing the
     /// store, until the lease is dropped (or its holder dies); None when
     /// another holds it.
-    async fn lease_doc(&self, scope: &Scope, doc: &str) -> DomainResult<Option<DocLease>>;
+    async fn lease_doc(&self, scope: &Scope, doc: &str) -> DomainResult<Option<Lease>>;
 }
 
 /// A whole store: every concern, and the store's own life. Each call is
@@ -260,6 +309,7 @@ pub trait Store:
     + ChangeStore
     + GraphStore
     + SearchStore
+    + VectorStore
     + DocStore
     + 'static
 {
@@ -298,7 +348,7 @@ pub trait Store:
 pub mod prelude {
     pub use super::{
         AuditStore, ChangeStore, DocStore, EntityStore, GraphStore, KeyStore, SearchStore, Store,
-        TenancyStore,
+        TenancyStore, VectorStore,
     };
 }
 
@@ -397,20 +447,63 @@ pub const PROJECT_TABLES: &[&str] = &[
     "entity_versions",
     "relationships",
     "outbox",
+    "entity_vectors",
     "crdt_updates",
     "crdt_quarantine",
     "crdt_snapshots",
     "crdt_docs",
 ];
 
-/// Held while compacting a document; dropping it releases the document.
-pub struct DocLease(#[allow(dead_code)] Box<dyn Send + Sync>);
+/// Exclusive right to something across every daemon sharing the store (a
+/// document's compaction, a feed consumer's leadership); dropping it
+/// releases it.
+pub struct Lease(Box<dyn LeaseGuard>);
 
-impl DocLease {
-    pub fn new(guard: impl Send + Sync + 'static) -> Self {
-        DocLease(Box::new(guard))
+impl Lease {
+    pub fn new(guard: impl LeaseGuard + 'static) -> Self {
+        Lease(Box::new(guard))
+    }
+
+    /// True once the lease can no longer be trusted (the connection holding
+    /// it closed): its holder stops and takes it again.
+    pub fn is_lost(&self) -> bool {
+        self.0.is_lost()
     }
 }
+
+/// The names leases are taken under, alike on both backends.
+pub mod lease_key {
+    use crate::domain::Scope;
+
+    pub fn doc(scope: &Scope, doc: &str) -> String {
+        format!("strata-doc/{}/{}/{}", scope.org, scope.project, doc)
+    }
+
+    pub fn consumer(name: &str) -> String {
+        format!("strata-consumer/{name}")
+    }
+}
+
+/// Gone when a feed reader's cursor `after` is older than the horizon:
+/// changes it has not seen were pruned (0 starts at the oldest retained).
+pub fn passed_horizon(after: i64, horizon: i64) -> DomainResult<()> {
+    if after > 0 && after < horizon {
+        return Err(DomainError::Gone(format!(
+            "changes after {after} are no longer retained (the oldest kept follows {horizon}): start again from 0"
+        )));
+    }
+    Ok(())
+}
+
+/// What holds a lease until dropped.
+pub trait LeaseGuard: Send + Sync {
+    fn is_lost(&self) -> bool {
+        false
+    }
+}
+
+/// A lease with nothing to hold (a store only one daemon can open).
+impl LeaseGuard for () {}
 
 /// Upkeep tasks a backend knows how to do.
 /// Each backend decides what it does at each rhythm.

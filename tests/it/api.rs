@@ -969,6 +969,11 @@ async fn operations_routes(api: &Api) {
     assert_eq!(r.status, StatusCode::OK);
     let r = api.call("GET", "/health/ready", Value::Null).await;
     assert_eq!(r.status, StatusCode::OK);
+    assert!(
+        r.body["checks"]["consumers"].is_array(),
+        "the feed's consumers are reported: {}",
+        r.text
+    );
     api.ok(
         "POST",
         &format!("{P}/entities"),

@@ -672,3 +672,46 @@ async fn strata_reindex_repairs_one_project_or_all() {
         ["acme/app:a", "acme/other:b"]
     );
 }
+
+#[tokio::test]
+async fn the_feed_runner_drives_the_consumer() {
+    let standin = MeiliStandin::start(Some(KEY)).await;
+    let dir = tempfile::tempdir().unwrap();
+    let mut config = strata::config::Config::embedded(dir.path());
+    config.meili.url = Some(standin.url.clone());
+    config.meili.key = Some(KEY.into());
+    let daemon = strata::server::build(config, ADMIN).await.unwrap();
+    daemon.start().await.unwrap();
+    for (uri, body) in [
+        ("/v1/orgs", json!({"id": "acme", "name": "Acme"})),
+        (
+            "/v1/orgs/acme/projects",
+            json!({"id": "app", "name": "App"}),
+        ),
+        (
+            "/v1/orgs/acme/projects/app/entities",
+            json!({"id": "a", "type": "doc", "properties": {"title": "vehicle"}}),
+        ),
+    ] {
+        let req = Request::builder()
+            .method("POST")
+            .uri(uri)
+            .header("authorization", format!("Bearer {ADMIN}"))
+            .header("content-type", "application/json")
+            .body(Body::from(body.to_string()))
+            .unwrap();
+        let res = daemon.router.clone().oneshot(req).await.unwrap();
+        assert!(res.status().is_success(), "{uri}: {}", res.status());
+    }
+    // The runner polls the feed: wait (bounded) for the document.
+    let mut found = false;
+    for _ in 0..200 {
+        if standin.documents(INDEX).len() == 1 {
+            found = true;
+            break;
+        }
+        tokio::time::sleep(std::time::Duration::from_millis(50)).await;
+    }
+    assert!(found, "the runner never applied the change");
+    daemon.shutdown().await;
+}

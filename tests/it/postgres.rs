@@ -2,7 +2,7 @@
 //! migrations, optimistic concurrency under racing writers, cache coherence
 //! and key revocation across daemons, abandoned write transactions.
 
-use crate::support;
+use crate::support::{self, eventually};
 
 use serde_json::json;
 use std::time::Duration;
@@ -45,23 +45,6 @@ async fn call(
         .body(axum::body::Body::from(body.to_string()))
         .unwrap();
     router.clone().oneshot(req).await.unwrap()
-}
-
-/// Polls `check` until it holds; panics after `limit` (no timing is asserted
-/// beyond "eventually").
-async fn eventually<F, Fut>(limit: Duration, mut check: F)
-where
-    F: FnMut() -> Fut,
-    Fut: std::future::Future<Output = bool>,
-{
-    let deadline = tokio::time::Instant::now() + limit;
-    while !check().await {
-        assert!(
-            tokio::time::Instant::now() < deadline,
-            "condition not reached in {limit:?}"
-        );
-        tokio::time::sleep(Duration::from_millis(20)).await;
-    }
 }
 
 #[tokio::test]

@@ -573,25 +573,8 @@ impl DocStore for PgStore {
         &self,
         scope: &Scope,
         doc: &str,
-    ) -> DomainResult<Option<crate::store::DocLease>> {
-        // A single-connection pool (PGlite) cannot spare a connection to hold
-        // the lock, and serves one daemon anyway.
-        if self.pool.status().max_size <= 1 {
-            return Ok(Some(crate::store::DocLease::new(())));
-        }
-        let client = self.client().await?;
-        let key = format!("strata-doc/{}/{}/{}", scope.org, scope.project, doc);
-        let row = super::rows::query_opt(
-            &client,
-            "SELECT pg_try_advisory_lock(hashtextextended($1, 0))",
-            &[&key],
-        )
-        .await?;
-        if !row.is_some_and(|r| r.get::<_, bool>(0)) {
-            return Ok(None);
-        }
-        Ok(Some(crate::store::DocLease::new(
-            super::lease::AdvisoryLease::new(client, key, &self.tasks),
-        )))
+    ) -> DomainResult<Option<crate::store::Lease>> {
+        self.try_lease(crate::store::lease_key::doc(scope, doc))
+            .await
     }
 }

@@ -74,6 +74,11 @@ pub const OBJECTS: &[(Kind, &str)] = &[
     (Kind::Table, "crdt_quarantine"),
     // 0006_change_feed
     (Kind::Sequence, "feed_position"),
+    // 0007_feed_consumers
+    (Kind::Table, "feed_cursors"),
+    (Kind::Table, "feed_horizon"),
+    // 0008_entity_vectors
+    (Kind::Table, "entity_vectors"),
 ];
 
 fn db(e: tokio_postgres::Error) -> MigrateError {

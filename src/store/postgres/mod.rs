@@ -21,6 +21,7 @@ mod rows;
 mod search;
 mod tenancy;
 mod tx;
+mod vectors;
 
 pub use migrate::{Kind as SchemaObjectKind, OBJECTS as SCHEMA_OBJECTS, SCHEMA};
 

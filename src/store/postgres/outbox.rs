@@ -11,7 +11,7 @@ use super::rows::{self, execute};
 use super::PgStore;
 use crate::domain::*;
 use crate::store::prelude::*;
-use crate::store::OutboxEntry;
+use crate::store::{passed_horizon, FeedBounds, Lease, OutboxEntry};
 use async_trait::async_trait;
 use chrono::{DateTime, Utc};
 use deadpool_postgres::GenericClient;
@@ -87,8 +87,113 @@ impl ChangeStore for PgStore {
         let c = self.client().await?;
         super::tenancy::get_project(&c, &scope.org, &scope.project).await?;
         sequence(&c).await?;
-        list(&c, scope, after, limit).await
+        let changes = list(&c, scope, after, limit).await?;
+        // Read after the page: a prune that removed part of it shows here.
+        passed_horizon(after, horizon(&c).await?)?;
+        Ok(changes)
     }
+
+    async fn read_feed(&self, after: i64, limit: usize) -> DomainResult<Vec<FeedChange>> {
+        let c = self.client().await?;
+        sequence(&c).await?;
+        let found = rows::query(
+            &c,
+            "SELECT position, kind, target_id, op, version, at, org_id, project_id FROM outbox
+             WHERE position > $1 ORDER BY position LIMIT $2",
+            &[&after, &(limit as i64)],
+        )
+        .await?;
+        Ok(found
+            .iter()
+            .map(|r| FeedChange {
+                change: Change {
+                    seq: r.get(0),
+                    kind: r.get(1),
+                    id: r.get(2),
+                    op: r.get(3),
+                    version: r.get(4),
+                    at: rows::time(r.get(5)),
+                },
+                scope: Scope::new(r.get::<_, String>(6), r.get::<_, String>(7)),
+            })
+            .collect())
+    }
+
+    async fn feed_bounds(&self) -> DomainResult<FeedBounds> {
+        let c = self.client().await?;
+        sequence(&c).await?;
+        let row = rows::query_one(
+            &c,
+            "SELECT (SELECT position FROM feed_horizon), (SELECT max(position) FROM outbox)",
+            &[],
+        )
+        .await?;
+        let horizon: i64 = row.get(0);
+        let head: Option<i64> = row.get(1);
+        Ok(FeedBounds {
+            horizon,
+            head: head.unwrap_or(0).max(horizon),
+        })
+    }
+
+    async fn feed_cursor(&self, consumer: &str) -> DomainResult<Option<i64>> {
+        let c = self.client().await?;
+        let row = rows::query_opt(
+            &c,
+            "SELECT position FROM feed_cursors WHERE consumer = $1",
+            &[&consumer],
+        )
+        .await?;
+        Ok(row.map(|r| r.get(0)))
+    }
+
+    async fn save_feed_cursor(&self, consumer: &str, position: i64) -> DomainResult<()> {
+        let c = self.client().await?;
+        execute(
+            &c,
+            "INSERT INTO feed_cursors (consumer, position, updated_at) VALUES ($1, $2, now())
+             ON CONFLICT (consumer) DO UPDATE
+             SET position = GREATEST(feed_cursors.position, EXCLUDED.position),
+                 updated_at = EXCLUDED.updated_at",
+            &[&consumer, &position],
+        )
+        .await?;
+        Ok(())
+    }
+
+    async fn prune_feed(&self, before: &str, limit: usize) -> DomainResult<u64> {
+        let c = self.client().await?;
+        // Only positioned changes are pruned: position them first.
+        sequence(&c).await?;
+        let row = rows::query_one(
+            &c,
+            "WITH passed AS (SELECT coalesce(min(position), 9223372036854775807) AS upto
+                             FROM feed_cursors),
+                  oldest AS (SELECT seq FROM outbox
+                             WHERE position IS NOT NULL AND position <= (SELECT upto FROM passed)
+                             ORDER BY position LIMIT $2),
+                  gone AS (DELETE FROM outbox o USING oldest
+                           WHERE o.seq = oldest.seq AND o.at < $1::text::timestamptz
+                           RETURNING o.position),
+                  moved AS (UPDATE feed_horizon
+                            SET position = GREATEST(position, (SELECT max(position) FROM gone))
+                            WHERE EXISTS (SELECT 1 FROM gone))
+             SELECT count(*) FROM gone",
+            &[&before.to_owned(), &(limit as i64)],
+        )
+        .await?;
+        Ok(row.get::<_, i64>(0) as u64)
+    }
+
+    async fn lease_consumer(&self, consumer: &str) -> DomainResult<Option<Lease>> {
+        self.try_lease(crate::store::lease_key::consumer(consumer))
+            .await
+    }
+}
+
+async fn horizon<C: GenericClient>(c: &C) -> DomainResult<i64> {
+    let row = rows::query_one(c, "SELECT position FROM feed_horizon", &[]).await?;
+    Ok(row.get(0))
 }
 
 /// Gives feed positions to up to `SEQUENCE_BATCH` committed rows that have

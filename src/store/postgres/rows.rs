@@ -115,6 +115,15 @@ pub async fn query_opt<C: GenericClient>(
     c.query_opt(&st, args).await.map_err(pg_err)
 }
 
+pub async fn query_one<C: GenericClient>(
+    c: &C,
+    sql: &str,
+    args: &[&(dyn ToSql + Sync)],
+) -> DomainResult<Row> {
+    let st = c.prepare_cached(sql).await.map_err(pg_err)?;
+    c.query_one(&st, args).await.map_err(pg_err)
+}
+
 pub async fn execute<C: GenericClient>(
     c: &C,
     sql: &str,

@@ -539,8 +539,8 @@ impl DocStore for SqliteStore {
         &self,
         scope: &Scope,
         doc: &str,
-    ) -> DomainResult<Option<crate::store::DocLease>> {
-        Ok(super::lease::LocalLease::take(&self.leases, scope, doc)
-            .map(crate::store::DocLease::new))
+    ) -> DomainResult<Option<crate::store::Lease>> {
+        let key = crate::store::lease_key::doc(scope, doc);
+        Ok(super::lease::LocalLease::take(&self.leases, key).map(crate::store::Lease::new))
     }
 }

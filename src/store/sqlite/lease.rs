@@ -1,23 +1,25 @@
-//! Document leases on SQLite: one daemon per file, so a set of the
-//! documents being compacted, local to the store, suffices.
+//! Leases on SQLite (a document's compaction, a feed consumer's
+//! leadership): one daemon per file, so a set of what is leased, local to
+//! the store, suffices.
 
-use crate::domain::Scope;
+use crate::store::LeaseGuard;
 use std::collections::HashSet;
 use std::sync::{Arc, Mutex};
 
-/// The documents leased now, shared by the store and its leases.
-pub type Leased = Arc<Mutex<HashSet<(Scope, String)>>>;
+/// The keys leased now, shared by the store and its leases.
+pub type Leased = Arc<Mutex<HashSet<String>>>;
 
-/// Releases a document on drop.
+/// Releases its key on drop.
 pub struct LocalLease {
     leases: Leased,
-    key: (Scope, String),
+    key: String,
 }
 
+impl LeaseGuard for LocalLease {}
+
 impl LocalLease {
-    /// The document's lease, or None while another holds it.
-    pub fn take(leases: &Leased, scope: &Scope, doc: &str) -> Option<Self> {
-        let key = (scope.clone(), doc.to_owned());
+    /// The key's lease, or None while another holds it.
+    pub fn take(leases: &Leased, key: String) -> Option<Self> {
         if !leases.lock().expect("lease lock").insert(key.clone()) {
             return None;
         }

@@ -14,6 +14,7 @@ mod rows;
 mod search;
 mod tenancy;
 mod threads;
+mod vectors;
 
 use super::prelude::*;
 use super::{AuditPlace, ChangeSink, Coherence, Ctx, Maintenance};
@@ -60,8 +61,8 @@ pub(crate) fn sql_err(e: rusqlite::Error) -> DomainError {
 pub struct SqliteStore {
     writer: Writer,
     readers: Readers,
-    /// Documents being compacted (one daemon per file: a local set suffices).
-    leases: Arc<std::sync::Mutex<std::collections::HashSet<(Scope, String)>>>,
+    /// What is leased now (one daemon per file: a local set suffices).
+    leases: lease::Leased,
 }
 
 fn connect(path: &Path, config: &SqliteConfig, read_only: bool) -> rusqlite::Result<Connection> {

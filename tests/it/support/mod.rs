@@ -6,6 +6,7 @@
 pub mod meili_standin;
 
 use std::sync::Arc;
+use std::time::Duration;
 use strata::config::Config;
 use strata::store::DynStore;
 
@@ -154,4 +155,21 @@ pub fn s3_blobs() -> Arc<dyn strata::blob::BlobStore> {
         )
         .expect("an S3 blob store"),
     )
+}
+
+/// Polls `check` until it holds; panics after `limit` (no timing is asserted
+/// beyond "eventually").
+pub async fn eventually<F, Fut>(limit: Duration, mut check: F)
+where
+    F: FnMut() -> Fut,
+    Fut: std::future::Future<Output = bool>,
+{
+    let deadline = tokio::time::Instant::now() + limit;
+    while !check().await {
+        assert!(
+            tokio::time::Instant::now() < deadline,
+            "condition not reached in {limit:?}"
+        );
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
 }
