@@ -189,9 +189,12 @@ impl MeiliIndex {
         })
     }
 
-    /// Whether Meilisearch answers its health check.
+    /// Whether Meilisearch answers its health check: one try within 3 s,
+    /// for a readiness probe that must answer quickly.
     pub async fn health(&self) -> Result<(), MeiliError> {
-        self.call(|| self.client.health()).await.map(|_| ())
+        self.call_with(1, SEARCH_TIMEOUT, || self.client.health())
+            .await
+            .map(|_| ())
     }
 
     /// Creates the index if needed and applies the settings (idempotent:
