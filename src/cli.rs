@@ -1,4 +1,4 @@
-//! The one-shot commands: `migrate`, `init`, `doctor`.
+//! The one-shot commands: `migrate`, `init`, `doctor`, `reindex`.
 
 use crate::config::Config;
 use crate::domain::DomainError;
@@ -113,6 +113,20 @@ pub async fn age_sync(config: &Config, org: &str, project: &str) -> anyhow::Resu
             "nothing to repair; in step"
         }
     );
+    Ok(())
+}
+
+/// `strata reindex`: makes Meilisearch hold exactly the live entities of
+/// one project (or of every project) at their current versions.
+pub async fn reindex(config: &Config, only: Option<&crate::domain::Scope>) -> anyhow::Result<()> {
+    let Some(url) = &config.meili.url else {
+        anyhow::bail!("STRATA_MEILI_URL is not set: there is no Meilisearch index to rebuild");
+    };
+    let index = crate::search::meili::MeiliIndex::new(url, config.meili.key.as_deref())?;
+    let store = store::open(&config.database_url, &config.store_settings()).await?;
+    let summary = crate::feed::meili::reconcile(&store, &index, only).await;
+    store.close().await;
+    println!("{}", summary?);
     Ok(())
 }
 

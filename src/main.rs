@@ -37,6 +37,14 @@ enum Command {
     },
     /// Check the configuration and the store; say what is wrong in plain words.
     Doctor,
+    /// Compare the Meilisearch index with the database and repair drift
+    /// (one project, or every project).
+    Reindex {
+        #[arg(long, requires = "project")]
+        org: Option<String>,
+        #[arg(long, requires = "org")]
+        project: Option<String>,
+    },
     /// Apache AGE graph projection (server mode).
     Age {
         #[command(subcommand)]
@@ -76,6 +84,12 @@ fn main() -> anyhow::Result<()> {
                 strata::cli::init(&Config::from_env()?, &org, &project).await
             }
             Command::Doctor => strata::cli::doctor().await,
+            Command::Reindex { org, project } => {
+                let scope = org
+                    .zip(project)
+                    .map(|(o, p)| strata::domain::Scope::new(o, p));
+                strata::cli::reindex(&Config::from_env()?, scope.as_ref()).await
+            }
             Command::Age {
                 command: AgeCommand::Sync { org, project },
             } => strata::cli::age_sync(&Config::from_env()?, &org, &project).await,

@@ -7,6 +7,7 @@ use crate::config::Config;
 use crate::feed::{Consumer, Feed};
 use crate::jobs::Jobs;
 use crate::lifecycle::Lifecycle;
+use crate::search::meili::MeiliIndex;
 use crate::store::{self, DynStore};
 use anyhow::Context;
 use base64::Engine;
@@ -96,6 +97,8 @@ pub struct Daemon {
     pub router: axum::Router,
     /// Cancels and tracks the daemon's background tasks.
     pub lifecycle: Lifecycle,
+    /// Meilisearch, when configured (for the feed's consumer and readiness).
+    pub meili: Option<Arc<MeiliIndex>>,
 }
 
 impl Daemon {
@@ -128,18 +131,25 @@ pub async fn build(config: Config, admin_key: &str) -> anyhow::Result<Daemon> {
         .await
         .with_context(|| format!("cannot open the blob store {}", config.blob_url))?;
     let lifecycle = Lifecycle::new();
+    let meili = match &config.meili.url {
+        Some(url) => Some(Arc::new(MeiliIndex::new(url, config.meili.key.as_deref())?)),
+        None => None,
+    };
     let feed = Feed::new(
         store.clone(),
-        consumers(&config, &store)?,
+        consumers(&config, &store, meili.as_ref())?,
         config.feed_settings(),
     );
-    let jobs = Jobs::new(
+    let mut jobs = Jobs::new(
         store.clone(),
         blobs.clone(),
         feed.clone(),
         &config,
         &lifecycle,
     );
+    if let Some(index) = &meili {
+        jobs = jobs.with_search_index(index.clone());
+    }
     let auth = AuthSettings {
         admin_key: admin_key.to_owned(),
         disabled: config.auth_disabled,
@@ -152,6 +162,7 @@ pub async fn build(config: Config, admin_key: &str) -> anyhow::Result<Daemon> {
         jobs: jobs.clone(),
         feed: feed.clone(),
         lifecycle: lifecycle.clone(),
+        meili: meili.clone(),
     };
     let router = api::app(services, auth, Arc::new(config));
     Ok(Daemon {
@@ -161,12 +172,24 @@ pub async fn build(config: Config, admin_key: &str) -> anyhow::Result<Daemon> {
         feed,
         router,
         lifecycle,
+        meili,
     })
 }
 
 /// The change feed's consumers this configuration runs.
-fn consumers(_config: &Config, _store: &DynStore) -> anyhow::Result<Vec<Arc<dyn Consumer>>> {
-    Ok(Vec::new())
+fn consumers(
+    _config: &Config,
+    store: &DynStore,
+    meili: Option<&Arc<MeiliIndex>>,
+) -> anyhow::Result<Vec<Arc<dyn Consumer>>> {
+    let mut consumers: Vec<Arc<dyn Consumer>> = Vec::new();
+    if let Some(index) = meili {
+        consumers.push(Arc::new(crate::feed::meili::MeiliConsumer::new(
+            store.clone(),
+            index.clone(),
+        )));
+    }
+    Ok(consumers)
 }
 
 /// Serves until `shutdown` resolves; then stops accepting, lets in-flight

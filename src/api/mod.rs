@@ -45,6 +45,8 @@ pub struct Services {
     /// The daemon's lifetime: WebSocket sessions and other background
     /// tasks run on it and stop when it is cancelled.
     pub lifecycle: crate::lifecycle::Lifecycle,
+    /// Meilisearch for `mode=text`, when configured.
+    pub meili: Option<Arc<crate::search::meili::MeiliIndex>>,
 }
 
 /// Everything a handler needs; cheap to clone (handles only).
@@ -60,6 +62,7 @@ pub struct AppState {
     pub hub: Arc<crate::crdt::sync::DocHub>,
     pub crdt: crate::crdt::CrdtConfig,
     pub lifecycle: crate::lifecycle::Lifecycle,
+    pub meili: Option<Arc<crate::search::meili::MeiliIndex>>,
     openapi: Arc<Value>,
 }
 
@@ -119,6 +122,7 @@ pub fn app(services: Services, auth: AuthSettings, config: Arc<Config>) -> Route
         blobs: services.blobs,
         hub: Arc::default(),
         lifecycle: services.lifecycle,
+        meili: services.meili,
     };
     router
         .fallback(|| async { not_found_route() })

@@ -4,6 +4,7 @@
 //! `status` reports their lag.
 
 pub mod consumer;
+pub mod meili;
 pub mod runner;
 pub mod status;
 

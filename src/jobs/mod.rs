@@ -13,6 +13,7 @@ use crate::config::Config;
 use crate::crdt::{compact, CrdtConfig};
 use crate::feed::Feed;
 use crate::lifecycle::Lifecycle;
+use crate::search::meili::MeiliIndex;
 use crate::store::{DynStore, Maintenance};
 use serde::Serialize;
 use std::collections::HashMap;
@@ -25,6 +26,7 @@ use uuid::Uuid;
 enum Task {
     Store(Maintenance),
     CompactDocs,
+    ReconcileSearch,
     PruneChanges,
 }
 
@@ -64,6 +66,7 @@ pub struct Jobs {
     ids: Arc<Mutex<HashMap<&'static str, Uuid>>>,
     scheduler: Arc<tokio::sync::Mutex<Option<JobScheduler>>>,
     lifecycle: Lifecycle,
+    meili: Option<Arc<MeiliIndex>>,
 }
 
 impl Jobs {
@@ -108,7 +111,22 @@ impl Jobs {
             ids: Arc::default(),
             scheduler: Arc::default(),
             lifecycle: lifecycle.clone(),
+            meili: None,
         }
+    }
+
+    /// Adds the daily `reconcile_search` job (Meilisearch configured only).
+    /// Before `start`.
+    pub fn with_search_index(mut self, index: Arc<MeiliIndex>) -> Self {
+        Arc::get_mut(&mut self.specs)
+            .expect("jobs are added before the registry is shared")
+            .push(JobSpec {
+                name: "reconcile_search",
+                schedule: "0 41 3 * * *".into(),
+                task: Task::ReconcileSearch,
+            });
+        self.meili = Some(index);
+        self
     }
 
     /// Starts the schedules.
@@ -160,6 +178,13 @@ impl Jobs {
                     .await
                     .map(|run| run.to_string())
             }
+            Task::ReconcileSearch => match &self.meili {
+                Some(index) => crate::feed::meili::reconcile(&self.store, index, None)
+                    .await
+                    .map(|s| s.to_string())
+                    .map_err(|e| crate::domain::DomainError::Internal(format!("{e:#}"))),
+                None => Ok("Meilisearch is not configured".into()),
+            },
             Task::PruneChanges => self
                 .feed
                 .prune()

@@ -2,6 +2,7 @@
 //! text of an entity is searchable, and which snippets are shown.
 
 pub mod fusion;
+pub mod meili;
 pub mod query;
 pub mod vectors;
 

@@ -31,6 +31,7 @@ mod conformance;
 mod crdt;
 mod feed;
 mod interop;
+mod meili;
 mod openapi;
 mod postgres;
 mod security;

@@ -3,6 +3,8 @@
 //! fresh, isolated stores on each backend.
 #![allow(dead_code)]
 
+pub mod meili_standin;
+
 use std::sync::Arc;
 use std::time::Duration;
 use strata::config::Config;
