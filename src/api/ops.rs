@@ -31,7 +31,7 @@ pub fn router() -> OpenApiRouter<AppState> {
 struct Health {
     /// `ok`.
     status: &'static str,
-    /// Each service checked (`store`): `ok`; `consumers`: each change-feed
+    /// Each service checked (`store`, `meilisearch` when configured): `ok`; `consumers`: each change-feed
     /// consumer's leadership, position and lag as this daemon sees it.
     #[serde(skip_serializing_if = "Option::is_none")]
     #[schema(value_type = Option<Object>)]
@@ -47,27 +47,48 @@ async fn live() -> Response {
     .into_response()
 }
 
-/// 200 when the store answers, else 503 naming what failed.
+/// 200 when the store and each configured service answer, else 503 naming
+/// what failed.
 #[utoipa::path(get, path = "/health/ready", tag = "operations",
     responses((status = 200, description = "ready", body = Health),
         (status = 503, description = "unavailable: details.failed names what failed")))]
 async fn ready(State(s): State<AppState>) -> Response {
+    let mut checks = serde_json::Map::new();
+    let mut failed = Vec::new();
     match s.store.ping().await {
-        Ok(()) => Json(Health {
-            status: "ok",
-            checks: Some(json!({ "store": "ok", "consumers": s.feed.report() })),
-        })
-        .into_response(),
+        Ok(()) => {
+            checks.insert("store".into(), json!("ok"));
+        }
         Err(e) => {
-            tracing::warn!(error = %e, "readiness check failed");
-            let body = super::error::error_body(
-                "unavailable",
-                "store is not answering",
-                Some(json!({ "failed": ["store"], "backend": s.store.backend() })),
-            );
-            (StatusCode::SERVICE_UNAVAILABLE, Json(body)).into_response()
+            tracing::warn!(error = %e, "readiness: the store is not answering");
+            failed.push("store");
         }
     }
+    if let Some(index) = &s.meili {
+        match index.health().await {
+            Ok(()) => {
+                checks.insert("meilisearch".into(), json!("ok"));
+            }
+            Err(e) => {
+                tracing::warn!(error = %e, "readiness: Meilisearch is not answering");
+                failed.push("meilisearch");
+            }
+        }
+    }
+    if failed.is_empty() {
+        checks.insert("consumers".into(), json!(s.feed.report()));
+        return Json(Health {
+            status: "ok",
+            checks: Some(checks.into()),
+        })
+        .into_response();
+    }
+    let body = super::error::error_body(
+        "unavailable",
+        &format!("not answering: {}", failed.join(", ")),
+        Some(json!({ "failed": failed, "backend": s.store.backend() })),
+    );
+    (StatusCode::SERVICE_UNAVAILABLE, Json(body)).into_response()
 }
 
 /// Prometheus text.

@@ -3,12 +3,14 @@
 //! protocol-level stand-in (`support::meili_standin`, not Meilisearch) and
 //! the embedded SQLite store.
 
+use crate::support::eventually;
 use crate::support::meili_standin::MeiliStandin;
 use axum::body::Body;
 use axum::http::{Request, StatusCode};
 use http_body_util::BodyExt;
 use serde_json::{json, Value};
 use std::sync::Arc;
+use std::time::Duration;
 use strata::domain::Scope;
 use strata::feed::meili::{reconcile, MeiliConsumer, Summary};
 use strata::feed::{Consumer, FeedChange};
@@ -673,8 +675,33 @@ async fn strata_reindex_repairs_one_project_or_all() {
     );
 }
 
+/// One request to a daemon's router as the admin; the status and body.
+async fn admin(
+    router: &axum::Router,
+    method: &str,
+    uri: &str,
+    body: Value,
+) -> (StatusCode, String) {
+    let req = Request::builder()
+        .method(method)
+        .uri(uri)
+        .header("authorization", format!("Bearer {ADMIN}"))
+        .header("content-type", "application/json")
+        .body(Body::from(body.to_string()))
+        .unwrap();
+    let res = router.clone().oneshot(req).await.unwrap();
+    let status = res.status();
+    let bytes = axum::body::to_bytes(res.into_body(), usize::MAX)
+        .await
+        .unwrap();
+    (status, String::from_utf8_lossy(&bytes).into_owned())
+}
+
+/// The daemon's own runner applies changes; while Meilisearch is down the
+/// daemon is not ready, the consumer's failures and lag show, and once it
+/// answers again the change made meanwhile arrives (nothing lost).
 #[tokio::test]
-async fn the_feed_runner_drives_the_consumer() {
+async fn the_feed_runner_drives_the_consumer_through_an_outage() {
     let standin = MeiliStandin::start(Some(KEY)).await;
     let dir = tempfile::tempdir().unwrap();
     let mut config = strata::config::Config::embedded(dir.path());
@@ -682,36 +709,57 @@ async fn the_feed_runner_drives_the_consumer() {
     config.meili.key = Some(KEY.into());
     let daemon = strata::server::build(config, ADMIN).await.unwrap();
     daemon.start().await.unwrap();
+    let router = daemon.router.clone();
+    let entity = |id: &str| json!({"id": id, "type": "doc", "properties": {"title": "vehicle"}});
     for (uri, body) in [
         ("/v1/orgs", json!({"id": "acme", "name": "Acme"})),
         (
             "/v1/orgs/acme/projects",
             json!({"id": "app", "name": "App"}),
         ),
-        (
-            "/v1/orgs/acme/projects/app/entities",
-            json!({"id": "a", "type": "doc", "properties": {"title": "vehicle"}}),
-        ),
+        ("/v1/orgs/acme/projects/app/entities", entity("a")),
     ] {
-        let req = Request::builder()
-            .method("POST")
-            .uri(uri)
-            .header("authorization", format!("Bearer {ADMIN}"))
-            .header("content-type", "application/json")
-            .body(Body::from(body.to_string()))
-            .unwrap();
-        let res = daemon.router.clone().oneshot(req).await.unwrap();
-        assert!(res.status().is_success(), "{uri}: {}", res.status());
+        let (status, text) = admin(&router, "POST", uri, body).await;
+        assert!(status.is_success(), "{uri}: {status} {text}");
     }
-    // The runner polls the feed: wait (bounded) for the document.
-    let mut found = false;
-    for _ in 0..200 {
-        if standin.documents(INDEX).len() == 1 {
-            found = true;
-            break;
-        }
-        tokio::time::sleep(std::time::Duration::from_millis(50)).await;
-    }
-    assert!(found, "the runner never applied the change");
+    eventually(Duration::from_secs(30), || async {
+        standin.documents(INDEX).len() == 1
+    })
+    .await;
+    let (status, ready) = admin(&router, "GET", "/health/ready", Value::Null).await;
+    assert_eq!(status, StatusCode::OK, "{ready}");
+    let ready: Value = serde_json::from_str(&ready).unwrap();
+    assert_eq!(ready["checks"]["meilisearch"], "ok");
+    assert_eq!(ready["checks"]["consumers"][0]["name"], "meilisearch");
+    assert_eq!(ready["checks"]["consumers"][0]["leader"], true);
+
+    standin.set_down(true);
+    let (status, body) = admin(&router, "GET", "/health/ready", Value::Null).await;
+    assert_eq!(status, StatusCode::SERVICE_UNAVAILABLE, "{body}");
+    assert!(body.contains("meilisearch"), "{body}");
+    let (status, text) = admin(
+        &router,
+        "POST",
+        "/v1/orgs/acme/projects/app/entities",
+        entity("b"),
+    )
+    .await;
+    assert!(status.is_success(), "{status} {text}");
+    eventually(Duration::from_secs(30), || async {
+        let (_, metrics) = admin(&router, "GET", "/metrics", Value::Null).await;
+        metrics.lines().any(|l| {
+            l.starts_with("strata_feed_consumer_failures_total{consumer=\"meilisearch\"}")
+                && !l.ends_with(" 0")
+        })
+    })
+    .await;
+
+    standin.set_down(false);
+    eventually(Duration::from_secs(60), || async {
+        standin.documents(INDEX).len() == 2
+    })
+    .await;
+    let (status, _) = admin(&router, "GET", "/health/ready", Value::Null).await;
+    assert_eq!(status, StatusCode::OK);
     daemon.shutdown().await;
 }
