@@ -12,8 +12,8 @@
 //!
 //! Query kinds (relevant set: the entities about the query's concept(s)):
 //! - `exact`: the concept's first form, which most relevant entities contain.
-//! - `synonym`: another form, contained by under half of the relevant
-//!   entities (the held-out form by ~5 %): what semantic search is for.
+//! - `synonym`: the held-out form, which ~5 % of the relevant entities
+//!   contain: the case semantic search exists for.
 //! - `typo`: one edit (substitution, deletion, insertion or transposition,
 //!   never of the first or last letter) in a form of five letters or more.
 //! - `multi`: the first forms of two concepts; relevant: entities about both.
@@ -23,6 +23,14 @@
 //!
 //! recall@10 = |relevant ∩ top 10| / min(|relevant|, 10); MRR = 1 / rank of
 //! the first relevant hit (0 without one), both averaged over the queries.
+//! A concept has ~50 relevant entities at 3,000, so recall@10 is then the
+//! share of relevant entities in the top 10. Each kind's `coverage` (share of
+//! relevant entities whose text holds every query word) is reported too.
+//!
+//! The run loads the corpus, then waits until every change-feed consumer has
+//! no lag and has passed the project's last change, and until semantic
+//! search finds the last entity loaded by its title (unless that mode is not
+//! served). A mode that answers 501 is reported as not served.
 
 use crate::daemon::{Daemon, DaemonOpts};
 use crate::http::Conn;
@@ -551,11 +559,10 @@ fn concept_queries(labels: &Labels, k: usize, r: &mut StdRng, vocab: &HashSet<&s
     let c = &CONCEPTS[k];
     let mut out = Vec::new();
     out.extend(labels.query(Kind::Exact, c.forms[0].into(), &[k]));
-    // The rare form, then the second: at most two synonyms per concept.
-    let rare = held_out(c).into_iter().chain([1]).take(2);
-    for f in rare {
-        let q = labels.query(Kind::Synonym, c.forms[f].into(), &[k]);
-        out.extend(q.filter(|q| q.coverage < 0.5));
+    // Only the rare form: a commoner one fills a top 10 by itself once a
+    // concept has a few dozen entities.
+    if let Some(f) = held_out(c) {
+        out.extend(labels.query(Kind::Synonym, c.forms[f].into(), &[k]));
     }
     let mut typo_base = c.forms.iter().take(held_out(c).unwrap_or(c.forms.len()));
     if let Some(w) = typo_base.find(|w| w.len() >= 5) {
@@ -1037,6 +1044,12 @@ mod tests {
         for k in KINDS {
             assert!(qs.iter().any(|q| q.kind == k), "no {} query", k.name());
         }
+        let synonyms: Vec<&Query> = qs.iter().filter(|q| q.kind == Kind::Synonym).collect();
+        let coverage = synonyms.iter().map(|q| q.coverage).sum::<f64>() / synonyms.len() as f64;
+        assert!(
+            coverage < 0.1,
+            "synonyms in {coverage:.2} of the relevant texts"
+        );
     }
 
     #[test]
