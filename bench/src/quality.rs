@@ -638,7 +638,8 @@ enum Outcome {
         by_kind: BTreeMap<Kind, Score>,
         p50_ms: f64,
     },
-    NotServed(String),
+    /// The status and message of the first answer that was not a 2xx.
+    NotServed(u16, String),
 }
 
 // ---- talking to the daemon -------------------------------------------------
@@ -654,8 +655,9 @@ fn encode(q: &str) -> String {
 
 enum Answer {
     Ids(Vec<String>),
-    /// 501: the configuration cannot serve this mode.
-    NotServed(String),
+    /// Not a 2xx: 501 when the configuration cannot serve the mode, 503
+    /// when a service it needs is unreachable.
+    Refused(u16, String),
 }
 
 async fn search(c: &mut Conn, mode: &str, q: &str, limit: usize) -> Result<Answer> {
@@ -665,15 +667,13 @@ async fn search(c: &mut Conn, mode: &str, q: &str, limit: usize) -> Result<Answe
     ));
     let (status, body) = c.get(&path).await?;
     let reply: Value = serde_json::from_slice(&body).unwrap_or(Value::Null);
-    if status.as_u16() == 501 {
-        let msg = reply["error"]["message"].as_str().unwrap_or("no message");
-        return Ok(Answer::NotServed(msg.to_owned()));
+    if !status.is_success() {
+        let msg = reply["error"]["message"].as_str().map_or_else(
+            || String::from_utf8_lossy(&body[..body.len().min(300)]).into_owned(),
+            str::to_owned,
+        );
+        return Ok(Answer::Refused(status.as_u16(), msg));
     }
-    anyhow::ensure!(
-        status.is_success(),
-        "GET {path}: {status}: {}",
-        String::from_utf8_lossy(&body[..body.len().min(500)])
-    );
     let hits = reply["data"].as_array().map(Vec::as_slice).unwrap_or(&[]);
     Ok(Answer::Ids(
         hits.iter()
@@ -690,7 +690,7 @@ async fn run_mode(c: &mut Conn, mode: &str, queries: &[Query]) -> Result<Outcome
         let t = Instant::now();
         let ids = match search(c, mode, &q.text, 10).await? {
             Answer::Ids(ids) => ids,
-            Answer::NotServed(msg) => return Ok(Outcome::NotServed(msg)),
+            Answer::Refused(status, msg) => return Ok(Outcome::NotServed(status, msg)),
         };
         lat.push(t.elapsed().as_secs_f64() * 1e3);
         let (recall, rr) = (
@@ -728,6 +728,13 @@ async fn feed_head(c: &mut Conn) -> Result<Option<i64>> {
     }
 }
 
+/// No lag alone is not enough: a consumer that has not polled since the
+/// load also reports none.
+fn consumer_done(report: &Value, head: Option<i64>) -> bool {
+    report["lag_seconds"].as_f64() == Some(0.0)
+        && head.is_none_or(|h| report["position"].as_i64().is_some_and(|p| p >= h))
+}
+
 /// Whether every change-feed consumer has no lag and has passed `head`;
 /// with a one-line account of them.
 async fn consumers_caught_up(c: &mut Conn, head: Option<i64>) -> Result<(bool, String)> {
@@ -737,10 +744,7 @@ async fn consumers_caught_up(c: &mut Conn, head: Option<i64>) -> Result<(bool, S
         .as_array()
         .cloned()
         .unwrap_or_default();
-    let done = consumers.iter().all(|k| {
-        k["lag_seconds"].as_f64() == Some(0.0)
-            && head.is_none_or(|h| k["position"].as_i64().is_some_and(|p| p >= h))
-    });
+    let done = consumers.iter().all(|k| consumer_done(k, head));
     let account = consumers
         .iter()
         .map(|k| {
@@ -757,29 +761,34 @@ async fn consumers_caught_up(c: &mut Conn, head: Option<i64>) -> Result<(bool, S
 #[derive(PartialEq, Debug)]
 enum Probe {
     Found,
-    NotYet,
+    /// Not among the hits, or an error other than 501 (the last one).
+    NotYet(Option<String>),
     NotServed,
 }
 
 async fn semantic_probe(c: &mut Conn) -> Result<Probe> {
     Ok(match search(c, "semantic", SENTINEL_TITLE, 10).await? {
         Answer::Ids(ids) if ids.iter().any(|id| id == SENTINEL_ID) => Probe::Found,
-        Answer::Ids(_) => Probe::NotYet,
-        Answer::NotServed(_) => Probe::NotServed,
+        Answer::Ids(_) => Probe::NotYet(None),
+        Answer::Refused(501, _) => Probe::NotServed,
+        Answer::Refused(status, msg) => Probe::NotYet(Some(format!("{status}: {msg}"))),
     })
 }
 
 /// Waits until the derived indexes (embeddings, a search mirror) hold
 /// everything loaded.
-async fn wait_caught_up(d: &Daemon, timeout: Duration) -> Result<Duration> {
+async fn wait_caught_up(d: &Daemon, timeout: Duration) -> Result<(Duration, String)> {
     let start = Instant::now();
     let mut c = Conn::open(&d.addr, &d.key).await?;
     let head = feed_head(&mut c).await?;
     loop {
         let (consumers_done, account) = consumers_caught_up(&mut c, head).await?;
         let probe = semantic_probe(&mut c).await?;
-        if consumers_done && probe != Probe::NotYet {
-            return Ok(start.elapsed());
+        if consumers_done && !matches!(probe, Probe::NotYet(_)) {
+            return Ok((
+                start.elapsed(),
+                format!("consumers {account}, semantic probe {probe:?}"),
+            ));
         }
         if start.elapsed() > timeout {
             bail!(
@@ -888,8 +897,8 @@ pub async fn quality(ctx: &Ctx, o: Opts) -> Result<()> {
     ctx.load(&d, "quality corpus", ops.len(), ops.into_iter())
         .await?;
     ctx.settle_after_load().await?;
-    let waited = wait_caught_up(&d, o.catch_up_timeout).await?;
-    eprintln!("derived indexes caught up {waited:.1?} after loading");
+    let (waited, account) = wait_caught_up(&d, o.catch_up_timeout).await?;
+    eprintln!("derived indexes caught up {waited:.1?} after loading: {account}");
     let mut c = Conn::open(&d.addr, &d.key).await?;
     let mut outcomes = Vec::new();
     for mode in ["text", "semantic", "hybrid"] {
@@ -942,7 +951,8 @@ fn print_table(outcomes: &[(&str, Outcome)]) {
     println!("recall@10 / MRR\n{header}");
     for (mode, outcome) in outcomes {
         match outcome {
-            Outcome::NotServed(msg) => println!("{mode:<9}not served (501: {msg})"),
+            Outcome::NotServed(501, msg) => println!("{mode:<9}not served (501: {msg})"),
+            Outcome::NotServed(status, msg) => println!("{mode:<9}failed ({status}: {msg})"),
             Outcome::Served {
                 overall, by_kind, ..
             } => {
@@ -959,7 +969,9 @@ fn print_table(outcomes: &[(&str, Outcome)]) {
 
 fn outcome_json(outcome: &Outcome) -> Value {
     match outcome {
-        Outcome::NotServed(msg) => json!({"served": false, "status": 501, "message": msg}),
+        Outcome::NotServed(status, msg) => {
+            json!({"served": false, "status": status, "message": msg})
+        }
         Outcome::Served {
             overall,
             by_kind,
@@ -1062,6 +1074,15 @@ mod tests {
             assert!(t.starts_with('a') && t.ends_with('e'));
             assert!(t.len().abs_diff(10) <= 1);
         }
+    }
+
+    #[test]
+    fn a_consumer_is_done_without_lag_past_the_head() {
+        let at = |position: i64, lag: f64| json!({"position": position, "lag_seconds": lag});
+        assert!(consumer_done(&at(10, 0.0), Some(10)));
+        assert!(consumer_done(&at(3, 0.0), None));
+        assert!(!consumer_done(&at(9, 0.0), Some(10)));
+        assert!(!consumer_done(&at(12, 0.4), Some(10)));
     }
 
     #[test]
