@@ -387,8 +387,8 @@ fn capitalised(s: &str) -> String {
         .unwrap_or_default()
 }
 
-/// Concepts of entity `i`: none (8 %), one, or one plus a neighbour (the
-/// next three concepts), so that pairs for `multi` queries co-occur.
+/// An entity's concepts: none (8 %), one, or one plus one of the next three
+/// concepts (a neighbour), so that pairs for `multi` queries co-occur.
 fn concepts_of(r: &mut StdRng) -> Vec<usize> {
     if r.random_bool(0.08) {
         return vec![];
