@@ -9,6 +9,7 @@ mod gen;
 mod http;
 mod load;
 mod pg;
+mod quality;
 mod stats;
 
 use anyhow::Result;
@@ -199,6 +200,22 @@ enum Cmd {
         queries: u64,
         #[arg(long, default_value_t = 1000)]
         limit: usize,
+    },
+    /// Search quality: recall@10 and MRR of text, semantic and hybrid search
+    /// on a generated, labelled corpus (synonyms, typos, multi-word, stems).
+    Quality {
+        #[arg(long, default_value_t = 3000)]
+        entities: usize,
+        /// Install the local embedding model from this directory
+        /// (model.safetensors, tokenizer.json, config.json) before starting.
+        #[arg(long)]
+        model_dir: Option<PathBuf>,
+        /// Write the results as JSON to this file.
+        #[arg(long)]
+        out: Option<PathBuf>,
+        /// Seconds to wait for the derived indexes to catch up after loading.
+        #[arg(long, default_value_t = 300)]
+        catch_up_timeout: u64,
     },
     /// Time to /health/ready on an empty data dir, and idle RSS.
     Startup {
@@ -444,6 +461,20 @@ fn run(cli: Cli, rt: &tokio::runtime::Runtime) -> Result<()> {
                     limit,
                 )
                 .await
+            }
+            Cmd::Quality {
+                entities,
+                model_dir,
+                out,
+                catch_up_timeout,
+            } => {
+                let opts = quality::Opts {
+                    entities,
+                    model_dir,
+                    out,
+                    catch_up_timeout: Duration::from_secs(catch_up_timeout),
+                };
+                quality::quality(&ctx, opts).await
             }
             Cmd::Startup { runs, settle_ms } => startup(&ctx, runs, settle_ms),
             Cmd::SqlPlan { db, sql, params } => sql_plan(&db, &sql, &params),
