@@ -5,6 +5,7 @@
 mod age;
 mod crdt;
 mod daemon;
+mod feed;
 mod gen;
 mod http;
 mod load;
@@ -217,6 +218,19 @@ enum Cmd {
         #[arg(long, default_value_t = 300)]
         catch_up_timeout: u64,
     },
+    /// The change feed: Meilisearch-consumer lag under steady writes, then
+    /// the outbox's size after a long run once consumers caught up.
+    Feed {
+        /// Entity writes per second while lag is sampled.
+        #[arg(long, default_value_t = 2000)]
+        rate: u64,
+        /// Seconds of steady writes.
+        #[arg(long, default_value_t = 30.0)]
+        duration: f64,
+        /// Writes of the long run (POST /batch of 500).
+        #[arg(long, default_value_t = 1_000_000)]
+        total: usize,
+    },
     /// Time to /health/ready on an empty data dir, and idle RSS.
     Startup {
         #[arg(long, default_value_t = 10)]
@@ -270,14 +284,18 @@ impl Ctx {
         Ok((n, took))
     }
 
-    /// Server mode: VACUUM ANALYZE after loading, as after any bulk load.
-    async fn settle_after_load(&self) -> Result<()> {
-        let url = self
-            .common
+    /// The daemon's PostgreSQL database (server mode), if any.
+    fn database_url(&self) -> Option<&str> {
+        self.common
             .env
             .iter()
-            .find(|(k, _)| k == "STRATA_DATABASE_URL");
-        if let Some((_, url)) = url {
+            .find(|(k, _)| k == "STRATA_DATABASE_URL")
+            .map(|(_, v)| v.as_str())
+    }
+
+    /// Server mode: VACUUM ANALYZE after loading, as after any bulk load.
+    async fn settle_after_load(&self) -> Result<()> {
+        if let Some(url) = self.database_url() {
             let took = pg::vacuum_analyze(url).await?;
             eprintln!("VACUUM (ANALYZE) after loading: {took:.1?}");
         }
@@ -475,6 +493,18 @@ fn run(cli: Cli, rt: &tokio::runtime::Runtime) -> Result<()> {
                     catch_up_timeout: Duration::from_secs(catch_up_timeout),
                 };
                 quality::quality(&ctx, opts).await
+            }
+            Cmd::Feed {
+                rate,
+                duration,
+                total,
+            } => {
+                let run = feed::FeedRun {
+                    rate,
+                    duration,
+                    total,
+                };
+                feed::feed(&ctx, run).await
             }
             Cmd::Startup { runs, settle_ms } => startup(&ctx, runs, settle_ms),
             Cmd::SqlPlan { db, sql, params } => sql_plan(&db, &sql, &params),
