@@ -45,6 +45,29 @@ pub struct Config {
     pub crdt: crate::crdt::CrdtConfig,
     /// Cron (with seconds) of the document compaction job.
     pub compact_schedule: String,
+    pub embed: EmbedConfig,
+}
+
+/// `[embed]`: where embeddings come from. Ollama when `ollama_url` is set;
+/// otherwise the local model, when its files are in the data directory.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct EmbedConfig {
+    pub ollama_url: Option<String>,
+    /// The Ollama model.
+    pub model: String,
+    /// The length of the Ollama model's vectors (768 for nomic-embed-text).
+    pub dimensions: u64,
+}
+
+impl Default for EmbedConfig {
+    fn default() -> Self {
+        EmbedConfig {
+            ollama_url: None,
+            model: "nomic-embed-text".into(),
+            dimensions: 768,
+        }
+    }
 }
 
 /// Every setting as the file spells it; unknown keys refused, absent ones
@@ -68,6 +91,7 @@ struct Settings {
     postgres: PgConfig,
     crdt: CrdtSettings,
     compact_schedule: String,
+    embed: EmbedConfig,
 }
 
 impl Default for Settings {
@@ -89,6 +113,7 @@ impl Default for Settings {
             postgres: PgConfig::default(),
             crdt: CrdtSettings::default(),
             compact_schedule: "0 0 * * * *".into(),
+            embed: EmbedConfig::default(),
         }
     }
 }
@@ -184,6 +209,9 @@ const ENV: &[(&str, &str, Kind)] = &[
         Kind::Number,
     ),
     ("STRATA_COMPACT_SCHEDULE", "compact_schedule", Kind::Text),
+    ("STRATA_OLLAMA_URL", "embed.ollama_url", Kind::Text),
+    ("STRATA_EMBED_MODEL", "embed.model", Kind::Text),
+    ("STRATA_EMBED_DIMENSIONS", "embed.dimensions", Kind::Number),
 ];
 
 /// Variables read elsewhere (the file's name, the S3 client, the logger).
@@ -198,8 +226,6 @@ const OTHER_VARS: &[&str] = &[
     // starts, and not used.
     "STRATA_MEILI_URL",
     "STRATA_MEILI_KEY",
-    "STRATA_OLLAMA_URL",
-    "STRATA_EMBED_MODEL",
     "STRATA_BACKUP_URL",
 ];
 
@@ -326,6 +352,7 @@ impl Config {
                 keep_snapshots: Duration::from_secs(s.crdt.snapshot_keep_secs),
             },
             compact_schedule: s.compact_schedule,
+            embed: s.embed,
         };
         config.check()?;
         Ok(config)
@@ -360,6 +387,9 @@ impl Config {
                     self.listen
                 );
             }
+        }
+        if self.embed.dimensions == 0 {
+            bail!("STRATA_EMBED_DIMENSIONS must be at least 1");
         }
         if self.sqlite.readers == 0 || self.max_concurrency == 0 || self.postgres.pool_size == 0 {
             bail!("STRATA_SQLITE_READERS, STRATA_PG_POOL_SIZE and STRATA_MAX_CONCURRENCY must be at least 1");
@@ -517,6 +547,34 @@ mod tests {
         let d = Config::from_vars(vars(&[])).unwrap().crdt;
         assert_eq!(d.max_update_bytes, 1 << 20);
         assert_eq!(d.keep_snapshots, Duration::from_secs(7 * 24 * 3600));
+    }
+
+    #[test]
+    fn embed_settings_have_defaults_variables_and_file_keys() {
+        let d = Config::from_vars(vars(&[])).unwrap().embed;
+        assert_eq!(
+            (d.ollama_url, d.model.as_str(), d.dimensions),
+            (None, "nomic-embed-text", 768)
+        );
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("c.toml");
+        std::fs::write(
+            &path,
+            "[embed]\nmodel = \"mxbai-embed-large\"\ndimensions = 1024\n",
+        )
+        .unwrap();
+        let p = path.display().to_string();
+        let c = Config::from_vars(vars(&[
+            ("STRATA_CONFIG", &p),
+            ("STRATA_OLLAMA_URL", "http://127.0.0.1:11434"),
+            ("STRATA_EMBED_DIMENSIONS", "512"),
+        ]))
+        .unwrap()
+        .embed;
+        assert_eq!(c.ollama_url.as_deref(), Some("http://127.0.0.1:11434"));
+        assert_eq!((c.model.as_str(), c.dimensions), ("mxbai-embed-large", 512));
+        let err = Config::from_vars(vars(&[("STRATA_EMBED_DIMENSIONS", "0")])).unwrap_err();
+        assert!(err.to_string().contains("STRATA_EMBED_DIMENSIONS"), "{err}");
     }
 
     #[test]
