@@ -3,6 +3,8 @@
 //! fresh, isolated stores on each backend.
 #![allow(dead_code)]
 
+pub mod ollama_standin;
+
 use std::sync::Arc;
 use strata::config::Config;
 use strata::store::DynStore;
