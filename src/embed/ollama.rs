@@ -14,9 +14,10 @@ const CONNECT_TIMEOUT: Duration = Duration::from_secs(5);
 
 pub struct OllamaEmbedder {
     client: Ollama,
+    /// The name Ollama knows the model by.
+    name: String,
+    /// "ollama:<name>", the identity stored with each vector.
     model: String,
-    /// "ollama:<model>", the identity stored with each vector.
-    id: String,
     dimensions: usize,
 }
 
@@ -37,8 +38,8 @@ impl OllamaEmbedder {
             .build()?;
         Ok(OllamaEmbedder {
             client: Ollama::builder().url(url).reqwest_client(http).build(),
-            model: model.to_string(),
-            id: format!("ollama:{model}"),
+            name: model.to_string(),
+            model: format!("ollama:{model}"),
             dimensions,
         })
     }
@@ -47,7 +48,7 @@ impl OllamaEmbedder {
 #[async_trait::async_trait]
 impl Embedder for OllamaEmbedder {
     fn model(&self) -> &str {
-        &self.id
+        &self.model
     }
 
     fn dimensions(&self) -> usize {
@@ -58,12 +59,12 @@ impl Embedder for OllamaEmbedder {
         if texts.is_empty() {
             return Ok(Vec::new());
         }
-        let request = GenerateEmbeddingsRequest::new(self.model.clone(), texts.to_vec().into());
+        let request = GenerateEmbeddingsRequest::new(self.name.clone(), texts.to_vec().into());
         let response = self
             .client
             .generate_embeddings(request)
             .await
-            .map_err(|e| classify(e, &self.model))?;
+            .map_err(|e| classify(e, &self.name))?;
         let mut vectors = response.embeddings;
         if vectors.len() != texts.len() {
             return Err(EmbedError::Failed(format!(
@@ -75,7 +76,7 @@ impl Embedder for OllamaEmbedder {
         if let Some(v) = vectors.iter().find(|v| v.len() != self.dimensions) {
             return Err(EmbedError::Failed(format!(
                 "Ollama model {} gives vectors of {} dimensions, but STRATA_EMBED_DIMENSIONS is {}",
-                self.model,
+                self.name,
                 v.len(),
                 self.dimensions
             )));
