@@ -140,6 +140,7 @@ pub fn embed(
     model.embed_blocking(&corpus[..corpus.len().min(64)])?; // warm-up
 
     let mut per_batch = Vec::new();
+    let cpu_before = cpu_seconds();
     let started = Instant::now();
     for chunk in corpus.chunks(batch.max(1)) {
         let t = Instant::now();
@@ -147,16 +148,25 @@ pub fn embed(
         per_batch.push(t.elapsed().as_nanos() as u64);
     }
     let took = started.elapsed();
+    let cpu = cpu_seconds()
+        .zip(cpu_before)
+        .map(|(after, before)| after - before);
     let throughput = stats::summarize(&format!("embed batches of {batch}"), per_batch, 0, took)
         .with("sentences", sentences.into())
         .with(
             "sentences_per_sec",
             ((sentences as f64 / took.as_secs_f64()).round()).into(),
+        )
+        .with("cpu_seconds", cpu.into())
+        .with(
+            "sentences_per_cpu_second",
+            cpu.map(|c| (sentences as f64 / c).round()).into(),
         );
     eprintln!(
-        "{sentences} sentences in {:.2}s = {:.0} sentences/s",
+        "{sentences} sentences in {:.2}s = {:.0} sentences/s, {} CPU seconds",
         took.as_secs_f64(),
-        sentences as f64 / took.as_secs_f64()
+        sentences as f64 / took.as_secs_f64(),
+        cpu.map_or("?".into(), |c| format!("{c:.2}"))
     );
 
     let mut latencies = Vec::with_capacity(queries);
@@ -187,6 +197,19 @@ pub fn embed(
 
 fn duration_ms(d: Duration) -> f64 {
     d.as_secs_f64() * 1e3
+}
+
+/// CPU time (user + system) of this process so far: on a machine shared
+/// with other work, sentences per CPU second say what the model costs
+/// when wall-clock throughput cannot.
+fn cpu_seconds() -> Option<f64> {
+    let stat = std::fs::read_to_string("/proc/self/stat").ok()?;
+    // Fields after the parenthesised command name; utime and stime are the
+    // 14th and 15th fields of the line, in clock ticks (100 per second).
+    let rest = stat.rsplit_once(')')?.1;
+    let fields: Vec<&str> = rest.split_whitespace().collect();
+    let ticks: f64 = fields.get(11)?.parse::<f64>().ok()? + fields.get(12)?.parse::<f64>().ok()?;
+    Some(ticks / 100.0)
 }
 
 /// VmHWM: the most memory this process has held.
