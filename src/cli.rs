@@ -212,3 +212,20 @@ pub async fn doctor() -> anyhow::Result<()> {
     println!("all checks passed");
     Ok(())
 }
+
+/// `strata model fetch [--from DIR]`: installs the local embedding model
+/// into `<data dir>/models/all-MiniLM-L6-v2/`, from the Hugging Face hub or
+/// from `from`, checking every file against its pinned sha256.
+pub async fn model_fetch(config: &Config, from: Option<&std::path::Path>) -> anyhow::Result<()> {
+    let dest = crate::embed::local_model_dir(config);
+    match from {
+        Some(dir) => crate::embed::files::copy_from(dir, &dest).await?,
+        None => crate::embed::files::fetch_from_hub(&dest).await?,
+    }
+    // Loaded once here, so a set that passes its sums but cannot run is
+    // found now rather than at the first search.
+    let check = dest.clone();
+    tokio::task::spawn_blocking(move || crate::embed::LocalEmbedder::load(&check)).await??;
+    println!("the local embedding model is in {}", dest.display());
+    Ok(())
+}

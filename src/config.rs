@@ -49,6 +49,7 @@ pub struct Config {
     /// passed it (public readers can resume within it).
     pub changes_retention: Duration,
     pub meili: MeiliConfig,
+    pub embed: EmbedConfig,
 }
 
 /// `[meili]`: Meilisearch for `mode=text`, when `url` is set.
@@ -57,6 +58,28 @@ pub struct Config {
 pub struct MeiliConfig {
     pub url: Option<String>,
     pub key: Option<String>,
+}
+
+/// `[embed]`: where embeddings come from. Ollama when `ollama_url` is set;
+/// otherwise the local model, when its files are in the data directory.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct EmbedConfig {
+    pub ollama_url: Option<String>,
+    /// The Ollama model.
+    pub model: String,
+    /// The length of the Ollama model's vectors (768 for nomic-embed-text).
+    pub dimensions: u64,
+}
+
+impl Default for EmbedConfig {
+    fn default() -> Self {
+        EmbedConfig {
+            ollama_url: None,
+            model: "nomic-embed-text".into(),
+            dimensions: 768,
+        }
+    }
 }
 
 /// Every setting as the file spells it; unknown keys refused, absent ones
@@ -82,6 +105,7 @@ struct Settings {
     compact_schedule: String,
     meili: MeiliConfig,
     changes_retention_secs: u64,
+    embed: EmbedConfig,
 }
 
 impl Default for Settings {
@@ -105,6 +129,7 @@ impl Default for Settings {
             compact_schedule: "0 0 * * * *".into(),
             meili: MeiliConfig::default(),
             changes_retention_secs: 3600,
+            embed: EmbedConfig::default(),
         }
     }
 }
@@ -207,6 +232,9 @@ const ENV: &[(&str, &str, Kind)] = &[
         "changes_retention_secs",
         Kind::Number,
     ),
+    ("STRATA_OLLAMA_URL", "embed.ollama_url", Kind::Text),
+    ("STRATA_EMBED_MODEL", "embed.model", Kind::Text),
+    ("STRATA_EMBED_DIMENSIONS", "embed.dimensions", Kind::Number),
 ];
 
 /// Variables read elsewhere (the file's name, the S3 client, the logger).
@@ -216,11 +244,9 @@ const OTHER_VARS: &[&str] = &[
     "STRATA_LOG",
     // A client's key (`strata init` says to export it): read by clients.
     "STRATA_KEY",
-    // Named by API.md for search and backups, which this build does not
-    // have yet: accepted so that a deployment written to the contract
-    // starts, and not used.
-    "STRATA_OLLAMA_URL",
-    "STRATA_EMBED_MODEL",
+    // Named by API.md for backups, which this build does not have yet:
+    // accepted so that a deployment written to the contract starts, and
+    // not used.
     "STRATA_BACKUP_URL",
 ];
 
@@ -349,6 +375,7 @@ impl Config {
             compact_schedule: s.compact_schedule,
             meili: s.meili,
             changes_retention: Duration::from_secs(s.changes_retention_secs),
+            embed: s.embed,
         };
         config.check()?;
         Ok(config)
@@ -388,6 +415,9 @@ impl Config {
                     self.listen
                 );
             }
+        }
+        if self.embed.dimensions == 0 {
+            bail!("STRATA_EMBED_DIMENSIONS must be at least 1");
         }
         if self.sqlite.readers == 0 || self.max_concurrency == 0 || self.postgres.pool_size == 0 {
             bail!("STRATA_SQLITE_READERS, STRATA_PG_POOL_SIZE and STRATA_MAX_CONCURRENCY must be at least 1");
@@ -568,6 +598,34 @@ mod tests {
         let d = Config::from_vars(vars(&[])).unwrap().crdt;
         assert_eq!(d.max_update_bytes, 1 << 20);
         assert_eq!(d.keep_snapshots, Duration::from_secs(7 * 24 * 3600));
+    }
+
+    #[test]
+    fn embed_settings_have_defaults_variables_and_file_keys() {
+        let d = Config::from_vars(vars(&[])).unwrap().embed;
+        assert_eq!(
+            (d.ollama_url, d.model.as_str(), d.dimensions),
+            (None, "nomic-embed-text", 768)
+        );
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("c.toml");
+        std::fs::write(
+            &path,
+            "[embed]\nmodel = \"mxbai-embed-large\"\ndimensions = 1024\n",
+        )
+        .unwrap();
+        let p = path.display().to_string();
+        let c = Config::from_vars(vars(&[
+            ("STRATA_CONFIG", &p),
+            ("STRATA_OLLAMA_URL", "http://127.0.0.1:11434"),
+            ("STRATA_EMBED_DIMENSIONS", "512"),
+        ]))
+        .unwrap()
+        .embed;
+        assert_eq!(c.ollama_url.as_deref(), Some("http://127.0.0.1:11434"));
+        assert_eq!((c.model.as_str(), c.dimensions), ("mxbai-embed-large", 512));
+        let err = Config::from_vars(vars(&[("STRATA_EMBED_DIMENSIONS", "0")])).unwrap_err();
+        assert!(err.to_string().contains("STRATA_EMBED_DIMENSIONS"), "{err}");
     }
 
     #[test]

@@ -24,6 +24,9 @@
 //! - [`crdt`]: Yjs documents: the bounded check of untrusted bytes
 //!   (`check`), all yrs work (`fold`), state rebuild and quarantine,
 //!   compaction into snapshots (`compact`), y-websocket sync (`sync`).
+//! - [`embed`]: the `Embedder` trait for semantic search: the local
+//!   all-MiniLM-L6-v2 (candle) or Ollama, and installing the local model's
+//!   pinned files.
 //! - [`blob`]: the `BlobStore` trait (local directory, S3) for snapshots.
 //! - [`feed`]: the change feed's consumers (derived indexes): one leader
 //!   per consumer, durable cursors, retries, outbox pruning, lag.
@@ -36,8 +39,9 @@
 //! - [`digest`]: SHA-256 as lowercase hex.
 //! - [`server`]: wiring: open the store, resolve the admin key, build the
 //!   router, serve, shut down in order.
-//! - [`cli`]: the one-shot commands `migrate`, `init`, `doctor`, `age sync` (the
-//!   binary, `main.rs`, parses arguments and calls `server` or `cli`).
+//! - [`cli`]: the one-shot commands `migrate`, `init`, `doctor`, `age sync`,
+//!   `model fetch` (the binary, `main.rs`, parses arguments and calls
+//!   `server` or `cli`).
 
 pub mod api;
 pub mod blob;
@@ -47,6 +51,7 @@ pub mod config;
 pub mod crdt;
 pub mod digest;
 pub mod domain;
+pub mod embed;
 pub mod feed;
 pub mod graph;
 pub mod jobs;

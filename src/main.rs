@@ -50,6 +50,23 @@ enum Command {
         #[command(subcommand)]
         command: AgeCommand,
     },
+    /// The local embedding model of semantic search.
+    Model {
+        #[command(subcommand)]
+        command: ModelCommand,
+    },
+}
+
+#[derive(Subcommand)]
+enum ModelCommand {
+    /// Install all-MiniLM-L6-v2 into <data dir>/models, from the Hugging Face
+    /// hub or from a directory; every file is checked against a pinned sha256.
+    Fetch {
+        /// Take the files (model.safetensors, tokenizer.json, config.json)
+        /// from this directory instead of downloading them.
+        #[arg(long, value_name = "DIR")]
+        from: Option<std::path::PathBuf>,
+    },
 }
 
 #[derive(Subcommand)]
@@ -93,6 +110,9 @@ fn main() -> anyhow::Result<()> {
             Command::Age {
                 command: AgeCommand::Sync { org, project },
             } => strata::cli::age_sync(&Config::from_env()?, &org, &project).await,
+            Command::Model {
+                command: ModelCommand::Fetch { from },
+            } => strata::cli::model_fetch(&Config::from_env()?, from.as_deref()).await,
         }
     })
 }

@@ -5,6 +5,7 @@
 mod age;
 mod crdt;
 mod daemon;
+mod embed;
 mod feed;
 mod gen;
 mod http;
@@ -238,6 +239,20 @@ enum Cmd {
         /// Idle time after ready before reading VmRSS.
         #[arg(long, default_value_t = 2000)]
         settle_ms: u64,
+    },
+    /// The local embedding model in-process: sentences/s batched, and the
+    /// latency of one short query (no daemon).
+    Embed {
+        /// The model files (ops/test-model.sh installs them).
+        #[arg(long, env = "STRATA_TEST_MODEL_DIR")]
+        model: PathBuf,
+        #[arg(long, default_value_t = 1000)]
+        sentences: usize,
+        /// Sentences per call (the embedder runs passes of 32).
+        #[arg(long, default_value_t = 256)]
+        batch: usize,
+        #[arg(long, default_value_t = 300)]
+        queries: usize,
     },
 }
 
@@ -507,6 +522,12 @@ fn run(cli: Cli, rt: &tokio::runtime::Runtime) -> Result<()> {
                 feed::feed(&ctx, run).await
             }
             Cmd::Startup { runs, settle_ms } => startup(&ctx, runs, settle_ms),
+            Cmd::Embed {
+                model,
+                sentences,
+                batch,
+                queries,
+            } => embed::embed(&ctx, &model, sentences, batch, queries),
             Cmd::SqlPlan { db, sql, params } => sql_plan(&db, &sql, &params),
         }
     })

@@ -29,6 +29,7 @@ mod blob;
 mod concurrency;
 mod conformance;
 mod crdt;
+mod embed;
 mod feed;
 mod interop;
 mod meili;

@@ -4,6 +4,7 @@
 #![allow(dead_code)]
 
 pub mod meili_standin;
+pub mod ollama_standin;
 
 use std::sync::Arc;
 use std::time::Duration;

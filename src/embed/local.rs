@@ -1,0 +1,155 @@
+//! all-MiniLM-L6-v2 in-process: a 6-layer BERT (candle) over the model's
+//! WordPiece tokenizer, mean-pooled over real tokens and L2-normalised, as
+//! sentence-transformers computes it. 384 dimensions.
+
+use super::{normalize, EmbedError, Embedder};
+use anyhow::Context;
+use candle_core::{DType, Device, Tensor};
+use candle_nn::VarBuilder;
+use candle_transformers::models::bert::{BertModel, Config as BertConfig};
+use std::path::Path;
+use std::sync::{Arc, Mutex};
+use tokenizers::{PaddingParams, PaddingStrategy, Tokenizer, TruncationParams};
+
+/// The model's directory name under `<data dir>/models/`.
+pub const MODEL_NAME: &str = "all-MiniLM-L6-v2";
+const MODEL_ID: &str = "local:all-MiniLM-L6-v2";
+pub const DIMENSIONS: usize = 384;
+/// sentence-transformers' max_seq_length for this model. The shipped
+/// tokenizer.json says 128 (and pads every text to 128): both are replaced.
+const MAX_TOKENS: usize = 256;
+/// Texts per forward pass: large enough to use the matrix kernels well,
+/// small enough that a batch of 256-token texts stays near 100 MB.
+const BATCH: usize = 32;
+
+#[derive(Clone)]
+pub struct LocalEmbedder {
+    model: Arc<Model>,
+}
+
+struct Model {
+    bert: BertModel,
+    tokenizer: Tokenizer,
+    /// One forward pass at a time: each already spreads over every core,
+    /// so concurrent passes gain nothing and multiply the memory held.
+    running: Mutex<()>,
+}
+
+impl LocalEmbedder {
+    /// Loads the model from `dir` (`model.safetensors`, `tokenizer.json`,
+    /// `config.json`). Blocking: reads ~90 MB.
+    pub fn load(dir: &Path) -> anyhow::Result<Self> {
+        let read = |name: &str| {
+            let path = dir.join(name);
+            std::fs::read(&path).with_context(|| format!("cannot read {}", path.display()))
+        };
+        let config: BertConfig = serde_json::from_slice(&read("config.json")?)
+            .context("config.json is not a BERT configuration")?;
+        let weights = VarBuilder::from_buffered_safetensors(
+            read("model.safetensors")?,
+            DType::F32,
+            &Device::Cpu,
+        )?;
+        let bert = BertModel::load(weights, &config).context("cannot load the BERT weights")?;
+
+        let mut tokenizer = Tokenizer::from_bytes(read("tokenizer.json")?)
+            .map_err(|e| anyhow::anyhow!("tokenizer.json: {e}"))?;
+        // Pad each batch to its longest text only, keeping the shipped pad token.
+        let padding = PaddingParams {
+            strategy: PaddingStrategy::BatchLongest,
+            ..tokenizer.get_padding().cloned().unwrap_or_default()
+        };
+        tokenizer.with_padding(Some(padding));
+        tokenizer
+            .with_truncation(Some(TruncationParams {
+                max_length: MAX_TOKENS,
+                ..TruncationParams::default()
+            }))
+            .map_err(|e| anyhow::anyhow!("tokenizer truncation: {e}"))?;
+
+        Ok(LocalEmbedder {
+            model: Arc::new(Model {
+                bert,
+                tokenizer,
+                running: Mutex::new(()),
+            }),
+        })
+    }
+
+    /// `embed` for callers already off the async runtime (the benchmark).
+    pub fn embed_blocking(&self, texts: &[String]) -> Result<Vec<Vec<f32>>, EmbedError> {
+        self.model.embed_all(texts)
+    }
+}
+
+#[async_trait::async_trait]
+impl Embedder for LocalEmbedder {
+    fn model(&self) -> &str {
+        MODEL_ID
+    }
+
+    fn dimensions(&self) -> usize {
+        DIMENSIONS
+    }
+
+    async fn embed(&self, texts: &[String]) -> Result<Vec<Vec<f32>>, EmbedError> {
+        if texts.is_empty() {
+            return Ok(Vec::new());
+        }
+        // Milliseconds to seconds of CPU: never on an async worker.
+        let model = self.model.clone();
+        let texts = texts.to_vec();
+        tokio::task::spawn_blocking(move || model.embed_all(&texts))
+            .await
+            .map_err(|e| EmbedError::Failed(format!("embedding task: {e}")))?
+    }
+}
+
+impl Model {
+    fn embed_all(&self, texts: &[String]) -> Result<Vec<Vec<f32>>, EmbedError> {
+        let _running = self.running.lock().unwrap_or_else(|p| p.into_inner());
+        // Texts of similar length batched together pad less; the length in
+        // characters is a cheap stand-in for the length in tokens.
+        let mut order: Vec<usize> = (0..texts.len()).collect();
+        order.sort_by_key(|&i| texts[i].len());
+        let mut out = vec![Vec::new(); texts.len()];
+        for chunk in order.chunks(BATCH) {
+            let batch: Vec<&str> = chunk.iter().map(|&i| texts[i].as_str()).collect();
+            let vectors = self
+                .forward(batch)
+                .map_err(|e| EmbedError::Failed(format!("local model: {e}")))?;
+            for (&i, v) in chunk.iter().zip(vectors) {
+                out[i] = v;
+            }
+        }
+        Ok(out)
+    }
+
+    /// One forward pass: token states averaged over the attention mask
+    /// (padding excluded), then scaled to unit length.
+    fn forward(&self, batch: Vec<&str>) -> anyhow::Result<Vec<Vec<f32>>> {
+        let encodings = self
+            .tokenizer
+            .encode_batch(batch, true)
+            .map_err(|e| anyhow::anyhow!("tokenizer: {e}"))?;
+        let rows = encodings.len();
+        let width = encodings.first().map_or(0, |e| e.len());
+        let flat = |f: fn(&tokenizers::Encoding) -> &[u32]| {
+            let v: Vec<u32> = encodings
+                .iter()
+                .flat_map(|e| f(e).iter().copied())
+                .collect();
+            Tensor::from_vec(v, (rows, width), &Device::Cpu)
+        };
+        let ids = flat(tokenizers::Encoding::get_ids)?;
+        let mask = flat(tokenizers::Encoding::get_attention_mask)?;
+        let type_ids = ids.zeros_like()?;
+        let states = self.bert.forward(&ids, &type_ids, Some(&mask))?;
+        let mask = mask.to_dtype(DType::F32)?.unsqueeze(2)?;
+        let sums = states.broadcast_mul(&mask)?.sum(1)?;
+        let counts = mask.sum(1)?;
+        let mut vectors: Vec<Vec<f32>> = sums.broadcast_div(&counts)?.to_vec2()?;
+        vectors.iter_mut().for_each(|v| normalize(v));
+        Ok(vectors)
+    }
+}
