@@ -4,6 +4,8 @@
 
 use crate::api::{self, AuthSettings};
 use crate::config::Config;
+use crate::embed::Embedder;
+use crate::feed::embeddings::EmbeddingConsumer;
 use crate::feed::{Consumer, Feed};
 use crate::jobs::Jobs;
 use crate::lifecycle::Lifecycle;
@@ -135,9 +137,14 @@ pub async fn build(config: Config, admin_key: &str) -> anyhow::Result<Daemon> {
         Some(url) => Some(Arc::new(MeiliIndex::new(url, config.meili.key.as_deref())?)),
         None => None,
     };
+    // Loading the local model reads ~90 MB: off the async threads.
+    let embedder = {
+        let config = config.clone();
+        tokio::task::spawn_blocking(move || crate::embed::from_config(&config)).await??
+    };
     let feed = Feed::new(
         store.clone(),
-        consumers(&config, &store, meili.as_ref())?,
+        consumers(&store, meili.as_ref(), embedder.as_ref()),
         config.feed_settings(),
     );
     let mut jobs = Jobs::new(
@@ -163,6 +170,7 @@ pub async fn build(config: Config, admin_key: &str) -> anyhow::Result<Daemon> {
         feed: feed.clone(),
         lifecycle: lifecycle.clone(),
         meili: meili.clone(),
+        embedder,
     };
     let router = api::app(services, auth, Arc::new(config));
     Ok(Daemon {
@@ -176,12 +184,13 @@ pub async fn build(config: Config, admin_key: &str) -> anyhow::Result<Daemon> {
     })
 }
 
-/// The change feed's consumers this configuration runs.
+/// The change feed's consumers this configuration runs: the Meilisearch
+/// mirror and the embeddings, each when configured.
 fn consumers(
-    _config: &Config,
     store: &DynStore,
     meili: Option<&Arc<MeiliIndex>>,
-) -> anyhow::Result<Vec<Arc<dyn Consumer>>> {
+    embedder: Option<&Arc<dyn Embedder>>,
+) -> Vec<Arc<dyn Consumer>> {
     let mut consumers: Vec<Arc<dyn Consumer>> = Vec::new();
     if let Some(index) = meili {
         consumers.push(Arc::new(crate::feed::meili::MeiliConsumer::new(
@@ -189,7 +198,13 @@ fn consumers(
             index.clone(),
         )));
     }
-    Ok(consumers)
+    if let Some(embedder) = embedder {
+        consumers.push(Arc::new(EmbeddingConsumer::new(
+            store.clone(),
+            embedder.clone(),
+        )));
+    }
+    consumers
 }
 
 /// Serves until `shutdown` resolves; then stops accepting, lets in-flight

@@ -47,6 +47,8 @@ pub struct Services {
     pub lifecycle: crate::lifecycle::Lifecycle,
     /// Meilisearch for `mode=text`, when configured.
     pub meili: Option<Arc<crate::search::meili::MeiliIndex>>,
+    /// Embeds search queries (semantic and hybrid search), when configured.
+    pub embedder: Option<Arc<dyn crate::embed::Embedder>>,
 }
 
 /// Everything a handler needs; cheap to clone (handles only).
@@ -63,6 +65,7 @@ pub struct AppState {
     pub crdt: crate::crdt::CrdtConfig,
     pub lifecycle: crate::lifecycle::Lifecycle,
     pub meili: Option<Arc<crate::search::meili::MeiliIndex>>,
+    pub embedder: Option<Arc<dyn crate::embed::Embedder>>,
     openapi: Arc<Value>,
 }
 
@@ -123,6 +126,7 @@ pub fn app(services: Services, auth: AuthSettings, config: Arc<Config>) -> Route
         hub: Arc::default(),
         lifecycle: services.lifecycle,
         meili: services.meili,
+        embedder: services.embedder,
     };
     router
         .fallback(|| async { not_found_route() })

@@ -1,5 +1,6 @@
-//! Search: full-text now (Meilisearch when configured, else the database's
-//! own index); semantic and hybrid need an embedder (501).
+//! Search: `text` (Meilisearch when configured, else the database's own
+//! index), `semantic` (the entity vectors the embedding consumer keeps, the
+//! query embedded by the same model) and `hybrid` (both, fused by rank).
 
 use super::auth::{Authorized, Read};
 use super::entities::ProjectPath;
@@ -7,11 +8,11 @@ use super::error::{ApiError, ApiResult};
 use super::extract::{page_limit, Path, Query};
 use super::openapi::Data;
 use super::{data, AppState};
-use crate::domain::{DomainError, EntityRead, Scope, SearchHit};
+use crate::domain::{DomainError, DomainResult, Scope, SearchHit};
+use crate::search::semantic;
 use axum::extract::State;
 use axum::http::StatusCode;
 use axum::response::Response;
-use futures_util::StreamExt;
 use serde::Deserialize;
 use utoipa_axum::router::OpenApiRouter;
 use utoipa_axum::routes;
@@ -36,14 +37,20 @@ struct SearchParams {
     limit: Option<usize>,
 }
 
-/// Full-text search over string properties (Meilisearch when configured: typo-tolerant).
-///
-/// Without Meilisearch, or while it fails, the database's index answers
-/// (stemming, prefix, bm25 ranking).
+/// Candidates each engine gives hybrid search before fusion.
+const HYBRID_DEPTH: usize = 50;
+
+/// Search live entities. `text`: full-text over string properties
+/// (Meilisearch when configured: typo-tolerant; else the database's index:
+/// stemming, prefix, bm25). `semantic`: by meaning, cosine similarity of
+/// embeddings (the local model or Ollama). `hybrid`: reciprocal rank fusion
+/// of both, each filtered by `type` inside its engine. Semantic results
+/// follow the change feed (a new entity is found once embedded).
 #[utoipa::path(get, path = "/v1/orgs/{org}/projects/{project}/search", tag = "search",
     params(ProjectPath, SearchParams), security(("api_key" = ["read"])),
     responses((status = 200, description = "hits, best first", body = Data<Vec<SearchHit>>),
-        (status = 501, description = "not_implemented: this mode is not served here")))]
+        (status = 501, description = "not_implemented: no embedding model for semantic or hybrid search"),
+        (status = 503, description = "unavailable: the embedding service does not answer (semantic)")))]
 async fn search(
     State(s): State<AppState>,
     _: Authorized<Read>,
@@ -57,32 +64,71 @@ async fn search(
         return Err(ApiError::bad_request("q is longer than 1024 bytes"));
     }
     let limit = page_limit(q.limit, 20, 1000)?;
-    match q.mode.as_deref().unwrap_or("text") {
-        "text" => {}
-        "semantic" | "hybrid" => {
-            return Err(DomainError::NotImplemented(
-                "semantic and hybrid search need an embedding service, which this configuration does not have".into(),
-            )
-            .into());
+    let scope = p.scope();
+    let entity_type = q.entity_type.as_deref();
+    let hits = match q.mode.as_deref().unwrap_or("text") {
+        "text" => text_hits(&s, &scope, &text, entity_type, limit).await?,
+        "semantic" => {
+            let embedder = embedder(&s)?;
+            semantic::semantic(&s.store, embedder, &scope, &text, entity_type, limit).await?
+        }
+        "hybrid" => {
+            let embedder = embedder(&s)?;
+            let depth = limit.max(HYBRID_DEPTH);
+            let by_text = text_hits(&s, &scope, &text, entity_type, depth).await?;
+            let store = &s.store;
+            match semantic::semantic(store, embedder, &scope, &text, entity_type, depth).await {
+                Ok(by_meaning) => semantic::fuse(by_text, by_meaning, limit),
+                // What still works: the text half, in its own order.
+                Err(DomainError::Unavailable(why)) => {
+                    tracing::warn!(%why, "hybrid search without its semantic half");
+                    by_text.into_iter().take(limit).collect()
+                }
+                Err(e) => return Err(e.into()),
+            }
         }
         _ => {
             return Err(ApiError::bad_request(
                 "mode must be text, semantic or hybrid",
             ))
         }
-    }
-    let scope = p.scope();
-    let entity_type = q.entity_type.as_deref();
+    };
+    Ok(data(StatusCode::OK, hits))
+}
+
+/// The configured embedder, or 501 saying how to get one.
+fn embedder(s: &AppState) -> Result<&dyn crate::embed::Embedder, DomainError> {
+    s.embedder
+        .as_deref()
+        .ok_or_else(|| DomainError::NotImplemented(crate::embed::missing_model_hint().into()))
+}
+
+/// Full-text hits: Meilisearch when configured (the database's index while
+/// it fails), else the database's index.
+async fn text_hits(
+    s: &AppState,
+    scope: &Scope,
+    text: &str,
+    entity_type: Option<&str>,
+    limit: usize,
+) -> DomainResult<Vec<SearchHit>> {
     // The store path answers what it refuses (NUL, a query without words:
     // 400), so both engines give the same answer to bad input.
     let store_answers = text.contains('\0')
         || entity_type.is_some_and(|t| t.contains('\0'))
-        || crate::search::query_terms(&text).is_empty();
+        || crate::search::query_terms(text).is_empty();
     if let Some(index) = s.meili.as_ref().filter(|_| !store_answers) {
-        match index.search(&scope, &text, entity_type, limit).await {
+        match index.search(scope, text, entity_type, limit).await {
             Ok(ranked) => {
-                let hits = load_hits(&s, &scope, &text, entity_type, ranked).await?;
-                return Ok(data(StatusCode::OK, hits));
+                return crate::search::hits::load(
+                    &s.store,
+                    scope,
+                    text,
+                    entity_type,
+                    ranked,
+                    limit,
+                )
+                .await;
             }
             // Text search still works without Meilisearch: the database's
             // own index answers (no typo tolerance) until it is back.
@@ -91,52 +137,5 @@ async fn search(
             }
         }
     }
-    let hits = s
-        .store
-        .search_text(&scope, &text, entity_type, limit)
-        .await?;
-    Ok(data(StatusCode::OK, hits))
-}
-
-/// Meilisearch's hits as the store has them now, in Meilisearch's order:
-/// an entity deleted (or retyped) since it was indexed is left out, so a
-/// lagging index never shows stale or deleted data.
-async fn load_hits(
-    s: &AppState,
-    scope: &Scope,
-    text: &str,
-    entity_type: Option<&str>,
-    ranked: Vec<(String, f64)>,
-) -> Result<Vec<SearchHit>, DomainError> {
-    let terms = crate::search::query_terms(text);
-    let read = EntityRead {
-        version: None,
-        as_of: None,
-        include_deleted: false,
-    };
-    let loaded: Vec<_> = futures_util::stream::iter(ranked)
-        .map(|(id, score)| {
-            let read = &read;
-            async move { (s.store.get_entity(scope, &id, read).await, score) }
-        })
-        .buffered(16)
-        .collect()
-        .await;
-    let mut hits = Vec::with_capacity(loaded.len());
-    for (entity, score) in loaded {
-        let entity = match entity {
-            Ok(e) => e,
-            Err(DomainError::NotFound(_)) => continue,
-            Err(e) => return Err(e),
-        };
-        if entity.deleted_at.is_some() || entity_type.is_some_and(|t| t != entity.entity_type) {
-            continue;
-        }
-        hits.push(SearchHit {
-            highlights: crate::search::highlights(&entity.properties, &terms),
-            entity,
-            score,
-        });
-    }
-    Ok(hits)
+    s.store.search_text(scope, text, entity_type, limit).await
 }

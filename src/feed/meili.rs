@@ -7,12 +7,11 @@
 //! a batch applied twice, or late, still leaves the index holding what the
 //! database holds.
 
-use super::{Consumer, FeedChange};
-use crate::domain::{DomainError, Entity, EntityFilter, EntityRead, PageRequest, Scope};
+use super::{all_projects, current_states, entities_by_scope, Consumer, FeedChange};
+use crate::domain::{EntityFilter, PageRequest, Scope};
 use crate::search::meili::{doc_key, tenant, MeiliDoc, MeiliError, MeiliIndex, LIST_PAGE};
 use crate::store::DynStore;
 use async_trait::async_trait;
-use futures_util::StreamExt;
 use std::collections::{BTreeSet, HashMap};
 use std::sync::Arc;
 
@@ -47,32 +46,12 @@ impl Consumer for MeiliConsumer {
     }
 
     async fn apply(&self, changes: &[FeedChange]) -> anyhow::Result<()> {
-        // Each entity once per batch: its current state covers every change.
-        let mut by_scope: HashMap<&Scope, BTreeSet<&str>> = HashMap::new();
-        for c in changes.iter().filter(|c| c.change.kind == "entity") {
-            by_scope.entry(&c.scope).or_default().insert(&c.change.id);
-        }
-        for (scope, ids) in by_scope {
-            // Futures collected first: a stream holding this closure makes
-            // rustc fail to prove the boxed future `Send` (rust#102211).
-            let reads: Vec<_> = ids
-                .into_iter()
-                .map(|id| {
-                    let (store, scope, id) = (self.store.clone(), scope.clone(), id.to_owned());
-                    async move {
-                        let state = current(&store, &scope, &id).await;
-                        (id, state)
-                    }
-                })
-                .collect();
-            let states: Vec<_> = futures_util::stream::iter(reads)
-                .buffered(16)
-                .collect()
-                .await;
+        for (scope, ids) in entities_by_scope(changes) {
+            let states = current_states(&self.store, scope, ids).await?;
             let mut live = Vec::new();
             let mut gone = Vec::new();
             for (id, state) in states {
-                match state? {
+                match state {
                     Some(entity) => live.push(MeiliDoc::of(scope, &entity)),
                     None => gone.push(doc_key(scope, &id)),
                 }
@@ -81,21 +60,6 @@ impl Consumer for MeiliConsumer {
             delete(&self.index, &gone).await?;
         }
         Ok(())
-    }
-}
-
-/// The entity as it is now, `None` when it is deleted, purged or its
-/// project is gone.
-async fn current(store: &DynStore, scope: &Scope, id: &str) -> anyhow::Result<Option<Entity>> {
-    let read = EntityRead {
-        version: None,
-        as_of: None,
-        include_deleted: false,
-    };
-    match store.get_entity(scope, id, &read).await {
-        Ok(e) if e.deleted_at.is_none() => Ok(Some(e)),
-        Ok(_) | Err(DomainError::NotFound(_)) => Ok(None),
-        Err(e) => Err(e.into()),
     }
 }
 
@@ -189,36 +153,6 @@ pub async fn reconcile(
         }
     }
     Ok(summary)
-}
-
-async fn all_projects(store: &DynStore) -> anyhow::Result<Vec<Scope>> {
-    let mut scopes = Vec::new();
-    let mut orgs = PageRequest {
-        cursor: None,
-        limit: 1000,
-    };
-    loop {
-        let page = store.list_orgs(&orgs).await?;
-        for org in &page.items {
-            let mut projects = PageRequest {
-                cursor: None,
-                limit: 1000,
-            };
-            loop {
-                let p = store.list_projects(&org.id, &projects).await?;
-                scopes.extend(p.items.iter().map(|p| Scope::new(&org.id, &p.id)));
-                match p.next_cursor {
-                    Some(c) => projects.cursor = Some(c),
-                    None => break,
-                }
-            }
-        }
-        match page.next_cursor {
-            Some(c) => orgs.cursor = Some(c),
-            None => break,
-        }
-    }
-    Ok(scopes)
 }
 
 /// Reads the tenant's (id, version) pairs from Meilisearch, then pages

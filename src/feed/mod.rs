@@ -4,11 +4,14 @@
 //! `status` reports their lag.
 
 pub mod consumer;
+pub mod embeddings;
 pub mod meili;
+pub mod reads;
 pub mod runner;
 pub mod status;
 
 pub use consumer::{Consumer, FeedChange};
+pub use reads::{all_projects, current, current_states, entities_by_scope};
 pub use runner::FeedSettings;
 pub use status::{ConsumerReport, FeedStatus};
 

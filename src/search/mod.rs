@@ -2,8 +2,10 @@
 //! text of an entity is searchable, and which snippets are shown.
 
 pub mod fusion;
+pub mod hits;
 pub mod meili;
 pub mod query;
+pub mod semantic;
 pub mod vectors;
 
 pub use query::query_terms;

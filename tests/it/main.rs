@@ -36,5 +36,6 @@ mod meili;
 mod openapi;
 mod postgres;
 mod security;
+mod semantic;
 mod shutdown;
 mod vectors;

@@ -3,8 +3,8 @@
 //! protocol-level stand-in (`support::meili_standin`, not Meilisearch) and
 //! the embedded SQLite store.
 
-use crate::support::eventually;
 use crate::support::meili_standin::MeiliStandin;
+use crate::support::{admin, eventually};
 use axum::body::Body;
 use axum::http::{Request, StatusCode};
 use http_body_util::BodyExt;
@@ -675,28 +675,6 @@ async fn strata_reindex_repairs_one_project_or_all() {
     );
 }
 
-/// One request to a daemon's router as the admin; the status and body.
-async fn admin(
-    router: &axum::Router,
-    method: &str,
-    uri: &str,
-    body: Value,
-) -> (StatusCode, String) {
-    let req = Request::builder()
-        .method(method)
-        .uri(uri)
-        .header("authorization", format!("Bearer {ADMIN}"))
-        .header("content-type", "application/json")
-        .body(Body::from(body.to_string()))
-        .unwrap();
-    let res = router.clone().oneshot(req).await.unwrap();
-    let status = res.status();
-    let bytes = axum::body::to_bytes(res.into_body(), usize::MAX)
-        .await
-        .unwrap();
-    (status, String::from_utf8_lossy(&bytes).into_owned())
-}
-
 /// The daemon's own runner applies changes; while Meilisearch is down the
 /// daemon is not ready, the consumer's failures and lag show, and once it
 /// answers again the change made meanwhile arrives (nothing lost).
@@ -719,14 +697,14 @@ async fn the_feed_runner_drives_the_consumer_through_an_outage() {
         ),
         ("/v1/orgs/acme/projects/app/entities", entity("a")),
     ] {
-        let (status, text) = admin(&router, "POST", uri, body).await;
+        let (status, text) = admin(&router, ADMIN, "POST", uri, body).await;
         assert!(status.is_success(), "{uri}: {status} {text}");
     }
     eventually(Duration::from_secs(30), || async {
         standin.documents(INDEX).len() == 1
     })
     .await;
-    let (status, ready) = admin(&router, "GET", "/health/ready", Value::Null).await;
+    let (status, ready) = admin(&router, ADMIN, "GET", "/health/ready", Value::Null).await;
     assert_eq!(status, StatusCode::OK, "{ready}");
     let ready: Value = serde_json::from_str(&ready).unwrap();
     assert_eq!(ready["checks"]["meilisearch"], "ok");
@@ -734,11 +712,12 @@ async fn the_feed_runner_drives_the_consumer_through_an_outage() {
     assert_eq!(ready["checks"]["consumers"][0]["leader"], true);
 
     standin.set_down(true);
-    let (status, body) = admin(&router, "GET", "/health/ready", Value::Null).await;
+    let (status, body) = admin(&router, ADMIN, "GET", "/health/ready", Value::Null).await;
     assert_eq!(status, StatusCode::SERVICE_UNAVAILABLE, "{body}");
     assert!(body.contains("meilisearch"), "{body}");
     let (status, text) = admin(
         &router,
+        ADMIN,
         "POST",
         "/v1/orgs/acme/projects/app/entities",
         entity("b"),
@@ -746,7 +725,7 @@ async fn the_feed_runner_drives_the_consumer_through_an_outage() {
     .await;
     assert!(status.is_success(), "{status} {text}");
     eventually(Duration::from_secs(30), || async {
-        let (_, metrics) = admin(&router, "GET", "/metrics", Value::Null).await;
+        let (_, metrics) = admin(&router, ADMIN, "GET", "/metrics", Value::Null).await;
         metrics.lines().any(|l| {
             l.starts_with("strata_feed_consumer_failures_total{consumer=\"meilisearch\"}")
                 && !l.ends_with(" 0")
@@ -759,7 +738,7 @@ async fn the_feed_runner_drives_the_consumer_through_an_outage() {
         standin.documents(INDEX).len() == 2
     })
     .await;
-    let (status, _) = admin(&router, "GET", "/health/ready", Value::Null).await;
+    let (status, _) = admin(&router, ADMIN, "GET", "/health/ready", Value::Null).await;
     assert_eq!(status, StatusCode::OK);
     daemon.shutdown().await;
 }

@@ -174,3 +174,27 @@ where
         tokio::time::sleep(Duration::from_millis(20)).await;
     }
 }
+
+/// One JSON request to a daemon's router with `key`; the status and body.
+pub async fn admin(
+    router: &axum::Router,
+    key: &str,
+    method: &str,
+    uri: &str,
+    body: serde_json::Value,
+) -> (axum::http::StatusCode, String) {
+    use tower::ServiceExt;
+    let req = axum::http::Request::builder()
+        .method(method)
+        .uri(uri)
+        .header("authorization", format!("Bearer {key}"))
+        .header("content-type", "application/json")
+        .body(axum::body::Body::from(body.to_string()))
+        .unwrap();
+    let res = router.clone().oneshot(req).await.unwrap();
+    let status = res.status();
+    let bytes = axum::body::to_bytes(res.into_body(), usize::MAX)
+        .await
+        .unwrap();
+    (status, String::from_utf8_lossy(&bytes).into_owned())
+}
