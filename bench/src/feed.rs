@@ -36,7 +36,7 @@ pub struct FeedRun {
 }
 
 pub async fn feed(ctx: &Ctx, run: FeedRun) -> Result<()> {
-    let standin = meili_standin::MeiliStandin::start(Some(MEILI_KEY)).await;
+    let standin = standin_on_its_own_thread()?;
     let mut opts = ctx.daemon_opts();
     opts.env.extend([
         ("STRATA_MEILI_URL".to_string(), standin.url.clone()),
@@ -47,7 +47,12 @@ pub async fn feed(ctx: &Ctx, run: FeedRun) -> Result<()> {
     ]);
     let mut d = Daemon::spawn(&opts)?;
     d.wait_ready(Duration::from_millis(5), Duration::from_secs(120))?;
+    eprintln!(
+        "strata ready on {} with the Meilisearch stand-in at {}",
+        d.addr, standin.url
+    );
     setup_project(&d.addr, &d.key).await?;
+    eprintln!("steady writes: {}/s for {}s", run.rate, run.duration);
 
     let (lag, written, took) = steady_writes(&d, &run).await?;
     let achieved = written as f64 / took.as_secs_f64();
@@ -61,10 +66,13 @@ pub async fn feed(ctx: &Ctx, run: FeedRun) -> Result<()> {
         percentile(&lag, 1.0),
     );
     let caught_up = wait_caught_up(&d).await?;
-    println!("caught up {:.1}s after the writes stopped", caught_up.as_secs_f64());
+    println!(
+        "caught up {:.1}s after the writes stopped",
+        caught_up.as_secs_f64()
+    );
 
     let ops = (0..run.total).map(|i| {
-        json!({"op": "create", "type": "Item", "id": format!("bulk-{i}"),
+        json!({"op": "create_entity", "type": "Item", "id": format!("bulk-{i}"),
                "properties": {"title": format!("item {i}"), "n": i}})
         .to_string()
     });
@@ -98,6 +106,25 @@ pub async fn feed(ctx: &Ctx, run: FeedRun) -> Result<()> {
     ctx.report("feed", &[summary], json!({}))
 }
 
+/// The stand-in on a runtime of its own: the bench's client runtime blocks
+/// while it waits for the daemon to be ready, and the daemon's readiness
+/// asks the stand-in.
+fn standin_on_its_own_thread() -> Result<meili_standin::MeiliStandin> {
+    let (tx, rx) = std::sync::mpsc::channel();
+    std::thread::spawn(move || {
+        let rt = tokio::runtime::Builder::new_multi_thread()
+            .worker_threads(1)
+            .enable_all()
+            .build()
+            .expect("a runtime for the stand-in");
+        rt.block_on(async move {
+            let _ = tx.send(meili_standin::MeiliStandin::start(Some(MEILI_KEY)).await);
+            std::future::pending::<()>().await
+        })
+    });
+    Ok(rx.recv()?)
+}
+
 fn meili_standin_index() -> &'static str {
     "strata_entities"
 }
@@ -116,27 +143,27 @@ async fn steady_writes(d: &Daemon, run: &FeedRun) -> Result<(Vec<f64>, usize, Du
         workers.push(tokio::spawn(async move {
             let mut written = 0usize;
             while let Ok(body) = rx.recv().await {
-                c.send_ok(Method::POST, &project_path("/batch"), body).await?;
+                c.send_ok(Method::POST, &project_path("/batch"), body)
+                    .await?;
                 written += PER_REQUEST as usize;
             }
             anyhow::Ok(written)
         }));
     }
+    let samples = std::sync::Arc::new(std::sync::Mutex::new(Vec::new()));
     let sampler = {
-        let (addr, key) = (d.addr.clone(), d.key.clone());
+        let (addr, key, samples) = (d.addr.clone(), d.key.clone(), samples.clone());
         tokio::spawn(async move {
-            let mut samples = Vec::new();
             let mut c = Conn::open(&addr, &key).await?;
             loop {
                 tokio::time::sleep(Duration::from_millis(100)).await;
                 let (_, body) = c.get("/metrics").await?;
                 if let Some(lag) = consumer_metric(&body, "strata_feed_consumer_lag_seconds") {
-                    samples.push(lag);
-                }
-                if samples.len() >= 1 << 20 {
-                    return anyhow::Ok(samples);
+                    samples.lock().expect("samples").push(lag);
                 }
             }
+            #[allow(unreachable_code)]
+            anyhow::Ok(())
         })
     };
     let start = Instant::now();
@@ -144,9 +171,13 @@ async fn steady_writes(d: &Daemon, run: &FeedRun) -> Result<(Vec<f64>, usize, Du
     let mut i = 0u64;
     while start.elapsed().as_secs_f64() < run.duration {
         tick.tick().await;
+        // A worker that stopped has an error to report: stop sending.
+        if workers.iter().any(|w| w.is_finished()) {
+            break;
+        }
         let ops: Vec<String> = (0..PER_REQUEST)
             .map(|k| {
-                json!({"op": "create", "type": "Item", "id": format!("steady-{i}-{k}"),
+                json!({"op": "create_entity", "type": "Item", "id": format!("steady-{i}-{k}"),
                        "properties": {"title": format!("steady {i} {k}")}})
                 .to_string()
             })
@@ -164,22 +195,17 @@ async fn steady_writes(d: &Daemon, run: &FeedRun) -> Result<(Vec<f64>, usize, Du
     }
     let took = start.elapsed();
     sampler.abort();
-    let lag = match sampler.await {
-        Ok(Ok(samples)) => samples,
-        _ => Vec::new(),
-    };
+    let lag = std::mem::take(&mut *samples.lock().expect("samples"));
     Ok((lag, written, took))
 }
 
 /// A multi-consumer queue of request bodies (tokio's mpsc has one receiver).
-fn async_channel(
-    capacity: usize,
-) -> (
-    tokio::sync::mpsc::Sender<Bytes>,
-    std::sync::Arc<SharedRx>,
-) {
+fn async_channel(capacity: usize) -> (tokio::sync::mpsc::Sender<Bytes>, std::sync::Arc<SharedRx>) {
     let (tx, rx) = tokio::sync::mpsc::channel(capacity);
-    (tx, std::sync::Arc::new(SharedRx(tokio::sync::Mutex::new(rx))))
+    (
+        tx,
+        std::sync::Arc::new(SharedRx(tokio::sync::Mutex::new(rx))),
+    )
 }
 
 struct SharedRx(tokio::sync::Mutex<tokio::sync::mpsc::Receiver<Bytes>>);
