@@ -105,30 +105,7 @@ async fn write_changes(store: &DynStore, scope: &Scope, prefix: &str, n: usize) 
     n + n.div_ceil(5)
 }
 
-macro_rules! on_both_backends {
-    ($($case:ident),* $(,)?) => {
-        mod sqlite {
-            $(#[tokio::test]
-            async fn $case() {
-                let dir = tempfile::tempdir().unwrap();
-                super::$case(super::support::sqlite_store(dir.path()).await).await
-            })*
-        }
-        mod postgres {
-            $(#[tokio::test]
-            async fn $case() {
-                if super::support::skip_without(super::support::PG) {
-                    return;
-                }
-                let dir = tempfile::tempdir().unwrap();
-                let url = super::support::fresh_pg_database().await;
-                super::$case(super::support::pg_store(dir.path(), &url).await).await
-            })*
-        }
-    };
-}
-
-on_both_backends!(
+on_both_stores!(
     consumers_follow_the_outbox_and_prune_it,
     a_consumer_new_to_a_pruned_feed_rebuilds_from_the_data,
 );

@@ -21,6 +21,7 @@
 //!   errors into its in-memory log, printed in its summary); lines of tests
 //!   that run beside it may appear there, and nothing asserts on it.
 
+#[macro_use]
 mod support;
 
 mod age;

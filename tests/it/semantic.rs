@@ -26,8 +26,14 @@ async fn daemon(config: Config) -> Daemon {
     strata::embed::files::copy_from(&model_dir(), &strata::embed::local_model_dir(&config))
         .await
         .unwrap();
-    let daemon = strata::server::build(config, ADMIN).await.unwrap();
+    let daemon = with_project(config).await;
     daemon.start().await.unwrap();
+    daemon
+}
+
+/// A daemon (not started) with org `acme` and project `app`.
+async fn with_project(config: Config) -> Daemon {
+    let daemon = strata::server::build(config, ADMIN).await.unwrap();
     for (uri, body) in [
         ("/v1/orgs", json!({"id": "acme", "name": "Acme"})),
         (
@@ -177,25 +183,7 @@ async fn semantic_search_finds_meaning_and_hybrid_fuses(config: Config) {
 #[tokio::test]
 async fn without_a_model_semantic_and_hybrid_answer_501_saying_how_to_get_one() {
     let dir = tempfile::tempdir().unwrap();
-    let d = strata::server::build(Config::embedded(dir.path()), ADMIN)
-        .await
-        .unwrap();
-    admin(
-        &d.router,
-        ADMIN,
-        "POST",
-        "/v1/orgs",
-        json!({"id": "acme", "name": "Acme"}),
-    )
-    .await;
-    admin(
-        &d.router,
-        ADMIN,
-        "POST",
-        "/v1/orgs/acme/projects",
-        json!({"id": "app", "name": "App"}),
-    )
-    .await;
+    let d = with_project(Config::embedded(dir.path())).await;
     for mode in ["semantic", "hybrid"] {
         let (status, body) = search(&d, mode, "car", "").await;
         assert_eq!(status, StatusCode::NOT_IMPLEMENTED, "{body}");
@@ -222,23 +210,7 @@ async fn an_unreachable_ollama_is_a_503_for_semantic_and_hybrid_still_answers() 
         .unwrap()
         .port();
     config.embed.ollama_url = Some(format!("http://127.0.0.1:{port}"));
-    let d = strata::server::build(config, ADMIN).await.unwrap();
-    admin(
-        &d.router,
-        ADMIN,
-        "POST",
-        "/v1/orgs",
-        json!({"id": "acme", "name": "Acme"}),
-    )
-    .await;
-    admin(
-        &d.router,
-        ADMIN,
-        "POST",
-        "/v1/orgs/acme/projects",
-        json!({"id": "app", "name": "App"}),
-    )
-    .await;
+    let d = with_project(config).await;
     let body = json!({"id": "car", "type": "thing", "properties": {"text": "a red car"}});
     admin(&d.router, ADMIN, "POST", &format!("{P}/entities"), body).await;
     let (status, body) = search(&d, "semantic", "car", "").await;

@@ -5,30 +5,7 @@
 use strata::domain::*;
 use strata::store::DynStore;
 
-macro_rules! on_both_backends {
-    ($($case:ident),* $(,)?) => {
-        mod sqlite {
-            $(#[tokio::test]
-            async fn $case() {
-                let dir = tempfile::tempdir().unwrap();
-                super::$case(crate::support::sqlite_store(dir.path()).await).await
-            })*
-        }
-        mod postgres {
-            $(#[tokio::test]
-            async fn $case() {
-                if crate::support::skip_without(crate::support::PG) {
-                    return;
-                }
-                let dir = tempfile::tempdir().unwrap();
-                let url = crate::support::fresh_pg_database().await;
-                super::$case(crate::support::pg_store(dir.path(), &url).await).await
-            })*
-        }
-    };
-}
-
-on_both_backends!(vectors_rank_by_cosine_within_one_project_and_model);
+on_both_stores!(vectors_rank_by_cosine_within_one_project_and_model);
 
 fn unit(v: &[f32]) -> Vec<f32> {
     let n = v.iter().map(|x| x * x).sum::<f32>().sqrt();

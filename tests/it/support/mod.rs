@@ -198,3 +198,29 @@ pub async fn admin(
         .unwrap();
     (status, String::from_utf8_lossy(&bytes).into_owned())
 }
+
+/// Runs each `async fn case(store: DynStore)` of the calling module on a
+/// fresh SQLite store and on a fresh PostgreSQL database (skipped without
+/// the stack), as `sqlite::case` and `postgres::case`.
+macro_rules! on_both_stores {
+    ($($case:ident),* $(,)?) => {
+        mod sqlite {
+            $(#[tokio::test]
+            async fn $case() {
+                let dir = tempfile::tempdir().unwrap();
+                super::$case(crate::support::sqlite_store(dir.path()).await).await
+            })*
+        }
+        mod postgres {
+            $(#[tokio::test]
+            async fn $case() {
+                if crate::support::skip_without(crate::support::PG) {
+                    return;
+                }
+                let dir = tempfile::tempdir().unwrap();
+                let url = crate::support::fresh_pg_database().await;
+                super::$case(crate::support::pg_store(dir.path(), &url).await).await
+            })*
+        }
+    };
+}
