@@ -2,7 +2,7 @@
 //! both backends: shapes, status codes, headers, version trees, pagination,
 //! graph and search routes, operations, and bad input.
 
-use crate::support;
+use crate::support::{self, urlencode};
 
 use axum::body::Body;
 use axum::http::{Request, StatusCode};
@@ -457,18 +457,6 @@ async fn lists_page_to_the_end(api: &Api) {
             .0,
         StatusCode::BAD_REQUEST
     );
-}
-
-fn urlencode(s: &str) -> String {
-    s.bytes()
-        .map(|b| {
-            if b.is_ascii_alphanumeric() {
-                (b as char).to_string()
-            } else {
-                format!("%{b:02X}")
-            }
-        })
-        .collect()
 }
 
 async fn batch_route(api: &Api) {

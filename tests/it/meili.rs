@@ -4,7 +4,7 @@
 //! the embedded SQLite store.
 
 use crate::support::meili_standin::MeiliStandin;
-use crate::support::{admin, eventually};
+use crate::support::{admin, eventually, urlencode};
 use axum::body::Body;
 use axum::http::{Request, StatusCode};
 use http_body_util::BodyExt;
@@ -71,19 +71,6 @@ fn other() -> Scope {
 
 fn path(scope: &Scope) -> String {
     format!("/v1/orgs/{}/projects/{}", scope.org, scope.project)
-}
-
-/// Percent-encodes everything but letters and digits.
-fn enc(text: &str) -> String {
-    text.bytes()
-        .map(|b| {
-            if b.is_ascii_alphanumeric() {
-                (b as char).to_string()
-            } else {
-                format!("%{b:02X}")
-            }
-        })
-        .collect()
 }
 
 impl Setup {
@@ -309,7 +296,7 @@ async fn tenants_never_see_each_other() {
                 ids.iter().all(|id| id == own),
                 "{q:?} in {scope:?}: {ids:?}"
             );
-            let (status, route_ids, body) = s.route(&scope, &format!("q={}", enc(q))).await;
+            let (status, route_ids, body) = s.route(&scope, &format!("q={}", urlencode(q))).await;
             assert!(status == StatusCode::OK, "{q:?}: {status} {body}");
             assert!(route_ids.iter().all(|id| id == own), "{q:?}: {route_ids:?}");
         }
@@ -322,7 +309,9 @@ async fn tenants_never_see_each_other() {
     ] {
         let ids = s.ids(&app(), "vehicle", Some(t)).await;
         assert!(ids.is_empty(), "type {t:?}: {ids:?}");
-        let (status, ids, body) = s.route(&app(), &format!("q=vehicle&type={}", enc(t))).await;
+        let (status, ids, body) = s
+            .route(&app(), &format!("q=vehicle&type={}", urlencode(t)))
+            .await;
         assert!(
             status == StatusCode::OK && ids.is_empty(),
             "{t:?}: {status} {body}"
@@ -538,7 +527,7 @@ async fn bad_input_on_the_search_route_is_never_a_server_error() {
     let (status, _, _) = s.route(&app(), "").await;
     assert_eq!(status, StatusCode::BAD_REQUEST);
     let long = "vehicle ".repeat(1280);
-    let (status, _, _) = s.route(&app(), &format!("q={}", enc(&long))).await;
+    let (status, _, _) = s.route(&app(), &format!("q={}", urlencode(&long))).await;
     assert_eq!(status, StatusCode::BAD_REQUEST, "over the 1024-byte limit");
 
     for q in [
@@ -552,13 +541,13 @@ async fn bad_input_on_the_search_route_is_never_a_server_error() {
         "vehicle^2",
         r#"vehicle " * NEAR - OR ( ) : ^"#,
     ] {
-        let (status, ids, body) = s.route(&app(), &format!("q={}", enc(q))).await;
+        let (status, ids, body) = s.route(&app(), &format!("q={}", urlencode(q))).await;
         assert_eq!(status, StatusCode::OK, "{q:?}: {body}");
         assert_eq!(ids, ["a"], "{q:?} is searched as text");
     }
     // Only syntax, no word: the same 400 as the database's search gives.
     for q in [r#"" * - ( ) : ^"#, "***"] {
-        let (status, _, body) = s.route(&app(), &format!("q={}", enc(q))).await;
+        let (status, _, body) = s.route(&app(), &format!("q={}", urlencode(q))).await;
         assert_eq!(status, StatusCode::BAD_REQUEST, "{q:?}: {body}");
     }
 }

@@ -224,3 +224,16 @@ macro_rules! on_both_stores {
         }
     };
 }
+
+/// Percent-encodes everything but ASCII letters and digits (query values).
+pub fn urlencode(text: &str) -> String {
+    text.bytes()
+        .map(|b| {
+            if b.is_ascii_alphanumeric() {
+                (b as char).to_string()
+            } else {
+                format!("%{b:02X}")
+            }
+        })
+        .collect()
+}
