@@ -17,30 +17,35 @@ impl VectorStore for PgStore {
         model: &str,
         vectors: Vec<EntityVector>,
     ) -> DomainResult<()> {
+        // One statement for the batch: the consumer stores up to 64 at once.
+        let ids: Vec<&str> = vectors.iter().map(|v| v.id.as_str()).collect();
+        let types: Vec<&str> = vectors.iter().map(|v| v.entity_type.as_str()).collect();
+        let versions: Vec<i64> = vectors.iter().map(|v| v.version).collect();
+        let blobs: Vec<Vec<u8>> = vectors.iter().map(|v| encode(&v.vector)).collect();
         let c = self.client().await?;
-        for v in &vectors {
-            execute(
-                &c,
-                "INSERT INTO entity_vectors
-                     (org_id, project_id, entity_id, type, version, model, vector)
-                 VALUES ($1, $2, $3, $4, $5, $6, $7)
-                 ON CONFLICT (org_id, project_id, entity_id) DO UPDATE
-                 SET type = EXCLUDED.type, version = EXCLUDED.version,
-                     model = EXCLUDED.model, vector = EXCLUDED.vector
-                 WHERE EXCLUDED.version >= entity_vectors.version
-                    OR EXCLUDED.model <> entity_vectors.model",
-                &[
-                    &scope.org,
-                    &scope.project,
-                    &v.id,
-                    &v.entity_type,
-                    &v.version,
-                    &model,
-                    &encode(&v.vector),
-                ],
-            )
-            .await?;
-        }
+        execute(
+            &c,
+            "INSERT INTO entity_vectors
+                 (org_id, project_id, entity_id, type, version, model, vector)
+             SELECT $1, $2, v.id, v.type, v.version, $3, v.vector
+             FROM unnest($4::text[], $5::text[], $6::bigint[], $7::bytea[])
+                  AS v(id, type, version, vector)
+             ON CONFLICT (org_id, project_id, entity_id) DO UPDATE
+             SET type = EXCLUDED.type, version = EXCLUDED.version,
+                 model = EXCLUDED.model, vector = EXCLUDED.vector
+             WHERE EXCLUDED.version >= entity_vectors.version
+                OR EXCLUDED.model <> entity_vectors.model",
+            &[
+                &scope.org,
+                &scope.project,
+                &model,
+                &ids,
+                &types,
+                &versions,
+                &blobs,
+            ],
+        )
+        .await?;
         Ok(())
     }
 
