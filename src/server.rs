@@ -10,6 +10,7 @@ use crate::feed::{Consumer, Feed};
 use crate::jobs::Jobs;
 use crate::lifecycle::Lifecycle;
 use crate::search::meili::MeiliIndex;
+use crate::search::text_index::TextIndex;
 use crate::store::{self, DynStore};
 use anyhow::Context;
 use base64::Engine;
@@ -101,6 +102,8 @@ pub struct Daemon {
     pub lifecycle: Lifecycle,
     /// Meilisearch, when configured (for the feed's consumer and readiness).
     pub meili: Option<Arc<MeiliIndex>>,
+    /// The daemon's own text index, unless its directory cannot be opened.
+    pub text_index: Option<TextIndex>,
 }
 
 impl Daemon {
@@ -108,6 +111,9 @@ impl Daemon {
     pub async fn start(&self) -> anyhow::Result<()> {
         self.jobs.start().await?;
         self.feed.start(&self.lifecycle);
+        if let Some(index) = &self.text_index {
+            index.start(&self.lifecycle);
+        }
         Ok(())
     }
 
@@ -142,6 +148,7 @@ pub async fn build(config: Config, admin_key: &str) -> anyhow::Result<Daemon> {
         let config = config.clone();
         tokio::task::spawn_blocking(move || crate::embed::from_config(&config)).await??
     };
+    let text_index = open_text_index(&config, &store);
     let feed = Feed::new(
         store.clone(),
         consumers(&store, meili.as_ref(), embedder.as_ref()),
@@ -171,6 +178,7 @@ pub async fn build(config: Config, admin_key: &str) -> anyhow::Result<Daemon> {
         lifecycle: lifecycle.clone(),
         meili: meili.clone(),
         embedder,
+        text_index: text_index.clone(),
     };
     let router = api::app(services, auth, Arc::new(config));
     Ok(Daemon {
@@ -181,7 +189,22 @@ pub async fn build(config: Config, admin_key: &str) -> anyhow::Result<Daemon> {
         router,
         lifecycle,
         meili,
+        text_index,
     })
+}
+
+/// The text index in `<data dir>/text-index`; without it (a directory
+/// another daemon holds, or that cannot be written) the database's own
+/// index answers text searches.
+fn open_text_index(config: &Config, store: &DynStore) -> Option<TextIndex> {
+    let dir = config.data_dir.join("text-index");
+    match TextIndex::open(&dir, store.clone()) {
+        Ok(index) => Some(index),
+        Err(e) => {
+            tracing::warn!(dir = %dir.display(), error = %format!("{e:#}"), "no text index; the database answers text searches");
+            None
+        }
+    }
 }
 
 /// The change feed's consumers this configuration runs: the Meilisearch

@@ -49,6 +49,8 @@ pub struct Services {
     pub meili: Option<Arc<crate::search::meili::MeiliIndex>>,
     /// Embeds search queries (semantic and hybrid search), when configured.
     pub embedder: Option<Arc<dyn crate::embed::Embedder>>,
+    /// The daemon's own text index (`mode=text` without Meilisearch).
+    pub text_index: Option<crate::search::text_index::TextIndex>,
 }
 
 /// Everything a handler needs; cheap to clone (handles only).
@@ -66,6 +68,7 @@ pub struct AppState {
     pub lifecycle: crate::lifecycle::Lifecycle,
     pub meili: Option<Arc<crate::search::meili::MeiliIndex>>,
     pub embedder: Option<Arc<dyn crate::embed::Embedder>>,
+    pub text_index: Option<crate::search::text_index::TextIndex>,
     openapi: Arc<Value>,
 }
 
@@ -127,6 +130,7 @@ pub fn app(services: Services, auth: AuthSettings, config: Arc<Config>) -> Route
         lifecycle: services.lifecycle,
         meili: services.meili,
         embedder: services.embedder,
+        text_index: services.text_index,
     };
     router
         .fallback(|| async { not_found_route() })

@@ -104,7 +104,8 @@ fn embedder(s: &AppState) -> Result<&dyn crate::embed::Embedder, DomainError> {
 }
 
 /// Full-text hits: Meilisearch when configured (the database's index while
-/// it fails), else the database's index.
+/// it fails), else the daemon's text index (the database's while it is
+/// built or behind).
 async fn text_hits(
     s: &AppState,
     scope: &Scope,
@@ -113,29 +114,39 @@ async fn text_hits(
     limit: usize,
 ) -> DomainResult<Vec<SearchHit>> {
     // The store path answers what it refuses (NUL, a query without words:
-    // 400), so both engines give the same answer to bad input.
+    // 400; an unknown project: 404), so every engine gives the same answer
+    // to bad input.
     let store_answers = text.contains('\0')
         || entity_type.is_some_and(|t| t.contains('\0'))
         || crate::search::query_terms(text).is_empty();
-    if let Some(index) = s.meili.as_ref().filter(|_| !store_answers) {
+    if store_answers {
+        return s.store.search_text(scope, text, entity_type, limit).await;
+    }
+    s.store.get_project(&scope.org, &scope.project).await?;
+    if let Some(index) = s.meili.as_ref() {
         match index.search(scope, text, entity_type, limit).await {
-            Ok(ranked) => {
-                return crate::search::hits::load(
-                    &s.store,
-                    scope,
-                    text,
-                    entity_type,
-                    ranked,
-                    limit,
-                )
-                .await;
-            }
+            Ok(ranked) => return load(s, scope, text, entity_type, ranked, limit).await,
             // Text search still works without Meilisearch: the database's
             // own index answers (no typo tolerance) until it is back.
             Err(e) => {
                 tracing::warn!(error = %e, "Meilisearch failed; text search falls back to the database")
             }
         }
+    } else if let Some(index) = s.text_index.as_ref() {
+        if let Some(ranked) = index.search(scope, text, entity_type, limit).await {
+            return load(s, scope, text, entity_type, ranked, limit).await;
+        }
     }
     s.store.search_text(scope, text, entity_type, limit).await
+}
+
+async fn load(
+    s: &AppState,
+    scope: &Scope,
+    text: &str,
+    entity_type: Option<&str>,
+    ranked: Vec<(String, f64)>,
+    limit: usize,
+) -> DomainResult<Vec<SearchHit>> {
+    crate::search::hits::load(&s.store, scope, text, entity_type, ranked, limit).await
 }

@@ -6,6 +6,7 @@ pub mod hits;
 pub mod meili;
 pub mod query;
 pub mod semantic;
+pub mod text_index;
 pub mod vectors;
 
 pub use query::query_terms;

@@ -39,4 +39,5 @@ mod postgres;
 mod security;
 mod semantic;
 mod shutdown;
+mod text_index;
 mod vectors;

@@ -1,0 +1,210 @@
+//! The tantivy index itself: its schema, the documents of entities, the
+//! feed position it holds (the commit's payload, so the two never part),
+//! and the ranked query.
+
+use super::analysis::Analyzer;
+use crate::domain::{Entity, Scope};
+use std::path::Path;
+use tantivy::collector::TopDocs;
+use tantivy::directory::MmapDirectory;
+use tantivy::query::{BooleanQuery, Occur, Query, TermQuery};
+use tantivy::schema::{
+    Field, IndexRecordOption, Schema, TextFieldIndexing, TextOptions, Value, STORED, STRING,
+};
+use tantivy::tokenizer::{PreTokenizedString, Token};
+use tantivy::{Index, IndexReader, IndexWriter, ReloadPolicy, TantivyDocument, Term};
+
+/// Memory the writer buffers before it writes a segment.
+const WRITER_BUDGET: usize = 48 << 20;
+
+/// The fields of an entity's document.
+#[derive(Clone, Copy)]
+struct Fields {
+    /// `org \x1f project \x1f id`: what a change deletes by.
+    key: Field,
+    /// The project's term and the project-and-type term (a filter: every
+    /// document scores the same on it).
+    scope: Field,
+    /// The prefixes of the entity's words (`search::text_of`).
+    words: Field,
+    /// The entity id, stored: what a search returns.
+    id: Field,
+}
+
+pub struct TextIndexFiles {
+    index: Index,
+    fields: Fields,
+    reader: IndexReader,
+}
+
+impl TextIndexFiles {
+    /// Opens the index in `dir`, creating it when empty.
+    pub fn open(dir: &Path) -> tantivy::Result<Self> {
+        std::fs::create_dir_all(dir)?;
+        let (schema, fields) = schema();
+        let index = Index::open_or_create(MmapDirectory::open(dir)?, schema)?;
+        let reader = index
+            .reader_builder()
+            .reload_policy(ReloadPolicy::Manual)
+            .try_into()?;
+        Ok(TextIndexFiles {
+            index,
+            fields,
+            reader,
+        })
+    }
+
+    /// The index's one writer (tantivy's lock file keeps a second daemon
+    /// on the same directory out).
+    pub fn writer(&self) -> tantivy::Result<IndexWriter> {
+        self.index.writer_with_num_threads(1, WRITER_BUDGET)
+    }
+
+    /// The feed position of the last commit (0: none yet).
+    pub fn committed_position(&self) -> tantivy::Result<i64> {
+        let metas = self.index.load_metas()?;
+        Ok(metas
+            .payload
+            .and_then(|p| p.parse().ok())
+            .unwrap_or_default())
+    }
+
+    /// Replaces what the index holds of an entity: `None` removes it.
+    pub fn put(
+        &self,
+        writer: &IndexWriter,
+        analyzer: &mut Analyzer,
+        scope: &Scope,
+        id: &str,
+        entity: Option<&Entity>,
+    ) -> tantivy::Result<()> {
+        let f = self.fields;
+        writer.delete_term(Term::from_field_text(f.key, &key(scope, id)));
+        let Some(entity) = entity else { return Ok(()) };
+        let tokens = analyzer.index_tokens(&crate::search::text_of(&entity.properties));
+        if tokens.is_empty() {
+            return Ok(()); // no word: no query can find it
+        }
+        let mut doc = TantivyDocument::default();
+        doc.add_text(f.key, key(scope, id));
+        doc.add_pre_tokenized_text(
+            f.scope,
+            pretokenized(vec![
+                scope_term(scope, None),
+                scope_term(scope, Some(&entity.entity_type)),
+            ]),
+        );
+        doc.add_pre_tokenized_text(
+            f.words,
+            PreTokenizedString {
+                text: String::new(),
+                tokens,
+            },
+        );
+        doc.add_text(f.id, id);
+        writer.add_document(doc)?;
+        Ok(())
+    }
+
+    /// Makes what `writer` holds durable with the feed position it reached,
+    /// and visible to searches.
+    pub fn commit(&self, writer: &mut IndexWriter, position: i64) -> tantivy::Result<()> {
+        let mut prepared = writer.prepare_commit()?;
+        prepared.set_payload(&position.to_string());
+        prepared.commit()?;
+        self.reader.reload()
+    }
+
+    /// The best `limit` entity ids of the project with every word (each a
+    /// prefix), by BM25, best first.
+    pub fn search(
+        &self,
+        scope: &Scope,
+        words: &[String],
+        entity_type: Option<&str>,
+        limit: usize,
+    ) -> tantivy::Result<Vec<(String, f64)>> {
+        let f = self.fields;
+        let mut analyzer = Analyzer::default();
+        let mut terms: Vec<String> = words
+            .iter()
+            .filter_map(|w| analyzer.query_term(w))
+            .collect();
+        terms.sort();
+        terms.dedup();
+        if terms.is_empty() {
+            return Ok(Vec::new());
+        }
+        // Every clause a plain term query that reads frequencies: tantivy
+        // then runs the intersection with block-max WAND.
+        let term_query = |field: Field, text: &str| -> (Occur, Box<dyn Query>) {
+            let term = Term::from_field_text(field, text);
+            let query = TermQuery::new(term, IndexRecordOption::WithFreqs);
+            (Occur::Must, Box::new(query))
+        };
+        let mut clauses = vec![term_query(f.scope, &scope_term(scope, entity_type))];
+        clauses.extend(terms.iter().map(|t| term_query(f.words, t)));
+        let searcher = self.reader.searcher();
+        let top = searcher.search(
+            &BooleanQuery::new(clauses),
+            &TopDocs::with_limit(limit).order_by_score(),
+        )?;
+        let mut hits = Vec::with_capacity(top.len());
+        for (score, address) in top {
+            let doc: TantivyDocument = searcher.doc(address)?;
+            if let Some(id) = doc.get_first(f.id).and_then(|v| v.as_str()) {
+                hits.push((id.to_owned(), f64::from(score)));
+            }
+        }
+        Ok(hits)
+    }
+
+    /// Documents in the index (all projects).
+    pub fn len(&self) -> u64 {
+        self.reader.searcher().num_docs()
+    }
+}
+
+fn schema() -> (Schema, Fields) {
+    let mut b = Schema::builder();
+    let counted = |tokenizer: &str| {
+        TextOptions::default().set_indexing_options(
+            TextFieldIndexing::default()
+                .set_tokenizer(tokenizer)
+                .set_index_option(IndexRecordOption::WithFreqs),
+        )
+    };
+    let fields = Fields {
+        key: b.add_text_field("key", STRING),
+        scope: b.add_text_field("scope", counted("raw")),
+        words: b.add_text_field("words", counted("raw")),
+        id: b.add_text_field("id", STORED),
+    };
+    (b.build(), fields)
+}
+
+fn key(scope: &Scope, id: &str) -> String {
+    format!("{}\x1f{}\x1f{}", scope.org, scope.project, id)
+}
+
+fn scope_term(scope: &Scope, entity_type: Option<&str>) -> String {
+    match entity_type {
+        None => format!("p\x1f{}\x1f{}", scope.org, scope.project),
+        Some(t) => format!("t\x1f{}\x1f{}\x1f{t}", scope.org, scope.project),
+    }
+}
+
+fn pretokenized(texts: Vec<String>) -> PreTokenizedString {
+    PreTokenizedString {
+        text: String::new(),
+        tokens: texts
+            .into_iter()
+            .enumerate()
+            .map(|(position, text)| Token {
+                position,
+                text,
+                ..Token::default()
+            })
+            .collect(),
+    }
+}
