@@ -213,6 +213,11 @@ const ENV: &[(&str, &str, Kind)] = &[
     ("STRATA_PG_NOTIFY", "postgres.notify", Kind::OnOff),
     ("STRATA_AGE", "postgres.age", Kind::Text),
     ("STRATA_PGVECTOR", "postgres.pgvector", Kind::Text),
+    (
+        "STRATA_HNSW_EF_SEARCH",
+        "postgres.hnsw_ef_search",
+        Kind::Number,
+    ),
     ("STRATA_CRDT_MAX_UPDATE", "crdt.max_update", Kind::Number),
     ("STRATA_CRDT_INLINE_MAX", "crdt.inline_max", Kind::Number),
     (

@@ -55,6 +55,9 @@ pub struct PgConfig {
     /// pgvector HNSW indexes for semantic search: use when installed,
     /// demand, or skip (the exact scan).
     pub pgvector: ExtensionMode,
+    /// The least `hnsw.ef_search` of a semantic search (candidates the
+    /// HNSW walk keeps: recall against latency); 0 is Strata's default.
+    pub hnsw_ef_search: usize,
 }
 
 /// Whether an optional extension is used: when installed, always (the start
@@ -86,6 +89,7 @@ impl Default for PgConfig {
             notify: true,
             age: AgeMode::Auto,
             pgvector: ExtensionMode::Auto,
+            hnsw_ef_search: 0,
         }
     }
 }
@@ -157,7 +161,7 @@ impl PgStore {
         let vectors = {
             let mut client = first_connection(&pool).await?;
             migrate::run(&mut client).await?;
-            detect_pgvector(&mut client, config.pgvector).await?
+            detect_pgvector(&mut client, config).await?
         };
         let tasks = Lifecycle::new();
         let feed = if config.notify {
@@ -317,12 +321,16 @@ async fn detect_age(
 /// Sets pgvector up after the migrations (its column joins their table).
 async fn detect_pgvector(
     client: &mut deadpool_postgres::Object,
-    mode: ExtensionMode,
+    config: &PgConfig,
 ) -> anyhow::Result<Option<pgvector::Pgvector>> {
+    let mode = config.pgvector;
     if mode == ExtensionMode::Off {
         return Ok(None);
     }
-    match (pgvector::Pgvector::detect(client).await?, mode) {
+    match (
+        pgvector::Pgvector::detect(client, config.hnsw_ef_search).await?,
+        mode,
+    ) {
         (None, ExtensionMode::On) => anyhow::bail!(
             "STRATA_PGVECTOR=on but pgvector is not installed in the database, \
              nor installable by this role"

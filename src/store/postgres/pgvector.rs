@@ -36,9 +36,9 @@ const SETUP_LOCK: i64 = 0x5354_5256_4543;
 /// pgvector was there.
 const BACKFILL_BATCH: i64 = 1000;
 
-/// HNSW build parameters: pgvector's defaults (m = 16, ef_construction =
-/// 64) reach recall@10 ≥ 0.95 at 1M vectors with the `ef_search` below
-/// (bench/RESULTS.md, "pgvector HNSW").
+/// HNSW build parameters: pgvector's defaults. bench/RESULTS.md ("pgvector
+/// HNSW") has what they give at 100k and 1M vectors; recall is tuned at
+/// search time (`hnsw_ef_search`), which needs no rebuild.
 const HNSW_WITH: &str = "m = 16, ef_construction = 64";
 
 /// The most dimensions a pgvector `vector` holds; longer vectors keep only
@@ -48,9 +48,10 @@ pub const MAX_DIMS: usize = 16_000;
 /// gets no index, and its searches sort the model's rows in SQL (exact).
 const MAX_INDEXED_DIMS: usize = 2_000;
 
-/// Candidates the graph walk keeps: at least this many, and twice the limit
-/// when more are asked for (pgvector caps it at 1000).
-const EF_SEARCH_MIN: usize = 100;
+/// Candidates the graph walk keeps by default (`hnsw.ef_search`): at
+/// least this many, and twice the limit when more are asked for, up to
+/// pgvector's cap. `PgConfig::hnsw_ef_search` overrides it.
+const EF_SEARCH_DEFAULT: usize = 100;
 const EF_SEARCH_MAX: usize = 1000;
 
 /// The extension as this database has it.
@@ -61,7 +62,10 @@ pub struct Pgvector {
     /// pgvector ≥ 0.8: a filtered walk continues until it has enough rows
     /// (`hnsw.iterative_scan`) instead of returning fewer.
     iterative: bool,
-    /// (model, dimensions) whose index this process has made sure of.
+    /// The least `hnsw.ef_search` of a search.
+    ef_search: usize,
+    /// (model, dimensions) whose index this process has made sure of. A
+    /// std mutex: held for a lookup or an insert, never across an await.
     indexed: Mutex<HashSet<(String, usize)>>,
 }
 
@@ -121,7 +125,10 @@ impl Pgvector {
     /// Installs pgvector when the server has it and adds the column; `None`
     /// (the exact scan) when the server lacks it or this role may not
     /// install it.
-    pub async fn detect(c: &mut deadpool_postgres::Object) -> DomainResult<Option<Pgvector>> {
+    pub async fn detect(
+        c: &mut deadpool_postgres::Object,
+        ef_search: usize,
+    ) -> DomainResult<Option<Pgvector>> {
         let available = c
             .query_opt(
                 "SELECT 1 FROM pg_available_extensions WHERE name = 'vector'",
@@ -170,6 +177,11 @@ impl Pgvector {
         let pgvector = Pgvector {
             schema,
             iterative: at_least(&version, (0, 8)),
+            ef_search: if ef_search == 0 {
+                EF_SEARCH_DEFAULT
+            } else {
+                ef_search
+            },
             indexed: Mutex::default(),
         };
         pgvector.backfill(c).await?;
@@ -291,7 +303,7 @@ impl Pgvector {
         entity_type: Option<&str>,
         limit: usize,
     ) -> DomainResult<Option<Vec<VectorHit>>> {
-        let ef = (limit * 2).clamp(EF_SEARCH_MIN, EF_SEARCH_MAX);
+        let ef = (limit * 2).max(self.ef_search).min(EF_SEARCH_MAX);
         let tx = c.transaction().await.map_err(pg_err)?;
         // SET LOCAL: the settings end with the transaction, so a pooled
         // connection carries nothing to its next user.
@@ -365,7 +377,7 @@ fn search_statement(schema: &str, model: &str, dims: usize) -> String {
 
 /// The f32s of a stored vector; empty when the bytes are not whole f32s.
 fn decode(bytes: &[u8]) -> Vec<f32> {
-    if bytes.len() % 4 != 0 {
+    if !bytes.len().is_multiple_of(4) {
         return Vec::new();
     }
     bytes
