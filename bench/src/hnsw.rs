@@ -45,6 +45,12 @@ pub struct Opts {
     pub k: usize,
     pub batch: usize,
     pub build: Build,
+    /// `hnsw_ef_search` settings to measure, each over the same queries
+    /// (0: the store's default).
+    pub ef_search: Vec<usize>,
+    /// A database a `--keep` run of the same options left: the vectors are
+    /// drawn again (same seed) but not stored, the index is there.
+    pub reuse: Option<String>,
 }
 
 /// A seeded unit vector near one of the centres.
@@ -166,13 +172,18 @@ fn exact_top(
     })
 }
 
-async fn open(url: &str, pgvector: ExtensionMode) -> Result<(DynStore, tempfile::TempDir)> {
+async fn open(
+    url: &str,
+    pgvector: ExtensionMode,
+    ef_search: usize,
+) -> Result<(DynStore, tempfile::TempDir)> {
     let dir = tempfile::tempdir()?;
     let mut config = strata::config::Config::embedded(dir.path());
     config.database_url = url.to_owned();
     config.postgres.pool_size = 2;
     config.postgres.notify = false;
     config.postgres.pgvector = pgvector;
+    config.postgres.hnsw_ef_search = ef_search;
     // A bulk build of a large index takes longer than a request may.
     config.postgres.statement_timeout_ms = 0;
     let store = strata::store::open(url, &config.store_settings()).await?;
@@ -180,79 +191,27 @@ async fn open(url: &str, pgvector: ExtensionMode) -> Result<(DynStore, tempfile:
 }
 
 pub async fn hnsw(ctx: &Ctx, o: Opts) -> Result<()> {
-    let url = ctx
-        .common
-        .env
-        .iter()
-        .find(|(k, _)| k == "STRATA_DATABASE_URL")
-        .map(|(_, v)| v.clone())
-        .context("hnsw needs --postgres URL (a server with pgvector)")?;
+    let url = match &o.reuse {
+        Some(url) => url.clone(),
+        None => ctx
+            .common
+            .env
+            .iter()
+            .find(|(k, _)| k == "STRATA_DATABASE_URL")
+            .map(|(_, v)| v.clone())
+            .context("hnsw needs --postgres URL (a server with pgvector) or --reuse URL")?,
+    };
     let seed = ctx.common.seed;
     let cloud = Cloud::new(seed, o.dims, o.centres, o.spread);
-    let load_mode = match o.build {
-        Build::Bulk => ExtensionMode::Off,
-        Build::Incremental => ExtensionMode::On,
-    };
-    let (store, dir) = open(&url, load_mode).await?;
-    let caller = Caller::new("bench");
-    store.create_org(&caller, "bench", "Bench").await?;
-    store
-        .create_project(&caller, "bench", "vectors", "Vectors")
-        .await?;
     let scope = Scope::new("bench", "vectors");
-
-    // The bench keeps its own copy for the exact answers (N x dims f32).
-    let mut data = Vec::with_capacity(o.vectors * o.dims);
-    let mut r = crate::gen::rng(seed, 7002);
-    let started = Instant::now();
-    let mut next = 0;
-    while next < o.vectors {
-        let end = (next + o.batch).min(o.vectors);
-        let batch: Vec<EntityVector> = (next..end)
-            .map(|i| {
-                let v = cloud.draw(&mut r);
-                data.extend_from_slice(&v);
-                EntityVector {
-                    id: id(i),
-                    entity_type: type_of(i),
-                    version: 1,
-                    vector: v,
-                }
-            })
-            .collect();
-        store.put_vectors(&scope, MODEL, batch).await?;
-        next = end;
-        if next % (o.batch * 100) == 0 {
-            eprintln!(
-                "stored {next} vectors in {:.0} s",
-                started.elapsed().as_secs_f64()
-            );
+    let (data, load, build) = match &o.reuse {
+        Some(_) => {
+            let mut r = crate::gen::rng(seed, 7002);
+            let data: Vec<f32> = (0..o.vectors).flat_map(|_| cloud.draw(&mut r)).collect();
+            (data, Duration::ZERO, Duration::ZERO)
         }
-    }
-    let load = started.elapsed();
-    eprintln!(
-        "stored {} vectors in {:.1} s",
-        o.vectors,
-        load.as_secs_f64()
-    );
-    let mut build = Duration::ZERO;
-    let store = if o.build == Build::Bulk {
-        store.close().await;
-        drop(store);
-        let t = Instant::now();
-        let (store, _) = open(&url, ExtensionMode::On).await?;
-        build = t.elapsed();
-        eprintln!(
-            "opened with pgvector: column filled and index built in {:.1} s",
-            build.as_secs_f64()
-        );
-        store
-    } else {
-        store
+        None => load_and_build(&url, &o, &cloud, &scope, seed).await?,
     };
-    drop(dir);
-    // Statistics, as the daily job (or autovacuum) would have them.
-    store.maintain(Maintenance::Daily).await?;
     let plan = explain(&url, o.dims).await?;
     eprintln!("plan of an unfiltered search:");
     for line in plan.lines() {
@@ -276,51 +235,128 @@ pub async fn hnsw(ctx: &Ctx, o: Opts) -> Result<()> {
     drop(data);
 
     let mut summaries = Vec::new();
-    for (name, entity_type, exact) in [
-        ("hnsw top-k", None, &exact_all),
-        (
-            "hnsw top-k, type",
-            Some(filtered_type.as_str()),
-            &exact_typed,
-        ),
-    ] {
-        // Warm-up on other queries: the index pages come into memory.
-        let mut wr = crate::gen::rng(seed, 7004);
-        for _ in 0..o.warmup {
-            let q = cloud.draw(&mut wr);
-            store
-                .search_vectors(&scope, MODEL, &q, entity_type, o.k)
-                .await?;
+    for &ef in &o.ef_search {
+        let (store, _dir) = open(&url, ExtensionMode::On, ef).await?;
+        for (name, entity_type, exact) in [
+            ("top-k", None, &exact_all),
+            ("top-k, type", Some(filtered_type.as_str()), &exact_typed),
+        ] {
+            // Warm-up on other queries: the index pages come into memory.
+            let mut wr = crate::gen::rng(seed, 7004);
+            for _ in 0..o.warmup {
+                let q = cloud.draw(&mut wr);
+                store
+                    .search_vectors(&scope, MODEL, &q, entity_type, o.k)
+                    .await?;
+            }
+            let mut lat = Vec::with_capacity(queries.len());
+            let mut found = 0usize;
+            let mut short = 0usize;
+            let t = Instant::now();
+            for (q, want) in queries.iter().zip(exact) {
+                let one = Instant::now();
+                let hits = store
+                    .search_vectors(&scope, MODEL, q, entity_type, o.k)
+                    .await?;
+                lat.push(one.elapsed().as_nanos() as u64);
+                short += usize::from(hits.len() < o.k);
+                found += hits.iter().filter(|h| want.contains(&h.id)).count();
+            }
+            let recall = found as f64 / (exact.len() * o.k) as f64;
+            let label = format!("ef {ef} {name}");
+            let s = stats::summarize(&label, lat, 0, t.elapsed())
+                .with(&format!("recall@{}", o.k), json!(recall))
+                .with("ef_search_setting", json!(ef))
+                .with("short_answers", json!(short));
+            eprintln!("{}", s.line());
+            summaries.push(s);
         }
-        let mut lat = Vec::with_capacity(queries.len());
-        let mut found = 0usize;
-        let mut short = 0usize;
-        let t = Instant::now();
-        for (q, want) in queries.iter().zip(exact) {
-            let one = Instant::now();
-            let hits = store
-                .search_vectors(&scope, MODEL, q, entity_type, o.k)
-                .await?;
-            lat.push(one.elapsed().as_nanos() as u64);
-            short += usize::from(hits.len() < o.k);
-            found += hits.iter().filter(|h| want.contains(&h.id)).count();
-        }
-        let recall = found as f64 / (exact.len() * o.k) as f64;
-        let s = stats::summarize(name, lat, 0, t.elapsed())
-            .with(&format!("recall@{}", o.k), json!(recall))
-            .with("short_answers", json!(short));
-        summaries.push(s);
+        store.close().await;
     }
-    store.close().await;
     ctx.report(
         "hnsw",
         &summaries,
         json!({
             "vectors": o.vectors, "dims": o.dims, "centres": o.centres, "spread": o.spread,
             "k": o.k, "build": match o.build { Build::Bulk => "bulk", Build::Incremental => "incremental" },
+            "reused": o.reuse.is_some(),
             "load_secs": load.as_secs_f64(), "build_secs": build.as_secs_f64(),
         }),
     )
+}
+
+/// Stores the vectors through the store and has it build the index;
+/// returns the bench's copy of them, the load and the build time.
+async fn load_and_build(
+    url: &str,
+    o: &Opts,
+    cloud: &Cloud,
+    scope: &Scope,
+    seed: u64,
+) -> Result<(Vec<f32>, Duration, Duration)> {
+    let load_mode = match o.build {
+        Build::Bulk => ExtensionMode::Off,
+        Build::Incremental => ExtensionMode::On,
+    };
+    let (store, _dir) = open(url, load_mode, 0).await?;
+    let caller = Caller::new("bench");
+    store.create_org(&caller, "bench", "Bench").await?;
+    store
+        .create_project(&caller, "bench", "vectors", "Vectors")
+        .await?;
+    // The bench keeps its own copy for the exact answers (N x dims f32).
+    let mut data = Vec::with_capacity(o.vectors * o.dims);
+    let mut r = crate::gen::rng(seed, 7002);
+    let started = Instant::now();
+    let mut next = 0;
+    while next < o.vectors {
+        let end = (next + o.batch).min(o.vectors);
+        let batch: Vec<EntityVector> = (next..end)
+            .map(|i| {
+                let v = cloud.draw(&mut r);
+                data.extend_from_slice(&v);
+                EntityVector {
+                    id: id(i),
+                    entity_type: type_of(i),
+                    version: 1,
+                    vector: v,
+                }
+            })
+            .collect();
+        store.put_vectors(scope, MODEL, batch).await?;
+        next = end;
+        if next % (o.batch * 100) == 0 {
+            eprintln!(
+                "stored {next} vectors in {:.0} s",
+                started.elapsed().as_secs_f64()
+            );
+        }
+    }
+    let load = started.elapsed();
+    eprintln!(
+        "stored {} vectors in {:.1} s",
+        o.vectors,
+        load.as_secs_f64()
+    );
+    let mut build = Duration::ZERO;
+    let store = if o.build == Build::Bulk {
+        store.close().await;
+        drop(store);
+        let t = Instant::now();
+        let (store, _) = open(url, ExtensionMode::On, 0).await?;
+        build = t.elapsed();
+        eprintln!(
+            "opened with pgvector: column filled and index built in {:.1} s",
+            build.as_secs_f64()
+        );
+        store
+    } else {
+        store
+    };
+    // Statistics, as the daily job (or autovacuum) would have them.
+    store.maintain(Maintenance::Daily).await?;
+    store.close().await;
+    Ok((data, load, build))
 }
 
 /// EXPLAIN of the store's own search statement for this model.

@@ -270,6 +270,13 @@ enum Cmd {
         /// incremental: the index takes every insert.
         #[arg(long, value_enum, default_value = "bulk")]
         build: hnsw::Build,
+        /// The store's least hnsw.ef_search, one run each (0: its default).
+        #[arg(long, value_delimiter = ',', default_value = "0")]
+        ef_search: Vec<usize>,
+        /// Measure on the database a --keep run of the same options left
+        /// (nothing is stored; --postgres is not needed).
+        #[arg(long)]
+        reuse: Option<String>,
     },
     /// The local embedding model in-process: sentences/s batched, and the
     /// latency of one short query (no daemon).
@@ -570,6 +577,8 @@ fn run(cli: Cli, rt: &tokio::runtime::Runtime) -> Result<()> {
                 k,
                 batch,
                 build,
+                ef_search,
+                reuse,
             } => {
                 let opts = hnsw::Opts {
                     vectors,
@@ -581,6 +590,8 @@ fn run(cli: Cli, rt: &tokio::runtime::Runtime) -> Result<()> {
                     k,
                     batch,
                     build,
+                    ef_search,
+                    reuse,
                 };
                 hnsw::hnsw(&ctx, opts).await
             }
