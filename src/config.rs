@@ -212,6 +212,12 @@ const ENV: &[(&str, &str, Kind)] = &[
     ),
     ("STRATA_PG_NOTIFY", "postgres.notify", Kind::OnOff),
     ("STRATA_AGE", "postgres.age", Kind::Text),
+    ("STRATA_PGVECTOR", "postgres.pgvector", Kind::Text),
+    (
+        "STRATA_HNSW_EF_SEARCH",
+        "postgres.hnsw_ef_search",
+        Kind::Number,
+    ),
     ("STRATA_CRDT_MAX_UPDATE", "crdt.max_update", Kind::Number),
     ("STRATA_CRDT_INLINE_MAX", "crdt.inline_max", Kind::Number),
     (
@@ -634,6 +640,7 @@ mod tests {
             ("STRATA_RATE_LIMIT", "fast"),
             ("STRATA_RATE_LIMIT", "5000000000"),
             ("STRATA_AGE", "maybe"),
+            ("STRATA_PGVECTOR", "maybe"),
             ("STRATA_PG_NOTIFY", "true"),
             ("STRATA_SQLITE_SYNCHRONOUS", "off"),
             ("STRATA_AUTH", "maybe"),

@@ -8,6 +8,7 @@ mod daemon;
 mod embed;
 mod feed;
 mod gen;
+mod hnsw;
 mod http;
 mod load;
 mod pg;
@@ -239,6 +240,43 @@ enum Cmd {
         /// Idle time after ready before reading VmRSS.
         #[arg(long, default_value_t = 2000)]
         settle_ms: u64,
+    },
+    /// Semantic search with pgvector's HNSW index through the store itself
+    /// (needs --postgres, a server with pgvector): p50/p99 latency of
+    /// top-k queries and recall@k against the exact top-k.
+    Hnsw {
+        /// Unit vectors stored.
+        #[arg(long, default_value_t = 1_000_000)]
+        vectors: usize,
+        #[arg(long, default_value_t = 384)]
+        dims: usize,
+        /// Cluster centres the vectors are drawn around.
+        #[arg(long, default_value_t = 100)]
+        centres: usize,
+        /// Length of the noise added to a (unit) centre before normalising.
+        #[arg(long, default_value_t = 1.0)]
+        spread: f32,
+        /// Measured queries (each run unfiltered and with a type filter).
+        #[arg(long, default_value_t = 1000)]
+        queries: usize,
+        #[arg(long, default_value_t = 200)]
+        warmup: usize,
+        #[arg(long, default_value_t = 10)]
+        k: usize,
+        /// Vectors per put_vectors call.
+        #[arg(long, default_value_t = 1000)]
+        batch: usize,
+        /// bulk: store, then let the store build the index in one go;
+        /// incremental: the index takes every insert.
+        #[arg(long, value_enum, default_value = "bulk")]
+        build: hnsw::Build,
+        /// The store's least hnsw.ef_search, one run each (0: its default).
+        #[arg(long, value_delimiter = ',', default_value = "0")]
+        ef_search: Vec<usize>,
+        /// Measure on the database a --keep run of the same options left
+        /// (nothing is stored; --postgres is not needed).
+        #[arg(long)]
+        reuse: Option<String>,
     },
     /// The local embedding model in-process: sentences/s batched, and the
     /// latency of one short query (no daemon).
@@ -529,6 +567,34 @@ fn run(cli: Cli, rt: &tokio::runtime::Runtime) -> Result<()> {
                 queries,
             } => embed::embed(&ctx, &model, sentences, batch, queries),
             Cmd::SqlPlan { db, sql, params } => sql_plan(&db, &sql, &params),
+            Cmd::Hnsw {
+                vectors,
+                dims,
+                centres,
+                spread,
+                queries,
+                warmup,
+                k,
+                batch,
+                build,
+                ef_search,
+                reuse,
+            } => {
+                let opts = hnsw::Opts {
+                    vectors,
+                    dims,
+                    centres,
+                    spread,
+                    queries,
+                    warmup,
+                    k,
+                    batch,
+                    build,
+                    ef_search,
+                    reuse,
+                };
+                hnsw::hnsw(&ctx, opts).await
+            }
         }
     })
 }

@@ -68,15 +68,12 @@ fn caller() -> Caller {
     Caller::new("tester")
 }
 
-/// PGlite serves one session: the tests of this binary take turns.
-static PGLITE: tokio::sync::Mutex<()> = tokio::sync::Mutex::const_new(());
-
 #[tokio::test]
 async fn age_projection_cypher_and_differential() {
     if support::skip_without(support::PGLITE) {
         return;
     }
-    let _turn = PGLITE.lock().await;
+    let _turn = support::PGLITE_SESSION.lock().await;
     let dir = tempfile::tempdir().unwrap();
     let daemon = strata::server::build(support::pglite_config(dir.path()), ADMIN)
         .await
@@ -566,7 +563,7 @@ async fn age_off_and_on_over_one_database_keeps_every_row() {
         return;
     }
     use strata::store::postgres::AgeMode;
-    let _turn = PGLITE.lock().await;
+    let _turn = support::PGLITE_SESSION.lock().await;
     let org = format!("onoff{}", rand::random::<u32>());
     let scope = Scope::new(&org, "app");
     {
@@ -613,7 +610,7 @@ async fn age_off_and_on_over_one_database_keeps_every_row() {
         );
     }
     // Nothing of Strata's went to ag_catalog or public.
-    let (client, connection) = connect_pglite().await;
+    let (client, connection) = support::connect_pglite().await;
     let driver = tokio::spawn(connection);
     let misplaced: i64 = client
         .query_one(
@@ -641,32 +638,13 @@ async fn age_off_and_on_over_one_database_keeps_every_row() {
     let _ = driver.await;
 }
 
-/// A plain connection to PGlite, retried while the previous session closes.
-async fn connect_pglite() -> (
-    tokio_postgres::Client,
-    tokio_postgres::Connection<tokio_postgres::Socket, tokio_postgres::tls::NoTlsStream>,
-) {
-    let mut attempt = 0;
-    loop {
-        match tokio_postgres::connect(&support::pglite_url(), tokio_postgres::NoTls).await {
-            Ok(pair) => return pair,
-            Err(e) if attempt < 25 => {
-                attempt += 1;
-                let _ = e;
-                tokio::time::sleep(std::time::Duration::from_millis(200)).await;
-            }
-            Err(e) => panic!("connect to PGlite: {e}"),
-        }
-    }
-}
-
 #[tokio::test]
 async fn age_sync_repairs_liveness_and_the_graph_and_says_so() {
     if support::skip_without(support::PGLITE) {
         return;
     }
     use strata::store::postgres::AgeMode;
-    let _turn = PGLITE.lock().await;
+    let _turn = support::PGLITE_SESSION.lock().await;
     let org = format!("repair{}", rand::random::<u32>());
     let scope = Scope::new(&org, "app");
     {
@@ -688,7 +666,7 @@ async fn age_sync_repairs_liveness_and_the_graph_and_says_so() {
     // Break the tables behind Strata's back: `c` deleted without hiding
     // r2, and r1 hidden though both its ends are live.
     {
-        let (client, connection) = connect_pglite().await;
+        let (client, connection) = support::connect_pglite().await;
         let driver = tokio::spawn(connection);
         client
             .execute(

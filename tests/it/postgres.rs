@@ -454,7 +454,9 @@ async fn admin(url: &str) -> tokio_postgres::Client {
 
 /// The objects a schema holds directly, as (kind, name): tables, views,
 /// sequences of their own (a serial column's follows its table), functions
-/// and types that are not a relation's row type or an array.
+/// and types that are not a relation's row type or an array; an
+/// extension's members (pgvector's, created in `public` by the store) are
+/// the extension's, not Strata's.
 async fn schema_objects(c: &tokio_postgres::Client, schema: &str) -> Vec<(String, String)> {
     let rows = c
         .query(
@@ -465,15 +467,19 @@ async fn schema_objects(c: &tokio_postgres::Client, schema: &str) -> Vec<(String
              WHERE n.nspname = $1 AND c.relkind IN ('r', 'p', 'v', 'm', 'f', 'S')
                AND NOT EXISTS (SELECT 1 FROM pg_depend d
                                WHERE d.classid = 'pg_class'::regclass AND d.objid = c.oid
-                                 AND d.deptype IN ('a', 'i'))
+                                 AND d.deptype IN ('a', 'i', 'e'))
              UNION ALL
              SELECT 'function', p.proname::text FROM pg_proc p
              JOIN pg_namespace n ON n.oid = p.pronamespace WHERE n.nspname = $1
+               AND NOT EXISTS (SELECT 1 FROM pg_depend d WHERE d.classid = 'pg_proc'::regclass
+                               AND d.objid = p.oid AND d.deptype = 'e')
              UNION ALL
              SELECT 'type', t.typname::text FROM pg_type t
              JOIN pg_namespace n ON n.oid = t.typnamespace
              WHERE n.nspname = $1 AND t.typelem = 0
                AND (t.typrelid = 0 OR (SELECT relkind FROM pg_class WHERE oid = t.typrelid) = 'c')
+               AND NOT EXISTS (SELECT 1 FROM pg_depend d WHERE d.classid = 'pg_type'::regclass
+                               AND d.objid = t.oid AND d.deptype = 'e')
              ORDER BY 1, 2",
             &[&schema],
         )

@@ -1,9 +1,11 @@
 //! Entity embeddings in the store, on both backends: the newest version's
 //! vector is kept, searches rank by cosine within one project, one model
-//! and an optional type, and deleted entities' vectors go.
+//! and an optional type, and deleted entities' vectors go. On PGlite
+//! (pgvector 0.8) the same case runs through the HNSW index.
 
+use crate::support;
 use strata::domain::*;
-use strata::store::DynStore;
+use strata::store::{DynStore, Maintenance};
 
 on_both_stores!(vectors_rank_by_cosine_within_one_project_and_model);
 
@@ -28,11 +30,21 @@ fn ids(hits: &[VectorHit]) -> Vec<&str> {
 async fn vectors_rank_by_cosine_within_one_project_and_model(store: DynStore) {
     let caller = Caller::new("tester");
     store.create_org(&caller, "acme", "Acme").await.unwrap();
+    rank_within_one_project_and_model(&store, "acme").await
+}
+
+/// The model of the cases (quoted in the SQL of pgvector's index: a quote
+/// and a backslash make sure the quoting holds).
+const MODEL: &str = "local:test's\\model";
+
+/// The case in projects `app` and `other` of `org` (which exists).
+async fn rank_within_one_project_and_model(store: &DynStore, org: &str) {
+    let caller = Caller::new("tester");
     for p in ["app", "other"] {
-        store.create_project(&caller, "acme", p, p).await.unwrap();
+        store.create_project(&caller, org, p, p).await.unwrap();
     }
-    let (app, other) = (Scope::new("acme", "app"), Scope::new("acme", "other"));
-    let m = "local:test";
+    let (app, other) = (Scope::new(org, "app"), Scope::new(org, "other"));
+    let m = MODEL;
     store
         .put_vectors(
             &app,
@@ -88,9 +100,9 @@ async fn vectors_rank_by_cosine_within_one_project_and_model(store: DynStore) {
     let theirs = store.search_vectors(&other, m, &q, None, 10).await.unwrap();
     assert_eq!(ids(&theirs), ["car"]);
     // Deleting the project takes its vectors.
-    store.delete_project(&caller, "acme", "app").await.unwrap();
+    store.delete_project(&caller, org, "app").await.unwrap();
     store
-        .create_project(&caller, "acme", "app", "app")
+        .create_project(&caller, org, "app", "app")
         .await
         .unwrap();
     assert!(store
@@ -98,4 +110,154 @@ async fn vectors_rank_by_cosine_within_one_project_and_model(store: DynStore) {
         .await
         .unwrap()
         .is_empty());
+}
+
+/// Random 3-d unit vectors (the case's dimension), seeded.
+fn noise(seed: u64, n: usize) -> Vec<Vec<f32>> {
+    use rand::{Rng, SeedableRng};
+    let mut r = rand::rngs::StdRng::seed_from_u64(seed);
+    (0..n)
+        .map(|_| {
+            unit(&[
+                r.random::<f32>() - 0.5,
+                r.random::<f32>() - 0.5,
+                r.random::<f32>() - 0.5,
+            ])
+        })
+        .collect()
+}
+
+/// PGlite has pgvector 0.8: the store adds its column and an HNSW index per
+/// model, and the same case passes through it. A crowded project of the
+/// same model makes the planner prefer the index (on a few rows it scans),
+/// and shows that the walk stays inside one project and type.
+#[tokio::test]
+async fn vectors_on_pglite_go_through_the_hnsw_index() {
+    if support::skip_without(support::PGLITE) {
+        return;
+    }
+    use strata::store::postgres::{hnsw_index_name, hnsw_search_sql, ExtensionMode, VectorParam};
+    let _turn = support::PGLITE_SESSION.lock().await;
+    // PGlite keeps one database for the whole test process: an org of its own.
+    let org = format!("hnsw{}", rand::random::<u32>());
+    let dir = tempfile::tempdir().unwrap();
+    let mut config = support::pglite_config(dir.path());
+    config.postgres.pgvector = ExtensionMode::On;
+    let store = support::open(&config).await.unwrap();
+    let caller = Caller::new("tester");
+    let crowd = Scope::new(&org, "crowd");
+    store.create_org(&caller, &org, "Org").await.unwrap();
+    store
+        .create_project(&caller, &org, "crowd", "crowd")
+        .await
+        .unwrap();
+    let points = noise(7, 1500);
+    let types = ["even", "odd"];
+    for (b, chunk) in points.chunks(500).enumerate() {
+        let batch = chunk
+            .iter()
+            .enumerate()
+            .map(|(i, v)| {
+                let n = b * 500 + i;
+                vector(&format!("n{n}"), types[n % 2], 1, v)
+            })
+            .collect();
+        store.put_vectors(&crowd, MODEL, batch).await.unwrap();
+    }
+    // Statistics, as the daily job keeps them: the planner sees the crowd.
+    store.maintain(Maintenance::Daily).await.unwrap();
+    // The shared case, in projects beside the crowd (same model, same index).
+    rank_within_one_project_and_model(&store, &org).await;
+
+    // The crowd's answers are the exact top-k among the candidates: ranked
+    // by score, of the asked type only, and (nearly) the exact top-k.
+    let mut found = 0;
+    let queries = noise(8, 20);
+    for (qi, q) in queries.iter().enumerate() {
+        let entity_type = types[qi % 2];
+        let hits = store
+            .search_vectors(&crowd, MODEL, q, Some(entity_type), 10)
+            .await
+            .unwrap();
+        assert_eq!(hits.len(), 10);
+        assert!(hits.windows(2).all(|w| w[0].score >= w[1].score));
+        let mut exact: Vec<(f32, String)> = points
+            .iter()
+            .enumerate()
+            .filter(|(n, _)| n % 2 == qi % 2)
+            .map(|(n, v)| (v.iter().zip(q).map(|(a, b)| a * b).sum(), format!("n{n}")))
+            .collect();
+        exact.sort_by(|a, b| b.0.total_cmp(&a.0));
+        let want: Vec<&str> = exact[..10].iter().map(|(_, id)| id.as_str()).collect();
+        for h in &hits {
+            let n: usize = h.id[1..].parse().unwrap();
+            assert_eq!(types[n % 2], entity_type, "{} is of another type", h.id);
+        }
+        found += hits
+            .iter()
+            .filter(|h| want.contains(&h.id.as_str()))
+            .count();
+    }
+    assert!(found >= 180, "recall@10 {found}/200");
+    // Deletes leave the index's answers too.
+    let gone: Vec<String> = (0..1500).step_by(2).map(|n| format!("n{n}")).collect();
+    store.delete_vectors(&crowd, &gone).await.unwrap();
+    let hits = store
+        .search_vectors(&crowd, MODEL, &queries[0], Some("even"), 10)
+        .await
+        .unwrap();
+    assert!(hits.is_empty(), "{hits:?}");
+    store.close().await;
+    drop(store);
+
+    // The index exists as the store meant it, and its search statement uses it.
+    let (client, connection) = support::connect_pglite().await;
+    let driver = tokio::spawn(connection);
+    let name = hnsw_index_name(MODEL, 3);
+    let def: String = client
+        .query_one(
+            "SELECT indexdef FROM pg_indexes WHERE schemaname = 'strata' AND indexname = $1",
+            &[&name],
+        )
+        .await
+        .unwrap()
+        .get(0);
+    assert!(
+        def.contains("USING hnsw") && def.contains("vector_ip_ops"),
+        "{def}"
+    );
+    let schema: String = client
+        .query_one(
+            "SELECT n.nspname::text FROM pg_extension e
+             JOIN pg_namespace n ON n.oid = e.extnamespace WHERE e.extname = 'vector'",
+            &[],
+        )
+        .await
+        .unwrap()
+        .get(0);
+    client
+        .batch_execute("SET search_path = strata; ANALYZE entity_vectors")
+        .await
+        .unwrap();
+    let plan: Vec<String> = client
+        .query(
+            &format!("EXPLAIN {}", hnsw_search_sql(&schema, MODEL, 3)),
+            &[
+                &org,
+                &"crowd",
+                &Some("odd"),
+                &VectorParam(&queries[0]),
+                &10i64,
+            ],
+        )
+        .await
+        .unwrap()
+        .iter()
+        .map(|r| r.get(0))
+        .collect();
+    let plan = plan.join("\n");
+    assert!(plan.contains(&format!("Index Scan using {name}")), "{plan}");
+    client.batch_execute("RESET search_path").await.unwrap();
+    drop(client);
+    let _ = driver.await;
 }

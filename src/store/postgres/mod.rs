@@ -16,6 +16,7 @@ mod locks;
 mod migrate;
 mod notify;
 mod outbox;
+mod pgvector;
 mod relationships;
 mod rows;
 mod search;
@@ -24,6 +25,7 @@ mod tx;
 mod vectors;
 
 pub use migrate::{Kind as SchemaObjectKind, OBJECTS as SCHEMA_OBJECTS, SCHEMA};
+pub use pgvector::{index_name as hnsw_index_name, search_sql as hnsw_search_sql, VectorParam};
 
 use super::prelude::*;
 use super::{in_batch, AuditPlace, ChangeSink, Coherence, Ctx, Maintenance};
@@ -50,16 +52,28 @@ pub struct PgConfig {
     pub notify: bool,
     /// Apache AGE projection and Cypher: use when installed, demand, or skip.
     pub age: AgeMode,
+    /// pgvector HNSW indexes for semantic search: use when installed,
+    /// demand, or skip (the exact scan).
+    pub pgvector: ExtensionMode,
+    /// The least `hnsw.ef_search` of a semantic search (candidates the
+    /// HNSW walk keeps: recall against latency); 0 is Strata's default.
+    pub hnsw_ef_search: usize,
 }
 
+/// Whether an optional extension is used: when installed, always (the start
+/// fails without it), or never.
 #[derive(Debug, Clone, Copy, Deserialize, PartialEq, Eq, Default)]
 #[serde(rename_all = "lowercase")]
-pub enum AgeMode {
+pub enum ExtensionMode {
     #[default]
     Auto,
     On,
     Off,
 }
+
+/// The mode of Apache AGE (the first optional extension, named before there
+/// was a second).
+pub type AgeMode = ExtensionMode;
 
 /// Most rows a Cypher query may return.
 const MAX_CYPHER_ROWS: usize = 10_000;
@@ -74,6 +88,8 @@ impl Default for PgConfig {
             connect_timeout_secs: 5,
             notify: true,
             age: AgeMode::Auto,
+            pgvector: ExtensionMode::Auto,
+            hnsw_ef_search: 0,
         }
     }
 }
@@ -85,6 +101,8 @@ pub struct PgStore {
     /// The notifier's and the listener's tasks, stopped by `close`.
     tasks: Lifecycle,
     age: Option<age::Age>,
+    /// pgvector's indexes, or `None`: the exact scan. Chosen once, at open.
+    vectors: Option<pgvector::Pgvector>,
     statement_timeout_ms: u64,
 }
 
@@ -140,10 +158,11 @@ impl PgStore {
                 })
             }))
             .build()?;
-        {
+        let vectors = {
             let mut client = first_connection(&pool).await?;
             migrate::run(&mut client).await?;
-        }
+            detect_pgvector(&mut client, config).await?
+        };
         let tasks = Lifecycle::new();
         let feed = if config.notify {
             notify::Feed::start(pg, &tasks)
@@ -156,6 +175,7 @@ impl PgStore {
             pool,
             feed,
             age,
+            vectors,
             statement_timeout_ms: config.statement_timeout_ms,
         })
     }
@@ -298,6 +318,30 @@ async fn detect_age(
     }
 }
 
+/// Sets pgvector up after the migrations (its column joins their table).
+async fn detect_pgvector(
+    client: &mut deadpool_postgres::Object,
+    config: &PgConfig,
+) -> anyhow::Result<Option<pgvector::Pgvector>> {
+    let mode = config.pgvector;
+    if mode == ExtensionMode::Off {
+        return Ok(None);
+    }
+    match (
+        pgvector::Pgvector::detect(client, config.hnsw_ef_search).await?,
+        mode,
+    ) {
+        (None, ExtensionMode::On) => anyhow::bail!(
+            "STRATA_PGVECTOR=on but pgvector is not installed in the database, \
+             nor installable by this role"
+        ),
+        (found, _) => {
+            tracing::info!(pgvector = found.is_some(), "semantic search index");
+            Ok(found)
+        }
+    }
+}
+
 /// Applies one op with its audit row (the graph projection follows it).
 async fn apply<C: deadpool_postgres::GenericClient>(
     c: &C,
@@ -342,9 +386,12 @@ impl Store for PgStore {
                 Ok("nothing to do: PostgreSQL manages its write-ahead log".into())
             }
             Maintenance::Daily => {
-                c.simple_query("ANALYZE entities; ANALYZE relationships; ANALYZE entity_versions")
-                    .await
-                    .map_err(pg_err)?;
+                c.simple_query(
+                    "ANALYZE entities; ANALYZE relationships; ANALYZE entity_versions; \
+                     ANALYZE entity_vectors",
+                )
+                .await
+                .map_err(pg_err)?;
                 Ok("planner statistics refreshed".into())
             }
         }

@@ -1,7 +1,11 @@
-//! Entity embeddings on PostgreSQL: one row per entity, searched by an
-//! exact scan of the project's vectors (`search::vectors`). pgvector's HNSW
-//! index, where the extension exists, is the planned faster path.
+//! Entity embeddings on PostgreSQL: one row per entity. Where pgvector is
+//! installed (chosen once, at open: `pgvector.rs`), each row also carries a
+//! `vector` column and a search walks the HNSW index of its model, then
+//! re-ranks the candidates exactly; elsewhere, and when a filtered walk
+//! returns fewer rows than asked, the project's vectors are scanned exactly
+//! (`search::vectors`).
 
+use super::pgvector::{VectorParam, MAX_DIMS};
 use super::rows::{self, execute};
 use super::PgStore;
 use crate::domain::*;
@@ -23,6 +27,17 @@ impl VectorStore for PgStore {
         let versions: Vec<i64> = vectors.iter().map(|v| v.version).collect();
         let blobs: Vec<Vec<u8>> = vectors.iter().map(|v| encode(&v.vector)).collect();
         let c = self.client().await?;
+        if let Some(pgv) = &self.vectors {
+            return put_indexed(
+                &c,
+                pgv,
+                scope,
+                model,
+                &vectors,
+                (ids, types, versions, blobs),
+            )
+            .await;
+        }
         execute(
             &c,
             "INSERT INTO entity_vectors
@@ -69,7 +84,20 @@ impl VectorStore for PgStore {
         entity_type: Option<&str>,
         limit: usize,
     ) -> DomainResult<Vec<VectorHit>> {
-        let c = self.client().await?;
+        let mut c = self.client().await?;
+        // A length pgvector cannot hold has only bytes: the exact scan.
+        if let Some(pgv) = self
+            .vectors
+            .as_ref()
+            .filter(|_| (1..=MAX_DIMS).contains(&query.len()))
+        {
+            if let Some(hits) = pgv
+                .search(&mut c, scope, model, query, entity_type, limit)
+                .await?
+            {
+                return Ok(hits);
+            }
+        }
         let found = rows::query(
             &c,
             "SELECT entity_id, vector FROM entity_vectors
@@ -86,4 +114,64 @@ impl VectorStore for PgStore {
         }
         Ok(top.into_sorted())
     }
+}
+
+/// The bytes column of a batch, as `put_vectors` gathers it.
+type Columns<'a> = (Vec<&'a str>, Vec<&'a str>, Vec<i64>, Vec<Vec<u8>>);
+
+/// `put_vectors` with pgvector: the same upsert, also writing `embedding`,
+/// after making sure the model's index exists (so its first rows are in it).
+async fn put_indexed(
+    c: &deadpool_postgres::Object,
+    pgv: &super::pgvector::Pgvector,
+    scope: &Scope,
+    model: &str,
+    vectors: &[EntityVector],
+    (ids, types, versions, blobs): Columns<'_>,
+) -> DomainResult<()> {
+    let mut dims: Vec<usize> = vectors.iter().map(|v| v.vector.len()).collect();
+    dims.sort_unstable();
+    dims.dedup();
+    for d in dims {
+        pgv.ensure_index(c, model, d).await?;
+    }
+    // A vector pgvector cannot hold (empty, too long) is NULL there: only
+    // the exact scan sees it.
+    let embeddings: Vec<Option<VectorParam>> = vectors
+        .iter()
+        .map(|v| {
+            (1..=MAX_DIMS)
+                .contains(&v.vector.len())
+                .then_some(VectorParam(&v.vector))
+        })
+        .collect();
+    execute(
+        c,
+        &format!(
+            "INSERT INTO entity_vectors
+                 (org_id, project_id, entity_id, type, version, model, vector, embedding)
+             SELECT $1, $2, v.id, v.type, v.version, $3, v.vector, v.embedding
+             FROM unnest($4::text[], $5::text[], $6::bigint[], $7::bytea[], $8::{}[])
+                  AS v(id, type, version, vector, embedding)
+             ON CONFLICT (org_id, project_id, entity_id) DO UPDATE
+             SET type = EXCLUDED.type, version = EXCLUDED.version,
+                 model = EXCLUDED.model, vector = EXCLUDED.vector,
+                 embedding = EXCLUDED.embedding
+             WHERE EXCLUDED.version >= entity_vectors.version
+                OR EXCLUDED.model <> entity_vectors.model",
+            pgv.column_type()
+        ),
+        &[
+            &scope.org,
+            &scope.project,
+            &model,
+            &ids,
+            &types,
+            &versions,
+            &blobs,
+            &embeddings,
+        ],
+    )
+    .await?;
+    Ok(())
 }

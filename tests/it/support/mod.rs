@@ -102,6 +102,28 @@ pub fn pg_config(dir: &std::path::Path, database_url: &str) -> Config {
     config
 }
 
+/// PGlite serves one session: the tests of this binary that use it take
+/// turns (age.rs, vectors.rs).
+pub static PGLITE_SESSION: tokio::sync::Mutex<()> = tokio::sync::Mutex::const_new(());
+
+/// A plain connection to PGlite, retried while the previous session closes.
+pub async fn connect_pglite() -> (
+    tokio_postgres::Client,
+    tokio_postgres::Connection<tokio_postgres::Socket, tokio_postgres::tls::NoTlsStream>,
+) {
+    let mut attempt = 0;
+    loop {
+        match tokio_postgres::connect(&pglite_url(), tokio_postgres::NoTls).await {
+            Ok(pair) => return pair,
+            Err(_) if attempt < 25 => {
+                attempt += 1;
+                tokio::time::sleep(Duration::from_millis(200)).await;
+            }
+            Err(e) => panic!("connect to PGlite: {e}"),
+        }
+    }
+}
+
 /// Configuration for the single-connection PGlite server.
 pub fn pglite_config(dir: &std::path::Path) -> Config {
     let mut config = Config::embedded(dir);
