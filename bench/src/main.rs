@@ -993,6 +993,20 @@ async fn big_graph(ctx: &Ctx, p: BigGraph) -> Result<()> {
         .await?,
     );
 
+    // Text search is measured on the daemon's text index once it has
+    // applied the whole feed (until then the database's index answers).
+    let t = Instant::now();
+    while load::metric(&d.addr, &d.key, "strata_text_index_current").await? != 1.0 {
+        anyhow::ensure!(
+            t.elapsed() < Duration::from_secs(3600),
+            "text index never caught up"
+        );
+        tokio::time::sleep(Duration::from_millis(500)).await;
+    }
+    let text_index_wait = t.elapsed().as_secs_f64();
+    let documents = load::metric(&d.addr, &d.key, "strata_text_index_documents").await?;
+    eprintln!("text index current after {text_index_wait:.1} s more ({documents} documents)");
+
     // Half one-word, half two-word queries, words drawn uniformly or by
     // frequency (Zipf: the commonest words match much of the corpus).
     let sl = p.search_limit;
@@ -1018,6 +1032,7 @@ async fn big_graph(ctx: &Ctx, p: BigGraph) -> Result<()> {
     let (rss, hwm) = d.rss_kib()?;
     ctx.report("big-graph", &out, json!({
         "entities": n, "edges": m, "load": load, "db_bytes": db_bytes, "rss_kib": rss, "hwm_kib": hwm,
+        "text_index_wait_secs": text_index_wait, "text_index_documents": documents,
     }))?;
     if let Some(te) = load.get("packages_secs").and_then(Value::as_f64) {
         println!(

@@ -3,6 +3,7 @@
 
 use super::AppState;
 use crate::feed::ConsumerReport;
+use crate::search::text_index::TextIndexReport;
 use axum::extract::{Request, State};
 use axum::middleware::Next;
 use axum::response::Response;
@@ -38,6 +39,7 @@ impl Metrics {
         &self,
         cache: crate::store::cache::CacheStats,
         consumers: &[ConsumerReport],
+        text_index: Option<TextIndexReport>,
         backend: &str,
     ) -> String {
         let mut out = String::new();
@@ -96,6 +98,18 @@ impl Metrics {
             env!("CARGO_PKG_VERSION"),
         ));
         render_consumers(&mut out, consumers);
+        if let Some(index) = text_index {
+            out.push_str(&format!(
+                "# HELP strata_text_index_documents Entities in this daemon's text index.\n\
+                 # TYPE strata_text_index_documents gauge\n\
+                 strata_text_index_documents {}\n\
+                 # HELP strata_text_index_current 1 when the text index is built and has applied the whole change feed (text searches use it).\n\
+                 # TYPE strata_text_index_current gauge\n\
+                 strata_text_index_current {}\n",
+                index.documents,
+                u8::from(index.current),
+            ));
+        }
         out
     }
 }

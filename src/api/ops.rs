@@ -95,9 +95,13 @@ async fn ready(State(s): State<AppState>) -> Response {
 #[utoipa::path(get, path = "/metrics", tag = "operations",
     responses((status = 200, description = "Prometheus text", content_type = "text/plain", body = String)))]
 async fn metrics(State(s): State<AppState>) -> Response {
-    let text = s
-        .metrics
-        .render(s.store.cache_stats(), &s.feed.report(), s.store.backend());
+    let text_index = s.text_index.as_ref().map(|i| i.report());
+    let text = s.metrics.render(
+        s.store.cache_stats(),
+        &s.feed.report(),
+        text_index,
+        s.store.backend(),
+    );
     ([(header::CONTENT_TYPE, "text/plain; version=0.0.4")], text).into_response()
 }
 

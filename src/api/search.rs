@@ -41,8 +41,9 @@ struct SearchParams {
 const HYBRID_DEPTH: usize = 50;
 
 /// Search live entities. `text`: full-text over string properties
-/// (Meilisearch when configured: typo-tolerant; else the database's index:
-/// stemming, prefix, bm25). `semantic`: by meaning, cosine similarity of
+/// (Meilisearch when configured: typo-tolerant; else the daemon's own
+/// index, which follows every write before it answers: stemming, prefix,
+/// BM25). `semantic`: by meaning, cosine similarity of
 /// embeddings (the local model or Ollama). `hybrid`: reciprocal rank fusion
 /// of both, each filtered by `type` inside its engine. Semantic results
 /// follow the change feed (a new entity is found once embedded).

@@ -1,8 +1,8 @@
 //! The daemon's own text index (tantivy, following the change feed) on
 //! both backends: a search sees every write acknowledged before it (new,
 //! changed and deleted entities), words match as prefixes and stems, `type`
-//! and the project confine it, and an index whose changes were pruned is
-//! rebuilt from the data.
+//! and the project confine it, a typo finds the word meant, and an index
+//! whose changes were pruned is rebuilt from the data.
 
 use crate::support::{admin, eventually};
 use serde_json::{json, Value};
@@ -115,6 +115,9 @@ async fn a_search_sees_every_write_before_it(config: Config) {
     assert_eq!(found(&d, "app", "veh", "&type=transport").await, ["bus"]);
     assert_eq!(found(&d, "app", "white CAR", "").await, ["van"]);
     assert!(found(&d, "app", "banana", "").await.is_empty());
+    // A word the index has never seen is read as the nearest indexed one.
+    assert_eq!(found(&d, "app", "delivry vehicel", "").await, ["van"]);
+    assert!(found(&d, "app", "zzzzzz", "").await.is_empty());
 
     // A change of text and a delete are seen at once too.
     call(

@@ -12,7 +12,7 @@ use tantivy::schema::{
     Field, IndexRecordOption, Schema, TextFieldIndexing, TextOptions, Value, STORED, STRING,
 };
 use tantivy::tokenizer::{PreTokenizedString, Token};
-use tantivy::{Index, IndexReader, IndexWriter, ReloadPolicy, TantivyDocument, Term};
+use tantivy::{Index, IndexReader, IndexWriter, ReloadPolicy, Searcher, TantivyDocument, Term};
 
 /// Memory the writer buffers before it writes a segment.
 const WRITER_BUDGET: usize = 48 << 20;
@@ -124,16 +124,47 @@ impl TextIndexFiles {
         entity_type: Option<&str>,
         limit: usize,
     ) -> tantivy::Result<Vec<(String, f64)>> {
+        let searcher = self.reader.searcher();
+        let Some(query) = self.query(&searcher, scope, words, entity_type)? else {
+            return Ok(Vec::new());
+        };
+        let top = searcher.search(&query, &TopDocs::with_limit(limit).order_by_score())?;
+        let mut hits = Vec::with_capacity(top.len());
+        for (score, address) in top {
+            let doc: TantivyDocument = searcher.doc(address)?;
+            if let Some(id) = doc.get_first(self.fields.id).and_then(|v| v.as_str()) {
+                hits.push((id.to_owned(), f64::from(score)));
+            }
+        }
+        Ok(hits)
+    }
+
+    /// Every word required (typos corrected), within the project (and
+    /// type); `None` when no word is left.
+    fn query(
+        &self,
+        searcher: &Searcher,
+        scope: &Scope,
+        words: &[String],
+        entity_type: Option<&str>,
+    ) -> tantivy::Result<Option<BooleanQuery>> {
         let f = self.fields;
         let mut analyzer = Analyzer::default();
         let mut terms: Vec<String> = words
             .iter()
             .filter_map(|w| analyzer.query_term(w))
             .collect();
+        for term in &mut terms {
+            if searcher.doc_freq(&Term::from_field_text(f.words, term))? == 0 {
+                if let Some(closest) = super::typos::correct(searcher, f.words, term)? {
+                    *term = closest;
+                }
+            }
+        }
         terms.sort();
         terms.dedup();
         if terms.is_empty() {
-            return Ok(Vec::new());
+            return Ok(None);
         }
         // Every clause a plain term query that reads frequencies: tantivy
         // then runs the intersection with block-max WAND.
@@ -144,19 +175,7 @@ impl TextIndexFiles {
         };
         let mut clauses = vec![term_query(f.scope, &scope_term(scope, entity_type))];
         clauses.extend(terms.iter().map(|t| term_query(f.words, t)));
-        let searcher = self.reader.searcher();
-        let top = searcher.search(
-            &BooleanQuery::new(clauses),
-            &TopDocs::with_limit(limit).order_by_score(),
-        )?;
-        let mut hits = Vec::with_capacity(top.len());
-        for (score, address) in top {
-            let doc: TantivyDocument = searcher.doc(address)?;
-            if let Some(id) = doc.get_first(f.id).and_then(|v| v.as_str()) {
-                hits.push((id.to_owned(), f64::from(score)));
-            }
-        }
-        Ok(hits)
+        Ok(Some(BooleanQuery::new(clauses)))
     }
 
     /// Documents in the index (all projects).
@@ -206,5 +225,86 @@ fn pretokenized(texts: Vec<String>) -> PreTokenizedString {
                 ..Token::default()
             })
             .collect(),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use tantivy::query::EnableScoring;
+
+    fn entity(id: &str, text: &str) -> Entity {
+        serde_json::from_value(serde_json::json!({
+            "id": id, "type": "doc", "properties": {"text": text}, "version": 1,
+            "created_at": "", "updated_at": "", "created_by": "", "updated_by": "",
+        }))
+        .unwrap()
+    }
+
+    /// Block-max WAND prunes, it does not approximate: the top 10 are those
+    /// of scoring every match, on words as common as the corpus has.
+    #[test]
+    fn the_pruned_top_ten_is_the_exhaustive_top_ten() {
+        let dir = tempfile::tempdir().unwrap();
+        let files = TextIndexFiles::open(dir.path()).unwrap();
+        let mut writer = files.writer().unwrap();
+        let mut analyzer = Analyzer::default();
+        let scope = Scope::new("o", "p");
+        let words = ["ant", "bee", "cat", "dog", "eel", "fox", "gnu", "hen"];
+        let mut state = 7u64;
+        for i in 0..20_000 {
+            // Skewed word choice and lengths, from a small LCG.
+            let text: Vec<&str> = (0..3 + i % 17)
+                .map(|_| {
+                    state = state
+                        .wrapping_mul(6364136223846793005)
+                        .wrapping_add(1442695040888963407);
+                    let r = (state >> 33) % 64;
+                    words[(r as f64).sqrt() as usize % words.len()]
+                })
+                .collect();
+            let e = entity(&format!("e{i}"), &text.join(" "));
+            files
+                .put(&writer, &mut analyzer, &scope, &e.id, Some(&e))
+                .unwrap();
+            if i % 5000 == 4999 {
+                files.commit(&mut writer, i).unwrap(); // several segments
+            }
+        }
+        files.commit(&mut writer, 20_000).unwrap();
+        let searcher = files.reader.searcher();
+        for q in [
+            &["ant"][..],
+            &["fox"],
+            &["ant", "bee"],
+            &["a", "c"],
+            &["hen", "gnu", "ant"],
+        ] {
+            let q: Vec<String> = q.iter().map(|w| w.to_string()).collect();
+            let pruned: Vec<f64> = files
+                .search(&scope, &q, None, 10)
+                .unwrap()
+                .iter()
+                .map(|h| h.1)
+                .collect();
+            let query = files.query(&searcher, &scope, &q, None).unwrap().unwrap();
+            let weight = query
+                .weight(EnableScoring::enabled_from_searcher(&searcher))
+                .unwrap();
+            let mut all = Vec::new();
+            for segment in searcher.segment_readers() {
+                weight
+                    .for_each(segment, &mut |_, score| all.push(f64::from(score)))
+                    .unwrap();
+            }
+            all.sort_by(|a, b| b.total_cmp(a));
+            assert!(
+                all.len() > 1000,
+                "{q:?} is a common query ({} matches)",
+                all.len()
+            );
+            all.truncate(10);
+            assert_eq!(pruned, all, "{q:?}");
+        }
     }
 }

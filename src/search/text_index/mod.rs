@@ -14,6 +14,7 @@
 
 mod analysis;
 mod index;
+mod typos;
 
 use crate::domain::{Entity, EntityFilter, PageRequest, Scope};
 use crate::feed::{current_states, entities_by_scope, FeedChange};
@@ -48,6 +49,16 @@ struct Inner {
     position: tokio::sync::Mutex<i64>,
     /// Built and following: searches may use it.
     ready: AtomicBool,
+    /// The last catch-up reached the head of the feed.
+    caught_up: AtomicBool,
+}
+
+/// The index as `/metrics` shows it.
+#[derive(Debug, Clone, Copy)]
+pub struct TextIndexReport {
+    pub documents: u64,
+    /// Built, and the last catch-up reached the head of the feed.
+    pub current: bool,
 }
 
 /// What one catch-up did.
@@ -73,6 +84,7 @@ impl TextIndex {
                 writer: std::sync::Mutex::new(writer),
                 position: tokio::sync::Mutex::new(position),
                 ready: AtomicBool::new(false),
+                caught_up: AtomicBool::new(false),
             }),
         })
     }
@@ -134,6 +146,14 @@ impl TextIndex {
             self.inner.files.len(),
             self.inner.ready.load(Ordering::Acquire),
         )
+    }
+
+    pub fn report(&self) -> TextIndexReport {
+        let (documents, ready) = self.state();
+        TextIndexReport {
+            documents,
+            current: ready && self.inner.caught_up.load(Ordering::Acquire),
+        }
     }
 
     async fn follow(&self, lifecycle: &Lifecycle) {
@@ -248,6 +268,8 @@ impl TextIndex {
                 .await?;
             *position = reached;
         }
+        let current = caught_up == CaughtUp::Yes;
+        self.inner.caught_up.store(current, Ordering::Release);
         Ok(caught_up)
     }
 
