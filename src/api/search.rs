@@ -9,7 +9,7 @@ use super::extract::{page_limit, Path, Query};
 use super::openapi::Data;
 use super::{data, AppState};
 use crate::domain::{DomainError, DomainResult, Scope, SearchHit};
-use crate::search::semantic;
+use crate::search::{hits, semantic};
 use axum::extract::State;
 use axum::http::StatusCode;
 use axum::response::Response;
@@ -126,7 +126,9 @@ async fn text_hits(
     s.store.get_project(&scope.org, &scope.project).await?;
     if let Some(index) = s.meili.as_ref() {
         match index.search(scope, text, entity_type, limit).await {
-            Ok(ranked) => return load(s, scope, text, entity_type, ranked, limit).await,
+            Ok(ranked) => {
+                return hits::load(&s.store, scope, text, entity_type, ranked, limit).await
+            }
             // Text search still works without Meilisearch: the database's
             // own index answers (no typo tolerance) until it is back.
             Err(e) => {
@@ -135,19 +137,8 @@ async fn text_hits(
         }
     } else if let Some(index) = s.text_index.as_ref() {
         if let Some(ranked) = index.search(scope, text, entity_type, limit).await {
-            return load(s, scope, text, entity_type, ranked, limit).await;
+            return hits::load(&s.store, scope, text, entity_type, ranked, limit).await;
         }
     }
     s.store.search_text(scope, text, entity_type, limit).await
-}
-
-async fn load(
-    s: &AppState,
-    scope: &Scope,
-    text: &str,
-    entity_type: Option<&str>,
-    ranked: Vec<(String, f64)>,
-    limit: usize,
-) -> DomainResult<Vec<SearchHit>> {
-    crate::search::hits::load(&s.store, scope, text, entity_type, ranked, limit).await
 }

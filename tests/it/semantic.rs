@@ -64,35 +64,7 @@ fn ids(body: &Value) -> Vec<String> {
         .unwrap_or_default()
 }
 
-macro_rules! on_both_backends {
-    ($($case:ident),* $(,)?) => {
-        mod sqlite {
-            $(#[tokio::test]
-            async fn $case() {
-                if crate::support::skip_without(super::MODEL) {
-                    return;
-                }
-                let dir = tempfile::tempdir().unwrap();
-                super::$case(strata::config::Config::embedded(dir.path())).await
-            })*
-        }
-        mod postgres {
-            $(#[tokio::test]
-            async fn $case() {
-                if crate::support::skip_without(super::MODEL)
-                    || crate::support::skip_without(crate::support::PG)
-                {
-                    return;
-                }
-                let dir = tempfile::tempdir().unwrap();
-                let url = crate::support::fresh_pg_database().await;
-                super::$case(crate::support::pg_config(dir.path(), &url)).await
-            })*
-        }
-    };
-}
-
-on_both_backends!(semantic_search_finds_meaning_and_hybrid_fuses);
+on_both_configs!(needs super::MODEL;semantic_search_finds_meaning_and_hybrid_fuses);
 
 async fn semantic_search_finds_meaning_and_hybrid_fuses(config: Config) {
     let d = daemon(config).await;

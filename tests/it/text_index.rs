@@ -65,30 +65,7 @@ async fn found(d: &Daemon, project: &str, q: &str, extra: &str) -> Vec<String> {
         .collect()
 }
 
-macro_rules! on_both_backends {
-    ($($case:ident),* $(,)?) => {
-        mod sqlite {
-            $(#[tokio::test]
-            async fn $case() {
-                let dir = tempfile::tempdir().unwrap();
-                super::$case(strata::config::Config::embedded(dir.path())).await
-            })*
-        }
-        mod postgres {
-            $(#[tokio::test]
-            async fn $case() {
-                if crate::support::skip_without(crate::support::PG) {
-                    return;
-                }
-                let dir = tempfile::tempdir().unwrap();
-                let url = crate::support::fresh_pg_database().await;
-                super::$case(crate::support::pg_config(dir.path(), &url)).await
-            })*
-        }
-    };
-}
-
-on_both_backends!(
+on_both_configs!(
     a_search_sees_every_write_before_it,
     an_index_whose_changes_were_pruned_is_rebuilt_from_the_data,
 );

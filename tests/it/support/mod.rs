@@ -259,3 +259,38 @@ pub fn urlencode(text: &str) -> String {
         })
         .collect()
 }
+
+/// Runs each `async fn case(config: Config)` of the calling module on an
+/// embedded configuration and on a fresh PostgreSQL database (skipped
+/// without the stack), as `sqlite::case` and `postgres::case`; with
+/// `needs VARS;` (a `&[&str]`) both skip unless those are set too.
+macro_rules! on_both_configs {
+    ($($case:ident),* $(,)?) => {
+        on_both_configs!(needs &[]; $($case),*);
+    };
+    (needs $needs:expr; $($case:ident),* $(,)?) => {
+        mod sqlite {
+            $(#[tokio::test]
+            async fn $case() {
+                if crate::support::skip_without($needs) {
+                    return;
+                }
+                let dir = tempfile::tempdir().unwrap();
+                super::$case(strata::config::Config::embedded(dir.path())).await
+            })*
+        }
+        mod postgres {
+            $(#[tokio::test]
+            async fn $case() {
+                if crate::support::skip_without($needs)
+                    || crate::support::skip_without(crate::support::PG)
+                {
+                    return;
+                }
+                let dir = tempfile::tempdir().unwrap();
+                let url = crate::support::fresh_pg_database().await;
+                super::$case(crate::support::pg_config(dir.path(), &url)).await
+            })*
+        }
+    };
+}
