@@ -199,6 +199,11 @@ const ENV: &[(&str, &str, Kind)] = &[
         Kind::Lowercase,
     ),
     ("STRATA_SQLITE_READERS", "sqlite.readers", Kind::Number),
+    (
+        "STRATA_SQLITE_VECTOR_MEMORY_MB",
+        "sqlite.vector_memory_mb",
+        Kind::Number,
+    ),
     ("STRATA_PG_POOL_SIZE", "postgres.pool_size", Kind::Number),
     (
         "STRATA_PG_STATEMENT_TIMEOUT_MS",

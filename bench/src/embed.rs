@@ -114,7 +114,7 @@ const WORDS: &[&str] = &[
     "health",
 ];
 
-fn sentence(rng: &mut StdRng, words: std::ops::RangeInclusive<usize>) -> String {
+pub(crate) fn sentence(rng: &mut StdRng, words: std::ops::RangeInclusive<usize>) -> String {
     let n = rng.random_range(words);
     (0..n)
         .map(|_| WORDS[rng.random_range(0..WORDS.len())])

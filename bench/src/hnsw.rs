@@ -24,7 +24,7 @@ use strata::domain::{Caller, EntityVector, Scope};
 use strata::store::postgres::ExtensionMode;
 use strata::store::{DynStore, Maintenance};
 
-const MODEL: &str = "bench:random-384";
+pub(crate) const MODEL: &str = "bench:random-384";
 /// Entity types: the filtered queries ask for one of them.
 const TYPES: usize = 10;
 
@@ -54,14 +54,14 @@ pub struct Opts {
 }
 
 /// A seeded unit vector near one of the centres.
-struct Cloud {
+pub(crate) struct Cloud {
     centres: Vec<Vec<f32>>,
     dims: usize,
     spread: f32,
 }
 
 impl Cloud {
-    fn new(seed: u64, dims: usize, centres: usize, spread: f32) -> Cloud {
+    pub(crate) fn new(seed: u64, dims: usize, centres: usize, spread: f32) -> Cloud {
         let mut r = crate::gen::rng(seed, 7001);
         let centres = (0..centres.max(1))
             .map(|_| unit(gaussian(&mut r, dims)))
@@ -73,7 +73,7 @@ impl Cloud {
         }
     }
 
-    fn draw(&self, r: &mut StdRng) -> Vec<f32> {
+    pub(crate) fn draw(&self, r: &mut StdRng) -> Vec<f32> {
         let centre = &self.centres[r.random_range(0..self.centres.len())];
         let noise = unit(gaussian(r, self.dims));
         unit(
@@ -131,7 +131,7 @@ fn id(i: usize) -> String {
     format!("v{i:07}")
 }
 
-fn type_of(i: usize) -> String {
+pub(crate) fn type_of(i: usize) -> String {
     format!("t{}", i % TYPES)
 }
 

@@ -13,6 +13,7 @@ mod http;
 mod load;
 mod pg;
 mod quality;
+mod semantic;
 mod stats;
 
 use anyhow::Result;
@@ -277,6 +278,20 @@ enum Cmd {
         /// (nothing is stored; --postgres is not needed).
         #[arg(long)]
         reuse: Option<String>,
+    },
+    /// Semantic search in embedded mode through the store itself: each
+    /// query embedded by the local model, then ranked over --vectors
+    /// stored vectors (the exact scan); p50/p99 of both together and apart.
+    Semantic {
+        /// The model files (ops/test-model.sh installs them).
+        #[arg(long, env = "STRATA_TEST_MODEL_DIR")]
+        model: PathBuf,
+        #[arg(long, default_value_t = 100_000)]
+        vectors: usize,
+        #[arg(long, default_value_t = 500)]
+        queries: usize,
+        #[arg(long, default_value_t = 50)]
+        warmup: usize,
     },
     /// The local embedding model in-process: sentences/s batched, and the
     /// latency of one short query (no daemon).
@@ -566,6 +581,20 @@ fn run(cli: Cli, rt: &tokio::runtime::Runtime) -> Result<()> {
                 batch,
                 queries,
             } => embed::embed(&ctx, &model, sentences, batch, queries),
+            Cmd::Semantic {
+                model,
+                vectors,
+                queries,
+                warmup,
+            } => {
+                let opts = semantic::Opts {
+                    model,
+                    vectors,
+                    queries,
+                    warmup,
+                };
+                semantic::semantic(&ctx, opts).await
+            }
             Cmd::SqlPlan { db, sql, params } => sql_plan(&db, &sql, &params),
             Cmd::Hnsw {
                 vectors,

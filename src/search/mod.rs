@@ -7,6 +7,7 @@ pub mod meili;
 pub mod query;
 pub mod semantic;
 pub mod text_index;
+pub mod vector_memory;
 pub mod vectors;
 
 pub use query::query_terms;

@@ -9,6 +9,19 @@ use strata::store::{DynStore, Maintenance};
 
 on_both_stores!(vectors_rank_by_cosine_within_one_project_and_model);
 
+/// With no memory for vector sets, SQLite ranks by its exact scan of the
+/// table, with the same answers.
+#[tokio::test]
+async fn sqlite_without_vector_memory_scans_the_table() {
+    let dir = tempfile::tempdir().unwrap();
+    let mut config = strata::config::Config::embedded(dir.path());
+    config.sqlite.vector_memory_mb = 0;
+    let store = strata::store::open(&config.database_url, &config.store_settings())
+        .await
+        .unwrap();
+    vectors_rank_by_cosine_within_one_project_and_model(store).await
+}
+
 fn unit(v: &[f32]) -> Vec<f32> {
     let n = v.iter().map(|x| x * x).sum::<f32>().sqrt();
     v.iter().map(|x| x / n).collect()
@@ -99,6 +112,23 @@ async fn rank_within_one_project_and_model(store: &DynStore, org: &str) {
     assert_eq!(ids(&hits), ["banana", "car"]);
     let theirs = store.search_vectors(&other, m, &q, None, 10).await.unwrap();
     assert_eq!(ids(&theirs), ["car"]);
+    // Another model's vector replaces the entity's row: this model's
+    // search no longer finds it, the other model's does.
+    store
+        .put_vectors(
+            &app,
+            "other-model",
+            vec![vector("banana", "food", 1, &[0.0, 0.2, 1.0])],
+        )
+        .await
+        .unwrap();
+    let hits = store.search_vectors(&app, m, &q, None, 10).await.unwrap();
+    assert_eq!(ids(&hits), ["car"]);
+    let hits = store
+        .search_vectors(&app, "other-model", &q, None, 10)
+        .await
+        .unwrap();
+    assert_eq!(ids(&hits), ["banana"]);
     // Deleting the project takes its vectors.
     store.delete_project(&caller, org, "app").await.unwrap();
     store

@@ -43,6 +43,8 @@ pub enum Synchronous {
 pub struct SqliteConfig {
     pub synchronous: Synchronous,
     pub readers: usize,
+    /// Memory for the vector sets semantic search ranks in (MiB).
+    pub vector_memory_mb: usize,
 }
 
 impl Default for SqliteConfig {
@@ -50,6 +52,7 @@ impl Default for SqliteConfig {
         SqliteConfig {
             synchronous: Synchronous::Full,
             readers: 4,
+            vector_memory_mb: 1024,
         }
     }
 }
@@ -63,6 +66,8 @@ pub struct SqliteStore {
     readers: Readers,
     /// What is leased now (one daemon per file: a local set suffices).
     leases: lease::Leased,
+    /// Projects' embeddings in memory for semantic search (`vectors.rs`).
+    vector_sets: Arc<vectors::VectorSets>,
 }
 
 fn connect(path: &Path, config: &SqliteConfig, read_only: bool) -> rusqlite::Result<Connection> {
@@ -109,6 +114,7 @@ impl SqliteStore {
             writer: Writer::spawn(conn, search::apply_staged)?,
             readers: Readers::spawn(readers)?,
             leases: Arc::default(),
+            vector_sets: Arc::new(vectors::VectorSets::new(config.vector_memory_mb << 20)),
         })
     }
 

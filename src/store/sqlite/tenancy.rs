@@ -231,9 +231,12 @@ impl TenancyStore for SqliteStore {
 
     async fn delete_org(&self, caller: &Caller, id: &str) -> DomainResult<()> {
         let (caller, id) = (caller.clone(), id.to_owned());
+        let org = id.clone();
         self.writer
             .write(move |conn, _| delete_org(conn, &caller, &id))
-            .await
+            .await?;
+        self.vector_sets.forget(&org, None);
+        Ok(())
     }
 
     async fn create_project(
@@ -263,8 +266,11 @@ impl TenancyStore for SqliteStore {
 
     async fn delete_project(&self, caller: &Caller, org: &str, id: &str) -> DomainResult<()> {
         let (caller, org, id) = (caller.clone(), org.to_owned(), id.to_owned());
+        let scope = Scope::new(org.clone(), id.clone());
         self.writer
             .write(move |conn, _| delete_project(conn, Some(&caller), &org, &id))
-            .await
+            .await?;
+        self.vector_sets.forget(&scope.org, Some(&scope.project));
+        Ok(())
     }
 }
