@@ -229,3 +229,34 @@ pub async fn model_fetch(config: &Config, from: Option<&std::path::Path>) -> any
     println!("the local embedding model is in {}", dest.display());
     Ok(())
 }
+
+/// Writes an org's (or one project's) export to standard output as NDJSON
+/// and the number of lines to standard error.
+pub async fn export(config: &Config, org: &str, project: Option<&str>) -> anyhow::Result<()> {
+    use futures_util::StreamExt;
+    use std::io::Write;
+    let store = store::open(&config.database_url, &config.store_settings()).await?;
+    let written = async {
+        let mut lines: std::pin::Pin<Box<dyn futures_util::Stream<Item = _> + Send>> = match project
+        {
+            Some(p) => {
+                let project = store.get_project(org, p).await?;
+                Box::pin(crate::export::project(store.clone(), project))
+            }
+            None => Box::pin(crate::export::org(store.clone(), org).await?),
+        };
+        let mut out = std::io::BufWriter::new(std::io::stdout().lock());
+        let mut count = 0usize;
+        while let Some(chunk) = lines.next().await {
+            let chunk = chunk?;
+            count += chunk.iter().filter(|b| **b == b'\n').count();
+            out.write_all(&chunk)?;
+        }
+        out.flush()?;
+        anyhow::Ok(count)
+    }
+    .await;
+    store.close().await;
+    eprintln!("exported {} records", written?);
+    Ok(())
+}

@@ -52,6 +52,7 @@ pub mod crdt;
 pub mod digest;
 pub mod domain;
 pub mod embed;
+pub mod export;
 pub mod feed;
 pub mod graph;
 pub mod jobs;

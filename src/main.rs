@@ -45,6 +45,14 @@ enum Command {
         #[arg(long, requires = "org")]
         project: Option<String>,
     },
+    /// Write an org's projects (or one project) to standard output as
+    /// NDJSON: every entity with its versions, every relationship.
+    Export {
+        #[arg(long)]
+        org: String,
+        #[arg(long)]
+        project: Option<String>,
+    },
     /// Apache AGE graph projection (server mode).
     Age {
         #[command(subcommand)]
@@ -106,6 +114,9 @@ fn main() -> anyhow::Result<()> {
                     .zip(project)
                     .map(|(o, p)| strata::domain::Scope::new(o, p));
                 strata::cli::reindex(&Config::from_env()?, scope.as_ref()).await
+            }
+            Command::Export { org, project } => {
+                strata::cli::export(&Config::from_env()?, &org, project.as_deref()).await
             }
             Command::Age {
                 command: AgeCommand::Sync { org, project },

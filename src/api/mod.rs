@@ -7,6 +7,7 @@ mod changes;
 mod docs;
 mod entities;
 pub mod error;
+mod export;
 mod extract;
 mod graph;
 mod keys;
@@ -103,6 +104,7 @@ fn routes() -> OpenApiRouter<AppState> {
         .merge(graph::router())
         .merge(search::router())
         .merge(changes::router())
+        .merge(export::router())
         .merge(docs::router())
         .merge(ops::router())
 }

@@ -3,6 +3,7 @@
 
 pub mod cypher;
 mod error;
+pub mod export;
 pub mod json;
 mod model;
 pub mod patch;

@@ -466,3 +466,25 @@ impl<S: Store> VectorStore for CachedStore<S> {
             .await
     }
 }
+
+/// Exports read the backend directly: they want every row, not the cache's.
+#[async_trait]
+impl<S: Store> ExportStore for CachedStore<S> {
+    async fn export_entities(
+        &self,
+        scope: &Scope,
+        after: &str,
+        limit: usize,
+    ) -> DomainResult<Vec<export::EntityExport>> {
+        self.inner.export_entities(scope, after, limit).await
+    }
+
+    async fn export_relationships(
+        &self,
+        scope: &Scope,
+        after: &str,
+        limit: usize,
+    ) -> DomainResult<Vec<export::RelationshipRecord>> {
+        self.inner.export_relationships(scope, after, limit).await
+    }
+}

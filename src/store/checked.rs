@@ -600,3 +600,28 @@ impl<S: Store> VectorStore for Checked<S> {
             .await
     }
 }
+
+#[async_trait]
+impl<S: Store> ExportStore for Checked<S> {
+    async fn export_entities(
+        &self,
+        s: &Scope,
+        after: &str,
+        limit: usize,
+    ) -> DomainResult<Vec<export::EntityExport>> {
+        scope(s)?;
+        no_nul("cursor", after)?;
+        self.0.export_entities(s, after, limit).await
+    }
+
+    async fn export_relationships(
+        &self,
+        s: &Scope,
+        after: &str,
+        limit: usize,
+    ) -> DomainResult<Vec<export::RelationshipRecord>> {
+        scope(s)?;
+        no_nul("cursor", after)?;
+        self.0.export_relationships(s, after, limit).await
+    }
+}

@@ -222,6 +222,26 @@ pub struct FeedBounds {
 /// What a change writes to the outbox: (kind, target id, op, version).
 pub type OutboxEntry<'a> = (&'a str, &'a str, &'a str, Option<i64>);
 
+/// A project's rows exactly as stored, history and deleted rows included,
+/// a page at a time (`domain::export`). Each page is one consistent read.
+#[async_trait]
+pub trait ExportStore: Send + Sync {
+    /// Entity rows with ids after `after`, by id, each with all its versions.
+    async fn export_entities(
+        &self,
+        scope: &Scope,
+        after: &str,
+        limit: usize,
+    ) -> DomainResult<Vec<export::EntityExport>>;
+    /// Relationship rows with ids after `after`, by id.
+    async fn export_relationships(
+        &self,
+        scope: &Scope,
+        after: &str,
+        limit: usize,
+    ) -> DomainResult<Vec<export::RelationshipRecord>>;
+}
+
 /// CRDT documents: Yjs update logs with their snapshots.
 #[async_trait]
 pub trait DocStore: Send + Sync {
@@ -311,6 +331,7 @@ pub trait Store:
     + SearchStore
     + VectorStore
     + DocStore
+    + ExportStore
     + 'static
 {
     /// A short backend name for logs and health output.
@@ -347,8 +368,8 @@ pub trait Store:
 /// Every store trait, for `use crate::store::prelude::*`.
 pub mod prelude {
     pub use super::{
-        AuditStore, ChangeStore, DocStore, EntityStore, GraphStore, KeyStore, SearchStore, Store,
-        TenancyStore, VectorStore,
+        AuditStore, ChangeStore, DocStore, EntityStore, ExportStore, GraphStore, KeyStore,
+        SearchStore, Store, TenancyStore, VectorStore,
     };
 }
 

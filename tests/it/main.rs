@@ -31,6 +31,7 @@ mod concurrency;
 mod conformance;
 mod crdt;
 mod embed;
+mod export;
 mod feed;
 mod interop;
 mod meili;

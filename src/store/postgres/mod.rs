@@ -9,6 +9,7 @@ mod age;
 mod audit;
 mod docs;
 mod entities;
+mod export;
 mod graph;
 mod keys;
 mod lease;

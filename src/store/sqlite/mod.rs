@@ -4,6 +4,7 @@
 mod audit;
 mod docs;
 mod entities;
+mod export;
 mod graph;
 mod keys;
 mod lease;

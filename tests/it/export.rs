@@ -1,0 +1,173 @@
+//! Exports on both backends: a project's NDJSON holds the project line,
+//! every entity (deleted ones too) followed by every version of it, then
+//! every relationship, across page boundaries; an org's export is its
+//! projects' exports one after another; other orgs' projects are 404.
+
+use crate::support::admin;
+use serde_json::{json, Value};
+use strata::config::Config;
+use strata::server::Daemon;
+
+const ADMIN: &str = "test-admin-key-0123456789";
+const P: &str = "/v1/orgs/acme/projects/app";
+
+async fn call(d: &Daemon, method: &str, uri: &str, body: Value) -> Value {
+    let (status, text) = admin(&d.router, ADMIN, method, uri, body).await;
+    assert!(status.is_success(), "{method} {uri}: {status} {text}");
+    serde_json::from_str(&text).unwrap_or(Value::Null)
+}
+
+fn lines(text: &str) -> Vec<Value> {
+    text.lines()
+        .map(|l| serde_json::from_str(l).unwrap_or_else(|e| panic!("{e}: {l}")))
+        .collect()
+}
+
+async fn export(d: &Daemon, uri: &str) -> Vec<Value> {
+    let (status, text) = admin(&d.router, ADMIN, "GET", uri, Value::Null).await;
+    assert_eq!(status, 200, "{uri}: {text}");
+    lines(&text)
+}
+
+on_both_configs!(an_export_holds_every_row_with_its_history);
+
+async fn an_export_holds_every_row_with_its_history(config: Config) {
+    let d = strata::server::build(config, ADMIN).await.unwrap();
+    call(
+        &d,
+        "POST",
+        "/v1/orgs",
+        json!({"id": "acme", "name": "Acme"}),
+    )
+    .await;
+    for p in ["app", "other"] {
+        let body = json!({"id": p, "name": p});
+        call(&d, "POST", "/v1/orgs/acme/projects", body).await;
+    }
+    // 1,200 entities: more than two pages of the export.
+    for chunk in 0..3 {
+        let operations: Vec<Value> = (0..400)
+            .map(|i| {
+                let n = chunk * 400 + i;
+                json!({"op": "create_entity", "id": format!("n{n:04}"), "type": "node",
+                       "properties": {"n": n}})
+            })
+            .collect();
+        call(
+            &d,
+            "POST",
+            &format!("{P}/batch"),
+            json!({"operations": operations}),
+        )
+        .await;
+    }
+    let create = |id: &str, props: Value| json!({"id": id, "type": "thing", "properties": props});
+    call(
+        &d,
+        "POST",
+        &format!("{P}/entities"),
+        create("a", json!({"x": 1, "keep": "k"})),
+    )
+    .await;
+    call(
+        &d,
+        "PATCH",
+        &format!("{P}/entities/a"),
+        json!({"properties": {"x": 2}}),
+    )
+    .await;
+    call(
+        &d,
+        "PATCH",
+        &format!("{P}/entities/a"),
+        json!({"properties": {"x": null, "y": 3}}),
+    )
+    .await;
+    call(
+        &d,
+        "POST",
+        &format!("{P}/entities"),
+        create("b", json!({"b": true})),
+    )
+    .await;
+    call(&d, "POST", &format!("{P}/entities"), create("c", json!({}))).await;
+    for (id, to) in [("r1", "c"), ("r2", "b"), ("r3", "c")] {
+        let body = json!({"id": id, "type": "LINKS", "from": "a", "to": to});
+        call(&d, "POST", &format!("{P}/relationships"), body).await;
+    }
+    call(&d, "DELETE", &format!("{P}/relationships/r3"), Value::Null).await;
+    call(&d, "DELETE", &format!("{P}/entities/b"), Value::Null).await;
+    let other = create("o", json!({"o": 1}));
+    call(&d, "POST", "/v1/orgs/acme/projects/other/entities", other).await;
+
+    let records = export(&d, &format!("{P}/export")).await;
+    assert_eq!(records[0]["kind"], "project");
+    assert_eq!(records[0]["id"], "app");
+    assert_eq!(records[0]["org"], "acme");
+
+    // Each entity, by id, followed by its versions 1..=version.
+    let mut entities = Vec::new();
+    let mut rest = &records[1..];
+    while let Some(e) = rest.first().filter(|r| r["kind"] == "entity") {
+        let version = e["version"].as_i64().unwrap() as usize;
+        let versions = &rest[1..=version];
+        for (n, v) in versions.iter().enumerate() {
+            assert_eq!(v["kind"], "version", "{v}");
+            assert_eq!(v["entity"], e["id"]);
+            assert_eq!(v["version"], n as i64 + 1);
+        }
+        entities.push((e.clone(), versions.to_vec()));
+        rest = &rest[1 + version..];
+    }
+    let ids: Vec<&str> = entities
+        .iter()
+        .map(|(e, _)| e["id"].as_str().unwrap())
+        .collect();
+    assert_eq!(ids.len(), 1203);
+    assert!(ids.windows(2).all(|w| w[0] < w[1]), "entities by id");
+    assert_eq!(&ids[..3], ["a", "b", "c"]);
+
+    let (a, a_versions) = &entities[0];
+    assert_eq!(a["properties"], json!({"keep": "k", "y": 3}));
+    assert_eq!(a_versions[0]["op"], "create");
+    assert_eq!(a_versions[0]["snapshot"], json!({"x": 1, "keep": "k"}));
+    assert_eq!(a_versions[1]["patch"], json!({"x": 2}));
+    assert_eq!(a_versions[1]["parent"], 1);
+    assert_eq!(a_versions[2]["patch"], json!({"x": null, "y": 3}));
+    let (b, b_versions) = &entities[1];
+    assert!(
+        b["deleted_at"].is_string(),
+        "a deleted entity is exported: {b}"
+    );
+    assert_eq!(b_versions[1]["op"], "delete");
+    assert_eq!(b_versions[1]["deleted"], true);
+
+    // Then every relationship, deleted ones too, and nothing else.
+    let rels: Vec<&Value> = rest.iter().collect();
+    assert!(rels.iter().all(|r| r["kind"] == "relationship"), "{rels:?}");
+    let rel_ids: Vec<&str> = rels.iter().map(|r| r["id"].as_str().unwrap()).collect();
+    assert_eq!(rel_ids, ["r1", "r2", "r3"]);
+    assert_eq!(rels[0]["from"], "a");
+    assert_eq!(rels[0]["to"], "c");
+    assert!(rels[0].get("deleted_at").is_none());
+    assert!(rels[2]["deleted_at"].is_string());
+
+    // The org's export: each project's export in turn.
+    let org = export(&d, "/v1/orgs/acme/export").await;
+    assert_eq!(
+        org.len(),
+        records.len() + 3,
+        "app's records, then other's three"
+    );
+    assert_eq!(org[..records.len()], records[..]);
+    assert_eq!(org[records.len()]["kind"], "project");
+    assert_eq!(org[records.len()]["id"], "other");
+    assert_eq!(org[records.len() + 1]["id"], "o");
+
+    // Unknown projects and orgs are 404, before any line is sent.
+    for uri in ["/v1/orgs/acme/projects/none/export", "/v1/orgs/none/export"] {
+        let (status, text) = admin(&d.router, ADMIN, "GET", uri, Value::Null).await;
+        assert_eq!(status, 404, "{uri}: {text}");
+        assert_eq!(lines(&text)[0]["error"]["code"], "not_found");
+    }
+}
