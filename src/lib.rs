@@ -55,6 +55,7 @@ pub mod embed;
 pub mod export;
 pub mod feed;
 pub mod graph;
+pub mod import;
 pub mod jobs;
 pub mod lifecycle;
 pub mod search;

@@ -10,6 +10,7 @@ pub mod error;
 mod export;
 mod extract;
 mod graph;
+mod import;
 mod keys;
 pub mod metrics;
 mod openapi;
@@ -105,6 +106,7 @@ fn routes() -> OpenApiRouter<AppState> {
         .merge(search::router())
         .merge(changes::router())
         .merge(export::router())
+        .merge(import::router())
         .merge(docs::router())
         .merge(ops::router())
 }
@@ -167,6 +169,10 @@ async fn timeout(
     request: axum::extract::Request,
     next: axum::middleware::Next,
 ) -> Response {
+    // An import takes as long as its body takes to arrive and be stored.
+    if request.method() == axum::http::Method::POST && request.uri().path().ends_with("/import") {
+        return next.run(request).await;
+    }
     match tokio::time::timeout(limit, next.run(request)).await {
         Ok(response) => response,
         Err(_) => (

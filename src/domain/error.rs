@@ -32,6 +32,13 @@ pub enum DomainError {
         #[source]
         source: Box<DomainError>,
     },
+    /// One line of an imported file is bad; `line` counts from 1.
+    #[error("line {line}: {source}")]
+    AtLine {
+        line: usize,
+        #[source]
+        source: Box<DomainError>,
+    },
     /// A fault of ours: logged in full, sent to clients only as "internal".
     #[error("internal error: {0}")]
     Internal(String),
@@ -54,6 +61,13 @@ impl DomainError {
                 }
                 Some(d)
             }
+            DomainError::AtLine { line, source } => {
+                let mut d = serde_json::json!({ "line": line });
+                if let Some(Value::Object(inner)) = source.details() {
+                    d.as_object_mut().unwrap().extend(inner);
+                }
+                Some(d)
+            }
             _ => None,
         }
     }
@@ -70,7 +84,9 @@ impl DomainError {
             DomainError::Gone(_) => (410, "gone"),
             DomainError::NotImplemented(_) => (501, "not_implemented"),
             DomainError::Unavailable(_) | DomainError::Contended(_) => (503, "unavailable"),
-            DomainError::InBatch { source, .. } => source.status_and_code(),
+            DomainError::InBatch { source, .. } | DomainError::AtLine { source, .. } => {
+                source.status_and_code()
+            }
             DomainError::Internal(_) | DomainError::Storage(_) => (500, "internal"),
         }
     }

@@ -488,3 +488,30 @@ impl<S: Store> ExportStore for CachedStore<S> {
         self.inner.export_relationships(scope, after, limit).await
     }
 }
+
+/// Imported entities replace what was cached: their states older than the
+/// import's changes are tombstoned.
+#[async_trait]
+impl<S: Store> ImportStore for CachedStore<S> {
+    async fn import(
+        &self,
+        scope: &Scope,
+        caller: &Caller,
+        items: Vec<super::ImportItem>,
+    ) -> DomainResult<Vec<super::Imported>> {
+        let ids: Vec<Option<String>> = items
+            .iter()
+            .map(|item| match item {
+                super::ImportItem::Entity(e) => Some(e.entity.id.clone()),
+                super::ImportItem::Relationship(_) => None,
+            })
+            .collect();
+        let done = self.inner.import(scope, caller, items).await?;
+        for (id, imported) in ids.iter().zip(&done) {
+            if let (Some(id), true) = (id, imported.seq > 0) {
+                self.cache.tombstone(scope, id, imported.seq);
+            }
+        }
+        Ok(done)
+    }
+}

@@ -625,3 +625,55 @@ impl<S: Store> ExportStore for Checked<S> {
         self.0.export_relationships(s, after, limit).await
     }
 }
+
+#[async_trait]
+impl<S: Store> ImportStore for Checked<S> {
+    async fn import(
+        &self,
+        s: &Scope,
+        c: &Caller,
+        items: Vec<super::ImportItem>,
+    ) -> DomainResult<Vec<super::Imported>> {
+        scope(s)?;
+        caller(c)?;
+        for item in &items {
+            match item {
+                super::ImportItem::Entity(e) => {
+                    let en = &e.entity;
+                    for (what, text) in [
+                        ("id", &en.id),
+                        ("type", &en.entity_type),
+                        ("created_by", &en.created_by),
+                        ("updated_by", &en.updated_by),
+                    ] {
+                        no_nul(what, text)?;
+                    }
+                    map_no_nul("properties", &en.properties)?;
+                    for v in &e.versions {
+                        no_nul("actor", &v.actor)?;
+                        no_nul("type", &v.entity_type)?;
+                        json_no_nul("patch", &v.patch)?;
+                        if let Some(snapshot) = &v.snapshot {
+                            json_no_nul("snapshot", snapshot)?;
+                        }
+                    }
+                }
+                super::ImportItem::Relationship(r) => {
+                    let rel = &r.relationship;
+                    for (what, text) in [
+                        ("id", &rel.id),
+                        ("type", &rel.rel_type),
+                        ("from", &rel.from),
+                        ("to", &rel.to),
+                        ("created_by", &rel.created_by),
+                        ("updated_by", &rel.updated_by),
+                    ] {
+                        no_nul(what, text)?;
+                    }
+                    map_no_nul("properties", &rel.properties)?;
+                }
+            }
+        }
+        self.0.import(s, c, items).await
+    }
+}

@@ -10,7 +10,7 @@ pub mod migrate;
 pub mod postgres;
 pub mod sqlite;
 
-use crate::domain::rules::Stamp;
+use crate::domain::rules::{self, Stamp};
 use crate::domain::*;
 use async_trait::async_trait;
 use cache::CacheStats;
@@ -242,6 +242,36 @@ pub trait ExportStore: Send + Sync {
     ) -> DomainResult<Vec<export::RelationshipRecord>>;
 }
 
+/// Exported rows stored again as they are (`rules::import`).
+#[async_trait]
+pub trait ImportStore: Send + Sync {
+    /// Stores each item unless the store holds it already or a newer
+    /// version of it, in one transaction with outbox rows for what changed
+    /// and one `project.import` audit event; one verdict per item, in
+    /// order. Relationships' liveness follows their ends in the store.
+    async fn import(
+        &self,
+        scope: &Scope,
+        caller: &Caller,
+        items: Vec<ImportItem>,
+    ) -> DomainResult<Vec<Imported>>;
+}
+
+/// What importing one item did.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Imported {
+    pub verdict: rules::import::Verdict,
+    /// The change sequence of what was stored (0 when nothing was).
+    pub seq: i64,
+}
+
+/// One checked record of an import.
+#[derive(Debug, Clone)]
+pub enum ImportItem {
+    Entity(export::EntityExport),
+    Relationship(export::RelationshipRecord),
+}
+
 /// CRDT documents: Yjs update logs with their snapshots.
 #[async_trait]
 pub trait DocStore: Send + Sync {
@@ -332,6 +362,7 @@ pub trait Store:
     + VectorStore
     + DocStore
     + ExportStore
+    + ImportStore
     + 'static
 {
     /// A short backend name for logs and health output.
@@ -368,8 +399,8 @@ pub trait Store:
 /// Every store trait, for `use crate::store::prelude::*`.
 pub mod prelude {
     pub use super::{
-        AuditStore, ChangeStore, DocStore, EntityStore, ExportStore, GraphStore, KeyStore,
-        SearchStore, Store, TenancyStore, VectorStore,
+        AuditStore, ChangeStore, DocStore, EntityStore, ExportStore, GraphStore, ImportStore,
+        KeyStore, SearchStore, Store, TenancyStore, VectorStore,
     };
 }
 

@@ -3,7 +3,7 @@
 //! every relationship, across page boundaries; an org's export is its
 //! projects' exports one after another; other orgs' projects are 404.
 
-use crate::support::admin;
+use crate::support::{admin, request};
 use serde_json::{json, Value};
 use strata::config::Config;
 use strata::server::Daemon;
@@ -29,9 +29,16 @@ async fn export(d: &Daemon, uri: &str) -> Vec<Value> {
     lines(&text)
 }
 
-on_both_configs!(an_export_holds_every_row_with_its_history);
+on_both_configs!(
+    an_export_holds_every_row_with_its_history,
+    an_import_reproduces_the_project_and_again_changes_nothing,
+    a_bad_line_stores_nothing_unless_asked,
+);
 
-async fn an_export_holds_every_row_with_its_history(config: Config) {
+/// A daemon with org `acme`, projects `app` (1,203 entities with histories,
+/// a deleted one, three relationships, one deleted), `other` (one entity)
+/// and the empty `copy` and `spare`.
+async fn seeded(config: Config) -> Daemon {
     let d = strata::server::build(config, ADMIN).await.unwrap();
     call(
         &d,
@@ -40,7 +47,7 @@ async fn an_export_holds_every_row_with_its_history(config: Config) {
         json!({"id": "acme", "name": "Acme"}),
     )
     .await;
-    for p in ["app", "other"] {
+    for p in ["app", "other", "copy", "spare"] {
         let body = json!({"id": p, "name": p});
         call(&d, "POST", "/v1/orgs/acme/projects", body).await;
     }
@@ -99,7 +106,11 @@ async fn an_export_holds_every_row_with_its_history(config: Config) {
     call(&d, "DELETE", &format!("{P}/entities/b"), Value::Null).await;
     let other = create("o", json!({"o": 1}));
     call(&d, "POST", "/v1/orgs/acme/projects/other/entities", other).await;
+    d
+}
 
+async fn an_export_holds_every_row_with_its_history(config: Config) {
+    let d = seeded(config).await;
     let records = export(&d, &format!("{P}/export")).await;
     assert_eq!(records[0]["kind"], "project");
     assert_eq!(records[0]["id"], "app");
@@ -152,17 +163,16 @@ async fn an_export_holds_every_row_with_its_history(config: Config) {
     assert!(rels[0].get("deleted_at").is_none());
     assert!(rels[2]["deleted_at"].is_string());
 
-    // The org's export: each project's export in turn.
+    // The org's export: each project's export in turn, by id (app, copy,
+    // other, spare).
     let org = export(&d, "/v1/orgs/acme/export").await;
-    assert_eq!(
-        org.len(),
-        records.len() + 3,
-        "app's records, then other's three"
-    );
+    assert_eq!(org.len(), records.len() + 5);
     assert_eq!(org[..records.len()], records[..]);
-    assert_eq!(org[records.len()]["kind"], "project");
-    assert_eq!(org[records.len()]["id"], "other");
-    assert_eq!(org[records.len() + 1]["id"], "o");
+    let rest: Vec<&Value> = org[records.len()..].iter().collect();
+    assert_eq!(rest[0]["id"], "copy");
+    assert_eq!(rest[1]["id"], "other");
+    assert_eq!(rest[2]["id"], "o");
+    assert_eq!(rest[4]["id"], "spare");
 
     // Unknown projects and orgs are 404, before any line is sent.
     for uri in ["/v1/orgs/acme/projects/none/export", "/v1/orgs/none/export"] {
@@ -170,4 +180,150 @@ async fn an_export_holds_every_row_with_its_history(config: Config) {
         assert_eq!(status, 404, "{uri}: {text}");
         assert_eq!(lines(&text)[0]["error"]["code"], "not_found");
     }
+}
+
+async fn import(d: &Daemon, project: &str, ndjson: &str, extra: &str) -> (u16, Value) {
+    let uri = format!("/v1/orgs/acme/projects/{project}/import{extra}");
+    let body = ndjson.as_bytes().to_vec();
+    let (status, text) =
+        request(&d.router, ADMIN, "POST", &uri, "application/x-ndjson", body).await;
+    (
+        status.as_u16(),
+        serde_json::from_str(&text).unwrap_or(Value::Null),
+    )
+}
+
+/// Records after the project line, as text lines.
+fn rows_of(records: &[Value]) -> Vec<String> {
+    records[1..].iter().map(Value::to_string).collect()
+}
+
+async fn an_import_reproduces_the_project_and_again_changes_nothing(mut config: Config) {
+    // Imports are not bound by the body limit (the export is ~300 KB).
+    config.body_limit = 64 * 1024;
+    let d = seeded(config).await;
+    let (status, text) = admin(&d.router, ADMIN, "GET", &format!("{P}/export"), Value::Null).await;
+    assert_eq!(status, 200);
+
+    let (status, first) = import(&d, "copy", &text, "").await;
+    assert_eq!(status, 200, "{first}");
+    assert_eq!(
+        first["data"],
+        json!({"created": 1206, "updated": 0, "unchanged": 0, "failed": 0, "failures": []})
+    );
+    // Row for row what was exported: versions, times, actors, deletions.
+    let copied = export(&d, "/v1/orgs/acme/projects/copy/export").await;
+    assert_eq!(rows_of(&copied), rows_of(&lines(&text)));
+    // Reads see it: a past version, the live graph (r2's end is deleted, r3
+    // itself), the deleted entity gone.
+    let v2 = call(
+        &d,
+        "GET",
+        "/v1/orgs/acme/projects/copy/entities/a/versions/2",
+        Value::Null,
+    )
+    .await;
+    assert_eq!(v2["data"]["properties"], json!({"x": 2, "keep": "k"}));
+    let rels = call(
+        &d,
+        "GET",
+        "/v1/orgs/acme/projects/copy/relationships?from=a",
+        Value::Null,
+    )
+    .await;
+    let ids: Vec<&str> = rels["data"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|r| r["id"].as_str().unwrap())
+        .collect();
+    assert_eq!(ids, ["r1"]);
+    let (status, _) = admin(
+        &d.router,
+        ADMIN,
+        "GET",
+        "/v1/orgs/acme/projects/copy/entities/b",
+        Value::Null,
+    )
+    .await;
+    assert_eq!(status, 404);
+
+    let (status, again) = import(&d, "copy", &text, "").await;
+    assert_eq!(status, 200, "{again}");
+    assert_eq!(
+        again["data"],
+        json!({"created": 0, "updated": 0, "unchanged": 1206, "failed": 0, "failures": []})
+    );
+    assert_eq!(
+        export(&d, "/v1/orgs/acme/projects/copy/export").await,
+        copied
+    );
+
+    // The copy moves on; the older file then fails for that entity only,
+    // and an entity behind the file is brought up to it.
+    call(
+        &d,
+        "PATCH",
+        "/v1/orgs/acme/projects/copy/entities/c",
+        json!({"properties": {"new": 1}}),
+    )
+    .await;
+    call(
+        &d,
+        "PATCH",
+        &format!("{P}/entities/n0001"),
+        json!({"properties": {"n": -1}}),
+    )
+    .await;
+    let (_, newer) = admin(&d.router, ADMIN, "GET", &format!("{P}/export"), Value::Null).await;
+    let (status, third) = import(&d, "copy", &newer, "").await;
+    assert_eq!(status, 200, "{third}");
+    assert_eq!(third["data"]["updated"], 1);
+    assert_eq!(third["data"]["failed"], 1);
+    assert_eq!(third["data"]["unchanged"], 1204);
+    let failure = &third["data"]["failures"][0];
+    assert!(
+        failure["message"].as_str().unwrap().contains("newer"),
+        "{failure}"
+    );
+    let n1 = call(
+        &d,
+        "GET",
+        "/v1/orgs/acme/projects/copy/entities/n0001",
+        Value::Null,
+    )
+    .await;
+    assert_eq!(n1["data"]["properties"], json!({"n": -1}));
+    assert_eq!(n1["data"]["version"], 2);
+}
+
+async fn a_bad_line_stores_nothing_unless_asked(config: Config) {
+    let d = seeded(config).await;
+    let (_, text) = admin(&d.router, ADMIN, "GET", &format!("{P}/export"), Value::Null).await;
+    let mut lines: Vec<String> = text.lines().take(20).map(str::to_owned).collect();
+    lines[6] = "{not json".into();
+    let broken = lines.join("\n");
+    let (status, body) = import(&d, "spare", &broken, "").await;
+    assert_eq!(status, 400, "{body}");
+    assert_eq!(body["error"]["details"]["line"], 7);
+    let spare = export(&d, "/v1/orgs/acme/projects/spare/export").await;
+    assert_eq!(spare.len(), 1, "nothing stored: {spare:?}");
+
+    // A history that does not rebuild is a bad line too.
+    let mut forged: Vec<String> = text.lines().take(20).map(str::to_owned).collect();
+    let mut entity: Value = serde_json::from_str(text.lines().nth(1).unwrap()).unwrap();
+    entity["properties"] = json!({"forged": true});
+    forged[1] = entity.to_string();
+    let (status, body) = import(&d, "spare", &forged.join("\n"), "").await;
+    assert_eq!(status, 400, "{body}");
+    assert_eq!(body["error"]["details"]["line"], 2);
+
+    let (status, body) = import(&d, "spare", &broken, "?continue_on_error=true").await;
+    assert_eq!(status, 200, "{body}");
+    assert_eq!(body["data"]["failed"], 1);
+    assert_eq!(body["data"]["failures"][0]["line"], 7);
+    assert_eq!(
+        body["data"]["created"], 7,
+        "a, c and n0000 to n0004: all but b"
+    );
 }

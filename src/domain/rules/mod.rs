@@ -7,6 +7,7 @@ pub mod docs;
 pub mod entities;
 pub mod graph;
 pub mod history;
+pub mod import;
 pub mod relationships;
 
 use crate::domain::{DomainError, DomainResult, WriteOp};

@@ -284,7 +284,11 @@ pub async fn write<C: GenericClient>(
 /// liveness between the check and the commit. Read unlocked, then locked;
 /// once the deleted entity is locked no relationship can gain it as an
 /// end, so a second read finds at most the ends that joined in between.
-async fn lock_revivable_ends<C: GenericClient>(c: &C, s: &Scope, id: &str) -> DomainResult<()> {
+pub(super) async fn lock_revivable_ends<C: GenericClient>(
+    c: &C,
+    s: &Scope,
+    id: &str,
+) -> DomainResult<()> {
     let ends = locks::revivable_ends(c, s, id).await?;
     locks::entities(c, s, id, &ends).await?;
     let joined: Vec<String> = locks::revivable_ends(c, s, id)

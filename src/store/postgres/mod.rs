@@ -11,6 +11,7 @@ mod docs;
 mod entities;
 mod export;
 mod graph;
+mod import;
 mod keys;
 mod lease;
 mod locks;

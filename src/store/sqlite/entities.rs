@@ -86,7 +86,7 @@ fn props_json(props: &Properties) -> String {
     serde_json::to_string(props).expect("JSON maps serialise")
 }
 
-fn insert_row(conn: &Connection, scope: &Scope, e: &Entity) -> DomainResult<i64> {
+pub(super) fn insert_row(conn: &Connection, scope: &Scope, e: &Entity) -> DomainResult<i64> {
     conn.prepare_cached(
         "INSERT INTO entities (org_id, project_id, id, type, properties, version, created_at,
              updated_at, created_by, updated_by, deleted_at, seq)
@@ -112,7 +112,7 @@ fn insert_row(conn: &Connection, scope: &Scope, e: &Entity) -> DomainResult<i64>
     Ok(conn.last_insert_rowid())
 }
 
-fn update_row(conn: &Connection, rowid: i64, e: &Entity) -> DomainResult<()> {
+pub(super) fn update_row(conn: &Connection, rowid: i64, e: &Entity) -> DomainResult<()> {
     conn.prepare_cached(
         "UPDATE entities SET type = ?2, properties = ?3, version = ?4, updated_at = ?5,
              updated_by = ?6, deleted_at = ?7, seq = ?8

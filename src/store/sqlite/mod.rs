@@ -6,6 +6,7 @@ mod docs;
 mod entities;
 mod export;
 mod graph;
+mod import;
 mod keys;
 mod lease;
 pub mod migrate;

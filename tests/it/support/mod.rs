@@ -205,13 +205,26 @@ pub async fn admin(
     uri: &str,
     body: serde_json::Value,
 ) -> (axum::http::StatusCode, String) {
+    let body = body.to_string().into_bytes();
+    request(router, key, method, uri, "application/json", body).await
+}
+
+/// One request with a body of any type; the status and body.
+pub async fn request(
+    router: &axum::Router,
+    key: &str,
+    method: &str,
+    uri: &str,
+    content_type: &str,
+    body: Vec<u8>,
+) -> (axum::http::StatusCode, String) {
     use tower::ServiceExt;
     let req = axum::http::Request::builder()
         .method(method)
         .uri(uri)
         .header("authorization", format!("Bearer {key}"))
-        .header("content-type", "application/json")
-        .body(axum::body::Body::from(body.to_string()))
+        .header("content-type", content_type)
+        .body(axum::body::Body::from(body))
         .unwrap();
     let res = router.clone().oneshot(req).await.unwrap();
     let status = res.status();

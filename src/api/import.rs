@@ -1,0 +1,80 @@
+//! Imports of NDJSON exports into a project (`crate::import`): the body is
+//! streamed to a temporary file (any size: the body limit and the request
+//! timeout do not apply to this route), checked whole, then stored.
+
+use super::auth::{Authorized, Write};
+use super::entities::ProjectPath;
+use super::error::{ApiError, ApiResult};
+use super::extract::{Path, Query};
+use super::openapi::Data;
+use super::{data, AppState};
+use crate::import::{ImportReport, Target};
+use axum::body::Body;
+use axum::extract::State;
+use axum::http::StatusCode;
+use axum::response::Response;
+use futures_util::StreamExt;
+use serde::Deserialize;
+use tokio::io::AsyncWriteExt;
+use utoipa_axum::router::OpenApiRouter;
+use utoipa_axum::routes;
+
+pub fn router() -> OpenApiRouter<AppState> {
+    OpenApiRouter::new().routes(routes!(import_project))
+}
+
+#[derive(Deserialize, utoipa::IntoParams)]
+#[into_params(parameter_in = Query)]
+struct ImportParams {
+    /// Store the good lines and report each bad one (by default a bad line
+    /// is a 400 and nothing is stored).
+    continue_on_error: Option<bool>,
+}
+
+/// Import an export (NDJSON, the shape `GET .../export` streams) into the
+/// project: rows it lacks are created, rows it holds at an older version
+/// are brought up to the file's, rows it holds already are unchanged, and
+/// rows it holds at a newer or different version fail (reported by line).
+/// Idempotent: importing the same file again changes nothing.
+#[utoipa::path(post, path = "/v1/orgs/{org}/projects/{project}/import", tag = "export",
+    params(ProjectPath, ImportParams),
+    request_body(description = "export records, one JSON object per line",
+        content((String = "application/x-ndjson"))),
+    security(("api_key" = ["write"])),
+    responses((status = 200, description = "what the import did", body = Data<ImportReport>),
+        (status = 400, description = "bad_request: a bad line (`details.line`); nothing stored")))]
+async fn import_project(
+    State(s): State<AppState>,
+    who: Authorized<Write>,
+    Path(p): Path<ProjectPath>,
+    Query(q): Query<ImportParams>,
+    body: Body,
+) -> ApiResult<Response> {
+    s.store.get_project(&p.org, &p.project).await?;
+    let spooled = spool(body).await?;
+    let report = crate::import::run(
+        &s.store,
+        &Target::Project(p.scope()),
+        &spooled,
+        who.caller(),
+        q.continue_on_error.unwrap_or(false),
+    )
+    .await?;
+    Ok(data(StatusCode::OK, report))
+}
+
+/// Writes the body to a temporary file, deleted when dropped.
+async fn spool(body: Body) -> ApiResult<tempfile::TempPath> {
+    let internal = |e: std::io::Error| ApiError::from(crate::domain::DomainError::internal(e));
+    let path = tempfile::NamedTempFile::new()
+        .map_err(internal)?
+        .into_temp_path();
+    let mut file = tokio::fs::File::create(&path).await.map_err(internal)?;
+    let mut chunks = body.into_data_stream();
+    while let Some(chunk) = chunks.next().await {
+        let chunk = chunk.map_err(|e| ApiError::bad_request(format!("reading the body: {e}")))?;
+        file.write_all(&chunk).await.map_err(internal)?;
+    }
+    file.flush().await.map_err(internal)?;
+    Ok(path)
+}

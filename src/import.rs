@@ -1,0 +1,351 @@
+//! Imports of NDJSON exports (`domain::export`). The input is spooled to a
+//! file and read twice: first every line is parsed and checked
+//! (`rules::import`), so a bad line stops the import before anything is
+//! stored; then the records are stored in batches, each one transaction.
+//! Memory stays bounded at any size: one line, one entity's versions and
+//! one batch at a time. Importing the same file again changes nothing.
+
+use crate::domain::export::{ExportRecord, ProjectRecord};
+use crate::domain::rules::import::{self as rules, ImportCounts, Verdict};
+use crate::domain::{Caller, DomainError, DomainResult, Scope};
+use crate::store::{DynStore, ImportItem};
+use serde::Serialize;
+use std::collections::BTreeSet;
+use std::path::Path;
+use tokio::io::{AsyncBufRead, AsyncBufReadExt, AsyncReadExt, BufReader};
+
+/// Longest line read (a record with large properties and snapshots).
+pub const MAX_LINE: usize = 16 << 20;
+/// Records per store call (one transaction).
+const BATCH: usize = 200;
+/// Failures listed in a report; the count covers them all.
+const MAX_LISTED: usize = 100;
+
+/// Where the records go.
+#[derive(Debug, Clone)]
+pub enum Target {
+    /// Into this existing project, whatever the file's project line says.
+    Project(Scope),
+    /// Into the org and project each `project` line names, made if missing.
+    AsExported,
+}
+
+/// What an import did.
+#[derive(Debug, Clone, Default, Serialize, utoipa::ToSchema)]
+pub struct ImportReport {
+    #[serde(flatten)]
+    pub counts: ImportCounts,
+    /// The failed lines (the first 100), each with why.
+    pub failures: Vec<LineFailure>,
+}
+
+#[derive(Debug, Clone, Serialize, utoipa::ToSchema)]
+pub struct LineFailure {
+    pub line: usize,
+    pub message: String,
+}
+
+impl ImportReport {
+    fn fail(&mut self, line: usize, message: String) {
+        self.counts.failed += 1;
+        if self.failures.len() < MAX_LISTED {
+            self.failures.push(LineFailure { line, message });
+        }
+    }
+}
+
+/// Imports the file at `path`. Without `continue_on_error` the first bad
+/// line is the error (`DomainError::AtLine`) and nothing is stored; with
+/// it, bad lines are reported and the rest is stored.
+pub async fn run(
+    store: &DynStore,
+    target: &Target,
+    path: &Path,
+    caller: &Caller,
+    continue_on_error: bool,
+) -> DomainResult<ImportReport> {
+    let mut units = Units::open(path).await?;
+    let mut projects = 0;
+    while let Some(unit) = units.next().await {
+        match unit {
+            Ok(Unit::Project(..)) => projects += 1,
+            Ok(Unit::Item(line, _)) if projects == 0 && matches!(target, Target::AsExported) => {
+                let e = DomainError::BadRequest("a project line must come first".into());
+                return Err(at_line(line, e));
+            }
+            Ok(_) => {}
+            // A line too long to read, or a failing read, stops any import.
+            Err(e) if too_long(&e) || !matches!(e, DomainError::AtLine { .. }) => return Err(e),
+            Err(_) if continue_on_error => {}
+            Err(e) => return Err(e),
+        }
+    }
+    if matches!(target, Target::Project(_)) && projects > 1 {
+        return Err(DomainError::BadRequest(format!(
+            "the file holds {projects} projects; import it into one project each, or as exported"
+        )));
+    }
+    store_all(store, target, path, caller).await
+}
+
+fn too_long(e: &DomainError) -> bool {
+    matches!(e, DomainError::AtLine { source, .. }
+        if matches!(**source, DomainError::BadRequest(ref m) if m.starts_with("a line over")))
+}
+
+/// The second pass: stores every good record, batch by batch.
+async fn store_all(
+    store: &DynStore,
+    target: &Target,
+    path: &Path,
+    caller: &Caller,
+) -> DomainResult<ImportReport> {
+    let mut report = ImportReport::default();
+    let mut units = Units::open(path).await?;
+    let mut scope = match target {
+        Target::Project(scope) => Some(scope.clone()),
+        Target::AsExported => None,
+    };
+    let mut batch: Vec<(usize, ImportItem)> = Vec::new();
+    let mut changed: BTreeSet<(String, String)> = BTreeSet::new();
+    while let Some(unit) = units.next().await {
+        match unit {
+            Err(DomainError::AtLine { line, source }) => report.fail(line, source.to_string()),
+            Err(e) => return Err(e),
+            Ok(Unit::Project(line, p)) => {
+                if let Target::AsExported = target {
+                    flush(
+                        store,
+                        scope.as_ref(),
+                        caller,
+                        &mut batch,
+                        &mut report,
+                        &mut changed,
+                    )
+                    .await?;
+                    ensure_project(store, caller, &p)
+                        .await
+                        .map_err(|e| at_line(line, e))?;
+                    scope = Some(Scope::new(p.org, p.id));
+                }
+            }
+            Ok(Unit::Item(line, item)) => {
+                // Batches hold one kind: entities lock before relationships.
+                let switch = batch.last().is_some_and(|(_, last)| {
+                    matches!(last, ImportItem::Entity(_)) != matches!(item, ImportItem::Entity(_))
+                });
+                if switch || batch.len() >= BATCH {
+                    flush(
+                        store,
+                        scope.as_ref(),
+                        caller,
+                        &mut batch,
+                        &mut report,
+                        &mut changed,
+                    )
+                    .await?;
+                }
+                batch.push((line, item));
+            }
+        }
+    }
+    flush(
+        store,
+        scope.as_ref(),
+        caller,
+        &mut batch,
+        &mut report,
+        &mut changed,
+    )
+    .await?;
+    // The graph projection (AGE) is rebuilt once for what the import changed.
+    for (org, project) in changed {
+        match store.sync_graph(&Scope::new(org, project)).await {
+            Ok(_) | Err(DomainError::NotImplemented(_)) => {}
+            Err(e) => return Err(e),
+        }
+    }
+    Ok(report)
+}
+
+async fn flush(
+    store: &DynStore,
+    scope: Option<&Scope>,
+    caller: &Caller,
+    batch: &mut Vec<(usize, ImportItem)>,
+    report: &mut ImportReport,
+    changed: &mut BTreeSet<(String, String)>,
+) -> DomainResult<()> {
+    if batch.is_empty() {
+        return Ok(());
+    }
+    let scope = scope.expect("pass one found a project line first");
+    let (lines, items): (Vec<usize>, Vec<ImportItem>) = std::mem::take(batch).into_iter().unzip();
+    let done = store.import(scope, caller, items).await?;
+    for (line, imported) in lines.into_iter().zip(done) {
+        match imported.verdict {
+            Verdict::Conflict(message) => report.fail(line, message),
+            verdict => {
+                report.counts.add(&verdict);
+                if verdict != Verdict::Unchanged {
+                    changed.insert((scope.org.clone(), scope.project.clone()));
+                }
+            }
+        }
+    }
+    Ok(())
+}
+
+/// The org and project of a `project` line, made when missing.
+async fn ensure_project(store: &DynStore, caller: &Caller, p: &ProjectRecord) -> DomainResult<()> {
+    match store.create_org(caller, &p.org, &p.org).await {
+        Ok(_) | Err(DomainError::Conflict(_)) => {}
+        Err(e) => return Err(e),
+    }
+    match store.create_project(caller, &p.org, &p.id, &p.name).await {
+        Ok(_) | Err(DomainError::Conflict(_)) => Ok(()),
+        Err(e) => Err(e),
+    }
+}
+
+fn check_project(p: &ProjectRecord) -> DomainResult<()> {
+    crate::domain::validate::id("org id", &p.org)?;
+    crate::domain::validate::id("project id", &p.id)?;
+    crate::domain::validate::name("project name", &p.name)
+}
+
+fn at_line(line: usize, e: DomainError) -> DomainError {
+    DomainError::AtLine {
+        line,
+        source: Box::new(e),
+    }
+}
+
+/// A checked record and the line it starts on.
+enum Unit {
+    Project(usize, ProjectRecord),
+    Item(usize, ImportItem),
+}
+
+/// The records of a file: an entity line and the version lines after it
+/// make one unit. A bad record is an `AtLine` error and reading goes on.
+struct Units<R> {
+    lines: R,
+    line: usize,
+    ahead: Option<(usize, ExportRecord)>,
+    buf: Vec<u8>,
+}
+
+impl Units<BufReader<tokio::fs::File>> {
+    async fn open(path: &Path) -> DomainResult<Self> {
+        let file = tokio::fs::File::open(path)
+            .await
+            .map_err(|e| DomainError::internal(format!("cannot read the import: {e}")))?;
+        Ok(Units {
+            lines: BufReader::with_capacity(1 << 16, file),
+            line: 0,
+            ahead: None,
+            buf: Vec::new(),
+        })
+    }
+}
+
+impl<R: AsyncBufRead + Unpin> Units<R> {
+    /// The next non-blank line as a record.
+    async fn record(&mut self) -> Option<DomainResult<(usize, ExportRecord)>> {
+        loop {
+            self.buf.clear();
+            let read = (&mut self.lines)
+                .take(MAX_LINE as u64 + 1)
+                .read_until(b'\n', &mut self.buf)
+                .await;
+            match read {
+                Err(e) => {
+                    return Some(Err(DomainError::internal(format!(
+                        "reading the import: {e}"
+                    ))))
+                }
+                Ok(0) => return None,
+                Ok(_) => {}
+            }
+            self.line += 1;
+            if self.buf.len() > MAX_LINE {
+                let e = DomainError::BadRequest(format!("a line over {MAX_LINE} bytes"));
+                return Some(Err(at_line(self.line, e)));
+            }
+            if self.buf.iter().all(u8::is_ascii_whitespace) {
+                continue;
+            }
+            let parsed = serde_json::from_slice::<ExportRecord>(&self.buf).map_err(|e| {
+                at_line(
+                    self.line,
+                    DomainError::BadRequest(format!("not an export record: {e}")),
+                )
+            });
+            return Some(parsed.map(|r| (self.line, r)));
+        }
+    }
+
+    async fn next(&mut self) -> Option<DomainResult<Unit>> {
+        let (line, record) = match self.ahead.take() {
+            Some(ahead) => ahead,
+            None => match self.record().await? {
+                Ok(r) => r,
+                Err(e) => return Some(Err(e)),
+            },
+        };
+        let checked = match record {
+            ExportRecord::Project(p) => {
+                return Some(
+                    check_project(&p)
+                        .map(|_| Unit::Project(line, p))
+                        .map_err(|e| at_line(line, e)),
+                )
+            }
+            ExportRecord::Version(v) => Err(DomainError::BadRequest(format!(
+                "version {} of {} does not follow its entity",
+                v.version, v.entity
+            ))),
+            ExportRecord::Relationship(mut r) => {
+                rules::check_relationship(&mut r).map(|_| ImportItem::Relationship(r))
+            }
+            ExportRecord::Entity(entity) => {
+                let mut e = crate::domain::export::EntityExport {
+                    entity,
+                    versions: Vec::new(),
+                };
+                // The entity's versions; after a bad one the rest are
+                // passed over, so the entity fails once, at that line.
+                let mut bad = None;
+                loop {
+                    match self.record().await {
+                        Some(Ok((_, ExportRecord::Version(v)))) => {
+                            if e.versions.len() < rules::MAX_VERSIONS {
+                                e.versions.push(v);
+                            }
+                        }
+                        Some(Ok(other)) => {
+                            self.ahead = Some(other);
+                            break;
+                        }
+                        Some(Err(err)) if too_long(&err) => return Some(Err(err)),
+                        Some(Err(err)) => {
+                            bad.get_or_insert(err);
+                        }
+                        None => break,
+                    }
+                }
+                if let Some(err) = bad {
+                    return Some(Err(err));
+                }
+                // One version too many counts as a mismatch in the check.
+                rules::check_entity(&mut e).map(|_| ImportItem::Entity(e))
+            }
+        };
+        Some(
+            checked
+                .map(|item| Unit::Item(line, item))
+                .map_err(|e| at_line(line, e)),
+        )
+    }
+}

@@ -1,0 +1,225 @@
+//! Imported rows stored as exported (`rules::import`), on the writer
+//! thread in one transaction per batch, with outbox rows for what changed.
+
+use super::entities::{insert_row, load as load_entity, update_row};
+use super::threads::Seq;
+use super::{audit, outbox, project_exists, relationships, search, sql_err, SqliteStore};
+use crate::domain::export::{EntityExport, RelationshipRecord, VersionRecord};
+use crate::domain::rules::import::{self as rules, ImportCounts, Verdict};
+use crate::domain::*;
+use crate::store::prelude::*;
+use crate::store::{AuditPlace, ImportItem, Imported};
+use async_trait::async_trait;
+use rusqlite::{params, Connection, OptionalExtension};
+
+const IMPORT_OP: &str = "import";
+
+fn insert_version(
+    conn: &Connection,
+    scope: &Scope,
+    v: &VersionRecord,
+    seq: i64,
+) -> DomainResult<()> {
+    conn.prepare_cached(
+        "INSERT INTO entity_versions (org_id, project_id, entity_id, version, parent_version, op,
+             type, deleted, actor, at, patch, snapshot, chain, seq)
+         VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11, ?12, ?13, ?14)",
+    )
+    .and_then(|mut st| {
+        st.execute(params![
+            scope.org,
+            scope.project,
+            v.entity,
+            v.version,
+            v.parent,
+            v.op.as_str(),
+            v.entity_type,
+            v.deleted,
+            v.actor,
+            v.at,
+            v.patch.to_string(),
+            v.snapshot.as_ref().map(|s| s.to_string()),
+            v.chain,
+            seq,
+        ])
+    })
+    .map_err(sql_err)?;
+    Ok(())
+}
+
+fn entity(
+    conn: &Connection,
+    seq: &mut Seq,
+    scope: &Scope,
+    e: &EntityExport,
+) -> DomainResult<Imported> {
+    let stored = load_entity(conn, scope, &e.entity.id)?;
+    let verdict = rules::entity(stored.as_ref().map(|s| &s.entity), &e.entity);
+    let after = match verdict {
+        Verdict::Create => 0,
+        Verdict::Update { after } => after,
+        _ => return Ok(Imported { verdict, seq: 0 }),
+    };
+    let mut entity = e.entity.clone();
+    entity.change_seq = seq.next();
+    let rowid = match &stored {
+        None => insert_row(conn, scope, &entity)?,
+        Some(s) => {
+            update_row(conn, s.rowid, &entity)?;
+            search::remove(conn, s.rowid)?;
+            s.rowid
+        }
+    };
+    for v in e.versions.iter().filter(|v| v.version > after) {
+        insert_version(conn, scope, v, entity.change_seq)?;
+    }
+    if entity.deleted_at.is_none() {
+        search::index(conn, scope, rowid, &entity.properties)?;
+    }
+    let change = (
+        "entity",
+        entity.id.as_str(),
+        IMPORT_OP,
+        Some(entity.version),
+    );
+    outbox::record(conn, scope, change, entity.change_seq)?;
+    // Relationships follow their ends' deletion, as for a delete or restore.
+    if let Some(s) = &stored {
+        match (s.entity.deleted_at.is_some(), entity.deleted_at.is_some()) {
+            (false, true) => relationships::hide_touching(conn, scope, &entity.id)?,
+            (true, false) => relationships::revive_touching(conn, scope, &entity.id)?,
+            _ => {}
+        }
+    }
+    Ok(Imported {
+        verdict,
+        seq: entity.change_seq,
+    })
+}
+
+/// Whether each end exists (deleted or not) and is live.
+fn end(conn: &Connection, scope: &Scope, id: &str) -> DomainResult<Option<bool>> {
+    conn.prepare_cached(
+        "SELECT deleted_at IS NULL FROM entities WHERE org_id = ?1 AND project_id = ?2 AND id = ?3",
+    )
+    .and_then(|mut st| {
+        st.query_row(params![scope.org, scope.project, id], |r| r.get(0))
+            .optional()
+    })
+    .map_err(sql_err)
+}
+
+fn relationship(
+    conn: &Connection,
+    seq: &mut Seq,
+    scope: &Scope,
+    r: &RelationshipRecord,
+) -> DomainResult<Imported> {
+    let rel = &r.relationship;
+    let stored = conn
+        .prepare_cached(&format!(
+            "SELECT {}, deleted_at IS NOT NULL FROM relationships
+             WHERE org_id = ?1 AND project_id = ?2 AND id = ?3",
+            super::rows::REL_COLS
+        ))
+        .and_then(|mut st| {
+            st.query_row(params![scope.org, scope.project, rel.id], |row| {
+                Ok((super::rows::relationship(row)?, row.get::<_, bool>(10)?))
+            })
+            .optional()
+        })
+        .map_err(sql_err)?;
+    let verdict = rules::relationship(stored.as_ref().map(|(r, d)| (r, *d)), r);
+    if !matches!(verdict, Verdict::Create | Verdict::Update { .. }) {
+        return Ok(Imported { verdict, seq: 0 });
+    }
+    let (Some(from), Some(to)) = (end(conn, scope, &rel.from)?, end(conn, scope, &rel.to)?) else {
+        let missing = format!("relationship {}: its ends are not in the project", rel.id);
+        return Ok(Imported {
+            verdict: Verdict::Conflict(missing),
+            seq: 0,
+        });
+    };
+    let live = r.deleted_at.is_none() && from && to;
+    let change_seq = seq.next();
+    conn.prepare_cached(
+        "INSERT INTO relationships (org_id, project_id, id, type, from_id, to_id, properties,
+             version, created_at, updated_at, created_by, updated_by, deleted_at, live, seq)
+         VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11, ?12, ?13, ?14, ?15)
+         ON CONFLICT (org_id, project_id, id) DO UPDATE SET
+             type = excluded.type, properties = excluded.properties,
+             version = excluded.version, updated_at = excluded.updated_at,
+             updated_by = excluded.updated_by, deleted_at = excluded.deleted_at,
+             live = excluded.live, seq = excluded.seq",
+    )
+    .and_then(|mut st| {
+        st.execute(params![
+            scope.org,
+            scope.project,
+            rel.id,
+            rel.rel_type,
+            rel.from,
+            rel.to,
+            serde_json::to_string(&rel.properties).expect("JSON maps serialise"),
+            rel.version,
+            rel.created_at,
+            rel.updated_at,
+            rel.created_by,
+            rel.updated_by,
+            r.deleted_at,
+            live,
+            change_seq,
+        ])
+    })
+    .map_err(sql_err)?;
+    let change = (
+        "relationship",
+        rel.id.as_str(),
+        IMPORT_OP,
+        Some(rel.version),
+    );
+    outbox::record(conn, scope, change, change_seq)?;
+    Ok(Imported {
+        verdict,
+        seq: change_seq,
+    })
+}
+
+fn import(
+    conn: &Connection,
+    seq: &mut Seq,
+    scope: &Scope,
+    caller: &Caller,
+    items: &[ImportItem],
+) -> DomainResult<Vec<Imported>> {
+    project_exists(conn, scope)?;
+    let mut done = Vec::with_capacity(items.len());
+    let mut counts = ImportCounts::default();
+    for item in items {
+        let imported = match item {
+            ImportItem::Entity(e) => entity(conn, seq, scope, e)?,
+            ImportItem::Relationship(r) => relationship(conn, seq, scope, r)?,
+        };
+        counts.add(&imported.verdict);
+        done.push(imported);
+    }
+    let place = AuditPlace::scope(scope, caller);
+    let details = serde_json::to_value(counts).expect("counts serialise");
+    audit::record(conn, &place, "project.import", &scope.project, details)?;
+    Ok(done)
+}
+
+#[async_trait]
+impl ImportStore for SqliteStore {
+    async fn import(
+        &self,
+        scope: &Scope,
+        caller: &Caller,
+        items: Vec<ImportItem>,
+    ) -> DomainResult<Vec<Imported>> {
+        let (s, caller) = (scope.clone(), caller.clone());
+        self.writer
+            .write(move |conn, seq| import(conn, seq, &s, &caller, &items))
+            .await
+    }
+}
