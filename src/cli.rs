@@ -260,3 +260,40 @@ pub async fn export(config: &Config, org: &str, project: Option<&str>) -> anyhow
     eprintln!("exported {} records", written?);
     Ok(())
 }
+
+/// Imports an export file (or standard input, `-`) into one project, or
+/// into the orgs and projects its project lines name; prints the report.
+pub async fn import(
+    config: &Config,
+    into: Option<crate::domain::Scope>,
+    file: &str,
+    continue_on_error: bool,
+) -> anyhow::Result<()> {
+    use crate::import::Target;
+    // Standard input is spooled: the import reads its input twice.
+    let spooled = if file == "-" {
+        let mut tmp = tempfile::NamedTempFile::new()?;
+        std::io::copy(&mut std::io::stdin().lock(), &mut tmp)?;
+        Some(tmp.into_temp_path())
+    } else {
+        None
+    };
+    let path = spooled
+        .as_deref()
+        .unwrap_or_else(|| std::path::Path::new(file));
+    let store = store::open(&config.database_url, &config.store_settings()).await?;
+    let report = async {
+        let target = match into {
+            Some(scope) => {
+                store.get_project(&scope.org, &scope.project).await?;
+                Target::Project(scope)
+            }
+            None => Target::AsExported,
+        };
+        crate::import::run(&store, &target, path, &cli_caller(), continue_on_error).await
+    }
+    .await;
+    store.close().await;
+    println!("{}", serde_json::to_string_pretty(&report?)?);
+    Ok(())
+}

@@ -53,6 +53,19 @@ enum Command {
         #[arg(long)]
         project: Option<String>,
     },
+    /// Import an export (NDJSON) from FILE or `-` (standard input): into
+    /// one project, or into the orgs and projects its project lines name
+    /// (made when missing). A bad line stops it before anything is stored.
+    Import {
+        #[arg(long, requires = "project")]
+        org: Option<String>,
+        #[arg(long, requires = "org")]
+        project: Option<String>,
+        /// Store the good lines and report the bad ones.
+        #[arg(long)]
+        continue_on_error: bool,
+        file: String,
+    },
     /// Apache AGE graph projection (server mode).
     Age {
         #[command(subcommand)]
@@ -117,6 +130,17 @@ fn main() -> anyhow::Result<()> {
             }
             Command::Export { org, project } => {
                 strata::cli::export(&Config::from_env()?, &org, project.as_deref()).await
+            }
+            Command::Import {
+                org,
+                project,
+                continue_on_error,
+                file,
+            } => {
+                let into = org
+                    .zip(project)
+                    .map(|(o, p)| strata::domain::Scope::new(o, p));
+                strata::cli::import(&Config::from_env()?, into, &file, continue_on_error).await
             }
             Command::Age {
                 command: AgeCommand::Sync { org, project },
