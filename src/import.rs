@@ -100,100 +100,91 @@ async fn store_all(
     path: &Path,
     caller: &Caller,
 ) -> DomainResult<ImportReport> {
-    let mut report = ImportReport::default();
     let mut units = Units::open(path).await?;
-    let mut scope = match target {
-        Target::Project(scope) => Some(scope.clone()),
-        Target::AsExported => None,
+    let mut out = Storing {
+        store,
+        caller,
+        scope: match target {
+            Target::Project(scope) => Some(scope.clone()),
+            Target::AsExported => None,
+        },
+        batch: Vec::new(),
+        report: ImportReport::default(),
+        changed: BTreeSet::new(),
     };
-    let mut batch: Vec<(usize, ImportItem)> = Vec::new();
-    let mut changed: BTreeSet<(String, String)> = BTreeSet::new();
     while let Some(unit) = units.next().await {
         match unit {
-            Err(DomainError::AtLine { line, source }) => report.fail(line, source.to_string()),
+            Err(DomainError::AtLine { line, source }) => out.report.fail(line, source.to_string()),
             Err(e) => return Err(e),
             Ok(Unit::Project(line, p)) => {
                 if let Target::AsExported = target {
-                    flush(
-                        store,
-                        scope.as_ref(),
-                        caller,
-                        &mut batch,
-                        &mut report,
-                        &mut changed,
-                    )
-                    .await?;
+                    out.flush().await?;
                     ensure_project(store, caller, &p)
                         .await
                         .map_err(|e| at_line(line, e))?;
-                    scope = Some(Scope::new(p.org, p.id));
+                    out.scope = Some(Scope::new(p.org, p.id));
                 }
             }
             Ok(Unit::Item(line, item)) => {
                 // Batches hold one kind: entities lock before relationships.
-                let switch = batch.last().is_some_and(|(_, last)| {
+                let switch = out.batch.last().is_some_and(|(_, last)| {
                     matches!(last, ImportItem::Entity(_)) != matches!(item, ImportItem::Entity(_))
                 });
-                if switch || batch.len() >= BATCH {
-                    flush(
-                        store,
-                        scope.as_ref(),
-                        caller,
-                        &mut batch,
-                        &mut report,
-                        &mut changed,
-                    )
-                    .await?;
+                if switch || out.batch.len() >= BATCH {
+                    out.flush().await?;
                 }
-                batch.push((line, item));
+                out.batch.push((line, item));
             }
         }
     }
-    flush(
-        store,
-        scope.as_ref(),
-        caller,
-        &mut batch,
-        &mut report,
-        &mut changed,
-    )
-    .await?;
+    out.flush().await?;
     // The graph projection (AGE) is rebuilt once for what the import changed.
-    for (org, project) in changed {
+    for (org, project) in &out.changed {
         match store.sync_graph(&Scope::new(org, project)).await {
             Ok(_) | Err(DomainError::NotImplemented(_)) => {}
             Err(e) => return Err(e),
         }
     }
-    Ok(report)
+    Ok(out.report)
 }
 
-async fn flush(
-    store: &DynStore,
-    scope: Option<&Scope>,
-    caller: &Caller,
-    batch: &mut Vec<(usize, ImportItem)>,
-    report: &mut ImportReport,
-    changed: &mut BTreeSet<(String, String)>,
-) -> DomainResult<()> {
-    if batch.is_empty() {
-        return Ok(());
-    }
-    let scope = scope.expect("pass one found a project line first");
-    let (lines, items): (Vec<usize>, Vec<ImportItem>) = std::mem::take(batch).into_iter().unzip();
-    let done = store.import(scope, caller, items).await?;
-    for (line, imported) in lines.into_iter().zip(done) {
-        match imported.verdict {
-            Verdict::Conflict(message) => report.fail(line, message),
-            verdict => {
-                report.counts.add(&verdict);
-                if verdict != Verdict::Unchanged {
-                    changed.insert((scope.org.clone(), scope.project.clone()));
+/// The second pass's state: where records go, the batch being filled, what
+/// was done, and which projects changed.
+struct Storing<'a> {
+    store: &'a DynStore,
+    caller: &'a Caller,
+    scope: Option<Scope>,
+    batch: Vec<(usize, ImportItem)>,
+    report: ImportReport,
+    changed: BTreeSet<(String, String)>,
+}
+
+impl Storing<'_> {
+    async fn flush(&mut self) -> DomainResult<()> {
+        if self.batch.is_empty() {
+            return Ok(());
+        }
+        let scope = self
+            .scope
+            .as_ref()
+            .expect("pass one found a project line first");
+        let (lines, items): (Vec<usize>, Vec<ImportItem>) =
+            std::mem::take(&mut self.batch).into_iter().unzip();
+        let done = self.store.import(scope, self.caller, items).await?;
+        for (line, imported) in lines.into_iter().zip(done) {
+            match imported.verdict {
+                Verdict::Conflict(message) => self.report.fail(line, message),
+                verdict => {
+                    self.report.counts.add(&verdict);
+                    if verdict != Verdict::Unchanged {
+                        self.changed
+                            .insert((scope.org.clone(), scope.project.clone()));
+                    }
                 }
             }
         }
+        Ok(())
     }
-    Ok(())
 }
 
 /// The org and project of a `project` line, made when missing.

@@ -5,6 +5,7 @@ use super::rows::{self, StoredEntity, ENTITY_COLS};
 use super::threads::Seq;
 use super::SqliteStore;
 use super::{outbox, search, sql_err};
+use crate::domain::export::VersionRecord;
 use crate::domain::rules::entities::{
     self as entity_rules, Ends, EntityChange, EntityOp, NextVersion, VersionMeta,
 };
@@ -55,6 +56,29 @@ fn insert_version(conn: &Connection, scope: &Scope, v: NewVersion) -> DomainResu
     let empty = Map::new();
     let parent_props = v.parent.map_or(&empty, |(_, props)| props);
     let row = history::version_row(parent_chain, parent_props, &v.entity.properties);
+    let record = VersionRecord {
+        entity: v.entity.id.clone(),
+        version: v.entity.version,
+        parent: v.parent.map(|(p, _)| p),
+        op: v.op,
+        entity_type: v.entity.entity_type.clone(),
+        deleted: v.entity.deleted_at.is_some(),
+        actor: v.actor.to_owned(),
+        at: v.entity.updated_at.clone(),
+        patch: row.patch,
+        snapshot: row.snapshot,
+        chain: row.chain,
+    };
+    store_version(conn, scope, &record, v.entity.change_seq)
+}
+
+/// Stores one version row as given (a write's, or an imported one).
+pub(super) fn store_version(
+    conn: &Connection,
+    scope: &Scope,
+    v: &VersionRecord,
+    seq: i64,
+) -> DomainResult<()> {
     conn.prepare_cached(
         "INSERT INTO entity_versions (org_id, project_id, entity_id, version, parent_version, op,
              type, deleted, actor, at, patch, snapshot, chain, seq)
@@ -64,18 +88,18 @@ fn insert_version(conn: &Connection, scope: &Scope, v: NewVersion) -> DomainResu
         st.execute(params![
             scope.org,
             scope.project,
-            v.entity.id,
-            v.entity.version,
-            v.parent.map(|(p, _)| p),
+            v.entity,
+            v.version,
+            v.parent,
             v.op.as_str(),
-            v.entity.entity_type,
-            v.entity.deleted_at.is_some(),
+            v.entity_type,
+            v.deleted,
             v.actor,
-            v.entity.updated_at,
-            row.patch.to_string(),
-            row.snapshot.map(|s| s.to_string()),
-            row.chain,
-            v.entity.change_seq,
+            v.at,
+            v.patch.to_string(),
+            v.snapshot.as_ref().map(|s| s.to_string()),
+            v.chain,
+            seq,
         ])
     })
     .map_err(sql_err)?;

@@ -1,10 +1,10 @@
 //! Imported rows stored as exported (`rules::import`), on the writer
 //! thread in one transaction per batch, with outbox rows for what changed.
 
-use super::entities::{insert_row, load as load_entity, update_row};
+use super::entities::{insert_row, load as load_entity, store_version, update_row};
 use super::threads::Seq;
 use super::{audit, outbox, project_exists, relationships, search, sql_err, SqliteStore};
-use crate::domain::export::{EntityExport, RelationshipRecord, VersionRecord};
+use crate::domain::export::{EntityExport, RelationshipRecord};
 use crate::domain::rules::import::{self as rules, ImportCounts, Verdict};
 use crate::domain::*;
 use crate::store::prelude::*;
@@ -13,39 +13,6 @@ use async_trait::async_trait;
 use rusqlite::{params, Connection, OptionalExtension};
 
 const IMPORT_OP: &str = "import";
-
-fn insert_version(
-    conn: &Connection,
-    scope: &Scope,
-    v: &VersionRecord,
-    seq: i64,
-) -> DomainResult<()> {
-    conn.prepare_cached(
-        "INSERT INTO entity_versions (org_id, project_id, entity_id, version, parent_version, op,
-             type, deleted, actor, at, patch, snapshot, chain, seq)
-         VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11, ?12, ?13, ?14)",
-    )
-    .and_then(|mut st| {
-        st.execute(params![
-            scope.org,
-            scope.project,
-            v.entity,
-            v.version,
-            v.parent,
-            v.op.as_str(),
-            v.entity_type,
-            v.deleted,
-            v.actor,
-            v.at,
-            v.patch.to_string(),
-            v.snapshot.as_ref().map(|s| s.to_string()),
-            v.chain,
-            seq,
-        ])
-    })
-    .map_err(sql_err)?;
-    Ok(())
-}
 
 fn entity(
     conn: &Connection,
@@ -71,7 +38,7 @@ fn entity(
         }
     };
     for v in e.versions.iter().filter(|v| v.version > after) {
-        insert_version(conn, scope, v, entity.change_seq)?;
+        store_version(conn, scope, v, entity.change_seq)?;
     }
     if entity.deleted_at.is_none() {
         search::index(conn, scope, rowid, &entity.properties)?;
