@@ -8,7 +8,7 @@
 use crate::domain::export::{ExportRecord, ProjectRecord};
 use crate::domain::rules::import::{self as rules, ImportCounts, Verdict};
 use crate::domain::{Caller, DomainError, DomainResult, Scope};
-use crate::store::{DynStore, ImportItem};
+use crate::store::{DynStore, ImportItem, Imported};
 use serde::Serialize;
 use std::collections::BTreeSet;
 use std::path::Path;
@@ -17,7 +17,7 @@ use tokio::io::{AsyncBufRead, AsyncBufReadExt, AsyncReadExt, BufReader};
 /// Longest line read (a record with large properties and snapshots).
 pub const MAX_LINE: usize = 16 << 20;
 /// Records per store call (one transaction).
-const BATCH: usize = 200;
+const BATCH: usize = 2000;
 /// Failures listed in a report; the count covers them all.
 const MAX_LISTED: usize = 100;
 
@@ -111,6 +111,7 @@ async fn store_all(
         batch: Vec::new(),
         report: ImportReport::default(),
         changed: BTreeSet::new(),
+        pending: None,
     };
     while let Some(unit) = units.next().await {
         match unit {
@@ -119,6 +120,7 @@ async fn store_all(
             Ok(Unit::Project(line, p)) => {
                 if let Target::AsExported = target {
                     out.flush().await?;
+                    out.settle().await?;
                     ensure_project(store, caller, &p)
                         .await
                         .map_err(|e| at_line(line, e))?;
@@ -138,6 +140,7 @@ async fn store_all(
         }
     }
     out.flush().await?;
+    out.settle().await?;
     // The graph projection (AGE) is rebuilt once for what the import changed.
     for (org, project) in &out.changed {
         match store.sync_graph(&Scope::new(org, project)).await {
@@ -157,20 +160,40 @@ struct Storing<'a> {
     batch: Vec<(usize, ImportItem)>,
     report: ImportReport,
     changed: BTreeSet<(String, String)>,
+    /// The batch being stored, with the lines its items came from.
+    pending: Option<(
+        Vec<usize>,
+        tokio::task::JoinHandle<DomainResult<Vec<Imported>>>,
+    )>,
 }
 
 impl Storing<'_> {
+    /// Stores the batch (one transaction) while the caller reads on: the
+    /// previous batch is awaited first, so batches land in file order.
     async fn flush(&mut self) -> DomainResult<()> {
+        self.settle().await?;
         if self.batch.is_empty() {
             return Ok(());
         }
         let scope = self
             .scope
-            .as_ref()
+            .clone()
             .expect("pass one found a project line first");
         let (lines, items): (Vec<usize>, Vec<ImportItem>) =
             std::mem::take(&mut self.batch).into_iter().unzip();
-        let done = self.store.import(scope, self.caller, items).await?;
+        let (store, caller) = (self.store.clone(), self.caller.clone());
+        let stored = tokio::spawn(async move { store.import(&scope, &caller, items).await });
+        self.pending = Some((lines, stored));
+        Ok(())
+    }
+
+    /// Waits for the batch being stored and counts what it did.
+    async fn settle(&mut self) -> DomainResult<()> {
+        let Some((lines, stored)) = self.pending.take() else {
+            return Ok(());
+        };
+        let scope = self.scope.as_ref().expect("a batch had a project");
+        let done = stored.await.map_err(DomainError::internal)??;
         for (line, imported) in lines.into_iter().zip(done) {
             match imported.verdict {
                 Verdict::Conflict(message) => self.report.fail(line, message),

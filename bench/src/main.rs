@@ -15,6 +15,7 @@ mod pg;
 mod quality;
 mod semantic;
 mod stats;
+mod transfer;
 
 use anyhow::Result;
 use bytes::Bytes;
@@ -292,6 +293,15 @@ enum Cmd {
         queries: usize,
         #[arg(long, default_value_t = 50)]
         warmup: usize,
+    },
+    /// Import and export in process (no HTTP): a generated export file of
+    /// --entities and --relationships imported into an empty project,
+    /// imported again, exported back; rows/s and MB/s.
+    Transfer {
+        #[arg(long, default_value_t = 1_000_000)]
+        entities: usize,
+        #[arg(long, default_value_t = 2_480_000)]
+        relationships: usize,
     },
     /// The local embedding model in-process: sentences/s batched, and the
     /// latency of one short query (no daemon).
@@ -594,6 +604,16 @@ fn run(cli: Cli, rt: &tokio::runtime::Runtime) -> Result<()> {
                     warmup,
                 };
                 semantic::semantic(&ctx, opts).await
+            }
+            Cmd::Transfer {
+                entities,
+                relationships,
+            } => {
+                let opts = transfer::Opts {
+                    entities,
+                    relationships,
+                };
+                transfer::transfer(&ctx, opts).await
             }
             Cmd::SqlPlan { db, sql, params } => sql_plan(&db, &sql, &params),
             Cmd::Hnsw {

@@ -85,11 +85,13 @@ fn connect(path: &Path, config: &SqliteConfig, read_only: bool) -> rusqlite::Res
         Synchronous::Full => "FULL",
         Synchronous::Normal => "NORMAL",
     };
+    // The writer's page cache holds the indexes' hot pages of bulk writes.
+    let cache = if read_only { -16_384 } else { -131_072 };
     conn.execute_batch(&format!(
         "PRAGMA busy_timeout = 5000;
          PRAGMA foreign_keys = ON;
          PRAGMA synchronous = {sync};
-         PRAGMA cache_size = -16384;
+         PRAGMA cache_size = {cache};
          PRAGMA temp_store = MEMORY;"
     ))?;
     if !read_only {

@@ -1,0 +1,135 @@
+//! `transfer`: import and export through the daemon's own code, in process
+//! (no HTTP): an export file of N entities (one version each, a few
+//! properties) and M relationships is generated, imported into an empty
+//! project with `strata::import::run` (both passes: the check, then the
+//! stores' batches), imported again (every row unchanged), and exported
+//! back with `strata::export::project`. SQLite by default; PostgreSQL with
+//! `--postgres` (a fresh database).
+
+use crate::Ctx;
+use anyhow::{ensure, Result};
+use futures_util::StreamExt;
+use rand::Rng;
+use serde_json::json;
+use std::io::Write;
+use std::time::Instant;
+use strata::domain::{Caller, Scope};
+use strata::import::Target;
+
+pub struct Opts {
+    pub entities: usize,
+    pub relationships: usize,
+}
+
+const AT: &str = "2026-12-04T00:00:00.000000Z";
+
+/// Writes the export file; returns its size in bytes.
+fn generate(path: &std::path::Path, o: &Opts, seed: u64) -> Result<u64> {
+    let mut r = crate::gen::rng(seed, 9001);
+    let mut out = std::io::BufWriter::new(std::fs::File::create(path)?);
+    let line = |out: &mut std::io::BufWriter<std::fs::File>, v: serde_json::Value| {
+        serde_json::to_writer(&mut *out, &v)?;
+        out.write_all(b"\n")
+    };
+    line(
+        &mut out,
+        json!({"kind": "project", "org": "bench", "id": "p", "name": "p", "created_at": AT}),
+    )?;
+    for i in 0..o.entities {
+        let id = format!("e{i:08}");
+        let props = json!({"name": format!("package {i}"), "downloads": r.random_range(0..1_000_000),
+                           "tags": ["rust", "graph"], "stable": i % 3 == 0});
+        line(
+            &mut out,
+            json!({"kind": "entity", "id": id, "type": "package", "properties": props,
+                   "version": 1, "created_at": AT, "updated_at": AT,
+                   "created_by": "bench", "updated_by": "bench"}),
+        )?;
+        line(
+            &mut out,
+            json!({"kind": "version", "entity": id, "version": 1, "parent": null,
+                   "op": "create", "type": "package", "deleted": false, "actor": "bench",
+                   "at": AT, "patch": props, "snapshot": props, "chain": 0}),
+        )?;
+    }
+    for i in 0..o.relationships {
+        let from = r.random_range(0..o.entities);
+        let to = r.random_range(0..o.entities);
+        line(
+            &mut out,
+            json!({"kind": "relationship", "id": format!("r{i:08}"), "type": "DEPENDS_ON",
+                   "from": format!("e{from:08}"), "to": format!("e{to:08}"),
+                   "properties": {}, "version": 1, "created_at": AT, "updated_at": AT,
+                   "created_by": "bench", "updated_by": "bench"}),
+        )?;
+    }
+    out.flush()?;
+    Ok(std::fs::metadata(path)?.len())
+}
+
+pub async fn transfer(ctx: &Ctx, o: Opts) -> Result<()> {
+    let dir = tempfile::tempdir()?;
+    let file = dir.path().join("export.ndjson");
+    let bytes = generate(&file, &o, ctx.common.seed)?;
+    let mut config = strata::config::Config::embedded(dir.path());
+    if let Some((_, url)) = ctx
+        .common
+        .env
+        .iter()
+        .find(|(k, _)| k == "STRATA_DATABASE_URL")
+    {
+        config.database_url = url.clone();
+        config.postgres.statement_timeout_ms = 0;
+    }
+    let store = strata::store::open(&config.database_url, &config.store_settings()).await?;
+    let caller = Caller::new("bench");
+    store.create_org(&caller, "bench", "Bench").await?;
+    store.create_project(&caller, "bench", "p", "P").await?;
+    let target = Target::Project(Scope::new("bench", "p"));
+    let rows = (o.entities + o.relationships) as f64;
+    let mb = bytes as f64 / 1e6;
+
+    let t = Instant::now();
+    let first = strata::import::run(&store, &target, &file, &caller, false).await?;
+    let import = t.elapsed().as_secs_f64();
+    ensure!(
+        first.counts.created as usize == o.entities + o.relationships,
+        "{first:?}"
+    );
+    let t = Instant::now();
+    let again = strata::import::run(&store, &target, &file, &caller, false).await?;
+    let reimport = t.elapsed().as_secs_f64();
+    ensure!(again.counts.unchanged as usize == o.entities + o.relationships);
+
+    let project = store.get_project("bench", "p").await?;
+    let t = Instant::now();
+    let mut lines = Box::pin(strata::export::project(store.clone(), project));
+    let mut exported = 0usize;
+    while let Some(chunk) = lines.next().await {
+        exported += chunk?.len();
+    }
+    let export = t.elapsed().as_secs_f64();
+    store.close().await;
+
+    let report = json!({
+        "backend": store.backend(),
+        "entities": o.entities, "relationships": o.relationships, "file_bytes": bytes,
+        "import_secs": import, "import_entities_per_sec": o.entities as f64 / import,
+        "import_rows_per_sec": rows / import, "import_mb_per_sec": mb / import,
+        "reimport_secs": reimport, "reimport_rows_per_sec": rows / reimport,
+        "export_secs": export, "export_rows_per_sec": rows / export,
+        "export_mb_per_sec": exported as f64 / 1e6 / export,
+    });
+    println!(
+        "{}: {} entities + {} relationships ({mb:.0} MB): import {import:.1} s ({:.0} rows/s, {:.0} entities/s), again {reimport:.1} s ({:.0} rows/s), export {export:.1} s ({:.0} rows/s, {:.0} MB/s)",
+        store.backend(),
+        o.entities,
+        o.relationships,
+        rows / import,
+        o.entities as f64 / import,
+        rows / reimport,
+        rows / export,
+        exported as f64 / 1e6 / export
+    );
+    ctx.report("transfer", &[], report)
+}
