@@ -109,6 +109,7 @@ async fn store_all(
             Target::AsExported => None,
         },
         batch: Vec::new(),
+        batch_ids: Default::default(),
         report: ImportReport::default(),
         changed: BTreeSet::new(),
         pending: None,
@@ -128,13 +129,19 @@ async fn store_all(
                 }
             }
             Ok(Unit::Item(line, item)) => {
-                // Batches hold one kind: entities lock before relationships.
+                // Batches hold one kind (entities lock before relationships)
+                // and each id once (a batch's rows are stored together).
                 let switch = out.batch.last().is_some_and(|(_, last)| {
                     matches!(last, ImportItem::Entity(_)) != matches!(item, ImportItem::Entity(_))
                 });
-                if switch || out.batch.len() >= BATCH {
+                let id = match &item {
+                    ImportItem::Entity(e) => &e.entity.id,
+                    ImportItem::Relationship(r) => &r.relationship.id,
+                };
+                if switch || out.batch.len() >= BATCH || out.batch_ids.contains(id) {
                     out.flush().await?;
                 }
+                out.batch_ids.insert(id.clone());
                 out.batch.push((line, item));
             }
         }
@@ -151,6 +158,9 @@ async fn store_all(
     Ok(out.report)
 }
 
+/// A batch being stored in a task of its own.
+type Storage = tokio::task::JoinHandle<DomainResult<Vec<Imported>>>;
+
 /// The second pass's state: where records go, the batch being filled, what
 /// was done, and which projects changed.
 struct Storing<'a> {
@@ -158,13 +168,11 @@ struct Storing<'a> {
     caller: &'a Caller,
     scope: Option<Scope>,
     batch: Vec<(usize, ImportItem)>,
+    batch_ids: std::collections::HashSet<String>,
     report: ImportReport,
     changed: BTreeSet<(String, String)>,
     /// The batch being stored, with the lines its items came from.
-    pending: Option<(
-        Vec<usize>,
-        tokio::task::JoinHandle<DomainResult<Vec<Imported>>>,
-    )>,
+    pending: Option<(Vec<usize>, Storage)>,
 }
 
 impl Storing<'_> {
@@ -179,6 +187,7 @@ impl Storing<'_> {
             .scope
             .clone()
             .expect("pass one found a project line first");
+        self.batch_ids.clear();
         let (lines, items): (Vec<usize>, Vec<ImportItem>) =
             std::mem::take(&mut self.batch).into_iter().unzip();
         let (store, caller) = (self.store.clone(), self.caller.clone());

@@ -1,11 +1,14 @@
-//! Imported rows stored as exported (`rules::import`): one transaction per
-//! batch under the lock protocol (locks.rs): the project shared, the
-//! batch's entity rows in id order, or a relationship's ends shared before
-//! its row. Retried after a collision, as every write is.
+//! Imported rows stored as exported (`rules::import`), set at a time: a
+//! batch is a handful of statements whatever its size (the rows travel as
+//! arrays through `unnest`), in one transaction under the lock protocol
+//! (locks.rs): the project shared, then the batch's entity rows in id
+//! order, or a relationship batch's ends (shared) then its rows, in id
+//! order. Retried after a collision, as every write is. A batch holds one
+//! kind of row and each id once (`crate::import` makes its batches so).
 
-use super::rows::{self, execute, parse_time, query, query_opt, ENTITY_COLS, REL_COLS};
-use super::{audit, entities, outbox, relationships, tx, PgStore};
-use crate::domain::export::{EntityExport, RelationshipRecord, VersionRecord};
+use super::rows::{self, execute, parse_time, query, ENTITY_COLS, REL_COLS};
+use super::{audit, entities, relationships, tx, PgStore};
+use crate::domain::export::{EntityExport, RelationshipRecord};
 use crate::domain::rules::import::{self as rules, ImportCounts, Verdict};
 use crate::domain::*;
 use crate::store::prelude::*;
@@ -13,8 +16,20 @@ use crate::store::{AuditPlace, ImportItem, Imported};
 use async_trait::async_trait;
 use chrono::{DateTime, Utc};
 use deadpool_postgres::GenericClient;
+use serde_json::Value;
+use std::collections::HashMap;
 
-const IMPORT_OP: &str = "import";
+/// The rows of `table` with the given ids (sorted), locked with `lock` in
+/// id order. Each is found by its primary key: with `id = ANY(...)` the
+/// planner may scan a whole project through a secondary index instead.
+fn by_ids(cols: &str, table: &str, lock: &str) -> String {
+    format!(
+        "SELECT r.* FROM unnest($3::text[]) WITH ORDINALITY AS w(id, n),
+         LATERAL (SELECT {cols} FROM {table}
+                  WHERE org_id = $1 AND project_id = $2 AND id = w.id {lock}) AS r
+         ORDER BY w.n"
+    )
+}
 
 fn time(text: &str) -> DomainResult<DateTime<Utc>> {
     parse_time(text)
@@ -24,190 +39,439 @@ fn optional_time(text: &Option<String>) -> DomainResult<Option<DateTime<Utc>>> {
     text.as_deref().map(parse_time).transpose()
 }
 
-async fn insert_version<C: GenericClient>(
+/// `n` new change sequences, in one statement.
+async fn sequences<C: GenericClient>(c: &C, n: usize) -> DomainResult<Vec<i64>> {
+    let n = i32::try_from(n).unwrap_or(i32::MAX);
+    Ok(query(
+        c,
+        "SELECT nextval('change_seq') FROM generate_series(1, $1::int)",
+        &[&n],
+    )
+    .await?
+    .iter()
+    .map(|r| r.get(0))
+    .collect())
+}
+
+/// Outbox rows for stored rows: `(seq, id, version)` each.
+async fn outbox<C: GenericClient>(
     c: &C,
     scope: &Scope,
-    v: &VersionRecord,
-    seq: i64,
+    kind: &str,
+    rows: &[(i64, &str, i64)],
 ) -> DomainResult<()> {
-    let chain = i32::try_from(v.chain).unwrap_or(i32::MAX);
+    let seqs: Vec<i64> = rows.iter().map(|r| r.0).collect();
+    let ids: Vec<&str> = rows.iter().map(|r| r.1).collect();
+    let versions: Vec<i64> = rows.iter().map(|r| r.2).collect();
     execute(
         c,
-        "INSERT INTO entity_versions (org_id, project_id, entity_id, version, parent_version, op,
-             type, deleted, actor, at, patch, snapshot, chain, seq)
-         VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12, $13, $14)",
-        &[
-            &scope.org,
-            &scope.project,
-            &v.entity,
-            &v.version,
-            &v.parent,
-            &v.op.as_str(),
-            &v.entity_type,
-            &v.deleted,
-            &v.actor,
-            &time(&v.at)?,
-            &v.patch,
-            &v.snapshot,
-            &chain,
-            &seq,
-        ],
+        "INSERT INTO outbox (seq, org_id, project_id, kind, target_id, op, at, version)
+         SELECT t.seq, $1, $2, $3, t.id, 'import', now(), t.version
+         FROM unnest($4::bigint[], $5::text[], $6::bigint[]) AS t(seq, id, version)",
+        &[&scope.org, &scope.project, &kind, &seqs, &ids, &versions],
     )
     .await?;
     Ok(())
 }
 
-async fn entity<C: GenericClient>(
+async fn entity_batch<C: GenericClient>(
     c: &C,
     scope: &Scope,
-    e: &EntityExport,
-) -> DomainResult<Imported> {
-    let found = query_opt(
+    batch: &[&EntityExport],
+) -> DomainResult<Vec<Imported>> {
+    let mut ids: Vec<&str> = batch.iter().map(|e| e.entity.id.as_str()).collect();
+    ids.sort_unstable();
+    // Locked in id order and read in the same statement.
+    let stored: HashMap<String, Entity> = query(
         c,
-        &format!(
-            "SELECT {ENTITY_COLS} FROM entities WHERE org_id = $1 AND project_id = $2 AND id = $3"
-        ),
-        &[&scope.org, &scope.project, &e.entity.id],
+        &by_ids(ENTITY_COLS, "entities", "FOR UPDATE"),
+        &[&scope.org, &scope.project, &ids],
     )
-    .await?;
-    let stored = found.as_ref().map(rows::entity);
-    let verdict = rules::entity(stored.as_ref(), &e.entity);
-    let after = match verdict {
-        Verdict::Create => 0,
-        Verdict::Update { after } => after,
-        _ => return Ok(Imported { verdict, seq: 0 }),
-    };
-    let en = &e.entity;
-    let seq = rows::next_seq(c).await?;
-    execute(
-        c,
-        "INSERT INTO entities (org_id, project_id, id, type, properties, version, created_at,
-             updated_at, created_by, updated_by, deleted_at, seq)
-         VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12)
-         ON CONFLICT (org_id, project_id, id) DO UPDATE SET
-             type = EXCLUDED.type, properties = EXCLUDED.properties,
-             version = EXCLUDED.version, updated_at = EXCLUDED.updated_at,
-             updated_by = EXCLUDED.updated_by, deleted_at = EXCLUDED.deleted_at,
-             seq = EXCLUDED.seq",
-        &[
-            &scope.org,
-            &scope.project,
-            &en.id,
-            &en.entity_type,
-            &serde_json::Value::Object(en.properties.clone()),
-            &en.version,
-            &time(&en.created_at)?,
-            &time(&en.updated_at)?,
-            &en.created_by,
-            &en.updated_by,
-            &optional_time(&en.deleted_at)?,
-            &seq,
-        ],
-    )
-    .await?;
-    for v in e.versions.iter().filter(|v| v.version > after) {
-        insert_version(c, scope, v, seq).await?;
+    .await?
+    .iter()
+    .map(|r| {
+        let e = rows::entity(r);
+        (e.id.clone(), e)
+    })
+    .collect();
+    let verdicts: Vec<Verdict> = batch
+        .iter()
+        .map(|e| rules::entity(stored.get(&e.entity.id), &e.entity))
+        .collect();
+    let storing: Vec<(usize, i64)> = verdicts
+        .iter()
+        .enumerate()
+        .filter_map(|(i, v)| match v {
+            Verdict::Create => Some((i, 0)),
+            Verdict::Update { after } => Some((i, *after)),
+            _ => None,
+        })
+        .collect();
+    let seqs = sequences(c, storing.len()).await?;
+
+    let mut e_cols = EntityColumns::default();
+    let mut v_cols = VersionColumns::default();
+    for (&(i, after), &seq) in storing.iter().zip(&seqs) {
+        let e = batch[i];
+        e_cols.push(&e.entity, seq)?;
+        for v in e.versions.iter().filter(|v| v.version > after) {
+            v_cols.push(v, seq)?;
+        }
     }
-    let change = ("entity", en.id.as_str(), IMPORT_OP, Some(en.version));
-    outbox::record(c, scope, change, seq, Utc::now()).await?;
-    if let Some(s) = &stored {
-        match (s.deleted_at.is_some(), en.deleted_at.is_some()) {
-            (false, true) => relationships::hide_touching(c, scope, &en.id).await?,
-            (true, false) => {
+    if !storing.is_empty() {
+        e_cols.store(c, scope).await?;
+        v_cols.store(c, scope).await?;
+        let changes: Vec<(i64, &str, i64)> = storing
+            .iter()
+            .zip(&seqs)
+            .map(|(&(i, _), &seq)| (seq, batch[i].entity.id.as_str(), batch[i].entity.version))
+            .collect();
+        outbox(c, scope, "entity", &changes).await?;
+    }
+    // Relationships follow their ends' deletion, as for a delete or restore.
+    for &(i, _) in &storing {
+        let en = &batch[i].entity;
+        let was_deleted = stored.get(&en.id).map(|s| s.deleted_at.is_some());
+        match (was_deleted, en.deleted_at.is_some()) {
+            (Some(false), true) => relationships::hide_touching(c, scope, &en.id).await?,
+            (Some(true), false) => {
                 entities::lock_revivable_ends(c, scope, &en.id).await?;
                 relationships::revive_touching(c, scope, &en.id).await?
             }
             _ => {}
         }
     }
-    Ok(Imported { verdict, seq })
+    let mut seq_of = storing.iter().zip(&seqs).map(|(&(i, _), &s)| (i, s));
+    let mut next = seq_of.next();
+    Ok(verdicts
+        .into_iter()
+        .enumerate()
+        .map(|(i, verdict)| {
+            let seq = match next {
+                Some((at, s)) if at == i => {
+                    next = seq_of.next();
+                    s
+                }
+                _ => 0,
+            };
+            Imported { verdict, seq }
+        })
+        .collect())
 }
 
-async fn relationship<C: GenericClient>(
+/// Entity rows as column arrays for one `unnest` insert.
+#[derive(Default)]
+struct EntityColumns<'a> {
+    id: Vec<&'a str>,
+    ty: Vec<&'a str>,
+    properties: Vec<Value>,
+    version: Vec<i64>,
+    created_at: Vec<DateTime<Utc>>,
+    updated_at: Vec<DateTime<Utc>>,
+    created_by: Vec<&'a str>,
+    updated_by: Vec<&'a str>,
+    deleted_at: Vec<Option<DateTime<Utc>>>,
+    seq: Vec<i64>,
+}
+
+impl<'a> EntityColumns<'a> {
+    fn push(&mut self, e: &'a Entity, seq: i64) -> DomainResult<()> {
+        self.id.push(&e.id);
+        self.ty.push(&e.entity_type);
+        self.properties.push(Value::Object(e.properties.clone()));
+        self.version.push(e.version);
+        self.created_at.push(time(&e.created_at)?);
+        self.updated_at.push(time(&e.updated_at)?);
+        self.created_by.push(&e.created_by);
+        self.updated_by.push(&e.updated_by);
+        self.deleted_at.push(optional_time(&e.deleted_at)?);
+        self.seq.push(seq);
+        Ok(())
+    }
+
+    async fn store<C: GenericClient>(&self, c: &C, scope: &Scope) -> DomainResult<()> {
+        execute(
+            c,
+            "INSERT INTO entities (org_id, project_id, id, type, properties, version, created_at,
+                 updated_at, created_by, updated_by, deleted_at, seq)
+             SELECT $1, $2, t.* FROM unnest($3::text[], $4::text[], $5::jsonb[], $6::bigint[],
+                 $7::timestamptz[], $8::timestamptz[], $9::text[], $10::text[],
+                 $11::timestamptz[], $12::bigint[]) AS t
+             ON CONFLICT (org_id, project_id, id) DO UPDATE SET
+                 type = EXCLUDED.type, properties = EXCLUDED.properties,
+                 version = EXCLUDED.version, updated_at = EXCLUDED.updated_at,
+                 updated_by = EXCLUDED.updated_by, deleted_at = EXCLUDED.deleted_at,
+                 seq = EXCLUDED.seq",
+            &[
+                &scope.org,
+                &scope.project,
+                &self.id,
+                &self.ty,
+                &self.properties,
+                &self.version,
+                &self.created_at,
+                &self.updated_at,
+                &self.created_by,
+                &self.updated_by,
+                &self.deleted_at,
+                &self.seq,
+            ],
+        )
+        .await?;
+        Ok(())
+    }
+}
+
+/// Version rows as column arrays for one `unnest` insert.
+#[derive(Default)]
+struct VersionColumns<'a> {
+    entity: Vec<&'a str>,
+    version: Vec<i64>,
+    parent: Vec<Option<i64>>,
+    op: Vec<&'static str>,
+    ty: Vec<&'a str>,
+    deleted: Vec<bool>,
+    actor: Vec<&'a str>,
+    at: Vec<DateTime<Utc>>,
+    patch: Vec<&'a Value>,
+    snapshot: Vec<Option<&'a Value>>,
+    chain: Vec<i32>,
+    seq: Vec<i64>,
+}
+
+impl<'a> VersionColumns<'a> {
+    fn push(&mut self, v: &'a crate::domain::export::VersionRecord, seq: i64) -> DomainResult<()> {
+        self.entity.push(&v.entity);
+        self.version.push(v.version);
+        self.parent.push(v.parent);
+        self.op.push(v.op.as_str());
+        self.ty.push(&v.entity_type);
+        self.deleted.push(v.deleted);
+        self.actor.push(&v.actor);
+        self.at.push(time(&v.at)?);
+        self.patch.push(&v.patch);
+        self.snapshot.push(v.snapshot.as_ref());
+        self.chain.push(i32::try_from(v.chain).unwrap_or(i32::MAX));
+        self.seq.push(seq);
+        Ok(())
+    }
+
+    async fn store<C: GenericClient>(&self, c: &C, scope: &Scope) -> DomainResult<()> {
+        execute(
+            c,
+            "INSERT INTO entity_versions (org_id, project_id, entity_id, version, parent_version,
+                 op, type, deleted, actor, at, patch, snapshot, chain, seq)
+             SELECT $1, $2, t.* FROM unnest($3::text[], $4::bigint[], $5::bigint[], $6::text[],
+                 $7::text[], $8::bool[], $9::text[], $10::timestamptz[], $11::jsonb[],
+                 $12::jsonb[], $13::int[], $14::bigint[]) AS t",
+            &[
+                &scope.org,
+                &scope.project,
+                &self.entity,
+                &self.version,
+                &self.parent,
+                &self.op,
+                &self.ty,
+                &self.deleted,
+                &self.actor,
+                &self.at,
+                &self.patch,
+                &self.snapshot,
+                &self.chain,
+                &self.seq,
+            ],
+        )
+        .await?;
+        Ok(())
+    }
+}
+
+async fn relationship_batch<C: GenericClient>(
     c: &C,
     scope: &Scope,
-    r: &RelationshipRecord,
-) -> DomainResult<Imported> {
-    let rel = &r.relationship;
-    // The ends first (shared), then the row: the protocol's order.
-    let mut ends = vec![rel.from.clone(), rel.to.clone()];
-    ends.sort();
+    batch: &[&RelationshipRecord],
+) -> DomainResult<Vec<Imported>> {
+    // The ends first (shared, in id order), then the rows: the protocol's order.
+    let mut ends: Vec<&str> = batch
+        .iter()
+        .flat_map(|r| [r.relationship.from.as_str(), r.relationship.to.as_str()])
+        .collect();
+    ends.sort_unstable();
     ends.dedup();
-    let live_ends: Vec<(String, bool)> = query(
+    let live: HashMap<String, bool> = query(
         c,
-        "SELECT id, deleted_at IS NULL FROM entities
-         WHERE org_id = $1 AND project_id = $2 AND id = ANY($3) ORDER BY id FOR SHARE",
+        &by_ids("id, deleted_at IS NULL", "entities", "FOR SHARE"),
         &[&scope.org, &scope.project, &ends],
     )
     .await?
     .iter()
-    .map(|row| (row.get(0), row.get(1)))
+    .map(|r| (r.get(0), r.get(1)))
     .collect();
-    let found = query_opt(
+    let mut ids: Vec<&str> = batch.iter().map(|r| r.relationship.id.as_str()).collect();
+    ids.sort_unstable();
+    let stored: HashMap<String, (Relationship, bool)> = query(
         c,
-        &format!(
-            "SELECT {REL_COLS}, deleted_at IS NOT NULL FROM relationships
-             WHERE org_id = $1 AND project_id = $2 AND id = $3 FOR UPDATE"
+        &by_ids(
+            &format!("{REL_COLS}, deleted_at IS NOT NULL"),
+            "relationships",
+            "FOR UPDATE",
         ),
-        &[&scope.org, &scope.project, &rel.id],
+        &[&scope.org, &scope.project, &ids],
     )
-    .await?;
-    let stored = found
-        .as_ref()
-        .map(|row| (rows::relationship(row), row.get::<_, bool>(10)));
-    let verdict = rules::relationship(stored.as_ref().map(|(r, d)| (r, *d)), r);
-    if !matches!(verdict, Verdict::Create | Verdict::Update { .. }) {
-        return Ok(Imported { verdict, seq: 0 });
+    .await?
+    .iter()
+    .map(|r| {
+        let rel = rows::relationship(r);
+        (rel.id.clone(), (rel, r.get::<_, bool>(10)))
+    })
+    .collect();
+    let verdicts: Vec<Verdict> = batch
+        .iter()
+        .map(|r| {
+            let rel = &r.relationship;
+            let verdict = rules::relationship(stored.get(&rel.id).map(|(s, d)| (s, *d)), r);
+            let ends_known = live.contains_key(&rel.from) && live.contains_key(&rel.to);
+            match verdict {
+                Verdict::Create | Verdict::Update { .. } if !ends_known => Verdict::Conflict(
+                    format!("relationship {}: its ends are not in the project", rel.id),
+                ),
+                verdict => verdict,
+            }
+        })
+        .collect();
+    let storing: Vec<usize> = (0..batch.len())
+        .filter(|&i| matches!(verdicts[i], Verdict::Create | Verdict::Update { .. }))
+        .collect();
+    let seqs = sequences(c, storing.len()).await?;
+    if !storing.is_empty() {
+        let mut cols = RelationshipColumns::default();
+        for (&i, &seq) in storing.iter().zip(&seqs) {
+            let r = batch[i];
+            let rel = &r.relationship;
+            let is_live = r.deleted_at.is_none() && live[&rel.from] && live[&rel.to];
+            cols.push(r, is_live, seq)?;
+        }
+        cols.store(c, scope).await?;
+        let changes: Vec<(i64, &str, i64)> = storing
+            .iter()
+            .zip(&seqs)
+            .map(|(&i, &seq)| {
+                let rel = &batch[i].relationship;
+                (seq, rel.id.as_str(), rel.version)
+            })
+            .collect();
+        outbox(c, scope, "relationship", &changes).await?;
     }
-    if live_ends.len() != ends.len() {
-        let missing = format!("relationship {}: its ends are not in the project", rel.id);
-        return Ok(Imported {
-            verdict: Verdict::Conflict(missing),
-            seq: 0,
-        });
+    let seq_of: HashMap<usize, i64> = storing.iter().copied().zip(seqs).collect();
+    Ok(verdicts
+        .into_iter()
+        .enumerate()
+        .map(|(i, verdict)| Imported {
+            verdict,
+            seq: seq_of.get(&i).copied().unwrap_or(0),
+        })
+        .collect())
+}
+
+/// Relationship rows as column arrays for one `unnest` insert.
+#[derive(Default)]
+struct RelationshipColumns<'a> {
+    id: Vec<&'a str>,
+    ty: Vec<&'a str>,
+    from: Vec<&'a str>,
+    to: Vec<&'a str>,
+    properties: Vec<Value>,
+    version: Vec<i64>,
+    created_at: Vec<DateTime<Utc>>,
+    updated_at: Vec<DateTime<Utc>>,
+    created_by: Vec<&'a str>,
+    updated_by: Vec<&'a str>,
+    deleted_at: Vec<Option<DateTime<Utc>>>,
+    live: Vec<bool>,
+    seq: Vec<i64>,
+}
+
+impl<'a> RelationshipColumns<'a> {
+    fn push(&mut self, r: &'a RelationshipRecord, live: bool, seq: i64) -> DomainResult<()> {
+        let rel = &r.relationship;
+        self.id.push(&rel.id);
+        self.ty.push(&rel.rel_type);
+        self.from.push(&rel.from);
+        self.to.push(&rel.to);
+        self.properties.push(Value::Object(rel.properties.clone()));
+        self.version.push(rel.version);
+        self.created_at.push(time(&rel.created_at)?);
+        self.updated_at.push(time(&rel.updated_at)?);
+        self.created_by.push(&rel.created_by);
+        self.updated_by.push(&rel.updated_by);
+        self.deleted_at.push(optional_time(&r.deleted_at)?);
+        self.live.push(live);
+        self.seq.push(seq);
+        Ok(())
     }
-    let live = r.deleted_at.is_none() && live_ends.iter().all(|(_, live)| *live);
-    let seq = rows::next_seq(c).await?;
-    execute(
-        c,
-        "INSERT INTO relationships (org_id, project_id, id, type, from_id, to_id, properties,
-             version, created_at, updated_at, created_by, updated_by, deleted_at, live, seq)
-         VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12, $13, $14, $15)
-         ON CONFLICT (org_id, project_id, id) DO UPDATE SET
-             type = EXCLUDED.type, properties = EXCLUDED.properties,
-             version = EXCLUDED.version, updated_at = EXCLUDED.updated_at,
-             updated_by = EXCLUDED.updated_by, deleted_at = EXCLUDED.deleted_at,
-             live = EXCLUDED.live, seq = EXCLUDED.seq",
-        &[
-            &scope.org,
-            &scope.project,
-            &rel.id,
-            &rel.rel_type,
-            &rel.from,
-            &rel.to,
-            &serde_json::Value::Object(rel.properties.clone()),
-            &rel.version,
-            &time(&rel.created_at)?,
-            &time(&rel.updated_at)?,
-            &rel.created_by,
-            &rel.updated_by,
-            &optional_time(&r.deleted_at)?,
-            &live,
-            &seq,
-        ],
-    )
-    .await?;
-    let change = (
-        "relationship",
-        rel.id.as_str(),
-        IMPORT_OP,
-        Some(rel.version),
-    );
-    outbox::record(c, scope, change, seq, Utc::now()).await?;
-    Ok(Imported { verdict, seq })
+
+    async fn store<C: GenericClient>(&self, c: &C, scope: &Scope) -> DomainResult<()> {
+        execute(
+            c,
+            "INSERT INTO relationships (org_id, project_id, id, type, from_id, to_id, properties,
+                 version, created_at, updated_at, created_by, updated_by, deleted_at, live, seq)
+             SELECT $1, $2, t.* FROM unnest($3::text[], $4::text[], $5::text[], $6::text[],
+                 $7::jsonb[], $8::bigint[], $9::timestamptz[], $10::timestamptz[], $11::text[],
+                 $12::text[], $13::timestamptz[], $14::bool[], $15::bigint[]) AS t
+             ON CONFLICT (org_id, project_id, id) DO UPDATE SET
+                 type = EXCLUDED.type, properties = EXCLUDED.properties,
+                 version = EXCLUDED.version, updated_at = EXCLUDED.updated_at,
+                 updated_by = EXCLUDED.updated_by, deleted_at = EXCLUDED.deleted_at,
+                 live = EXCLUDED.live, seq = EXCLUDED.seq",
+            &[
+                &scope.org,
+                &scope.project,
+                &self.id,
+                &self.ty,
+                &self.from,
+                &self.to,
+                &self.properties,
+                &self.version,
+                &self.created_at,
+                &self.updated_at,
+                &self.created_by,
+                &self.updated_by,
+                &self.deleted_at,
+                &self.live,
+                &self.seq,
+            ],
+        )
+        .await?;
+        Ok(())
+    }
 }
 
 impl PgStore {
+    /// Statistics that lag far behind an import's growth make the planner
+    /// read the lookups by id through a project-wide index scan (a fresh
+    /// table looks empty): after a batch that added `grown` rows to a table
+    /// whose statistics count fewer than ten times that, it is analysed, so
+    /// this happens a few times per import (at about 10x steps), not per batch.
+    async fn refresh_statistics(&self, table: &str, grown: usize) -> DomainResult<()> {
+        if grown == 0 {
+            return Ok(());
+        }
+        let c = self.client().await?;
+        let counted: f32 = rows::query_one(
+            &c,
+            "SELECT reltuples FROM pg_class WHERE oid = to_regclass($1)",
+            &[&table],
+        )
+        .await?
+        .get(0);
+        if counted < (grown * 10) as f32 {
+            c.batch_execute(&format!("ANALYZE {table}"))
+                .await
+                .map_err(rows::pg_err)?;
+        }
+        Ok(())
+    }
+
     async fn import_once(
         &self,
         scope: &Scope,
@@ -217,40 +481,45 @@ impl PgStore {
         let tx = tx::WriteTx::new(self.client().await?);
         let c = tx.client();
         tx.begin(scope, async {}).await?;
-        // The batch's entity rows, locked in id order before any is read.
-        let mut ids: Vec<&str> = items
+        let entities: Vec<&EntityExport> = items
             .iter()
             .filter_map(|item| match item {
-                ImportItem::Entity(e) => Some(e.entity.id.as_str()),
+                ImportItem::Entity(e) => Some(e),
                 ImportItem::Relationship(_) => None,
             })
             .collect();
-        ids.sort_unstable();
-        if !ids.is_empty() {
-            execute(
-                c,
-                "SELECT 1 FROM entities WHERE org_id = $1 AND project_id = $2 AND id = ANY($3)
-                 ORDER BY id FOR UPDATE",
-                &[&scope.org, &scope.project, &ids],
-            )
-            .await?;
+        let relationships: Vec<&RelationshipRecord> = items
+            .iter()
+            .filter_map(|item| match item {
+                ImportItem::Relationship(r) => Some(r),
+                ImportItem::Entity(_) => None,
+            })
+            .collect();
+        if !entities.is_empty() && !relationships.is_empty() {
+            return Err(DomainError::internal(
+                "an import batch mixes entities and relationships",
+            ));
         }
-        let mut done = Vec::with_capacity(items.len());
+        let done = if entities.is_empty() {
+            relationship_batch(c, scope, &relationships).await?
+        } else {
+            entity_batch(c, scope, &entities).await?
+        };
         let mut counts = ImportCounts::default();
-        for item in items {
-            let imported = match item {
-                ImportItem::Entity(e) => entity(c, scope, e).await?,
-                ImportItem::Relationship(r) => relationship(c, scope, r).await?,
-            };
-            counts.add(&imported.verdict);
-            done.push(imported);
-        }
+        done.iter().for_each(|d| counts.add(&d.verdict));
         let place = AuditPlace::scope(scope, caller);
         let details = serde_json::to_value(counts).expect("counts serialise");
         audit::record(c, &place, "project.import", &scope.project, details).await?;
         tx.commit().await?;
-        for (item, imported) in items.iter().zip(&done) {
-            if let (ImportItem::Entity(e), true) = (item, imported.seq > 0) {
+        let created = done.iter().filter(|d| d.verdict == Verdict::Create).count();
+        let table = if entities.is_empty() {
+            "relationships"
+        } else {
+            "entities"
+        };
+        self.refresh_statistics(table, created).await?;
+        for (e, imported) in entities.iter().zip(&done) {
+            if imported.seq > 0 {
                 self.notifier
                     .entity_changed(scope, &e.entity.id, imported.seq);
             }
