@@ -20,7 +20,9 @@ thread_local! {
 }
 
 fuzz_target!(|data: &[u8]| {
-    let Ok(q) = std::str::from_utf8(data) else { return };
+    let Ok(q) = std::str::from_utf8(data) else {
+        return;
+    };
     let terms = query::check_terms(q);
     if terms.is_empty() {
         return;
@@ -28,7 +30,9 @@ fuzz_target!(|data: &[u8]| {
     let expression = query::fts5_match(&terms);
     DB.with(|db| {
         let db = db.borrow();
-        let mut st = db.prepare_cached("SELECT rowid FROM t WHERE t MATCH ?1").expect("prepare");
+        let mut st = db
+            .prepare_cached("SELECT rowid FROM t WHERE t MATCH ?1")
+            .expect("prepare");
         let rows: Result<Vec<i64>, _> = st
             .query_map([&expression], |r| r.get(0))
             .and_then(|rows| rows.collect());
@@ -37,5 +41,7 @@ fuzz_target!(|data: &[u8]| {
         }
     });
     let ts = query::tsquery_prefix(&terms);
-    assert!(ts.chars().all(|c| c.is_alphanumeric() || matches!(c, ':' | '*' | ' ' | '&')));
+    assert!(ts
+        .chars()
+        .all(|c| c.is_alphanumeric() || matches!(c, ':' | '*' | ' ' | '&')));
 });

@@ -18,18 +18,26 @@ thread_local! {
 }
 
 fuzz_target!(|data: &[u8]| {
-    let Ok(text) = std::str::from_utf8(data) else { return };
+    let Ok(text) = std::str::from_utf8(data) else {
+        return;
+    };
     ANALYZER.with(|a| {
         let mut a = a.borrow_mut();
         let tokens = a.index_tokens(text);
         for t in &tokens {
             assert!(!t.text.is_empty(), "empty token from {text:?}");
-            assert!(t.text.chars().count() <= MAX_PREFIX, "{:?} too long", t.text);
+            assert!(
+                t.text.chars().count() <= MAX_PREFIX,
+                "{:?} too long",
+                t.text
+            );
             assert!(t.position < MAX_WORDS);
         }
         assert!(tokens.len() <= 2 * MAX_PREFIX * MAX_WORDS);
         for word in text.split_whitespace().take(64) {
-            let Some(term) = a.query_term(word) else { continue };
+            let Some(term) = a.query_term(word) else {
+                continue;
+            };
             assert!(term.chars().count() <= MAX_PREFIX);
             let own = a.index_tokens(word);
             assert!(
