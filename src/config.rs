@@ -31,6 +31,8 @@ pub struct Config {
     pub blob_url: String,
     /// Largest request body accepted (413 above).
     pub body_limit: usize,
+    /// Largest import body accepted (413 above; imports are spooled to disk).
+    pub import_limit: u64,
     pub request_timeout_secs: u64,
     pub max_concurrency: usize,
     /// Local development only: no keys checked; refused off loopback.
@@ -93,6 +95,7 @@ struct Settings {
     admin_key: Option<String>,
     blob_url: Option<String>,
     body_limit: usize,
+    import_limit: u64,
     request_timeout_secs: u64,
     max_concurrency: usize,
     auth: Switch,
@@ -117,6 +120,7 @@ impl Default for Settings {
             admin_key: None,
             blob_url: None,
             body_limit: 1 << 20,
+            import_limit: 16 << 30,
             request_timeout_secs: 30,
             max_concurrency: 1024,
             auth: Switch::On,
@@ -183,6 +187,7 @@ const ENV: &[(&str, &str, Kind)] = &[
     ("STRATA_ADMIN_KEY", "admin_key", Kind::Text),
     ("STRATA_BLOB_URL", "blob_url", Kind::Text),
     ("STRATA_BODY_LIMIT", "body_limit", Kind::Number),
+    ("STRATA_IMPORT_LIMIT", "import_limit", Kind::Number),
     (
         "STRATA_REQUEST_TIMEOUT_SECS",
         "request_timeout_secs",
@@ -367,6 +372,7 @@ impl Config {
             admin_key: s.admin_key,
             blob_url,
             body_limit: s.body_limit,
+            import_limit: s.import_limit,
             request_timeout_secs: s.request_timeout_secs,
             max_concurrency: s.max_concurrency,
             auth_disabled: s.auth == Switch::Off,

@@ -1,6 +1,7 @@
 //! Imports of NDJSON exports into a project (`crate::import`): the body is
-//! streamed to a temporary file (any size: the body limit and the request
-//! timeout do not apply to this route), checked whole, then stored.
+//! streamed to a temporary file (up to `STRATA_IMPORT_LIMIT`: the body
+//! limit and the request timeout do not apply to this route), checked
+//! whole, then stored.
 
 use super::auth::{Authorized, Write};
 use super::entities::ProjectPath;
@@ -42,7 +43,8 @@ struct ImportParams {
         content((String = "application/x-ndjson"))),
     security(("api_key" = ["write"])),
     responses((status = 200, description = "what the import did", body = Data<ImportReport>),
-        (status = 400, description = "bad_request: a bad line (`details.line`); nothing stored")))]
+        (status = 400, description = "bad_request: a bad line (`details.line`); nothing stored"),
+        (status = 413, description = "payload_too_large: the body is over STRATA_IMPORT_LIMIT")))]
 async fn import_project(
     State(s): State<AppState>,
     who: Authorized<Write>,
@@ -51,7 +53,7 @@ async fn import_project(
     body: Body,
 ) -> ApiResult<Response> {
     s.store.get_project(&p.org, &p.project).await?;
-    let spooled = spool(body).await?;
+    let spooled = spool(body, s.config.import_limit).await?;
     let report = crate::import::run(
         &s.store,
         &Target::Project(p.scope()),
@@ -63,16 +65,24 @@ async fn import_project(
     Ok(data(StatusCode::OK, report))
 }
 
-/// Writes the body to a temporary file, deleted when dropped.
-async fn spool(body: Body) -> ApiResult<tempfile::TempPath> {
+/// Writes the body to a temporary file, deleted when dropped; a body over
+/// `limit` bytes is refused (413) before it fills the disk.
+async fn spool(body: Body, limit: u64) -> ApiResult<tempfile::TempPath> {
     let internal = |e: std::io::Error| ApiError::from(crate::domain::DomainError::internal(e));
     let path = tempfile::NamedTempFile::new()
         .map_err(internal)?
         .into_temp_path();
     let mut file = tokio::fs::File::create(&path).await.map_err(internal)?;
     let mut chunks = body.into_data_stream();
+    let mut written = 0u64;
     while let Some(chunk) = chunks.next().await {
         let chunk = chunk.map_err(|e| ApiError::bad_request(format!("reading the body: {e}")))?;
+        written += chunk.len() as u64;
+        if written > limit {
+            return Err(ApiError::PayloadTooLarge(
+                usize::try_from(limit).unwrap_or(usize::MAX),
+            ));
+        }
         file.write_all(&chunk).await.map_err(internal)?;
     }
     file.flush().await.map_err(internal)?;

@@ -297,8 +297,15 @@ async fn an_import_reproduces_the_project_and_again_changes_nothing(mut config: 
     assert_eq!(n1["data"]["version"], 2);
 }
 
-async fn a_bad_line_stores_nothing_unless_asked(config: Config) {
+async fn a_bad_line_stores_nothing_unless_asked(mut config: Config) {
+    // Bodies over the import limit are refused before they are read whole.
+    config.import_limit = 100_000;
     let d = seeded(config).await;
+    let (_, whole) = admin(&d.router, ADMIN, "GET", &format!("{P}/export"), Value::Null).await;
+    let (status, body) = import(&d, "spare", &whole, "").await;
+    assert_eq!(status, 413, "{body}");
+    assert_eq!(body["error"]["code"], "payload_too_large");
+
     let (_, text) = admin(&d.router, ADMIN, "GET", &format!("{P}/export"), Value::Null).await;
     let mut lines: Vec<String> = text.lines().take(20).map(str::to_owned).collect();
     lines[6] = "{not json".into();
