@@ -75,7 +75,9 @@ pub async fn run(
             }
             Ok(_) => {}
             // A line too long to read, or a failing read, stops any import.
-            Err(e) if too_long(&e) || !matches!(e, DomainError::AtLine { .. }) => return Err(e),
+            Err(e) if units.unreadable || !matches!(e, DomainError::AtLine { .. }) => {
+                return Err(e)
+            }
             Err(_) if continue_on_error => {}
             Err(e) => return Err(e),
         }
@@ -86,11 +88,6 @@ pub async fn run(
         )));
     }
     store_all(store, target, path, caller).await
-}
-
-fn too_long(e: &DomainError) -> bool {
-    matches!(e, DomainError::AtLine { source, .. }
-        if matches!(**source, DomainError::BadRequest(ref m) if m.starts_with("a line over")))
 }
 
 /// The second pass: stores every good record, batch by batch.
@@ -257,6 +254,8 @@ struct Units<R> {
     line: usize,
     ahead: Option<(usize, ExportRecord)>,
     buf: Vec<u8>,
+    /// A line was too long to read: what follows cannot be told apart.
+    unreadable: bool,
 }
 
 impl Units<BufReader<tokio::fs::File>> {
@@ -269,6 +268,7 @@ impl Units<BufReader<tokio::fs::File>> {
             line: 0,
             ahead: None,
             buf: Vec::new(),
+            unreadable: false,
         })
     }
 }
@@ -293,6 +293,7 @@ impl<R: AsyncBufRead + Unpin> Units<R> {
             }
             self.line += 1;
             if self.buf.len() > MAX_LINE {
+                self.unreadable = true;
                 let e = DomainError::BadRequest(format!("a line over {MAX_LINE} bytes"));
                 return Some(Err(at_line(self.line, e)));
             }
@@ -351,7 +352,7 @@ impl<R: AsyncBufRead + Unpin> Units<R> {
                             self.ahead = Some(other);
                             break;
                         }
-                        Some(Err(err)) if too_long(&err) => return Some(Err(err)),
+                        Some(Err(err)) if self.unreadable => return Some(Err(err)),
                         Some(Err(err)) => {
                             bad.get_or_insert(err);
                         }

@@ -4,6 +4,7 @@
 //! (versions, times, actors), so importing the same file twice changes
 //! nothing, and a store that is behind the file is brought up to it.
 
+use super::entities::Ends;
 use super::history::{self, ChainLink, SNAPSHOT_EVERY};
 use crate::domain::export::{EntityExport, RelationshipRecord, VersionRecord};
 use crate::domain::{validate, DomainError, DomainResult, Entity, Relationship};
@@ -27,6 +28,18 @@ pub enum Verdict {
     Conflict(String),
 }
 
+impl Verdict {
+    /// Whether the row is stored, and after which of the store's versions
+    /// the file's are added (0: all of them); None when nothing is stored.
+    pub fn stores_after(&self) -> Option<i64> {
+        match self {
+            Verdict::Create => Some(0),
+            Verdict::Update { after } => Some(*after),
+            Verdict::Unchanged | Verdict::Conflict(_) => None,
+        }
+    }
+}
+
 /// Counts of an import, as the route answers them.
 #[derive(Debug, Clone, Copy, Default, PartialEq, Eq, serde::Serialize, utoipa::ToSchema)]
 pub struct ImportCounts {
@@ -37,6 +50,13 @@ pub struct ImportCounts {
 }
 
 impl ImportCounts {
+    /// The details of the `project.import` audit event of one batch.
+    pub fn audit_details<'a>(verdicts: impl Iterator<Item = &'a Verdict>) -> serde_json::Value {
+        let mut counts = ImportCounts::default();
+        verdicts.for_each(|v| counts.add(v));
+        serde_json::to_value(counts).expect("counts serialise")
+    }
+
     pub fn add(&mut self, verdict: &Verdict) {
         match verdict {
             Verdict::Create => self.created += 1,
@@ -58,8 +78,42 @@ pub fn entity(stored: Option<&Entity>, incoming: &Entity) -> Verdict {
     versions(stored.version, incoming.version, same)
 }
 
-/// As for entities; `stored_deleted` is whether the stored row is deleted.
+/// What storing an imported entity does to its relationships: they follow
+/// its deletion, as for a delete or a restore. `stored_deleted`: whether
+/// the store's row was deleted (None: there was none).
+pub fn ends(stored_deleted: Option<bool>, incoming: &Entity) -> Ends {
+    match (stored_deleted, incoming.deleted_at.is_some()) {
+        (Some(false), true) => Ends::Hide,
+        (Some(true), false) => Ends::Revive,
+        _ => Ends::Unchanged,
+    }
+}
+
+/// As for entities, and whether the stored row is live. `stored`: the
+/// store's row and whether it is deleted; `ends`: for `from` and `to`,
+/// whether the entity is live, None when the project lacks it (a row
+/// whose ends are missing is not stored).
 pub fn relationship(
+    stored: Option<(&Relationship, bool)>,
+    incoming: &RelationshipRecord,
+    ends: [Option<bool>; 2],
+) -> (Verdict, bool) {
+    let verdict = relationship_versions(stored, incoming);
+    let r = &incoming.relationship;
+    match ends {
+        [Some(from), Some(to)] => (verdict, incoming.deleted_at.is_none() && from && to),
+        _ if verdict.stores_after().is_some() => (
+            Verdict::Conflict(format!(
+                "relationship {}: its ends are not in the project",
+                r.id
+            )),
+            false,
+        ),
+        _ => (verdict, false),
+    }
+}
+
+fn relationship_versions(
     stored: Option<(&Relationship, bool)>,
     incoming: &RelationshipRecord,
 ) -> Verdict {

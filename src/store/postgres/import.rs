@@ -9,6 +9,7 @@
 use super::rows::{self, execute, parse_time, query, ENTITY_COLS, REL_COLS};
 use super::{audit, entities, relationships, tx, PgStore};
 use crate::domain::export::{EntityExport, RelationshipRecord};
+use crate::domain::rules::entities::Ends;
 use crate::domain::rules::import::{self as rules, ImportCounts, Verdict};
 use crate::domain::*;
 use crate::store::prelude::*;
@@ -29,10 +30,6 @@ fn by_ids(cols: &str, table: &str, lock: &str) -> String {
                   WHERE org_id = $1 AND project_id = $2 AND id = w.id {lock}) AS r
          ORDER BY w.n"
     )
-}
-
-fn time(text: &str) -> DomainResult<DateTime<Utc>> {
-    parse_time(text)
 }
 
 fn optional_time(text: &Option<String>) -> DomainResult<Option<DateTime<Utc>>> {
@@ -101,11 +98,7 @@ async fn entity_batch<C: GenericClient>(
     let storing: Vec<(usize, i64)> = verdicts
         .iter()
         .enumerate()
-        .filter_map(|(i, v)| match v {
-            Verdict::Create => Some((i, 0)),
-            Verdict::Update { after } => Some((i, *after)),
-            _ => None,
-        })
+        .filter_map(|(i, v)| v.stores_after().map(|after| (i, after)))
         .collect();
     let seqs = sequences(c, storing.len()).await?;
 
@@ -128,35 +121,34 @@ async fn entity_batch<C: GenericClient>(
             .collect();
         outbox(c, scope, "entity", &changes).await?;
     }
-    // Relationships follow their ends' deletion, as for a delete or restore.
     for &(i, _) in &storing {
         let en = &batch[i].entity;
-        let was_deleted = stored.get(&en.id).map(|s| s.deleted_at.is_some());
-        match (was_deleted, en.deleted_at.is_some()) {
-            (Some(false), true) => relationships::hide_touching(c, scope, &en.id).await?,
-            (Some(true), false) => {
+        let stored_deleted = stored.get(&en.id).map(|s| s.deleted_at.is_some());
+        match rules::ends(stored_deleted, en) {
+            Ends::Hide => relationships::hide_touching(c, scope, &en.id).await?,
+            Ends::Revive => {
                 entities::lock_revivable_ends(c, scope, &en.id).await?;
                 relationships::revive_touching(c, scope, &en.id).await?
             }
-            _ => {}
+            Ends::Unchanged => {}
         }
     }
-    let mut seq_of = storing.iter().zip(&seqs).map(|(&(i, _), &s)| (i, s));
-    let mut next = seq_of.next();
-    Ok(verdicts
+    let stored_at: Vec<usize> = storing.iter().map(|&(i, _)| i).collect();
+    Ok(imported(verdicts, &stored_at, seqs))
+}
+
+/// Each item's verdict with the change sequence it was stored at (`seqs`
+/// in the order of `stored`, the indices of the items stored; 0 for the rest).
+fn imported(verdicts: Vec<Verdict>, stored: &[usize], seqs: Vec<i64>) -> Vec<Imported> {
+    let seq_of: HashMap<usize, i64> = stored.iter().copied().zip(seqs).collect();
+    verdicts
         .into_iter()
         .enumerate()
-        .map(|(i, verdict)| {
-            let seq = match next {
-                Some((at, s)) if at == i => {
-                    next = seq_of.next();
-                    s
-                }
-                _ => 0,
-            };
-            Imported { verdict, seq }
+        .map(|(i, verdict)| Imported {
+            verdict,
+            seq: seq_of.get(&i).copied().unwrap_or(0),
         })
-        .collect())
+        .collect()
 }
 
 /// Entity rows as column arrays for one `unnest` insert.
@@ -180,8 +172,8 @@ impl<'a> EntityColumns<'a> {
         self.ty.push(&e.entity_type);
         self.properties.push(Value::Object(e.properties.clone()));
         self.version.push(e.version);
-        self.created_at.push(time(&e.created_at)?);
-        self.updated_at.push(time(&e.updated_at)?);
+        self.created_at.push(parse_time(&e.created_at)?);
+        self.updated_at.push(parse_time(&e.updated_at)?);
         self.created_by.push(&e.created_by);
         self.updated_by.push(&e.updated_by);
         self.deleted_at.push(optional_time(&e.deleted_at)?);
@@ -248,7 +240,7 @@ impl<'a> VersionColumns<'a> {
         self.ty.push(&v.entity_type);
         self.deleted.push(v.deleted);
         self.actor.push(&v.actor);
-        self.at.push(time(&v.at)?);
+        self.at.push(parse_time(&v.at)?);
         self.patch.push(&v.patch);
         self.snapshot.push(v.snapshot.as_ref());
         self.chain.push(i32::try_from(v.chain).unwrap_or(i32::MAX));
@@ -325,31 +317,22 @@ async fn relationship_batch<C: GenericClient>(
         (rel.id.clone(), (rel, r.get::<_, bool>(10)))
     })
     .collect();
-    let verdicts: Vec<Verdict> = batch
+    let (verdicts, live): (Vec<Verdict>, Vec<bool>) = batch
         .iter()
         .map(|r| {
             let rel = &r.relationship;
-            let verdict = rules::relationship(stored.get(&rel.id).map(|(s, d)| (s, *d)), r);
-            let ends_known = live.contains_key(&rel.from) && live.contains_key(&rel.to);
-            match verdict {
-                Verdict::Create | Verdict::Update { .. } if !ends_known => Verdict::Conflict(
-                    format!("relationship {}: its ends are not in the project", rel.id),
-                ),
-                verdict => verdict,
-            }
+            let ends = [live.get(&rel.from).copied(), live.get(&rel.to).copied()];
+            rules::relationship(stored.get(&rel.id).map(|(s, d)| (s, *d)), r, ends)
         })
-        .collect();
+        .unzip();
     let storing: Vec<usize> = (0..batch.len())
-        .filter(|&i| matches!(verdicts[i], Verdict::Create | Verdict::Update { .. }))
+        .filter(|&i| verdicts[i].stores_after().is_some())
         .collect();
     let seqs = sequences(c, storing.len()).await?;
     if !storing.is_empty() {
         let mut cols = RelationshipColumns::default();
         for (&i, &seq) in storing.iter().zip(&seqs) {
-            let r = batch[i];
-            let rel = &r.relationship;
-            let is_live = r.deleted_at.is_none() && live[&rel.from] && live[&rel.to];
-            cols.push(r, is_live, seq)?;
+            cols.push(batch[i], live[i], seq)?;
         }
         cols.store(c, scope).await?;
         let changes: Vec<(i64, &str, i64)> = storing
@@ -362,15 +345,7 @@ async fn relationship_batch<C: GenericClient>(
             .collect();
         outbox(c, scope, "relationship", &changes).await?;
     }
-    let seq_of: HashMap<usize, i64> = storing.iter().copied().zip(seqs).collect();
-    Ok(verdicts
-        .into_iter()
-        .enumerate()
-        .map(|(i, verdict)| Imported {
-            verdict,
-            seq: seq_of.get(&i).copied().unwrap_or(0),
-        })
-        .collect())
+    Ok(imported(verdicts, &storing, seqs))
 }
 
 /// Relationship rows as column arrays for one `unnest` insert.
@@ -400,8 +375,8 @@ impl<'a> RelationshipColumns<'a> {
         self.to.push(&rel.to);
         self.properties.push(Value::Object(rel.properties.clone()));
         self.version.push(rel.version);
-        self.created_at.push(time(&rel.created_at)?);
-        self.updated_at.push(time(&rel.updated_at)?);
+        self.created_at.push(parse_time(&rel.created_at)?);
+        self.updated_at.push(parse_time(&rel.updated_at)?);
         self.created_by.push(&rel.created_by);
         self.updated_by.push(&rel.updated_by);
         self.deleted_at.push(optional_time(&r.deleted_at)?);
@@ -505,10 +480,8 @@ impl PgStore {
         } else {
             entity_batch(c, scope, &entities).await?
         };
-        let mut counts = ImportCounts::default();
-        done.iter().for_each(|d| counts.add(&d.verdict));
         let place = AuditPlace::scope(scope, caller);
-        let details = serde_json::to_value(counts).expect("counts serialise");
+        let details = ImportCounts::audit_details(done.iter().map(|d| &d.verdict));
         audit::record(c, &place, "project.import", &scope.project, details).await?;
         tx.commit().await?;
         let created = done.iter().filter(|d| d.verdict == Verdict::Create).count();

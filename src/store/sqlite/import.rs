@@ -5,7 +5,8 @@ use super::entities::{insert_row, load as load_entity, store_version, update_row
 use super::threads::Seq;
 use super::{audit, outbox, project_exists, relationships, search, sql_err, SqliteStore};
 use crate::domain::export::{EntityExport, RelationshipRecord};
-use crate::domain::rules::import::{self as rules, ImportCounts, Verdict};
+use crate::domain::rules::entities::Ends;
+use crate::domain::rules::import::{self as rules, ImportCounts};
 use crate::domain::*;
 use crate::store::prelude::*;
 use crate::store::{AuditPlace, ImportItem, Imported};
@@ -22,10 +23,8 @@ fn entity(
 ) -> DomainResult<Imported> {
     let stored = load_entity(conn, scope, &e.entity.id)?;
     let verdict = rules::entity(stored.as_ref().map(|s| &s.entity), &e.entity);
-    let after = match verdict {
-        Verdict::Create => 0,
-        Verdict::Update { after } => after,
-        _ => return Ok(Imported { verdict, seq: 0 }),
+    let Some(after) = verdict.stores_after() else {
+        return Ok(Imported { verdict, seq: 0 });
     };
     let mut entity = e.entity.clone();
     entity.change_seq = seq.next();
@@ -50,13 +49,11 @@ fn entity(
         Some(entity.version),
     );
     outbox::record(conn, scope, change, entity.change_seq)?;
-    // Relationships follow their ends' deletion, as for a delete or restore.
-    if let Some(s) = &stored {
-        match (s.entity.deleted_at.is_some(), entity.deleted_at.is_some()) {
-            (false, true) => relationships::hide_touching(conn, scope, &entity.id)?,
-            (true, false) => relationships::revive_touching(conn, scope, &entity.id)?,
-            _ => {}
-        }
+    let stored_deleted = stored.as_ref().map(|s| s.entity.deleted_at.is_some());
+    match rules::ends(stored_deleted, &entity) {
+        Ends::Hide => relationships::hide_touching(conn, scope, &entity.id)?,
+        Ends::Revive => relationships::revive_touching(conn, scope, &entity.id)?,
+        Ends::Unchanged => {}
     }
     Ok(Imported {
         verdict,
@@ -96,18 +93,11 @@ fn relationship(
             .optional()
         })
         .map_err(sql_err)?;
-    let verdict = rules::relationship(stored.as_ref().map(|(r, d)| (r, *d)), r);
-    if !matches!(verdict, Verdict::Create | Verdict::Update { .. }) {
+    let ends = [end(conn, scope, &rel.from)?, end(conn, scope, &rel.to)?];
+    let (verdict, live) = rules::relationship(stored.as_ref().map(|(r, d)| (r, *d)), r, ends);
+    if verdict.stores_after().is_none() {
         return Ok(Imported { verdict, seq: 0 });
     }
-    let (Some(from), Some(to)) = (end(conn, scope, &rel.from)?, end(conn, scope, &rel.to)?) else {
-        let missing = format!("relationship {}: its ends are not in the project", rel.id);
-        return Ok(Imported {
-            verdict: Verdict::Conflict(missing),
-            seq: 0,
-        });
-    };
-    let live = r.deleted_at.is_none() && from && to;
     let change_seq = seq.next();
     conn.prepare_cached(
         "INSERT INTO relationships (org_id, project_id, id, type, from_id, to_id, properties,
@@ -161,17 +151,14 @@ fn import(
 ) -> DomainResult<Vec<Imported>> {
     project_exists(conn, scope)?;
     let mut done = Vec::with_capacity(items.len());
-    let mut counts = ImportCounts::default();
     for item in items {
-        let imported = match item {
+        done.push(match item {
             ImportItem::Entity(e) => entity(conn, seq, scope, e)?,
             ImportItem::Relationship(r) => relationship(conn, seq, scope, r)?,
-        };
-        counts.add(&imported.verdict);
-        done.push(imported);
+        });
     }
     let place = AuditPlace::scope(scope, caller);
-    let details = serde_json::to_value(counts).expect("counts serialise");
+    let details = ImportCounts::audit_details(done.iter().map(|d| &d.verdict));
     audit::record(conn, &place, "project.import", &scope.project, details)?;
     Ok(done)
 }
