@@ -22,6 +22,7 @@ mod domain {
     pub mod patch;
     pub mod validate;
     pub mod rules {
+        pub mod ends;
         pub mod history;
         pub mod import;
     }

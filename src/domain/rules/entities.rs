@@ -35,15 +35,7 @@ pub enum EntityOp {
     },
 }
 
-/// What happens to the relationships touching the entity.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum Ends {
-    Unchanged,
-    /// The entity was deleted: its relationships leave the live graph.
-    Hide,
-    /// The entity was restored: those whose other end is live come back.
-    Revive,
-}
+pub use super::ends::Ends;
 
 /// A new version of an existing entity.
 #[derive(Debug, Clone)]

@@ -4,7 +4,7 @@
 //! (versions, times, actors), so importing the same file twice changes
 //! nothing, and a store that is behind the file is brought up to it.
 
-use super::entities::Ends;
+use super::ends::Ends;
 use super::history::{self, ChainLink, SNAPSHOT_EVERY};
 use crate::domain::export::{EntityExport, RelationshipRecord, VersionRecord};
 use crate::domain::{validate, DomainError, DomainResult, Entity, Relationship};

@@ -4,6 +4,7 @@
 
 pub mod audit;
 pub mod docs;
+pub mod ends;
 pub mod entities;
 pub mod graph;
 pub mod history;
