@@ -239,11 +239,8 @@ pub async fn export(config: &Config, org: &str, project: Option<&str>) -> anyhow
     let written = async {
         let mut lines: std::pin::Pin<Box<dyn futures_util::Stream<Item = _> + Send>> = match project
         {
-            Some(p) => {
-                let project = store.get_project(org, p).await?;
-                Box::pin(crate::export::project(store.clone(), project))
-            }
-            None => Box::pin(crate::export::org(store.clone(), org).await?),
+            Some(p) => Box::pin(crate::export::project(&store, org, p).await?),
+            None => Box::pin(crate::export::org(&store, org).await?),
         };
         let mut out = std::io::BufWriter::new(std::io::stdout().lock());
         let mut count = 0usize;
@@ -295,5 +292,56 @@ pub async fn import(
     .await;
     store.close().await;
     println!("{}", serde_json::to_string_pretty(&report?)?);
+    Ok(())
+}
+
+/// What `strata backup` does.
+pub enum BackupAction {
+    Create(crate::backup::manifest::Kind),
+    List,
+    Verify(String),
+    Restore { id: String, target: String },
+    Expire,
+}
+
+/// `strata backup ...`: on the configured store and backup store; each
+/// prints JSON to standard output. Exits non-zero when a backup fails or
+/// does not verify.
+pub async fn backup(config: &Config, action: BackupAction) -> anyhow::Result<()> {
+    let store = store::open(&config.database_url, &config.store_settings()).await?;
+    let result = async {
+        let blobs = crate::blob::open(config.backup_url()).await?;
+        let backups = crate::backup::Backups::new(store.clone(), blobs, config);
+        match action {
+            BackupAction::Create(kind) => {
+                let info = backups.take(kind).await?;
+                print_json(&info)?;
+                if let Some(e) = info.error {
+                    anyhow::bail!("the backup failed: {e}");
+                }
+            }
+            BackupAction::List => print_json(&backups.list().await?)?,
+            BackupAction::Verify(id) => {
+                let found = backups.verify(&id).await?;
+                print_json(&found)?;
+                anyhow::ensure!(found.ok, "backup {id} does not verify");
+            }
+            BackupAction::Restore { id, target } => {
+                let target = store::open(&target, &config.store_settings()).await?;
+                let restored = backups.restore(&id, &target).await;
+                target.close().await;
+                print_json(&restored?)?;
+            }
+            BackupAction::Expire => print_json(&backups.expire().await?)?,
+        }
+        Ok(())
+    }
+    .await;
+    store.close().await;
+    result
+}
+
+fn print_json<T: serde::Serialize>(value: &T) -> anyhow::Result<()> {
+    println!("{}", serde_json::to_string_pretty(value)?);
     Ok(())
 }

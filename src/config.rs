@@ -52,6 +52,37 @@ pub struct Config {
     pub changes_retention: Duration,
     pub meili: MeiliConfig,
     pub embed: EmbedConfig,
+    pub backup: BackupConfig,
+}
+
+/// `[backup]`: where backups go, when they are taken, how many are kept.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct BackupConfig {
+    /// `file://DIR` or `s3://bucket/prefix`; the blob store when unset.
+    pub url: Option<String>,
+    /// Cron (with seconds) of scheduled full backups; none when unset.
+    pub full_schedule: Option<String>,
+    /// Cron (with seconds) of scheduled incremental backups; none when
+    /// unset. While set, the change feed is kept from the last backup on.
+    pub incr_schedule: Option<String>,
+    /// Full backups kept, each with its incremental ones (0: no limit).
+    pub keep_full: u32,
+    /// Chains whose newest backup is older than this many days are
+    /// expired (0: no limit). The newest chain is always kept.
+    pub keep_days: u32,
+}
+
+impl Default for BackupConfig {
+    fn default() -> Self {
+        BackupConfig {
+            url: None,
+            full_schedule: None,
+            incr_schedule: None,
+            keep_full: 7,
+            keep_days: 0,
+        }
+    }
 }
 
 /// `[meili]`: Meilisearch for `mode=text`, when `url` is set.
@@ -109,6 +140,7 @@ struct Settings {
     meili: MeiliConfig,
     changes_retention_secs: u64,
     embed: EmbedConfig,
+    backup: BackupConfig,
 }
 
 impl Default for Settings {
@@ -133,6 +165,7 @@ impl Default for Settings {
             compact_schedule: "0 0 * * * *".into(),
             meili: MeiliConfig::default(),
             changes_retention_secs: 3600,
+            backup: BackupConfig::default(),
             embed: EmbedConfig::default(),
         }
     }
@@ -251,6 +284,19 @@ const ENV: &[(&str, &str, Kind)] = &[
     ("STRATA_OLLAMA_URL", "embed.ollama_url", Kind::Text),
     ("STRATA_EMBED_MODEL", "embed.model", Kind::Text),
     ("STRATA_EMBED_DIMENSIONS", "embed.dimensions", Kind::Number),
+    ("STRATA_BACKUP_URL", "backup.url", Kind::Text),
+    (
+        "STRATA_BACKUP_FULL_SCHEDULE",
+        "backup.full_schedule",
+        Kind::Text,
+    ),
+    (
+        "STRATA_BACKUP_INCR_SCHEDULE",
+        "backup.incr_schedule",
+        Kind::Text,
+    ),
+    ("STRATA_BACKUP_KEEP_FULL", "backup.keep_full", Kind::Number),
+    ("STRATA_BACKUP_KEEP_DAYS", "backup.keep_days", Kind::Number),
 ];
 
 /// Variables read elsewhere (the file's name, the S3 client, the logger).
@@ -260,10 +306,6 @@ const OTHER_VARS: &[&str] = &[
     "STRATA_LOG",
     // A client's key (`strata init` says to export it): read by clients.
     "STRATA_KEY",
-    // Named by API.md for backups, which this build does not have yet:
-    // accepted so that a deployment written to the contract starts, and
-    // not used.
-    "STRATA_BACKUP_URL",
 ];
 
 /// The environment layer: the variables of `ENV` that are set and not
@@ -329,6 +371,11 @@ impl Provider for EnvLayer {
 }
 
 impl Config {
+    /// Where backups go: `STRATA_BACKUP_URL`, else the blob store.
+    pub fn backup_url(&self) -> &str {
+        self.backup.url.as_deref().unwrap_or(&self.blob_url)
+    }
+
     /// Reads the process environment (and the file it names).
     pub fn from_env() -> anyhow::Result<Self> {
         Self::from_vars(std::env::vars().collect())
@@ -393,6 +440,7 @@ impl Config {
             meili: s.meili,
             changes_retention: Duration::from_secs(s.changes_retention_secs),
             embed: s.embed,
+            backup: s.backup,
         };
         config.check()?;
         Ok(config)
@@ -413,6 +461,11 @@ impl Config {
                 "STRATA_BLOB_URL must start with file:// or s3://, got {:?}",
                 self.blob_url
             );
+        }
+        if let Some(url) = &self.backup.url {
+            if !(url.starts_with("file://") || url.starts_with("s3://")) {
+                bail!("STRATA_BACKUP_URL must start with file:// or s3://, got {url:?}");
+            }
         }
         if let Some(url) = &self.meili.url {
             if !(url.starts_with("http://") || url.starts_with("https://")) {

@@ -1,34 +1,88 @@
-//! Exports as NDJSON (`domain::export`): a project's or a whole org's rows
-//! streamed a page at a time, so memory stays constant at any size. The
-//! HTTP routes and `strata export` both write these streams.
+//! Exports as NDJSON (`domain::export`): a project's, an org's or the whole
+//! store's rows, read through one `Snapshot` (so the lines agree with each
+//! other however long the stream takes) and streamed a page at a time, so
+//! memory stays constant at any size. The HTTP routes, `strata export` and
+//! backups all write these streams.
 
 use crate::domain::export::{ExportRecord, ProjectRecord};
-use crate::domain::{DomainResult, PageRequest, Project, Scope};
-use crate::store::DynStore;
+use crate::domain::{DomainResult, Org, Project, Scope};
+use crate::store::{DynStore, Snapshot, Which};
 use bytes::Bytes;
-use futures_util::stream::{self, Stream, StreamExt};
+use futures_util::stream::{self, Stream};
+use std::sync::Arc;
 
 /// Rows read per store call.
 const PAGE: usize = 500;
 
-/// Where a project's export has got to.
-enum Next {
+/// What an export holds, in order: an org line, or a project and its rows.
+#[derive(Debug, Clone)]
+pub enum Part {
+    Org(Org),
     Project(Project),
-    Entities(String),
-    Relationships(String),
-    Done,
 }
 
-/// One project's lines, each chunk a page of them.
-pub fn project(store: DynStore, project: Project) -> impl Stream<Item = DomainResult<Bytes>> {
-    let scope = Scope::new(project.org.clone(), project.id.clone());
-    stream::unfold(Next::Project(project), move |next| {
-        let (store, scope) = (store.clone(), scope.clone());
-        async move {
-            let mut out = Vec::new();
-            let step = match next {
-                Next::Done => return None,
-                Next::Project(p) => {
+/// One project's lines (no org line: a project export goes into any org).
+pub async fn project(
+    store: &DynStore,
+    org: &str,
+    project: &str,
+) -> DomainResult<impl Stream<Item = DomainResult<Bytes>>> {
+    // Answers for the project (404) before the stream starts.
+    let p = store.get_project(org, project).await?;
+    let snapshot: Arc<dyn Snapshot> = store.snapshot().await?.into();
+    Ok(lines(snapshot, vec![Part::Project(p)]))
+}
+
+/// The org line, then every project of the org (by id).
+pub async fn org(
+    store: &DynStore,
+    org: &str,
+) -> DomainResult<impl Stream<Item = DomainResult<Bytes>>> {
+    store.get_org(org).await?;
+    let snapshot: Arc<dyn Snapshot> = store.snapshot().await?.into();
+    let parts = parts(snapshot.as_ref(), Some(org)).await?;
+    Ok(lines(snapshot, parts))
+}
+
+/// What the snapshot holds: each org (all, or the one named) followed by
+/// its projects.
+pub async fn parts(snapshot: &dyn Snapshot, only: Option<&str>) -> DomainResult<Vec<Part>> {
+    let mut parts = Vec::new();
+    for org in snapshot.orgs().await? {
+        if only.is_some_and(|o| o != org.id) {
+            continue;
+        }
+        let projects = snapshot.projects(&org.id).await?;
+        parts.push(Part::Org(org));
+        parts.extend(projects.into_iter().map(Part::Project));
+    }
+    Ok(parts)
+}
+
+/// Where the export has got to.
+enum Next {
+    Part,
+    Entities(Scope, String),
+    Relationships(Scope, String),
+}
+
+/// The lines of `parts`, each stream item a page of them.
+pub fn lines(
+    snapshot: Arc<dyn Snapshot>,
+    parts: Vec<Part>,
+) -> impl Stream<Item = DomainResult<Bytes>> {
+    let state = (snapshot, parts.into_iter(), Some(Next::Part));
+    stream::unfold(state, |(snapshot, mut parts, next)| async move {
+        let mut out = Vec::new();
+        let step = match next? {
+            Next::Part => match parts.next() {
+                None => return None,
+                Some(Part::Org(org)) => {
+                    line(&mut out, &ExportRecord::Org(org));
+                    Ok(Some(Next::Part))
+                }
+                Some(Part::Project(p)) => {
+                    let scope = Scope::new(p.org.clone(), p.id.clone());
                     line(
                         &mut out,
                         &ExportRecord::Project(ProjectRecord {
@@ -38,73 +92,49 @@ pub fn project(store: DynStore, project: Project) -> impl Stream<Item = DomainRe
                             created_at: p.created_at,
                         }),
                     );
-                    Ok(Next::Entities(String::new()))
+                    Ok(Some(Next::Entities(scope, String::new())))
                 }
-                Next::Entities(after) => {
-                    store
-                        .export_entities(&scope, &after, PAGE)
-                        .await
-                        .map(|page| {
-                            let next = match page.last() {
-                                Some(last) if page.len() == PAGE => {
-                                    Next::Entities(last.entity.id.clone())
-                                }
-                                _ => Next::Relationships(String::new()),
-                            };
-                            for e in page {
-                                line(&mut out, &ExportRecord::Entity(e.entity));
-                                for v in e.versions {
-                                    line(&mut out, &ExportRecord::Version(v));
-                                }
-                            }
-                            next
-                        })
-                }
-                Next::Relationships(after) => store
-                    .export_relationships(&scope, &after, PAGE)
-                    .await
-                    .map(|page| {
-                        let next = match page.last() {
-                            Some(last) if page.len() == PAGE => {
-                                Next::Relationships(last.relationship.id.clone())
-                            }
-                            _ => Next::Done,
-                        };
-                        for r in page {
-                            line(&mut out, &ExportRecord::Relationship(r));
+            },
+            Next::Entities(scope, after) => snapshot
+                .entities(&scope, &Which::After(after, PAGE))
+                .await
+                .map(|page| {
+                    let next = match page.last() {
+                        Some(last) if page.len() == PAGE => {
+                            Next::Entities(scope.clone(), last.entity.id.clone())
                         }
-                        next
-                    }),
-            };
-            Some(match step {
-                // An error ends the stream after it is passed on.
-                Ok(next) => (Ok(Bytes::from(out)), next),
-                Err(e) => (Err(e), Next::Done),
-            })
-        }
+                        _ => Next::Relationships(scope.clone(), String::new()),
+                    };
+                    for e in page {
+                        line(&mut out, &ExportRecord::Entity(e.entity));
+                        for v in e.versions {
+                            line(&mut out, &ExportRecord::Version(v));
+                        }
+                    }
+                    Some(next)
+                }),
+            Next::Relationships(scope, after) => snapshot
+                .relationships(&scope, &Which::After(after, PAGE))
+                .await
+                .map(|page| {
+                    let next = match page.last() {
+                        Some(last) if page.len() == PAGE => {
+                            Next::Relationships(scope.clone(), last.relationship.id.clone())
+                        }
+                        _ => Next::Part,
+                    };
+                    for r in page {
+                        line(&mut out, &ExportRecord::Relationship(r));
+                    }
+                    Some(next)
+                }),
+        };
+        Some(match step {
+            Ok(next) => (Ok(Bytes::from(out)), (snapshot, parts, next)),
+            // An error ends the stream after it is passed on.
+            Err(e) => (Err(e), (snapshot, parts, None)),
+        })
     })
-}
-
-/// Every project of an org, one after another (by id).
-pub async fn org(
-    store: DynStore,
-    org: &str,
-) -> DomainResult<impl Stream<Item = DomainResult<Bytes>>> {
-    store.get_org(org).await?;
-    let mut projects = Vec::new();
-    let mut page = PageRequest {
-        cursor: None,
-        limit: 1000,
-    };
-    loop {
-        let found = store.list_projects(org, &page).await?;
-        projects.extend(found.items);
-        match found.next_cursor {
-            Some(cursor) => page.cursor = Some(cursor),
-            None => break,
-        }
-    }
-    Ok(stream::iter(projects).flat_map(move |p| project(store.clone(), p)))
 }
 
 fn line(out: &mut Vec<u8>, record: &ExportRecord) {

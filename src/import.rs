@@ -7,7 +7,7 @@
 
 use crate::domain::export::{ExportRecord, ProjectRecord};
 use crate::domain::rules::import::{self as rules, ImportCounts, Verdict};
-use crate::domain::{Caller, DomainError, DomainResult, Scope};
+use crate::domain::{validate, Caller, DomainError, DomainResult, Org, Project, Scope};
 use crate::store::{DynStore, ImportItem, Imported};
 use serde::Serialize;
 use std::collections::BTreeSet;
@@ -64,6 +64,18 @@ pub async fn run(
     caller: &Caller,
     continue_on_error: bool,
 ) -> DomainResult<ImportReport> {
+    check_all(target, path, continue_on_error).await?;
+    store_all(store, target, path, caller).await
+}
+
+/// Checks every record of the file at `path` as an import as exported
+/// would, storing nothing (a backup's `verify`).
+pub async fn check(path: &Path) -> DomainResult<()> {
+    check_all(&Target::AsExported, path, false).await
+}
+
+/// The first pass: parses and checks every line.
+async fn check_all(target: &Target, path: &Path, continue_on_error: bool) -> DomainResult<()> {
     let mut units = Units::open(path).await?;
     let mut projects = 0;
     while let Some(unit) = units.next().await {
@@ -87,7 +99,7 @@ pub async fn run(
             "the file holds {projects} projects; import it into one project each, or as exported"
         )));
     }
-    store_all(store, target, path, caller).await
+    Ok(())
 }
 
 /// The second pass: stores every good record, batch by batch.
@@ -115,6 +127,16 @@ async fn store_all(
         match unit {
             Err(DomainError::AtLine { line, source }) => out.report.fail(line, source.to_string()),
             Err(e) => return Err(e),
+            Ok(Unit::Org(line, org)) => {
+                if let Target::AsExported = target {
+                    out.flush().await?;
+                    out.settle().await?;
+                    store
+                        .import_org(caller, &org)
+                        .await
+                        .map_err(|e| at_line(line, e))?;
+                }
+            }
             Ok(Unit::Project(line, p)) => {
                 if let Target::AsExported = target {
                     out.flush().await?;
@@ -216,22 +238,39 @@ impl Storing<'_> {
     }
 }
 
-/// The org and project of a `project` line, made when missing.
+/// The org and project of a `project` line, made when missing (an org
+/// without an `org` line before it is named by its id).
 async fn ensure_project(store: &DynStore, caller: &Caller, p: &ProjectRecord) -> DomainResult<()> {
-    match store.create_org(caller, &p.org, &p.org).await {
-        Ok(_) | Err(DomainError::Conflict(_)) => {}
-        Err(e) => return Err(e),
-    }
-    match store.create_project(caller, &p.org, &p.id, &p.name).await {
-        Ok(_) | Err(DomainError::Conflict(_)) => Ok(()),
-        Err(e) => Err(e),
-    }
+    let org = Org {
+        id: p.org.clone(),
+        name: p.org.clone(),
+        created_at: p.created_at.clone(),
+    };
+    store.import_org(caller, &org).await?;
+    let project = Project {
+        org: p.org.clone(),
+        id: p.id.clone(),
+        name: p.name.clone(),
+        created_at: p.created_at.clone(),
+    };
+    store.import_project(caller, &project).await.map(drop)
 }
 
-fn check_project(p: &ProjectRecord) -> DomainResult<()> {
-    crate::domain::validate::id("org id", &p.org)?;
-    crate::domain::validate::id("project id", &p.id)?;
-    crate::domain::validate::name("project name", &p.name)
+/// Checks an org line, its time normalised to the stored form.
+fn check_org(org: &mut Org) -> DomainResult<()> {
+    validate::id("org id", &org.id)?;
+    validate::name("org name", &org.name)?;
+    org.created_at = validate::time("created_at", &org.created_at)?;
+    Ok(())
+}
+
+/// Checks a project line, its time normalised to the stored form.
+fn check_project(p: &mut ProjectRecord) -> DomainResult<()> {
+    validate::id("org id", &p.org)?;
+    validate::id("project id", &p.id)?;
+    validate::name("project name", &p.name)?;
+    p.created_at = validate::time("created_at", &p.created_at)?;
+    Ok(())
 }
 
 fn at_line(line: usize, e: DomainError) -> DomainError {
@@ -243,6 +282,7 @@ fn at_line(line: usize, e: DomainError) -> DomainError {
 
 /// A checked record and the line it starts on.
 enum Unit {
+    Org(usize, Org),
     Project(usize, ProjectRecord),
     Item(usize, ImportItem),
 }
@@ -319,9 +359,16 @@ impl<R: AsyncBufRead + Unpin> Units<R> {
             },
         };
         let checked = match record {
-            ExportRecord::Project(p) => {
+            ExportRecord::Org(mut org) => {
                 return Some(
-                    check_project(&p)
+                    check_org(&mut org)
+                        .map(|_| Unit::Org(line, org))
+                        .map_err(|e| at_line(line, e)),
+                )
+            }
+            ExportRecord::Project(mut p) => {
+                return Some(
+                    check_project(&mut p)
                         .map(|_| Unit::Project(line, p))
                         .map_err(|e| at_line(line, e)),
                 )

@@ -44,6 +44,7 @@
 //!   `server` or `cli`).
 
 pub mod api;
+pub mod backup;
 pub mod blob;
 pub mod cli;
 pub mod clock;

@@ -66,6 +66,12 @@ enum Command {
         continue_on_error: bool,
         file: String,
     },
+    /// Logical backups in the backup store (STRATA_BACKUP_URL, else the
+    /// blob store): take, list, verify, restore, expire.
+    Backup {
+        #[command(subcommand)]
+        command: BackupCommand,
+    },
     /// Apache AGE graph projection (server mode).
     Age {
         #[command(subcommand)]
@@ -88,6 +94,35 @@ enum ModelCommand {
         #[arg(long, value_name = "DIR")]
         from: Option<std::path::PathBuf>,
     },
+}
+
+#[derive(Subcommand)]
+enum BackupCommand {
+    /// Take a backup now: `full`, or `incr` (what changed since the newest
+    /// backup; a full one when the change feed no longer reaches back).
+    Create {
+        #[arg(long = "type", value_enum, default_value = "full")]
+        kind: BackupKind,
+    },
+    /// Every complete backup, oldest first.
+    List,
+    /// Check a backup and its chain: manifests, chunk checksums, records.
+    Verify { id: String },
+    /// Restore a backup (with the chain before it) into an empty store.
+    Restore {
+        id: String,
+        /// The store to restore into: sqlite://PATH or postgres://...
+        #[arg(long)]
+        target: String,
+    },
+    /// Delete backups past retention and chunks of unfinished ones.
+    Expire,
+}
+
+#[derive(Clone, Copy, clap::ValueEnum)]
+enum BackupKind {
+    Full,
+    Incr,
 }
 
 #[derive(Subcommand)]
@@ -128,6 +163,7 @@ fn main() -> anyhow::Result<()> {
                     .map(|(o, p)| strata::domain::Scope::new(o, p));
                 strata::cli::reindex(&Config::from_env()?, scope.as_ref()).await
             }
+            Command::Backup { command } => backup(command).await,
             Command::Export { org, project } => {
                 strata::cli::export(&Config::from_env()?, &org, project.as_deref()).await
             }
@@ -188,4 +224,20 @@ async fn shutdown_signal() {
         _ = term => {},
     }
     tracing::info!("shutting down");
+}
+
+async fn backup(command: BackupCommand) -> anyhow::Result<()> {
+    use strata::backup::manifest::Kind;
+    use strata::cli::BackupAction;
+    let action = match command {
+        BackupCommand::Create { kind } => BackupAction::Create(match kind {
+            BackupKind::Full => Kind::Full,
+            BackupKind::Incr => Kind::Incr,
+        }),
+        BackupCommand::List => BackupAction::List,
+        BackupCommand::Verify { id } => BackupAction::Verify(id),
+        BackupCommand::Restore { id, target } => BackupAction::Restore { id, target },
+        BackupCommand::Expire => BackupAction::Expire,
+    };
+    strata::cli::backup(&Config::from_env()?, action).await
 }

@@ -164,6 +164,11 @@ pub async fn build(config: Config, admin_key: &str) -> anyhow::Result<Daemon> {
     if let Some(index) = &meili {
         jobs = jobs.with_search_index(index.clone());
     }
+    let backup_blobs = crate::blob::open(config.backup_url())
+        .await
+        .with_context(|| format!("cannot open the backup store {}", config.backup_url()))?;
+    let backups = crate::backup::Backups::new(store.clone(), backup_blobs, &config);
+    jobs = jobs.with_backups(backups.clone(), &config.backup);
     let auth = AuthSettings {
         admin_key: admin_key.to_owned(),
         disabled: config.auth_disabled,
@@ -179,6 +184,7 @@ pub async fn build(config: Config, admin_key: &str) -> anyhow::Result<Daemon> {
         meili: meili.clone(),
         embedder,
         text_index: text_index.clone(),
+        backups,
     };
     let router = api::app(services, auth, Arc::new(config));
     Ok(Daemon {

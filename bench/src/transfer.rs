@@ -107,9 +107,8 @@ pub async fn transfer(ctx: &Ctx, o: Opts) -> Result<()> {
     let synced = store.sync_graph(&Scope::new("bench", "p")).await.is_ok();
     let sync = t.elapsed().as_secs_f64();
 
-    let project = store.get_project("bench", "p").await?;
     let t = Instant::now();
-    let mut lines = Box::pin(strata::export::project(store.clone(), project));
+    let mut lines = Box::pin(strata::export::project(&store, "bench", "p").await?);
     let mut exported = 0usize;
     while let Some(chunk) = lines.next().await {
         exported += chunk?.len();

@@ -36,13 +36,12 @@ async fn export_project(
     _: Authorized<Read>,
     Path(p): Path<ProjectPath>,
 ) -> ApiResult<Response> {
-    // Answers for the project (404) before the stream starts.
-    let project = s.store.get_project(&p.org, &p.project).await?;
-    Ok(ndjson(crate::export::project(s.store.clone(), project)))
+    let lines = crate::export::project(&s.store, &p.org, &p.project).await?;
+    Ok(ndjson(lines))
 }
 
-/// Every project of the org as NDJSON, one project after another (by id),
-/// each in the shape of the project export.
+/// The org as NDJSON: its `org` line, then every project (by id), each in
+/// the shape of the project export.
 #[utoipa::path(get, path = "/v1/orgs/{org}/export", tag = "export",
     params(OrgPath),
     security(("api_key" = ["read"])),
@@ -53,7 +52,7 @@ async fn export_org(
     _: Authorized<Read>,
     Path(p): Path<OrgPath>,
 ) -> ApiResult<Response> {
-    let lines = crate::export::org(s.store.clone(), &p.org).await?;
+    let lines = crate::export::org(&s.store, &p.org).await?;
     Ok(ndjson(lines))
 }
 

@@ -2,6 +2,7 @@
 //! call the store/graph/search modules and shape the contract's JSON.
 
 mod auth;
+mod backups;
 mod batch;
 mod changes;
 mod docs;
@@ -53,6 +54,7 @@ pub struct Services {
     pub embedder: Option<Arc<dyn crate::embed::Embedder>>,
     /// The daemon's own text index (`mode=text` without Meilisearch).
     pub text_index: Option<crate::search::text_index::TextIndex>,
+    pub backups: crate::backup::Backups,
 }
 
 /// Everything a handler needs; cheap to clone (handles only).
@@ -65,6 +67,7 @@ pub struct AppState {
     pub jobs: crate::jobs::Jobs,
     pub feed: crate::feed::Feed,
     pub blobs: Arc<dyn crate::blob::BlobStore>,
+    pub backups: crate::backup::Backups,
     pub hub: Arc<crate::crdt::sync::DocHub>,
     pub crdt: crate::crdt::CrdtConfig,
     pub lifecycle: crate::lifecycle::Lifecycle,
@@ -105,6 +108,7 @@ fn routes() -> OpenApiRouter<AppState> {
         .merge(graph::router())
         .merge(search::router())
         .merge(changes::router())
+        .merge(backups::router())
         .merge(export::router())
         .merge(import::router())
         .merge(docs::router())
@@ -130,6 +134,7 @@ pub fn app(services: Services, auth: AuthSettings, config: Arc<Config>) -> Route
         jobs: services.jobs,
         feed: services.feed,
         blobs: services.blobs,
+        backups: services.backups,
         hub: Arc::default(),
         lifecycle: services.lifecycle,
         meili: services.meili,

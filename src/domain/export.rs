@@ -1,17 +1,20 @@
 //! The export format: one JSON object per line (NDJSON), each a stored row
 //! of a project as it is, history included, so a project moves between
 //! stores (and backends) without losing a version. `kind` names the row.
-//! A project's lines come in this order: its `project` line, then each
+//! An org's export starts with its `org` line. A project's lines come in
+//! this order: its `project` line, then each
 //! entity (by id) followed by its `version` lines (by version), then its
 //! relationships (by id). Deleted entities and relationships are included.
 
-use super::{Entity, Relationship, VersionOp};
+use super::{Entity, Org, Relationship, VersionOp};
 use serde::{Deserialize, Serialize};
 use serde_json::Value;
 
 #[derive(Debug, Clone, Serialize, Deserialize, PartialEq, utoipa::ToSchema)]
 #[serde(tag = "kind", rename_all = "lowercase")]
 pub enum ExportRecord {
+    /// An org; in org exports and backups, before the org's projects.
+    Org(Org),
     Project(ProjectRecord),
     Entity(Entity),
     Version(VersionRecord),

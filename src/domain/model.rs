@@ -5,7 +5,7 @@ pub type Properties = Map<String, Value>;
 
 /// The tenant a call acts in: every stored row carries both ids and every
 /// query is filtered by them.
-#[derive(Debug, Clone, PartialEq, Eq, Hash)]
+#[derive(Debug, Clone, PartialEq, Eq, Hash, PartialOrd, Ord)]
 pub struct Scope {
     pub org: String,
     pub project: String,

@@ -8,8 +8,10 @@
 //! cancelled (every step of every job is idempotent, so a run cut short is
 //! finished by the next); none starts once it is cancelled.
 
+use crate::backup::manifest::Kind;
+use crate::backup::{Backups, State};
 use crate::blob::BlobStore;
-use crate::config::Config;
+use crate::config::{BackupConfig, Config};
 use crate::crdt::{compact, CrdtConfig};
 use crate::feed::Feed;
 use crate::lifecycle::Lifecycle;
@@ -28,6 +30,7 @@ enum Task {
     CompactDocs,
     ReconcileSearch,
     PruneChanges,
+    Backup(Kind),
 }
 
 /// One job's definition.
@@ -67,6 +70,7 @@ pub struct Jobs {
     scheduler: Arc<tokio::sync::Mutex<Option<JobScheduler>>>,
     lifecycle: Lifecycle,
     meili: Option<Arc<MeiliIndex>>,
+    backups: Option<Backups>,
 }
 
 impl Jobs {
@@ -112,6 +116,7 @@ impl Jobs {
             scheduler: Arc::default(),
             lifecycle: lifecycle.clone(),
             meili: None,
+            backups: None,
         }
     }
 
@@ -126,6 +131,28 @@ impl Jobs {
                 task: Task::ReconcileSearch,
             });
         self.meili = Some(index);
+        self
+    }
+
+    /// Adds the scheduled backups the configuration names (`backup_full`,
+    /// `backup_incr`; each full one then expires what retention lets go).
+    /// Before `start`.
+    pub fn with_backups(mut self, backups: Backups, config: &BackupConfig) -> Self {
+        let specs =
+            Arc::get_mut(&mut self.specs).expect("jobs are added before the registry is shared");
+        for (name, schedule, kind) in [
+            ("backup_full", &config.full_schedule, Kind::Full),
+            ("backup_incr", &config.incr_schedule, Kind::Incr),
+        ] {
+            if let Some(schedule) = schedule {
+                specs.push(JobSpec {
+                    name,
+                    schedule: schedule.clone(),
+                    task: Task::Backup(kind),
+                });
+            }
+        }
+        self.backups = Some(backups);
         self
     }
 
@@ -184,6 +211,10 @@ impl Jobs {
                     .map(|s| s.to_string())
                     .map_err(|e| crate::domain::DomainError::Internal(format!("{e:#}"))),
                 None => Ok("Meilisearch is not configured".into()),
+            },
+            Task::Backup(kind) => match &self.backups {
+                Some(backups) => backup(backups, kind).await,
+                None => Ok("backups are not configured".into()),
             },
             Task::PruneChanges => self
                 .feed
@@ -245,4 +276,36 @@ impl Jobs {
         }
         out
     }
+}
+
+/// A scheduled backup: one daemon takes it (the others find the lease held
+/// and say so); a full one is followed by expiry.
+async fn backup(backups: &Backups, kind: Kind) -> crate::domain::DomainResult<String> {
+    let info = match backups.take(kind).await {
+        Err(crate::domain::DomainError::Conflict(_)) => {
+            return Ok("another daemon is taking a backup".into())
+        }
+        taken => taken?,
+    };
+    if info.state == State::Failed {
+        let why = info.error.unwrap_or_default();
+        return Err(crate::domain::DomainError::internal(format!(
+            "backup {} failed: {why}",
+            info.id
+        )));
+    }
+    let mut summary = format!(
+        "backup {} ({}) complete: {} bytes in {} chunks",
+        info.id,
+        info.kind.as_str(),
+        info.bytes,
+        info.chunks
+    );
+    if kind == Kind::Full {
+        match backups.expire().await {
+            Ok(expired) => summary.push_str(&format!("; {expired}")),
+            Err(e) => summary.push_str(&format!("; expiry failed: {e:#}")),
+        }
+    }
+    Ok(summary)
 }

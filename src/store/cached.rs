@@ -470,22 +470,8 @@ impl<S: Store> VectorStore for CachedStore<S> {
 /// Exports read the backend directly: they want every row, not the cache's.
 #[async_trait]
 impl<S: Store> ExportStore for CachedStore<S> {
-    async fn export_entities(
-        &self,
-        scope: &Scope,
-        after: &str,
-        limit: usize,
-    ) -> DomainResult<Vec<export::EntityExport>> {
-        self.inner.export_entities(scope, after, limit).await
-    }
-
-    async fn export_relationships(
-        &self,
-        scope: &Scope,
-        after: &str,
-        limit: usize,
-    ) -> DomainResult<Vec<export::RelationshipRecord>> {
-        self.inner.export_relationships(scope, after, limit).await
+    async fn snapshot(&self) -> DomainResult<Box<dyn Snapshot>> {
+        self.inner.snapshot().await
     }
 }
 
@@ -493,6 +479,14 @@ impl<S: Store> ExportStore for CachedStore<S> {
 /// import's changes are tombstoned.
 #[async_trait]
 impl<S: Store> ImportStore for CachedStore<S> {
+    async fn import_org(&self, caller: &Caller, org: &Org) -> DomainResult<bool> {
+        self.inner.import_org(caller, org).await
+    }
+
+    async fn import_project(&self, caller: &Caller, project: &Project) -> DomainResult<bool> {
+        self.inner.import_project(caller, project).await
+    }
+
     async fn import(
         &self,
         scope: &Scope,

@@ -12,7 +12,7 @@
 //! forwarded (and checked) below.
 
 use super::prelude::*;
-use super::{cache, ChangeSink, Coherence, FeedBounds, Lease, Maintenance};
+use super::{cache, ChangeSink, Coherence, FeedBounds, Lease, Maintenance, Which};
 use crate::domain::validate::{json_no_nul, map_no_nul, no_nul};
 use crate::domain::*;
 use async_trait::async_trait;
@@ -603,31 +603,74 @@ impl<S: Store> VectorStore for Checked<S> {
 
 #[async_trait]
 impl<S: Store> ExportStore for Checked<S> {
-    async fn export_entities(
-        &self,
-        s: &Scope,
-        after: &str,
-        limit: usize,
-    ) -> DomainResult<Vec<export::EntityExport>> {
-        scope(s)?;
-        no_nul("cursor", after)?;
-        self.0.export_entities(s, after, limit).await
+    async fn snapshot(&self) -> DomainResult<Box<dyn Snapshot>> {
+        Ok(Box::new(CheckedSnapshot(self.0.snapshot().await?)))
+    }
+}
+
+/// The same checks on the arguments of a snapshot's reads.
+struct CheckedSnapshot(Box<dyn Snapshot>);
+
+#[async_trait]
+impl Snapshot for CheckedSnapshot {
+    fn seq(&self) -> i64 {
+        self.0.seq()
     }
 
-    async fn export_relationships(
+    async fn orgs(&self) -> DomainResult<Vec<Org>> {
+        self.0.orgs().await
+    }
+
+    async fn projects(&self, org: &str) -> DomainResult<Vec<Project>> {
+        no_nul("org", org)?;
+        self.0.projects(org).await
+    }
+
+    async fn entities(&self, s: &Scope, which: &Which) -> DomainResult<Vec<export::EntityExport>> {
+        scope(s)?;
+        match which {
+            Which::After(after, _) => no_nul("cursor", after)?,
+            Which::Ids(ids) => ids.iter().try_for_each(|id| no_nul("id", id))?,
+        }
+        self.0.entities(s, which).await
+    }
+
+    async fn relationships(
         &self,
         s: &Scope,
-        after: &str,
-        limit: usize,
+        which: &Which,
     ) -> DomainResult<Vec<export::RelationshipRecord>> {
         scope(s)?;
-        no_nul("cursor", after)?;
-        self.0.export_relationships(s, after, limit).await
+        match which {
+            Which::After(after, _) => no_nul("cursor", after)?,
+            Which::Ids(ids) => ids.iter().try_for_each(|id| no_nul("id", id))?,
+        }
+        self.0.relationships(s, which).await
     }
 }
 
 #[async_trait]
 impl<S: Store> ImportStore for Checked<S> {
+    async fn import_org(&self, c: &Caller, org: &Org) -> DomainResult<bool> {
+        caller(c)?;
+        for (what, text) in [
+            ("org", &org.id),
+            ("name", &org.name),
+            ("created_at", &org.created_at),
+        ] {
+            no_nul(what, text)?;
+        }
+        self.0.import_org(c, org).await
+    }
+
+    async fn import_project(&self, c: &Caller, p: &Project) -> DomainResult<bool> {
+        caller(c)?;
+        scope(&Scope::new(p.org.clone(), p.id.clone()))?;
+        no_nul("name", &p.name)?;
+        no_nul("created_at", &p.created_at)?;
+        self.0.import_project(c, p).await
+    }
+
     async fn import(
         &self,
         s: &Scope,

@@ -222,24 +222,48 @@ pub struct FeedBounds {
 /// What a change writes to the outbox: (kind, target id, op, version).
 pub type OutboxEntry<'a> = (&'a str, &'a str, &'a str, Option<i64>);
 
-/// A project's rows exactly as stored, history and deleted rows included,
-/// a page at a time (`domain::export`). Each page is one consistent read.
+/// The store as of one moment, for exports and backups: one read
+/// transaction (SQLite) or one `REPEATABLE READ` read-only transaction
+/// (PostgreSQL) held until the snapshot is dropped, so every read through
+/// it agrees, while writes go on unblocked. Rows come exactly as stored,
+/// history and deleted rows included (`domain::export`).
+#[async_trait]
+pub trait Snapshot: Send + Sync {
+    /// The change sequence when the view was taken: every change the view
+    /// holds has a sequence at most this.
+    fn seq(&self) -> i64;
+    /// Every org, by id.
+    async fn orgs(&self) -> DomainResult<Vec<Org>>;
+    /// Every project of `org`, by id.
+    async fn projects(&self, org: &str) -> DomainResult<Vec<Project>>;
+    /// The project's entity rows `which` names, by id, each with all its
+    /// versions; NotFound for a missing project.
+    async fn entities(
+        &self,
+        scope: &Scope,
+        which: &Which,
+    ) -> DomainResult<Vec<export::EntityExport>>;
+    /// The project's relationship rows `which` names, by id.
+    async fn relationships(
+        &self,
+        scope: &Scope,
+        which: &Which,
+    ) -> DomainResult<Vec<export::RelationshipRecord>>;
+}
+
+/// Which rows a snapshot read returns.
+#[derive(Debug, Clone)]
+pub enum Which {
+    /// A page: the first `limit` rows with ids after this one.
+    After(String, usize),
+    /// The rows of these ids that exist.
+    Ids(Vec<String>),
+}
+
 #[async_trait]
 pub trait ExportStore: Send + Sync {
-    /// Entity rows with ids after `after`, by id, each with all its versions.
-    async fn export_entities(
-        &self,
-        scope: &Scope,
-        after: &str,
-        limit: usize,
-    ) -> DomainResult<Vec<export::EntityExport>>;
-    /// Relationship rows with ids after `after`, by id.
-    async fn export_relationships(
-        &self,
-        scope: &Scope,
-        after: &str,
-        limit: usize,
-    ) -> DomainResult<Vec<export::RelationshipRecord>>;
+    /// A view of the whole store as of now (`Snapshot`).
+    async fn snapshot(&self) -> DomainResult<Box<dyn Snapshot>>;
 }
 
 /// Exported rows stored again as they are (`rules::import`).
@@ -255,6 +279,12 @@ pub trait ImportStore: Send + Sync {
         caller: &Caller,
         items: Vec<ImportItem>,
     ) -> DomainResult<Vec<Imported>>;
+    /// Makes the org as exported (its name and creation time) unless it
+    /// exists; true when it was made.
+    async fn import_org(&self, caller: &Caller, org: &Org) -> DomainResult<bool>;
+    /// Makes the project as exported unless it exists (its org must);
+    /// true when it was made.
+    async fn import_project(&self, caller: &Caller, project: &Project) -> DomainResult<bool>;
 }
 
 /// What importing one item did.
@@ -400,11 +430,20 @@ pub trait Store:
 pub mod prelude {
     pub use super::{
         AuditStore, ChangeStore, DocStore, EntityStore, ExportStore, GraphStore, ImportStore,
-        KeyStore, SearchStore, Store, TenancyStore, VectorStore,
+        KeyStore, SearchStore, Snapshot, Store, TenancyStore, VectorStore,
     };
 }
 
 pub type DynStore = Arc<dyn Store>;
+
+/// Whether an insert made its row (a conflict: it was already there).
+pub(crate) fn made<T>(inserted: DomainResult<T>) -> DomainResult<bool> {
+    match inserted {
+        Ok(_) => Ok(true),
+        Err(DomainError::Conflict(_)) => Ok(false),
+        Err(e) => Err(e),
+    }
+}
 
 /// Told of entity changes made by other daemons sharing the store.
 pub trait ChangeSink: Send + Sync {

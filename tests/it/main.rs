@@ -26,6 +26,7 @@ mod support;
 
 mod age;
 mod api;
+mod backup;
 mod blob;
 mod concurrency;
 mod conformance;

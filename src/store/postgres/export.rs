@@ -1,14 +1,15 @@
-//! A project's rows as stored, a page at a time, for export: each page is
-//! read in one REPEATABLE READ transaction, so an entity and its versions
-//! agree.
+//! The store as of one moment (`Snapshot`), for exports and backups: one
+//! `REPEATABLE READ` read-only transaction on a connection of its own.
 
 use super::rows::{self, query, time, ENTITY_COLS, REL_COLS};
 use super::{pg_err, tenancy, PgStore};
 use crate::domain::export::{EntityExport, RelationshipRecord, VersionRecord};
 use crate::domain::*;
 use crate::store::prelude::*;
+use crate::store::Which;
 use async_trait::async_trait;
 use chrono::{DateTime, Utc};
+use tokio_postgres::types::ToSql;
 use tokio_postgres::Row;
 
 fn version(row: &Row) -> DomainResult<VersionRecord> {
@@ -29,52 +30,91 @@ fn version(row: &Row) -> DomainResult<VersionRecord> {
     })
 }
 
+/// A snapshot's connection, out of the pool's hands from the start: it is
+/// closed when the snapshot is dropped, which ends the transaction (no
+/// connection goes back to the pool inside one).
+struct PgSnapshot {
+    client: Option<deadpool_postgres::Object>,
+    seq: i64,
+}
+
+impl Drop for PgSnapshot {
+    fn drop(&mut self) {
+        if let Some(c) = self.client.take() {
+            drop(deadpool_postgres::Object::take(c));
+        }
+    }
+}
+
+impl PgSnapshot {
+    fn client(&self) -> &deadpool_postgres::Object {
+        self.client.as_ref().expect("held until dropped")
+    }
+}
+
 #[async_trait]
-impl ExportStore for PgStore {
-    async fn export_entities(
-        &self,
-        scope: &Scope,
-        after: &str,
-        limit: usize,
-    ) -> DomainResult<Vec<EntityExport>> {
-        let mut c = self.client().await?;
-        let tx = c
-            .build_transaction()
-            .isolation_level(tokio_postgres::IsolationLevel::RepeatableRead)
-            .read_only(true)
-            .start()
-            .await
-            .map_err(pg_err)?;
-        tenancy::get_project(&tx, &scope.org, &scope.project).await?;
+impl Snapshot for PgSnapshot {
+    fn seq(&self) -> i64 {
+        self.seq
+    }
+
+    async fn orgs(&self) -> DomainResult<Vec<Org>> {
+        let rows = query(
+            self.client(),
+            "SELECT id, name, created_at FROM orgs ORDER BY id",
+            &[],
+        )
+        .await?;
+        Ok(rows.iter().map(tenancy::org).collect())
+    }
+
+    async fn projects(&self, org: &str) -> DomainResult<Vec<Project>> {
+        let rows = query(
+            self.client(),
+            "SELECT org_id, id, name, created_at FROM projects WHERE org_id = $1 ORDER BY id",
+            &[&org],
+        )
+        .await?;
+        Ok(rows.iter().map(tenancy::project).collect())
+    }
+
+    async fn entities(&self, scope: &Scope, which: &Which) -> DomainResult<Vec<EntityExport>> {
+        let c = self.client();
+        tenancy::get_project(c, &scope.org, &scope.project).await?;
+        let (filter, tail) = which_sql("id", which);
         let sql = format!(
             "SELECT {ENTITY_COLS} FROM entities
-             WHERE org_id = $1 AND project_id = $2 AND id > $3 ORDER BY id LIMIT $4"
+             WHERE org_id = $1 AND project_id = $2 AND {filter} {tail}"
         );
-        let mut page: Vec<EntityExport> = query(
-            &tx,
-            &sql,
-            &[&scope.org, &scope.project, &after, &(limit as i64)],
-        )
-        .await?
-        .iter()
-        .map(|r| EntityExport {
-            entity: rows::entity(r),
-            versions: Vec::new(),
-        })
-        .collect();
+        let mut page: Vec<EntityExport> = query(c, &sql, &which_args(scope, which))
+            .await?
+            .iter()
+            .map(|r| EntityExport {
+                entity: rows::entity(r),
+                versions: Vec::new(),
+            })
+            .collect();
         if let (Some(first), Some(last)) = (page.first(), page.last()) {
             let (first, last) = (first.entity.id.clone(), last.entity.id.clone());
-            let versions = query(
-                &tx,
+            const VERSIONS: &str =
                 "SELECT entity_id, version, op, parent_version, type, deleted, actor, at, patch,
                         snapshot, chain
-                 FROM entity_versions
-                 WHERE org_id = $1 AND project_id = $2 AND entity_id BETWEEN $3 AND $4
-                 ORDER BY entity_id, version",
-                &[&scope.org, &scope.project, &first, &last],
-            )
-            .await?;
-            // Both lists are in id order (the same collation): walk them together.
+                 FROM entity_versions WHERE org_id = $1 AND project_id = $2";
+            let versions = match which {
+                Which::After(..) => {
+                    let sql = format!(
+                        "{VERSIONS} AND entity_id BETWEEN $3 AND $4 ORDER BY entity_id, version"
+                    );
+                    query(c, &sql, &[&scope.org, &scope.project, &first, &last]).await?
+                }
+                Which::Ids(ids) => {
+                    let sql =
+                        format!("{VERSIONS} AND entity_id = ANY($3) ORDER BY entity_id, version");
+                    query(c, &sql, &[&scope.org, &scope.project, ids]).await?
+                }
+            };
+            // Both lists are in id order (the same collation) and hold the
+            // same ids: walk them together.
             let mut at = 0;
             for row in &versions {
                 let v = version(row)?;
@@ -86,28 +126,22 @@ impl ExportStore for PgStore {
                 }
             }
         }
-        super::tx::settle(tx.rollback().await, c)?;
         Ok(page)
     }
 
-    async fn export_relationships(
+    async fn relationships(
         &self,
         scope: &Scope,
-        after: &str,
-        limit: usize,
+        which: &Which,
     ) -> DomainResult<Vec<RelationshipRecord>> {
-        let c = self.client().await?;
-        tenancy::get_project(&c, &scope.org, &scope.project).await?;
+        let c = self.client();
+        tenancy::get_project(c, &scope.org, &scope.project).await?;
+        let (filter, tail) = which_sql("id", which);
         let sql = format!(
             "SELECT {REL_COLS}, deleted_at FROM relationships
-             WHERE org_id = $1 AND project_id = $2 AND id > $3 ORDER BY id LIMIT $4"
+             WHERE org_id = $1 AND project_id = $2 AND {filter} {tail}"
         );
-        let rows = query(
-            &c,
-            &sql,
-            &[&scope.org, &scope.project, &after, &(limit as i64)],
-        )
-        .await?;
+        let rows = query(c, &sql, &which_args(scope, which)).await?;
         Ok(rows
             .iter()
             .map(|r| RelationshipRecord {
@@ -115,5 +149,55 @@ impl ExportStore for PgStore {
                 deleted_at: r.get::<_, Option<DateTime<Utc>>>(10).map(time),
             })
             .collect())
+    }
+}
+
+/// The filter of a `Which` on `column` ($3 is its parameter) and the order
+/// and bound of the rows.
+fn which_sql(column: &str, which: &Which) -> (String, String) {
+    match which {
+        Which::After(_, limit) => (
+            format!("{column} > $3"),
+            format!("ORDER BY {column} LIMIT {limit}"),
+        ),
+        Which::Ids(_) => (format!("{column} = ANY($3)"), format!("ORDER BY {column}")),
+    }
+}
+
+/// The scope's two parameters and the `Which`'s one.
+fn which_args<'a>(scope: &'a Scope, which: &'a Which) -> [&'a (dyn ToSql + Sync); 3] {
+    let third: &(dyn ToSql + Sync) = match which {
+        Which::After(after, _) => after,
+        Which::Ids(ids) => ids,
+    };
+    [&scope.org, &scope.project, third]
+}
+
+#[async_trait]
+impl ExportStore for PgStore {
+    async fn snapshot(&self) -> DomainResult<Box<dyn Snapshot>> {
+        let client = self.client().await?;
+        let mut snapshot = PgSnapshot {
+            client: Some(client),
+            seq: 0,
+        };
+        // Statements of a long backup may take longer than a request's.
+        snapshot
+            .client()
+            .batch_execute(
+                "BEGIN ISOLATION LEVEL REPEATABLE READ READ ONLY; SET LOCAL statement_timeout = 0",
+            )
+            .await
+            .map_err(pg_err)?;
+        // The first statement after BEGIN fixes the view; the sequence's
+        // last value bounds every change it can hold.
+        let row = query(
+            snapshot.client(),
+            "SELECT CASE WHEN is_called THEN last_value ELSE 0 END FROM change_seq",
+            &[],
+        )
+        .await?;
+        snapshot.seq = row[0].get(0);
+        Ok(Box::new(snapshot))
     }
 }

@@ -7,7 +7,7 @@
 //! kind of row and each id once (`crate::import` makes its batches so).
 
 use super::rows::{self, execute, parse_time, query, ENTITY_COLS, REL_COLS};
-use super::{audit, entities, relationships, tx, PgStore};
+use super::{audit, entities, relationships, tenancy, tx, PgStore};
 use crate::domain::export::{EntityExport, RelationshipRecord};
 use crate::domain::rules::entities::Ends;
 use crate::domain::rules::import::{self as rules, ImportCounts, Verdict};
@@ -510,5 +510,19 @@ impl ImportStore for PgStore {
         items: Vec<ImportItem>,
     ) -> DomainResult<Vec<Imported>> {
         tx::retrying(|| self.import_once(scope, caller, &items)).await
+    }
+
+    async fn import_org(&self, caller: &Caller, org: &Org) -> DomainResult<bool> {
+        let at = parse_time(&org.created_at)?;
+        let c = self.client().await?;
+        crate::store::made(tenancy::insert_org(&c, caller, &org.id, &org.name, Some(at)).await)
+    }
+
+    async fn import_project(&self, caller: &Caller, p: &Project) -> DomainResult<bool> {
+        let at = parse_time(&p.created_at)?;
+        let c = self.client().await?;
+        crate::store::made(
+            tenancy::insert_project(&c, caller, &p.org, &p.id, &p.name, Some(at)).await,
+        )
     }
 }

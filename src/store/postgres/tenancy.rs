@@ -9,11 +9,12 @@ use crate::store::prelude::*;
 use crate::store::AuditPlace;
 use crate::store::PROJECT_TABLES;
 use async_trait::async_trait;
+use chrono::{DateTime, Utc};
 use deadpool_postgres::GenericClient;
 use serde_json::json;
 use tokio_postgres::{Row, Statement};
 
-fn org(r: &Row) -> Org {
+pub(super) fn org(r: &Row) -> Org {
     Org {
         id: r.get(0),
         name: r.get(1),
@@ -21,7 +22,7 @@ fn org(r: &Row) -> Org {
     }
 }
 
-fn project(r: &Row) -> Project {
+pub(super) fn project(r: &Row) -> Project {
     Project {
         org: r.get(0),
         id: r.get(1),
@@ -36,11 +37,22 @@ pub async fn create_org<C: GenericClient>(
     id: &str,
     name: &str,
 ) -> DomainResult<Org> {
+    insert_org(c, caller, id, name, None).await
+}
+
+/// Stores a new org, made `at` the given time (an import's) or now.
+pub async fn insert_org<C: GenericClient>(
+    c: &C,
+    caller: &Caller,
+    id: &str,
+    name: &str,
+    at: Option<DateTime<Utc>>,
+) -> DomainResult<Org> {
     let row = query_opt(
         c,
-        "INSERT INTO orgs (id, name, created_at) VALUES ($1, $2, now())
+        "INSERT INTO orgs (id, name, created_at) VALUES ($1, $2, coalesce($3, now()))
          ON CONFLICT DO NOTHING RETURNING id, name, created_at",
-        &[&id, &name],
+        &[&id, &name, &at],
     )
     .await?
     .ok_or_else(|| DomainError::Conflict(format!("org {id} already exists")))?;
@@ -83,12 +95,24 @@ pub async fn create_project<C: GenericClient>(
     id: &str,
     name: &str,
 ) -> DomainResult<Project> {
+    insert_project(c, caller, org_id, id, name, None).await
+}
+
+/// Stores a new project, made `at` the given time (an import's) or now.
+pub async fn insert_project<C: GenericClient>(
+    c: &C,
+    caller: &Caller,
+    org_id: &str,
+    id: &str,
+    name: &str,
+    at: Option<DateTime<Utc>>,
+) -> DomainResult<Project> {
     get_org(c, org_id).await?;
     let row = query_opt(
         c,
-        "INSERT INTO projects (org_id, id, name, created_at) VALUES ($1, $2, $3, now())
+        "INSERT INTO projects (org_id, id, name, created_at) VALUES ($1, $2, $3, coalesce($4, now()))
          ON CONFLICT DO NOTHING RETURNING org_id, id, name, created_at",
-        &[&org_id, &id, &name],
+        &[&org_id, &id, &name, &at],
     )
     .await?
     .ok_or_else(|| DomainError::Conflict(format!("project {id} already exists")))?;

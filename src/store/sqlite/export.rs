@@ -1,13 +1,17 @@
-//! A project's rows as stored, a page at a time, for export: each page is
-//! read in one read transaction, so an entity and its versions agree.
+//! The store as of one moment (`Snapshot`), for exports and backups: a
+//! read-only connection of its own holding one read transaction. In WAL
+//! mode that view stays fixed while the writer commits on.
 
 use super::rows::{self, ENTITY_COLS, REL_COLS};
+use super::tenancy::{org_row, project_row};
 use super::{project_exists, sql_err, SqliteStore};
 use crate::domain::export::{EntityExport, RelationshipRecord, VersionRecord};
 use crate::domain::*;
 use crate::store::prelude::*;
+use crate::store::Which;
 use async_trait::async_trait;
-use rusqlite::{params, Connection, Row};
+use rusqlite::{Connection, Row};
+use std::sync::{Arc, Mutex};
 
 fn version(row: &Row) -> rusqlite::Result<VersionRecord> {
     let op: String = row.get(2)?;
@@ -34,49 +38,80 @@ fn version(row: &Row) -> rusqlite::Result<VersionRecord> {
     })
 }
 
-fn entities(
-    conn: &Connection,
-    scope: &Scope,
-    after: &str,
-    limit: usize,
-) -> DomainResult<Vec<EntityExport>> {
-    let tx = conn.unchecked_transaction().map_err(sql_err)?;
-    project_exists(&tx, scope)?;
+/// The filter of a `Which` on `column` and its bound parameters (after the
+/// scope's two): rows after an id, or of listed ids (a JSON array, read by
+/// `json_each`).
+fn which_filter(column: &str, which: &Which) -> (String, Vec<rusqlite::types::Value>) {
+    use rusqlite::types::Value;
+    match which {
+        Which::After(after, _) => (format!("{column} > ?3"), vec![Value::Text(after.clone())]),
+        Which::Ids(ids) => (
+            format!("{column} IN (SELECT value FROM json_each(?3))"),
+            vec![Value::Text(
+                serde_json::to_string(ids).expect("ids serialise"),
+            )],
+        ),
+    }
+}
+
+/// The order of a `Which`'s rows, and the page's bound.
+fn which_tail(column: &str, which: &Which) -> String {
+    match which {
+        Which::After(_, limit) => format!("ORDER BY {column} LIMIT {limit}"),
+        Which::Ids(_) => format!("ORDER BY {column}"),
+    }
+}
+
+fn entities(conn: &Connection, scope: &Scope, which: &Which) -> DomainResult<Vec<EntityExport>> {
+    project_exists(conn, scope)?;
+    let (filter, args) = which_filter("id", which);
+    let tail = which_tail("id", which);
     let sql = format!(
         "SELECT {ENTITY_COLS} FROM entities
-         WHERE org_id = ?1 AND project_id = ?2 AND id > ?3 ORDER BY id LIMIT ?4"
+         WHERE org_id = ?1 AND project_id = ?2 AND {filter} {tail}"
     );
-    let mut page: Vec<EntityExport> = tx
+    let args = scoped(scope, args);
+    let mut page: Vec<EntityExport> = conn
         .prepare_cached(&sql)
         .and_then(|mut st| {
-            st.query_map(
-                params![scope.org, scope.project, after, limit as i64],
-                rows::entity,
-            )?
-            .map(|e| {
-                e.map(|entity| EntityExport {
-                    entity,
-                    versions: Vec::new(),
+            st.query_map(rusqlite::params_from_iter(&args), rows::entity)?
+                .map(|e| {
+                    e.map(|entity| EntityExport {
+                        entity,
+                        versions: Vec::new(),
+                    })
                 })
-            })
-            .collect()
+                .collect()
         })
         .map_err(sql_err)?;
     let (Some(first), Some(last)) = (page.first(), page.last()) else {
         return Ok(page);
     };
-    let (first, last) = (first.entity.id.clone(), last.entity.id.clone());
-    let mut st = tx
-        .prepare_cached(
-            "SELECT entity_id, version, op, parent_version, type, deleted, actor, at, patch,
-                    snapshot, chain
-             FROM entity_versions
-             WHERE org_id = ?1 AND project_id = ?2 AND entity_id BETWEEN ?3 AND ?4
-             ORDER BY entity_id, version",
-        )
-        .map_err(sql_err)?;
+    let (filter, args) = match which {
+        Which::After(..) => (
+            "entity_id BETWEEN ?3 AND ?4".to_owned(),
+            scoped(
+                scope,
+                vec![
+                    first.entity.id.clone().into(),
+                    last.entity.id.clone().into(),
+                ],
+            ),
+        ),
+        Which::Ids(_) => {
+            let (filter, args) = which_filter("entity_id", which);
+            (filter, scoped(scope, args))
+        }
+    };
+    let sql = format!(
+        "SELECT entity_id, version, op, parent_version, type, deleted, actor, at, patch,
+                snapshot, chain
+         FROM entity_versions WHERE org_id = ?1 AND project_id = ?2 AND {filter}
+         ORDER BY entity_id, version"
+    );
+    let mut st = conn.prepare_cached(&sql).map_err(sql_err)?;
     let versions = st
-        .query_map(params![scope.org, scope.project, first, last], version)
+        .query_map(rusqlite::params_from_iter(&args), version)
         .map_err(sql_err)?;
     // Both lists are in id order: walk them together.
     let mut at = 0;
@@ -92,54 +127,117 @@ fn entities(
     Ok(page)
 }
 
+/// The scope's two parameters, then `args`.
+fn scoped(scope: &Scope, args: Vec<rusqlite::types::Value>) -> Vec<rusqlite::types::Value> {
+    let mut all = vec![scope.org.clone().into(), scope.project.clone().into()];
+    all.extend(args);
+    all
+}
+
 fn relationships(
     conn: &Connection,
     scope: &Scope,
-    after: &str,
-    limit: usize,
+    which: &Which,
 ) -> DomainResult<Vec<RelationshipRecord>> {
     project_exists(conn, scope)?;
+    let (filter, args) = which_filter("id", which);
+    let tail = which_tail("id", which);
     let sql = format!(
         "SELECT {REL_COLS}, deleted_at FROM relationships
-         WHERE org_id = ?1 AND project_id = ?2 AND id > ?3 ORDER BY id LIMIT ?4"
+         WHERE org_id = ?1 AND project_id = ?2 AND {filter} {tail}"
     );
+    let args = scoped(scope, args);
     conn.prepare_cached(&sql)
         .and_then(|mut st| {
-            st.query_map(
-                params![scope.org, scope.project, after, limit as i64],
-                |row| {
-                    Ok(RelationshipRecord {
-                        relationship: rows::relationship(row)?,
-                        deleted_at: row.get(10)?,
-                    })
-                },
-            )?
+            st.query_map(rusqlite::params_from_iter(&args), |row| {
+                Ok(RelationshipRecord {
+                    relationship: rows::relationship(row)?,
+                    deleted_at: row.get(10)?,
+                })
+            })?
             .collect()
         })
         .map_err(sql_err)
 }
 
-#[async_trait]
-impl ExportStore for SqliteStore {
-    async fn export_entities(
-        &self,
-        scope: &Scope,
-        after: &str,
-        limit: usize,
-    ) -> DomainResult<Vec<EntityExport>> {
-        let (s, after) = (scope.clone(), after.to_owned());
-        self.read(move |conn| entities(conn, &s, &after, limit))
+/// A snapshot's connection; each read runs on a blocking thread.
+struct SqliteSnapshot {
+    conn: Arc<Mutex<Connection>>,
+    seq: i64,
+}
+
+impl SqliteSnapshot {
+    async fn read<T, F>(&self, f: F) -> DomainResult<T>
+    where
+        T: Send + 'static,
+        F: FnOnce(&Connection) -> DomainResult<T> + Send + 'static,
+    {
+        let conn = self.conn.clone();
+        tokio::task::spawn_blocking(move || f(&conn.lock().expect("snapshot connection lock")))
             .await
+            .map_err(DomainError::internal)?
+    }
+}
+
+#[async_trait]
+impl Snapshot for SqliteSnapshot {
+    fn seq(&self) -> i64 {
+        self.seq
     }
 
-    async fn export_relationships(
+    async fn orgs(&self) -> DomainResult<Vec<Org>> {
+        self.read(|conn| {
+            conn.prepare("SELECT id, name, created_at FROM orgs ORDER BY id")
+                .and_then(|mut st| st.query_map([], org_row)?.collect())
+                .map_err(sql_err)
+        })
+        .await
+    }
+
+    async fn projects(&self, org: &str) -> DomainResult<Vec<Project>> {
+        let org = org.to_owned();
+        self.read(move |conn| {
+            conn.prepare(
+                "SELECT org_id, id, name, created_at FROM projects WHERE org_id = ?1 ORDER BY id",
+            )
+            .and_then(|mut st| st.query_map([org], project_row)?.collect())
+            .map_err(sql_err)
+        })
+        .await
+    }
+
+    async fn entities(&self, scope: &Scope, which: &Which) -> DomainResult<Vec<EntityExport>> {
+        let (s, which) = (scope.clone(), which.clone());
+        self.read(move |conn| entities(conn, &s, &which)).await
+    }
+
+    async fn relationships(
         &self,
         scope: &Scope,
-        after: &str,
-        limit: usize,
+        which: &Which,
     ) -> DomainResult<Vec<RelationshipRecord>> {
-        let (s, after) = (scope.clone(), after.to_owned());
-        self.read(move |conn| relationships(conn, &s, &after, limit))
-            .await
+        let (s, which) = (scope.clone(), which.clone());
+        self.read(move |conn| relationships(conn, &s, &which)).await
+    }
+}
+
+#[async_trait]
+impl ExportStore for SqliteStore {
+    async fn snapshot(&self) -> DomainResult<Box<dyn Snapshot>> {
+        let (path, config) = (self.path.clone(), self.config.clone());
+        let (conn, seq) = tokio::task::spawn_blocking(move || {
+            let conn = super::connect(&path, &config, true)?;
+            // The first read fixes the transaction's view of the file.
+            conn.execute_batch("BEGIN")?;
+            let seq = conn.query_row("SELECT value FROM change_seq", [], |r| r.get(0))?;
+            Ok::<_, rusqlite::Error>((conn, seq))
+        })
+        .await
+        .map_err(DomainError::internal)?
+        .map_err(sql_err)?;
+        Ok(Box::new(SqliteSnapshot {
+            conn: Arc::new(Mutex::new(conn)),
+            seq,
+        }))
     }
 }

@@ -3,7 +3,7 @@
 
 use super::entities::{insert_row, load as load_entity, store_version, update_row};
 use super::threads::Seq;
-use super::{audit, outbox, project_exists, relationships, search, sql_err, SqliteStore};
+use super::{audit, outbox, project_exists, relationships, search, sql_err, tenancy, SqliteStore};
 use crate::domain::export::{EntityExport, RelationshipRecord};
 use crate::domain::rules::entities::Ends;
 use crate::domain::rules::import::{self as rules, ImportCounts};
@@ -174,6 +174,22 @@ impl ImportStore for SqliteStore {
         let (s, caller) = (scope.clone(), caller.clone());
         self.writer
             .write(move |conn, seq| import(conn, seq, &s, &caller, &items))
+            .await
+    }
+
+    async fn import_org(&self, caller: &Caller, org: &Org) -> DomainResult<bool> {
+        let (caller, org) = (caller.clone(), org.clone());
+        self.writer
+            .write(move |conn, _| crate::store::made(tenancy::insert_org(conn, &caller, org)))
+            .await
+    }
+
+    async fn import_project(&self, caller: &Caller, project: &Project) -> DomainResult<bool> {
+        let (caller, project) = (caller.clone(), project.clone());
+        self.writer
+            .write(move |conn, _| {
+                crate::store::made(tenancy::insert_project(conn, &caller, project))
+            })
             .await
     }
 }

@@ -70,6 +70,9 @@ pub struct SqliteStore {
     leases: lease::Leased,
     /// Projects' embeddings in memory for semantic search (`vectors.rs`).
     vector_sets: Arc<vectors::VectorSets>,
+    /// The file and its settings, for connections of snapshots (`export.rs`).
+    path: std::path::PathBuf,
+    config: SqliteConfig,
 }
 
 fn connect(path: &Path, config: &SqliteConfig, read_only: bool) -> rusqlite::Result<Connection> {
@@ -119,6 +122,8 @@ impl SqliteStore {
             readers: Readers::spawn(readers)?,
             leases: Arc::default(),
             vector_sets: Arc::new(vectors::VectorSets::new(config.vector_memory_mb << 20)),
+            path: path.to_owned(),
+            config: config.clone(),
         })
     }
 

@@ -12,7 +12,7 @@ use crate::store::PROJECT_TABLES;
 use async_trait::async_trait;
 use rusqlite::{params, Connection, OptionalExtension};
 
-fn org_row(r: &rusqlite::Row) -> rusqlite::Result<Org> {
+pub(super) fn org_row(r: &rusqlite::Row) -> rusqlite::Result<Org> {
     Ok(Org {
         id: r.get(0)?,
         name: r.get(1)?,
@@ -20,7 +20,7 @@ fn org_row(r: &rusqlite::Row) -> rusqlite::Result<Org> {
     })
 }
 
-fn project_row(r: &rusqlite::Row) -> rusqlite::Result<Project> {
+pub(super) fn project_row(r: &rusqlite::Row) -> rusqlite::Result<Project> {
     Ok(Project {
         org: r.get(0)?,
         id: r.get(1)?,
@@ -35,6 +35,12 @@ pub fn create_org(conn: &Connection, caller: &Caller, id: &str, name: &str) -> D
         name: name.to_owned(),
         created_at: clock::now(),
     };
+    insert_org(conn, caller, org)
+}
+
+/// Stores a new org as given (an import keeps its creation time).
+pub fn insert_org(conn: &Connection, caller: &Caller, org: Org) -> DomainResult<Org> {
+    let (id, name) = (&org.id, &org.name);
     let inserted = conn
         .execute(
             "INSERT INTO orgs (id, name, created_at) VALUES (?1, ?2, ?3) ON CONFLICT DO NOTHING",
@@ -81,13 +87,23 @@ pub fn create_project(
     id: &str,
     name: &str,
 ) -> DomainResult<Project> {
-    get_org(conn, org)?;
     let project = Project {
         org: org.to_owned(),
         id: id.to_owned(),
         name: name.to_owned(),
         created_at: clock::now(),
     };
+    insert_project(conn, caller, project)
+}
+
+/// Stores a new project as given (an import keeps its creation time).
+pub fn insert_project(
+    conn: &Connection,
+    caller: &Caller,
+    project: Project,
+) -> DomainResult<Project> {
+    get_org(conn, &project.org)?;
+    let (org, id, name) = (&project.org, &project.id, &project.name);
     let inserted = conn
         .execute(
             "INSERT INTO projects (org_id, id, name, created_at) VALUES (?1, ?2, ?3, ?4)

@@ -1,0 +1,233 @@
+//! Reading backups back: checking a backup's records, and restoring a chain
+//! (a full backup and the incremental ones after it) into an empty store.
+//! Each backup's chunks are spooled to a file and stored by the import
+//! (`crate::import`), which keeps every row's versions, times and actors
+//! and creates orgs and projects as they were; an incremental backup first
+//! deletes what it no longer lists (orgs and projects, or ones made again
+//! since) and purges its `purged` entities.
+
+use super::chunks;
+use super::incremental::Purged;
+use super::manifest::{Kind, Manifest};
+use super::Backups;
+use crate::blob::BlobStore;
+use crate::domain::export::ExportRecord;
+use crate::domain::rules::import::ImportCounts;
+use crate::domain::{Caller, DomainError, Org, PageRequest, Project, Scope, WriteOp};
+use crate::import::Target;
+use crate::store::DynStore;
+use anyhow::{bail, Context};
+use serde::Serialize;
+use std::collections::BTreeMap;
+use std::io::Write;
+
+/// What a restore did.
+#[derive(Debug, Clone, Default, Serialize)]
+pub struct RestoreReport {
+    /// The backups replayed, oldest first.
+    pub backups: Vec<String>,
+    pub counts: ImportCounts,
+    pub purged: u64,
+    pub deleted_projects: u64,
+}
+
+/// One backup's records, spooled: the import's lines in a file, and what
+/// the import does not do (the tenancy listed, the purges).
+struct Spooled {
+    file: tempfile::NamedTempFile,
+    orgs: BTreeMap<String, Org>,
+    projects: BTreeMap<(String, String), Project>,
+    purged: Vec<(Scope, String)>,
+}
+
+async fn spool(blobs: &dyn BlobStore, m: &Manifest) -> anyhow::Result<Spooled> {
+    let file = tempfile::NamedTempFile::new().context("a spool file for the restore")?;
+    let mut out = std::io::BufWriter::new(file.reopen()?);
+    let mut spooled = Spooled {
+        file,
+        orgs: BTreeMap::new(),
+        projects: BTreeMap::new(),
+        purged: Vec::new(),
+    };
+    let mut scope: Option<Scope> = None;
+    for chunk in &m.chunks {
+        let plain = chunks::read(blobs, chunk).await?;
+        for line in plain.split_inclusive(|b| *b == b'\n') {
+            if Purged::is(line) {
+                let purged: Purged = serde_json::from_slice(line)
+                    .with_context(|| format!("a purged line in {}", chunk.key))?;
+                let Some(scope) = &scope else {
+                    bail!("a purged line before any project in {}", chunk.key)
+                };
+                spooled.purged.push((scope.clone(), purged.entity));
+                continue;
+            }
+            if line.starts_with(br#"{"kind":"org""#) || line.starts_with(br#"{"kind":"project""#) {
+                match serde_json::from_slice(line) {
+                    Ok(ExportRecord::Org(org)) => {
+                        spooled.orgs.insert(org.id.clone(), org);
+                    }
+                    Ok(ExportRecord::Project(p)) => {
+                        scope = Some(Scope::new(p.org.clone(), p.id.clone()));
+                        let project = Project {
+                            org: p.org,
+                            id: p.id,
+                            name: p.name,
+                            created_at: p.created_at,
+                        };
+                        spooled
+                            .projects
+                            .insert((project.org.clone(), project.id.clone()), project);
+                    }
+                    // The import's check names the line.
+                    _ => {}
+                }
+            }
+            out.write_all(line)?;
+        }
+    }
+    out.flush()?;
+    Ok(spooled)
+}
+
+/// Checks every record of one backup as an import would (storing nothing).
+pub async fn check_records(blobs: &dyn BlobStore, m: &Manifest) -> anyhow::Result<()> {
+    let spooled = spool(blobs, m).await?;
+    crate::import::check(spooled.file.path())
+        .await
+        .map_err(|e| anyhow::anyhow!("{e}"))
+}
+
+impl Backups {
+    /// The chain `id` restores from, its full backup first.
+    pub async fn chain(&self, id: &str) -> anyhow::Result<Vec<Manifest>> {
+        let mut chain = Vec::new();
+        let mut next = Some(id.to_owned());
+        while let Some(id) = next.take() {
+            let m = self
+                .manifest(&id)
+                .await
+                .with_context(|| format!("backup {id} of the chain"))?;
+            next = m.parent.clone();
+            if m.kind == Kind::Incr && next.is_none() {
+                bail!("incremental backup {id} names no parent");
+            }
+            chain.push(m);
+            if chain.len() > 100_000 {
+                bail!("the chain of backup {id} does not end");
+            }
+        }
+        chain.reverse();
+        Ok(chain)
+    }
+
+    /// Restores backup `id` (and the chain before it) into `target`, which
+    /// must be empty.
+    pub async fn restore(&self, id: &str, target: &DynStore) -> anyhow::Result<RestoreReport> {
+        let chain = self.chain(id).await?;
+        let first = PageRequest {
+            cursor: None,
+            limit: 1,
+        };
+        if !target.list_orgs(&first).await?.items.is_empty() {
+            bail!("the target store is not empty: a backup is restored only into an empty store");
+        }
+        let caller = Caller::new("restore");
+        let mut report = RestoreReport::default();
+        for m in &chain {
+            let spooled = spool(self.blobs.as_ref(), m).await?;
+            if m.kind == Kind::Incr {
+                report.deleted_projects += forget_unlisted(target, &caller, &spooled).await?;
+                for (scope, entity) in &spooled.purged {
+                    let purge = vec![WriteOp::PurgeEntity { id: entity.clone() }];
+                    match target.write(scope, &caller, purge).await {
+                        Ok(_) => report.purged += 1,
+                        Err(DomainError::NotFound(_)) => {}
+                        Err(e) => return Err(e.into()),
+                    }
+                }
+            }
+            let done = crate::import::run(
+                target,
+                &Target::AsExported,
+                spooled.file.path(),
+                &caller,
+                false,
+            )
+            .await
+            .map_err(|e| anyhow::anyhow!("backup {}: {e}", m.id))?;
+            if let Some(f) = done.failures.first() {
+                bail!(
+                    "backup {}: line {} was refused: {}",
+                    m.id,
+                    f.line,
+                    f.message
+                );
+            }
+            report.counts.created += done.counts.created;
+            report.counts.updated += done.counts.updated;
+            report.counts.unchanged += done.counts.unchanged;
+            report.backups.push(m.id.clone());
+        }
+        Ok(report)
+    }
+}
+
+/// Deletes the target's orgs and projects an incremental backup does not
+/// list, or lists as made at another time (deleted and made again since the
+/// parent); the import then makes them as listed. Returns how many projects
+/// went.
+async fn forget_unlisted(
+    target: &DynStore,
+    caller: &Caller,
+    spooled: &Spooled,
+) -> anyhow::Result<u64> {
+    let mut gone = 0;
+    for org in all_orgs(target).await? {
+        let listed = spooled.orgs.get(&org.id);
+        if listed.is_none_or(|o| o.created_at != org.created_at) {
+            target.delete_org(caller, &org.id).await?;
+            continue;
+        }
+        for p in all_projects(target, &org.id).await? {
+            let listed = spooled.projects.get(&(p.org.clone(), p.id.clone()));
+            if listed.is_none_or(|l| l.created_at != p.created_at) {
+                target.delete_project(caller, &p.org, &p.id).await?;
+                gone += 1;
+            }
+        }
+    }
+    Ok(gone)
+}
+
+async fn all_orgs(store: &DynStore) -> anyhow::Result<Vec<Org>> {
+    let mut out = Vec::new();
+    let mut page = PageRequest {
+        cursor: None,
+        limit: 1000,
+    };
+    loop {
+        let found = store.list_orgs(&page).await?;
+        out.extend(found.items);
+        match found.next_cursor {
+            Some(c) => page.cursor = Some(c),
+            None => return Ok(out),
+        }
+    }
+}
+
+async fn all_projects(store: &DynStore, org: &str) -> anyhow::Result<Vec<Project>> {
+    let mut out = Vec::new();
+    let mut page = PageRequest {
+        cursor: None,
+        limit: 1000,
+    };
+    loop {
+        let found = store.list_projects(org, &page).await?;
+        out.extend(found.items);
+        match found.next_cursor {
+            Some(c) => page.cursor = Some(c),
+            None => return Ok(out),
+        }
+    }
+}

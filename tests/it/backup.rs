@@ -1,0 +1,537 @@
+//! Logical backups on both backends: a full backup restores to the same
+//! rows (on the same backend and across), an incremental chain restores
+//! exactly at each link, a backup taken while writes go on is one moment,
+//! damage is found by `verify` and refused by `restore`, and a blob store
+//! that fails mid-backup leaves no manifest.
+
+use crate::support::admin;
+use futures_util::StreamExt;
+use serde_json::{json, Value};
+use std::sync::Arc;
+use strata::backup::manifest::Kind;
+use strata::backup::{Backups, State};
+use strata::config::Config;
+use strata::domain::{Caller, DomainResult, Scope, WriteOp};
+use strata::store::DynStore;
+
+const ADMIN: &str = "test-admin-key-0123456789";
+
+on_both_configs!(
+    a_full_backup_restores_to_the_same_rows,
+    an_incremental_chain_restores_exactly_at_each_link,
+    a_backup_taken_during_writes_is_one_moment,
+    damage_is_found_by_verify_and_refused_by_restore,
+);
+
+fn caller() -> Caller {
+    Caller::new("test")
+}
+
+fn obj(v: Value) -> serde_json::Map<String, Value> {
+    v.as_object().unwrap().clone()
+}
+
+async fn write(store: &DynStore, project: &str, ops: Vec<WriteOp>) {
+    let scope = Scope::new("acme", project);
+    store.write(&scope, &caller(), ops).await.unwrap();
+}
+
+fn create(id: &str, props: Value) -> WriteOp {
+    WriteOp::CreateEntity {
+        id: id.into(),
+        entity_type: "node".into(),
+        properties: obj(props),
+    }
+}
+
+fn patch(id: &str, props: Value) -> WriteOp {
+    WriteOp::PatchEntity {
+        id: id.into(),
+        patch: props,
+        entity_type: None,
+        expected_version: None,
+    }
+}
+
+fn link(id: &str, from: &str, to: &str) -> WriteOp {
+    WriteOp::CreateRelationship {
+        id: id.into(),
+        rel_type: "links".into(),
+        from: from.into(),
+        to: to.into(),
+        properties: obj(json!({"w": 1})),
+    }
+}
+
+/// Org `acme` with projects `app` (entities with histories past the
+/// snapshot spacing, a deleted one, relationships, one deleted) and `b`.
+async fn seed(store: &DynStore) {
+    store.create_org(&caller(), "acme", "Acme").await.unwrap();
+    for p in ["app", "b"] {
+        store.create_project(&caller(), "acme", p, p).await.unwrap();
+    }
+    write(
+        store,
+        "app",
+        (0..600)
+            .map(|i| create(&format!("n{i:04}"), json!({"n": i})))
+            .collect(),
+    )
+    .await;
+    for v in 0..20 {
+        write(
+            store,
+            "app",
+            vec![patch("n0001", json!({"v": v, "tags": ["a", v]}))],
+        )
+        .await;
+    }
+    write(
+        store,
+        "app",
+        vec![link("r1", "n0001", "n0002"), link("r2", "n0002", "n0003")],
+    )
+    .await;
+    write(
+        store,
+        "app",
+        vec![WriteOp::DeleteEntity {
+            id: "n0003".into(),
+            expected_version: None,
+        }],
+    )
+    .await;
+    write(
+        store,
+        "app",
+        vec![WriteOp::DeleteRelationship {
+            id: "r1".into(),
+            expected_version: None,
+        }],
+    )
+    .await;
+    write(store, "b", vec![create("only", json!({"x": "y"}))]).await;
+}
+
+fn backups(store: &DynStore, config: &Config) -> Backups {
+    let url = config
+        .backup_url()
+        .strip_prefix("file://")
+        .unwrap()
+        .to_owned();
+    let blobs = Arc::new(strata::blob::DirBlobStore::new(&url).unwrap());
+    Backups::new(store.clone(), blobs, config)
+}
+
+/// Every row of the store, as the export writes them.
+async fn rows(store: &DynStore) -> Vec<Value> {
+    let snapshot: Arc<dyn strata::store::Snapshot> = store.snapshot().await.unwrap().into();
+    let parts = strata::export::parts(snapshot.as_ref(), None)
+        .await
+        .unwrap();
+    let mut lines = Box::pin(strata::export::lines(snapshot, parts));
+    let mut out = Vec::new();
+    while let Some(page) = lines.next().await {
+        let page = page.unwrap();
+        for line in page.split(|b| *b == b'\n').filter(|l| !l.is_empty()) {
+            out.push(serde_json::from_slice(line).unwrap());
+        }
+    }
+    out
+}
+
+fn same(a: &[Value], b: &[Value], what: &str) {
+    assert_eq!(a.len(), b.len(), "{what}: as many rows");
+    if let Some(i) = (0..a.len()).find(|&i| a[i] != b[i]) {
+        panic!("{what}: row {i} differs: {} and {}", a[i], b[i]);
+    }
+}
+
+/// Empty stores to restore into: SQLite, and PostgreSQL when there is one.
+async fn targets(dir: &std::path::Path) -> Vec<(&'static str, DynStore)> {
+    let mut out = vec![(
+        "SQLite",
+        crate::support::sqlite_store(&dir.join("target")).await,
+    )];
+    if !crate::support::skip_without(crate::support::PG) {
+        let url = crate::support::fresh_pg_database().await;
+        out.push(("PostgreSQL", crate::support::pg_store(dir, &url).await));
+    }
+    out
+}
+
+async fn a_full_backup_restores_to_the_same_rows(config: Config) {
+    let d = strata::server::build(config.clone(), ADMIN).await.unwrap();
+    seed(&d.store).await;
+    let live = rows(&d.store).await;
+
+    // Through the API: started (202), then complete.
+    let (status, text) = admin(
+        &d.router,
+        ADMIN,
+        "POST",
+        "/v1/admin/backups",
+        json!({"type": "full"}),
+    )
+    .await;
+    assert_eq!(status, 202, "{text}");
+    let started: Value = serde_json::from_str(&text).unwrap();
+    let id = started["data"]["id"].as_str().unwrap().to_owned();
+    let info = loop {
+        let uri = format!("/v1/admin/backups/{id}");
+        let (status, text) = admin(&d.router, ADMIN, "GET", &uri, Value::Null).await;
+        assert_eq!(status, 200, "{text}");
+        let info: Value = serde_json::from_str(&text).unwrap();
+        if info["data"]["state"] != "running" {
+            break info["data"].clone();
+        }
+        tokio::time::sleep(std::time::Duration::from_millis(50)).await;
+    };
+    assert_eq!(info["state"], "complete", "{info}");
+    assert_eq!(info["type"], "full");
+    assert!(info["bytes"].as_u64().unwrap() > 0);
+    let uri = format!("/v1/admin/backups/{id}/verify");
+    let (status, text) = admin(&d.router, ADMIN, "POST", &uri, Value::Null).await;
+    assert_eq!(status, 200, "{text}");
+    assert_eq!(
+        serde_json::from_str::<Value>(&text).unwrap()["data"]["ok"],
+        true,
+        "{text}"
+    );
+    let (status, text) = admin(&d.router, ADMIN, "GET", "/v1/admin/backups", Value::Null).await;
+    assert_eq!(status, 200);
+    assert!(text.contains(&id));
+    let (status, _) = admin(
+        &d.router,
+        ADMIN,
+        "GET",
+        "/v1/admin/backups/nope",
+        Value::Null,
+    )
+    .await;
+    assert_eq!(status, 404);
+
+    let dir = tempfile::tempdir().unwrap();
+    let service = backups(&d.store, &config);
+    for (name, target) in targets(dir.path()).await {
+        let report = service.restore(&id, &target).await.unwrap();
+        assert_eq!(report.backups, vec![id.clone()]);
+        same(
+            &rows(&target).await,
+            &live,
+            &format!("restored into {name}"),
+        );
+        // A store with rows in it is no target.
+        let again = service.restore(&id, &target).await.unwrap_err();
+        assert!(format!("{again:#}").contains("not empty"), "{again:#}");
+        target.close().await;
+    }
+}
+
+async fn an_incremental_chain_restores_exactly_at_each_link(config: Config) {
+    let d = strata::server::build(config.clone(), ADMIN).await.unwrap();
+    let store = &d.store;
+    seed(store).await;
+    let service = backups(store, &config);
+    // With no backup yet, an incremental one is a full one.
+    let full = service.take(Kind::Incr).await.unwrap();
+    assert_eq!(
+        (full.kind, full.state),
+        (Kind::Full, State::Complete),
+        "{full:?}"
+    );
+
+    // Changes of every kind: patches past a snapshot, a new entity, a
+    // deletion, a purge (its relationships go with it), a new and a patched
+    // relationship, a new project, and a project deleted and made again.
+    for v in 0..20 {
+        write(store, "app", vec![patch("n0002", json!({"w": v}))]).await;
+    }
+    write(
+        store,
+        "app",
+        vec![
+            create("fresh", json!({"new": true})),
+            link("r3", "fresh", "n0004"),
+        ],
+    )
+    .await;
+    write(
+        store,
+        "app",
+        vec![WriteOp::DeleteEntity {
+            id: "n0005".into(),
+            expected_version: None,
+        }],
+    )
+    .await;
+    write(
+        store,
+        "app",
+        vec![WriteOp::PurgeEntity { id: "n0002".into() }],
+    )
+    .await;
+    store
+        .create_project(&caller(), "acme", "c", "c")
+        .await
+        .unwrap();
+    write(store, "c", vec![create("c1", json!({}))]).await;
+    store.delete_project(&caller(), "acme", "b").await.unwrap();
+    tokio::time::sleep(std::time::Duration::from_millis(5)).await;
+    store
+        .create_project(&caller(), "acme", "b", "b again")
+        .await
+        .unwrap();
+    write(store, "b", vec![create("other", json!({}))]).await;
+    let first = service.take(Kind::Incr).await.unwrap();
+    assert_eq!(
+        (first.kind, first.state),
+        (Kind::Incr, State::Complete),
+        "{first:?}"
+    );
+    assert_eq!(first.parent.as_deref(), Some(full.id.as_str()));
+    let at_first = rows(store).await;
+
+    // A purged id made again, and a deleted entity restored.
+    write(store, "app", vec![create("n0002", json!({"reborn": 1}))]).await;
+    write(
+        store,
+        "app",
+        vec![WriteOp::RestoreEntity { id: "n0005".into() }],
+    )
+    .await;
+    let second = service.take(Kind::Incr).await.unwrap();
+    assert_eq!(second.parent.as_deref(), Some(first.id.as_str()));
+    let at_second = rows(store).await;
+    assert!(
+        second.bytes < full.bytes,
+        "an incremental backup holds only what changed"
+    );
+
+    let dir = tempfile::tempdir().unwrap();
+    for (id, expected, what) in [
+        (&first.id, &at_first, "first"),
+        (&second.id, &at_second, "second"),
+    ] {
+        assert!(service.verify(id).await.unwrap().ok);
+        for (name, target) in targets(&dir.path().join(what)).await {
+            service.restore(id, &target).await.unwrap();
+            same(
+                &rows(&target).await,
+                expected,
+                &format!("{what} link into {name}"),
+            );
+            target.close().await;
+        }
+    }
+}
+
+async fn a_backup_taken_during_writes_is_one_moment(config: Config) {
+    let d = strata::server::build(config.clone(), ADMIN).await.unwrap();
+    let store = d.store.clone();
+    store.create_org(&caller(), "acme", "Acme").await.unwrap();
+    store
+        .create_project(&caller(), "acme", "app", "app")
+        .await
+        .unwrap();
+    // More than two export pages before the entities the writer adds, and a
+    // counter read first: a backup read page by page in separate
+    // transactions would hold an older counter than entities.
+    write(&store, "app", vec![create("a-counter", json!({"n": -1}))]).await;
+    write(
+        &store,
+        "app",
+        (0..1200)
+            .map(|i| create(&format!("m{i:04}"), json!({})))
+            .collect(),
+    )
+    .await;
+    let stop = Arc::new(std::sync::atomic::AtomicBool::new(false));
+    let writer = {
+        let (store, stop) = (store.clone(), stop.clone());
+        tokio::spawn(async move {
+            let mut n = 0;
+            while !stop.load(std::sync::atomic::Ordering::Relaxed) {
+                let ops = vec![
+                    patch("a-counter", json!({"n": n})),
+                    create(&format!("z{n:06}"), json!({})),
+                ];
+                write(&store, "app", ops).await;
+                n += 1;
+            }
+            n
+        })
+    };
+    tokio::time::sleep(std::time::Duration::from_millis(200)).await;
+    let service = backups(&store, &config);
+    let taken = service.take(Kind::Full).await.unwrap();
+    stop.store(true, std::sync::atomic::Ordering::Relaxed);
+    let written = writer.await.unwrap();
+    assert_eq!(taken.state, State::Complete, "{taken:?}");
+
+    let dir = tempfile::tempdir().unwrap();
+    let target = crate::support::sqlite_store(dir.path()).await;
+    service.restore(&taken.id, &target).await.unwrap();
+    let restored = rows(&target).await;
+    let counter = restored
+        .iter()
+        .find(|r| r["kind"] == "entity" && r["id"] == "a-counter")
+        .unwrap()["properties"]["n"]
+        .as_i64()
+        .unwrap();
+    let zs = restored
+        .iter()
+        .filter(|r| r["kind"] == "entity" && r["id"].as_str().unwrap().starts_with('z'))
+        .count() as i64;
+    assert!(
+        counter >= 0 && counter < written,
+        "the backup fell among the writes: {counter} of {written}"
+    );
+    assert_eq!(
+        zs,
+        counter + 1,
+        "the counter and the entities are of one moment"
+    );
+    target.close().await;
+}
+
+async fn damage_is_found_by_verify_and_refused_by_restore(config: Config) {
+    let d = strata::server::build(config.clone(), ADMIN).await.unwrap();
+    seed(&d.store).await;
+    let service = backups(&d.store, &config);
+    let full = service.take(Kind::Full).await.unwrap();
+    write(
+        &d.store,
+        "app",
+        vec![patch("n0007", json!({"later": true}))],
+    )
+    .await;
+    let incr = service.take(Kind::Incr).await.unwrap();
+    let root = std::path::PathBuf::from(config.backup_url().strip_prefix("file://").unwrap());
+    let dir = root.join("backups").join(&full.id);
+    let chunk = dir.join("chunk-00000.ndjson.zst");
+    let good = std::fs::read(&chunk).unwrap();
+    let restore_into_fresh = |id: String| {
+        let service = service.clone();
+        async move {
+            let dir = tempfile::tempdir().unwrap();
+            let target = crate::support::sqlite_store(dir.path()).await;
+            let out = service.restore(&id, &target).await;
+            let empty = rows(&target).await.is_empty();
+            target.close().await;
+            (out, empty)
+        }
+    };
+
+    // A flipped byte in a chunk: the checksum no longer matches.
+    let mut bad = good.clone();
+    let mid = bad.len() / 2;
+    bad[mid] ^= 0xff;
+    std::fs::write(&chunk, &bad).unwrap();
+    let found = service.verify(&incr.id).await.unwrap();
+    assert!(
+        !found.ok && found.problems[0].contains("checksum"),
+        "{found:?}"
+    );
+    let (out, empty) = restore_into_fresh(incr.id.clone()).await;
+    assert!(
+        out.is_err() && empty,
+        "a damaged chain restores nothing: {out:?}"
+    );
+    // Cut short.
+    std::fs::write(&chunk, &good[..good.len() / 2]).unwrap();
+    assert!(!service.verify(&full.id).await.unwrap().ok);
+    std::fs::write(&chunk, &good).unwrap();
+    assert!(service.verify(&incr.id).await.unwrap().ok);
+
+    // A manifest changed by hand no longer matches its checksum.
+    let manifest = dir.join("manifest.json");
+    let text = std::fs::read_to_string(&manifest).unwrap();
+    let changed = text.replacen("\"lines\": ", "\"lines\": 1", 1);
+    std::fs::write(&manifest, &changed).unwrap();
+    let found = service.verify(&full.id).await.unwrap();
+    assert!(
+        !found.ok && found.problems[0].contains("checksum"),
+        "{found:?}"
+    );
+    // A missing parent breaks the chain.
+    std::fs::remove_file(&manifest).unwrap();
+    let found = service.verify(&incr.id).await.unwrap();
+    assert!(!found.ok, "{found:?}");
+    let (out, empty) = restore_into_fresh(incr.id.clone()).await;
+    assert!(out.is_err() && empty, "{out:?}");
+}
+
+/// A blob store that refuses writes after `allowed` of them.
+struct Failing {
+    inner: strata::blob::DirBlobStore,
+    allowed: std::sync::atomic::AtomicUsize,
+}
+
+#[async_trait::async_trait]
+impl strata::blob::BlobStore for Failing {
+    async fn put(
+        &self,
+        key: &str,
+        bytes: Vec<u8>,
+    ) -> Result<strata::blob::BlobInfo, strata::blob::BlobError> {
+        use std::sync::atomic::Ordering;
+        if self
+            .allowed
+            .fetch_update(Ordering::SeqCst, Ordering::SeqCst, |n| n.checked_sub(1))
+            .is_err()
+        {
+            return Err(strata::blob::BlobError::Backend(
+                "the store went away".into(),
+            ));
+        }
+        self.inner.put(key, bytes).await
+    }
+    async fn get(&self, key: &str) -> Result<Vec<u8>, strata::blob::BlobError> {
+        self.inner.get(key).await
+    }
+    async fn delete(&self, key: &str) -> Result<(), strata::blob::BlobError> {
+        self.inner.delete(key).await
+    }
+    async fn exists(&self, key: &str) -> Result<bool, strata::blob::BlobError> {
+        self.inner.exists(key).await
+    }
+    async fn list(&self, prefix: &str) -> Result<Vec<String>, strata::blob::BlobError> {
+        self.inner.list(prefix).await
+    }
+    fn describe(&self) -> String {
+        "failing".into()
+    }
+}
+
+/// The blob store failing mid-backup: the backup is failed, no manifest is
+/// written, and the next one succeeds.
+#[tokio::test]
+async fn a_blob_store_failing_mid_backup_leaves_no_manifest() -> DomainResult<()> {
+    let dir = tempfile::tempdir().unwrap();
+    let config = Config::embedded(dir.path());
+    let store = crate::support::sqlite_store(dir.path()).await;
+    seed(&store).await;
+    let blobs = Arc::new(Failing {
+        inner: strata::blob::DirBlobStore::new(dir.path().join("bk").to_str().unwrap()).unwrap(),
+        allowed: 1.into(),
+    });
+    let service = Backups::new(store.clone(), blobs.clone(), &config);
+    // The chunk is written; the manifest is refused.
+    let failed = service.take(Kind::Full).await?;
+    assert_eq!(failed.state, State::Failed, "{failed:?}");
+    assert!(failed.error.as_deref().unwrap().contains("went away"));
+    let listed = service.list().await?;
+    assert_eq!(listed.len(), 1);
+    assert_eq!(listed[0].state, State::Failed);
+    assert!(service.manifests().await.unwrap().is_empty(), "no manifest");
+
+    blobs
+        .allowed
+        .store(100, std::sync::atomic::Ordering::SeqCst);
+    let next = service.take(Kind::Full).await?;
+    assert_eq!(next.state, State::Complete);
+    assert!(service.verify(&next.id).await?.ok);
+    store.close().await;
+    Ok(())
+}
