@@ -59,6 +59,10 @@ start_postgres() {
     log "installing postgresql-15"
     apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq postgresql-15 >/dev/null
   fi
+  if ! command -v pgbackrest >/dev/null; then  # physical backups (ops/pgbackrest.sh)
+    log "installing pgbackrest"
+    apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq pgbackrest >/dev/null
+  fi
   local dir=$STATE/pg port
   mkdir -p "$dir"
   [ "$(id -u)" = 0 ] && chown postgres "$dir"

@@ -386,7 +386,7 @@ async fn an_org_moves_between_backends_row_for_row() {
     }
 
     async fn org_export(store: &strata::store::DynStore) -> String {
-        let mut lines = Box::pin(strata::export::org(&store, "acme").await.unwrap());
+        let mut lines = Box::pin(strata::export::org(store, "acme").await.unwrap());
         let mut out = Vec::new();
         while let Some(chunk) = lines.next().await {
             out.extend_from_slice(&chunk.unwrap());
