@@ -97,6 +97,7 @@ impl Metrics {
             crate::store::WRITES_CONTENDED.load(Ordering::Relaxed),
             env!("CARGO_PKG_VERSION"),
         ));
+        render_backups(&mut out);
         render_consumers(&mut out, consumers);
         if let Some(index) = text_index {
             out.push_str(&format!(
@@ -111,6 +112,49 @@ impl Metrics {
             ));
         }
         out
+    }
+}
+
+/// What this process's backups did (`crate::backup::stats`).
+fn render_backups(out: &mut String) {
+    use crate::backup::stats;
+    let families = [
+        (
+            "strata_backups_completed_total",
+            "counter",
+            "Backups this process completed.",
+            &stats::COMPLETED,
+        ),
+        (
+            "strata_backups_failed_total",
+            "counter",
+            "Backups this process started that failed (no manifest written).",
+            &stats::FAILED,
+        ),
+        (
+            "strata_backups_running",
+            "gauge",
+            "Backups this process is taking now.",
+            &stats::RUNNING,
+        ),
+        (
+            "strata_backup_last_success_timestamp_seconds",
+            "gauge",
+            "When the newest backup this process completed finished (Unix seconds; 0: none).",
+            &stats::LAST_SUCCESS,
+        ),
+        (
+            "strata_backup_last_bytes",
+            "gauge",
+            "Compressed bytes of the newest backup this process completed.",
+            &stats::LAST_BYTES,
+        ),
+    ];
+    for (name, kind, help, value) in families {
+        out.push_str(&format!(
+            "# HELP {name} {help}\n# TYPE {name} {kind}\n{name} {}\n",
+            value.load(Ordering::Relaxed)
+        ));
     }
 }
 

@@ -28,6 +28,18 @@ use serde::Serialize;
 use std::collections::BTreeMap;
 use std::sync::{Arc, Mutex};
 
+/// What this process's backups did, for `/metrics`.
+pub mod stats {
+    use std::sync::atomic::AtomicU64;
+    pub static COMPLETED: AtomicU64 = AtomicU64::new(0);
+    pub static FAILED: AtomicU64 = AtomicU64::new(0);
+    pub static RUNNING: AtomicU64 = AtomicU64::new(0);
+    /// Unix seconds when the newest complete backup finished (0: none yet).
+    pub static LAST_SUCCESS: AtomicU64 = AtomicU64::new(0);
+    /// Compressed bytes of the newest complete backup.
+    pub static LAST_BYTES: AtomicU64 = AtomicU64::new(0);
+}
+
 /// The lease one backup at a time holds, and the feed cursor that keeps
 /// changes for the next incremental backup (saved only while incremental
 /// backups are scheduled).
@@ -237,11 +249,19 @@ impl Backups {
 
     /// Runs the backup `id` and records how it ended.
     async fn run(&self, id: String, plan: Plan) -> DomainResult<BackupInfo> {
+        use std::sync::atomic::Ordering::Relaxed;
         let started_at = self.local.lock().expect("backups lock")[&id]
             .started_at
             .clone();
-        match self.write(&id, &plan, &started_at).await {
+        stats::RUNNING.fetch_add(1, Relaxed);
+        let written = self.write(&id, &plan, &started_at).await;
+        stats::RUNNING.fetch_sub(1, Relaxed);
+        match written {
             Ok(m) => {
+                stats::COMPLETED.fetch_add(1, Relaxed);
+                let now = chrono::Utc::now().timestamp().max(0) as u64;
+                stats::LAST_SUCCESS.store(now, Relaxed);
+                stats::LAST_BYTES.store(m.bytes, Relaxed);
                 self.local.lock().expect("backups lock").remove(&id);
                 tracing::info!(
                     id,
@@ -252,6 +272,7 @@ impl Backups {
                 Ok(BackupInfo::from(&m))
             }
             Err(e) => {
+                stats::FAILED.fetch_add(1, Relaxed);
                 tracing::warn!(id, error = %format!("{e:#}"), "backup failed");
                 let mut failed = self.local.lock().expect("backups lock")[&id].clone();
                 failed.state = State::Failed;

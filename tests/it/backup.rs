@@ -210,6 +210,14 @@ async fn a_full_backup_restores_to_the_same_rows(config: Config) {
     )
     .await;
     assert_eq!(status, 404);
+    // Outcomes in /metrics (counters of this test process).
+    let (_, text) = admin(&d.router, ADMIN, "GET", "/metrics", Value::Null).await;
+    let completed = text
+        .lines()
+        .find_map(|l| l.strip_prefix("strata_backups_completed_total "))
+        .unwrap_or_else(|| panic!("{text}"));
+    assert!(completed.parse::<u64>().unwrap() >= 1, "{completed}");
+    assert!(text.contains("strata_backup_last_success_timestamp_seconds "));
 
     let dir = tempfile::tempdir().unwrap();
     let service = backups(&d.store, &config);
@@ -534,4 +542,53 @@ async fn a_blob_store_failing_mid_backup_leaves_no_manifest() -> DomainResult<()
     assert!(service.verify(&next.id).await?.ok);
     store.close().await;
     Ok(())
+}
+
+/// Scheduled backups are jobs (`/v1/admin/jobs`); each full one expires
+/// the chains past `keep_full`, newest kept.
+#[tokio::test]
+async fn scheduled_full_backups_keep_the_newest_chains() {
+    let dir = tempfile::tempdir().unwrap();
+    let mut config = Config::embedded(dir.path());
+    config.backup.full_schedule = Some("0 0 3 * * *".into());
+    config.backup.incr_schedule = Some("0 0 * * * *".into());
+    config.backup.keep_full = 2;
+    let d = strata::server::build(config.clone(), ADMIN).await.unwrap();
+    seed(&d.store).await;
+    let run = |job: &'static str| {
+        let router = d.router.clone();
+        async move {
+            let uri = format!("/v1/admin/jobs/{job}/run");
+            let (status, text) = admin(&router, ADMIN, "POST", &uri, Value::Null).await;
+            assert_eq!(status, 200, "{text}");
+            let run: Value = serde_json::from_str(&text).unwrap();
+            assert_eq!(run["data"]["ok"], true, "{run}");
+            run["data"]["outcome"].as_str().unwrap().to_owned()
+        }
+    };
+    for _ in 0..3 {
+        run("backup_full").await;
+        write(&d.store, "app", vec![patch("n0009", json!({"more": 1}))]).await;
+        let outcome = run("backup_incr").await;
+        assert!(outcome.contains("(incr) complete"), "{outcome}");
+    }
+    let service = backups(&d.store, &config);
+    let kinds: Vec<Kind> = service
+        .manifests()
+        .await
+        .unwrap()
+        .iter()
+        .map(|m| m.kind)
+        .collect();
+    assert_eq!(
+        kinds,
+        [Kind::Full, Kind::Incr, Kind::Full, Kind::Incr],
+        "two chains kept"
+    );
+    // The feed is kept from the newest backup on for the next incremental one.
+    let newest = service.manifests().await.unwrap().pop().unwrap();
+    assert_eq!(
+        d.store.feed_cursor("backups").await.unwrap(),
+        Some(newest.last_seq)
+    );
 }
