@@ -345,3 +345,20 @@ fn print_json<T: serde::Serialize>(value: &T) -> anyhow::Result<()> {
     println!("{}", serde_json::to_string_pretty(value)?);
     Ok(())
 }
+
+/// `strata migrate-store`: copies `from` into the empty `to` and prints the
+/// per-kind tallies both agree on.
+pub async fn migrate_store(config: &Config, from: &str, to: &str) -> anyhow::Result<()> {
+    let source = store::open(from, &config.store_settings()).await?;
+    let target = match store::open(to, &config.store_settings()).await {
+        Ok(t) => t,
+        Err(e) => {
+            source.close().await;
+            return Err(e);
+        }
+    };
+    let copied = crate::migrate_store::run(&source, &target).await;
+    source.close().await;
+    target.close().await;
+    print_json(&copied?)
+}

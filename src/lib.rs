@@ -59,6 +59,7 @@ pub mod graph;
 pub mod import;
 pub mod jobs;
 pub mod lifecycle;
+pub mod migrate_store;
 pub mod search;
 pub mod server;
 pub mod store;

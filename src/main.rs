@@ -72,6 +72,16 @@ enum Command {
         #[command(subcommand)]
         command: BackupCommand,
     },
+    /// Copy a whole store into an empty one (SQLite ⇄ PostgreSQL) and
+    /// check the copy: per-kind row counts and checksums of canonical JSON.
+    MigrateStore {
+        /// The source store: sqlite://PATH or postgres://...
+        #[arg(long)]
+        from: String,
+        /// The empty target store.
+        #[arg(long)]
+        to: String,
+    },
     /// Apache AGE graph projection (server mode).
     Age {
         #[command(subcommand)]
@@ -164,6 +174,9 @@ fn main() -> anyhow::Result<()> {
                 strata::cli::reindex(&Config::from_env()?, scope.as_ref()).await
             }
             Command::Backup { command } => backup(command).await,
+            Command::MigrateStore { from, to } => {
+                strata::cli::migrate_store(&Config::from_env()?, &from, &to).await
+            }
             Command::Export { org, project } => {
                 strata::cli::export(&Config::from_env()?, &org, project.as_deref()).await
             }
