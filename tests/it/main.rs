@@ -37,6 +37,7 @@ mod feed;
 mod interop;
 mod meili;
 mod openapi;
+mod pgbackrest;
 mod postgres;
 mod security;
 mod semantic;
