@@ -300,7 +300,11 @@ pub enum BackupAction {
     Create(crate::backup::manifest::Kind),
     List,
     Verify(String),
-    Restore { id: String, target: String },
+    Restore {
+        id: String,
+        target: String,
+        to: Option<String>,
+    },
     Expire,
 }
 
@@ -326,9 +330,9 @@ pub async fn backup(config: &Config, action: BackupAction) -> anyhow::Result<()>
                 print_json(&found)?;
                 anyhow::ensure!(found.ok, "backup {id} does not verify");
             }
-            BackupAction::Restore { id, target } => {
+            BackupAction::Restore { id, target, to } => {
                 let target = store::open(&target, &config.store_settings()).await?;
-                let restored = backups.restore(&id, &target).await;
+                let restored = backups.restore(&id, &target, to.as_deref()).await;
                 target.close().await;
                 print_json(&restored?)?;
             }

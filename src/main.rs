@@ -124,6 +124,9 @@ enum BackupCommand {
         /// The store to restore into: sqlite://PATH or postgres://...
         #[arg(long)]
         target: String,
+        /// The state at this time (RFC 3339) instead of the backup's.
+        #[arg(long)]
+        to: Option<String>,
     },
     /// Delete backups past retention and chunks of unfinished ones.
     Expire,
@@ -249,7 +252,7 @@ async fn backup(command: BackupCommand) -> anyhow::Result<()> {
         }),
         BackupCommand::List => BackupAction::List,
         BackupCommand::Verify { id } => BackupAction::Verify(id),
-        BackupCommand::Restore { id, target } => BackupAction::Restore { id, target },
+        BackupCommand::Restore { id, target, to } => BackupAction::Restore { id, target, to },
         BackupCommand::Expire => BackupAction::Expire,
     };
     strata::cli::backup(&Config::from_env()?, action).await

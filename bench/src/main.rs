@@ -3,6 +3,7 @@
 //! See bench/README.md.
 
 mod age;
+mod backup;
 mod crdt;
 mod daemon;
 mod embed;
@@ -298,6 +299,15 @@ enum Cmd {
     /// --entities and --relationships imported into an empty project,
     /// imported again, exported back; rows/s and MB/s.
     Transfer {
+        #[arg(long, default_value_t = 1_000_000)]
+        entities: usize,
+        #[arg(long, default_value_t = 2_480_000)]
+        relationships: usize,
+    },
+    /// Logical backups in process (no HTTP): the transfer graph loaded, a
+    /// full backup, its restore into SQLite, an incremental backup after
+    /// 10,000 changes; seconds, bytes, rows/s.
+    Backup {
         #[arg(long, default_value_t = 1_000_000)]
         entities: usize,
         #[arg(long, default_value_t = 2_480_000)]
@@ -614,6 +624,16 @@ fn run(cli: Cli, rt: &tokio::runtime::Runtime) -> Result<()> {
                     relationships,
                 };
                 transfer::transfer(&ctx, opts).await
+            }
+            Cmd::Backup {
+                entities,
+                relationships,
+            } => {
+                let opts = transfer::Opts {
+                    entities,
+                    relationships,
+                };
+                backup::backup(&ctx, opts).await
             }
             Cmd::SqlPlan { db, sql, params } => sql_plan(&db, &sql, &params),
             Cmd::Hnsw {

@@ -24,7 +24,7 @@ pub struct Opts {
 const AT: &str = "2026-12-04T00:00:00.000000Z";
 
 /// Writes the export file; returns its size in bytes.
-fn generate(path: &std::path::Path, o: &Opts, seed: u64) -> Result<u64> {
+pub fn generate(path: &std::path::Path, o: &Opts, seed: u64) -> Result<u64> {
     let mut r = crate::gen::rng(seed, 9001);
     let mut out = std::io::BufWriter::new(std::fs::File::create(path)?);
     let line = |out: &mut std::io::BufWriter<std::fs::File>, v: serde_json::Value| {

@@ -4,7 +4,10 @@
 //! rows, rebuilds to its properties and carries times in the stored form;
 //! nothing panics or allocates past the version bound. The lines are
 //! grouped as the import's first pass groups them (an entity with the
-//! version lines after it).
+//! version lines after it). A checked entity cut back to a past time
+//! (`rules::as_of`, a point-in-time restore) keeps the versions made by
+//! then and passes the check again unless an earlier state's properties are
+//! invalid; a relationship's past form never panics.
 #![no_main]
 
 // The daemon's modules, included whole; this target uses part of them.
@@ -22,6 +25,7 @@ mod domain {
     pub mod patch;
     pub mod validate;
     pub mod rules {
+        pub mod as_of;
         pub mod ends;
         pub mod history;
         pub mod import;
@@ -31,12 +35,32 @@ mod domain {
 }
 
 use domain::export::{EntityExport, ExportRecord};
+use domain::rules::as_of;
 use domain::rules::import::{check_entity, check_relationship, MAX_VERSIONS};
 use libfuzzer_sys::fuzz_target;
 
 fn finish(entity: Option<EntityExport>) {
     let Some(mut e) = entity else { return };
     if check_entity(&mut e).is_ok() {
+        // Cut back to just before each version, and to the last one.
+        let mut times: Vec<String> = e.versions.iter().map(|v| v.at.clone()).collect();
+        times.push(String::new());
+        for t in times {
+            let made = e.versions.iter().take_while(|v| v.at <= t).count();
+            match as_of::entity(e.clone(), &t) {
+                Ok(Some(mut cut)) => {
+                    assert_eq!(cut.versions.len(), made);
+                    assert_eq!(cut.entity.version, made as i64);
+                    let valid = domain::validate::properties(&cut.entity.properties).is_ok();
+                    assert!(
+                        check_entity(&mut cut).is_ok() || !valid,
+                        "a past state fails the check"
+                    );
+                }
+                Ok(None) => assert_eq!(made, 0),
+                Err(_) => {}
+            }
+        }
         assert_eq!(e.versions.len() as i64, e.entity.version);
         for t in [&e.entity.created_at, &e.entity.updated_at] {
             assert!(
@@ -67,9 +91,12 @@ fuzz_target!(|data: &[u8]| {
                 }
             }
             ExportRecord::Relationship(mut r) => {
-                let _ = check_relationship(&mut r);
+                if check_relationship(&mut r).is_ok() {
+                    let at = r.relationship.updated_at.clone();
+                    let _ = as_of::relationship(r, &at);
+                }
             }
-            ExportRecord::Project(_) => {}
+            ExportRecord::Project(_) | ExportRecord::Org(_) => {}
         }
     }
     finish(pending);

@@ -24,6 +24,8 @@ const IDS_PAGE: usize = 500;
 #[serde(tag = "kind", rename = "purged")]
 pub struct Purged {
     pub entity: String,
+    /// When it was purged.
+    pub at: String,
 }
 
 impl Purged {
@@ -38,7 +40,8 @@ impl Purged {
 pub struct Changed {
     entities: BTreeSet<String>,
     relationships: BTreeSet<String>,
-    purged: BTreeSet<String>,
+    /// Purged ids, each with the time of its (last) purge.
+    purged: BTreeMap<String, String>,
 }
 
 /// The changes after feed position `after` up to `upto`, by project.
@@ -56,10 +59,16 @@ pub async fn changed(
         for c in page.into_iter().filter(|c| c.change.seq <= upto) {
             let into = out.entry(c.scope).or_default();
             match (c.change.kind.as_str(), c.change.op.as_str()) {
-                ("entity", "purge") => into.purged.insert(c.change.id.clone()),
-                ("entity", _) => into.entities.insert(c.change.id),
-                _ => into.relationships.insert(c.change.id),
-            };
+                ("entity", "purge") => {
+                    into.purged.insert(c.change.id, c.change.at);
+                }
+                ("entity", _) => {
+                    into.entities.insert(c.change.id);
+                }
+                _ => {
+                    into.relationships.insert(c.change.id);
+                }
+            }
         }
     }
     Ok(out)
@@ -98,8 +107,12 @@ pub async fn write(
             to.push(&out).await?;
             continue;
         };
-        for id in &changes.purged {
-            line(&mut out, &Purged { entity: id.clone() });
+        for (id, at) in &changes.purged {
+            let purged = Purged {
+                entity: id.clone(),
+                at: at.clone(),
+            };
+            line(&mut out, &purged);
         }
         to.push(&out).await?;
         let entities: Vec<String> = changes.entities.iter().cloned().collect();
@@ -144,6 +157,7 @@ mod tests {
             &mut out,
             &Purged {
                 entity: "e1".into(),
+                at: "2026-12-04T00:00:00.000000Z".into(),
             },
         );
         assert!(Purged::is(&out));

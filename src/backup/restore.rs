@@ -12,6 +12,7 @@ use super::manifest::{Kind, Manifest};
 use super::Backups;
 use crate::blob::BlobStore;
 use crate::domain::export::ExportRecord;
+use crate::domain::rules::as_of;
 use crate::domain::rules::import::ImportCounts;
 use crate::domain::{Caller, DomainError, Org, PageRequest, Project, Scope, WriteOp};
 use crate::import::Target;
@@ -40,7 +41,9 @@ struct Spooled {
     purged: Vec<(Scope, String)>,
 }
 
-async fn spool(blobs: &dyn BlobStore, m: &Manifest) -> anyhow::Result<Spooled> {
+/// Spools one backup's records; with `to`, as they were at that time
+/// (`rules::as_of`).
+async fn spool(blobs: &dyn BlobStore, m: &Manifest, to: Option<&str>) -> anyhow::Result<Spooled> {
     let file = tempfile::NamedTempFile::new().context("a spool file for the restore")?;
     let mut out = std::io::BufWriter::new(file.reopen()?);
     let mut spooled = Spooled {
@@ -50,6 +53,7 @@ async fn spool(blobs: &dyn BlobStore, m: &Manifest) -> anyhow::Result<Spooled> {
         purged: Vec::new(),
     };
     let mut scope: Option<Scope> = None;
+    let mut past = to.map(AsOf::new);
     for chunk in &m.chunks {
         let plain = chunks::read(blobs, chunk).await?;
         for line in plain.split_inclusive(|b| *b == b'\n') {
@@ -59,12 +63,17 @@ async fn spool(blobs: &dyn BlobStore, m: &Manifest) -> anyhow::Result<Spooled> {
                 let Some(scope) = &scope else {
                     bail!("a purged line before any project in {}", chunk.key)
                 };
-                spooled.purged.push((scope.clone(), purged.entity));
+                // A purge after the time restored to had not happened yet.
+                if to.is_none_or(|t| purged.at.as_str() <= t) {
+                    spooled.purged.push((scope.clone(), purged.entity));
+                }
                 continue;
             }
             if line.starts_with(br#"{"kind":"org""#) || line.starts_with(br#"{"kind":"project""#) {
                 match serde_json::from_slice(line) {
-                    Ok(ExportRecord::Org(org)) => {
+                    Ok(ExportRecord::Org(org))
+                        if to.is_none_or(|t| org.created_at.as_str() <= t) =>
+                    {
                         spooled.orgs.insert(org.id.clone(), org);
                     }
                     Ok(ExportRecord::Project(p)) => {
@@ -75,24 +84,118 @@ async fn spool(blobs: &dyn BlobStore, m: &Manifest) -> anyhow::Result<Spooled> {
                             name: p.name,
                             created_at: p.created_at,
                         };
-                        spooled
-                            .projects
-                            .insert((project.org.clone(), project.id.clone()), project);
+                        if to.is_none_or(|t| project.created_at.as_str() <= t) {
+                            spooled
+                                .projects
+                                .insert((project.org.clone(), project.id.clone()), project);
+                        }
                     }
                     // The import's check names the line.
                     _ => {}
                 }
             }
-            out.write_all(line)?;
+            match &mut past {
+                Some(past) => past.line(line, &mut out)?,
+                None => out.write_all(line)?,
+            }
         }
+    }
+    if let Some(past) = &mut past {
+        past.flush(&mut out)?;
     }
     out.flush()?;
     Ok(spooled)
 }
 
+/// Rewrites a backup's lines as they were at time `t`: orgs and projects
+/// made later are left out with all their rows; each entity (its line and
+/// the version lines after it, which may cross chunks) and relationship
+/// goes through `rules::as_of`.
+struct AsOf {
+    t: String,
+    /// Inside an org or project made after `t`.
+    skipping: bool,
+    org_skipped: bool,
+    entity: Option<crate::domain::export::EntityExport>,
+}
+
+impl AsOf {
+    fn new(t: &str) -> Self {
+        AsOf {
+            t: t.to_owned(),
+            skipping: false,
+            org_skipped: false,
+            entity: None,
+        }
+    }
+
+    fn line(&mut self, line: &[u8], out: &mut impl Write) -> anyhow::Result<()> {
+        let record: ExportRecord = match serde_json::from_slice(line) {
+            Ok(r) => r,
+            // Passed on for the import's check to name.
+            Err(_) => return Ok(out.write_all(line)?),
+        };
+        if let ExportRecord::Version(v) = record {
+            if let Some(e) = &mut self.entity {
+                e.versions.push(v);
+            } else if !self.skipping {
+                out.write_all(line)?;
+            }
+            return Ok(());
+        }
+        self.flush(out)?;
+        match &record {
+            ExportRecord::Org(org) => {
+                self.org_skipped = org.created_at > self.t;
+                self.skipping = self.org_skipped;
+            }
+            ExportRecord::Project(p) => self.skipping = self.org_skipped || p.created_at > self.t,
+            _ => {}
+        }
+        if self.skipping {
+            return Ok(());
+        }
+        match record {
+            ExportRecord::Entity(entity) => {
+                self.entity = Some(crate::domain::export::EntityExport {
+                    entity,
+                    versions: Vec::new(),
+                });
+            }
+            ExportRecord::Relationship(r) => {
+                if let Some(r) = as_of::relationship(r, &self.t) {
+                    write_record(out, &ExportRecord::Relationship(r))?;
+                }
+            }
+            _ => out.write_all(line)?,
+        }
+        Ok(())
+    }
+
+    /// Writes the entity being gathered, as it was at `t` (if it was).
+    fn flush(&mut self, out: &mut impl Write) -> anyhow::Result<()> {
+        let Some(e) = self.entity.take() else {
+            return Ok(());
+        };
+        if let Some(e) = as_of::entity(e, &self.t)? {
+            write_record(out, &ExportRecord::Entity(e.entity))?;
+            for v in e.versions {
+                write_record(out, &ExportRecord::Version(v))?;
+            }
+        }
+        Ok(())
+    }
+}
+
+fn write_record(out: &mut impl Write, record: &ExportRecord) -> anyhow::Result<()> {
+    serde_json::to_writer(&mut *out, record)?;
+    out.write_all(b"\n")?;
+    Ok(())
+}
+
 /// Checks every record of one backup as an import would (storing nothing).
 pub async fn check_records(blobs: &dyn BlobStore, m: &Manifest) -> anyhow::Result<()> {
-    let spooled = spool(blobs, m).await?;
+    let spooled = spool(blobs, m, None).await?;
     crate::import::check(spooled.file.path())
         .await
         .map_err(|e| anyhow::anyhow!("{e}"))
@@ -122,9 +225,31 @@ impl Backups {
     }
 
     /// Restores backup `id` (and the chain before it) into `target`, which
-    /// must be empty.
-    pub async fn restore(&self, id: &str, target: &DynStore) -> anyhow::Result<RestoreReport> {
-        let chain = self.chain(id).await?;
+    /// must be empty; with `to`, the state at that time (RFC 3339): the
+    /// chain up to its first backup started at or after it, each row as it
+    /// was then.
+    pub async fn restore(
+        &self,
+        id: &str,
+        target: &DynStore,
+        to: Option<&str>,
+    ) -> anyhow::Result<RestoreReport> {
+        let mut chain = self.chain(id).await?;
+        let to = to
+            .map(|t| crate::domain::validate::time("--to", t))
+            .transpose()
+            .map_err(|e| anyhow::anyhow!("{e}"))?;
+        if let Some(t) = &to {
+            let Some(holds) = chain
+                .iter()
+                .position(|m| m.started_at.as_str() >= t.as_str())
+            else {
+                bail!(
+                    "backup {id} was taken before {t}: it cannot hold the state at that time (restore a later backup, or leave out --to)"
+                );
+            };
+            chain.truncate(holds + 1);
+        }
         let first = PageRequest {
             cursor: None,
             limit: 1,
@@ -135,7 +260,7 @@ impl Backups {
         let caller = Caller::new("restore");
         let mut report = RestoreReport::default();
         for m in &chain {
-            let spooled = spool(self.blobs.as_ref(), m).await?;
+            let spooled = spool(self.blobs.as_ref(), m, to.as_deref()).await?;
             if m.kind == Kind::Incr {
                 report.deleted_projects += forget_unlisted(target, &caller, &spooled).await?;
                 for (scope, entity) in &spooled.purged {

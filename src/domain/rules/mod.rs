@@ -2,6 +2,7 @@
 //! backend loaded (and locked), they decide what it must store. No I/O: the
 //! backends load, persist and answer queries, and nothing else.
 
+pub mod as_of;
 pub mod audit;
 pub mod docs;
 pub mod ends;
