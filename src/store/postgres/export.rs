@@ -81,11 +81,7 @@ impl Snapshot for PgSnapshot {
     async fn entities(&self, scope: &Scope, which: &Which) -> DomainResult<Vec<EntityExport>> {
         let c = self.client();
         tenancy::get_project(c, &scope.org, &scope.project).await?;
-        let (filter, tail) = which_sql("id", which);
-        let sql = format!(
-            "SELECT {ENTITY_COLS} FROM entities
-             WHERE org_id = $1 AND project_id = $2 AND {filter} {tail}"
-        );
+        let sql = rows_sql(ENTITY_COLS, "entities", which);
         let mut page: Vec<EntityExport> = query(c, &sql, &which_args(scope, which))
             .await?
             .iter()
@@ -108,8 +104,11 @@ impl Snapshot for PgSnapshot {
                     query(c, &sql, &[&scope.org, &scope.project, &first, &last]).await?
                 }
                 Which::Ids(ids) => {
-                    let sql =
-                        format!("{VERSIONS} AND entity_id = ANY($3) ORDER BY entity_id, version");
+                    let sql = format!(
+                        "SELECT v.* FROM unnest($3::text[]) AS want(id)
+                         CROSS JOIN LATERAL ({VERSIONS} AND entity_id = want.id) v
+                         ORDER BY v.entity_id, v.version"
+                    );
                     query(c, &sql, &[&scope.org, &scope.project, ids]).await?
                 }
             };
@@ -136,11 +135,7 @@ impl Snapshot for PgSnapshot {
     ) -> DomainResult<Vec<RelationshipRecord>> {
         let c = self.client();
         tenancy::get_project(c, &scope.org, &scope.project).await?;
-        let (filter, tail) = which_sql("id", which);
-        let sql = format!(
-            "SELECT {REL_COLS}, deleted_at FROM relationships
-             WHERE org_id = $1 AND project_id = $2 AND {filter} {tail}"
-        );
+        let sql = rows_sql(&format!("{REL_COLS}, deleted_at"), "relationships", which);
         let rows = query(c, &sql, &which_args(scope, which)).await?;
         Ok(rows
             .iter()
@@ -152,15 +147,22 @@ impl Snapshot for PgSnapshot {
     }
 }
 
-/// The filter of a `Which` on `column` ($3 is its parameter) and the order
-/// and bound of the rows.
-fn which_sql(column: &str, which: &Which) -> (String, String) {
+/// The statement reading a project's rows `which` names, by id ($1, $2
+/// the scope, $3 the `Which`'s parameter). Listed ids are looked up one by
+/// one through the primary key (a lateral join): `id = ANY($3)` would let a
+/// plan made on stale statistics scan the project and filter.
+fn rows_sql(cols: &str, table: &str, which: &Which) -> String {
     match which {
-        Which::After(_, limit) => (
-            format!("{column} > $3"),
-            format!("ORDER BY {column} LIMIT {limit}"),
+        Which::After(_, limit) => format!(
+            "SELECT {cols} FROM {table}
+             WHERE org_id = $1 AND project_id = $2 AND id > $3 ORDER BY id LIMIT {limit}"
         ),
-        Which::Ids(_) => (format!("{column} = ANY($3)"), format!("ORDER BY {column}")),
+        Which::Ids(_) => format!(
+            "SELECT r.* FROM unnest($3::text[]) AS want(id)
+             CROSS JOIN LATERAL (SELECT {cols} FROM {table}
+                                 WHERE org_id = $1 AND project_id = $2 AND id = want.id) r
+             ORDER BY r.id"
+        ),
     }
 }
 
