@@ -25,20 +25,8 @@ pub async fn backup(ctx: &Ctx, o: Opts) -> Result<()> {
     let dir = tempfile::tempdir()?;
     let file = dir.path().join("export.ndjson");
     generate(&file, &o, ctx.common.seed)?;
-    let mut config = strata::config::Config::embedded(dir.path());
-    if let Some((_, url)) = ctx
-        .common
-        .env
-        .iter()
-        .find(|(k, _)| k == "STRATA_DATABASE_URL")
-    {
-        config.database_url = url.clone();
-        config.postgres.statement_timeout_ms = 0;
-    }
-    let store = strata::store::open(&config.database_url, &config.store_settings()).await?;
+    let (config, store) = crate::transfer::open_store(ctx, dir.path()).await?;
     let caller = Caller::new("bench");
-    store.create_org(&caller, "bench", "Bench").await?;
-    store.create_project(&caller, "bench", "p", "P").await?;
     let scope = Scope::new("bench", "p");
     let t = Instant::now();
     strata::import::run(

@@ -67,11 +67,13 @@ pub fn generate(path: &std::path::Path, o: &Opts, seed: u64) -> Result<u64> {
     Ok(std::fs::metadata(path)?.len())
 }
 
-pub async fn transfer(ctx: &Ctx, o: Opts) -> Result<()> {
-    let dir = tempfile::tempdir()?;
-    let file = dir.path().join("export.ndjson");
-    let bytes = generate(&file, &o, ctx.common.seed)?;
-    let mut config = strata::config::Config::embedded(dir.path());
+/// The store under test (embedded in `dir`, or the `--postgres` database,
+/// with no statement timeout) with org `bench` and its empty project `p`.
+pub async fn open_store(
+    ctx: &Ctx,
+    dir: &std::path::Path,
+) -> Result<(strata::config::Config, strata::store::DynStore)> {
+    let mut config = strata::config::Config::embedded(dir);
     if let Some((_, url)) = ctx
         .common
         .env
@@ -85,6 +87,15 @@ pub async fn transfer(ctx: &Ctx, o: Opts) -> Result<()> {
     let caller = Caller::new("bench");
     store.create_org(&caller, "bench", "Bench").await?;
     store.create_project(&caller, "bench", "p", "P").await?;
+    Ok((config, store))
+}
+
+pub async fn transfer(ctx: &Ctx, o: Opts) -> Result<()> {
+    let dir = tempfile::tempdir()?;
+    let file = dir.path().join("export.ndjson");
+    let bytes = generate(&file, &o, ctx.common.seed)?;
+    let (_, store) = open_store(ctx, dir.path()).await?;
+    let caller = Caller::new("bench");
     let target = Target::Project(Scope::new("bench", "p"));
     let rows = (o.entities + o.relationships) as f64;
     let mb = bytes as f64 / 1e6;

@@ -15,6 +15,7 @@ use crate::domain::export::ExportRecord;
 use crate::domain::rules::as_of;
 use crate::domain::rules::import::ImportCounts;
 use crate::domain::{Caller, DomainError, Org, PageRequest, Project, Scope, WriteOp};
+use crate::feed::reads::{all_orgs, projects_of};
 use crate::import::Target;
 use crate::store::DynStore;
 use anyhow::{bail, Context};
@@ -314,7 +315,7 @@ async fn forget_unlisted(
             target.delete_org(caller, &org.id).await?;
             continue;
         }
-        for p in all_projects(target, &org.id).await? {
+        for p in projects_of(target, &org.id).await? {
             let listed = spooled.projects.get(&(p.org.clone(), p.id.clone()));
             if listed.is_none_or(|l| l.created_at != p.created_at) {
                 target.delete_project(caller, &p.org, &p.id).await?;
@@ -323,36 +324,4 @@ async fn forget_unlisted(
         }
     }
     Ok(gone)
-}
-
-async fn all_orgs(store: &DynStore) -> anyhow::Result<Vec<Org>> {
-    let mut out = Vec::new();
-    let mut page = PageRequest {
-        cursor: None,
-        limit: 1000,
-    };
-    loop {
-        let found = store.list_orgs(&page).await?;
-        out.extend(found.items);
-        match found.next_cursor {
-            Some(c) => page.cursor = Some(c),
-            None => return Ok(out),
-        }
-    }
-}
-
-async fn all_projects(store: &DynStore, org: &str) -> anyhow::Result<Vec<Project>> {
-    let mut out = Vec::new();
-    let mut page = PageRequest {
-        cursor: None,
-        limit: 1000,
-    };
-    loop {
-        let found = store.list_projects(org, &page).await?;
-        out.extend(found.items);
-        match found.next_cursor {
-            Some(c) => page.cursor = Some(c),
-            None => return Ok(out),
-        }
-    }
 }

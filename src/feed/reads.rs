@@ -2,7 +2,9 @@
 //! they are now, and every project (for a rebuild).
 
 use super::FeedChange;
-use crate::domain::{DomainError, DomainResult, Entity, EntityRead, PageRequest, Scope};
+use crate::domain::{
+    DomainError, DomainResult, Entity, EntityRead, Org, PageRequest, Project, Scope,
+};
 use crate::store::DynStore;
 use futures_util::StreamExt;
 use std::collections::{BTreeSet, HashMap};
@@ -66,30 +68,43 @@ pub async fn current(store: &DynStore, scope: &Scope, id: &str) -> DomainResult<
 /// Every project of every org.
 pub async fn all_projects(store: &DynStore) -> anyhow::Result<Vec<Scope>> {
     let mut scopes = Vec::new();
-    let mut orgs = PageRequest {
+    for org in all_orgs(store).await? {
+        let projects = projects_of(store, &org.id).await?;
+        scopes.extend(projects.iter().map(|p| Scope::new(&org.id, &p.id)));
+    }
+    Ok(scopes)
+}
+
+/// Every org, page after page.
+pub async fn all_orgs(store: &DynStore) -> anyhow::Result<Vec<Org>> {
+    let mut out = Vec::new();
+    let mut page = PageRequest {
         cursor: None,
         limit: 1000,
     };
     loop {
-        let page = store.list_orgs(&orgs).await?;
-        for org in &page.items {
-            let mut projects = PageRequest {
-                cursor: None,
-                limit: 1000,
-            };
-            loop {
-                let p = store.list_projects(&org.id, &projects).await?;
-                scopes.extend(p.items.iter().map(|p| Scope::new(&org.id, &p.id)));
-                match p.next_cursor {
-                    Some(c) => projects.cursor = Some(c),
-                    None => break,
-                }
-            }
-        }
-        match page.next_cursor {
-            Some(c) => orgs.cursor = Some(c),
-            None => break,
+        let found = store.list_orgs(&page).await?;
+        out.extend(found.items);
+        match found.next_cursor {
+            Some(c) => page.cursor = Some(c),
+            None => return Ok(out),
         }
     }
-    Ok(scopes)
+}
+
+/// Every project of `org`, page after page.
+pub async fn projects_of(store: &DynStore, org: &str) -> anyhow::Result<Vec<Project>> {
+    let mut out = Vec::new();
+    let mut page = PageRequest {
+        cursor: None,
+        limit: 1000,
+    };
+    loop {
+        let found = store.list_projects(org, &page).await?;
+        out.extend(found.items);
+        match found.next_cursor {
+            Some(c) => page.cursor = Some(c),
+            None => return Ok(out),
+        }
+    }
 }

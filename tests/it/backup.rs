@@ -54,6 +54,24 @@ fn patch(id: &str, props: Value) -> WriteOp {
     }
 }
 
+fn delete(id: &str) -> WriteOp {
+    WriteOp::DeleteEntity {
+        id: id.into(),
+        expected_version: None,
+    }
+}
+
+fn unlink(id: &str) -> WriteOp {
+    WriteOp::DeleteRelationship {
+        id: id.into(),
+        expected_version: None,
+    }
+}
+
+fn purge(id: &str) -> WriteOp {
+    WriteOp::PurgeEntity { id: id.into() }
+}
+
 fn link(id: &str, from: &str, to: &str) -> WriteOp {
     WriteOp::CreateRelationship {
         id: id.into(),
@@ -93,24 +111,8 @@ async fn seed(store: &DynStore) {
         vec![link("r1", "n0001", "n0002"), link("r2", "n0002", "n0003")],
     )
     .await;
-    write(
-        store,
-        "app",
-        vec![WriteOp::DeleteEntity {
-            id: "n0003".into(),
-            expected_version: None,
-        }],
-    )
-    .await;
-    write(
-        store,
-        "app",
-        vec![WriteOp::DeleteRelationship {
-            id: "r1".into(),
-            expected_version: None,
-        }],
-    )
-    .await;
+    write(store, "app", vec![delete("n0003")]).await;
+    write(store, "app", vec![unlink("r1")]).await;
     write(store, "b", vec![create("only", json!({"x": "y"}))]).await;
 }
 
@@ -265,21 +267,8 @@ async fn an_incremental_chain_restores_exactly_at_each_link(config: Config) {
         ],
     )
     .await;
-    write(
-        store,
-        "app",
-        vec![WriteOp::DeleteEntity {
-            id: "n0005".into(),
-            expected_version: None,
-        }],
-    )
-    .await;
-    write(
-        store,
-        "app",
-        vec![WriteOp::PurgeEntity { id: "n0002".into() }],
-    )
-    .await;
+    write(store, "app", vec![delete("n0005")]).await;
+    write(store, "app", vec![purge("n0002")]).await;
     store
         .create_project(&caller(), "acme", "c", "c")
         .await
@@ -664,30 +653,9 @@ async fn a_point_in_time_restore_gives_the_rows_of_that_time(config: Config) {
         vec![create("late", json!({})), link("r9", "n0005", "n0006")],
     )
     .await;
-    write(
-        store,
-        "app",
-        vec![WriteOp::DeleteEntity {
-            id: "n0004".into(),
-            expected_version: None,
-        }],
-    )
-    .await;
-    write(
-        store,
-        "app",
-        vec![WriteOp::DeleteRelationship {
-            id: "r5".into(),
-            expected_version: None,
-        }],
-    )
-    .await;
-    write(
-        store,
-        "app",
-        vec![WriteOp::PurgeEntity { id: "n0007".into() }],
-    )
-    .await;
+    write(store, "app", vec![delete("n0004")]).await;
+    write(store, "app", vec![unlink("r5")]).await;
+    write(store, "app", vec![purge("n0007")]).await;
     store
         .create_project(&caller(), "acme", "later", "later")
         .await
