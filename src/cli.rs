@@ -298,6 +298,8 @@ pub async fn import(
 /// What `strata backup` does.
 pub enum BackupAction {
     Create(crate::backup::manifest::Kind),
+    /// A physical copy of the embedded store's file.
+    Physical(std::path::PathBuf),
     List,
     Verify(String),
     Restore {
@@ -324,6 +326,7 @@ pub async fn backup(config: &Config, action: BackupAction) -> anyhow::Result<()>
                     anyhow::bail!("the backup failed: {e}");
                 }
             }
+            BackupAction::Physical(out) => physical_copy(config, out).await?,
             BackupAction::List => print_json(&backups.list().await?)?,
             BackupAction::Verify(id) => {
                 let found = backups.verify(&id).await?;
@@ -343,6 +346,22 @@ pub async fn backup(config: &Config, action: BackupAction) -> anyhow::Result<()>
     .await;
     store.close().await;
     result
+}
+
+/// A physical copy of the embedded store's file (`--physical --out FILE`).
+async fn physical_copy(config: &Config, out: std::path::PathBuf) -> anyhow::Result<()> {
+    let Some(path) = config.database_url.strip_prefix("sqlite://") else {
+        anyhow::bail!(
+            "a physical copy is of the embedded store; copy PostgreSQL with pgBackRest (ops/pgbackrest.sh, ops/PGBACKREST.md)"
+        );
+    };
+    let source = std::path::PathBuf::from(path);
+    let bytes = tokio::task::spawn_blocking({
+        let out = out.clone();
+        move || crate::backup::physical::copy_sqlite(&source, &out)
+    })
+    .await??;
+    print_json(&serde_json::json!({ "file": out, "bytes": bytes }))
 }
 
 fn print_json<T: serde::Serialize>(value: &T) -> anyhow::Result<()> {

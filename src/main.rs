@@ -113,6 +113,13 @@ enum BackupCommand {
     Create {
         #[arg(long = "type", value_enum, default_value = "full")]
         kind: BackupKind,
+        /// Instead: a physical copy of the embedded store's SQLite file,
+        /// consistent while the daemon serves, written to --out.
+        #[arg(long, requires = "out", conflicts_with = "kind")]
+        physical: bool,
+        /// The new file of a physical copy.
+        #[arg(long, requires = "physical")]
+        out: Option<std::path::PathBuf>,
     },
     /// Every complete backup, oldest first.
     List,
@@ -246,7 +253,12 @@ async fn backup(command: BackupCommand) -> anyhow::Result<()> {
     use strata::backup::manifest::Kind;
     use strata::cli::BackupAction;
     let action = match command {
-        BackupCommand::Create { kind } => BackupAction::Create(match kind {
+        BackupCommand::Create {
+            out: Some(out),
+            physical: true,
+            ..
+        } => BackupAction::Physical(out),
+        BackupCommand::Create { kind, .. } => BackupAction::Create(match kind {
             BackupKind::Full => Kind::Full,
             BackupKind::Incr => Kind::Incr,
         }),

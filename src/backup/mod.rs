@@ -15,6 +15,7 @@
 pub mod chunks;
 pub mod incremental;
 pub mod manifest;
+pub mod physical;
 pub mod restore;
 
 use crate::blob::{BlobError, BlobStore};
