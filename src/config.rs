@@ -71,6 +71,9 @@ pub struct BackupConfig {
     /// Chains whose newest backup is older than this many days are
     /// expired (0: no limit). The newest chain is always kept.
     pub keep_days: u32,
+    /// 64 hex characters: backup chunks are encrypted with it
+    /// (`backup::cipher`). A key that cannot be used stops the start.
+    pub key: Option<String>,
 }
 
 impl Default for BackupConfig {
@@ -81,6 +84,7 @@ impl Default for BackupConfig {
             incr_schedule: None,
             keep_full: 7,
             keep_days: 0,
+            key: None,
         }
     }
 }
@@ -297,6 +301,7 @@ const ENV: &[(&str, &str, Kind)] = &[
     ),
     ("STRATA_BACKUP_KEEP_FULL", "backup.keep_full", Kind::Number),
     ("STRATA_BACKUP_KEEP_DAYS", "backup.keep_days", Kind::Number),
+    ("STRATA_BACKUP_KEY", "backup.key", Kind::Text),
 ];
 
 /// Variables read elsewhere (the file's name, the S3 client, the logger).
@@ -462,6 +467,10 @@ impl Config {
                 self.blob_url
             );
         }
+        // Never write plaintext backups when encrypted ones were asked for.
+        if let Some(key) = &self.backup.key {
+            crate::backup::cipher::ChunkKey::parse(key)?;
+        }
         if let Some(url) = &self.backup.url {
             if !(url.starts_with("file://") || url.starts_with("s3://")) {
                 bail!("STRATA_BACKUP_URL must start with file:// or s3://, got {url:?}");
@@ -560,6 +569,17 @@ mod tests {
         .unwrap_err();
         assert!(err.to_string().contains("loopback"));
         assert!(Config::from_vars(vars(&[("STRATA_AUTH", "maybe")])).is_err());
+    }
+
+    #[test]
+    fn an_unusable_backup_key_stops_the_start() {
+        let key = "ab".repeat(32);
+        let c = Config::from_vars(vars(&[("STRATA_BACKUP_KEY", &key)])).unwrap();
+        assert_eq!(c.backup.key.as_deref(), Some(key.as_str()));
+        for bad in ["abc", "zz".repeat(32).as_str()] {
+            let err = Config::from_vars(vars(&[("STRATA_BACKUP_KEY", bad)])).unwrap_err();
+            assert!(err.to_string().contains("STRATA_BACKUP_KEY"), "{err}");
+        }
     }
 
     #[test]

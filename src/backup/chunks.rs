@@ -3,10 +3,12 @@
 //! written once to the blob store; read back only if their size and
 //! SHA-256 match the manifest, and decompressed within a bound.
 
+use super::cipher::ChunkKey;
 use super::manifest::{chunk_key, Chunk};
 use crate::blob::BlobStore;
 use anyhow::{bail, Context};
 use std::io::Read;
+use std::sync::Arc;
 
 /// Uncompressed bytes per chunk (a chunk ends at the first line end past it).
 const CHUNK_BYTES: usize = 32 << 20;
@@ -17,6 +19,7 @@ const LEVEL: i32 = 3;
 /// Writes one backup's chunks.
 pub struct ChunkWriter<'a> {
     blobs: &'a dyn BlobStore,
+    key: Option<Arc<ChunkKey>>,
     id: String,
     buf: Vec<u8>,
     lines: u64,
@@ -24,9 +27,10 @@ pub struct ChunkWriter<'a> {
 }
 
 impl<'a> ChunkWriter<'a> {
-    pub fn new(blobs: &'a dyn BlobStore, id: &str) -> Self {
+    pub fn new(blobs: &'a dyn BlobStore, id: &str, key: Option<Arc<ChunkKey>>) -> Self {
         ChunkWriter {
             blobs,
+            key,
             id: id.to_owned(),
             buf: Vec::new(),
             lines: 0,
@@ -64,9 +68,16 @@ impl<'a> ChunkWriter<'a> {
 
     async fn cut(&mut self) -> anyhow::Result<()> {
         let plain = std::mem::take(&mut self.buf);
-        let packed =
-            tokio::task::spawn_blocking(move || zstd::encode_all(&plain[..], LEVEL)).await??;
         let key = chunk_key(&self.id, self.chunks.len());
+        let (seal, place) = (self.key.clone(), key.clone());
+        let packed = tokio::task::spawn_blocking(move || {
+            let packed = zstd::encode_all(&plain[..], LEVEL)?;
+            Ok::<_, std::io::Error>(match seal {
+                Some(k) => k.seal(&place, &packed),
+                None => packed,
+            })
+        })
+        .await??;
         let stored = self
             .blobs
             .put(&key, packed)
@@ -82,8 +93,13 @@ impl<'a> ChunkWriter<'a> {
     }
 }
 
-/// A chunk's NDJSON, refused unless it is exactly what the manifest lists.
-pub async fn read(blobs: &dyn BlobStore, chunk: &Chunk) -> anyhow::Result<Vec<u8>> {
+/// A chunk's NDJSON, refused unless it is exactly what the manifest lists;
+/// opened with `key` when the backup is encrypted.
+pub async fn read(
+    blobs: &dyn BlobStore,
+    chunk: &Chunk,
+    key: Option<&ChunkKey>,
+) -> anyhow::Result<Vec<u8>> {
     let packed = blobs
         .get_verified(&chunk.key, &chunk.sha256)
         .await
@@ -96,6 +112,10 @@ pub async fn read(blobs: &dyn BlobStore, chunk: &Chunk) -> anyhow::Result<Vec<u8
             chunk.size
         );
     }
+    let packed = match key {
+        Some(k) => k.open(&chunk.key, &packed)?,
+        None => packed,
+    };
     let key = chunk.key.clone();
     let plain = tokio::task::spawn_blocking(move || {
         let mut out = Vec::new();
@@ -129,19 +149,19 @@ mod tests {
     async fn chunks_round_trip_and_refuse_changes() {
         let dir = tempfile::tempdir().unwrap();
         let blobs = DirBlobStore::new(dir.path().to_str().unwrap()).unwrap();
-        let mut w = ChunkWriter::new(&blobs, "b1");
+        let mut w = ChunkWriter::new(&blobs, "b1", None);
         let text = b"{\"a\":1}\n{\"b\":2}\n".repeat(1000);
         w.push(&text).await.unwrap();
         let chunks = w.finish().await.unwrap();
         assert_eq!(chunks.len(), 1);
         assert_eq!(chunks[0].lines, 2000);
-        assert_eq!(read(&blobs, &chunks[0]).await.unwrap(), text);
+        assert_eq!(read(&blobs, &chunks[0], None).await.unwrap(), text);
 
         let mut wrong = chunks[0].clone();
         wrong.lines += 1;
-        assert!(read(&blobs, &wrong).await.is_err());
+        assert!(read(&blobs, &wrong, None).await.is_err());
         wrong = chunks[0].clone();
         wrong.sha256 = "0".repeat(64);
-        assert!(read(&blobs, &wrong).await.is_err());
+        assert!(read(&blobs, &wrong, None).await.is_err());
     }
 }

@@ -64,6 +64,10 @@ pub struct Manifest {
     pub chunks: Vec<Chunk>,
     /// Compressed bytes of every chunk.
     pub bytes: u64,
+    /// The fingerprint of the key the chunks are encrypted with (none:
+    /// plaintext).
+    #[serde(default)]
+    pub key_id: Option<String>,
     pub lines: u64,
     /// The SHA-256 of this manifest's canonical JSON with this field empty.
     pub checksum: String,
@@ -152,6 +156,7 @@ mod tests {
             finished_at: "t".into(),
             chunks: vec![],
             bytes: 0,
+            key_id: None,
             lines: 0,
             checksum: String::new(),
         }

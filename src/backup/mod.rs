@@ -13,6 +13,7 @@
 //! manifests.
 
 pub mod chunks;
+pub mod cipher;
 pub mod incremental;
 pub mod manifest;
 pub mod physical;
@@ -24,6 +25,7 @@ use crate::domain::{DomainError, DomainResult};
 use crate::store::{DynStore, Lease};
 use anyhow::Context;
 use chunks::ChunkWriter;
+use cipher::ChunkKey;
 use manifest::{Kind, Manifest};
 use serde::Serialize;
 use std::collections::BTreeMap;
@@ -146,6 +148,8 @@ pub struct Backups {
     hold_feed: bool,
     /// This daemon's running and failed backups.
     local: Arc<Mutex<BTreeMap<String, BackupInfo>>>,
+    /// Chunks are encrypted with it when set (`cipher.rs`).
+    key: Option<Arc<ChunkKey>>,
 }
 
 impl Backups {
@@ -157,6 +161,31 @@ impl Backups {
             keep_days: config.backup.keep_days,
             hold_feed: config.backup.incr_schedule.is_some(),
             local: Arc::default(),
+            key: config.backup.key.as_deref().map(|k| {
+                let key = ChunkKey::parse(k)
+                    .expect("the backup key is checked when the configuration loads");
+                Arc::new(key)
+            }),
+        }
+    }
+
+    /// The key a backup's chunks open with: none for a plaintext backup;
+    /// the configured one when its fingerprint is the backup's.
+    fn key_for(&self, m: &Manifest) -> anyhow::Result<Option<&ChunkKey>> {
+        let Some(wanted) = &m.key_id else {
+            return Ok(None);
+        };
+        match self.key.as_deref() {
+            Some(key) if &key.id == wanted => Ok(Some(key)),
+            Some(key) => anyhow::bail!(
+                "backup {} is encrypted with key {wanted}; the configured STRATA_BACKUP_KEY is {}",
+                m.id,
+                key.id
+            ),
+            None => anyhow::bail!(
+                "backup {} is encrypted (key {wanted}): set STRATA_BACKUP_KEY",
+                m.id
+            ),
         }
     }
 
@@ -308,7 +337,7 @@ impl Backups {
         let snapshot = self.store.snapshot().await?;
         let snapshot_seq = snapshot.seq();
         let parts = crate::export::parts(snapshot.as_ref(), None).await?;
-        let mut writer = ChunkWriter::new(self.blobs.as_ref(), id);
+        let mut writer = ChunkWriter::new(self.blobs.as_ref(), id, self.key.clone());
         match &parent {
             None => {
                 let snapshot: Arc<dyn crate::store::Snapshot> = snapshot.into();
@@ -337,6 +366,7 @@ impl Backups {
             started_at: started_at.to_owned(),
             finished_at: crate::clock::now(),
             bytes: chunks.iter().map(|c| c.size).sum(),
+            key_id: self.key.as_ref().map(|k| k.id.clone()),
             lines: chunks.iter().map(|c| c.lines).sum(),
             chunks,
             checksum: String::new(),
@@ -454,7 +484,11 @@ impl Backups {
                     break;
                 }
             };
-            if let Err(e) = restore::check_records(self.blobs.as_ref(), &m).await {
+            let checked = match self.key_for(&m) {
+                Ok(key) => restore::check_records(self.blobs.as_ref(), &m, key).await,
+                Err(e) => Err(e),
+            };
+            if let Err(e) = checked {
                 problems.push(format!("backup {id}: {e:#}"));
             }
             next = m.parent;

@@ -7,6 +7,7 @@
 //! since) and purges its `purged` entities.
 
 use super::chunks;
+use super::cipher::ChunkKey;
 use super::incremental::Purged;
 use super::manifest::{Kind, Manifest};
 use super::Backups;
@@ -44,7 +45,12 @@ struct Spooled {
 
 /// Spools one backup's records; with `to`, as they were at that time
 /// (`rules::as_of`).
-async fn spool(blobs: &dyn BlobStore, m: &Manifest, to: Option<&str>) -> anyhow::Result<Spooled> {
+async fn spool(
+    blobs: &dyn BlobStore,
+    m: &Manifest,
+    key: Option<&ChunkKey>,
+    to: Option<&str>,
+) -> anyhow::Result<Spooled> {
     let file = tempfile::NamedTempFile::new().context("a spool file for the restore")?;
     let mut out = std::io::BufWriter::new(file.reopen()?);
     let mut spooled = Spooled {
@@ -56,7 +62,7 @@ async fn spool(blobs: &dyn BlobStore, m: &Manifest, to: Option<&str>) -> anyhow:
     let mut scope: Option<Scope> = None;
     let mut past = to.map(AsOf::new);
     for chunk in &m.chunks {
-        let plain = chunks::read(blobs, chunk).await?;
+        let plain = chunks::read(blobs, chunk, key).await?;
         for line in plain.split_inclusive(|b| *b == b'\n') {
             if Purged::is(line) {
                 let purged: Purged = serde_json::from_slice(line)
@@ -195,8 +201,12 @@ fn write_record(out: &mut impl Write, record: &ExportRecord) -> anyhow::Result<(
 }
 
 /// Checks every record of one backup as an import would (storing nothing).
-pub async fn check_records(blobs: &dyn BlobStore, m: &Manifest) -> anyhow::Result<()> {
-    let spooled = spool(blobs, m, None).await?;
+pub async fn check_records(
+    blobs: &dyn BlobStore,
+    m: &Manifest,
+    key: Option<&ChunkKey>,
+) -> anyhow::Result<()> {
+    let spooled = spool(blobs, m, key, None).await?;
     crate::import::check(spooled.file.path())
         .await
         .map_err(|e| anyhow::anyhow!("{e}"))
@@ -261,7 +271,7 @@ impl Backups {
         let caller = Caller::new("restore");
         let mut report = RestoreReport::default();
         for m in &chain {
-            let spooled = spool(self.blobs.as_ref(), m, to.as_deref()).await?;
+            let spooled = spool(self.blobs.as_ref(), m, self.key_for(m)?, to.as_deref()).await?;
             if m.kind == Kind::Incr {
                 report.deleted_projects += forget_unlisted(target, &caller, &spooled).await?;
                 for (scope, entity) in &spooled.purged {
