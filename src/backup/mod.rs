@@ -15,6 +15,7 @@
 pub mod chunks;
 pub mod cipher;
 pub mod incremental;
+pub mod keys;
 pub mod manifest;
 pub mod physical;
 pub mod restore;
@@ -337,6 +338,13 @@ impl Backups {
         let snapshot = self.store.snapshot().await?;
         let snapshot_seq = snapshot.seq();
         let parts = crate::export::parts(snapshot.as_ref(), None).await?;
+        let orgs: Vec<String> = parts
+            .iter()
+            .filter_map(|p| match p {
+                crate::export::Part::Org(o) => Some(o.id.clone()),
+                crate::export::Part::Project(_) => None,
+            })
+            .collect();
         let mut writer = ChunkWriter::new(self.blobs.as_ref(), id, self.key.clone());
         match &parent {
             None => {
@@ -351,6 +359,7 @@ impl Backups {
                 incremental::write(snapshot.as_ref(), parts, &changed, &mut writer).await?;
             }
         }
+        keys::write(&self.store, &orgs, &mut writer).await?;
         let chunks = writer.finish().await?;
         let m = Manifest {
             format: manifest::FORMAT,

@@ -9,6 +9,7 @@
 use super::chunks;
 use super::cipher::ChunkKey;
 use super::incremental::Purged;
+use super::keys::{self, KeyLine};
 use super::manifest::{Kind, Manifest};
 use super::Backups;
 use crate::blob::BlobStore;
@@ -32,6 +33,9 @@ pub struct RestoreReport {
     pub counts: ImportCounts,
     pub purged: u64,
     pub deleted_projects: u64,
+    /// API keys made (with their exported hashes) and revoked.
+    pub keys_made: u64,
+    pub keys_revoked: u64,
 }
 
 /// One backup's records, spooled: the import's lines in a file, and what
@@ -41,6 +45,7 @@ struct Spooled {
     orgs: BTreeMap<String, Org>,
     projects: BTreeMap<(String, String), Project>,
     purged: Vec<(Scope, String)>,
+    keys: Vec<KeyLine>,
 }
 
 /// Spools one backup's records; with `to`, as they were at that time
@@ -58,12 +63,21 @@ async fn spool(
         orgs: BTreeMap::new(),
         projects: BTreeMap::new(),
         purged: Vec::new(),
+        keys: Vec::new(),
     };
     let mut scope: Option<Scope> = None;
     let mut past = to.map(AsOf::new);
     for chunk in &m.chunks {
         let plain = chunks::read(blobs, chunk, key).await?;
         for line in plain.split_inclusive(|b| *b == b'\n') {
+            if KeyLine::is(line) {
+                let key =
+                    KeyLine::parse(line).with_context(|| format!("a key line in {}", chunk.key))?;
+                if to.is_none_or(|t| key.created_at.as_str() <= t) {
+                    spooled.keys.push(key);
+                }
+                continue;
+            }
             if Purged::is(line) {
                 let purged: Purged = serde_json::from_slice(line)
                     .with_context(|| format!("a purged line in {}", chunk.key))?;
@@ -300,6 +314,10 @@ impl Backups {
                     f.message
                 );
             }
+            let incremental = m.kind == Kind::Incr;
+            let (made, revoked) = keys::apply(target, &caller, &spooled.keys, incremental).await?;
+            report.keys_made += made;
+            report.keys_revoked += revoked;
             report.counts.created += done.counts.created;
             report.counts.updated += done.counts.updated;
             report.counts.unchanged += done.counts.unchanged;

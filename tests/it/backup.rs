@@ -167,6 +167,20 @@ async fn a_full_backup_restores_to_the_same_rows(config: Config) {
     let d = strata::server::build(config.clone(), ADMIN).await.unwrap();
     seed(&d.store).await;
     let live = rows(&d.store).await;
+    // A key (its hash travels in backups, never in exports) and a revoked one.
+    let mut key_ids = Vec::new();
+    for name in ["ci", "old"] {
+        let body = json!({"name": name, "scopes": ["read"]});
+        let (status, text) = admin(&d.router, ADMIN, "POST", "/v1/orgs/acme/keys", body).await;
+        assert_eq!(status, 201, "{text}");
+        let created: Value = serde_json::from_str(&text).unwrap();
+        key_ids.push(created["data"]["id"].as_str().unwrap().to_owned());
+    }
+    d.store
+        .revoke_key(&caller(), "acme", &key_ids[1])
+        .await
+        .unwrap();
+    let kept = d.store.find_key(&key_ids[0]).await.unwrap().unwrap();
 
     // Through the API: started (202), then complete.
     let (status, text) = admin(
@@ -232,6 +246,12 @@ async fn a_full_backup_restores_to_the_same_rows(config: Config) {
             &live,
             &format!("restored into {name}"),
         );
+        // The live key is back with its hash (so its secret still works);
+        // the revoked one is not.
+        let restored = target.find_key(&key_ids[0]).await.unwrap().unwrap();
+        assert_eq!(restored.secret_hash, kept.secret_hash);
+        assert_eq!(restored.info, kept.info);
+        assert!(target.find_key(&key_ids[1]).await.unwrap().is_none());
         // A store with rows in it is no target.
         let again = service.restore(&id, &target, None).await.unwrap_err();
         assert!(format!("{again:#}").contains("not empty"), "{again:#}");
@@ -281,6 +301,19 @@ async fn an_incremental_chain_restores_exactly_at_each_link(config: Config) {
         .await
         .unwrap();
     write(store, "b", vec![create("other", json!({}))]).await;
+    let key = strata::domain::StoredKey {
+        info: strata::domain::ApiKeyInfo {
+            id: "k1".into(),
+            org: "acme".into(),
+            name: "k1".into(),
+            scopes: vec![strata::domain::KeyScope::Write],
+            created_at: strata::clock::now(),
+            created_by: "test".into(),
+            revoked_at: None,
+        },
+        secret_hash: "ab".repeat(32),
+    };
+    store.create_key(&caller(), key).await.unwrap();
     let first = service.take(Kind::Incr).await.unwrap();
     assert_eq!(
         (first.kind, first.state),
@@ -298,6 +331,7 @@ async fn an_incremental_chain_restores_exactly_at_each_link(config: Config) {
         vec![WriteOp::RestoreEntity { id: "n0005".into() }],
     )
     .await;
+    store.revoke_key(&caller(), "acme", "k1").await.unwrap();
     let second = service.take(Kind::Incr).await.unwrap();
     assert_eq!(second.parent.as_deref(), Some(first.id.as_str()));
     let at_second = rows(store).await;
@@ -314,6 +348,12 @@ async fn an_incremental_chain_restores_exactly_at_each_link(config: Config) {
         assert!(service.verify(id).await.unwrap().ok);
         for (name, target) in targets(&dir.path().join(what)).await {
             service.restore(id, &target, None).await.unwrap();
+            let k1 = target.find_key("k1").await.unwrap().unwrap();
+            assert_eq!(
+                k1.info.revoked_at.is_some(),
+                what == "second",
+                "{what}: {k1:?}"
+            );
             same(
                 &rows(&target).await,
                 expected,
