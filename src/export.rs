@@ -137,7 +137,8 @@ pub fn lines(
     })
 }
 
-fn line(out: &mut Vec<u8>, record: &ExportRecord) {
+/// Appends `record` as one NDJSON line (exports, backups, restores).
+pub fn line<T: serde::Serialize>(out: &mut Vec<u8>, record: &T) {
     serde_json::to_writer(&mut *out, record).expect("records serialise");
     out.push(b'\n');
 }

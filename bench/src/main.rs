@@ -298,21 +298,11 @@ enum Cmd {
     /// Import and export in process (no HTTP): a generated export file of
     /// --entities and --relationships imported into an empty project,
     /// imported again, exported back; rows/s and MB/s.
-    Transfer {
-        #[arg(long, default_value_t = 1_000_000)]
-        entities: usize,
-        #[arg(long, default_value_t = 2_480_000)]
-        relationships: usize,
-    },
+    Transfer(transfer::Opts),
     /// Logical backups in process (no HTTP): the transfer graph loaded, a
     /// full backup, its restore into SQLite, an incremental backup after
     /// 10,000 changes; seconds, bytes, rows/s.
-    Backup {
-        #[arg(long, default_value_t = 1_000_000)]
-        entities: usize,
-        #[arg(long, default_value_t = 2_480_000)]
-        relationships: usize,
-    },
+    Backup(transfer::Opts),
     /// The local embedding model in-process: sentences/s batched, and the
     /// latency of one short query (no daemon).
     Embed {
@@ -615,26 +605,8 @@ fn run(cli: Cli, rt: &tokio::runtime::Runtime) -> Result<()> {
                 };
                 semantic::semantic(&ctx, opts).await
             }
-            Cmd::Transfer {
-                entities,
-                relationships,
-            } => {
-                let opts = transfer::Opts {
-                    entities,
-                    relationships,
-                };
-                transfer::transfer(&ctx, opts).await
-            }
-            Cmd::Backup {
-                entities,
-                relationships,
-            } => {
-                let opts = transfer::Opts {
-                    entities,
-                    relationships,
-                };
-                backup::backup(&ctx, opts).await
-            }
+            Cmd::Transfer(opts) => transfer::transfer(&ctx, opts).await,
+            Cmd::Backup(opts) => backup::backup(&ctx, opts).await,
             Cmd::SqlPlan { db, sql, params } => sql_plan(&db, &sql, &params),
             Cmd::Hnsw {
                 vectors,

@@ -16,8 +16,12 @@ use std::time::Instant;
 use strata::domain::{Caller, Scope};
 use strata::import::Target;
 
+/// The size of the generated graph.
+#[derive(clap::Args)]
 pub struct Opts {
+    #[arg(long, default_value_t = 1_000_000)]
     pub entities: usize,
+    #[arg(long, default_value_t = 2_480_000)]
     pub relationships: usize,
 }
 

@@ -9,7 +9,7 @@
 
 use super::chunks::ChunkWriter;
 use crate::domain::{DomainResult, Scope};
-use crate::export::Part;
+use crate::export::{line, Part};
 use crate::store::{DynStore, Snapshot, Which};
 use serde::{Deserialize, Serialize};
 use std::collections::{BTreeMap, BTreeSet};
@@ -139,11 +139,6 @@ pub async fn write(
         }
     }
     Ok(())
-}
-
-fn line<T: Serialize>(out: &mut Vec<u8>, record: &T) {
-    serde_json::to_writer(&mut *out, record).expect("records serialise");
-    out.push(b'\n');
 }
 
 #[cfg(test)]

@@ -7,20 +7,17 @@
 //! the backup runs may or may not be in it.
 
 use super::chunks::ChunkWriter;
-use crate::domain::{validate, ApiKeyInfo, Caller, DomainError, KeyScope, PageRequest, StoredKey};
+use crate::domain::{validate, ApiKeyInfo, Caller, DomainError, PageRequest, StoredKey};
 use crate::store::DynStore;
 use anyhow::ensure;
 use serde::{Deserialize, Serialize};
 
+/// A live key as a backup holds it (`revoked_at` is always absent).
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 #[serde(tag = "kind", rename = "key")]
 pub struct KeyLine {
-    pub id: String,
-    pub org: String,
-    pub name: String,
-    pub scopes: Vec<KeyScope>,
-    pub created_at: String,
-    pub created_by: String,
+    #[serde(flatten)]
+    pub info: ApiKeyInfo,
     pub secret_hash: String,
 }
 
@@ -33,16 +30,22 @@ impl KeyLine {
     /// Parses and checks a `key` line.
     pub fn parse(line: &[u8]) -> anyhow::Result<Self> {
         let key: KeyLine = serde_json::from_slice(line)?;
+        let info = &key.info;
         ensure!(
             key.secret_hash.len() == 64 && key.secret_hash.bytes().all(|b| b.is_ascii_hexdigit()),
             "key {}: the secret hash is not a SHA-256",
-            key.id
+            info.id
         );
-        let checked = validate::id("key id", &key.id)
-            .and_then(|_| validate::id("org id", &key.org))
-            .and_then(|_| validate::name("key name", &key.name))
-            .and_then(|_| validate::time("created_at", &key.created_at));
-        checked.map_err(|e| anyhow::anyhow!("key {}: {e}", key.id))?;
+        ensure!(
+            info.revoked_at.is_none(),
+            "key {}: a backup holds live keys only",
+            info.id
+        );
+        let checked = validate::id("key id", &info.id)
+            .and_then(|_| validate::id("org id", &info.org))
+            .and_then(|_| validate::name("key name", &info.name))
+            .and_then(|_| validate::time("created_at", &info.created_at));
+        checked.map_err(|e| anyhow::anyhow!("key {}: {e}", info.id))?;
         Ok(key)
     }
 }
@@ -59,17 +62,11 @@ pub async fn write(
             let Some(stored) = store.find_key(&info.id).await? else {
                 continue;
             };
-            let line = KeyLine {
-                id: info.id,
-                org: info.org,
-                name: info.name,
-                scopes: info.scopes,
-                created_at: info.created_at,
-                created_by: info.created_by,
+            let key = KeyLine {
+                info,
                 secret_hash: stored.secret_hash,
             };
-            serde_json::to_writer(&mut out, &line)?;
-            out.push(b'\n');
+            crate::export::line(&mut out, &key);
         }
         to.push(&out).await?;
     }
@@ -86,19 +83,11 @@ pub async fn apply(
 ) -> anyhow::Result<(u64, u64)> {
     let (mut made, mut revoked) = (0, 0);
     for k in keys {
-        if target.find_key(&k.id).await?.is_some() {
+        if target.find_key(&k.info.id).await?.is_some() {
             continue;
         }
         let stored = StoredKey {
-            info: ApiKeyInfo {
-                id: k.id.clone(),
-                org: k.org.clone(),
-                name: k.name.clone(),
-                scopes: k.scopes.clone(),
-                created_at: k.created_at.clone(),
-                created_by: k.created_by.clone(),
-                revoked_at: None,
-            },
+            info: k.info.clone(),
             secret_hash: k.secret_hash.clone(),
         };
         match target.create_key(caller, stored).await {
@@ -109,7 +98,8 @@ pub async fn apply(
         }
     }
     if revoke_unlisted {
-        let listed: std::collections::HashSet<&str> = keys.iter().map(|k| k.id.as_str()).collect();
+        let listed: std::collections::HashSet<&str> =
+            keys.iter().map(|k| k.info.id.as_str()).collect();
         for org in crate::feed::reads::all_orgs(target).await? {
             for info in live_keys(target, &org.id).await? {
                 if !listed.contains(info.id.as_str()) {

@@ -190,10 +190,6 @@ impl Backups {
         }
     }
 
-    pub fn destination(&self) -> String {
-        self.blobs.describe()
-    }
-
     /// Starts a backup in the background; Conflict while one is running
     /// on any daemon.
     pub async fn start(&self, kind: Kind) -> DomainResult<BackupInfo> {
@@ -222,7 +218,7 @@ impl Backups {
     /// holds them. An incremental backup continues the newest backup; with
     /// none, or when the feed no longer reaches back to it, it is a full one.
     async fn plan(&self, kind: Kind) -> DomainResult<Plan> {
-        let bounds = self.caught_up_bounds().await?;
+        let bounds = self.store.feed_bounds().await?;
         let parent = match kind {
             Kind::Full => None,
             Kind::Incr => {
@@ -251,23 +247,6 @@ impl Backups {
             .lease_consumer(FEED_CURSOR)
             .await?
             .ok_or_else(|| DomainError::Conflict("a backup is running already".into()))
-    }
-
-    /// The feed's bounds once the changes committed so far have positions:
-    /// PostgreSQL gives positions in batches, so a backlog (after a large
-    /// import) takes several calls; without them the window would end
-    /// early and the next incremental backup would hold the backlog again.
-    async fn caught_up_bounds(&self) -> DomainResult<crate::store::FeedBounds> {
-        let mut bounds = self.store.feed_bounds().await?;
-        for _ in 0..10_000 {
-            let next = self.store.feed_bounds().await?;
-            let moved = next.head - bounds.head;
-            bounds = next;
-            if moved < 1_000 {
-                break;
-            }
-        }
-        Ok(bounds)
     }
 
     fn begin(&self, plan: &Plan) -> BackupInfo {

@@ -73,7 +73,7 @@ async fn spool(
             if KeyLine::is(line) {
                 let key =
                     KeyLine::parse(line).with_context(|| format!("a key line in {}", chunk.key))?;
-                if to.is_none_or(|t| key.created_at.as_str() <= t) {
+                if to.is_none_or(|t| key.info.created_at.as_str() <= t) {
                     spooled.keys.push(key);
                 }
                 continue;
@@ -209,9 +209,9 @@ impl AsOf {
 }
 
 fn write_record(out: &mut impl Write, record: &ExportRecord) -> anyhow::Result<()> {
-    serde_json::to_writer(&mut *out, record)?;
-    out.write_all(b"\n")?;
-    Ok(())
+    let mut bytes = Vec::new();
+    crate::export::line(&mut bytes, record);
+    Ok(out.write_all(&bytes)?)
 }
 
 /// Checks every record of one backup as an import would (storing nothing).

@@ -196,7 +196,8 @@ pub trait ChangeStore: Send + Sync {
     /// Every project's changes after feed position `after`, in feed order,
     /// for the feed's consumers.
     async fn read_feed(&self, after: i64, limit: usize) -> DomainResult<Vec<FeedChange>>;
-    /// The oldest and newest positions the feed can be read from now.
+    /// The oldest and newest positions the feed can be read from now; every
+    /// change committed before the call is at or before `head`.
     async fn feed_bounds(&self) -> DomainResult<FeedBounds>;
     /// A consumer's durable cursor (None before its first save).
     async fn feed_cursor(&self, consumer: &str) -> DomainResult<Option<i64>>;

@@ -150,6 +150,63 @@ fn same(a: &[Value], b: &[Value], what: &str) {
     }
 }
 
+/// Writes, until stopped, batches that patch `a-counter` to n and create
+/// entity `z<n>` together, n = 0, 1, ...
+struct Writer {
+    stop: Arc<std::sync::atomic::AtomicBool>,
+    task: tokio::task::JoinHandle<i64>,
+}
+
+impl Writer {
+    fn start(store: &DynStore) -> Self {
+        let stop = Arc::new(std::sync::atomic::AtomicBool::new(false));
+        let (store, flag) = (store.clone(), stop.clone());
+        let task = tokio::spawn(async move {
+            let mut n = 0;
+            while !flag.load(std::sync::atomic::Ordering::Relaxed) {
+                let ops = vec![
+                    patch("a-counter", json!({"n": n})),
+                    create(&format!("z{n:06}"), json!({})),
+                ];
+                write(&store, "app", ops).await;
+                n += 1;
+            }
+            n
+        });
+        Writer { stop, task }
+    }
+
+    /// Stops it; how many batches it wrote.
+    async fn stop(self) -> i64 {
+        self.stop.store(true, std::sync::atomic::Ordering::Relaxed);
+        self.task.await.unwrap()
+    }
+}
+
+/// The rows fell among the writer's batches and are of one moment: the
+/// counter and the `z` entities agree.
+fn one_moment(rows: &[Value], written: i64) {
+    let counter = rows
+        .iter()
+        .find(|r| r["kind"] == "entity" && r["id"] == "a-counter")
+        .unwrap()["properties"]["n"]
+        .as_i64()
+        .unwrap();
+    let zs = rows
+        .iter()
+        .filter(|r| r["kind"] == "entity" && r["id"].as_str().unwrap().starts_with('z'))
+        .count() as i64;
+    assert!(
+        counter >= 0 && counter < written,
+        "the rows fell among the writes: {counter} of {written}"
+    );
+    assert_eq!(
+        zs,
+        counter + 1,
+        "the counter and the entities are of one moment"
+    );
+}
+
 /// Empty stores to restore into: SQLite, and PostgreSQL when there is one.
 async fn targets(dir: &std::path::Path) -> Vec<(&'static str, DynStore)> {
     let mut out = vec![(
@@ -384,52 +441,18 @@ async fn a_backup_taken_during_writes_is_one_moment(config: Config) {
             .collect(),
     )
     .await;
-    let stop = Arc::new(std::sync::atomic::AtomicBool::new(false));
-    let writer = {
-        let (store, stop) = (store.clone(), stop.clone());
-        tokio::spawn(async move {
-            let mut n = 0;
-            while !stop.load(std::sync::atomic::Ordering::Relaxed) {
-                let ops = vec![
-                    patch("a-counter", json!({"n": n})),
-                    create(&format!("z{n:06}"), json!({})),
-                ];
-                write(&store, "app", ops).await;
-                n += 1;
-            }
-            n
-        })
-    };
+    let writer = Writer::start(&store);
     tokio::time::sleep(std::time::Duration::from_millis(200)).await;
     let service = backups(&store, &config);
     let taken = service.take(Kind::Full).await.unwrap();
-    stop.store(true, std::sync::atomic::Ordering::Relaxed);
-    let written = writer.await.unwrap();
+    let written = writer.stop().await;
     assert_eq!(taken.state, State::Complete, "{taken:?}");
 
     let dir = tempfile::tempdir().unwrap();
     let target = crate::support::sqlite_store(dir.path()).await;
     service.restore(&taken.id, &target, None).await.unwrap();
     let restored = rows(&target).await;
-    let counter = restored
-        .iter()
-        .find(|r| r["kind"] == "entity" && r["id"] == "a-counter")
-        .unwrap()["properties"]["n"]
-        .as_i64()
-        .unwrap();
-    let zs = restored
-        .iter()
-        .filter(|r| r["kind"] == "entity" && r["id"].as_str().unwrap().starts_with('z'))
-        .count() as i64;
-    assert!(
-        counter >= 0 && counter < written,
-        "the backup fell among the writes: {counter} of {written}"
-    );
-    assert_eq!(
-        zs,
-        counter + 1,
-        "the counter and the entities are of one moment"
-    );
+    one_moment(&restored, written);
     target.close().await;
 }
 
@@ -792,22 +815,7 @@ async fn a_physical_copy_of_sqlite_is_one_moment_while_writes_go_on() {
         .await
         .unwrap();
     write(&store, "app", vec![create("a-counter", json!({"n": -1}))]).await;
-    let stop = Arc::new(std::sync::atomic::AtomicBool::new(false));
-    let writer = {
-        let (store, stop) = (store.clone(), stop.clone());
-        tokio::spawn(async move {
-            let mut n = 0;
-            while !stop.load(std::sync::atomic::Ordering::Relaxed) {
-                let ops = vec![
-                    patch("a-counter", json!({"n": n})),
-                    create(&format!("z{n:06}"), json!({})),
-                ];
-                write(&store, "app", ops).await;
-                n += 1;
-            }
-            n
-        })
-    };
+    let writer = Writer::start(&store);
     tokio::time::sleep(std::time::Duration::from_millis(200)).await;
     let source = std::path::PathBuf::from(config.database_url.strip_prefix("sqlite://").unwrap());
     let out = dir.path().join("copy").join("strata.db");
@@ -819,8 +827,7 @@ async fn a_physical_copy_of_sqlite_is_one_moment_while_writes_go_on() {
             .unwrap()
             .unwrap()
     };
-    stop.store(true, std::sync::atomic::Ordering::Relaxed);
-    let written = writer.await.unwrap();
+    let written = writer.stop().await;
     assert!(copied > 0);
 
     let copy = strata::store::open(
@@ -830,18 +837,7 @@ async fn a_physical_copy_of_sqlite_is_one_moment_while_writes_go_on() {
     .await
     .unwrap();
     let restored = rows(&copy).await;
-    let counter = restored
-        .iter()
-        .find(|r| r["kind"] == "entity" && r["id"] == "a-counter")
-        .unwrap()["properties"]["n"]
-        .as_i64()
-        .unwrap();
-    let zs = restored
-        .iter()
-        .filter(|r| r["kind"] == "entity" && r["id"].as_str().unwrap().starts_with('z'))
-        .count() as i64;
-    assert!(counter >= 0 && counter < written, "{counter} of {written}");
-    assert_eq!(zs, counter + 1, "the copy is of one moment");
+    one_moment(&restored, written);
     copy.close().await;
     // A copy never overwrites a file.
     let source = std::path::PathBuf::from(config.database_url.strip_prefix("sqlite://").unwrap());

@@ -121,7 +121,9 @@ impl ChangeStore for PgStore {
 
     async fn feed_bounds(&self) -> DomainResult<FeedBounds> {
         let c = self.client().await?;
-        sequence(&c).await?;
+        // Caught up: a full batch means more may wait (after a bulk import),
+        // and a head short of them would end a backup's window early.
+        while sequence(&c).await? == SEQUENCE_BATCH as u64 {}
         let row = rows::query_one(
             &c,
             "SELECT (SELECT position FROM feed_horizon), (SELECT max(position) FROM outbox)",
