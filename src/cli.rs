@@ -1,4 +1,4 @@
-//! The one-shot commands: `migrate`, `init`, `doctor`, `reindex`.
+//! The one-shot commands: `migrate`, `init`, `doctor`, `reindex`, `health`, ...
 
 use crate::config::Config;
 use crate::domain::DomainError;
@@ -213,6 +213,66 @@ pub async fn doctor() -> anyhow::Result<()> {
     Ok(())
 }
 
+/// `strata health [--url URL]`: asks a daemon's `GET /health/ready` and
+/// succeeds only on 200, else fails with the reason (what the daemon named,
+/// or why it did not answer). Container health checks call it, so images
+/// need no HTTP client of their own. Without `--url`, the daemon of this
+/// configuration: its `STRATA_LISTEN`, on loopback when that is 0.0.0.0 or ::.
+pub async fn health(url: Option<&str>, timeout: std::time::Duration) -> anyhow::Result<()> {
+    let base = match url {
+        Some(url) => url.trim_end_matches('/').to_string(),
+        None => format!("http://{}", local_address(&Config::from_env()?.listen)?),
+    };
+    let url = format!("{base}/health/ready");
+    let client = reqwest::Client::builder().timeout(timeout).build()?;
+    let response = client
+        .get(&url)
+        .send()
+        .await
+        .map_err(|e| anyhow::anyhow!("{url} did not answer: {}", error_chain(&e)))?;
+    let status = response.status();
+    let body = response.text().await.unwrap_or_default();
+    if status.is_success() {
+        println!("ready: {url}");
+        return Ok(());
+    }
+    // The daemon's error body names what failed; anything else is shown as sent.
+    let reason = serde_json::from_str::<serde_json::Value>(&body)
+        .ok()
+        .and_then(|v| v["error"]["message"].as_str().map(str::to_owned))
+        .unwrap_or(body);
+    anyhow::bail!("{url} answered {status}: {reason}")
+}
+
+/// Where a client on this host reaches a daemon listening on `listen`: an
+/// unspecified address (`0.0.0.0`, `[::]`) is reached on loopback.
+pub fn local_address(listen: &str) -> anyhow::Result<std::net::SocketAddr> {
+    use std::net::{IpAddr, Ipv4Addr, Ipv6Addr};
+    let mut addr: std::net::SocketAddr = listen
+        .parse()
+        .map_err(|_| anyhow::anyhow!("STRATA_LISTEN must be host:port, got {listen:?}"))?;
+    if addr.ip().is_unspecified() {
+        addr.set_ip(match addr.ip() {
+            IpAddr::V4(_) => IpAddr::V4(Ipv4Addr::LOCALHOST),
+            IpAddr::V6(_) => IpAddr::V6(Ipv6Addr::LOCALHOST),
+        });
+    }
+    Ok(addr)
+}
+
+/// An error and its causes on one line (reqwest's own says only "error
+/// sending request"; the cause, such as a refused connection, is below it).
+fn error_chain(e: &dyn std::error::Error) -> String {
+    let mut text = e.to_string();
+    let mut cause = e.source();
+    while let Some(c) = cause {
+        text.push_str(": ");
+        text.push_str(&c.to_string());
+        cause = c.source();
+    }
+    text
+}
+
 /// `strata model fetch [--from DIR]`: installs the local embedding model
 /// into `<data dir>/models/all-MiniLM-L6-v2/`, from the Hugging Face hub or
 /// from `from`, checking every file against its pinned sha256.
@@ -384,4 +444,18 @@ pub async fn migrate_store(config: &Config, from: &str, to: &str) -> anyhow::Res
     source.close().await;
     target.close().await;
     print_json(&copied?)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::local_address;
+
+    #[test]
+    fn an_unspecified_listen_address_is_reached_on_loopback() {
+        let at = |listen: &str| local_address(listen).unwrap().to_string();
+        assert_eq!(at("0.0.0.0:7474"), "127.0.0.1:7474");
+        assert_eq!(at("[::]:8080"), "[::1]:8080");
+        assert_eq!(at("10.1.2.3:7474"), "10.1.2.3:7474");
+        assert!(local_address("localhost:7474").is_err());
+    }
 }

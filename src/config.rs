@@ -313,6 +313,16 @@ const OTHER_VARS: &[&str] = &[
     "STRATA_KEY",
 ];
 
+/// Every `STRATA_*` variable the daemon knows: those of the settings table
+/// and those read elsewhere. Any other (`STRATA_TEST_*` aside) stops the
+/// start; deployment files are checked against this list
+/// (tests/it/compose.rs).
+pub fn known_variables() -> impl Iterator<Item = &'static str> {
+    ENV.iter()
+        .map(|(name, _, _)| *name)
+        .chain(OTHER_VARS.iter().copied())
+}
+
 /// The environment layer: the variables of `ENV` that are set and not
 /// empty, under their keys. Errors name the variable, not the key.
 struct EnvLayer(Dict);
@@ -387,18 +397,13 @@ impl Config {
     }
 
     pub fn from_vars(vars: HashMap<String, String>) -> anyhow::Result<Self> {
-        let known = || {
-            ENV.iter()
-                .map(|(name, _, _)| *name)
-                .chain(OTHER_VARS.iter().copied())
-        };
         // STRATA_TEST_* belong to the test suite, not to the daemon.
         let ours = |k: &&String| k.starts_with("STRATA_") && !k.starts_with("STRATA_TEST_");
         for name in vars.keys().filter(ours) {
-            if !known().any(|k| k == name) {
+            if !known_variables().any(|k| k == name) {
                 bail!(
                     "unknown setting {name}: known ones are {}",
-                    known().collect::<Vec<_>>().join(", ")
+                    known_variables().collect::<Vec<_>>().join(", ")
                 );
             }
         }

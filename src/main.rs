@@ -37,6 +37,17 @@ enum Command {
     },
     /// Check the configuration and the store; say what is wrong in plain words.
     Doctor,
+    /// Ask a running daemon whether it is ready (GET /health/ready): exit 0
+    /// when it is, else 1 with the reason. For container health checks.
+    Health {
+        /// The daemon's base URL; by default this configuration's
+        /// STRATA_LISTEN (0.0.0.0 and :: reached on loopback).
+        #[arg(long)]
+        url: Option<String>,
+        /// Seconds to wait for the answer.
+        #[arg(long, default_value_t = 5)]
+        timeout: u64,
+    },
     /// Compare the Meilisearch index with the database and repair drift
     /// (one project, or every project).
     Reindex {
@@ -177,6 +188,9 @@ fn main() -> anyhow::Result<()> {
                 strata::cli::init(&Config::from_env()?, &org, &project).await
             }
             Command::Doctor => strata::cli::doctor().await,
+            Command::Health { url, timeout } => {
+                strata::cli::health(url.as_deref(), std::time::Duration::from_secs(timeout)).await
+            }
             Command::Reindex { org, project } => {
                 let scope = org
                     .zip(project)
