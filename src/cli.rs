@@ -297,10 +297,12 @@ pub async fn export(config: &Config, org: &str, project: Option<&str>) -> anyhow
     use std::io::Write;
     let store = store::open(&config.database_url, &config.store_settings()).await?;
     let written = async {
+        // Document snapshots kept in the blob store are read from it.
+        let blobs = crate::blob::open(&config.blob_url).await?;
         let mut lines: std::pin::Pin<Box<dyn futures_util::Stream<Item = _> + Send>> = match project
         {
-            Some(p) => Box::pin(crate::export::project(&store, org, p).await?),
-            None => Box::pin(crate::export::org(&store, org).await?),
+            Some(p) => Box::pin(crate::export::project(&store, blobs, org, p).await?),
+            None => Box::pin(crate::export::org(&store, blobs, org).await?),
         };
         let mut out = std::io::BufWriter::new(std::io::stdout().lock());
         let mut count = 0usize;
@@ -376,8 +378,9 @@ pub enum BackupAction {
 pub async fn backup(config: &Config, action: BackupAction) -> anyhow::Result<()> {
     let store = store::open(&config.database_url, &config.store_settings()).await?;
     let result = async {
+        let documents = crate::blob::open(&config.blob_url).await?;
         let blobs = crate::blob::open(config.backup_url()).await?;
-        let backups = crate::backup::Backups::new(store.clone(), blobs, config);
+        let backups = crate::backup::Backups::new(store.clone(), documents, blobs, config);
         match action {
             BackupAction::Create(kind) => {
                 let info = backups.take(kind).await?;
@@ -440,7 +443,11 @@ pub async fn migrate_store(config: &Config, from: &str, to: &str) -> anyhow::Res
             return Err(e);
         }
     };
-    let copied = crate::migrate_store::run(&source, &target).await;
+    // Large document snapshots of the source are in the configured blob store.
+    let copied = match crate::blob::open(&config.blob_url).await {
+        Ok(blobs) => crate::migrate_store::run(&source, blobs, &target).await,
+        Err(e) => Err(anyhow::anyhow!("cannot open the blob store: {e}")),
+    };
     source.close().await;
     target.close().await;
     print_json(&copied?)

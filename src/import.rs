@@ -7,15 +7,16 @@
 
 use crate::domain::export::{ExportRecord, ProjectRecord};
 use crate::domain::rules::import::{self as rules, ImportCounts, Verdict};
-use crate::domain::{validate, Caller, DomainError, DomainResult, Org, Project, Scope};
+use crate::domain::{validate, Caller, DocInfo, DomainError, DomainResult, Org, Project, Scope};
 use crate::store::{DynStore, ImportItem, Imported};
 use serde::Serialize;
 use std::collections::BTreeSet;
 use std::path::Path;
 use tokio::io::{AsyncBufRead, AsyncBufReadExt, AsyncReadExt, BufReader};
 
-/// Longest line read (a record with large properties and snapshots).
-pub const MAX_LINE: usize = 16 << 20;
+/// Longest line read (a record with large properties, or a document
+/// snapshot: its state is base64, so states up to 48 MiB fit).
+pub const MAX_LINE: usize = 64 << 20;
 /// Records per store call (one transaction).
 const BATCH: usize = 2000;
 /// Failures listed in a report; the count covers them all.
@@ -149,18 +150,24 @@ async fn store_all(
             }
             Ok(Unit::Item(line, item)) => {
                 // Batches hold one kind (entities lock before relationships)
-                // and each id once (a batch's rows are stored together).
-                let switch = out.batch.last().is_some_and(|(_, last)| {
-                    matches!(last, ImportItem::Entity(_)) != matches!(item, ImportItem::Entity(_))
-                });
+                // and each entity or relationship once (a batch's rows are
+                // stored together; a document's lines are stored in order).
+                let switch = out
+                    .batch
+                    .last()
+                    .is_some_and(|(_, last)| class(last) != class(&item));
                 let id = match &item {
-                    ImportItem::Entity(e) => &e.entity.id,
-                    ImportItem::Relationship(r) => &r.relationship.id,
+                    ImportItem::Entity(e) => Some(&e.entity.id),
+                    ImportItem::Relationship(r) => Some(&r.relationship.id),
+                    _ => None,
                 };
-                if switch || out.batch.len() >= BATCH || out.batch_ids.contains(id) {
+                let again = id.is_some_and(|id| out.batch_ids.contains(id));
+                if switch || out.batch.len() >= BATCH || again {
                     out.flush().await?;
                 }
-                out.batch_ids.insert(id.clone());
+                if let Some(id) = id {
+                    out.batch_ids.insert(id.clone());
+                }
                 out.batch.push((line, item));
             }
         }
@@ -175,6 +182,15 @@ async fn store_all(
         }
     }
     Ok(out.report)
+}
+
+/// The kinds a batch may not mix: entities, relationships, documents.
+fn class(item: &ImportItem) -> u8 {
+    match item {
+        ImportItem::Entity(_) => 0,
+        ImportItem::Relationship(_) => 1,
+        ImportItem::Doc(_) | ImportItem::DocSnapshot(_) | ImportItem::DocUpdate(_) => 2,
+    }
 }
 
 /// A batch being stored in a task of its own.
@@ -273,6 +289,12 @@ fn check_project(p: &mut ProjectRecord) -> DomainResult<()> {
     Ok(())
 }
 
+fn not_in_doc(kind: &str, doc: &str) -> DomainError {
+    DomainError::BadRequest(format!(
+        "a {kind} line of document {doc} does not follow a good doc line of it"
+    ))
+}
+
 fn at_line(line: usize, e: DomainError) -> DomainError {
     DomainError::AtLine {
         line,
@@ -296,6 +318,8 @@ struct Units<R> {
     buf: Vec<u8>,
     /// A line was too long to read: what follows cannot be told apart.
     unreadable: bool,
+    /// The document whose lines follow (its `doc` line was good).
+    doc: Option<DocInfo>,
 }
 
 impl Units<BufReader<tokio::fs::File>> {
@@ -309,6 +333,7 @@ impl Units<BufReader<tokio::fs::File>> {
             ahead: None,
             buf: Vec::new(),
             unreadable: false,
+            doc: None,
         })
     }
 }
@@ -358,7 +383,31 @@ impl<R: AsyncBufRead + Unpin> Units<R> {
                 Err(e) => return Some(Err(e)),
             },
         };
+        // Snapshot and update lines belong to the `doc` line before them.
+        let doc = match &record {
+            ExportRecord::DocSnapshot(_) | ExportRecord::DocUpdate(_) => self.doc.as_ref(),
+            _ => {
+                self.doc = None;
+                None
+            }
+        };
         let checked = match record {
+            ExportRecord::Doc(mut d) => rules::check_doc(&mut d).map(|_| {
+                self.doc = Some(d.clone());
+                ImportItem::Doc(d)
+            }),
+            ExportRecord::DocSnapshot(mut snap) => match doc {
+                None => Err(not_in_doc("doc_snapshot", &snap.doc)),
+                Some(d) => rules::check_doc_snapshot(&mut snap, d)
+                    .and_then(|_| crate::crdt::validate_update(&snap.state))
+                    .map(|_| ImportItem::DocSnapshot(snap)),
+            },
+            ExportRecord::DocUpdate(mut u) => match doc {
+                None => Err(not_in_doc("doc_update", &u.doc)),
+                Some(d) => rules::check_doc_update(&mut u, d)
+                    .and_then(|_| crate::crdt::validate_update(&u.update))
+                    .map(|_| ImportItem::DocUpdate(u)),
+            },
             ExportRecord::Org(mut org) => {
                 return Some(
                     check_org(&mut org)

@@ -6,8 +6,11 @@
 //! The copy is the source's export read through one snapshot, spooled to a
 //! file and imported as exported, so it carries what exports carry: orgs
 //! and projects (names, creation times), entities with every version row,
-//! relationships.
+//! relationships, and documents with their snapshots (those the source kept
+//! in its blob store are read from it and stored inline in the copy) and
+//! retained updates.
 
+use crate::blob::BlobStore;
 use crate::domain::{Caller, PageRequest};
 use crate::export::{lines, parts};
 use crate::store::{DynStore, Snapshot};
@@ -35,7 +38,11 @@ pub struct CopyReport {
 }
 
 /// Copies `from` into `to` (which must be empty) and checks the copy.
-pub async fn run(from: &DynStore, to: &DynStore) -> anyhow::Result<CopyReport> {
+pub async fn run(
+    from: &DynStore,
+    from_blobs: Arc<dyn BlobStore>,
+    to: &DynStore,
+) -> anyhow::Result<CopyReport> {
     let first = PageRequest {
         cursor: None,
         limit: 1,
@@ -48,7 +55,7 @@ pub async fn run(from: &DynStore, to: &DynStore) -> anyhow::Result<CopyReport> {
     {
         let mut out = std::io::BufWriter::new(spool.reopen()?);
         let all = parts(snapshot.as_ref(), None).await?;
-        let mut pages = Box::pin(lines(snapshot.clone(), all));
+        let mut pages = Box::pin(lines(snapshot.clone(), from_blobs.clone(), all));
         while let Some(page) = pages.next().await {
             out.write_all(&page?)?;
         }
@@ -67,18 +74,23 @@ pub async fn run(from: &DynStore, to: &DynStore) -> anyhow::Result<CopyReport> {
     if let Some(f) = report.failures.first() {
         bail!("line {} of the copy was refused: {}", f.line, f.message);
     }
-    let copied = tally(to).await?;
+    // The copy keeps every snapshot inline: it reads no blobs.
+    let copied = tally(to, from_blobs).await?;
     if copied != source {
         bail!("the copy differs from the source: source {source:?}, copy {copied:?}");
     }
     Ok(CopyReport { tallies: copied })
 }
 
-/// The tallies of every row of `store`, read through one snapshot.
-pub async fn tally(store: &DynStore) -> anyhow::Result<BTreeMap<String, Tally>> {
+/// The tallies of every row of `store` (its snapshots kept as blobs read
+/// from `blobs`), read through one snapshot.
+pub async fn tally(
+    store: &DynStore,
+    blobs: Arc<dyn BlobStore>,
+) -> anyhow::Result<BTreeMap<String, Tally>> {
     let snapshot: Arc<dyn Snapshot> = store.snapshot().await?.into();
     let all = parts(snapshot.as_ref(), None).await?;
-    let mut pages = Box::pin(lines(snapshot, all));
+    let mut pages = Box::pin(lines(snapshot, blobs, all));
     let mut tallies = Tallies::default();
     while let Some(page) = pages.next().await {
         for line in page?.split(|b| *b == b'\n').filter(|l| !l.is_empty()) {

@@ -167,7 +167,7 @@ pub async fn build(config: Config, admin_key: &str) -> anyhow::Result<Daemon> {
     let backup_blobs = crate::blob::open(config.backup_url())
         .await
         .with_context(|| format!("cannot open the backup store {}", config.backup_url()))?;
-    let backups = crate::backup::Backups::new(store.clone(), backup_blobs, &config);
+    let backups = crate::backup::Backups::new(store.clone(), blobs.clone(), backup_blobs, &config);
     jobs = jobs.with_backups(backups.clone(), &config.backup);
     let auth = AuthSettings {
         admin_key: admin_key.to_owned(),

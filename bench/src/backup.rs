@@ -42,7 +42,7 @@ pub async fn backup(ctx: &Ctx, o: Opts) -> Result<()> {
     let blobs = Arc::new(strata::blob::DirBlobStore::new(
         dir.path().join("backups").to_str().unwrap(),
     )?);
-    let backups = Backups::new(store.clone(), blobs, &config);
+    let backups = Backups::new(store.clone(), blobs.clone(), blobs, &config);
     let t = Instant::now();
     let full = backups.take(Kind::Full).await?;
     let full_secs = t.elapsed().as_secs_f64();

@@ -123,7 +123,9 @@ pub async fn transfer(ctx: &Ctx, o: Opts) -> Result<()> {
     let sync = t.elapsed().as_secs_f64();
 
     let t = Instant::now();
-    let mut lines = Box::pin(strata::export::project(&store, "bench", "p").await?);
+    let blobs =
+        strata::blob::open(&format!("file://{}", dir.path().join("blobs").display())).await?;
+    let mut lines = Box::pin(strata::export::project(&store, blobs, "bench", "p").await?);
     let mut exported = 0usize;
     while let Some(chunk) = lines.next().await {
         exported += chunk?.len();

@@ -36,7 +36,7 @@ async fn export_project(
     _: Authorized<Read>,
     Path(p): Path<ProjectPath>,
 ) -> ApiResult<Response> {
-    let lines = crate::export::project(&s.store, &p.org, &p.project).await?;
+    let lines = crate::export::project(&s.store, s.blobs.clone(), &p.org, &p.project).await?;
     Ok(ndjson(lines))
 }
 
@@ -52,7 +52,7 @@ async fn export_org(
     _: Authorized<Read>,
     Path(p): Path<OrgPath>,
 ) -> ApiResult<Response> {
-    let lines = crate::export::org(&s.store, &p.org).await?;
+    let lines = crate::export::org(&s.store, s.blobs.clone(), &p.org).await?;
     Ok(ndjson(lines))
 }
 

@@ -6,10 +6,16 @@
 //! creation time). Rows changed after the feed position was read but before
 //! the snapshot was taken come again in the next backup: storing a row
 //! twice changes nothing.
+//!
+//! Documents are not in the feed: each keeps the time it last changed, and
+//! a document changed since shortly before the parent started is written
+//! whole (row, snapshots, retained updates); every other document is named
+//! by a `doc_kept` line, so a restore learns which documents were deleted.
 
 use super::chunks::ChunkWriter;
+use crate::blob::BlobStore;
 use crate::domain::{DomainResult, Scope};
-use crate::export::{line, Part};
+use crate::export::{line, DocLines, Part};
 use crate::store::{DynStore, Snapshot, Which};
 use serde::{Deserialize, Serialize};
 use std::collections::{BTreeMap, BTreeSet};
@@ -33,6 +39,31 @@ impl Purged {
     pub fn is(line: &[u8]) -> bool {
         line.starts_with(br#"{"kind":"purged""#)
     }
+}
+
+/// A document the backup holds as its parent chain has it.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(tag = "kind", rename = "doc_kept")]
+pub struct DocKept {
+    pub doc: String,
+}
+
+impl DocKept {
+    /// Whether an NDJSON line is a `doc_kept` record (as `line` writes it).
+    pub fn is(line: &[u8]) -> bool {
+        line.starts_with(br#"{"kind":"doc_kept""#)
+    }
+}
+
+/// How long before its parent started a document's change still counts:
+/// a change's time is taken inside its transaction, which may commit after
+/// the parent's snapshot, and daemons' clocks differ a little.
+const DOC_MARGIN: chrono::Duration = chrono::Duration::minutes(10);
+
+/// Documents changed at or after this time are written whole.
+pub fn docs_since(parent_started_at: &str) -> anyhow::Result<String> {
+    let t = chrono::DateTime::parse_from_rfc3339(parent_started_at)?.to_utc();
+    Ok(crate::clock::format(t - DOC_MARGIN))
 }
 
 /// What changed in one project within the window.
@@ -78,8 +109,10 @@ pub async fn changed(
 /// page of lines at a time.
 pub async fn write(
     snapshot: &dyn Snapshot,
+    documents: &dyn BlobStore,
     parts: Vec<Part>,
     changed: &BTreeMap<Scope, Changed>,
+    since: &str,
     to: &mut ChunkWriter<'_>,
 ) -> anyhow::Result<()> {
     use crate::domain::export::{ExportRecord, ProjectRecord};
@@ -103,39 +136,96 @@ pub async fn write(
                 created_at: project.created_at,
             }),
         );
-        let Some(changes) = changed.get(&scope) else {
+        if let Some(changes) = changed.get(&scope) {
+            write_rows(snapshot, &scope, changes, out, to).await?;
+        } else {
             to.push(&out).await?;
-            continue;
+        }
+        write_docs(snapshot, documents, &scope, since, to).await?;
+    }
+    Ok(())
+}
+
+/// The purged, then changed entities and relationships of one project,
+/// after `out` (its project line).
+async fn write_rows(
+    snapshot: &dyn Snapshot,
+    scope: &Scope,
+    changes: &Changed,
+    mut out: Vec<u8>,
+    to: &mut ChunkWriter<'_>,
+) -> anyhow::Result<()> {
+    use crate::domain::export::ExportRecord;
+    for (id, at) in &changes.purged {
+        let purged = Purged {
+            entity: id.clone(),
+            at: at.clone(),
         };
-        for (id, at) in &changes.purged {
-            let purged = Purged {
-                entity: id.clone(),
-                at: at.clone(),
-            };
-            line(&mut out, &purged);
+        line(&mut out, &purged);
+    }
+    to.push(&out).await?;
+    let entities: Vec<String> = changes.entities.iter().cloned().collect();
+    for ids in entities.chunks(IDS_PAGE) {
+        let mut out = Vec::new();
+        for e in snapshot.entities(scope, &Which::Ids(ids.to_vec())).await? {
+            line(&mut out, &ExportRecord::Entity(e.entity));
+            for v in e.versions {
+                line(&mut out, &ExportRecord::Version(v));
+            }
         }
         to.push(&out).await?;
-        let entities: Vec<String> = changes.entities.iter().cloned().collect();
-        for ids in entities.chunks(IDS_PAGE) {
-            let mut out = Vec::new();
-            for e in snapshot.entities(&scope, &Which::Ids(ids.to_vec())).await? {
-                line(&mut out, &ExportRecord::Entity(e.entity));
-                for v in e.versions {
-                    line(&mut out, &ExportRecord::Version(v));
-                }
-            }
-            to.push(&out).await?;
+    }
+    let relationships: Vec<String> = changes.relationships.iter().cloned().collect();
+    for ids in relationships.chunks(IDS_PAGE) {
+        let mut out = Vec::new();
+        for r in snapshot
+            .relationships(scope, &Which::Ids(ids.to_vec()))
+            .await?
+        {
+            line(&mut out, &ExportRecord::Relationship(r));
         }
-        let relationships: Vec<String> = changes.relationships.iter().cloned().collect();
-        for ids in relationships.chunks(IDS_PAGE) {
-            let mut out = Vec::new();
-            for r in snapshot
-                .relationships(&scope, &Which::Ids(ids.to_vec()))
-                .await?
-            {
-                line(&mut out, &ExportRecord::Relationship(r));
+        to.push(&out).await?;
+    }
+    Ok(())
+}
+
+/// Every document of the project: whole when changed since `since`, else
+/// a `doc_kept` line.
+async fn write_docs(
+    snapshot: &dyn Snapshot,
+    documents: &dyn BlobStore,
+    scope: &Scope,
+    since: &str,
+    to: &mut ChunkWriter<'_>,
+) -> anyhow::Result<()> {
+    let changed: BTreeSet<String> = snapshot
+        .docs_changed(scope, since)
+        .await?
+        .into_iter()
+        .collect();
+    let mut after = String::new();
+    loop {
+        let page = snapshot
+            .docs(scope, &Which::After(after.clone(), IDS_PAGE))
+            .await?;
+        let Some(last) = page.last() else { break };
+        after = last.id.clone();
+        let full = page.len() == IDS_PAGE;
+        let mut out = Vec::new();
+        for doc in page {
+            if !changed.contains(&doc.id) {
+                line(&mut out, &DocKept { doc: doc.id });
+                continue;
             }
-            to.push(&out).await?;
+            to.push(&std::mem::take(&mut out)).await?;
+            let mut lines = DocLines::new(scope.clone(), doc);
+            while let Some(page) = lines.next(snapshot, documents).await? {
+                to.push(&page).await?;
+            }
+        }
+        to.push(&out).await?;
+        if !full {
+            break;
         }
     }
     Ok(())

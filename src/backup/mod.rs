@@ -142,6 +142,9 @@ impl Plan {
 #[derive(Clone)]
 pub struct Backups {
     store: DynStore,
+    /// The store's own blob store, where large document snapshots are kept.
+    documents: Arc<dyn BlobStore>,
+    /// Where backups are written.
     blobs: Arc<dyn BlobStore>,
     keep_full: u32,
     keep_days: u32,
@@ -154,9 +157,15 @@ pub struct Backups {
 }
 
 impl Backups {
-    pub fn new(store: DynStore, blobs: Arc<dyn BlobStore>, config: &Config) -> Self {
+    pub fn new(
+        store: DynStore,
+        documents: Arc<dyn BlobStore>,
+        blobs: Arc<dyn BlobStore>,
+        config: &Config,
+    ) -> Self {
         Backups {
             store,
+            documents,
             blobs,
             keep_full: config.backup.keep_full,
             keep_days: config.backup.keep_days,
@@ -328,14 +337,22 @@ impl Backups {
         match &parent {
             None => {
                 let snapshot: Arc<dyn crate::store::Snapshot> = snapshot.into();
-                let mut lines = Box::pin(crate::export::lines(snapshot, parts));
+                let mut lines = Box::pin(crate::export::lines(
+                    snapshot,
+                    self.documents.clone(),
+                    parts,
+                ));
                 while let Some(page) = futures_util::StreamExt::next(&mut lines).await {
                     writer.push(&page?).await?;
                 }
             }
             Some(parent) => {
                 let changed = incremental::changed(&self.store, parent.last_seq, plan.head).await?;
-                incremental::write(snapshot.as_ref(), parts, &changed, &mut writer).await?;
+                let since = incremental::docs_since(&parent.started_at)?;
+                let documents = self.documents.as_ref();
+                let snapshot = snapshot.as_ref();
+                incremental::write(snapshot, documents, parts, &changed, &since, &mut writer)
+                    .await?;
             }
         }
         keys::write(&self.store, &orgs, &mut writer).await?;

@@ -4,22 +4,24 @@
 //! (`crate::import`), which keeps every row's versions, times and actors
 //! and creates orgs and projects as they were; an incremental backup first
 //! deletes what it no longer lists (orgs and projects, or ones made again
-//! since) and purges its `purged` entities.
+//! since) and purges its `purged` entities; of documents, it deletes those
+//! it does not list (neither written whole nor `doc_kept`) and those it
+//! writes whole, which the import then makes as written.
 
 use super::chunks;
 use super::cipher::ChunkKey;
-use super::incremental::Purged;
+use super::incremental::{DocKept, Purged};
 use super::keys::{self, KeyLine};
 use super::manifest::{Kind, Manifest};
 use super::Backups;
 use crate::blob::BlobStore;
-use crate::domain::export::ExportRecord;
+use crate::domain::export::{DocExport, ExportRecord};
 use crate::domain::rules::as_of;
 use crate::domain::rules::import::ImportCounts;
 use crate::domain::{Caller, DomainError, Org, PageRequest, Project, Scope, WriteOp};
 use crate::feed::reads::{all_orgs, projects_of};
 use crate::import::Target;
-use crate::store::DynStore;
+use crate::store::{DynStore, Which};
 use anyhow::{bail, Context};
 use serde::Serialize;
 use std::collections::BTreeMap;
@@ -46,6 +48,8 @@ struct Spooled {
     projects: BTreeMap<(String, String), Project>,
     purged: Vec<(Scope, String)>,
     keys: Vec<KeyLine>,
+    /// Every document the backup names, and whether it writes it whole.
+    docs: BTreeMap<(Scope, String), bool>,
 }
 
 /// Spools one backup's records; with `to`, as they were at that time
@@ -64,6 +68,7 @@ async fn spool(
         projects: BTreeMap::new(),
         purged: Vec::new(),
         keys: Vec::new(),
+        docs: BTreeMap::new(),
     };
     let mut scope: Option<Scope> = None;
     let mut past = to.map(AsOf::new);
@@ -89,6 +94,25 @@ async fn spool(
                     spooled.purged.push((scope.clone(), purged.entity));
                 }
                 continue;
+            }
+            if DocKept::is(line) {
+                let kept: DocKept = serde_json::from_slice(line)
+                    .with_context(|| format!("a doc_kept line in {}", chunk.key))?;
+                let Some(scope) = &scope else {
+                    bail!("a doc_kept line before any project in {}", chunk.key)
+                };
+                spooled.docs.insert((scope.clone(), kept.doc), false);
+                continue;
+            }
+            if line.starts_with(br#"{"kind":"doc","#) {
+                if let (Some(scope), Ok(ExportRecord::Doc(d))) =
+                    (&scope, serde_json::from_slice(line))
+                {
+                    // Made after the time restored to: not listed, so gone.
+                    if to.is_none_or(|t| d.created_at.as_str() <= t) {
+                        spooled.docs.insert((scope.clone(), d.id), true);
+                    }
+                }
             }
             if line.starts_with(br#"{"kind":"org""#) || line.starts_with(br#"{"kind":"project""#) {
                 match serde_json::from_slice(line) {
@@ -138,6 +162,7 @@ struct AsOf {
     skipping: bool,
     org_skipped: bool,
     entity: Option<crate::domain::export::EntityExport>,
+    doc: Option<DocExport>,
 }
 
 impl AsOf {
@@ -147,11 +172,12 @@ impl AsOf {
             skipping: false,
             org_skipped: false,
             entity: None,
+            doc: None,
         }
     }
 
     fn line(&mut self, line: &[u8], out: &mut impl Write) -> anyhow::Result<()> {
-        let record: ExportRecord = match serde_json::from_slice(line) {
+        let mut record: ExportRecord = match serde_json::from_slice(line) {
             Ok(r) => r,
             // Passed on for the import's check to name.
             Err(_) => return Ok(out.write_all(line)?),
@@ -163,6 +189,23 @@ impl AsOf {
                 out.write_all(line)?;
             }
             return Ok(());
+        }
+        match (record, &mut self.doc) {
+            (ExportRecord::DocSnapshot(s), Some(d)) => {
+                d.snapshots.push(s);
+                return Ok(());
+            }
+            (ExportRecord::DocUpdate(u), Some(d)) => {
+                d.updates.push(u);
+                return Ok(());
+            }
+            (ExportRecord::DocSnapshot(_) | ExportRecord::DocUpdate(_), None) => {
+                if !self.skipping {
+                    out.write_all(line)?;
+                }
+                return Ok(());
+            }
+            (other, _) => record = other,
         }
         self.flush(out)?;
         match &record {
@@ -188,13 +231,30 @@ impl AsOf {
                     write_record(out, &ExportRecord::Relationship(r))?;
                 }
             }
+            ExportRecord::Doc(doc) => {
+                self.doc = Some(DocExport {
+                    doc,
+                    snapshots: Vec::new(),
+                    updates: Vec::new(),
+                });
+            }
             _ => out.write_all(line)?,
         }
         Ok(())
     }
 
-    /// Writes the entity being gathered, as it was at `t` (if it was).
+    /// Writes the entity or document being gathered, as it was at `t` (if
+    /// it was).
     fn flush(&mut self, out: &mut impl Write) -> anyhow::Result<()> {
+        if let Some(d) = self.doc.take().and_then(|d| as_of::doc(d, &self.t)) {
+            write_record(out, &ExportRecord::Doc(d.doc))?;
+            for s in d.snapshots {
+                write_record(out, &ExportRecord::DocSnapshot(s))?;
+            }
+            for u in d.updates {
+                write_record(out, &ExportRecord::DocUpdate(u))?;
+            }
+        }
         let Some(e) = self.entity.take() else {
             return Ok(());
         };
@@ -288,6 +348,7 @@ impl Backups {
             let spooled = spool(self.blobs.as_ref(), m, self.key_for(m)?, to.as_deref()).await?;
             if m.kind == Kind::Incr {
                 report.deleted_projects += forget_unlisted(target, &caller, &spooled).await?;
+                forget_docs(target, &caller, &spooled).await?;
                 for (scope, entity) in &spooled.purged {
                     let purge = vec![WriteOp::PurgeEntity { id: entity.clone() }];
                     match target.write(scope, &caller, purge).await {
@@ -352,4 +413,37 @@ async fn forget_unlisted(
         }
     }
     Ok(gone)
+}
+
+/// Deletes the target's documents an incremental backup does not list, and
+/// those it writes whole (the import makes them as written). A document
+/// hidden by its deleted owner cannot be deleted: the import merges into it.
+async fn forget_docs(target: &DynStore, caller: &Caller, spooled: &Spooled) -> anyhow::Result<()> {
+    let snapshot = target.snapshot().await?;
+    let mut gone = Vec::new();
+    for org in all_orgs(target).await? {
+        for p in projects_of(target, &org.id).await? {
+            let scope = Scope::new(p.org, p.id);
+            let mut after = String::new();
+            loop {
+                let page = snapshot.docs(&scope, &Which::After(after, 500)).await?;
+                let Some(last) = page.last() else { break };
+                after = last.id.clone();
+                for d in page {
+                    let key = (scope.clone(), d.id);
+                    if spooled.docs.get(&key) != Some(&false) {
+                        gone.push(key);
+                    }
+                }
+            }
+        }
+    }
+    drop(snapshot);
+    for (scope, doc) in gone {
+        match target.delete_doc(&scope, caller, &doc).await {
+            Ok(_) | Err(DomainError::NotFound(_)) => {}
+            Err(e) => return Err(e.into()),
+        }
+    }
+    Ok(())
 }

@@ -4,9 +4,11 @@
 //! An org's export starts with its `org` line. A project's lines come in
 //! this order: its `project` line, then each
 //! entity (by id) followed by its `version` lines (by version), then its
-//! relationships (by id). Deleted entities and relationships are included.
+//! relationships (by id), then each Yjs document (by id) followed by its
+//! `doc_snapshot` lines (by covered sequence) and its retained `doc_update`
+//! lines (by sequence). Deleted entities and relationships are included.
 
-use super::{Entity, Org, Relationship, VersionOp};
+use super::{DocInfo, Entity, Org, Relationship, VersionOp};
 use serde::{Deserialize, Serialize};
 use serde_json::Value;
 
@@ -19,6 +21,12 @@ pub enum ExportRecord {
     Entity(Entity),
     Version(VersionRecord),
     Relationship(RelationshipRecord),
+    /// A document row; its snapshots and retained updates follow it.
+    Doc(DocInfo),
+    #[serde(rename = "doc_snapshot")]
+    DocSnapshot(DocSnapshotRecord),
+    #[serde(rename = "doc_update")]
+    DocUpdate(DocUpdateRecord),
 }
 
 #[derive(Debug, Clone, Serialize, Deserialize, PartialEq, utoipa::ToSchema)]
@@ -67,4 +75,60 @@ pub struct RelationshipRecord {
 pub struct EntityExport {
     pub entity: Entity,
     pub versions: Vec<VersionRecord>,
+}
+
+/// A compacted state of the document of the `doc` line before it: every
+/// update up to `covers_seq`, as one Yjs update (v1), whether the store
+/// kept it inline or in the blob store.
+#[derive(Debug, Clone, Serialize, Deserialize, PartialEq, utoipa::ToSchema)]
+pub struct DocSnapshotRecord {
+    pub doc: String,
+    pub covers_seq: i64,
+    pub covers_at: String,
+    pub created_at: String,
+    pub sha256: String,
+    /// The state, base64.
+    #[serde(with = "base64_bytes")]
+    #[schema(value_type = String, format = Byte)]
+    pub state: Vec<u8>,
+}
+
+/// A retained update of the document of the `doc` line before it.
+#[derive(Debug, Clone, Serialize, Deserialize, PartialEq, utoipa::ToSchema)]
+pub struct DocUpdateRecord {
+    pub doc: String,
+    pub seq: i64,
+    /// The Yjs update (v1), base64.
+    #[serde(with = "base64_bytes")]
+    #[schema(value_type = String, format = Byte)]
+    pub update: Vec<u8>,
+    #[schema(required = true)]
+    pub origin: Option<String>,
+    pub at: String,
+}
+
+/// Bytes as standard base64 in JSON.
+mod base64_bytes {
+    use base64::engine::general_purpose::STANDARD;
+    use base64::Engine;
+    use serde::{Deserialize, Deserializer, Serializer};
+
+    pub fn serialize<S: Serializer>(bytes: &[u8], s: S) -> Result<S::Ok, S::Error> {
+        s.serialize_str(&STANDARD.encode(bytes))
+    }
+
+    pub fn deserialize<'de, D: Deserializer<'de>>(d: D) -> Result<Vec<u8>, D::Error> {
+        let text = <std::borrow::Cow<'de, str>>::deserialize(d)?;
+        STANDARD
+            .decode(text.as_bytes())
+            .map_err(serde::de::Error::custom)
+    }
+}
+
+/// A document row with its snapshots and retained updates, oldest first.
+#[derive(Debug, Clone, PartialEq)]
+pub struct DocExport {
+    pub doc: DocInfo,
+    pub snapshots: Vec<DocSnapshotRecord>,
+    pub updates: Vec<DocUpdateRecord>,
 }

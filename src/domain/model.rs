@@ -595,7 +595,7 @@ pub struct DocLog {
 }
 
 /// A document row.
-#[derive(Debug, Clone, PartialEq, Serialize, utoipa::ToSchema)]
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize, utoipa::ToSchema)]
 pub struct DocInfo {
     pub id: String,
     pub entity_id: Option<String>,

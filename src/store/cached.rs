@@ -497,7 +497,7 @@ impl<S: Store> ImportStore for CachedStore<S> {
             .iter()
             .map(|item| match item {
                 super::ImportItem::Entity(e) => Some(e.entity.id.clone()),
-                super::ImportItem::Relationship(_) => None,
+                _ => None,
             })
             .collect();
         let done = self.inner.import(scope, caller, items).await?;

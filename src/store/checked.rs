@@ -647,6 +647,39 @@ impl Snapshot for CheckedSnapshot {
         }
         self.0.relationships(s, which).await
     }
+
+    async fn docs(&self, s: &Scope, which: &Which) -> DomainResult<Vec<DocInfo>> {
+        scope(s)?;
+        match which {
+            Which::After(after, _) => no_nul("cursor", after)?,
+            Which::Ids(ids) => ids.iter().try_for_each(|id| no_nul("id", id))?,
+        }
+        self.0.docs(s, which).await
+    }
+
+    async fn doc_snapshots(&self, s: &Scope, doc: &str) -> DomainResult<Vec<DocSnapshot>> {
+        scope(s)?;
+        no_nul("doc", doc)?;
+        self.0.doc_snapshots(s, doc).await
+    }
+
+    async fn doc_updates(
+        &self,
+        s: &Scope,
+        doc: &str,
+        after: i64,
+        limit: usize,
+    ) -> DomainResult<Vec<DocUpdate>> {
+        scope(s)?;
+        no_nul("doc", doc)?;
+        self.0.doc_updates(s, doc, after, limit).await
+    }
+
+    async fn docs_changed(&self, s: &Scope, since: &str) -> DomainResult<Vec<String>> {
+        scope(s)?;
+        no_nul("since", since)?;
+        self.0.docs_changed(s, since).await
+    }
 }
 
 #[async_trait]
@@ -714,6 +747,30 @@ impl<S: Store> ImportStore for Checked<S> {
                         no_nul(what, text)?;
                     }
                     map_no_nul("properties", &rel.properties)?;
+                }
+                super::ImportItem::Doc(d) => {
+                    no_nul("doc", &d.id)?;
+                    no_nul("created_at", &d.created_at)?;
+                    if let Some(entity) = &d.entity_id {
+                        no_nul("entity_id", entity)?;
+                    }
+                }
+                super::ImportItem::DocSnapshot(snap) => {
+                    for (what, text) in [
+                        ("doc", &snap.doc),
+                        ("covers_at", &snap.covers_at),
+                        ("created_at", &snap.created_at),
+                        ("sha256", &snap.sha256),
+                    ] {
+                        no_nul(what, text)?;
+                    }
+                }
+                super::ImportItem::DocUpdate(u) => {
+                    no_nul("doc", &u.doc)?;
+                    no_nul("at", &u.at)?;
+                    if let Some(origin) = &u.origin {
+                        no_nul("origin", origin)?;
+                    }
                 }
             }
         }

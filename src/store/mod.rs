@@ -250,6 +250,22 @@ pub trait Snapshot: Send + Sync {
         scope: &Scope,
         which: &Which,
     ) -> DomainResult<Vec<export::RelationshipRecord>>;
+    /// The project's document rows `which` names, by id.
+    async fn docs(&self, scope: &Scope, which: &Which) -> DomainResult<Vec<DocInfo>>;
+    /// A document's snapshots, oldest first (the caller reads blob-stored
+    /// states from the blob store).
+    async fn doc_snapshots(&self, scope: &Scope, doc: &str) -> DomainResult<Vec<DocSnapshot>>;
+    /// Up to `limit` of a document's retained updates after `after`, by seq.
+    async fn doc_updates(
+        &self,
+        scope: &Scope,
+        doc: &str,
+        after: i64,
+        limit: usize,
+    ) -> DomainResult<Vec<DocUpdate>>;
+    /// The ids of the project's documents changed at or after `since` (a
+    /// stored time), or at a time not recorded, by id.
+    async fn docs_changed(&self, scope: &Scope, since: &str) -> DomainResult<Vec<String>>;
 }
 
 /// Which rows a snapshot read returns.
@@ -301,6 +317,10 @@ pub struct Imported {
 pub enum ImportItem {
     Entity(export::EntityExport),
     Relationship(export::RelationshipRecord),
+    /// A document row; its snapshots and updates come after it.
+    Doc(DocInfo),
+    DocSnapshot(export::DocSnapshotRecord),
+    DocUpdate(export::DocUpdateRecord),
 }
 
 /// CRDT documents: Yjs update logs with their snapshots.

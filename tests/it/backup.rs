@@ -10,6 +10,7 @@ use serde_json::{json, Value};
 use std::sync::Arc;
 use strata::backup::manifest::Kind;
 use strata::backup::{Backups, State};
+use strata::blob::BlobStore;
 use strata::config::Config;
 use strata::domain::{Caller, DomainResult, Scope, WriteOp};
 use strata::store::DynStore;
@@ -116,23 +117,81 @@ async fn seed(store: &DynStore) {
     write(store, "b", vec![create("only", json!({"x": "y"}))]).await;
 }
 
-fn backups(store: &DynStore, config: &Config) -> Backups {
-    let url = config
-        .backup_url()
-        .strip_prefix("file://")
-        .unwrap()
-        .to_owned();
-    let blobs = Arc::new(strata::blob::DirBlobStore::new(&url).unwrap());
-    Backups::new(store.clone(), blobs, config)
+async fn backups(store: &DynStore, config: &Config) -> Backups {
+    let documents = strata::blob::open(&config.blob_url).await.unwrap();
+    let blobs = strata::blob::open(config.backup_url()).await.unwrap();
+    Backups::new(store.clone(), documents, blobs, config)
 }
 
-/// Every row of the store, as the export writes them.
-async fn rows(store: &DynStore) -> Vec<Value> {
+fn dir_blobs(dir: &std::path::Path) -> Arc<dyn BlobStore> {
+    Arc::new(strata::blob::DirBlobStore::new(dir.to_str().unwrap()).unwrap())
+}
+
+/// A Yjs update that appends `s` to text `t` of `doc`.
+fn text_update(doc: &yrs::Doc, s: &str) -> Vec<u8> {
+    use yrs::{GetString, Text, Transact};
+    let t = doc.get_or_insert_text("t");
+    let mut txn = doc.transact_mut();
+    let len = t.get_string(&txn).len() as u32;
+    t.insert(&mut txn, len, s);
+    txn.encode_update_v1()
+}
+
+/// Yjs documents in project `app`: `board`, compacted into a snapshot kept
+/// in the blob store (the updates it covers pruned) and edited after; and
+/// `notes`, owned by entity n0001, never compacted.
+async fn seed_docs(store: &DynStore, docs: &Arc<dyn BlobStore>) {
+    let scope = Scope::new("acme", "app");
+    let board = yrs::Doc::new();
+    let edits = (0..5)
+        .map(|i| text_update(&board, &format!("a{i}")))
+        .collect();
+    store
+        .append_updates(&scope, "board", edits, Some("gw-1".into()))
+        .await
+        .unwrap();
+    let config = strata::crdt::CrdtConfig {
+        inline_max_bytes: 0,
+        retention: std::time::Duration::ZERO,
+        ..Default::default()
+    };
+    let compacted = strata::crdt::compact::compact(
+        store.as_ref(),
+        docs.as_ref(),
+        &config,
+        &caller(),
+        &scope,
+        "board",
+        &|_| Ok(()),
+    )
+    .await
+    .unwrap();
+    assert!(compacted.location.starts_with("blob:"), "{compacted:?}");
+    let edit = vec![text_update(&board, "b")];
+    store
+        .append_updates(&scope, "board", edit, None)
+        .await
+        .unwrap();
+    store
+        .put_doc(&scope, &caller(), "notes", Some("n0001".into()))
+        .await
+        .unwrap();
+    let notes = yrs::Doc::new();
+    let edits = vec![text_update(&notes, "x"), text_update(&notes, "y")];
+    store
+        .append_updates(&scope, "notes", edits, None)
+        .await
+        .unwrap();
+}
+
+/// Every row of the store, as the export writes them (document snapshots
+/// kept as blobs read from `docs`).
+async fn rows(store: &DynStore, docs: &Arc<dyn BlobStore>) -> Vec<Value> {
     let snapshot: Arc<dyn strata::store::Snapshot> = store.snapshot().await.unwrap().into();
     let parts = strata::export::parts(snapshot.as_ref(), None)
         .await
         .unwrap();
-    let mut lines = Box::pin(strata::export::lines(snapshot, parts));
+    let mut lines = Box::pin(strata::export::lines(snapshot, docs.clone(), parts));
     let mut out = Vec::new();
     while let Some(page) = lines.next().await {
         let page = page.unwrap();
@@ -222,8 +281,10 @@ async fn targets(dir: &std::path::Path) -> Vec<(&'static str, DynStore)> {
 
 async fn a_full_backup_restores_to_the_same_rows(config: Config) {
     let d = strata::server::build(config.clone(), ADMIN).await.unwrap();
+    let docs = d.blobs.clone();
     seed(&d.store).await;
-    let live = rows(&d.store).await;
+    seed_docs(&d.store, &docs).await;
+    let live = rows(&d.store, &docs).await;
     // A key (its hash travels in backups, never in exports) and a revoked one.
     let mut key_ids = Vec::new();
     for name in ["ci", "old"] {
@@ -294,12 +355,12 @@ async fn a_full_backup_restores_to_the_same_rows(config: Config) {
     assert!(text.contains("strata_backup_last_success_timestamp_seconds "));
 
     let dir = tempfile::tempdir().unwrap();
-    let service = backups(&d.store, &config);
+    let service = backups(&d.store, &config).await;
     for (name, target) in targets(dir.path()).await {
         let report = service.restore(&id, &target, None).await.unwrap();
         assert_eq!(report.backups, vec![id.clone()]);
         same(
-            &rows(&target).await,
+            &rows(&target, &docs).await,
             &live,
             &format!("restored into {name}"),
         );
@@ -318,9 +379,11 @@ async fn a_full_backup_restores_to_the_same_rows(config: Config) {
 
 async fn an_incremental_chain_restores_exactly_at_each_link(config: Config) {
     let d = strata::server::build(config.clone(), ADMIN).await.unwrap();
+    let docs = d.blobs.clone();
     let store = &d.store;
     seed(store).await;
-    let service = backups(store, &config);
+    seed_docs(store, &docs).await;
+    let service = backups(store, &config).await;
     // With no backup yet, an incremental one is a full one.
     let full = service.take(Kind::Incr).await.unwrap();
     assert_eq!(
@@ -371,6 +434,18 @@ async fn an_incremental_chain_restores_exactly_at_each_link(config: Config) {
         secret_hash: "ab".repeat(32),
     };
     store.create_key(&caller(), key).await.unwrap();
+    // Documents: one edited, one deleted, one new.
+    let app = Scope::new("acme", "app");
+    let edit = |s: &str| vec![text_update(&yrs::Doc::new(), s)];
+    store
+        .append_updates(&app, "board", edit("c"), None)
+        .await
+        .unwrap();
+    store.delete_doc(&app, &caller(), "notes").await.unwrap();
+    store
+        .append_updates(&app, "sketch", edit("s"), None)
+        .await
+        .unwrap();
     let first = service.take(Kind::Incr).await.unwrap();
     assert_eq!(
         (first.kind, first.state),
@@ -378,7 +453,7 @@ async fn an_incremental_chain_restores_exactly_at_each_link(config: Config) {
         "{first:?}"
     );
     assert_eq!(first.parent.as_deref(), Some(full.id.as_str()));
-    let at_first = rows(store).await;
+    let at_first = rows(store, &docs).await;
 
     // A purged id made again, and a deleted entity restored.
     write(store, "app", vec![create("n0002", json!({"reborn": 1}))]).await;
@@ -391,7 +466,7 @@ async fn an_incremental_chain_restores_exactly_at_each_link(config: Config) {
     store.revoke_key(&caller(), "acme", "k1").await.unwrap();
     let second = service.take(Kind::Incr).await.unwrap();
     assert_eq!(second.parent.as_deref(), Some(first.id.as_str()));
-    let at_second = rows(store).await;
+    let at_second = rows(store, &docs).await;
     assert!(
         second.bytes < full.bytes,
         "an incremental backup holds only what changed"
@@ -412,7 +487,7 @@ async fn an_incremental_chain_restores_exactly_at_each_link(config: Config) {
                 "{what}: {k1:?}"
             );
             same(
-                &rows(&target).await,
+                &rows(&target, &docs).await,
                 expected,
                 &format!("{what} link into {name}"),
             );
@@ -423,6 +498,7 @@ async fn an_incremental_chain_restores_exactly_at_each_link(config: Config) {
 
 async fn a_backup_taken_during_writes_is_one_moment(config: Config) {
     let d = strata::server::build(config.clone(), ADMIN).await.unwrap();
+    let docs = d.blobs.clone();
     let store = d.store.clone();
     store.create_org(&caller(), "acme", "Acme").await.unwrap();
     store
@@ -443,7 +519,7 @@ async fn a_backup_taken_during_writes_is_one_moment(config: Config) {
     .await;
     let writer = Writer::start(&store);
     tokio::time::sleep(std::time::Duration::from_millis(200)).await;
-    let service = backups(&store, &config);
+    let service = backups(&store, &config).await;
     let taken = service.take(Kind::Full).await.unwrap();
     let written = writer.stop().await;
     assert_eq!(taken.state, State::Complete, "{taken:?}");
@@ -451,15 +527,17 @@ async fn a_backup_taken_during_writes_is_one_moment(config: Config) {
     let dir = tempfile::tempdir().unwrap();
     let target = crate::support::sqlite_store(dir.path()).await;
     service.restore(&taken.id, &target, None).await.unwrap();
-    let restored = rows(&target).await;
+    let restored = rows(&target, &docs).await;
     one_moment(&restored, written);
     target.close().await;
 }
 
 async fn damage_is_found_by_verify_and_refused_by_restore(config: Config) {
     let d = strata::server::build(config.clone(), ADMIN).await.unwrap();
+    let docs = d.blobs.clone();
     seed(&d.store).await;
-    let service = backups(&d.store, &config);
+    seed_docs(&d.store, &docs).await;
+    let service = backups(&d.store, &config).await;
     let full = service.take(Kind::Full).await.unwrap();
     write(
         &d.store,
@@ -473,12 +551,12 @@ async fn damage_is_found_by_verify_and_refused_by_restore(config: Config) {
     let chunk = dir.join("chunk-00000.ndjson.zst");
     let good = std::fs::read(&chunk).unwrap();
     let restore_into_fresh = |id: String| {
-        let service = service.clone();
+        let (service, docs) = (service.clone(), docs.clone());
         async move {
             let dir = tempfile::tempdir().unwrap();
             let target = crate::support::sqlite_store(dir.path()).await;
             let out = service.restore(&id, &target, None).await;
-            let empty = rows(&target).await.is_empty();
+            let empty = rows(&target, &docs).await.is_empty();
             target.close().await;
             (out, empty)
         }
@@ -577,7 +655,7 @@ async fn a_blob_store_failing_mid_backup_leaves_no_manifest() -> DomainResult<()
         inner: strata::blob::DirBlobStore::new(dir.path().join("bk").to_str().unwrap()).unwrap(),
         allowed: 1.into(),
     });
-    let service = Backups::new(store.clone(), blobs.clone(), &config);
+    let service = Backups::new(store.clone(), blobs.clone(), blobs.clone(), &config);
     // The chunk is written; the manifest is refused.
     let failed = service.take(Kind::Full).await?;
     assert_eq!(failed.state, State::Failed, "{failed:?}");
@@ -607,7 +685,9 @@ async fn scheduled_full_backups_keep_the_newest_chains() {
     config.backup.incr_schedule = Some("0 0 * * * *".into());
     config.backup.keep_full = 2;
     let d = strata::server::build(config.clone(), ADMIN).await.unwrap();
+    let docs = d.blobs.clone();
     seed(&d.store).await;
+    seed_docs(&d.store, &docs).await;
     let run = |job: &'static str| {
         let router = d.router.clone();
         async move {
@@ -625,7 +705,7 @@ async fn scheduled_full_backups_keep_the_newest_chains() {
         let outcome = run("backup_incr").await;
         assert!(outcome.contains("(incr) complete"), "{outcome}");
     }
-    let service = backups(&d.store, &config);
+    let service = backups(&d.store, &config).await;
     let kinds: Vec<Kind> = service
         .manifests()
         .await
@@ -656,22 +736,31 @@ async fn a_store_migrates_between_backends_and_back() {
     let dir = tempfile::tempdir().unwrap();
     let sqlite = crate::support::sqlite_store(&dir.path().join("a")).await;
     seed(&sqlite).await;
+    let docs = dir_blobs(&dir.path().join("blobs"));
+    seed_docs(&sqlite, &docs).await;
     let url = crate::support::fresh_pg_database().await;
     let pg = crate::support::pg_store(dir.path(), &url).await;
-    let there = strata::migrate_store::run(&sqlite, &pg).await.unwrap();
+    let there = strata::migrate_store::run(&sqlite, docs.clone(), &pg)
+        .await
+        .unwrap();
+    assert_eq!(there.tallies["doc"].rows, 2);
+    assert_eq!(there.tallies["doc_snapshot"].rows, 1);
+    assert_eq!(there.tallies["doc_update"].rows, 3);
     assert_eq!(there.tallies["entity"].rows, 601);
     assert_eq!(there.tallies["version"].rows, 622);
     assert_eq!(there.tallies["relationship"].rows, 2);
     let back = crate::support::sqlite_store(&dir.path().join("b")).await;
-    let again = strata::migrate_store::run(&pg, &back).await.unwrap();
+    let again = strata::migrate_store::run(&pg, docs.clone(), &back)
+        .await
+        .unwrap();
     assert_eq!(again.tallies, there.tallies);
     same(
-        &rows(&back).await,
-        &rows(&sqlite).await,
+        &rows(&back, &docs).await,
+        &rows(&sqlite, &docs).await,
         "SQLite → PostgreSQL → SQLite",
     );
     // Only into an empty store.
-    let refused = strata::migrate_store::run(&sqlite, &back)
+    let refused = strata::migrate_store::run(&sqlite, docs.clone(), &back)
         .await
         .unwrap_err();
     assert!(format!("{refused:#}").contains("not empty"));
@@ -686,8 +775,10 @@ async fn a_store_migrates_between_backends_and_back() {
 /// erasure, so an entity purged before the backup is not brought back.
 async fn a_point_in_time_restore_gives_the_rows_of_that_time(config: Config) {
     let d = strata::server::build(config.clone(), ADMIN).await.unwrap();
+    let docs = d.blobs.clone();
     let store = &d.store;
     seed(store).await;
+    seed_docs(store, &docs).await;
     let pause = || tokio::time::sleep(std::time::Duration::from_millis(5));
     write(
         store,
@@ -698,7 +789,7 @@ async fn a_point_in_time_restore_gives_the_rows_of_that_time(config: Config) {
         ],
     )
     .await;
-    let at_t = rows(store).await;
+    let at_t = rows(store, &docs).await;
     pause().await;
     let t = strata::clock::now();
     pause().await;
@@ -716,6 +807,21 @@ async fn a_point_in_time_restore_gives_the_rows_of_that_time(config: Config) {
         vec![create("late", json!({})), link("r9", "n0005", "n0006")],
     )
     .await;
+    let late_edit = vec![text_update(&yrs::Doc::new(), "late")];
+    let app = Scope::new("acme", "app");
+    store
+        .append_updates(&app, "board", late_edit, None)
+        .await
+        .unwrap();
+    store
+        .append_updates(
+            &app,
+            "after",
+            vec![text_update(&yrs::Doc::new(), "z")],
+            None,
+        )
+        .await
+        .unwrap();
     write(store, "app", vec![delete("n0004")]).await;
     write(store, "app", vec![unlink("r5")]).await;
     write(store, "app", vec![purge("n0007")]).await;
@@ -723,9 +829,9 @@ async fn a_point_in_time_restore_gives_the_rows_of_that_time(config: Config) {
         .create_project(&caller(), "acme", "later", "later")
         .await
         .unwrap();
-    let service = backups(store, &config);
+    let service = backups(store, &config).await;
     let full = service.take(Kind::Full).await.unwrap();
-    let at_full = rows(store).await;
+    let at_full = rows(store, &docs).await;
     pause().await;
     let t2 = strata::clock::now();
     pause().await;
@@ -769,7 +875,7 @@ async fn a_point_in_time_restore_gives_the_rows_of_that_time(config: Config) {
     {
         let target = crate::support::sqlite_store(&dir.path().join(n.to_string())).await;
         let report = service.restore(id, &target, Some(to)).await.unwrap();
-        let restored = rows(&target).await;
+        let restored = rows(&target, &docs).await;
         if n == 0 {
             let r5 = restored.iter().find(|r| r["id"] == "r5").unwrap();
             assert!(r5.get("deleted_at").is_none(), "live at the time: {r5}");
@@ -808,6 +914,7 @@ async fn a_physical_copy_of_sqlite_is_one_moment_while_writes_go_on() {
     let dir = tempfile::tempdir().unwrap();
     let config = Config::embedded(dir.path());
     let d = strata::server::build(config.clone(), ADMIN).await.unwrap();
+    let docs = d.blobs.clone();
     let store = d.store.clone();
     store.create_org(&caller(), "acme", "Acme").await.unwrap();
     store
@@ -836,7 +943,7 @@ async fn a_physical_copy_of_sqlite_is_one_moment_while_writes_go_on() {
     )
     .await
     .unwrap();
-    let restored = rows(&copy).await;
+    let restored = rows(&copy, &docs).await;
     one_moment(&restored, written);
     copy.close().await;
     // A copy never overwrites a file.
@@ -854,7 +961,9 @@ async fn an_encrypted_backup_opens_only_with_its_key() {
     config.backup.key = Some("ab".repeat(32));
     let store = crate::support::sqlite_store(&dir.path().join("source")).await;
     seed(&store).await;
-    let service = backups(&store, &config);
+    let docs = strata::blob::open(&config.blob_url).await.unwrap();
+    seed_docs(&store, &docs).await;
+    let service = backups(&store, &config).await;
     let full = service.take(Kind::Full).await.unwrap();
     assert_eq!(full.state, State::Complete, "{full:?}");
     let root = std::path::PathBuf::from(config.backup_url().strip_prefix("file://").unwrap());
@@ -873,8 +982,8 @@ async fn an_encrypted_backup_opens_only_with_its_key() {
     let target = crate::support::sqlite_store(&dir.path().join("target")).await;
     service.restore(&full.id, &target, None).await.unwrap();
     same(
-        &rows(&target).await,
-        &rows(&store).await,
+        &rows(&target, &docs).await,
+        &rows(&store, &docs).await,
         "restored with the key",
     );
     target.close().await;
@@ -885,7 +994,11 @@ async fn an_encrypted_backup_opens_only_with_its_key() {
     ] {
         let mut other = config.clone();
         other.backup.key = key;
-        let found = backups(&store, &other).verify(&full.id).await.unwrap();
+        let found = backups(&store, &other)
+            .await
+            .verify(&full.id)
+            .await
+            .unwrap();
         assert!(!found.ok && found.problems[0].contains(says), "{found:?}");
     }
     store.close().await;

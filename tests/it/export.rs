@@ -33,6 +33,7 @@ on_both_configs!(
     an_export_holds_every_row_with_its_history,
     an_import_reproduces_the_project_and_again_changes_nothing,
     a_bad_line_stores_nothing_unless_asked,
+    documents_travel_with_the_export,
 );
 
 /// A daemon with org `acme`, projects `app` (1,203 entities with histories,
@@ -386,11 +387,133 @@ async fn an_org_moves_between_backends_row_for_row() {
     }
 
     async fn org_export(store: &strata::store::DynStore) -> String {
-        let mut lines = Box::pin(strata::export::org(store, "acme").await.unwrap());
+        // The seeded org has no documents: no blob is read.
+        let dir = tempfile::tempdir().unwrap();
+        let blobs = strata::blob::open(&format!("file://{}", dir.path().display()))
+            .await
+            .unwrap();
+        let mut lines = Box::pin(strata::export::org(store, blobs, "acme").await.unwrap());
         let mut out = Vec::new();
         while let Some(chunk) = lines.next().await {
             out.extend_from_slice(&chunk.unwrap());
         }
         String::from_utf8(out).unwrap()
     }
+}
+
+/// A Yjs update that appends `s` to text `t` of `doc`, base64.
+fn text_update(doc: &yrs::Doc, s: &str) -> String {
+    use base64::Engine;
+    use yrs::{GetString, Text, Transact};
+    let t = doc.get_or_insert_text("t");
+    let mut txn = doc.transact_mut();
+    let len = t.get_string(&txn).len() as u32;
+    t.insert(&mut txn, len, s);
+    base64::engine::general_purpose::STANDARD.encode(txn.encode_update_v1())
+}
+
+/// A project's documents are in its export (row, snapshots, retained
+/// updates, after the relationships) and come back by import, the same
+/// rows and the same updates; a second import changes nothing; a document
+/// line that is not Yjs, or not inside its document, is a bad line.
+async fn documents_travel_with_the_export(config: Config) {
+    let d = seeded(config).await;
+    let board = yrs::Doc::new();
+    let edits: Vec<String> = (0..3)
+        .map(|i| text_update(&board, &format!("e{i}")))
+        .collect();
+    let body = json!({"updates": edits});
+    call(&d, "POST", &format!("{P}/docs/board/updates"), body).await;
+    call(
+        &d,
+        "PUT",
+        &format!("{P}/docs/notes"),
+        json!({"entity_id": "a"}),
+    )
+    .await;
+    let body = json!({"updates": [text_update(&yrs::Doc::new(), "n")]});
+    call(&d, "POST", &format!("{P}/docs/notes/updates"), body).await;
+    let scope = strata::domain::Scope::new("acme", "app");
+    strata::crdt::compact::compact(
+        d.store.as_ref(),
+        d.blobs.as_ref(),
+        &strata::crdt::CrdtConfig::default(),
+        &strata::domain::Caller::new("test"),
+        &scope,
+        "board",
+        &|_| Ok(()),
+    )
+    .await
+    .unwrap();
+
+    let (_, text) = admin(&d.router, ADMIN, "GET", &format!("{P}/export"), Value::Null).await;
+    let records = lines(&text);
+    let kinds: Vec<&str> = records
+        .iter()
+        .map(|r| r["kind"].as_str().unwrap())
+        .skip_while(|k| *k != "doc")
+        .collect();
+    assert_eq!(
+        kinds,
+        [
+            "doc",
+            "doc_snapshot",
+            "doc_update",
+            "doc_update",
+            "doc_update",
+            "doc",
+            "doc_update"
+        ]
+    );
+    let docs: Vec<&Value> = records.iter().filter(|r| r["kind"] == "doc").collect();
+    assert_eq!(
+        (docs[0]["id"].as_str(), docs[0]["last_seq"].as_i64()),
+        (Some("board"), Some(3))
+    );
+    assert_eq!(docs[1]["entity_id"], "a");
+    let updates: Vec<&Value> = records
+        .iter()
+        .filter(|r| r["kind"] == "doc_update")
+        .collect();
+    assert_eq!(updates[0]["update"], edits[0].as_str());
+
+    let (status, first) = import(&d, "copy", &text, "").await;
+    assert_eq!(status, 200, "{first}");
+    assert_eq!(first["data"]["created"], 1206 + 2 + 1 + 4, "{first}");
+    let copied = export(&d, "/v1/orgs/acme/projects/copy/export").await;
+    assert_eq!(rows_of(&copied), rows_of(&records));
+    let read = call(
+        &d,
+        "GET",
+        "/v1/orgs/acme/projects/copy/docs/board/updates",
+        Value::Null,
+    )
+    .await;
+    let read: Vec<&str> = read["data"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|u| u["update"].as_str().unwrap())
+        .collect();
+    assert_eq!(read, edits);
+    let (status, again) = import(&d, "copy", &text, "").await;
+    assert_eq!(status, 200, "{again}");
+    assert_eq!(again["data"]["unchanged"], 1206 + 7, "{again}");
+    assert_eq!(again["data"]["created"], 0, "{again}");
+
+    // Not a Yjs update; a document line without its document.
+    let project = text.lines().next().unwrap();
+    let doc = docs[0].to_string();
+    let mut update = updates[0].clone();
+    update["update"] = json!("AAAA/w==");
+    let bad = [project, &doc, &update.to_string()].join("\n");
+    let (status, body) = import(&d, "spare", &bad, "").await;
+    assert_eq!(status, 400, "{body}");
+    assert_eq!(body["error"]["details"]["line"], 3);
+    let orphan = [project, &updates[0].to_string()].join("\n");
+    let (status, body) = import(&d, "spare", &orphan, "").await;
+    assert_eq!(status, 400, "{body}");
+    assert_eq!(body["error"]["details"]["line"], 2);
+    let spare = export(&d, "/v1/orgs/acme/projects/spare/export").await;
+    assert_eq!(spare.len(), 1, "nothing stored: {spare:?}");
 }

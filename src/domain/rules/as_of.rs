@@ -2,11 +2,11 @@
 //! entity is cut back to its last version made at or before `t` and rebuilt
 //! from its history; a relationship keeps its row (relationships keep no
 //! history) but is absent if made after `t` and not deleted if deleted
-//! after it. Times are the stored form (fixed width), so they compare as
-//! strings.
+//! after it; a document keeps the snapshots and updates made by `t`. Times
+//! are the stored form (fixed width), so they compare as strings.
 
 use super::history::{self, ChainLink};
-use crate::domain::export::{EntityExport, RelationshipRecord};
+use crate::domain::export::{DocExport, EntityExport, RelationshipRecord};
 use crate::domain::DomainResult;
 use std::collections::HashMap;
 
@@ -50,6 +50,27 @@ pub fn relationship(mut r: RelationshipRecord, t: &str) -> Option<RelationshipRe
         r.deleted_at = None;
     }
     Some(r)
+}
+
+/// The document as it was at `t`: None if it was made after `t`. Its state
+/// is the newest snapshot made by then and the updates after it; when
+/// updates after that snapshot were pruned (a later snapshot, made after
+/// `t`, covered them), the state at `t` is gone, and the snapshot's own
+/// (older) state is what remains.
+pub fn doc(mut d: DocExport, t: &str) -> Option<DocExport> {
+    if d.doc.created_at.as_str() > t {
+        return None;
+    }
+    d.snapshots.retain(|s| s.covers_at.as_str() <= t);
+    d.updates.retain(|u| u.at.as_str() <= t);
+    let base = d.snapshots.iter().map(|s| s.covers_seq).max().unwrap_or(0);
+    if d.doc.pruned_through > base {
+        d.updates.retain(|u| u.seq <= base);
+        d.doc.pruned_through = base;
+    }
+    let newest = d.updates.iter().map(|u| u.seq).max().unwrap_or(0);
+    d.doc.last_seq = base.max(newest);
+    Some(d)
 }
 
 #[cfg(test)]
@@ -118,5 +139,65 @@ mod tests {
             e,
             "after its last version: as it is"
         );
+    }
+
+    fn doc_export() -> DocExport {
+        use crate::domain::export::{DocSnapshotRecord, DocUpdateRecord};
+        use crate::domain::DocInfo;
+        let update = |seq: i64, at: &str| DocUpdateRecord {
+            doc: "d".into(),
+            seq,
+            update: vec![seq as u8],
+            origin: None,
+            at: at.into(),
+        };
+        let snapshot = |covers_seq: i64, at: &str| DocSnapshotRecord {
+            doc: "d".into(),
+            covers_seq,
+            covers_at: at.into(),
+            created_at: at.into(),
+            sha256: String::new(),
+            state: vec![],
+        };
+        DocExport {
+            doc: DocInfo {
+                id: "d".into(),
+                entity_id: None,
+                created_at: "2026-01-01".into(),
+                last_seq: 6,
+                pruned_through: 2,
+            },
+            // Snapshot 2 at day 2; snapshot 4 at day 4 (it let 3..4 be
+            // pruned, were they older than the retention).
+            snapshots: vec![snapshot(2, "2026-01-02"), snapshot(4, "2026-01-04")],
+            updates: vec![
+                update(3, "2026-01-03"),
+                update(4, "2026-01-04"),
+                update(5, "2026-01-05"),
+                update(6, "2026-01-06"),
+            ],
+        }
+    }
+
+    #[test]
+    fn a_document_keeps_what_was_made_by_the_time() {
+        let d = doc_export();
+        assert!(doc(d.clone(), "2025-12-31").is_none(), "made later");
+        let at3 = doc(d.clone(), "2026-01-03x").unwrap();
+        assert_eq!(at3.snapshots.len(), 1);
+        assert_eq!(at3.updates.iter().map(|u| u.seq).collect::<Vec<_>>(), [3]);
+        assert_eq!((at3.doc.last_seq, at3.doc.pruned_through), (3, 2));
+        assert_eq!(doc(d.clone(), "2027").unwrap(), d, "after it all: as it is");
+    }
+
+    #[test]
+    fn a_document_whose_updates_were_pruned_falls_back_to_its_snapshot() {
+        let mut d = doc_export();
+        // Snapshot 4 covered 3..4 and they were pruned.
+        d.doc.pruned_through = 4;
+        d.updates.retain(|u| u.seq > 4);
+        let at3 = doc(d, "2026-01-03x").unwrap();
+        assert!(at3.updates.is_empty());
+        assert_eq!((at3.doc.last_seq, at3.doc.pruned_through), (2, 2));
     }
 }

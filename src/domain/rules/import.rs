@@ -6,8 +6,10 @@
 
 use super::ends::Ends;
 use super::history::{self, ChainLink, SNAPSHOT_EVERY};
-use crate::domain::export::{EntityExport, RelationshipRecord, VersionRecord};
-use crate::domain::{validate, DomainError, DomainResult, Entity, Relationship};
+use crate::domain::export::{
+    DocSnapshotRecord, DocUpdateRecord, EntityExport, RelationshipRecord, VersionRecord,
+};
+use crate::domain::{validate, DocInfo, DomainError, DomainResult, Entity, Relationship};
 use chrono::DateTime;
 use std::collections::HashMap;
 
@@ -265,6 +267,120 @@ pub fn check_relationship(r: &mut RelationshipRecord) -> DomainResult<()> {
         *t = stored_time(t)?;
     }
     Ok(())
+}
+
+/// A document row: its ids, its time, and sequences that fit together.
+pub fn check_doc(d: &mut DocInfo) -> DomainResult<()> {
+    validate::id("doc", &d.id)?;
+    if let Some(entity) = &d.entity_id {
+        validate::id("entity_id", entity)?;
+    }
+    d.created_at = stored_time(&d.created_at)?;
+    if d.pruned_through < 0 || d.pruned_through > d.last_seq {
+        return Err(bad(format!(
+            "document {}: pruned_through {} is not within 0..=last_seq {}",
+            d.id, d.pruned_through, d.last_seq
+        )));
+    }
+    Ok(())
+}
+
+/// A snapshot of `doc`, the document of the `doc` line before it: within
+/// its log, its state matching its checksum. (That the state is a Yjs
+/// update is the caller's check: the domain does not know Yjs.)
+pub fn check_doc_snapshot(s: &mut DocSnapshotRecord, doc: &DocInfo) -> DomainResult<()> {
+    follows("doc_snapshot", &s.doc, doc)?;
+    within(doc, s.covers_seq)?;
+    s.covers_at = stored_time(&s.covers_at)?;
+    s.created_at = stored_time(&s.created_at)?;
+    if crate::digest::sha256_hex(&s.state) != s.sha256 {
+        return Err(bad(format!(
+            "document {}: the state of snapshot {} does not match its sha256",
+            doc.id, s.covers_seq
+        )));
+    }
+    Ok(())
+}
+
+/// A retained update of `doc` (as for snapshots).
+pub fn check_doc_update(u: &mut DocUpdateRecord, doc: &DocInfo) -> DomainResult<()> {
+    follows("doc_update", &u.doc, doc)?;
+    within(doc, u.seq)?;
+    u.at = stored_time(&u.at)?;
+    if u.origin.as_ref().is_some_and(|o| o.len() > MAX_ORIGIN) {
+        return Err(bad(format!("an origin over {MAX_ORIGIN} bytes")));
+    }
+    Ok(())
+}
+
+/// Longest gateway origin kept with an update.
+const MAX_ORIGIN: usize = 256;
+
+fn follows(kind: &str, named: &str, doc: &DocInfo) -> DomainResult<()> {
+    if named == doc.id {
+        return Ok(());
+    }
+    Err(bad(format!(
+        "a {kind} line of document {named} inside document {}",
+        doc.id
+    )))
+}
+
+fn within(doc: &DocInfo, seq: i64) -> DomainResult<()> {
+    if (1..=doc.last_seq).contains(&seq) {
+        return Ok(());
+    }
+    Err(bad(format!(
+        "document {}: sequence {seq} is not within 1..=last_seq {}",
+        doc.id, doc.last_seq
+    )))
+}
+
+/// The document row in the store decides: made at another time is another
+/// document; otherwise the link follows the file and the log's end is the
+/// further of the two (`Update { after }` names the store's).
+pub fn doc(stored: Option<&DocInfo>, incoming: &DocInfo) -> Verdict {
+    match stored {
+        None => Verdict::Create,
+        Some(s) if s.created_at != incoming.created_at => Verdict::Conflict(format!(
+            "document {} was made at another time in this project",
+            incoming.id
+        )),
+        Some(s) if s.entity_id == incoming.entity_id && s.last_seq >= incoming.last_seq => {
+            Verdict::Unchanged
+        }
+        Some(s) => Verdict::Update { after: s.last_seq },
+    }
+}
+
+/// A snapshot the store holds (its checksum) must be the same one.
+pub fn doc_snapshot(stored_sha256: Option<&str>, incoming: &DocSnapshotRecord) -> Verdict {
+    match stored_sha256 {
+        None => Verdict::Create,
+        Some(sha) if sha == incoming.sha256 => Verdict::Unchanged,
+        Some(_) => Verdict::Conflict(format!(
+            "document {}: the store holds another snapshot {}",
+            incoming.doc, incoming.covers_seq
+        )),
+    }
+}
+
+/// An update the store holds must have the same bytes; one the store has
+/// pruned (`pruned_through`: a snapshot covers it) is not stored again.
+pub fn doc_update(
+    stored: Option<&[u8]>,
+    pruned_through: i64,
+    incoming: &DocUpdateRecord,
+) -> Verdict {
+    match stored {
+        Some(bytes) if bytes == incoming.update.as_slice() => Verdict::Unchanged,
+        Some(_) => Verdict::Conflict(format!(
+            "document {}: the store holds another update {}",
+            incoming.doc, incoming.seq
+        )),
+        None if incoming.seq <= pruned_through => Verdict::Unchanged,
+        None => Verdict::Create,
+    }
 }
 
 /// An RFC 3339 time in the stored form (UTC, microseconds).

@@ -13,7 +13,7 @@ use chrono::{DateTime, Utc};
 use deadpool_postgres::GenericClient;
 use tokio_postgres::Row;
 
-fn info(r: &Row) -> DocInfo {
+pub(super) fn info(r: &Row) -> DocInfo {
     DocInfo {
         id: r.get(0),
         entity_id: r.get(1),
@@ -78,6 +78,17 @@ pub async fn get<C: GenericClient>(c: &C, scope: &Scope, doc: &str) -> DomainRes
     visible(c, scope, d, doc).await
 }
 
+/// Marks a document changed now (incremental backups ship it again).
+async fn touch<C: GenericClient>(c: &C, scope: &Scope, doc: &str) -> DomainResult<()> {
+    execute(
+        c,
+        "UPDATE crdt_docs SET changed_at = now() WHERE org_id = $1 AND project_id = $2 AND id = $3",
+        &[&scope.org, &scope.project, &doc],
+    )
+    .await?;
+    Ok(())
+}
+
 async fn create_if_absent<C: GenericClient>(c: &C, scope: &Scope, doc: &str) -> DomainResult<()> {
     execute(
         c,
@@ -114,7 +125,8 @@ pub async fn append<C: GenericClient>(
     let (first, last) = seqs.into_inner();
     execute(
         c,
-        "UPDATE crdt_docs SET last_seq = $4 WHERE org_id = $1 AND project_id = $2 AND id = $3",
+        "UPDATE crdt_docs SET last_seq = $4, changed_at = now()
+         WHERE org_id = $1 AND project_id = $2 AND id = $3",
         &[&scope.org, &scope.project, &doc, &last],
     )
     .await?;
@@ -135,7 +147,8 @@ pub async fn put<C: GenericClient>(
     create_if_absent(c, scope, doc).await?;
     execute(
         c,
-        "UPDATE crdt_docs SET entity_id = $4 WHERE org_id = $1 AND project_id = $2 AND id = $3",
+        "UPDATE crdt_docs SET entity_id = $4, changed_at = now()
+         WHERE org_id = $1 AND project_id = $2 AND id = $3",
         &[&scope.org, &scope.project, &doc, &entity_id],
     )
     .await?;
@@ -212,9 +225,10 @@ pub async fn purge_owned_by<C: GenericClient>(
     erase(c, scope, &docs).await
 }
 
-const SNAPSHOT_COLS: &str = "covers_seq, covers_at, created_at, size, sha256, inline, blob_key";
+pub(super) const SNAPSHOT_COLS: &str =
+    "covers_seq, covers_at, created_at, size, sha256, inline, blob_key";
 
-fn snapshot(r: &Row) -> DocSnapshot {
+pub(super) fn snapshot(r: &Row) -> DocSnapshot {
     DocSnapshot {
         covers_seq: r.get(0),
         covers_at: rows::time(r.get(1)),
@@ -225,7 +239,7 @@ fn snapshot(r: &Row) -> DocSnapshot {
     }
 }
 
-async fn updates_between<C: GenericClient>(
+pub(super) async fn updates_between<C: GenericClient>(
     c: &C,
     scope: &Scope,
     doc: &str,
@@ -331,6 +345,9 @@ pub async fn record_snapshot<C: GenericClient>(
         ],
     )
     .await?;
+    if inserted > 0 {
+        touch(c, scope, doc).await?;
+    }
     match rules::recorded(doc, s, inserted) {
         Some(fact) => audit(c, scope, caller, fact).await,
         None => Ok(()),
@@ -399,6 +416,9 @@ pub async fn prune<C: GenericClient>(
         &[&scope.org, &scope.project, &doc, &cut.snapshots],
     )
     .await?;
+    if through.is_some() || !cut.snapshots.is_empty() {
+        touch(c, scope, doc).await?;
+    }
     Ok(rules::unreferenced_blobs(
         removed.iter().map(|r| r.get::<_, Option<String>>(0)),
     ))
@@ -449,6 +469,9 @@ pub async fn quarantine<C: GenericClient>(
         &[&scope.org, &scope.project, &doc, &seqs, &reason],
     )
     .await?;
+    if !moved.is_empty() {
+        touch(c, scope, doc).await?;
+    }
     Ok(moved.len())
 }
 

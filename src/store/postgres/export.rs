@@ -2,7 +2,7 @@
 //! `REPEATABLE READ` read-only transaction on a connection of its own.
 
 use super::rows::{self, query, time, ENTITY_COLS, REL_COLS};
-use super::{pg_err, tenancy, PgStore};
+use super::{docs, pg_err, tenancy, PgStore};
 use crate::domain::export::{EntityExport, RelationshipRecord, VersionRecord};
 use crate::domain::*;
 use crate::store::prelude::*;
@@ -144,6 +144,50 @@ impl Snapshot for PgSnapshot {
                 deleted_at: r.get::<_, Option<DateTime<Utc>>>(10).map(time),
             })
             .collect())
+    }
+
+    async fn docs(&self, scope: &Scope, which: &Which) -> DomainResult<Vec<DocInfo>> {
+        let c = self.client();
+        tenancy::get_project(c, &scope.org, &scope.project).await?;
+        let cols = "id, entity_id, created_at, last_seq, pruned_through";
+        let sql = rows_sql(cols, "crdt_docs", which);
+        let rows = query(c, &sql, &which_args(scope, which)).await?;
+        Ok(rows.iter().map(docs::info).collect())
+    }
+
+    async fn doc_snapshots(&self, scope: &Scope, doc: &str) -> DomainResult<Vec<DocSnapshot>> {
+        let sql = format!(
+            "SELECT {} FROM crdt_snapshots WHERE org_id = $1 AND project_id = $2 AND doc_id = $3
+             ORDER BY covers_seq",
+            docs::SNAPSHOT_COLS
+        );
+        let rows = query(self.client(), &sql, &[&scope.org, &scope.project, &doc]).await?;
+        Ok(rows.iter().map(docs::snapshot).collect())
+    }
+
+    async fn doc_updates(
+        &self,
+        scope: &Scope,
+        doc: &str,
+        after: i64,
+        limit: usize,
+    ) -> DomainResult<Vec<DocUpdate>> {
+        docs::updates_between(self.client(), scope, doc, after, None, limit as i64).await
+    }
+
+    async fn docs_changed(&self, scope: &Scope, since: &str) -> DomainResult<Vec<String>> {
+        let since: DateTime<Utc> = since
+            .parse()
+            .map_err(|e| DomainError::internal(format!("a stored time {since:?}: {e}")))?;
+        let rows = query(
+            self.client(),
+            "SELECT id FROM crdt_docs
+             WHERE org_id = $1 AND project_id = $2 AND (changed_at IS NULL OR changed_at >= $3)
+             ORDER BY id",
+            &[&scope.org, &scope.project, &since],
+        )
+        .await?;
+        Ok(rows.iter().map(|r| r.get(0)).collect())
     }
 }
 

@@ -6,6 +6,7 @@
 //! order. Retried after a collision, as every write is. A batch holds one
 //! kind of row and each id once (`crate::import` makes its batches so).
 
+use super::doc_import;
 use super::rows::{self, execute, parse_time, query, ENTITY_COLS, REL_COLS};
 use super::{audit, entities, relationships, tenancy, tx, PgStore};
 use crate::domain::export::{EntityExport, RelationshipRecord};
@@ -421,6 +422,25 @@ impl<'a> RelationshipColumns<'a> {
     }
 }
 
+/// A batch of document lines, one at a time in file order (a document's
+/// row comes before its snapshots and updates).
+async fn doc_batch<C: GenericClient>(
+    c: &C,
+    scope: &Scope,
+    items: &[ImportItem],
+) -> DomainResult<Vec<Imported>> {
+    let mut done = Vec::with_capacity(items.len());
+    for item in items {
+        done.push(match item {
+            ImportItem::Doc(d) => doc_import::doc(c, scope, d).await?,
+            ImportItem::DocSnapshot(s) => doc_import::snapshot(c, scope, s).await?,
+            ImportItem::DocUpdate(u) => doc_import::update(c, scope, u).await?,
+            _ => return Err(DomainError::internal("a document batch holds other rows")),
+        });
+    }
+    Ok(done)
+}
+
 impl PgStore {
     /// Statistics that lag far behind an import's growth make the planner
     /// read the lookups by id through a project-wide index scan (a fresh
@@ -460,22 +480,26 @@ impl PgStore {
             .iter()
             .filter_map(|item| match item {
                 ImportItem::Entity(e) => Some(e),
-                ImportItem::Relationship(_) => None,
+                _ => None,
             })
             .collect();
         let relationships: Vec<&RelationshipRecord> = items
             .iter()
             .filter_map(|item| match item {
                 ImportItem::Relationship(r) => Some(r),
-                ImportItem::Entity(_) => None,
+                _ => None,
             })
             .collect();
-        if !entities.is_empty() && !relationships.is_empty() {
+        let kinds = [!entities.is_empty(), !relationships.is_empty()];
+        let docs = entities.len() + relationships.len() < items.len();
+        if kinds.iter().filter(|k| **k).count() + usize::from(docs) > 1 {
             return Err(DomainError::internal(
-                "an import batch mixes entities and relationships",
+                "an import batch mixes entities, relationships and documents",
             ));
         }
-        let done = if entities.is_empty() {
+        let done = if docs {
+            doc_batch(c, scope, items).await?
+        } else if entities.is_empty() {
             relationship_batch(c, scope, &relationships).await?
         } else {
             entity_batch(c, scope, &entities).await?
@@ -485,12 +509,14 @@ impl PgStore {
         audit::record(c, &place, "project.import", &scope.project, details).await?;
         tx.commit().await?;
         let created = done.iter().filter(|d| d.verdict == Verdict::Create).count();
-        let table = if entities.is_empty() {
-            "relationships"
-        } else {
-            "entities"
-        };
-        self.refresh_statistics(table, created).await?;
+        if !docs {
+            let table = if entities.is_empty() {
+                "relationships"
+            } else {
+                "entities"
+            };
+            self.refresh_statistics(table, created).await?;
+        }
         for (e, imported) in entities.iter().zip(&done) {
             if imported.seq > 0 {
                 self.notifier

@@ -13,7 +13,7 @@ use crate::store::AuditPlace;
 use async_trait::async_trait;
 use rusqlite::{params, Connection, OptionalExtension, Row};
 
-fn info(r: &Row) -> rusqlite::Result<DocInfo> {
+pub(super) fn info(r: &Row) -> rusqlite::Result<DocInfo> {
     Ok(DocInfo {
         id: r.get(0)?,
         entity_id: r.get(1)?,
@@ -41,6 +41,16 @@ fn entity_live(conn: &Connection, scope: &Scope, entity: &str) -> DomainResult<b
     )
     .and_then(|mut st| st.exists(params![scope.org, scope.project, entity]))
     .map_err(sql_err)
+}
+
+/// Marks a document changed now (incremental backups ship it again).
+fn touch(conn: &Connection, scope: &Scope, doc: &str) -> DomainResult<()> {
+    conn.prepare_cached(
+        "UPDATE crdt_docs SET changed_at = ?4 WHERE org_id = ?1 AND project_id = ?2 AND id = ?3",
+    )
+    .and_then(|mut st| st.execute(params![scope.org, scope.project, doc, clock::now()]))
+    .map_err(sql_err)?;
+    Ok(())
 }
 
 /// A visible document (`rules::visible`).
@@ -100,9 +110,10 @@ pub fn append(
     }
     let (first, last) = seqs.into_inner();
     conn.prepare_cached(
-        "UPDATE crdt_docs SET last_seq = ?4 WHERE org_id = ?1 AND project_id = ?2 AND id = ?3",
+        "UPDATE crdt_docs SET last_seq = ?4, changed_at = ?5
+         WHERE org_id = ?1 AND project_id = ?2 AND id = ?3",
     )
-    .and_then(|mut st| st.execute(params![scope.org, scope.project, doc, last]))
+    .and_then(|mut st| st.execute(params![scope.org, scope.project, doc, last, at]))
     .map_err(sql_err)?;
     Ok((first, last))
 }
@@ -120,9 +131,18 @@ pub fn put(
     }
     create_if_absent(conn, scope, doc)?;
     conn.prepare_cached(
-        "UPDATE crdt_docs SET entity_id = ?4 WHERE org_id = ?1 AND project_id = ?2 AND id = ?3",
+        "UPDATE crdt_docs SET entity_id = ?4, changed_at = ?5
+         WHERE org_id = ?1 AND project_id = ?2 AND id = ?3",
     )
-    .and_then(|mut st| st.execute(params![scope.org, scope.project, doc, entity_id]))
+    .and_then(|mut st| {
+        st.execute(params![
+            scope.org,
+            scope.project,
+            doc,
+            entity_id,
+            clock::now()
+        ])
+    })
     .map_err(sql_err)?;
     audit(conn, scope, caller, rules::linked(doc, entity_id))?;
     get(conn, scope, doc)
@@ -181,9 +201,10 @@ pub fn purge_owned_by(conn: &Connection, scope: &Scope, entity: &str) -> DomainR
     erase(conn, scope, &docs)
 }
 
-const SNAPSHOT_COLS: &str = "covers_seq, covers_at, created_at, size, sha256, inline, blob_key";
+pub(super) const SNAPSHOT_COLS: &str =
+    "covers_seq, covers_at, created_at, size, sha256, inline, blob_key";
 
-fn snapshot(r: &Row) -> rusqlite::Result<DocSnapshot> {
+pub(super) fn snapshot(r: &Row) -> rusqlite::Result<DocSnapshot> {
     Ok(DocSnapshot {
         covers_seq: r.get(0)?,
         covers_at: r.get(1)?,
@@ -194,7 +215,7 @@ fn snapshot(r: &Row) -> rusqlite::Result<DocSnapshot> {
     })
 }
 
-fn updates_between(
+pub(super) fn updates_between(
     conn: &Connection,
     scope: &Scope,
     doc: &str,
@@ -287,6 +308,9 @@ pub fn record_snapshot(
             ])
         })
         .map_err(sql_err)?;
+    if inserted > 0 {
+        touch(conn, scope, doc)?;
+    }
     match rules::recorded(doc, s, inserted as u64) {
         Some(fact) => audit(conn, scope, caller, fact),
         None => Ok(()),
@@ -366,6 +390,9 @@ pub fn prune(
             .map_err(sql_err)?;
         removed.extend(key);
     }
+    if through.is_some() || !cut.snapshots.is_empty() {
+        touch(conn, scope, doc)?;
+    }
     Ok(rules::unreferenced_blobs(removed))
 }
 
@@ -414,6 +441,9 @@ pub fn quarantine(
             )
             .and_then(|mut st| st.execute(params![scope.org, scope.project, doc, seq]))
             .map_err(sql_err)?;
+    }
+    if moved > 0 {
+        touch(conn, scope, doc)?;
     }
     Ok(moved)
 }

@@ -4,7 +4,7 @@
 
 use super::rows::{self, ENTITY_COLS, REL_COLS};
 use super::tenancy::{org_row, project_row};
-use super::{project_exists, sql_err, SqliteStore};
+use super::{docs, project_exists, sql_err, SqliteStore};
 use crate::domain::export::{EntityExport, RelationshipRecord, VersionRecord};
 use crate::domain::*;
 use crate::store::prelude::*;
@@ -160,6 +160,55 @@ fn relationships(
         .map_err(sql_err)
 }
 
+fn docs(conn: &Connection, scope: &Scope, which: &Which) -> DomainResult<Vec<DocInfo>> {
+    project_exists(conn, scope)?;
+    let (filter, args) = which_filter("id", which);
+    let tail = which_tail("id", which);
+    let sql = format!(
+        "SELECT id, entity_id, created_at, last_seq, pruned_through FROM crdt_docs
+         WHERE org_id = ?1 AND project_id = ?2 AND {filter} {tail}"
+    );
+    let args = scoped(scope, args);
+    conn.prepare_cached(&sql)
+        .and_then(|mut st| {
+            st.query_map(rusqlite::params_from_iter(&args), docs::info)?
+                .collect()
+        })
+        .map_err(sql_err)
+}
+
+fn doc_snapshots(conn: &Connection, scope: &Scope, doc: &str) -> DomainResult<Vec<DocSnapshot>> {
+    let sql = format!(
+        "SELECT {} FROM crdt_snapshots WHERE org_id = ?1 AND project_id = ?2 AND doc_id = ?3
+         ORDER BY covers_seq",
+        docs::SNAPSHOT_COLS
+    );
+    conn.prepare_cached(&sql)
+        .and_then(|mut st| {
+            st.query_map(
+                rusqlite::params![scope.org, scope.project, doc],
+                docs::snapshot,
+            )?
+            .collect()
+        })
+        .map_err(sql_err)
+}
+
+fn docs_changed(conn: &Connection, scope: &Scope, since: &str) -> DomainResult<Vec<String>> {
+    conn.prepare_cached(
+        "SELECT id FROM crdt_docs
+         WHERE org_id = ?1 AND project_id = ?2 AND (changed_at IS NULL OR changed_at >= ?3)
+         ORDER BY id",
+    )
+    .and_then(|mut st| {
+        st.query_map(rusqlite::params![scope.org, scope.project, since], |r| {
+            r.get(0)
+        })?
+        .collect()
+    })
+    .map_err(sql_err)
+}
+
 /// A snapshot's connection; each read runs on a blocking thread.
 struct SqliteSnapshot {
     conn: Arc<Mutex<Connection>>,
@@ -218,6 +267,33 @@ impl Snapshot for SqliteSnapshot {
     ) -> DomainResult<Vec<RelationshipRecord>> {
         let (s, which) = (scope.clone(), which.clone());
         self.read(move |conn| relationships(conn, &s, &which)).await
+    }
+
+    async fn docs(&self, scope: &Scope, which: &Which) -> DomainResult<Vec<DocInfo>> {
+        let (s, which) = (scope.clone(), which.clone());
+        self.read(move |conn| docs(conn, &s, &which)).await
+    }
+
+    async fn doc_snapshots(&self, scope: &Scope, doc: &str) -> DomainResult<Vec<DocSnapshot>> {
+        let (s, doc) = (scope.clone(), doc.to_owned());
+        self.read(move |conn| doc_snapshots(conn, &s, &doc)).await
+    }
+
+    async fn doc_updates(
+        &self,
+        scope: &Scope,
+        doc: &str,
+        after: i64,
+        limit: usize,
+    ) -> DomainResult<Vec<DocUpdate>> {
+        let (s, doc) = (scope.clone(), doc.to_owned());
+        self.read(move |conn| docs::updates_between(conn, &s, &doc, after, None, limit as i64))
+            .await
+    }
+
+    async fn docs_changed(&self, scope: &Scope, since: &str) -> DomainResult<Vec<String>> {
+        let (s, since) = (scope.clone(), since.to_owned());
+        self.read(move |conn| docs_changed(conn, &s, &since)).await
     }
 }
 

@@ -1,6 +1,7 @@
 //! Imported rows stored as exported (`rules::import`), on the writer
 //! thread in one transaction per batch, with outbox rows for what changed.
 
+use super::doc_import;
 use super::entities::{insert_row, load as load_entity, store_version, update_row};
 use super::threads::Seq;
 use super::{audit, outbox, project_exists, relationships, search, sql_err, tenancy, SqliteStore};
@@ -155,6 +156,9 @@ fn import(
         done.push(match item {
             ImportItem::Entity(e) => entity(conn, seq, scope, e)?,
             ImportItem::Relationship(r) => relationship(conn, seq, scope, r)?,
+            ImportItem::Doc(d) => doc_import::doc(conn, scope, d)?,
+            ImportItem::DocSnapshot(s) => doc_import::snapshot(conn, scope, s)?,
+            ImportItem::DocUpdate(u) => doc_import::update(conn, scope, u)?,
         });
     }
     let place = AuditPlace::scope(scope, caller);

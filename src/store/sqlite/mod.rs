@@ -2,6 +2,7 @@
 //! group-commits concurrent writes, and a pool of reader threads.
 
 mod audit;
+mod doc_import;
 mod docs;
 mod entities;
 mod export;

@@ -4,6 +4,11 @@
 //! memory stays constant at any size. The HTTP routes, `strata export` and
 //! backups all write these streams.
 
+mod docs;
+
+pub use docs::DocLines;
+
+use crate::blob::BlobStore;
 use crate::domain::export::{ExportRecord, ProjectRecord};
 use crate::domain::{DomainResult, Org, Project, Scope};
 use crate::store::{DynStore, Snapshot, Which};
@@ -24,24 +29,26 @@ pub enum Part {
 /// One project's lines (no org line: a project export goes into any org).
 pub async fn project(
     store: &DynStore,
+    blobs: Arc<dyn BlobStore>,
     org: &str,
     project: &str,
 ) -> DomainResult<impl Stream<Item = DomainResult<Bytes>>> {
     // Answers for the project (404) before the stream starts.
     let p = store.get_project(org, project).await?;
     let snapshot: Arc<dyn Snapshot> = store.snapshot().await?.into();
-    Ok(lines(snapshot, vec![Part::Project(p)]))
+    Ok(lines(snapshot, blobs, vec![Part::Project(p)]))
 }
 
 /// The org line, then every project of the org (by id).
 pub async fn org(
     store: &DynStore,
+    blobs: Arc<dyn BlobStore>,
     org: &str,
 ) -> DomainResult<impl Stream<Item = DomainResult<Bytes>>> {
     store.get_org(org).await?;
     let snapshot: Arc<dyn Snapshot> = store.snapshot().await?.into();
     let parts = parts(snapshot.as_ref(), Some(org)).await?;
-    Ok(lines(snapshot, parts))
+    Ok(lines(snapshot, blobs, parts))
 }
 
 /// What the snapshot holds: each org (all, or the one named) followed by
@@ -64,15 +71,19 @@ enum Next {
     Part,
     Entities(Scope, String),
     Relationships(Scope, String),
+    /// The document after this id.
+    Docs(Scope, String),
+    Doc(Scope, DocLines),
 }
 
 /// The lines of `parts`, each stream item a page of them.
 pub fn lines(
     snapshot: Arc<dyn Snapshot>,
+    blobs: Arc<dyn BlobStore>,
     parts: Vec<Part>,
 ) -> impl Stream<Item = DomainResult<Bytes>> {
-    let state = (snapshot, parts.into_iter(), Some(Next::Part));
-    stream::unfold(state, |(snapshot, mut parts, next)| async move {
+    let state = (snapshot, blobs, parts.into_iter(), Some(Next::Part));
+    stream::unfold(state, |(snapshot, blobs, mut parts, next)| async move {
         let mut out = Vec::new();
         let step = match next? {
             Next::Part => match parts.next() {
@@ -121,18 +132,35 @@ pub fn lines(
                         Some(last) if page.len() == PAGE => {
                             Next::Relationships(scope.clone(), last.relationship.id.clone())
                         }
-                        _ => Next::Part,
+                        _ => Next::Docs(scope.clone(), String::new()),
                     };
                     for r in page {
                         line(&mut out, &ExportRecord::Relationship(r));
                     }
                     Some(next)
                 }),
+            Next::Docs(scope, after) => {
+                snapshot
+                    .docs(&scope, &Which::After(after, 1))
+                    .await
+                    .map(|mut found| match found.pop() {
+                        Some(doc) => Some(Next::Doc(scope.clone(), DocLines::new(scope, doc))),
+                        None => Some(Next::Part),
+                    })
+            }
+            Next::Doc(scope, mut doc) => match doc.next(snapshot.as_ref(), blobs.as_ref()).await {
+                Ok(Some(lines)) => {
+                    out = lines;
+                    Ok(Some(Next::Doc(scope, doc)))
+                }
+                Ok(None) => Ok(Some(Next::Docs(scope, doc.doc().to_owned()))),
+                Err(e) => Err(e),
+            },
         };
         Some(match step {
-            Ok(next) => (Ok(Bytes::from(out)), (snapshot, parts, next)),
+            Ok(next) => (Ok(Bytes::from(out)), (snapshot, blobs, parts, next)),
             // An error ends the stream after it is passed on.
-            Err(e) => (Err(e), (snapshot, parts, None)),
+            Err(e) => (Err(e), (snapshot, blobs, parts, None)),
         })
     })
 }
