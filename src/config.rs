@@ -155,7 +155,8 @@ impl Default for Settings {
             listen: "127.0.0.1:7474".into(),
             admin_key: None,
             blob_url: None,
-            body_limit: 1 << 20,
+            // A full batch (1,000 operations) of 8 KB each fits.
+            body_limit: 8 << 20,
             import_limit: 16 << 30,
             request_timeout_secs: 30,
             max_concurrency: 1024,
@@ -557,7 +558,7 @@ mod tests {
         let c = Config::from_vars(vars(&[])).unwrap();
         assert_eq!(c.database_url, "sqlite://./strata-data/strata.db");
         assert_eq!(c.listen, "127.0.0.1:7474");
-        assert_eq!(c.body_limit, 1 << 20);
+        assert_eq!(c.body_limit, 8 << 20);
     }
 
     #[test]
@@ -755,6 +756,6 @@ mod tests {
         .unwrap();
         assert_eq!(c.admin_key.as_deref(), Some("12345678901234567890"));
         assert_eq!(c.database_url, "sqlite:///tmp/0/strata.db");
-        assert_eq!(c.body_limit, 1 << 20);
+        assert_eq!(c.body_limit, 8 << 20);
     }
 }

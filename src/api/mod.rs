@@ -143,16 +143,7 @@ pub fn app(services: Services, auth: AuthSettings, config: Arc<Config>) -> Route
     };
     router
         .fallback(|| async { not_found_route() })
-        .method_not_allowed_fallback(|| async {
-            (
-                StatusCode::METHOD_NOT_ALLOWED,
-                axum::Json(error_body(
-                    "bad_request",
-                    "method not allowed on this path",
-                    None,
-                )),
-            )
-        })
+        .method_not_allowed_fallback(|| async { method_not_allowed() })
         .layer(axum::middleware::from_fn_with_state(
             state.clone(),
             metrics::track,
@@ -190,6 +181,17 @@ async fn timeout(
         )
             .into_response(),
     }
+}
+
+/// 405: a code of its own, not `bad_request` (the request is well formed;
+/// the path does not take that method).
+fn method_not_allowed() -> Response {
+    let body = error_body(
+        "method_not_allowed",
+        "method not allowed on this path",
+        None,
+    );
+    (StatusCode::METHOD_NOT_ALLOWED, axum::Json(body)).into_response()
 }
 
 fn not_found_route() -> Response {
@@ -239,4 +241,54 @@ pub fn parse_fields(fields: &Option<String>) -> Option<Vec<String>> {
             .map(str::to_owned)
             .collect()
     })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use axum::body::Body;
+    use http_body_util::BodyExt;
+    use tower::ServiceExt;
+
+    async fn answer(router: axum::Router, method: &str) -> (StatusCode, serde_json::Value) {
+        let request = axum::http::Request::builder()
+            .method(method)
+            .uri("/slow")
+            .body(Body::empty())
+            .unwrap();
+        let response = router.oneshot(request).await.unwrap();
+        let status = response.status();
+        let bytes = response.into_body().collect().await.unwrap().to_bytes();
+        (status, serde_json::from_slice(&bytes).unwrap_or_default())
+    }
+
+    /// A request past its time answers 503 with the contract's JSON error,
+    /// not an empty body.
+    #[tokio::test]
+    async fn a_timed_out_request_answers_503_with_the_json_error() {
+        let slow = axum::routing::get(|| async {
+            tokio::time::sleep(Duration::from_secs(5)).await;
+            "late"
+        });
+        let router =
+            axum::Router::new()
+                .route("/slow", slow)
+                .layer(axum::middleware::from_fn_with_state(
+                    Duration::from_millis(20),
+                    timeout,
+                ));
+        let (status, body) = answer(router, "GET").await;
+        assert_eq!(status, StatusCode::SERVICE_UNAVAILABLE);
+        assert_eq!(body["error"]["code"], "unavailable", "{body}");
+    }
+
+    #[tokio::test]
+    async fn a_method_the_path_does_not_take_is_405_method_not_allowed() {
+        let router = axum::Router::new()
+            .route("/slow", axum::routing::get(|| async { "ok" }))
+            .method_not_allowed_fallback(|| async { method_not_allowed() });
+        let (status, body) = answer(router, "PUT").await;
+        assert_eq!(status, StatusCode::METHOD_NOT_ALLOWED);
+        assert_eq!(body["error"]["code"], "method_not_allowed", "{body}");
+    }
 }
