@@ -7,13 +7,19 @@
 //! version lines after it). A checked entity cut back to a past time
 //! (`rules::as_of`, a point-in-time restore) keeps the versions made by
 //! then and passes the check again unless an earlier state's properties are
-//! invalid; a relationship's past form never panics.
+//! invalid; a relationship's past form never panics. A document's lines
+//! (its row, then snapshots and updates that pass their checks) cut back
+//! to a time keep a log whose end covers what they hold.
 #![no_main]
 
 // The daemon's modules, included whole; this target uses part of them.
 #[allow(dead_code)]
 #[path = "../../src/clock.rs"]
 mod clock;
+
+#[allow(dead_code)]
+#[path = "../../src/digest.rs"]
+mod digest;
 
 // An inline module's path is the directory its children are read from.
 #[allow(dead_code)]
@@ -34,9 +40,12 @@ mod domain {
     pub use model::*;
 }
 
-use domain::export::{EntityExport, ExportRecord};
+use domain::export::{DocExport, EntityExport, ExportRecord};
 use domain::rules::as_of;
-use domain::rules::import::{check_entity, check_relationship, MAX_VERSIONS};
+use domain::rules::import::{
+    check_doc, check_doc_snapshot, check_doc_update, check_entity, check_relationship,
+    MAX_VERSIONS,
+};
 use libfuzzer_sys::fuzz_target;
 
 fn finish(entity: Option<EntityExport>) {
@@ -71,8 +80,30 @@ fn finish(entity: Option<EntityExport>) {
     }
 }
 
+/// Bounds the lines one document gathers (the import streams them).
+const MAX_DOC_LINES: usize = 10_000;
+
+fn finish_doc(doc: Option<DocExport>) {
+    let Some(d) = doc else { return };
+    let mut times: Vec<String> = d.updates.iter().map(|u| u.at.clone()).collect();
+    times.extend(d.snapshots.iter().map(|s| s.covers_at.clone()));
+    times.push(String::new());
+    times.push("9999".into());
+    for t in times {
+        let Some(cut) = as_of::doc(d.clone(), &t) else {
+            assert!(d.doc.created_at > t);
+            continue;
+        };
+        let log = &cut.doc;
+        assert!(0 <= log.pruned_through && log.pruned_through <= log.last_seq.max(0));
+        assert!(cut.updates.iter().all(|u| u.seq <= log.last_seq && u.at <= t));
+        assert!(cut.snapshots.iter().all(|s| s.covers_seq <= log.last_seq && s.covers_at <= t));
+    }
+}
+
 fuzz_target!(|data: &[u8]| {
     let mut pending: Option<EntityExport> = None;
+    let mut doc: Option<DocExport> = None;
     for line in data.split(|b| *b == b'\n') {
         let Ok(record) = serde_json::from_slice::<ExportRecord>(line) else {
             continue;
@@ -97,7 +128,32 @@ fuzz_target!(|data: &[u8]| {
                 }
             }
             ExportRecord::Project(_) | ExportRecord::Org(_) => {}
+            ExportRecord::Doc(mut row) => {
+                finish_doc(doc.take());
+                if check_doc(&mut row).is_ok() {
+                    doc = Some(DocExport {
+                        doc: row,
+                        snapshots: Vec::new(),
+                        updates: Vec::new(),
+                    });
+                }
+            }
+            ExportRecord::DocSnapshot(mut s) => {
+                if let Some(d) = doc.as_mut().filter(|d| d.snapshots.len() < MAX_DOC_LINES) {
+                    if check_doc_snapshot(&mut s, &d.doc).is_ok() {
+                        d.snapshots.push(s);
+                    }
+                }
+            }
+            ExportRecord::DocUpdate(mut u) => {
+                if let Some(d) = doc.as_mut().filter(|d| d.updates.len() < MAX_DOC_LINES) {
+                    if check_doc_update(&mut u, &d.doc).is_ok() {
+                        d.updates.push(u);
+                    }
+                }
+            }
         }
     }
     finish(pending);
+    finish_doc(doc);
 });
