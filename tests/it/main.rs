@@ -28,6 +28,7 @@ mod age;
 mod api;
 mod backup;
 mod blob;
+mod compose;
 mod concurrency;
 mod conformance;
 mod crdt;
