@@ -8,11 +8,14 @@
 //! and projects (names, creation times), entities with every version row,
 //! relationships, and documents with their snapshots (those the source kept
 //! in its blob store are read from it and stored inline in the copy) and
-//! retained updates.
+//! retained updates; and what backups carry beside: live API keys (with
+//! their secret hashes) and the audit trail, events keeping their ids. The
+//! copy's own writes leave no trail (`Caller::replaying`).
 
+use crate::backup::{audit, keys};
 use crate::blob::BlobStore;
 use crate::domain::{Caller, PageRequest};
-use crate::export::{lines, parts};
+use crate::export::{lines, parts, Part};
 use crate::store::{DynStore, Snapshot};
 use anyhow::{bail, Context};
 use futures_util::StreamExt;
@@ -33,7 +36,8 @@ pub struct Tally {
 
 #[derive(Debug, Serialize)]
 pub struct CopyReport {
-    /// Per kind (`org`, `project`, `entity`, `version`, `relationship`).
+    /// Per kind (`org`, `project`, `entity`, `version`, `relationship`,
+    /// `doc`, `doc_snapshot`, `doc_update`, `key`, `audit`).
     pub tallies: BTreeMap<String, Tally>,
 }
 
@@ -51,22 +55,41 @@ pub async fn run(
         bail!("the target store is not empty");
     }
     let snapshot: Arc<dyn Snapshot> = from.snapshot().await?.into();
+    let all = parts(snapshot.as_ref(), None).await?;
+    let orgs = org_ids(&all);
     let spool = tempfile::NamedTempFile::new().context("a spool file for the copy")?;
     {
         let mut out = std::io::BufWriter::new(spool.reopen()?);
-        let all = parts(snapshot.as_ref(), None).await?;
         let mut pages = Box::pin(lines(snapshot.clone(), from_blobs.clone(), all));
         while let Some(page) = pages.next().await {
             out.write_all(&page?)?;
         }
         out.flush()?;
     }
-    let source = tally_file(spool.path())?;
+    let trail = tempfile::NamedTempFile::new().context("a spool file for the audit trail")?;
+    {
+        let mut out = std::io::BufWriter::new(trail.reopen()?);
+        let mut after = 0;
+        while let Some(page) = audit::next_lines(snapshot.as_ref(), None, &mut after).await? {
+            out.write_all(&page)?;
+        }
+        out.flush()?;
+    }
+    drop(snapshot);
+    let keys = keys::lines_of(from, &orgs).await?;
+    let mut source = Tallies::default();
+    source.add_file(spool.path())?;
+    source.add_file(trail.path())?;
+    source.add_keys(&keys)?;
+    let source = source.finish();
+
+    // The copy's own writes leave no trail: the source's is copied.
+    let caller = Caller::replaying("migrate-store");
     let report = crate::import::run(
         to,
         &crate::import::Target::AsExported,
         spool.path(),
-        &Caller::new("migrate-store"),
+        &caller,
         false,
     )
     .await
@@ -74,6 +97,8 @@ pub async fn run(
     if let Some(f) = report.failures.first() {
         bail!("line {} of the copy was refused: {}", f.line, f.message);
     }
+    keys::apply(to, &caller, &keys, false).await?;
+    audit::store(to, trail.path()).await?;
     // The copy keeps every snapshot inline: it reads no blobs.
     let copied = tally(to, from_blobs).await?;
     if copied != source {
@@ -82,33 +107,36 @@ pub async fn run(
     Ok(CopyReport { tallies: copied })
 }
 
+fn org_ids(parts: &[Part]) -> Vec<String> {
+    parts
+        .iter()
+        .filter_map(|p| match p {
+            Part::Org(o) => Some(o.id.clone()),
+            Part::Project(_) => None,
+        })
+        .collect()
+}
+
 /// The tallies of every row of `store` (its snapshots kept as blobs read
-/// from `blobs`), read through one snapshot.
+/// from `blobs`), its live keys and its audit trail, read through one
+/// snapshot (the keys beside it).
 pub async fn tally(
     store: &DynStore,
     blobs: Arc<dyn BlobStore>,
 ) -> anyhow::Result<BTreeMap<String, Tally>> {
     let snapshot: Arc<dyn Snapshot> = store.snapshot().await?.into();
     let all = parts(snapshot.as_ref(), None).await?;
-    let mut pages = Box::pin(lines(snapshot, blobs, all));
+    let orgs = org_ids(&all);
     let mut tallies = Tallies::default();
+    let mut pages = Box::pin(lines(snapshot.clone(), blobs, all));
     while let Some(page) = pages.next().await {
-        for line in page?.split(|b| *b == b'\n').filter(|l| !l.is_empty()) {
-            tallies.add(line)?;
-        }
+        tallies.add_lines(&page?)?;
     }
-    Ok(tallies.finish())
-}
-
-fn tally_file(path: &std::path::Path) -> anyhow::Result<BTreeMap<String, Tally>> {
-    use std::io::BufRead;
-    let mut tallies = Tallies::default();
-    for line in std::io::BufReader::new(std::fs::File::open(path)?).split(b'\n') {
-        let line = line?;
-        if !line.is_empty() {
-            tallies.add(&line)?;
-        }
+    let mut after = 0;
+    while let Some(page) = audit::next_lines(snapshot.as_ref(), None, &mut after).await? {
+        tallies.add_lines(&page)?;
     }
+    tallies.add_keys(&keys::lines_of(store, &orgs).await?)?;
     Ok(tallies.finish())
 }
 
@@ -116,6 +144,31 @@ fn tally_file(path: &std::path::Path) -> anyhow::Result<BTreeMap<String, Tally>>
 struct Tallies(BTreeMap<String, (u64, Sha256)>);
 
 impl Tallies {
+    fn add_file(&mut self, path: &std::path::Path) -> anyhow::Result<()> {
+        use std::io::BufRead;
+        for line in std::io::BufReader::new(std::fs::File::open(path)?).split(b'\n') {
+            let line = line?;
+            if !line.is_empty() {
+                self.add(&line)?;
+            }
+        }
+        Ok(())
+    }
+
+    fn add_lines(&mut self, lines: &[u8]) -> anyhow::Result<()> {
+        for line in lines.split(|b| *b == b'\n').filter(|l| !l.is_empty()) {
+            self.add(line)?;
+        }
+        Ok(())
+    }
+
+    fn add_keys(&mut self, keys: &[keys::KeyLine]) -> anyhow::Result<()> {
+        for key in keys {
+            self.add(&serde_json::to_vec(key)?)?;
+        }
+        Ok(())
+    }
+
     fn add(&mut self, line: &[u8]) -> anyhow::Result<()> {
         let row: Value = serde_json::from_slice(line)?;
         let kind = row["kind"].as_str().unwrap_or("?").to_owned();

@@ -235,6 +235,7 @@ impl FromRequestParts<AppState> for Principal {
 /// The caller as recorded in history and audit.
 fn caller(parts: &Parts, principal: &Principal) -> Caller {
     Caller {
+        replay: false,
         key_id: principal.key_id.clone(),
         ip: parts
             .extensions

@@ -55,15 +55,17 @@ impl DocKept {
     }
 }
 
-/// How long before its parent started a document's change still counts:
-/// a change's time is taken inside its transaction, which may commit after
-/// the parent's snapshot, and daemons' clocks differ a little.
-const DOC_MARGIN: chrono::Duration = chrono::Duration::minutes(10);
+/// How long before its parent started a change not in the feed (a
+/// document's, an audit event) still counts: a change's time is taken inside
+/// its transaction, which may commit after the parent's snapshot, and
+/// daemons' clocks differ a little.
+const MARGIN: chrono::Duration = chrono::Duration::minutes(10);
 
-/// Documents changed at or after this time are written whole.
-pub fn docs_since(parent_started_at: &str) -> anyhow::Result<String> {
+/// Documents changed and audit events made at or after this time are in
+/// the backup.
+pub fn changed_since(parent_started_at: &str) -> anyhow::Result<String> {
     let t = chrono::DateTime::parse_from_rfc3339(parent_started_at)?.to_utc();
-    Ok(crate::clock::format(t - DOC_MARGIN))
+    Ok(crate::clock::format(t - MARGIN))
 }
 
 /// What changed in one project within the window.

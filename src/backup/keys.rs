@@ -56,21 +56,27 @@ pub async fn write(
     orgs: &[String],
     to: &mut ChunkWriter<'_>,
 ) -> anyhow::Result<()> {
-    for org in orgs {
-        let mut out = Vec::new();
-        for info in live_keys(store, org).await? {
-            let Some(stored) = store.find_key(&info.id).await? else {
-                continue;
-            };
-            let key = KeyLine {
-                info,
-                secret_hash: stored.secret_hash,
-            };
-            crate::export::line(&mut out, &key);
-        }
-        to.push(&out).await?;
+    let mut out = Vec::new();
+    for key in lines_of(store, orgs).await? {
+        crate::export::line(&mut out, &key);
     }
-    Ok(())
+    to.push(&out).await
+}
+
+/// The live keys of `orgs`, with their secret hashes.
+pub async fn lines_of(store: &DynStore, orgs: &[String]) -> anyhow::Result<Vec<KeyLine>> {
+    let mut out = Vec::new();
+    for org in orgs {
+        for info in live_keys(store, org).await? {
+            if let Some(stored) = store.find_key(&info.id).await? {
+                out.push(KeyLine {
+                    info,
+                    secret_hash: stored.secret_hash,
+                });
+            }
+        }
+    }
+    Ok(out)
 }
 
 /// Makes the listed keys the target lacks; with `revoke_unlisted`, revokes

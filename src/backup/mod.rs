@@ -12,6 +12,7 @@
 //! the daemon that ran them; complete ones to every daemon, from the
 //! manifests.
 
+pub mod audit;
 pub mod chunks;
 pub mod cipher;
 pub mod incremental;
@@ -334,28 +335,34 @@ impl Backups {
             })
             .collect();
         let mut writer = ChunkWriter::new(self.blobs.as_ref(), id, self.key.clone());
-        match &parent {
+        let snapshot: Arc<dyn crate::store::Snapshot> = snapshot.into();
+        let since = match &parent {
             None => {
-                let snapshot: Arc<dyn crate::store::Snapshot> = snapshot.into();
-                let mut lines = Box::pin(crate::export::lines(
-                    snapshot,
-                    self.documents.clone(),
-                    parts,
-                ));
+                let (snapshot, documents) = (snapshot.clone(), self.documents.clone());
+                let mut lines = Box::pin(crate::export::lines(snapshot, documents, parts));
                 while let Some(page) = futures_util::StreamExt::next(&mut lines).await {
                     writer.push(&page?).await?;
                 }
+                None
             }
             Some(parent) => {
                 let changed = incremental::changed(&self.store, parent.last_seq, plan.head).await?;
-                let since = incremental::docs_since(&parent.started_at)?;
+                let since = incremental::changed_since(&parent.started_at)?;
                 let documents = self.documents.as_ref();
-                let snapshot = snapshot.as_ref();
-                incremental::write(snapshot, documents, parts, &changed, &since, &mut writer)
-                    .await?;
+                incremental::write(
+                    snapshot.as_ref(),
+                    documents,
+                    parts,
+                    &changed,
+                    &since,
+                    &mut writer,
+                )
+                .await?;
+                Some(since)
             }
-        }
+        };
         keys::write(&self.store, &orgs, &mut writer).await?;
+        audit::write(snapshot.as_ref(), since.as_deref(), &mut writer).await?;
         let chunks = writer.finish().await?;
         let m = Manifest {
             format: manifest::FORMAT,

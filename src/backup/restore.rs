@@ -8,6 +8,7 @@
 //! it does not list (neither written whole nor `doc_kept`) and those it
 //! writes whole, which the import then makes as written.
 
+use super::audit::AuditLine;
 use super::chunks;
 use super::cipher::ChunkKey;
 use super::incremental::{DocKept, Purged};
@@ -38,6 +39,8 @@ pub struct RestoreReport {
     /// API keys made (with their exported hashes) and revoked.
     pub keys_made: u64,
     pub keys_revoked: u64,
+    /// Audit events stored (an event in two backups of the chain counts once).
+    pub audit_events: u64,
 }
 
 /// One backup's records, spooled: the import's lines in a file, and what
@@ -50,6 +53,8 @@ struct Spooled {
     keys: Vec<KeyLine>,
     /// Every document the backup names, and whether it writes it whole.
     docs: BTreeMap<(Scope, String), bool>,
+    /// Its audit events, one `audit` line each.
+    audit: tempfile::NamedTempFile,
 }
 
 /// Spools one backup's records; with `to`, as they were at that time
@@ -62,6 +67,8 @@ async fn spool(
 ) -> anyhow::Result<Spooled> {
     let file = tempfile::NamedTempFile::new().context("a spool file for the restore")?;
     let mut out = std::io::BufWriter::new(file.reopen()?);
+    let audit = tempfile::NamedTempFile::new().context("a spool file for the audit trail")?;
+    let mut audit_out = std::io::BufWriter::new(audit.reopen()?);
     let mut spooled = Spooled {
         file,
         orgs: BTreeMap::new(),
@@ -69,6 +76,7 @@ async fn spool(
         purged: Vec::new(),
         keys: Vec::new(),
         docs: BTreeMap::new(),
+        audit,
     };
     let mut scope: Option<Scope> = None;
     let mut past = to.map(AsOf::new);
@@ -80,6 +88,14 @@ async fn spool(
                     KeyLine::parse(line).with_context(|| format!("a key line in {}", chunk.key))?;
                 if to.is_none_or(|t| key.info.created_at.as_str() <= t) {
                     spooled.keys.push(key);
+                }
+                continue;
+            }
+            if AuditLine::is(line) {
+                let event = AuditLine::parse(line)
+                    .with_context(|| format!("an audit line in {}", chunk.key))?;
+                if to.is_none_or(|t| event.event.at.as_str() <= t) {
+                    audit_out.write_all(line)?;
                 }
                 continue;
             }
@@ -149,6 +165,7 @@ async fn spool(
         past.flush(&mut out)?;
     }
     out.flush()?;
+    audit_out.flush()?;
     Ok(spooled)
 }
 
@@ -342,7 +359,8 @@ impl Backups {
         if !target.list_orgs(&first).await?.items.is_empty() {
             bail!("the target store is not empty: a backup is restored only into an empty store");
         }
-        let caller = Caller::new("restore");
+        // The restore's own writes leave no trail: the trail is restored.
+        let caller = Caller::replaying("restore");
         let mut report = RestoreReport::default();
         for m in &chain {
             let spooled = spool(self.blobs.as_ref(), m, self.key_for(m)?, to.as_deref()).await?;
@@ -379,6 +397,7 @@ impl Backups {
             let (made, revoked) = keys::apply(target, &caller, &spooled.keys, incremental).await?;
             report.keys_made += made;
             report.keys_revoked += revoked;
+            report.audit_events += super::audit::store(target, spooled.audit.path()).await?;
             report.counts.created += done.counts.created;
             report.counts.updated += done.counts.updated;
             report.counts.unchanged += done.counts.unchanged;

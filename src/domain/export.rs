@@ -8,7 +8,7 @@
 //! `doc_snapshot` lines (by covered sequence) and its retained `doc_update`
 //! lines (by sequence). Deleted entities and relationships are included.
 
-use super::{DocInfo, Entity, Org, Relationship, VersionOp};
+use super::{AuditEvent, DocInfo, Entity, Org, Relationship, VersionOp};
 use serde::{Deserialize, Serialize};
 use serde_json::Value;
 
@@ -123,6 +123,15 @@ mod base64_bytes {
             .decode(text.as_bytes())
             .map_err(serde::de::Error::custom)
     }
+}
+
+/// An audit event with its org, as backups carry the trail (exports never
+/// do). `event.id` is the event's id in the store it came from.
+#[derive(Debug, Clone, Serialize, Deserialize, PartialEq)]
+pub struct AuditRecord {
+    pub org: String,
+    #[serde(flatten)]
+    pub event: AuditEvent,
 }
 
 /// A document row with its snapshots and retained updates, oldest first.

@@ -474,6 +474,9 @@ pub struct Caller {
     pub key_id: String,
     pub ip: Option<String>,
     pub user_agent: Option<String>,
+    /// Replaying a store's own rows (a restore): its writes add nothing to
+    /// the audit trail, which is restored as it was.
+    pub replay: bool,
 }
 
 impl Caller {
@@ -483,9 +486,17 @@ impl Caller {
             ..Default::default()
         }
     }
+
+    /// A caller whose writes replay another store's rows (`replay`).
+    pub fn replaying(key_id: impl Into<String>) -> Self {
+        Caller {
+            replay: true,
+            ..Caller::new(key_id)
+        }
+    }
 }
 
-#[derive(Debug, Clone, Serialize, PartialEq, utoipa::ToSchema)]
+#[derive(Debug, Clone, Serialize, Deserialize, PartialEq, utoipa::ToSchema)]
 pub struct AuditEvent {
     pub id: String,
     pub at: String,

@@ -487,6 +487,13 @@ impl<S: Store> ImportStore for CachedStore<S> {
         self.inner.import_project(caller, project).await
     }
 
+    async fn import_audit(
+        &self,
+        events: Vec<crate::domain::export::AuditRecord>,
+    ) -> DomainResult<u64> {
+        self.inner.import_audit(events).await
+    }
+
     async fn import(
         &self,
         scope: &Scope,

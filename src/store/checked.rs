@@ -680,6 +680,18 @@ impl Snapshot for CheckedSnapshot {
         no_nul("since", since)?;
         self.0.docs_changed(s, since).await
     }
+
+    async fn audit(
+        &self,
+        after: i64,
+        since: Option<&str>,
+        limit: usize,
+    ) -> DomainResult<Vec<export::AuditRecord>> {
+        if let Some(since) = since {
+            no_nul("since", since)?;
+        }
+        self.0.audit(after, since, limit).await
+    }
 }
 
 #[async_trait]
@@ -694,6 +706,32 @@ impl<S: Store> ImportStore for Checked<S> {
             no_nul(what, text)?;
         }
         self.0.import_org(c, org).await
+    }
+
+    async fn import_audit(&self, events: Vec<export::AuditRecord>) -> DomainResult<u64> {
+        for r in &events {
+            let e = &r.event;
+            for (what, text) in [
+                ("org", &r.org),
+                ("at", &e.at),
+                ("actor", &e.actor),
+                ("action", &e.action),
+                ("target", &e.target),
+            ] {
+                no_nul(what, text)?;
+            }
+            for (what, text) in [
+                ("project", &e.project),
+                ("ip", &e.ip),
+                ("user_agent", &e.user_agent),
+            ] {
+                if let Some(text) = text {
+                    no_nul(what, text)?;
+                }
+            }
+            json_no_nul("details", &e.details)?;
+        }
+        self.0.import_audit(events).await
     }
 
     async fn import_project(&self, c: &Caller, p: &Project) -> DomainResult<bool> {

@@ -266,6 +266,14 @@ pub trait Snapshot: Send + Sync {
     /// The ids of the project's documents changed at or after `since` (a
     /// stored time), or at a time not recorded, by id.
     async fn docs_changed(&self, scope: &Scope, since: &str) -> DomainResult<Vec<String>>;
+    /// Up to `limit` audit events of every org with ids after `after`, made
+    /// at or after `since` when given, by id.
+    async fn audit(
+        &self,
+        after: i64,
+        since: Option<&str>,
+        limit: usize,
+    ) -> DomainResult<Vec<export::AuditRecord>>;
 }
 
 /// Which rows a snapshot read returns.
@@ -302,6 +310,10 @@ pub trait ImportStore: Send + Sync {
     /// Makes the project as exported unless it exists (its org must);
     /// true when it was made.
     async fn import_project(&self, caller: &Caller, project: &Project) -> DomainResult<bool>;
+    /// Stores audit events as they were, with their ids, unless an event
+    /// with the id is stored; how many were stored. New events are numbered
+    /// after them.
+    async fn import_audit(&self, events: Vec<export::AuditRecord>) -> DomainResult<u64>;
 }
 
 /// What importing one item did.

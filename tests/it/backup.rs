@@ -202,6 +202,20 @@ async fn rows(store: &DynStore, docs: &Arc<dyn BlobStore>) -> Vec<Value> {
     out
 }
 
+/// The store's audit trail, every org's events by id.
+async fn trail(store: &DynStore) -> Vec<Value> {
+    let snapshot = store.snapshot().await.unwrap();
+    let mut out = Vec::new();
+    let mut after = 0;
+    loop {
+        let page = snapshot.audit(after, None, 500).await.unwrap();
+        let Some(last) = page.last() else { break };
+        after = last.event.id.parse().unwrap();
+        out.extend(page.into_iter().map(|e| serde_json::to_value(e).unwrap()));
+    }
+    out
+}
+
 fn same(a: &[Value], b: &[Value], what: &str) {
     assert_eq!(a.len(), b.len(), "{what}: as many rows");
     if let Some(i) = (0..a.len()).find(|&i| a[i] != b[i]) {
@@ -299,6 +313,7 @@ async fn a_full_backup_restores_to_the_same_rows(config: Config) {
         .await
         .unwrap();
     let kept = d.store.find_key(&key_ids[0]).await.unwrap().unwrap();
+    let source_trail = trail(&d.store).await;
 
     // Through the API: started (202), then complete.
     let (status, text) = admin(
@@ -364,6 +379,10 @@ async fn a_full_backup_restores_to_the_same_rows(config: Config) {
             &live,
             &format!("restored into {name}"),
         );
+        // The trail as it was, ids and all; the restore added nothing to it.
+        let restored = trail(&target).await;
+        assert!(restored.len() > 600, "{}", restored.len());
+        same(&restored, &source_trail, &format!("trail in {name}"));
         // The live key is back with its hash (so its secret still works);
         // the revoked one is not.
         let restored = target.find_key(&key_ids[0]).await.unwrap().unwrap();
@@ -454,6 +473,7 @@ async fn an_incremental_chain_restores_exactly_at_each_link(config: Config) {
     );
     assert_eq!(first.parent.as_deref(), Some(full.id.as_str()));
     let at_first = rows(store, &docs).await;
+    let trail_first = trail(store).await;
 
     // A purged id made again, and a deleted entity restored.
     write(store, "app", vec![create("n0002", json!({"reborn": 1}))]).await;
@@ -467,15 +487,16 @@ async fn an_incremental_chain_restores_exactly_at_each_link(config: Config) {
     let second = service.take(Kind::Incr).await.unwrap();
     assert_eq!(second.parent.as_deref(), Some(first.id.as_str()));
     let at_second = rows(store, &docs).await;
+    let trail_second = trail(store).await;
     assert!(
         second.bytes < full.bytes,
         "an incremental backup holds only what changed"
     );
 
     let dir = tempfile::tempdir().unwrap();
-    for (id, expected, what) in [
-        (&first.id, &at_first, "first"),
-        (&second.id, &at_second, "second"),
+    for (id, expected, expected_trail, what) in [
+        (&first.id, &at_first, &trail_first, "first"),
+        (&second.id, &at_second, &trail_second, "second"),
     ] {
         assert!(service.verify(id).await.unwrap().ok);
         for (name, target) in targets(&dir.path().join(what)).await {
@@ -490,6 +511,11 @@ async fn an_incremental_chain_restores_exactly_at_each_link(config: Config) {
                 &rows(&target, &docs).await,
                 expected,
                 &format!("{what} link into {name}"),
+            );
+            same(
+                &trail(&target).await,
+                expected_trail,
+                &format!("{what} link's trail in {name}"),
             );
             target.close().await;
         }
@@ -738,6 +764,19 @@ async fn a_store_migrates_between_backends_and_back() {
     seed(&sqlite).await;
     let docs = dir_blobs(&dir.path().join("blobs"));
     seed_docs(&sqlite, &docs).await;
+    let key = strata::domain::StoredKey {
+        info: strata::domain::ApiKeyInfo {
+            id: "k1".into(),
+            org: "acme".into(),
+            name: "k1".into(),
+            scopes: vec![strata::domain::KeyScope::Read],
+            created_at: strata::clock::now(),
+            created_by: "test".into(),
+            revoked_at: None,
+        },
+        secret_hash: "cd".repeat(32),
+    };
+    sqlite.create_key(&caller(), key).await.unwrap();
     let url = crate::support::fresh_pg_database().await;
     let pg = crate::support::pg_store(dir.path(), &url).await;
     let there = strata::migrate_store::run(&sqlite, docs.clone(), &pg)
@@ -746,6 +785,17 @@ async fn a_store_migrates_between_backends_and_back() {
     assert_eq!(there.tallies["doc"].rows, 2);
     assert_eq!(there.tallies["doc_snapshot"].rows, 1);
     assert_eq!(there.tallies["doc_update"].rows, 3);
+    assert!(
+        there.tallies["audit"].rows > 600,
+        "{:?}",
+        there.tallies["audit"]
+    );
+    assert_eq!(there.tallies["key"].rows, 1);
+    same(
+        &trail(&pg).await,
+        &trail(&sqlite).await,
+        "the trail in PostgreSQL",
+    );
     assert_eq!(there.tallies["entity"].rows, 601);
     assert_eq!(there.tallies["version"].rows, 622);
     assert_eq!(there.tallies["relationship"].rows, 2);

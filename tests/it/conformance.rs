@@ -1490,6 +1490,7 @@ async fn every_write_leaves_one_audit_event(store: &DynStore) {
         key_id: "k1".into(),
         ip: Some("192.0.2.7".into()),
         user_agent: Some("gateway/1".into()),
+        replay: false,
     };
     let put = |id: &str| WriteOp::PutEntity {
         id: id.into(),
@@ -1587,6 +1588,7 @@ async fn deleting_an_org_erases_its_trail_and_records_the_deletion(store: &DynSt
         key_id: "k9".into(),
         ip: Some("192.0.2.9".into()),
         user_agent: Some("ops/1".into()),
+        replay: false,
     };
     store.delete_org(&deleter, "gone").await.unwrap();
     assert!(matches!(

@@ -592,7 +592,7 @@ async fn abusive_bodies_get_4xx_and_the_daemon_stays_healthy() {
         deep = format!("[{deep}]");
     }
     let bodies: Vec<(Vec<u8>, StatusCode)> = vec![
-        (vec![b'x'; 2 << 20], StatusCode::PAYLOAD_TOO_LARGE),
+        (vec![b'x'; 9 << 20], StatusCode::PAYLOAD_TOO_LARGE),
         (
             format!("{{\"type\":\"t\",\"properties\":{{\"a\":{deep}}}}}").into_bytes(),
             StatusCode::BAD_REQUEST,

@@ -2,8 +2,8 @@
 //! `REPEATABLE READ` read-only transaction on a connection of its own.
 
 use super::rows::{self, query, time, ENTITY_COLS, REL_COLS};
-use super::{docs, pg_err, tenancy, PgStore};
-use crate::domain::export::{EntityExport, RelationshipRecord, VersionRecord};
+use super::{audit, docs, pg_err, tenancy, PgStore};
+use crate::domain::export::{AuditRecord, EntityExport, RelationshipRecord, VersionRecord};
 use crate::domain::*;
 use crate::store::prelude::*;
 use crate::store::Which;
@@ -188,6 +188,15 @@ impl Snapshot for PgSnapshot {
         )
         .await?;
         Ok(rows.iter().map(|r| r.get(0)).collect())
+    }
+
+    async fn audit(
+        &self,
+        after: i64,
+        since: Option<&str>,
+        limit: usize,
+    ) -> DomainResult<Vec<AuditRecord>> {
+        audit::all_after(self.client(), after, since, limit).await
     }
 }
 

@@ -551,4 +551,22 @@ impl ImportStore for PgStore {
             tenancy::insert_project(&c, caller, &p.org, &p.id, &p.name, Some(at)).await,
         )
     }
+
+    async fn import_audit(
+        &self,
+        events: Vec<crate::domain::export::AuditRecord>,
+    ) -> DomainResult<u64> {
+        let c = self.client().await?;
+        c.batch_execute("BEGIN").await.map_err(rows::pg_err)?;
+        match audit::insert_all(&c, &events).await {
+            Ok(stored) => {
+                c.batch_execute("COMMIT").await.map_err(rows::pg_err)?;
+                Ok(stored)
+            }
+            Err(e) => {
+                let _ = c.batch_execute("ROLLBACK").await;
+                Err(e)
+            }
+        }
+    }
 }

@@ -4,8 +4,8 @@
 
 use super::rows::{self, ENTITY_COLS, REL_COLS};
 use super::tenancy::{org_row, project_row};
-use super::{docs, project_exists, sql_err, SqliteStore};
-use crate::domain::export::{EntityExport, RelationshipRecord, VersionRecord};
+use super::{audit, docs, project_exists, sql_err, SqliteStore};
+use crate::domain::export::{AuditRecord, EntityExport, RelationshipRecord, VersionRecord};
 use crate::domain::*;
 use crate::store::prelude::*;
 use crate::store::Which;
@@ -294,6 +294,17 @@ impl Snapshot for SqliteSnapshot {
     async fn docs_changed(&self, scope: &Scope, since: &str) -> DomainResult<Vec<String>> {
         let (s, since) = (scope.clone(), since.to_owned());
         self.read(move |conn| docs_changed(conn, &s, &since)).await
+    }
+
+    async fn audit(
+        &self,
+        after: i64,
+        since: Option<&str>,
+        limit: usize,
+    ) -> DomainResult<Vec<AuditRecord>> {
+        let since = since.map(str::to_owned);
+        self.read(move |conn| audit::all_after(conn, after, since.as_deref(), limit))
+            .await
     }
 }
 

@@ -196,4 +196,13 @@ impl ImportStore for SqliteStore {
             })
             .await
     }
+
+    async fn import_audit(
+        &self,
+        events: Vec<crate::domain::export::AuditRecord>,
+    ) -> DomainResult<u64> {
+        self.writer
+            .write(move |conn, _| audit::insert_all(conn, &events))
+            .await
+    }
 }
