@@ -53,6 +53,10 @@ pub struct Config {
     pub meili: MeiliConfig,
     pub embed: EmbedConfig,
     pub backup: BackupConfig,
+    /// Origins whose browser pages may call the API (CORS), each as a
+    /// browser sends it (`https://app.example`), or `*` alone for any;
+    /// empty: no CORS answers at all.
+    pub cors_origins: Vec<String>,
 }
 
 /// `[backup]`: where backups go, when they are taken, how many are kept.
@@ -145,6 +149,7 @@ struct Settings {
     changes_retention_secs: u64,
     embed: EmbedConfig,
     backup: BackupConfig,
+    cors_origins: Vec<String>,
 }
 
 impl Default for Settings {
@@ -172,6 +177,7 @@ impl Default for Settings {
             changes_retention_secs: 3600,
             backup: BackupConfig::default(),
             embed: EmbedConfig::default(),
+            cors_origins: Vec::new(),
         }
     }
 }
@@ -215,6 +221,8 @@ enum Kind {
     Number,
     /// `on` or `off`, for a boolean key.
     OnOff,
+    /// Comma-separated, for a list key (blanks around items ignored).
+    List,
 }
 
 /// Every environment variable that sets a key, and the key it sets.
@@ -303,6 +311,7 @@ const ENV: &[(&str, &str, Kind)] = &[
     ("STRATA_BACKUP_KEEP_FULL", "backup.keep_full", Kind::Number),
     ("STRATA_BACKUP_KEEP_DAYS", "backup.keep_days", Kind::Number),
     ("STRATA_BACKUP_KEY", "backup.key", Kind::Text),
+    ("STRATA_CORS_ORIGINS", "cors_origins", Kind::List),
 ];
 
 /// Variables read elsewhere (the file's name, the S3 client, the logger).
@@ -347,6 +356,13 @@ impl EnvLayer {
                     "off" => Value::from(false),
                     _ => bail!("{name} must be on or off, got {text:?}"),
                 },
+                Kind::List => Value::from(
+                    text.split(',')
+                        .map(str::trim)
+                        .filter(|item| !item.is_empty())
+                        .map(str::to_owned)
+                        .collect::<Vec<_>>(),
+                ),
             };
             insert(&mut dict, key, value);
         }
@@ -452,6 +468,7 @@ impl Config {
             changes_retention: Duration::from_secs(s.changes_retention_secs),
             embed: s.embed,
             backup: s.backup,
+            cors_origins: cors_origins(&s.cors_origins)?,
         };
         config.check()?;
         Ok(config)
@@ -501,6 +518,11 @@ impl Config {
                 );
             }
         }
+        if self.auth_disabled && self.cors_origins.iter().any(|o| o == "*") {
+            bail!(
+                "STRATA_CORS_ORIGINS=* with STRATA_AUTH=off would let any web page the browser opens act as the admin; name the origins instead"
+            );
+        }
         if self.embed.dimensions == 0 {
             bail!("STRATA_EMBED_DIMENSIONS must be at least 1");
         }
@@ -519,6 +541,40 @@ impl Config {
         );
         Self::from_vars(vars).expect("defaults are valid")
     }
+}
+
+/// The configured CORS origins as browsers send them in `Origin`:
+/// `scheme://host[:port]`, http or https, lowercase, the scheme's default
+/// port left out (so `https://App.example:443` allows `https://app.example`).
+/// `*` (any origin) must stand alone.
+fn cors_origins(given: &[String]) -> anyhow::Result<Vec<String>> {
+    if given.iter().any(|o| o == "*") {
+        if given.len() > 1 {
+            bail!("STRATA_CORS_ORIGINS: `*` (any origin) stands alone, got {given:?}");
+        }
+        return Ok(given.to_vec());
+    }
+    let mut origins = Vec::with_capacity(given.len());
+    for text in given {
+        let bad = |why: &str| anyhow::anyhow!("STRATA_CORS_ORIGINS: {text:?} {why}");
+        let url = reqwest::Url::parse(text).map_err(|e| bad(&format!("is not an origin: {e}")))?;
+        if !matches!(url.scheme(), "http" | "https") || url.host().is_none() {
+            return Err(bad("must be http:// or https:// and a host"));
+        }
+        // An origin has no path (not even `/`), query, fragment or user.
+        let bare = text.trim_end_matches('/').len() == text.len();
+        if url.path() != "/" || !bare || url.query().is_some() || url.fragment().is_some() {
+            return Err(bad("must be scheme://host[:port], with no path"));
+        }
+        if !url.username().is_empty() || url.password().is_some() {
+            return Err(bad("must not carry a user"));
+        }
+        let origin = url.origin().ascii_serialization();
+        if !origins.contains(&origin) {
+            origins.push(origin);
+        }
+    }
+    Ok(origins)
 }
 
 impl Config {
@@ -744,6 +800,63 @@ mod tests {
         let p = path.display().to_string();
         let err = Config::from_vars(vars(&[("STRATA_CONFIG", &p)])).unwrap_err();
         assert!(err.to_string().contains("postgres.pool_size"), "{err}");
+    }
+
+    #[test]
+    fn cors_origins_are_off_by_default_and_read_as_browsers_send_them() {
+        assert!(Config::from_vars(vars(&[]))
+            .unwrap()
+            .cors_origins
+            .is_empty());
+        let c = Config::from_vars(vars(&[(
+            "STRATA_CORS_ORIGINS",
+            " https://App.example:443, http://localhost:3000 ,,https://app.example",
+        )]))
+        .unwrap();
+        assert_eq!(
+            c.cors_origins,
+            ["https://app.example", "http://localhost:3000"]
+        );
+        let any = Config::from_vars(vars(&[("STRATA_CORS_ORIGINS", "*")])).unwrap();
+        assert_eq!(any.cors_origins, ["*"]);
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("c.toml");
+        std::fs::write(&path, "cors_origins = [\"https://a.example:8443\"]\n").unwrap();
+        let p = path.display().to_string();
+        let c = Config::from_vars(vars(&[("STRATA_CONFIG", &p)])).unwrap();
+        assert_eq!(c.cors_origins, ["https://a.example:8443"]);
+    }
+
+    #[test]
+    fn a_cors_origin_that_is_not_an_origin_stops_the_start() {
+        for bad in [
+            "app.example",
+            "https://app.example/",
+            "https://app.example/path",
+            "https://app.example?q=1",
+            "https://user@app.example",
+            "ftp://app.example",
+            "*, https://app.example",
+            "null",
+        ] {
+            let err = Config::from_vars(vars(&[("STRATA_CORS_ORIGINS", bad)])).unwrap_err();
+            assert!(
+                err.to_string().contains("STRATA_CORS_ORIGINS"),
+                "{bad}: {err}"
+            );
+        }
+        // Any page could act as the admin of a daemon without keys.
+        let err = Config::from_vars(vars(&[
+            ("STRATA_CORS_ORIGINS", "*"),
+            ("STRATA_AUTH", "off"),
+        ]))
+        .unwrap_err();
+        assert!(err.to_string().contains("STRATA_AUTH"), "{err}");
+        Config::from_vars(vars(&[
+            ("STRATA_CORS_ORIGINS", "http://localhost:3000"),
+            ("STRATA_AUTH", "off"),
+        ]))
+        .unwrap();
     }
 
     #[test]

@@ -5,6 +5,7 @@ mod auth;
 mod backups;
 mod batch;
 mod changes;
+mod cors;
 mod docs;
 mod entities;
 pub mod error;
@@ -141,7 +142,7 @@ pub fn app(services: Services, auth: AuthSettings, config: Arc<Config>) -> Route
         embedder: services.embedder,
         text_index: services.text_index,
     };
-    router
+    let app = router
         .fallback(|| async { not_found_route() })
         .method_not_allowed_fallback(|| async { method_not_allowed() })
         .layer(axum::middleware::from_fn_with_state(
@@ -156,7 +157,8 @@ pub fn app(services: Services, auth: AuthSettings, config: Arc<Config>) -> Route
             timeout,
         ))
         .layer(DefaultBodyLimit::max(config.body_limit))
-        .with_state(state)
+        .with_state(state);
+    cors::wrap(app, &config.cors_origins)
 }
 
 /// The per-request timeout: 503 in the contract's error shape.

@@ -31,6 +31,7 @@ mod blob;
 mod compose;
 mod concurrency;
 mod conformance;
+mod cors;
 mod crdt;
 mod embed;
 mod export;
