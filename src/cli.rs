@@ -322,11 +322,55 @@ pub async fn export(config: &Config, org: &str, project: Option<&str>) -> anyhow
 
 /// Imports an export file (or standard input, `-`) into one project, or
 /// into the orgs and projects its project lines name; prints the report.
+/// A progress bar of both passes of an import over the file's bytes, on
+/// standard error when it is a terminal (otherwise only the summary the
+/// import prints).
+struct ImportBar(indicatif::ProgressBar);
+
+impl ImportBar {
+    fn on_a_terminal(path: &std::path::Path) -> Option<Self> {
+        use std::io::IsTerminal;
+        if !std::io::stderr().is_terminal() {
+            return None;
+        }
+        let size = std::fs::metadata(path).map(|m| m.len()).unwrap_or(0);
+        let bar = indicatif::ProgressBar::new(size);
+        let style = indicatif::ProgressStyle::with_template(
+            "{msg:>9} [{bar:40}] {bytes}/{total_bytes} {bytes_per_sec} eta {eta}",
+        )
+        .expect("the template parses")
+        .progress_chars("=> ");
+        bar.set_style(style);
+        Some(ImportBar(bar))
+    }
+}
+
+impl crate::import::Progress for ImportBar {
+    fn checked(&self, bytes: u64) {
+        self.0.set_message("checking");
+        self.0.set_position(bytes);
+    }
+
+    fn stored(&self, bytes: u64) {
+        self.0.set_message("storing");
+        self.0.set_position(bytes);
+    }
+}
+
+/// How `strata import` reads its file.
+#[derive(Debug, Clone, Copy, Default)]
+pub struct ImportHow {
+    /// Store the good records and report the bad ones.
+    pub continue_on_error: bool,
+    /// A flat nodes-and-edges object (`import::flat`), not export records.
+    pub flat: bool,
+}
+
 pub async fn import(
     config: &Config,
     into: Option<crate::domain::Scope>,
     file: &str,
-    continue_on_error: bool,
+    how: ImportHow,
 ) -> anyhow::Result<()> {
     use crate::import::Target;
     // Standard input is spooled: the import reads its input twice.
@@ -342,14 +386,31 @@ pub async fn import(
         .unwrap_or_else(|| std::path::Path::new(file));
     let store = store::open(&config.database_url, &config.store_settings()).await?;
     let report = async {
+        let (caller, keep_going) = (cli_caller(), how.continue_on_error);
+        let bar = ImportBar::on_a_terminal(path);
+        let progress: &dyn crate::import::Progress = match &bar {
+            Some(bar) => bar,
+            None => &crate::import::Quiet,
+        };
         let target = match into {
             Some(scope) => {
                 store.get_project(&scope.org, &scope.project).await?;
+                if how.flat {
+                    return crate::import::run_flat(
+                        &store, &scope, path, &caller, keep_going, progress,
+                    )
+                    .await;
+                }
                 Target::Project(scope)
             }
             None => Target::AsExported,
         };
-        crate::import::run(&store, &target, path, &cli_caller(), continue_on_error).await
+        let report =
+            crate::import::run_with(&store, &target, path, &caller, keep_going, progress).await;
+        if let Some(bar) = bar {
+            bar.0.finish_and_clear();
+        }
+        report
     }
     .await;
     store.close().await;

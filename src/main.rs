@@ -75,6 +75,10 @@ enum Command {
         /// Store the good lines and report the bad ones.
         #[arg(long)]
         continue_on_error: bool,
+        /// The file is one flat nodes-and-edges object (README, Moving
+        /// data), imported into --org/--project.
+        #[arg(long, requires = "org")]
+        flat: bool,
         file: String,
     },
     /// Logical backups in the backup store (STRATA_BACKUP_URL, else the
@@ -208,12 +212,17 @@ fn main() -> anyhow::Result<()> {
                 org,
                 project,
                 continue_on_error,
+                flat,
                 file,
             } => {
                 let into = org
                     .zip(project)
                     .map(|(o, p)| strata::domain::Scope::new(o, p));
-                strata::cli::import(&Config::from_env()?, into, &file, continue_on_error).await
+                let how = strata::cli::ImportHow {
+                    continue_on_error,
+                    flat,
+                };
+                strata::cli::import(&Config::from_env()?, into, &file, how).await
             }
             Command::Age {
                 command: AgeCommand::Sync { org, project },

@@ -30,6 +30,17 @@ struct ImportParams {
     /// Store the good lines and report each bad one (by default a bad line
     /// is a 400 and nothing is stored).
     continue_on_error: Option<bool>,
+    /// `ndjson` (the default): export records. `flat`: one JSON object
+    /// `{"nodes": [...], "edges": [...]}`, nodes with `id`, `type` and
+    /// properties, edges with `from`, `to`, `type` (README, Moving data).
+    format: Option<ImportFormat>,
+}
+
+#[derive(Deserialize, Clone, Copy, PartialEq, Eq, utoipa::ToSchema)]
+#[serde(rename_all = "lowercase")]
+enum ImportFormat {
+    Ndjson,
+    Flat,
 }
 
 /// Import an export (NDJSON, the shape `GET .../export` streams) into the
@@ -39,8 +50,8 @@ struct ImportParams {
 /// Idempotent: importing the same file again changes nothing.
 #[utoipa::path(post, path = "/v1/orgs/{org}/projects/{project}/import", tag = "export",
     params(ProjectPath, ImportParams),
-    request_body(description = "export records, one JSON object per line",
-        content((String = "application/x-ndjson"))),
+    request_body(description = "export records, one JSON object per line; with `format=flat`, one nodes-and-edges object",
+        content((String = "application/x-ndjson"), (Object = "application/json"))),
     security(("api_key" = ["write"])),
     responses((status = 200, description = "what the import did", body = Data<ImportReport>),
         (status = 400, description = "bad_request: a bad line (`details.line`); nothing stored"),
@@ -54,14 +65,20 @@ async fn import_project(
 ) -> ApiResult<Response> {
     s.store.get_project(&p.org, &p.project).await?;
     let spooled = spool(body, s.config.import_limit).await?;
-    let report = crate::import::run(
-        &s.store,
-        &Target::Project(p.scope()),
-        &spooled,
-        who.caller(),
-        q.continue_on_error.unwrap_or(false),
-    )
-    .await?;
+    let continue_on_error = q.continue_on_error.unwrap_or(false);
+    let report = match q.format.unwrap_or(ImportFormat::Ndjson) {
+        ImportFormat::Ndjson => {
+            let target = Target::Project(p.scope());
+            crate::import::run(&s.store, &target, &spooled, who.caller(), continue_on_error).await?
+        }
+        ImportFormat::Flat => {
+            let scope = p.scope();
+            let caller = who.caller();
+            let quiet = &crate::import::Quiet;
+            crate::import::run_flat(&s.store, &scope, &spooled, caller, continue_on_error, quiet)
+                .await?
+        }
+    };
     Ok(data(StatusCode::OK, report))
 }
 

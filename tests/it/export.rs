@@ -34,6 +34,7 @@ on_both_configs!(
     an_import_reproduces_the_project_and_again_changes_nothing,
     a_bad_line_stores_nothing_unless_asked,
     documents_travel_with_the_export,
+    a_flat_nodes_and_edges_file_comes_in,
 );
 
 /// A daemon with org `acme`, projects `app` (1,203 entities with histories,
@@ -516,4 +517,132 @@ async fn documents_travel_with_the_export(config: Config) {
     assert_eq!(body["error"]["details"]["line"], 2);
     let spare = export(&d, "/v1/orgs/acme/projects/spare/export").await;
     assert_eq!(spare.len(), 1, "nothing stored: {spare:?}");
+}
+
+/// The old file-based storage's shape, `{"nodes": [...], "edges": [...]}`,
+/// imported with `format=flat`: nodes become entities, edges relationships
+/// (an id derived when none is given), a second import changes nothing, and
+/// failures name the node or edge.
+async fn a_flat_nodes_and_edges_file_comes_in(config: Config) {
+    let d = seeded(config).await;
+    let doc = json!({
+        "nodes": [
+            {"id": "ada", "type": "Person", "name": "Ada", "born": 1815},
+            {"id": "engine", "type": "Machine", "properties": {"name": "Analytical Engine"}}
+        ],
+        "edges": [
+            {"from": "ada", "to": "engine", "type": "DESCRIBED", "year": 1843},
+            {"id": "e2", "from": "engine", "to": "ada", "type": "INSPIRED"}
+        ]
+    });
+    let flat = |body: &Value, extra: &str| {
+        let uri = format!("/v1/orgs/acme/projects/spare/import?format=flat{extra}");
+        let body = body.to_string().into_bytes();
+        let router = d.router.clone();
+        async move {
+            let (status, text) =
+                request(&router, ADMIN, "POST", &uri, "application/json", body).await;
+            (
+                status.as_u16(),
+                serde_json::from_str::<Value>(&text).unwrap_or(Value::Null),
+            )
+        }
+    };
+    let (status, first) = flat(&doc, "").await;
+    assert_eq!(status, 200, "{first}");
+    assert_eq!(first["data"]["created"], 4, "{first}");
+    let ada = call(
+        &d,
+        "GET",
+        "/v1/orgs/acme/projects/spare/entities/ada",
+        Value::Null,
+    )
+    .await;
+    assert_eq!(
+        ada["data"]["properties"],
+        json!({"name": "Ada", "born": 1815})
+    );
+    assert_eq!(ada["data"]["type"], "Person");
+    let rels = call(
+        &d,
+        "GET",
+        "/v1/orgs/acme/projects/spare/relationships?from=ada",
+        Value::Null,
+    )
+    .await;
+    let rel = &rels["data"][0];
+    assert_eq!(
+        (rel["to"].as_str(), rel["type"].as_str()),
+        (Some("engine"), Some("DESCRIBED"))
+    );
+    assert_eq!(rel["properties"], json!({"year": 1843}));
+    assert!(rel["id"].as_str().unwrap().starts_with("edge-"));
+
+    let (status, again) = flat(&doc, "").await;
+    assert_eq!(status, 200, "{again}");
+    assert_eq!(again["data"]["unchanged"], 4, "{again}");
+    assert_eq!(again["data"]["created"], 0, "{again}");
+
+    let bad = json!({"nodes": [{"id": "x", "type": "T"}, {"type": "T"}]});
+    let (status, body) = flat(&bad, "").await;
+    assert_eq!(status, 400, "{body}");
+    let message = body["error"]["message"].as_str().unwrap();
+    assert!(message.contains("nodes[1]"), "{message}");
+    let dangling = json!({"nodes": [{"id": "y", "type": "T"}],
+                          "edges": [{"from": "y", "to": "nowhere", "type": "L"}]});
+    let (status, body) = flat(&dangling, "&continue_on_error=true").await;
+    assert_eq!(status, 200, "{body}");
+    assert_eq!(body["data"]["failed"], 1, "{body}");
+    let failure = body["data"]["failures"][0]["message"].as_str().unwrap();
+    assert!(failure.starts_with("edges[0]: "), "{failure}");
+    let (status, _) = admin(
+        &d.router,
+        ADMIN,
+        "GET",
+        "/v1/orgs/acme/projects/spare/entities/x",
+        Value::Null,
+    )
+    .await;
+    assert_eq!(status, 404, "nothing of the bad document was stored");
+}
+
+/// Each pass of an import tells its progress (what `strata import` shows as
+/// a bar on a terminal): bytes read, rising to the file's size.
+#[tokio::test]
+async fn an_import_reports_how_far_each_pass_has_read() {
+    use std::sync::atomic::{AtomicU64, Ordering::Relaxed};
+    #[derive(Default)]
+    struct Seen {
+        checked: AtomicU64,
+        stored: AtomicU64,
+        went_back: AtomicU64,
+    }
+    impl strata::import::Progress for Seen {
+        fn checked(&self, bytes: u64) {
+            if self.checked.fetch_max(bytes, Relaxed) > bytes {
+                self.went_back.fetch_add(1, Relaxed);
+            }
+        }
+        fn stored(&self, bytes: u64) {
+            if self.stored.fetch_max(bytes, Relaxed) > bytes {
+                self.went_back.fetch_add(1, Relaxed);
+            }
+        }
+    }
+    let dir = tempfile::tempdir().unwrap();
+    let d = seeded(Config::embedded(dir.path())).await;
+    let (_, text) = admin(&d.router, ADMIN, "GET", &format!("{P}/export"), Value::Null).await;
+    let file = dir.path().join("app.ndjson");
+    std::fs::write(&file, &text).unwrap();
+    let seen = Seen::default();
+    let target = strata::import::Target::Project(strata::domain::Scope::new("acme", "copy"));
+    let caller = strata::domain::Caller::new("cli");
+    let report = strata::import::run_with(&d.store, &target, &file, &caller, false, &seen)
+        .await
+        .unwrap();
+    assert_eq!(report.counts.created, 1206);
+    let size = text.len() as u64;
+    assert_eq!(seen.checked.load(Relaxed), size);
+    assert_eq!(seen.stored.load(Relaxed), size);
+    assert_eq!(seen.went_back.load(Relaxed), 0, "progress only rises");
 }

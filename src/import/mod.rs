@@ -5,6 +5,8 @@
 //! Memory stays bounded at any size: one line, one entity's versions and
 //! one batch at a time. Importing the same file again changes nothing.
 
+pub mod flat;
+
 use crate::domain::export::{ExportRecord, ProjectRecord};
 use crate::domain::rules::import::{self as rules, ImportCounts, Verdict};
 use crate::domain::{validate, Caller, DocInfo, DomainError, DomainResult, Org, Project, Scope};
@@ -65,21 +67,99 @@ pub async fn run(
     caller: &Caller,
     continue_on_error: bool,
 ) -> DomainResult<ImportReport> {
-    check_all(target, path, continue_on_error).await?;
-    store_all(store, target, path, caller).await
+    run_with(store, target, path, caller, continue_on_error, &Quiet).await
+}
+
+/// Where an import has got to: bytes of the file read by each pass (for a
+/// progress bar).
+pub trait Progress: Send + Sync {
+    fn checked(&self, _bytes: u64) {}
+    fn stored(&self, _bytes: u64) {}
+}
+
+/// No progress shown.
+pub struct Quiet;
+
+impl Progress for Quiet {}
+
+/// `run`, telling `progress` how far each pass has read.
+pub async fn run_with(
+    store: &DynStore,
+    target: &Target,
+    path: &Path,
+    caller: &Caller,
+    continue_on_error: bool,
+    progress: &dyn Progress,
+) -> DomainResult<ImportReport> {
+    check_all(target, path, continue_on_error, progress).await?;
+    store_all(store, target, path, caller, progress).await
+}
+
+/// Imports a flat nodes-and-edges document (`flat`) into the project of
+/// `scope`, made now by `caller`; failures name the node or edge.
+pub async fn run_flat(
+    store: &DynStore,
+    scope: &Scope,
+    path: &Path,
+    caller: &Caller,
+    continue_on_error: bool,
+    progress: &dyn Progress,
+) -> DomainResult<ImportReport> {
+    let (input, actor) = (path.to_owned(), caller.key_id.clone());
+    let (lines, converted) = tokio::task::spawn_blocking(move || {
+        let input = std::fs::File::open(&input)
+            .map_err(|e| DomainError::internal(format!("cannot read the import: {e}")))?;
+        let lines = tempfile::NamedTempFile::new().map_err(DomainError::internal)?;
+        let mut out = std::io::BufWriter::new(lines.reopen().map_err(DomainError::internal)?);
+        let converted = flat::convert(input, &mut out, &actor, &crate::clock::now())?;
+        std::io::Write::flush(&mut out).map_err(DomainError::internal)?;
+        Ok::<_, DomainError>((lines, converted))
+    })
+    .await
+    .map_err(DomainError::internal)??;
+    let target = Target::Project(scope.clone());
+    let mut report = run_with(
+        store,
+        &target,
+        lines.path(),
+        caller,
+        continue_on_error,
+        progress,
+    )
+    .await
+    .map_err(|e| match e {
+        DomainError::AtLine { line, source } => match *source {
+            DomainError::BadRequest(m) => at_line(
+                line,
+                DomainError::BadRequest(format!("{}: {m}", converted.place(line))),
+            ),
+            source => at_line(line, source),
+        },
+        e => e,
+    })?;
+    for f in &mut report.failures {
+        f.message = format!("{}: {}", converted.place(f.line), f.message);
+    }
+    Ok(report)
 }
 
 /// Checks every record of the file at `path` as an import as exported
 /// would, storing nothing (a backup's `verify`).
 pub async fn check(path: &Path) -> DomainResult<()> {
-    check_all(&Target::AsExported, path, false).await
+    check_all(&Target::AsExported, path, false, &Quiet).await
 }
 
 /// The first pass: parses and checks every line.
-async fn check_all(target: &Target, path: &Path, continue_on_error: bool) -> DomainResult<()> {
+async fn check_all(
+    target: &Target,
+    path: &Path,
+    continue_on_error: bool,
+    progress: &dyn Progress,
+) -> DomainResult<()> {
     let mut units = Units::open(path).await?;
     let mut projects = 0;
     while let Some(unit) = units.next().await {
+        progress.checked(units.bytes);
         match unit {
             Ok(Unit::Project(..)) => projects += 1,
             Ok(Unit::Item(line, _)) if projects == 0 && matches!(target, Target::AsExported) => {
@@ -109,6 +189,7 @@ async fn store_all(
     target: &Target,
     path: &Path,
     caller: &Caller,
+    progress: &dyn Progress,
 ) -> DomainResult<ImportReport> {
     let mut units = Units::open(path).await?;
     let mut out = Storing {
@@ -125,6 +206,7 @@ async fn store_all(
         pending: None,
     };
     while let Some(unit) = units.next().await {
+        progress.stored(units.bytes);
         match unit {
             Err(DomainError::AtLine { line, source }) => out.report.fail(line, source.to_string()),
             Err(e) => return Err(e),
@@ -320,6 +402,8 @@ struct Units<R> {
     unreadable: bool,
     /// The document whose lines follow (its `doc` line was good).
     doc: Option<DocInfo>,
+    /// Bytes read so far.
+    bytes: u64,
 }
 
 impl Units<BufReader<tokio::fs::File>> {
@@ -334,6 +418,7 @@ impl Units<BufReader<tokio::fs::File>> {
             buf: Vec::new(),
             unreadable: false,
             doc: None,
+            bytes: 0,
         })
     }
 }
@@ -357,6 +442,7 @@ impl<R: AsyncBufRead + Unpin> Units<R> {
                 Ok(_) => {}
             }
             self.line += 1;
+            self.bytes += self.buf.len() as u64;
             if self.buf.len() > MAX_LINE {
                 self.unreadable = true;
                 let e = DomainError::BadRequest(format!("a line over {MAX_LINE} bytes"));
