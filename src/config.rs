@@ -314,11 +314,13 @@ const ENV: &[(&str, &str, Kind)] = &[
     ("STRATA_CORS_ORIGINS", "cors_origins", Kind::List),
 ];
 
-/// Variables read elsewhere (the file's name, the S3 client, the logger).
+/// Variables read elsewhere (the file's name, the S3 client, the logger:
+/// `logging`).
 const OTHER_VARS: &[&str] = &[
     "STRATA_CONFIG",
     "STRATA_S3_ENDPOINT",
     "STRATA_LOG",
+    "STRATA_LOG_FORMAT",
     // A client's key (`strata init` says to export it): read by clients.
     "STRATA_KEY",
 ];

@@ -37,6 +37,7 @@
 //! - [`lifecycle`]: the cancellation token and task tracker that stop
 //!   background work.
 //! - [`digest`]: SHA-256 as lowercase hex.
+//! - [`logging`]: the process's log, text or JSON lines.
 //! - [`server`]: wiring: open the store, resolve the admin key, build the
 //!   router, serve, shut down in order.
 //! - [`cli`]: the one-shot commands `migrate`, `init`, `doctor`, `age sync`,
@@ -59,6 +60,7 @@ pub mod graph;
 pub mod import;
 pub mod jobs;
 pub mod lifecycle;
+pub mod logging;
 pub mod migrate_store;
 pub mod search;
 pub mod server;

@@ -173,14 +173,7 @@ enum AgeCommand {
 
 fn main() -> anyhow::Result<()> {
     let cli = Cli::parse();
-    tracing_subscriber::fmt()
-        .with_env_filter(
-            tracing_subscriber::EnvFilter::try_from_env("STRATA_LOG").unwrap_or_else(|_| {
-                tracing_subscriber::EnvFilter::new("info,tokio_cron_scheduler=warn")
-            }),
-        )
-        .with_writer(std::io::stderr)
-        .init();
+    strata::logging::init()?;
     let runtime = tokio::runtime::Builder::new_multi_thread()
         .enable_all()
         .build()?;

@@ -20,6 +20,7 @@ mod ops;
 mod relationships;
 mod search;
 mod tenancy;
+mod trace;
 
 pub use auth::{AuthSettings, Authenticator};
 
@@ -145,6 +146,7 @@ pub fn app(services: Services, auth: AuthSettings, config: Arc<Config>) -> Route
     let app = router
         .fallback(|| async { not_found_route() })
         .method_not_allowed_fallback(|| async { method_not_allowed() })
+        .layer(axum::middleware::from_fn(trace::route))
         .layer(axum::middleware::from_fn_with_state(
             state.clone(),
             metrics::track,
@@ -158,7 +160,8 @@ pub fn app(services: Services, auth: AuthSettings, config: Arc<Config>) -> Route
         ))
         .layer(DefaultBodyLimit::max(config.body_limit))
         .with_state(state);
-    cors::wrap(app, &config.cors_origins)
+    // Outermost: every answer, a preflight's too, has its request id.
+    cors::wrap(app, &config.cors_origins).layer(axum::middleware::from_fn(trace::request))
 }
 
 /// The per-request timeout: 503 in the contract's error shape.

@@ -100,7 +100,8 @@ impl Modify for ApiKey {
 /// its path names a resource (404), its body is limited and typed (413,
 /// 415), and every request runs under the timeout layer (503). Each error
 /// answer, added here or declared by the handler, gets the error schema;
-/// each answer of one entity declares its `ETag`.
+/// each answer of one entity declares its `ETag`, and every answer its
+/// `X-Request-Id`.
 pub fn complete(doc: &mut Value) {
     let Some(paths) = doc.get_mut("paths").and_then(Value::as_object_mut) else {
         return;
@@ -146,6 +147,14 @@ pub fn complete(doc: &mut Value) {
                     "required": false,
                     "schema": { "type": "integer" }
                 }});
+            }
+            // Every answer has its request id (`trace::request`).
+            for response in responses.values_mut() {
+                response["headers"]["X-Request-Id"] = json!({
+                    "description": "the request's id: the client's `X-Request-Id` when usable (1 to 128 of letters, digits and `-_.:/+=@`), else a new UUID; logs carry it",
+                    "required": true,
+                    "schema": { "type": "string" }
+                });
             }
         }
     }

@@ -38,6 +38,7 @@ mod export;
 mod feed;
 mod interop;
 mod meili;
+mod observability;
 mod openapi;
 mod pgbackrest;
 mod postgres;

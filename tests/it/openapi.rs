@@ -6,7 +6,8 @@
 //! runs schemathesis against the document it serves: generated requests,
 //! valid and invalid, each answer checked for no server error, a declared
 //! status, a declared content type, a body matching its schema and the
-//! declared headers (`ETag`, `Retry-After`, `X-Strata-Seq`). ops/test.sh
+//! declared headers (`ETag`, `Retry-After`, `X-Strata-Seq`, and
+//! `X-Request-Id` on every answer). ops/test.sh
 //! installs schemathesis and names its `st` in STRATA_TEST_SCHEMATHESIS.
 //!
 //! The other test checks the document's shape without it.
@@ -262,6 +263,10 @@ async fn every_operation_declares_its_parameters_and_error_answers() {
                 assert!(responses.contains_key("415"), "{at}: no 415");
             }
             for (status, response) in responses {
+                assert_eq!(
+                    response["headers"]["X-Request-Id"]["required"], true,
+                    "{at} {status}: every answer has its request id"
+                );
                 if status.as_str() >= "400" {
                     assert_eq!(
                         response["content"]["application/json"]["schema"]["$ref"],
