@@ -45,5 +45,6 @@ mod postgres;
 mod security;
 mod semantic;
 mod shutdown;
+mod storage;
 mod text_index;
 mod vectors;
