@@ -23,6 +23,7 @@ mod tenancy;
 mod trace;
 
 pub use auth::{AuthSettings, Authenticator};
+pub use ops::CHECK_TIMEOUT as READY_CHECK_TIMEOUT;
 
 use crate::config::Config;
 use crate::domain::{Entity, Page};

@@ -150,4 +150,22 @@ impl BlobStore for DirBlobStore {
     fn describe(&self) -> String {
         format!("file://{}", self.root.display())
     }
+
+    /// The root is a directory that can be read. A missing one counts as
+    /// a failure although a write would make it again: it was made at
+    /// start, so its volume has most likely gone.
+    async fn ping(&self) -> Result<(), BlobError> {
+        let root = self.root.clone();
+        blocking(move || {
+            if !root.is_dir() {
+                return Err(BlobError::Backend(format!(
+                    "{} is not a directory",
+                    root.display()
+                )));
+            }
+            std::fs::read_dir(&root).map_err(io(""))?;
+            Ok(())
+        })
+        .await
+    }
 }

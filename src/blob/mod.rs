@@ -79,6 +79,13 @@ pub trait BlobStore: Send + Sync {
     /// Where the blobs are, for logs and health output.
     fn describe(&self) -> String;
 
+    /// Answers when the store can be reached (readiness): the directory is
+    /// there, the bucket answers. This default only asks whether a key
+    /// exists, which every store can answer.
+    async fn ping(&self) -> Result<(), BlobError> {
+        self.exists("readiness-probe").await.map(|_| ())
+    }
+
     /// `get`, refusing bytes whose SHA-256 is not `sha256`.
     async fn get_verified(&self, key: &str, sha256: &str) -> Result<Vec<u8>, BlobError> {
         let bytes = self.get(key).await?;

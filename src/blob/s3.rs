@@ -211,6 +211,23 @@ impl BlobStore for S3BlobStore {
         Ok(keys)
     }
 
+    /// The bucket answers (HeadBucket) with these credentials.
+    async fn ping(&self) -> Result<(), BlobError> {
+        match self.client.head_bucket().bucket(&self.bucket).send().await {
+            Ok(_) => Ok(()),
+            // A HEAD answer has no body to name the error: say it here.
+            Err(e) if status_of(&e) == Some(404) => Err(BlobError::Backend(format!(
+                "bucket {} does not exist",
+                self.bucket
+            ))),
+            Err(e) if status_of(&e) == Some(403) => Err(BlobError::Backend(format!(
+                "access to bucket {} is denied",
+                self.bucket
+            ))),
+            Err(e) => Err(backend(&self.bucket, e)),
+        }
+    }
+
     fn describe(&self) -> String {
         let at = self.endpoint.as_deref().unwrap_or("AWS");
         format!("s3://{}/{} at {at}", self.bucket, self.prefix)

@@ -26,6 +26,11 @@ pub trait Embedder: Send + Sync {
     fn dimensions(&self) -> usize;
     /// One L2-normalised vector per text, in order.
     async fn embed(&self, texts: &[String]) -> Result<Vec<Vec<f32>>, EmbedError>;
+    /// Answers when the source can embed (readiness): a service answers
+    /// and has the model. An in-process model has nothing to reach.
+    async fn ping(&self) -> Result<(), EmbedError> {
+        Ok(())
+    }
 }
 
 #[derive(Debug, thiserror::Error)]

@@ -85,6 +85,16 @@ impl Embedder for OllamaEmbedder {
         vectors.iter_mut().for_each(|v| normalize(v));
         Ok(vectors)
     }
+
+    /// Ollama answers and has the model (`POST /api/show`, which reads
+    /// the model's manifest without loading it); a model not pulled fails.
+    async fn ping(&self) -> Result<(), EmbedError> {
+        self.client
+            .show_model_info(self.name.clone())
+            .await
+            .map(|_| ())
+            .map_err(|e| classify(e, &self.name))
+    }
 }
 
 /// A server that cannot be reached or does not answer in time is

@@ -417,6 +417,10 @@ impl<S: Store> Store for CachedStore<S> {
         self.inner.ping().await
     }
 
+    async fn ping_age(&self) -> Option<DomainResult<()>> {
+        self.inner.ping_age().await
+    }
+
     async fn maintain(&self, task: Maintenance) -> DomainResult<String> {
         self.inner.maintain(task).await
     }

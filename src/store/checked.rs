@@ -540,6 +540,10 @@ impl<S: Store> Store for Checked<S> {
         self.0.ping().await
     }
 
+    async fn ping_age(&self) -> Option<DomainResult<()>> {
+        self.0.ping_age().await
+    }
+
     async fn maintain(&self, task: Maintenance) -> DomainResult<String> {
         self.0.maintain(task).await
     }

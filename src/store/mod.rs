@@ -434,6 +434,12 @@ pub trait Store:
     /// Answers when the store can serve reads and writes.
     async fn ping(&self) -> DomainResult<()>;
 
+    /// Answers when the store's Apache AGE graph projection works
+    /// (readiness); `None` when this store keeps none.
+    async fn ping_age(&self) -> Option<DomainResult<()>> {
+        None
+    }
+
     /// Routine upkeep, run by scheduled jobs; returns a one-line summary.
     async fn maintain(&self, task: Maintenance) -> DomainResult<String>;
 

@@ -92,11 +92,20 @@ async fn age_projection_cypher_and_differential() {
         )
         .await;
     }
+    readiness_checks_age(&api).await;
     projection_follows_every_write(&api).await;
     cypher_is_read_only_and_parameterised(&api).await;
     projects_see_only_their_graph(&api).await;
     sync_rebuilds_the_graph(&api).await;
     cte_answers_equal_cypher_answers(&api).await;
+}
+
+/// With AGE on, readiness asks AGE too (tests/it/readiness.rs has the rest).
+async fn readiness_checks_age(api: &Api) {
+    let (status, body) = api.call("GET", "/health/ready", Value::Null).await;
+    assert_eq!(status, StatusCode::OK, "{body}");
+    assert_eq!(body["checks"]["age"], "ok", "{body}");
+    assert_eq!(body["checks"]["store"], "ok", "{body}");
 }
 
 async fn projection_follows_every_write(api: &Api) {

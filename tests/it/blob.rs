@@ -147,7 +147,12 @@ macro_rules! blob_suite {
     };
 }
 
+async fn a_store_that_is_there_answers_its_ping(store: Arc<dyn BlobStore>) {
+    store.ping().await.unwrap();
+}
+
 blob_suite!(
+    a_store_that_is_there_answers_its_ping,
     round_trip_and_never_overwrite,
     missing_keys_and_deletes,
     lists_by_prefix_sorted,
@@ -189,4 +194,70 @@ async fn corrupt_files_on_disk_are_caught() {
         store.get_verified("doc/snap", &info.sha256).await,
         Err(BlobError::Corrupt(_))
     ));
+}
+
+/// Readiness: a blob directory gone, or something else in its place, fails
+/// the ping; made again, it answers.
+#[tokio::test]
+async fn a_blob_directory_that_is_gone_fails_its_ping() {
+    let dir = tempfile::tempdir().unwrap();
+    let root = dir.path().join("blobs");
+    let store = DirBlobStore::new(&root).unwrap();
+    store.ping().await.unwrap();
+    std::fs::remove_dir(&root).unwrap();
+    assert!(store.ping().await.is_err());
+    std::fs::write(&root, b"a file").unwrap();
+    let err = store.ping().await.unwrap_err();
+    assert!(err.to_string().contains("not a directory"), "{err}");
+    std::fs::remove_file(&root).unwrap();
+    std::fs::create_dir(&root).unwrap();
+    store.ping().await.unwrap();
+}
+
+/// Readiness: a bucket that does not exist, a key the server refuses and
+/// a server that is not there all fail the ping, each saying why.
+#[tokio::test]
+async fn an_s3_bucket_that_cannot_be_used_fails_its_ping() {
+    if support::skip_without(support::S3) {
+        return;
+    }
+    let endpoint = std::env::var("STRATA_TEST_S3_ENDPOINT").expect("run through ops/test.sh");
+    let bucket = std::env::var("STRATA_TEST_S3_BUCKET").unwrap();
+    let credentials = |secret: String| {
+        aws_sdk_s3::config::Credentials::new(
+            std::env::var("AWS_ACCESS_KEY_ID").unwrap(),
+            secret,
+            None,
+            None,
+            "test",
+        )
+    };
+    let secret = std::env::var("AWS_SECRET_ACCESS_KEY").unwrap();
+    let store = |bucket: &str, endpoint: &str, secret: &str| {
+        S3BlobStore::new(
+            bucket,
+            "ping",
+            Some(endpoint),
+            "us-east-1",
+            credentials(secret.to_string()),
+        )
+        .unwrap()
+    };
+    store(&bucket, &endpoint, &secret).ping().await.unwrap();
+    let missing = store("strata-no-such-bucket", &endpoint, &secret)
+        .ping()
+        .await
+        .unwrap_err();
+    assert!(missing.to_string().contains("does not exist"), "{missing}");
+    assert!(store(&bucket, &endpoint, "not-the-secret")
+        .ping()
+        .await
+        .is_err());
+    let port = std::net::TcpListener::bind("127.0.0.1:0")
+        .unwrap()
+        .local_addr()
+        .unwrap()
+        .port();
+    let gone = format!("http://127.0.0.1:{port}");
+    assert!(store(&bucket, &gone, &secret).ping().await.is_err());
 }

@@ -175,6 +175,15 @@ impl Age {
         }))
     }
 
+    /// AGE answers on a pooled connection: its library reads an agtype
+    /// and its catalog of graphs can be read.
+    pub async fn ping(&self, c: &tokio_postgres::Client) -> DomainResult<()> {
+        c.simple_query("SELECT '1'::ag_catalog.agtype, count(*) FROM ag_catalog.ag_graph")
+            .await
+            .map_err(pg_err)?;
+        Ok(())
+    }
+
     /// Runs one Cypher statement on `graph` with `params`; returns the rows as
     /// agtype text, `columns` values each.
     async fn run<C: GenericClient>(

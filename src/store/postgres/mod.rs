@@ -381,6 +381,15 @@ impl Store for PgStore {
         Ok(())
     }
 
+    async fn ping_age(&self) -> Option<DomainResult<()>> {
+        let age = self.age.as_ref()?;
+        let checked = async {
+            let c = self.client().await?;
+            age.ping(&c).await
+        };
+        Some(checked.await)
+    }
+
     async fn maintain(&self, task: Maintenance) -> DomainResult<String> {
         let c = self.client().await?;
         match task {

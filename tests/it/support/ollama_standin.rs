@@ -1,9 +1,11 @@
 //! A protocol-level stand-in for Ollama, which cannot be installed on the
-//! machines the tests run on. It answers the one endpoint the embedder
-//! calls, `POST /api/embed`, in the shape Ollama documents:
+//! machines the tests run on. It answers the endpoints the daemon calls,
+//! in the shapes Ollama documents: `POST /api/embed`,
 //! `{"model", "input": string | [string]}` → `{"model", "embeddings":
 //! [[f32, ...], ...]}`, and 404 `{"error": "model \"x\" not found"}` for a
-//! model it does not serve. The vectors are real: the local model's.
+//! model it does not serve. The vectors are real: the local model's. And
+//! `POST /api/show` (`{"model"}`, or the older `{"name"}`), which readiness
+//! asks: the model's details, or 404 for a model not pulled.
 
 use axum::extract::State;
 use axum::http::StatusCode;
@@ -53,6 +55,7 @@ pub async fn start(model: &str, embedder: LocalEmbedder) -> OllamaStandin {
     });
     let app = Router::new()
         .route("/api/embed", post(embed))
+        .route("/api/show", post(show))
         .with_state(served);
     let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
     let url = format!("http://{}", listener.local_addr().unwrap());
@@ -84,4 +87,32 @@ async fn embed(
             Json(json!({ "error": e.to_string() })),
         ),
     }
+}
+
+#[derive(Deserialize)]
+struct ShowRequest {
+    #[serde(alias = "name")]
+    model: String,
+}
+
+async fn show(
+    State(served): State<Arc<Served>>,
+    Json(request): Json<ShowRequest>,
+) -> (StatusCode, Json<Value>) {
+    if request.model != served.model {
+        let error = format!("model '{}' not found", request.model);
+        return (StatusCode::NOT_FOUND, Json(json!({ "error": error })));
+    }
+    (
+        StatusCode::OK,
+        Json(json!({
+            "license": "",
+            "modelfile": format!("FROM {}", served.model),
+            "parameters": "",
+            "template": "",
+            "details": {"format": "gguf", "family": "bert", "parameter_size": "23M"},
+            "model_info": {"general.architecture": "bert"},
+            "capabilities": ["embedding"]
+        })),
+    )
 }
