@@ -46,5 +46,6 @@ mod readiness;
 mod security;
 mod semantic;
 mod shutdown;
+mod storage;
 mod text_index;
 mod vectors;
