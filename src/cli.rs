@@ -38,9 +38,23 @@ fn cli_caller() -> crate::domain::Caller {
     crate::domain::Caller::new("cli")
 }
 
-pub async fn init(config: &Config, org: &str, project: &str) -> anyhow::Result<()> {
+/// What `strata init` made: the org's new key, shown once.
+pub struct Initialised {
+    /// The key's id (as listed by `GET /v1/orgs/{org}/keys`).
+    pub key_id: String,
+    /// `sk_<id>_<secret>`: the whole key, for `Authorization: Bearer`.
+    pub key: String,
+}
+
+/// `strata init`: the org and the project (kept when they exist) and a new
+/// key of the org with `write` scope, as API.md says; prints them, the
+/// secret once, with where the admin key is and the first calls to make.
+pub async fn init(config: &Config, org: &str, project: &str) -> anyhow::Result<Initialised> {
+    use crate::domain::{validate, ApiKeyInfo, KeyScope, StoredKey};
+    validate::id("org id", org)?;
+    validate::id("project id", project)?;
     let store = store::open(&config.database_url, &config.store_settings()).await?;
-    let created = async {
+    let made = async {
         match store.create_org(&cli_caller(), org, org).await {
             Ok(_) | Err(DomainError::Conflict(_)) => {}
             Err(e) => return Err(e),
@@ -49,31 +63,58 @@ pub async fn init(config: &Config, org: &str, project: &str) -> anyhow::Result<(
             .create_project(&cli_caller(), org, project, project)
             .await
         {
-            Ok(_) | Err(DomainError::Conflict(_)) => Ok(()),
-            Err(e) => Err(e),
+            Ok(_) | Err(DomainError::Conflict(_)) => {}
+            Err(e) => return Err(e),
         }
+        let (id, key, secret_hash) = crate::api::new_key();
+        let stored = StoredKey {
+            info: ApiKeyInfo {
+                id,
+                org: org.to_owned(),
+                name: "strata init".into(),
+                scopes: vec![KeyScope::Write],
+                created_at: crate::clock::now(),
+                created_by: cli_caller().key_id,
+                revoked_at: None,
+            },
+            secret_hash,
+        };
+        let info = store.create_key(&cli_caller(), stored).await?;
+        Ok(Initialised {
+            key_id: info.id,
+            key,
+        })
     }
     .await;
     // Closed before exiting: on SQLite that folds the WAL back into the file.
     store.close().await;
-    created?;
-    let key = server::admin_key(config)?;
+    let made = made?;
+    let admin = server::admin_key(config)?;
     let base = format!("http://{}/v1/orgs/{org}/projects/{project}", config.listen);
-    let key_note = match &key {
-        server::AdminKey::Configured(_) => "the key in STRATA_ADMIN_KEY".to_string(),
-        _ => format!("the key in {}/admin.key", config.data_dir.display()),
-    };
     println!(
-        "org:     {org}\nproject: {project}\nkey:     {}\n",
-        key.secret()
+        "org:     {org}\nproject: {project}\nkey:     {}\n         (write scope on org {org}, id {}; shown only now)",
+        made.key, made.key_id
     );
-    println!("Start the daemon with `strata serve`, then call it with {key_note}:");
-    println!("  export STRATA_KEY={}", key.secret());
+    match &admin {
+        server::AdminKey::Configured(_) => {
+            println!("admin:   the global admin key is the one in STRATA_ADMIN_KEY")
+        }
+        server::AdminKey::FromFile(_) => println!(
+            "admin:   the global admin key is in {}/admin.key",
+            config.data_dir.display()
+        ),
+        server::AdminKey::Generated(k) => println!(
+            "admin:   {k}\n         (the global admin key, generated now; also in {}/admin.key)",
+            config.data_dir.display()
+        ),
+    }
+    println!("\nStart the daemon with `strata serve`, then call it with the new key:");
+    println!("  export STRATA_KEY={}", made.key);
     println!(
         "  curl -s -X POST {base}/entities -H \"Authorization: Bearer $STRATA_KEY\" \\\n       -H 'Content-Type: application/json' -d '{{\"type\": \"task\", \"properties\": {{\"title\": \"hello\"}}}}'"
     );
     println!("  curl -s \"{base}/search?q=hello\" -H \"Authorization: Bearer $STRATA_KEY\"");
-    Ok(())
+    Ok(made)
 }
 
 /// Repairs a project's relationship liveness and AGE graph, says what it

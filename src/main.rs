@@ -28,7 +28,9 @@ enum Command {
     Serve,
     /// Apply pending migrations and exit.
     Migrate,
-    /// Create an org and a project and print how to call the API.
+    /// Create an org and a project (kept when they exist) and a key of the
+    /// org with write scope; print them (the key only now) and how to call
+    /// the API.
     Init {
         #[arg(long, default_value = "default")]
         org: String,
@@ -182,7 +184,9 @@ fn main() -> anyhow::Result<()> {
             Command::Serve => serve().await,
             Command::Migrate => strata::cli::migrate(&Config::from_env()?).await,
             Command::Init { org, project } => {
-                strata::cli::init(&Config::from_env()?, &org, &project).await
+                strata::cli::init(&Config::from_env()?, &org, &project)
+                    .await
+                    .map(|_| ())
             }
             Command::Doctor => strata::cli::doctor().await,
             Command::Health { url, timeout } => {

@@ -22,7 +22,7 @@ mod search;
 mod tenancy;
 mod trace;
 
-pub use auth::{AuthSettings, Authenticator};
+pub use auth::{new_key, AuthSettings, Authenticator};
 pub use ops::CHECK_TIMEOUT as READY_CHECK_TIMEOUT;
 
 use crate::config::Config;

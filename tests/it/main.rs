@@ -36,6 +36,7 @@ mod crdt;
 mod embed;
 mod export;
 mod feed;
+mod init;
 mod interop;
 mod meili;
 mod observability;
