@@ -35,6 +35,7 @@ mod cors;
 mod crdt;
 mod embed;
 mod export;
+mod faults;
 mod feed;
 mod init;
 mod interop;
