@@ -2,6 +2,9 @@
 //! backends: the built daemon takes writes from eight clients at once and
 //! is killed with SIGKILL mid-stream; started again on the same store, it
 //! holds every write it acknowledged (a 201), as the README promises.
+//! PostgreSQL stopped mid-load (immediate shutdown, as a crash or failover)
+//! and started again: requests answer 503 with the JSON error while it is
+//! down, the daemon reconnects by itself, and nothing acknowledged is lost.
 
 use serde_json::{json, Value};
 use std::process::Stdio;
@@ -164,4 +167,143 @@ async fn postgres_keeps_every_acknowledged_write_through_kill_9() {
     }
     let url = crate::support::fresh_pg_database().await;
     acknowledged_writes_survive_kill_9(Some(url)).await;
+}
+
+#[tokio::test]
+async fn a_postgres_restart_mid_load_is_503_then_the_daemon_recovers() {
+    use crate::pgbackrest::{free_port, initdb, postgres_dir, Cluster};
+    if crate::support::skip_without(crate::support::PG) {
+        return;
+    }
+    // A PostgreSQL 15 cluster of its own: the shared one serves other tests.
+    let tmp = tempfile::tempdir().unwrap();
+    std::fs::set_permissions(
+        tmp.path(),
+        <std::fs::Permissions as std::os::unix::fs::PermissionsExt>::from_mode(0o755),
+    )
+    .unwrap();
+    let data = postgres_dir(&tmp.path().join("pg")).join("data");
+    let sockets = postgres_dir(&tmp.path().join("sockets"));
+    let log = postgres_dir(&tmp.path().join("log")).join("pg.log");
+    initdb(&data);
+    let pg_port = free_port();
+    let cluster = Cluster::start(&data, pg_port, &sockets, &log);
+    cluster.sql("CREATE DATABASE strata");
+    let url = format!("postgres://postgres@127.0.0.1:{pg_port}/strata");
+
+    let dir = tempfile::tempdir().unwrap();
+    let daemon = start(dir.path(), free_port(), Some(&url)).await;
+    let (client, base) = (reqwest::Client::new(), daemon.base.clone());
+    let org = json!({"id": "acme", "name": "Acme"});
+    assert_eq!(
+        post(&client, format!("{base}/v1/orgs"), org).await.unwrap(),
+        201
+    );
+    let project = json!({"id": "app", "name": "app"});
+    let url_projects = format!("{base}/v1/orgs/acme/projects");
+    assert_eq!(post(&client, url_projects, project).await.unwrap(), 201);
+    let entities = format!("{base}{P}/entities");
+    let mut acknowledged = Vec::new();
+    let mut n = 0;
+    let mut write = |client: &reqwest::Client| {
+        n += 1;
+        let id = format!("e{n:06}");
+        let body = json!({"id": id, "type": "t", "properties": {"n": n}});
+        let (client, url) = (client.clone(), entities.clone());
+        async move {
+            let r = client
+                .post(url)
+                .bearer_auth(ADMIN)
+                .json(&body)
+                .timeout(Duration::from_secs(20))
+                .send()
+                .await
+                .unwrap();
+            let status = r.status().as_u16();
+            (id, status, r.json::<Value>().await.unwrap_or(Value::Null))
+        }
+    };
+    for _ in 0..50 {
+        let (id, status, body) = write(&client).await;
+        assert_eq!(status, 201, "{body}");
+        acknowledged.push(id);
+    }
+
+    // Down, while eight clients write: an immediate shutdown, as a crash
+    // would leave it. Statements in flight lose their connection; every
+    // answer is a 201 (acknowledged) or a 503 with the JSON error.
+    let stop = Arc::new(std::sync::atomic::AtomicBool::new(false));
+    let writers: Vec<_> = (0..WRITERS)
+        .map(|w| {
+            let (client, url, stop) = (client.clone(), entities.clone(), stop.clone());
+            tokio::spawn(async move {
+                let (mut acked, mut unavailable) = (Vec::new(), 0);
+                let mut n = 0;
+                while !stop.load(std::sync::atomic::Ordering::Relaxed) {
+                    n += 1;
+                    let id = format!("c{w}-{n:06}");
+                    let body = json!({"id": id, "type": "t", "properties": {"n": n}});
+                    let r = client
+                        .post(&url)
+                        .bearer_auth(ADMIN)
+                        .json(&body)
+                        .timeout(Duration::from_secs(20))
+                        .send()
+                        .await
+                        .unwrap();
+                    let status = r.status().as_u16();
+                    let body = r.json::<Value>().await.unwrap_or(Value::Null);
+                    match status {
+                        201 => acked.push(id),
+                        503 => {
+                            assert_eq!(body["error"]["code"], "unavailable", "{body}");
+                            unavailable += 1;
+                        }
+                        other => panic!("while the database goes down: {other} {body}"),
+                    }
+                }
+                (acked, unavailable)
+            })
+        })
+        .collect();
+    tokio::time::sleep(Duration::from_millis(300)).await;
+    drop(cluster);
+    tokio::time::sleep(Duration::from_millis(500)).await;
+    stop.store(true, std::sync::atomic::Ordering::Relaxed);
+    let mut unavailable = 0;
+    for w in writers {
+        let (acked, down) = w.await.unwrap();
+        acknowledged.extend(acked);
+        unavailable += down;
+    }
+    assert!(unavailable > 0, "no write met the database down");
+
+    // Back: the daemon reconnects by itself.
+    let _cluster = Cluster::start(&data, pg_port, &sockets, &log);
+    let mut back = false;
+    for _ in 0..100 {
+        let (id, status, body) = write(&client).await;
+        match status {
+            201 => {
+                acknowledged.push(id);
+                back = true;
+                break;
+            }
+            503 => tokio::time::sleep(Duration::from_millis(100)).await,
+            other => panic!("while the database comes back: {other} {body}"),
+        }
+    }
+    assert!(back, "the daemon did not recover once PostgreSQL was back");
+    for _ in 0..20 {
+        let (id, status, body) = write(&client).await;
+        assert_eq!(status, 201, "{body}");
+        acknowledged.push(id);
+    }
+    let stored = stored_ids(&client, &base).await;
+    let lost: Vec<&String> = acknowledged
+        .iter()
+        .filter(|id| !stored.contains(*id))
+        .collect();
+    assert!(lost.is_empty(), "acknowledged writes lost: {lost:?}");
+    drop(daemon);
 }

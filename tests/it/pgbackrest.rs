@@ -17,7 +17,7 @@ use std::path::{Path, PathBuf};
 use std::process::Command;
 use std::time::{Duration, Instant};
 
-const PGBIN: &str = "/usr/lib/postgresql/15/bin";
+pub(crate) const PGBIN: &str = "/usr/lib/postgresql/15/bin";
 
 #[tokio::test]
 async fn point_in_time_restore_into_a_new_cluster() {
@@ -175,13 +175,13 @@ impl Runbook {
 
 /// A running PostgreSQL 15 cluster, stopped (immediate mode) when dropped,
 /// also when the test fails half-way.
-struct Cluster {
+pub(crate) struct Cluster {
     data: PathBuf,
     port: u16,
 }
 
 impl Cluster {
-    fn start(data: &Path, port: u16, sockets: &Path, log: &Path) -> Cluster {
+    pub(crate) fn start(data: &Path, port: u16, sockets: &Path, log: &Path) -> Cluster {
         let cluster = Cluster {
             data: data.to_path_buf(),
             port,
@@ -204,7 +204,7 @@ impl Cluster {
 
     /// One psql command (several statements: the last one's rows), its
     /// output with fields separated by `|`.
-    fn sql(&self, sql: &str) -> String {
+    pub(crate) fn sql(&self, sql: &str) -> String {
         let output = Command::new(format!("{PGBIN}/psql"))
             .args([
                 "-h",
@@ -244,7 +244,7 @@ impl Drop for Cluster {
     }
 }
 
-fn initdb(data: &Path) {
+pub(crate) fn initdb(data: &Path) {
     run(
         as_postgres(&format!("{PGBIN}/initdb"))
             .arg("-D")
@@ -272,7 +272,7 @@ fn is_root() -> bool {
 }
 
 /// A new directory owned by postgres (when running as root).
-fn postgres_dir(dir: &Path) -> PathBuf {
+pub(crate) fn postgres_dir(dir: &Path) -> PathBuf {
     std::fs::create_dir_all(dir).unwrap();
     if is_root() {
         run(Command::new("chown").arg("postgres:").arg(dir), "chown");
@@ -304,7 +304,7 @@ fn append(file: &Path, text: &str) {
     f.write_all(text.as_bytes()).unwrap();
 }
 
-fn free_port() -> u16 {
+pub(crate) fn free_port() -> u16 {
     let listener = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
     listener.local_addr().unwrap().port()
 }

@@ -25,8 +25,29 @@ pub fn pg_err(e: tokio_postgres::Error) -> DomainError {
         Some(c) if *c == SqlState::QUERY_CANCELED => {
             DomainError::Unavailable("the statement timed out".into())
         }
+        _ if is_unreachable(&e) => {
+            DomainError::Unavailable(format!("the database cannot be reached: {e}"))
+        }
         _ => DomainError::Storage(Box::new(e)),
     }
+}
+
+/// The server went away or is shutting down (a restart, a failover): the
+/// request may succeed again once it is back, so it is a 503, not a fault.
+/// Class 08 is a connection exception, 57P01-57P03 a shutdown or a server
+/// not yet accepting connections.
+fn is_unreachable(e: &tokio_postgres::Error) -> bool {
+    e.is_closed()
+        || e.code().is_some_and(|c| {
+            let code = c.code();
+            code.starts_with("08") || ["57P01", "57P02", "57P03"].contains(&code)
+        })
+        || (e.code().is_none() && e.as_db_error().is_none() && io_error(e))
+}
+
+/// Whether the error comes from the socket (the connection broke).
+fn io_error(e: &tokio_postgres::Error) -> bool {
+    std::error::Error::source(e).is_some_and(|s| s.is::<std::io::Error>())
 }
 
 /// AGE's own messages when a statement meets a vertex or edge that another
