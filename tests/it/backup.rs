@@ -628,9 +628,9 @@ async fn damage_is_found_by_verify_and_refused_by_restore(config: Config) {
 }
 
 /// A blob store that refuses writes after `allowed` of them.
-struct Failing {
-    inner: strata::blob::DirBlobStore,
-    allowed: std::sync::atomic::AtomicUsize,
+pub(crate) struct Failing {
+    pub(crate) inner: strata::blob::DirBlobStore,
+    pub(crate) allowed: std::sync::atomic::AtomicUsize,
 }
 
 #[async_trait::async_trait]

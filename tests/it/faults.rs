@@ -5,7 +5,10 @@
 //! PostgreSQL stopped mid-load (immediate shutdown, as a crash or failover)
 //! and started again: requests answer 503 with the JSON error while it is
 //! down, the daemon reconnects by itself, and nothing acknowledged is lost.
+//! The blob store down during compaction: no update is deleted, and the
+//! next run (the hourly job's) compacts the document.
 
+use crate::backup::Failing;
 use serde_json::{json, Value};
 use std::process::Stdio;
 use std::sync::{Arc, Mutex};
@@ -306,4 +309,69 @@ async fn a_postgres_restart_mid_load_is_503_then_the_daemon_recovers() {
         .collect();
     assert!(lost.is_empty(), "acknowledged writes lost: {lost:?}");
     drop(daemon);
+}
+
+#[tokio::test]
+async fn a_blob_store_down_during_compaction_deletes_no_update() {
+    use std::sync::atomic::Ordering;
+    use strata::domain::{Caller, Scope};
+    let dir = tempfile::tempdir().unwrap();
+    let store = crate::support::sqlite_store(dir.path()).await;
+    let caller = Caller::new("test");
+    store.create_org(&caller, "acme", "Acme").await.unwrap();
+    store
+        .create_project(&caller, "acme", "app", "app")
+        .await
+        .unwrap();
+    let scope = Scope::new("acme", "app");
+    let doc = yrs::Doc::new();
+    let edits: Vec<Vec<u8>> = (0..20)
+        .map(|i| {
+            use yrs::{Text, Transact};
+            let t = doc.get_or_insert_text("t");
+            let mut txn = doc.transact_mut();
+            let len = t.len(&txn);
+            t.insert(&mut txn, len, &format!("edit {i}; "));
+            txn.encode_update_v1()
+        })
+        .collect();
+    store
+        .append_updates(&scope, "board", edits, None)
+        .await
+        .unwrap();
+    let before = store.doc_log(&scope, "board", None).await.unwrap();
+
+    // Snapshots go to the blob store (none inline) and the log would be
+    // pruned at once (no retention): only a recorded snapshot may prune it.
+    let config = strata::crdt::CrdtConfig {
+        inline_max_bytes: 0,
+        retention: Duration::ZERO,
+        ..Default::default()
+    };
+    let blobs = Failing {
+        inner: strata::blob::DirBlobStore::new(dir.path().join("blobs").to_str().unwrap()).unwrap(),
+        allowed: 0.into(),
+    };
+    let down = strata::crdt::compact::compact_all(store.as_ref(), &blobs, &config)
+        .await
+        .unwrap();
+    assert_eq!((down.documents, down.failed), (0, 1), "{down}");
+    let after = store.doc_log(&scope, "board", None).await.unwrap();
+    assert_eq!(after, before, "nothing was deleted or recorded");
+    assert!(store
+        .list_snapshots(&scope, "board")
+        .await
+        .unwrap()
+        .is_empty());
+
+    // Back: the next run compacts it and prunes what the snapshot covers.
+    blobs.allowed.store(10, Ordering::SeqCst);
+    let back = strata::crdt::compact::compact_all(store.as_ref(), &blobs, &config)
+        .await
+        .unwrap();
+    assert_eq!((back.documents, back.failed), (1, 0), "{back}");
+    let compacted = store.doc_log(&scope, "board", None).await.unwrap();
+    assert!(compacted.snapshot.is_some() && compacted.updates.is_empty());
+    assert_eq!(compacted.last_seq, 20);
+    store.close().await;
 }
