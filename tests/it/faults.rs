@@ -65,6 +65,31 @@ async fn post(client: &reqwest::Client, url: String, body: Value) -> reqwest::Re
     Ok(r.status().as_u16())
 }
 
+/// Org `acme` and its project `app`.
+async fn org_and_project(client: &reqwest::Client, base: &str) {
+    let org = json!({"id": "acme", "name": "Acme"});
+    let created = post(client, format!("{base}/v1/orgs"), org).await.unwrap();
+    assert_eq!(created, 201);
+    let project = json!({"id": "app", "name": "app"});
+    let url = format!("{base}/v1/orgs/acme/projects");
+    assert_eq!(post(client, url, project).await.unwrap(), 201);
+}
+
+/// Creates entity `id` of the project: its status and body, or the error
+/// of a request left unanswered.
+async fn create(client: &reqwest::Client, base: &str, id: &str) -> reqwest::Result<(u16, Value)> {
+    let body = json!({"id": id, "type": "t", "properties": {"id": id}});
+    let r = client
+        .post(format!("{base}{P}/entities"))
+        .bearer_auth(ADMIN)
+        .json(&body)
+        .timeout(Duration::from_secs(20))
+        .send()
+        .await?;
+    let status = r.status().as_u16();
+    Ok((status, r.json().await.unwrap_or(Value::Null)))
+}
+
 /// Every entity id the project holds, page by page.
 async fn stored_ids(client: &reqwest::Client, base: &str) -> std::collections::HashSet<String> {
     let mut ids = std::collections::HashSet::new();
@@ -103,14 +128,7 @@ async fn acknowledged_writes_survive_kill_9(database_url: Option<String>) {
     let mut daemon = start(dir.path(), port, database_url.as_deref()).await;
     let client = reqwest::Client::new();
     let base = daemon.base.clone();
-    let org = json!({"id": "acme", "name": "Acme"});
-    assert_eq!(
-        post(&client, format!("{base}/v1/orgs"), org).await.unwrap(),
-        201
-    );
-    let project = json!({"id": "app", "name": "app"});
-    let url = format!("{base}/v1/orgs/acme/projects");
-    assert_eq!(post(&client, url, project).await.unwrap(), 201);
+    org_and_project(&client, &base).await;
 
     let acknowledged = Arc::new(Mutex::new(Vec::new()));
     let writers: Vec<_> = (0..WRITERS)
@@ -119,10 +137,9 @@ async fn acknowledged_writes_survive_kill_9(database_url: Option<String>) {
             tokio::spawn(async move {
                 for n in 0.. {
                     let id = format!("w{w}-{n:06}");
-                    let body = json!({"id": id, "type": "t", "properties": {"n": n}});
-                    match post(&client, format!("{base}{P}/entities"), body).await {
-                        Ok(201) => acknowledged.lock().unwrap().push(id),
-                        Ok(status) => panic!("a write answered {status}"),
+                    match create(&client, &base, &id).await {
+                        Ok((201, _)) => acknowledged.lock().unwrap().push(id),
+                        Ok((status, body)) => panic!("a write answered {status} {body}"),
                         // The daemon is gone: an unanswered write may or may
                         // not be stored, and was not acknowledged.
                         Err(_) => return,
@@ -197,33 +214,15 @@ async fn a_postgres_restart_mid_load_is_503_then_the_daemon_recovers() {
     let dir = tempfile::tempdir().unwrap();
     let daemon = start(dir.path(), free_port(), Some(&url)).await;
     let (client, base) = (reqwest::Client::new(), daemon.base.clone());
-    let org = json!({"id": "acme", "name": "Acme"});
-    assert_eq!(
-        post(&client, format!("{base}/v1/orgs"), org).await.unwrap(),
-        201
-    );
-    let project = json!({"id": "app", "name": "app"});
-    let url_projects = format!("{base}/v1/orgs/acme/projects");
-    assert_eq!(post(&client, url_projects, project).await.unwrap(), 201);
-    let entities = format!("{base}{P}/entities");
+    org_and_project(&client, &base).await;
     let mut acknowledged = Vec::new();
     let mut n = 0;
     let mut write = |client: &reqwest::Client| {
         n += 1;
-        let id = format!("e{n:06}");
-        let body = json!({"id": id, "type": "t", "properties": {"n": n}});
-        let (client, url) = (client.clone(), entities.clone());
+        let (client, base, id) = (client.clone(), base.clone(), format!("e{n:06}"));
         async move {
-            let r = client
-                .post(url)
-                .bearer_auth(ADMIN)
-                .json(&body)
-                .timeout(Duration::from_secs(20))
-                .send()
-                .await
-                .unwrap();
-            let status = r.status().as_u16();
-            (id, status, r.json::<Value>().await.unwrap_or(Value::Null))
+            let (status, body) = create(&client, &base, &id).await.unwrap();
+            (id, status, body)
         }
     };
     for _ in 0..50 {
@@ -238,24 +237,14 @@ async fn a_postgres_restart_mid_load_is_503_then_the_daemon_recovers() {
     let stop = Arc::new(std::sync::atomic::AtomicBool::new(false));
     let writers: Vec<_> = (0..WRITERS)
         .map(|w| {
-            let (client, url, stop) = (client.clone(), entities.clone(), stop.clone());
+            let (client, base, stop) = (client.clone(), base.clone(), stop.clone());
             tokio::spawn(async move {
                 let (mut acked, mut unavailable) = (Vec::new(), 0);
                 let mut n = 0;
                 while !stop.load(std::sync::atomic::Ordering::Relaxed) {
                     n += 1;
                     let id = format!("c{w}-{n:06}");
-                    let body = json!({"id": id, "type": "t", "properties": {"n": n}});
-                    let r = client
-                        .post(&url)
-                        .bearer_auth(ADMIN)
-                        .json(&body)
-                        .timeout(Duration::from_secs(20))
-                        .send()
-                        .await
-                        .unwrap();
-                    let status = r.status().as_u16();
-                    let body = r.json::<Value>().await.unwrap_or(Value::Null);
+                    let (status, body) = create(&client, &base, &id).await.unwrap();
                     match status {
                         201 => acked.push(id),
                         503 => {
