@@ -73,6 +73,7 @@ pub async fn init(config: &Config, org: &str, project: &str) -> anyhow::Result<I
                 org: org.to_owned(),
                 name: "strata init".into(),
                 scopes: vec![KeyScope::Write],
+                projects: None,
                 created_at: crate::clock::now(),
                 created_by: cli_caller().key_id,
                 revoked_at: None,

@@ -42,6 +42,8 @@ pub struct Principal {
     pub key_id: String,
     pub org: Option<String>,
     pub scopes: Vec<KeyScope>,
+    /// The projects the key is limited to (None: every project of its org).
+    pub projects: Option<Vec<String>>,
 }
 
 impl Principal {
@@ -59,6 +61,7 @@ impl Principal {
             key_id: key_id.into(),
             org: None,
             scopes: vec![KeyScope::Admin],
+            projects: None,
         }
     }
 }
@@ -169,6 +172,7 @@ impl Authenticator {
             key_id: stored.info.id.clone(),
             org: Some(stored.info.org.clone()),
             scopes: stored.info.scopes.clone(),
+            projects: stored.info.projects.clone(),
         })
     }
 
@@ -296,6 +300,20 @@ impl<N: Need> FromRequestParts<AppState> for Authorized<N> {
                 return Err(ApiError::Forbidden("global admin"))
             }
             _ => {}
+        }
+        if let Some(mine) = &principal.projects {
+            match params.get("project") {
+                // The other projects of its org do not exist for this key.
+                Some(p) if !mine.contains(p) => {
+                    return Err(DomainError::not_found(format!("project {p}")).into());
+                }
+                Some(_) => {}
+                // Nor does the org beyond them: its listings, keys, trail.
+                None => {
+                    let org = params.get("org").map_or("", String::as_str);
+                    return Err(DomainError::not_found(format!("org {org}")).into());
+                }
+            }
         }
         if !principal.allows(N::LEVEL) {
             return Err(ApiError::Forbidden(N::LEVEL.as_str()));

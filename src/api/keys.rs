@@ -44,12 +44,17 @@ struct CreatedKey {
 struct NewKey {
     name: String,
     scopes: Vec<KeyScope>,
+    /// Limits the key to these projects of the org (each must exist): it
+    /// sees the others, and the org's own routes, as a key of another org
+    /// would. Absent: every project.
+    projects: Option<Vec<String>>,
 }
 
 /// Create a key; its secret is in this answer only.
 #[utoipa::path(post, path = "/v1/orgs/{org}/keys", tag = "tenancy", params(OrgPath), request_body = NewKey,
     security(("api_key" = ["admin"])),
-    responses((status = 201, description = "the key with its secret, shown only here", body = Data<CreatedKey>)))]
+    responses((status = 201, description = "the key with its secret, shown only here", body = Data<CreatedKey>),
+        (status = 404, description = "not_found: the org, or a project listed in `projects`")))]
 async fn create_key(
     State(s): State<AppState>,
     who: Authorized<Admin>,
@@ -65,6 +70,23 @@ async fn create_key(
     let mut scopes = body.scopes;
     scopes.sort();
     scopes.dedup();
+    let projects = match body.projects {
+        None => None,
+        Some(list) if list.is_empty() => {
+            return Err(ApiError::bad_request(
+                "projects must name at least one project (leave it out for all)",
+            ))
+        }
+        Some(mut list) => {
+            list.sort();
+            list.dedup();
+            for project in &list {
+                validate::id("project", project)?;
+                s.store.get_project(&p.org, project).await?;
+            }
+            Some(list)
+        }
+    };
     let (id, token, secret_hash) = new_key();
     let stored = StoredKey {
         info: ApiKeyInfo {
@@ -72,6 +94,7 @@ async fn create_key(
             org: p.org,
             name: body.name,
             scopes,
+            projects,
             created_at: crate::clock::now(),
             created_by: who.caller.key_id.clone(),
             revoked_at: None,

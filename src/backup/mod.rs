@@ -157,6 +157,9 @@ pub struct Backups {
     key: Option<Arc<ChunkKey>>,
 }
 
+/// How often taking the backups' lease is tried, 25 ms apart.
+const LEASE_TRIES: usize = 20;
+
 impl Backups {
     pub fn new(
         store: DynStore,
@@ -253,10 +256,15 @@ impl Backups {
     }
 
     async fn lease(&self) -> DomainResult<Lease> {
-        self.store
-            .lease_consumer(FEED_CURSOR)
-            .await?
-            .ok_or_else(|| DomainError::Conflict("a backup is running already".into()))
+        // A backup that has just ended releases its lease on a task of its
+        // own (PostgreSQL): a moment's grace before calling it busy.
+        for _ in 0..LEASE_TRIES {
+            if let Some(lease) = self.store.lease_consumer(FEED_CURSOR).await? {
+                return Ok(lease);
+            }
+            tokio::time::sleep(std::time::Duration::from_millis(25)).await;
+        }
+        Err(DomainError::Conflict("a backup is running already".into()))
     }
 
     fn begin(&self, plan: &Plan) -> BackupInfo {

@@ -455,6 +455,9 @@ pub struct ApiKeyInfo {
     pub org: String,
     pub name: String,
     pub scopes: Vec<KeyScope>,
+    /// The projects of the org the key may reach; absent: all of them.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub projects: Option<Vec<String>>,
     pub created_at: String,
     pub created_by: String,
     #[serde(skip_serializing_if = "Option::is_none")]

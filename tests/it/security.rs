@@ -240,6 +240,111 @@ async fn a_foreign_org_key_sees_nothing_on_any_route() {
     );
 }
 
+/// A key limited to some projects of its org: every route of the org's
+/// other projects, and the org's own routes (listings, keys, trail,
+/// export), answer 404 as for a key of another org, with nothing changed;
+/// in its project it works with its scopes.
+#[tokio::test]
+async fn a_key_limited_to_projects_sees_only_them() {
+    let api = Api::new().await;
+    two_tenants(&api).await;
+    api.ok(
+        Method::POST,
+        "/v1/orgs/acme/projects",
+        json!({"id": "side", "name": "Side"}),
+    )
+    .await;
+    let (acme_key_id, _) = api.new_key("acme", &["read"]).await;
+    let made = api
+        .ok(
+            Method::POST,
+            "/v1/orgs/acme/keys",
+            json!({"name": "side only", "scopes": ["admin"], "projects": ["side"]}),
+        )
+        .await;
+    assert_eq!(made["data"]["projects"], json!(["side"]));
+    let limited = made["data"]["key"].as_str().unwrap().to_owned();
+    let before = acme_state(&api).await;
+
+    let doc = api
+        .call(Method::GET, "/openapi.json", ADMIN, None)
+        .await
+        .body;
+    let mut checked = 0;
+    for (template, ops) in doc["paths"].as_object().unwrap() {
+        if !template.contains("{org}") {
+            continue;
+        }
+        for method in ops.as_object().unwrap().keys() {
+            let method: Method = method.to_uppercase().parse().unwrap();
+            let id = if template.contains("/keys/") {
+                acme_key_id.as_str()
+            } else if template.contains("/relationships/") {
+                "r1"
+            } else {
+                "e1"
+            };
+            let path = template
+                .replace("{org}", "acme")
+                .replace("{project}", "app")
+                .replace("{id}", id)
+                .replace("{n}", "1")
+                .replace("{doc}", "d1");
+            let r = api
+                .call(
+                    method.clone(),
+                    &path,
+                    &limited,
+                    plausible_body(&method, &path),
+                )
+                .await;
+            assert_eq!(
+                r.status,
+                StatusCode::NOT_FOUND,
+                "{method} {path}: {}",
+                r.body
+            );
+            checked += 1;
+        }
+    }
+    assert!(checked >= 25, "only {checked} org routes checked");
+    assert_eq!(
+        acme_state(&api).await,
+        before,
+        "a limited key changed acme's data"
+    );
+
+    // In its own project it works.
+    let side = "/v1/orgs/acme/projects/side";
+    let body = json!({"id": "s1", "type": "task"});
+    let r = api
+        .call(
+            Method::POST,
+            &format!("{side}/entities"),
+            &limited,
+            Some(body),
+        )
+        .await;
+    assert_eq!(r.status, StatusCode::CREATED, "{}", r.body);
+    let r = api
+        .call(Method::GET, &format!("{side}/entities/s1"), &limited, None)
+        .await;
+    assert_eq!(r.status, StatusCode::OK, "{}", r.body);
+
+    // Its projects must exist, and a list must name one.
+    for (projects, status) in [
+        (json!(["nope"]), StatusCode::NOT_FOUND),
+        (json!([]), StatusCode::BAD_REQUEST),
+        (json!(["bad/id"]), StatusCode::BAD_REQUEST),
+    ] {
+        let body = json!({"name": "k", "scopes": ["read"], "projects": projects});
+        let r = api
+            .call(Method::POST, "/v1/orgs/acme/keys", ADMIN, Some(body))
+            .await;
+        assert_eq!(r.status, status, "{projects}: {}", r.body);
+    }
+}
+
 #[tokio::test]
 async fn ids_of_another_tenant_do_not_exist_in_ones_own_project() {
     let api = Api::new().await;

@@ -13,7 +13,8 @@ use deadpool_postgres::GenericClient;
 use serde_json::json;
 use tokio_postgres::Row;
 
-const KEY_COLS: &str = "id, org_id, name, scopes, created_at, created_by, revoked_at, secret_hash";
+const KEY_COLS: &str =
+    "id, org_id, name, scopes, created_at, created_by, revoked_at, secret_hash, projects";
 
 fn key(r: &Row) -> StoredKey {
     StoredKey {
@@ -22,6 +23,9 @@ fn key(r: &Row) -> StoredKey {
             org: r.get(1),
             name: r.get(2),
             scopes: serde_json::from_value(r.get(3)).unwrap_or_default(),
+            projects: r
+                .get::<_, Option<serde_json::Value>>(8)
+                .and_then(|p| serde_json::from_value(p).ok()),
             created_at: rows::time(r.get(4)),
             created_by: r.get(5),
             revoked_at: r.get::<_, Option<chrono::DateTime<Utc>>>(6).map(rows::time),
@@ -38,10 +42,16 @@ pub async fn create<C: GenericClient>(
     super::tenancy::get_org(c, &k.info.org).await?;
     let created = rows::parse_time(&k.info.created_at)?;
     let scopes = serde_json::to_value(&k.info.scopes).map_err(DomainError::internal)?;
+    let projects = k
+        .info
+        .projects
+        .as_ref()
+        .map(|p| serde_json::to_value(p).expect("ids serialise"));
     execute(
         c,
-        "INSERT INTO api_keys (id, org_id, name, scopes, secret_hash, created_at, created_by)
-         VALUES ($1, $2, $3, $4, $5, $6, $7)",
+        "INSERT INTO api_keys (id, org_id, name, scopes, secret_hash, created_at, created_by,
+             projects)
+         VALUES ($1, $2, $3, $4, $5, $6, $7, $8)",
         &[
             &k.info.id,
             &k.info.org,
@@ -50,6 +60,7 @@ pub async fn create<C: GenericClient>(
             &k.secret_hash,
             &created,
             &k.info.created_by,
+            &projects,
         ],
     )
     .await?;
@@ -59,7 +70,7 @@ pub async fn create<C: GenericClient>(
         &place,
         "key.create",
         &k.info.id,
-        json!({ "name": k.info.name, "scopes": scopes }),
+        json!({ "name": k.info.name, "scopes": scopes, "projects": k.info.projects }),
     )
     .await?;
     Ok(k.info.clone())

@@ -11,16 +11,19 @@ use async_trait::async_trait;
 use rusqlite::{params, Connection, OptionalExtension};
 use serde_json::json;
 
-const COLS: &str = "id, org_id, name, scopes, created_at, created_by, revoked_at, secret_hash";
+const COLS: &str =
+    "id, org_id, name, scopes, created_at, created_by, revoked_at, secret_hash, projects";
 
 fn from_row(r: &rusqlite::Row) -> rusqlite::Result<StoredKey> {
     let scopes: String = r.get(3)?;
+    let projects: Option<String> = r.get(8)?;
     Ok(StoredKey {
         info: ApiKeyInfo {
             id: r.get(0)?,
             org: r.get(1)?,
             name: r.get(2)?,
             scopes: serde_json::from_str(&scopes).unwrap_or_default(),
+            projects: projects.and_then(|p| serde_json::from_str(&p).ok()),
             created_at: r.get(4)?,
             created_by: r.get(5)?,
             revoked_at: r.get(6)?,
@@ -33,8 +36,9 @@ pub fn create(conn: &Connection, caller: &Caller, key: &StoredKey) -> DomainResu
     super::tenancy::get_org(conn, &key.info.org)?;
     let k = &key.info;
     conn.execute(
-        "INSERT INTO api_keys (id, org_id, name, scopes, secret_hash, created_at, created_by)
-         VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7)",
+        "INSERT INTO api_keys (id, org_id, name, scopes, secret_hash, created_at, created_by,
+             projects)
+         VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8)",
         params![
             k.id,
             k.org,
@@ -43,6 +47,9 @@ pub fn create(conn: &Connection, caller: &Caller, key: &StoredKey) -> DomainResu
             key.secret_hash,
             k.created_at,
             k.created_by,
+            k.projects
+                .as_ref()
+                .map(|p| serde_json::to_string(p).expect("ids serialise")),
         ],
     )
     .map_err(sql_err)?;
@@ -52,7 +59,7 @@ pub fn create(conn: &Connection, caller: &Caller, key: &StoredKey) -> DomainResu
         &place,
         "key.create",
         &k.id,
-        json!({ "name": k.name, "scopes": k.scopes }),
+        json!({ "name": k.name, "scopes": k.scopes, "projects": k.projects }),
     )?;
     Ok(k.clone())
 }
