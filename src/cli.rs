@@ -259,14 +259,28 @@ pub async fn doctor() -> anyhow::Result<()> {
 /// succeeds only on 200, else fails with the reason (what the daemon named,
 /// or why it did not answer). Container health checks call it, so images
 /// need no HTTP client of their own. Without `--url`, the daemon of this
-/// configuration: its `STRATA_LISTEN`, on loopback when that is 0.0.0.0 or ::.
+/// configuration: its `STRATA_LISTEN`, on loopback when that is 0.0.0.0 or ::,
+/// over HTTPS when `STRATA_TLS_CERT` is set, trusting exactly that
+/// certificate (loopback is rarely a name it carries). With `--url`, the
+/// public roots, as any client.
 pub async fn health(url: Option<&str>, timeout: std::time::Duration) -> anyhow::Result<()> {
-    let base = match url {
-        Some(url) => url.trim_end_matches('/').to_string(),
-        None => format!("http://{}", local_address(&Config::from_env()?.listen)?),
+    let client = reqwest::Client::builder().timeout(timeout);
+    let (base, client) = match url {
+        Some(url) => (url.trim_end_matches('/').to_string(), client),
+        None => {
+            let config = Config::from_env()?;
+            let address = local_address(&config.listen)?;
+            match &config.tls {
+                None => (format!("http://{address}"), client),
+                Some(files) => (
+                    format!("https://{address}"),
+                    client.use_preconfigured_tls(crate::tls::pinned_client(&files.cert)?),
+                ),
+            }
+        }
     };
     let url = format!("{base}/health/ready");
-    let client = reqwest::Client::builder().timeout(timeout).build()?;
+    let client = client.build()?;
     let response = client
         .get(&url)
         .send()

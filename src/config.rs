@@ -53,6 +53,8 @@ pub struct Config {
     pub meili: MeiliConfig,
     pub embed: EmbedConfig,
     pub backup: BackupConfig,
+    /// The HTTP listener's certificate chain and key: HTTPS only when set.
+    pub tls: Option<crate::tls::TlsFiles>,
     /// Origins whose browser pages may call the API (CORS), each as a
     /// browser sends it (`https://app.example`), or `*` alone for any;
     /// empty: no CORS answers at all.
@@ -149,6 +151,7 @@ struct Settings {
     changes_retention_secs: u64,
     embed: EmbedConfig,
     backup: BackupConfig,
+    tls: TlsSettings,
     cors_origins: Vec<String>,
 }
 
@@ -176,6 +179,7 @@ impl Default for Settings {
             meili: MeiliConfig::default(),
             changes_retention_secs: 3600,
             backup: BackupConfig::default(),
+            tls: TlsSettings::default(),
             embed: EmbedConfig::default(),
             cors_origins: Vec::new(),
         }
@@ -211,6 +215,14 @@ impl Default for CrdtSettings {
     }
 }
 
+/// `[tls]`: both files or neither.
+#[derive(Debug, Default, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+struct TlsSettings {
+    cert: Option<PathBuf>,
+    key: Option<PathBuf>,
+}
+
 /// How an environment value becomes a setting.
 #[derive(Clone, Copy)]
 enum Kind {
@@ -230,6 +242,8 @@ const ENV: &[(&str, &str, Kind)] = &[
     ("STRATA_DATABASE_URL", "database_url", Kind::Text),
     ("STRATA_DATA_DIR", "data_dir", Kind::Text),
     ("STRATA_LISTEN", "listen", Kind::Text),
+    ("STRATA_TLS_CERT", "tls.cert", Kind::Text),
+    ("STRATA_TLS_KEY", "tls.key", Kind::Text),
     ("STRATA_ADMIN_KEY", "admin_key", Kind::Text),
     ("STRATA_BLOB_URL", "blob_url", Kind::Text),
     ("STRATA_BODY_LIMIT", "body_limit", Kind::Number),
@@ -445,6 +459,13 @@ impl Config {
             database_url,
             data_dir: s.data_dir,
             listen: s.listen,
+            tls: match (s.tls.cert, s.tls.key) {
+                (Some(cert), Some(key)) => Some(crate::tls::TlsFiles { cert, key }),
+                (None, None) => None,
+                _ => bail!(
+                    "STRATA_TLS_CERT and STRATA_TLS_KEY go together: both for HTTPS, neither for HTTP"
+                ),
+            },
             admin_key: s.admin_key,
             blob_url,
             body_limit: s.body_limit,
@@ -859,6 +880,33 @@ mod tests {
             ("STRATA_AUTH", "off"),
         ]))
         .unwrap();
+    }
+
+    #[test]
+    fn the_listener_certificate_and_key_go_together() {
+        assert!(Config::from_vars(vars(&[])).unwrap().tls.is_none());
+        let c = Config::from_vars(vars(&[
+            ("STRATA_TLS_CERT", "/etc/strata/chain.pem"),
+            ("STRATA_TLS_KEY", "/etc/strata/key.pem"),
+        ]))
+        .unwrap();
+        assert_eq!(
+            c.tls,
+            Some(crate::tls::TlsFiles {
+                cert: "/etc/strata/chain.pem".into(),
+                key: "/etc/strata/key.pem".into(),
+            })
+        );
+        for one in ["STRATA_TLS_CERT", "STRATA_TLS_KEY"] {
+            let err = Config::from_vars(vars(&[(one, "/etc/strata/x.pem")])).unwrap_err();
+            assert!(err.to_string().contains("go together"), "{one}: {err}");
+        }
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("c.toml");
+        std::fs::write(&path, "[tls]\ncert = \"c.pem\"\nkey = \"k.pem\"\n").unwrap();
+        let p = path.display().to_string();
+        let c = Config::from_vars(vars(&[("STRATA_CONFIG", &p)])).unwrap();
+        assert_eq!(c.tls.unwrap().key, PathBuf::from("k.pem"));
     }
 
     #[test]

@@ -39,7 +39,9 @@
 //! - [`digest`]: SHA-256 as lowercase hex.
 //! - [`logging`]: the process's log, text or JSON lines.
 //! - [`server`]: wiring: open the store, resolve the admin key, build the
-//!   router, serve, shut down in order.
+//!   router, serve (HTTPS when `STRATA_TLS_*` are set), shut down in order.
+//! - [`tls`]: rustls for the HTTP listener and `strata health` (PostgreSQL's
+//!   TLS is `store::postgres::tls`).
 //! - [`cli`]: the one-shot commands `migrate`, `init`, `doctor`, `age sync`,
 //!   `model fetch` (the binary, `main.rs`, parses arguments and calls
 //!   `server` or `cli`).
@@ -65,3 +67,4 @@ pub mod migrate_store;
 pub mod search;
 pub mod server;
 pub mod store;
+pub mod tls;

@@ -104,6 +104,8 @@ pub struct Daemon {
     pub meili: Option<Arc<MeiliIndex>>,
     /// The daemon's own text index, unless its directory cannot be opened.
     pub text_index: Option<TextIndex>,
+    /// HTTPS on the listener (`STRATA_TLS_CERT`, `STRATA_TLS_KEY`).
+    pub tls: Option<Arc<rustls::ServerConfig>>,
 }
 
 impl Daemon {
@@ -134,6 +136,12 @@ impl Daemon {
 
 /// Opens the store and builds the application.
 pub async fn build(config: Config, admin_key: &str) -> anyhow::Result<Daemon> {
+    // Read first: files that cannot serve stop the start before anything opens.
+    let tls = config
+        .tls
+        .as_ref()
+        .map(crate::tls::server_config)
+        .transpose()?;
     let store = store::open(&config.database_url, &config.store_settings()).await?;
     let blobs = crate::blob::open(&config.blob_url)
         .await
@@ -196,6 +204,7 @@ pub async fn build(config: Config, admin_key: &str) -> anyhow::Result<Daemon> {
         lifecycle,
         meili,
         text_index,
+        tls,
     })
 }
 
@@ -237,22 +246,34 @@ fn consumers(
 }
 
 /// Serves until `shutdown` resolves; then stops accepting, lets in-flight
-/// requests finish and shuts the daemon down (`Daemon::shutdown`).
+/// requests finish and shuts the daemon down (`Daemon::shutdown`). With
+/// TLS configured the listener speaks HTTPS only.
 pub async fn run(
     listener: TcpListener,
     daemon: Daemon,
     shutdown: impl Future<Output = ()> + Send + 'static,
 ) -> anyhow::Result<()> {
     daemon.start().await?;
-    let served = axum::serve(
-        listener,
-        daemon
-            .router
-            .clone()
-            .into_make_service_with_connect_info::<std::net::SocketAddr>(),
-    )
-    .with_graceful_shutdown(shutdown)
-    .await;
+    let app = daemon
+        .router
+        .clone()
+        .into_make_service_with_connect_info::<std::net::SocketAddr>();
+    let served = match &daemon.tls {
+        None => {
+            axum::serve(listener, app)
+                .with_graceful_shutdown(shutdown)
+                .await
+        }
+        Some(tls) => {
+            use axum::serve::ListenerExt;
+            // `tap_io` only so that axum's `ConnectInfo<SocketAddr>` applies
+            // to a listener of ours (it is implemented for tapped ones).
+            let listener = crate::tls::TlsListener::new(listener, tls.clone())?.tap_io(|_| {});
+            axum::serve(listener, app)
+                .with_graceful_shutdown(shutdown)
+                .await
+        }
+    };
     daemon.shutdown().await;
     Ok(served?)
 }

@@ -24,6 +24,7 @@ mod relationships;
 mod rows;
 mod search;
 mod tenancy;
+pub mod tls;
 mod tx;
 mod vectors;
 
@@ -42,7 +43,7 @@ use rows::pg_err;
 use serde::Deserialize;
 use std::sync::Arc;
 use std::time::Duration;
-use tokio_postgres::NoTls;
+use tls::MakeRustls;
 
 #[derive(Debug, Clone, Deserialize)]
 #[serde(default, deny_unknown_fields)]
@@ -109,8 +110,10 @@ pub struct PgStore {
     statement_timeout_ms: u64,
 }
 
-fn pg_config(url: &str, config: &PgConfig) -> anyhow::Result<tokio_postgres::Config> {
-    let mut pg: tokio_postgres::Config = url.parse()?;
+/// The connection settings of `url` and the TLS connector its `sslmode`
+/// asks for (`tls.rs`), which every connection of the store uses.
+fn pg_config(url: &str, config: &PgConfig) -> anyhow::Result<(tokio_postgres::Config, MakeRustls)> {
+    let (mut pg, tls) = tls::configure(url)?;
     pg.connect_timeout(Duration::from_secs(config.connect_timeout_secs));
     // plan_cache_mode stays `auto`: forcing generic plans saves planning
     // on point lookups, but a graph level's `= ANY($3)` over a thousand ids
@@ -127,17 +130,17 @@ fn pg_config(url: &str, config: &PgConfig) -> anyhow::Result<tokio_postgres::Con
         ));
     }
     pg.options(&options);
-    Ok(pg)
+    Ok((pg, tls))
 }
 
 impl PgStore {
     /// Connects, migrates (one daemon at a time) and starts the listener.
     pub async fn open(url: &str, config: &PgConfig) -> anyhow::Result<Self> {
-        let pg = pg_config(url, config)?;
-        let age = detect_age(&pg, config.age).await?;
+        let (pg, tls) = pg_config(url, config)?;
+        let age = detect_age(&pg, &tls, config.age).await?;
         let manager = Manager::from_config(
             pg.clone(),
-            NoTls,
+            tls.clone(),
             ManagerConfig {
                 recycling_method: RecyclingMethod::Fast,
             },
@@ -168,7 +171,7 @@ impl PgStore {
         };
         let tasks = Lifecycle::new();
         let feed = if config.notify {
-            notify::Feed::start(pg, &tasks)
+            notify::Feed::start(pg, tls, &tasks)
         } else {
             notify::Feed::disabled()
         };
@@ -273,7 +276,8 @@ async fn first_connection(pool: &Pool) -> anyhow::Result<deadpool_postgres::Obje
     loop {
         match pool.get().await {
             Ok(client) => return Ok(client),
-            Err(e) if attempt < 25 => {
+            // A certificate refused now is refused on every attempt.
+            Err(e) if attempt < 25 && !tls::is_tls_failure(&e) => {
                 attempt += 1;
                 tracing::debug!(error = %e, attempt, "database not answering yet");
                 tokio::time::sleep(Duration::from_millis(200)).await;
@@ -287,6 +291,7 @@ async fn first_connection(pool: &Pool) -> anyhow::Result<deadpool_postgres::Obje
 /// pooled connection can load it from the start.
 async fn detect_age(
     pg: &tokio_postgres::Config,
+    tls: &MakeRustls,
     mode: AgeMode,
 ) -> anyhow::Result<Option<age::Age>> {
     if mode == AgeMode::Off {
@@ -296,9 +301,9 @@ async fn detect_age(
     // (PGlite) still closing the previous session refuses for a moment.
     let mut attempt = 0;
     let (client, connection) = loop {
-        match pg.connect(NoTls).await {
+        match pg.connect(tls.clone()).await {
             Ok(pair) => break pair,
-            Err(e) if attempt < 25 && e.as_db_error().is_none() => {
+            Err(e) if attempt < 25 && e.as_db_error().is_none() && !tls::is_tls_failure(&e) => {
                 attempt += 1;
                 tracing::debug!(error = %e, attempt, "database not answering yet");
                 tokio::time::sleep(Duration::from_millis(200)).await;

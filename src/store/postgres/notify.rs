@@ -17,6 +17,7 @@
 //! listener drops its connection.
 
 use super::rows::execute;
+use super::tls::MakeRustls;
 use crate::domain::{DomainResult, Scope};
 use crate::lifecycle::Lifecycle;
 use crate::store::ChangeSink;
@@ -27,7 +28,7 @@ use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, OnceLock};
 use std::time::Duration;
 use tokio::sync::{broadcast, mpsc};
-use tokio_postgres::{AsyncMessage, NoTls};
+use tokio_postgres::AsyncMessage;
 use tokio_util::task::AbortOnDropHandle;
 
 const CHANNEL: &str = "strata_changes";
@@ -217,7 +218,7 @@ impl Feed {
         }
     }
 
-    pub fn start(pg: tokio_postgres::Config, tasks: &Lifecycle) -> Self {
+    pub fn start(pg: tokio_postgres::Config, tls: MakeRustls, tasks: &Lifecycle) -> Self {
         let live = Arc::new(AtomicBool::new(false));
         let (keys, _) = broadcast::channel(1024);
         let sink = Sink::default();
@@ -226,7 +227,7 @@ impl Feed {
         tasks.spawn(async move {
             loop {
                 tokio::select! {
-                    listened = listen(&pg, &task_sink, &task_live, &task_keys) => {
+                    listened = listen(&pg, &tls, &task_sink, &task_live, &task_keys) => {
                         if let Err(e) = listened {
                             tracing::warn!(error = %e, "change listener lost; entity cache off until it is back");
                         }
@@ -266,11 +267,12 @@ impl Feed {
 
 async fn listen(
     pg: &tokio_postgres::Config,
+    tls: &MakeRustls,
     cache: &Sink,
     live: &AtomicBool,
     keys: &broadcast::Sender<String>,
 ) -> Result<(), tokio_postgres::Error> {
-    let (client, mut connection) = pg.connect(NoTls).await?;
+    let (client, mut connection) = pg.connect(tls.clone()).await?;
     let (tx, mut notices) = tokio::sync::mpsc::unbounded_channel();
     // Aborted (closing the connection) however this function ends.
     let _pump = AbortOnDropHandle::new(tokio::spawn(async move {

@@ -5,6 +5,7 @@
 
 pub mod meili_standin;
 pub mod ollama_standin;
+pub mod pki;
 
 use std::sync::Arc;
 use std::time::Duration;
