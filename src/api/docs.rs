@@ -134,10 +134,12 @@ async fn append_updates(
         .map(|v| v.chars().take(256).collect::<String>());
     let updates = read_updates(req, &s).await?;
     let relays: Vec<Vec<u8>> = updates.iter().map(|u| sync::update(u.clone())).collect();
+    let stored = updates.len() as u64;
     let (first, last) = s
         .store
         .append_updates(&scope, &p.doc, updates, origin)
         .await?;
+    crdt::UPDATES_STORED.fetch_add(stored, std::sync::atomic::Ordering::Relaxed);
     for message in relays {
         let relay = sync::Relay {
             from: 0,
@@ -587,6 +589,7 @@ async fn handle(
             s.store
                 .append_updates(scope, doc, vec![update.clone()], Some(format!("ws:{me}")))
                 .await?;
+            crdt::UPDATES_STORED.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
             let relay = sync::Relay {
                 from: me,
                 message: Arc::new(sync::update(update)),

@@ -74,6 +74,10 @@ impl ApiError {
                         StatusCode::SERVICE_UNAVAILABLE if e.is_contended() => {
                             "concurrent writes to the same data kept colliding; retry".into()
                         }
+                        // Ours, and it tells the operator what to do.
+                        StatusCode::SERVICE_UNAVAILABLE if e.is_disk_full() => {
+                            DomainError::DiskFull.to_string()
+                        }
                         StatusCode::SERVICE_UNAVAILABLE => {
                             "a storage service is unavailable".into()
                         }

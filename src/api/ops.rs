@@ -169,12 +169,16 @@ async fn ready(State(s): State<AppState>) -> Response {
     responses((status = 200, description = "Prometheus text", content_type = "text/plain", body = String)))]
 async fn metrics(State(s): State<AppState>) -> Response {
     let text_index = s.text_index.as_ref().map(|i| i.report());
-    let text = s.metrics.render(
-        s.store.cache_stats(),
-        &s.feed.report(),
+    let consumers = s.feed.report();
+    let text = s.metrics.render(&super::metrics::Scrape {
+        cache: s.store.cache_stats(),
+        runtime: s.store.runtime_stats(),
+        consumers: &consumers,
         text_index,
-        s.store.backend(),
-    );
+        jobs: s.jobs.stats().snapshot(),
+        live_docs: s.hub.live(),
+        backend: s.store.backend(),
+    });
     ([(header::CONTENT_TYPE, "text/plain; version=0.0.4")], text).into_response()
 }
 
@@ -185,11 +189,12 @@ async fn openapi(State(s): State<AppState>) -> Response {
     Json(s.openapi.as_ref().clone()).into_response()
 }
 
-/// Scheduled jobs: schedule, last run, outcome, next run.
+/// Scheduled jobs: schedule, the newest run on any daemon sharing the
+/// store (outcome, which daemon), next run.
 #[utoipa::path(get, path = "/v1/admin/jobs", tag = "operations", security(("api_key" = ["global_admin"])),
     responses((status = 200, description = "each job", body = Data<Vec<crate::jobs::JobStatus>>)))]
 async fn list_jobs(State(s): State<AppState>, _: GlobalAdmin) -> ApiResult<Response> {
-    Ok(data(StatusCode::OK, s.jobs.list().await))
+    Ok(data(StatusCode::OK, s.jobs.list().await?))
 }
 
 #[derive(Deserialize, utoipa::IntoParams)]
@@ -212,7 +217,7 @@ async fn run_job(
     let run = s
         .jobs
         .run_now(&p.name)
-        .await
+        .await?
         .ok_or_else(|| DomainError::not_found(format!("job {}", p.name)))?;
     Ok(data(StatusCode::OK, run))
 }

@@ -4,9 +4,11 @@
 //! Callers keep the SHA-256 that `put` returns and read back with
 //! `get_verified`, which refuses bytes that do not match.
 
+mod counted;
 mod dir;
 mod s3;
 
+pub use counted::{FAILURES, OPERATIONS};
 pub use dir::DirBlobStore;
 pub use s3::S3BlobStore;
 
@@ -96,14 +98,17 @@ pub trait BlobStore: Send + Sync {
     }
 }
 
-/// Opens the store a blob URL names: `file://DIR` or `s3://bucket/prefix`.
+/// Opens the store a blob URL names: `file://DIR` or `s3://bucket/prefix`,
+/// its failures counted (`FAILURES`).
 pub async fn open(url: &str) -> Result<Arc<dyn BlobStore>, BlobError> {
     if let Some(dir) = url.strip_prefix("file://") {
-        return Ok(Arc::new(DirBlobStore::new(dir)?));
+        let store = Arc::new(DirBlobStore::new(dir)?);
+        return Ok(Arc::new(counted::Counted(store)));
     }
     if let Some(rest) = url.strip_prefix("s3://") {
         let (bucket, prefix) = rest.split_once('/').unwrap_or((rest, ""));
-        return Ok(Arc::new(S3BlobStore::from_env(bucket, prefix)?));
+        let store = Arc::new(S3BlobStore::from_env(bucket, prefix)?);
+        return Ok(Arc::new(counted::Counted(store)));
     }
     Err(BlobError::Config(format!(
         "a blob URL starts with file:// or s3://, got {url:?}"

@@ -36,6 +36,10 @@ impl Default for CrdtConfig {
     }
 }
 
+/// Yjs updates this process stored from clients, over HTTP or a socket
+/// (for `/metrics`).
+pub static UPDATES_STORED: AtomicU64 = AtomicU64::new(0);
+
 /// Stored updates moved to quarantine by this process (for `/metrics`).
 pub static QUARANTINED_UPDATES: AtomicU64 = AtomicU64::new(0);
 

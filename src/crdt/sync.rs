@@ -49,6 +49,17 @@ impl DocHub {
             .subscribe()
     }
 
+    /// Documents with live connections on this daemon, and those
+    /// connections (for `/metrics`).
+    pub fn live(&self) -> (u64, u64) {
+        let rooms = self.rooms.lock().expect("hub lock");
+        rooms
+            .values()
+            .map(|sender| sender.receiver_count() as u64)
+            .filter(|n| *n > 0)
+            .fold((0, 0), |(docs, conns), n| (docs + 1, conns + n))
+    }
+
     /// Sends to every other connection of the document, if any.
     pub fn publish(&self, scope: &Scope, doc: &str, relay: Relay) {
         let mut rooms = self.rooms.lock().expect("hub lock");

@@ -25,6 +25,10 @@ pub enum DomainError {
     /// succeed if sent again. Stores retry these before reporting them.
     #[error("{0}")]
     Contended(String),
+    /// The disk holding the database has no space left: nothing was
+    /// written, reads go on, and writes succeed again once space is freed.
+    #[error("the disk holding the database is full: nothing was written; writes go on once space is freed")]
+    DiskFull,
     /// One operation of a batch failed; `index` is its position.
     #[error("operation {index} failed: {source}")]
     InBatch {
@@ -83,7 +87,9 @@ impl DomainError {
             DomainError::Unprocessable(_) => (422, "unprocessable"),
             DomainError::Gone(_) => (410, "gone"),
             DomainError::NotImplemented(_) => (501, "not_implemented"),
-            DomainError::Unavailable(_) | DomainError::Contended(_) => (503, "unavailable"),
+            DomainError::Unavailable(_) | DomainError::Contended(_) | DomainError::DiskFull => {
+                (503, "unavailable")
+            }
             DomainError::InBatch { source, .. } | DomainError::AtLine { source, .. } => {
                 source.status_and_code()
             }
@@ -101,6 +107,15 @@ impl DomainError {
         match self {
             DomainError::Contended(_) => true,
             DomainError::InBatch { source, .. } => source.is_contended(),
+            _ => false,
+        }
+    }
+
+    /// No space left for a write, also inside a batch.
+    pub fn is_disk_full(&self) -> bool {
+        match self {
+            DomainError::DiskFull => true,
+            DomainError::InBatch { source, .. } => source.is_disk_full(),
             _ => false,
         }
     }

@@ -1,12 +1,20 @@
 //! Scheduled jobs (tokio-cron-scheduler): each has a name, a cron schedule
-//! and a task; the registry keeps each job's last run for `/v1/admin/jobs`.
-//! Jobs are safe to run on several daemons at once: store upkeep and
-//! outbox pruning are idempotent, and compaction of one document by two daemons records one
-//! snapshot (the second finds it recorded) and prunes the same prefix.
+//! and a task. Every daemon schedules every job, and one runs each tick:
+//! the daemon that takes the job's lease (an advisory lock on PostgreSQL,
+//! released when its holder dies) and then claims the tick's run in the
+//! store's `job_runs` (unique per job and tick) runs it; the others see the
+//! lease held or the tick claimed and skip. Runs are recorded there, so
+//! `/v1/admin/jobs` shows the cluster's newest run of each job from any
+//! daemon. Every job is idempotent besides: store upkeep, outbox pruning,
+//! compaction (two daemons record one snapshot), and backups (one at a time
+//! under the backups lease).
 //!
 //! Scheduled runs are counted on the daemon's `Lifecycle` and end when it is
-//! cancelled (every step of every job is idempotent, so a run cut short is
-//! finished by the next); none starts once it is cancelled.
+//! cancelled (a run cut short is finished by the next); none starts once it
+//! is cancelled.
+
+pub mod stats;
+mod tick;
 
 use crate::backup::manifest::Kind;
 use crate::backup::{Backups, State};
@@ -16,7 +24,7 @@ use crate::crdt::{compact, CrdtConfig};
 use crate::feed::Feed;
 use crate::lifecycle::Lifecycle;
 use crate::search::meili::MeiliIndex;
-use crate::store::{DynStore, Maintenance};
+use crate::store::{DynStore, JobRunEnd, Maintenance};
 use serde::Serialize;
 use std::collections::HashMap;
 use std::sync::{Arc, Mutex};
@@ -47,12 +55,15 @@ pub struct JobRun {
     pub duration_ms: u64,
     pub outcome: String,
     pub ok: bool,
+    /// The daemon that ran it (`host:pid`).
+    pub daemon: String,
 }
 
 #[derive(Debug, Clone, Serialize, utoipa::ToSchema)]
 pub struct JobStatus {
     pub name: String,
     pub schedule: String,
+    /// The newest finished run on any daemon sharing the store.
     pub last_run: Option<JobRun>,
     pub next_run: Option<String>,
 }
@@ -65,12 +76,13 @@ pub struct Jobs {
     feed: Feed,
     crdt: CrdtConfig,
     specs: Arc<Vec<JobSpec>>,
-    last: Arc<Mutex<HashMap<&'static str, JobRun>>>,
     ids: Arc<Mutex<HashMap<&'static str, Uuid>>>,
     scheduler: Arc<tokio::sync::Mutex<Option<JobScheduler>>>,
     lifecycle: Lifecycle,
     meili: Option<Arc<MeiliIndex>>,
     backups: Option<Backups>,
+    daemon: Arc<str>,
+    stats: Arc<stats::JobStats>,
 }
 
 impl Jobs {
@@ -111,12 +123,13 @@ impl Jobs {
             feed,
             crdt: config.crdt.clone(),
             specs: Arc::new(specs),
-            last: Arc::default(),
             ids: Arc::default(),
             scheduler: Arc::default(),
             lifecycle: lifecycle.clone(),
             meili: None,
             backups: None,
+            daemon: daemon_name().into(),
+            stats: Arc::default(),
         }
     }
 
@@ -156,13 +169,26 @@ impl Jobs {
         self
     }
 
+    /// This daemon's name in job runs.
+    pub fn daemon(&self) -> &str {
+        &self.daemon
+    }
+
+    /// What this daemon's runs did, for `/metrics`.
+    pub fn stats(&self) -> &stats::JobStats {
+        &self.stats
+    }
+
     /// Starts the schedules.
     pub async fn start(&self) -> anyhow::Result<()> {
         let scheduler = JobScheduler::new().await?;
         for (index, spec) in self.specs.iter().enumerate() {
             let jobs = self.clone();
+            let ticks = tick::Ticks::parse(&spec.schedule)?;
             let job = Job::new_async(spec.schedule.as_str(), move |_, _| {
                 let jobs = jobs.clone();
+                // Named when it fires: every daemon names the same tick.
+                let tick = ticks.latest(chrono::Utc::now());
                 // Held before the first await, so a stop that has begun
                 // either sees this run or this run sees the stop.
                 let held = jobs.lifecycle.hold();
@@ -171,7 +197,7 @@ impl Jobs {
                         return;
                     }
                     tokio::select! {
-                        _ = jobs.run(index) => {}
+                        _ = jobs.run_scheduled(index, tick) => {}
                         _ = jobs.lifecycle.cancelled() => {
                             tracing::info!(job = jobs.specs[index].name, "job run cut short by shutdown");
                         }
@@ -194,11 +220,70 @@ impl Jobs {
         }
     }
 
-    async fn run(&self, index: usize) -> JobRun {
+    /// One tick of a job's schedule: run here only if this daemon leads the
+    /// job and is the first to claim the tick.
+    async fn run_scheduled(&self, index: usize, tick: Option<String>) {
+        let name = self.specs[index].name;
+        let Some(tick) = tick else {
+            tracing::warn!(job = name, "no tick of the schedule precedes now");
+            return;
+        };
+        let _lead = match self.store.lease_job(name).await {
+            Ok(Some(lease)) => lease,
+            Ok(None) => {
+                tracing::debug!(job = name, "job running on another daemon");
+                return;
+            }
+            Err(e) => {
+                tracing::warn!(job = name, error = %e, "could not take the job's lease");
+                return;
+            }
+        };
+        match self
+            .store
+            .claim_job_run(name, Some(&tick), &self.daemon)
+            .await
+        {
+            Ok(Some(id)) => {
+                self.run(index, id).await;
+            }
+            Ok(None) => tracing::debug!(job = name, tick, "tick run by another daemon"),
+            Err(e) => tracing::warn!(job = name, error = %e, "could not claim the job's run"),
+        }
+    }
+
+    /// Runs the job and records its end under the claimed run `id`.
+    async fn run(&self, index: usize, id: i64) -> JobRun {
         let spec = &self.specs[index];
         let started = Instant::now();
         let started_at = crate::clock::now();
-        let result = match spec.task {
+        let result = self.execute(spec.task).await;
+        let end = JobRunEnd {
+            duration_ms: started.elapsed().as_millis() as u64,
+            ok: result.is_ok(),
+            outcome: match result {
+                Ok(summary) => summary,
+                Err(e) => {
+                    tracing::warn!(job = spec.name, error = %e, "job failed");
+                    format!("failed: {e}")
+                }
+            },
+        };
+        self.stats.record(spec.name, started.elapsed(), end.ok);
+        if let Err(e) = self.store.finish_job_run(id, &end).await {
+            tracing::warn!(job = spec.name, error = %e, "could not record the job's run");
+        }
+        JobRun {
+            started_at,
+            duration_ms: end.duration_ms,
+            outcome: end.outcome,
+            ok: end.ok,
+            daemon: self.daemon.to_string(),
+        }
+    }
+
+    async fn execute(&self, task: Task) -> crate::domain::DomainResult<String> {
+        match task {
             Task::Store(m) => self.store.maintain(m).await,
             Task::CompactDocs => {
                 compact::compact_all(self.store.as_ref(), self.blobs.as_ref(), &self.crdt)
@@ -221,33 +306,41 @@ impl Jobs {
                 .prune()
                 .await
                 .map(|n| format!("{n} changes pruned from the outbox")),
-        };
-        let run = JobRun {
-            started_at,
-            duration_ms: started.elapsed().as_millis() as u64,
-            ok: result.is_ok(),
-            outcome: match result {
-                Ok(summary) => summary,
-                Err(e) => {
-                    tracing::warn!(job = spec.name, error = %e, "job failed");
-                    format!("failed: {e}")
-                }
-            },
-        };
-        self.last
-            .lock()
-            .expect("job runs lock")
-            .insert(spec.name, run.clone());
-        run
+        }
     }
 
-    /// Runs a job now; `None` when no job has that name.
-    pub async fn run_now(&self, name: &str) -> Option<JobRun> {
-        let index = self.specs.iter().position(|s| s.name == name)?;
-        Some(self.run(index).await)
+    /// Runs a job now, beside a scheduled run of it if one is going (every
+    /// job is idempotent); `Ok(None)` when no job has that name.
+    pub async fn run_now(&self, name: &str) -> crate::domain::DomainResult<Option<JobRun>> {
+        let Some(index) = self.specs.iter().position(|s| s.name == name) else {
+            return Ok(None);
+        };
+        let id = self
+            .store
+            .claim_job_run(name, None, &self.daemon)
+            .await?
+            .expect("a run on request is never a claimed tick");
+        Ok(Some(self.run(index, id).await))
     }
 
-    pub async fn list(&self) -> Vec<JobStatus> {
+    /// Each job with the cluster's newest run of it.
+    pub async fn list(&self) -> crate::domain::DomainResult<Vec<JobStatus>> {
+        let mut last: HashMap<String, JobRun> = self
+            .store
+            .last_job_runs()
+            .await?
+            .into_iter()
+            .map(|r| {
+                let run = JobRun {
+                    started_at: r.started_at,
+                    duration_ms: r.end.duration_ms,
+                    outcome: r.end.outcome,
+                    ok: r.end.ok,
+                    daemon: r.daemon,
+                };
+                (r.job, run)
+            })
+            .collect();
         let mut out = Vec::new();
         for spec in self.specs.iter() {
             let id = self
@@ -265,17 +358,23 @@ impl Jobs {
             out.push(JobStatus {
                 name: spec.name.into(),
                 schedule: spec.schedule.clone(),
-                last_run: self
-                    .last
-                    .lock()
-                    .expect("job runs lock")
-                    .get(spec.name)
-                    .cloned(),
+                last_run: last.remove(spec.name),
                 next_run,
             });
         }
-        out
+        Ok(out)
     }
+}
+
+/// This daemon in job runs: its host and process id.
+fn daemon_name() -> String {
+    let host = std::fs::read_to_string("/proc/sys/kernel/hostname")
+        .ok()
+        .or_else(|| std::env::var("HOSTNAME").ok())
+        .map(|h| h.trim().to_owned())
+        .filter(|h| !h.is_empty())
+        .unwrap_or_else(|| "localhost".into());
+    format!("{host}:{}", std::process::id())
 }
 
 /// A scheduled backup: one daemon takes it (the others find the lease held

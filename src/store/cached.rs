@@ -6,7 +6,7 @@
 
 use super::cache::{CacheStats, EntityCache};
 use super::prelude::*;
-use super::{ChangeSink, Coherence, FeedBounds, Lease, Maintenance};
+use super::{ChangeSink, Coherence, FeedBounds, JobRunEnd, JobRunRecord, Lease, Maintenance};
 use crate::domain::rules::entities::visible;
 use crate::domain::*;
 use async_trait::async_trait;
@@ -130,6 +130,30 @@ impl<S: Store> EntityStore for CachedStore<S> {
         page: &PageRequest,
     ) -> DomainResult<Page<Relationship>> {
         self.inner.list_relationships(scope, filter, page).await
+    }
+}
+
+#[async_trait]
+impl<S: Store> JobStore for CachedStore<S> {
+    async fn claim_job_run(
+        &self,
+        job: &str,
+        tick: Option<&str>,
+        daemon: &str,
+    ) -> DomainResult<Option<i64>> {
+        self.inner.claim_job_run(job, tick, daemon).await
+    }
+
+    async fn finish_job_run(&self, id: i64, ended: &JobRunEnd) -> DomainResult<()> {
+        self.inner.finish_job_run(id, ended).await
+    }
+
+    async fn last_job_runs(&self) -> DomainResult<Vec<JobRunRecord>> {
+        self.inner.last_job_runs().await
+    }
+
+    async fn lease_job(&self, job: &str) -> DomainResult<Option<Lease>> {
+        self.inner.lease_job(job).await
     }
 }
 
@@ -435,6 +459,10 @@ impl<S: Store> Store for CachedStore<S> {
 
     fn watch_changes(&self, sink: Arc<dyn ChangeSink>) {
         self.inner.watch_changes(sink)
+    }
+
+    fn runtime_stats(&self) -> super::RuntimeStats {
+        self.inner.runtime_stats()
     }
 
     fn cache_stats(&self) -> CacheStats {

@@ -12,7 +12,9 @@
 //! forwarded (and checked) below.
 
 use super::prelude::*;
-use super::{cache, ChangeSink, Coherence, FeedBounds, Lease, Maintenance, Which};
+use super::{
+    cache, ChangeSink, Coherence, FeedBounds, JobRunEnd, JobRunRecord, Lease, Maintenance, Which,
+};
 use crate::domain::validate::{json_no_nul, map_no_nul, no_nul};
 use crate::domain::*;
 use async_trait::async_trait;
@@ -302,6 +304,33 @@ impl<S: Store> EntityStore for Checked<S> {
 }
 
 #[async_trait]
+impl<S: Store> JobStore for Checked<S> {
+    async fn claim_job_run(
+        &self,
+        job: &str,
+        tick: Option<&str>,
+        daemon: &str,
+    ) -> DomainResult<Option<i64>> {
+        no_nul("job", job)?;
+        no_nul("daemon", daemon)?;
+        self.0.claim_job_run(job, tick, daemon).await
+    }
+
+    async fn finish_job_run(&self, id: i64, ended: &JobRunEnd) -> DomainResult<()> {
+        self.0.finish_job_run(id, ended).await
+    }
+
+    async fn last_job_runs(&self) -> DomainResult<Vec<JobRunRecord>> {
+        self.0.last_job_runs().await
+    }
+
+    async fn lease_job(&self, job: &str) -> DomainResult<Option<Lease>> {
+        no_nul("job", job)?;
+        self.0.lease_job(job).await
+    }
+}
+
+#[async_trait]
 impl<S: Store> ChangeStore for Checked<S> {
     async fn list_changes(&self, s: &Scope, after: i64, limit: usize) -> DomainResult<Vec<Change>> {
         scope(s)?;
@@ -558,6 +587,10 @@ impl<S: Store> Store for Checked<S> {
 
     fn watch_changes(&self, sink: Arc<dyn ChangeSink>) {
         self.0.watch_changes(sink)
+    }
+
+    fn runtime_stats(&self) -> super::RuntimeStats {
+        self.0.runtime_stats()
     }
 
     fn cache_stats(&self) -> cache::CacheStats {

@@ -212,6 +212,50 @@ pub trait ChangeStore: Send + Sync {
     async fn lease_consumer(&self, consumer: &str) -> DomainResult<Option<Lease>>;
 }
 
+/// Runs of scheduled jobs, shared by every daemon on the store, so one
+/// daemon runs each scheduled run and any daemon can show the cluster's.
+#[async_trait]
+pub trait JobStore: Send + Sync {
+    /// Records that `daemon` starts `job` now and returns the run's id. A
+    /// scheduled run names its `tick` (the schedule's time it is for) and is
+    /// claimed once across every daemon: None when another claimed it. A run
+    /// on request (`tick` None) always starts. Runs older than
+    /// `JOB_RUNS_KEPT_DAYS` go.
+    async fn claim_job_run(
+        &self,
+        job: &str,
+        tick: Option<&str>,
+        daemon: &str,
+    ) -> DomainResult<Option<i64>>;
+    /// Records how the run `id` ended.
+    async fn finish_job_run(&self, id: i64, ended: &JobRunEnd) -> DomainResult<()>;
+    /// Each job's newest finished run.
+    async fn last_job_runs(&self) -> DomainResult<Vec<JobRunRecord>>;
+    /// Leadership of a job while it runs, across every daemon sharing the
+    /// store: a run that outlasts its period is not started again beside it.
+    async fn lease_job(&self, job: &str) -> DomainResult<Option<Lease>>;
+}
+
+/// How long finished job runs are kept.
+pub const JOB_RUNS_KEPT_DAYS: i64 = 7;
+
+/// How a job run ended.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct JobRunEnd {
+    pub duration_ms: u64,
+    pub ok: bool,
+    pub outcome: String,
+}
+
+/// A finished job run as stored.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct JobRunRecord {
+    pub job: String,
+    pub daemon: String,
+    pub started_at: String,
+    pub end: JobRunEnd,
+}
+
 /// Where the feed can be read from: changes at or before `horizon` were
 /// pruned; `head` is the newest change readable now.
 #[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
@@ -420,6 +464,7 @@ pub trait Store:
     + AuditStore
     + EntityStore
     + ChangeStore
+    + JobStore
     + GraphStore
     + SearchStore
     + VectorStore
@@ -463,13 +508,46 @@ pub trait Store:
     fn cache_stats(&self) -> CacheStats {
         CacheStats::default()
     }
+
+    /// How busy the backend's connections are, for `/metrics`.
+    fn runtime_stats(&self) -> RuntimeStats {
+        RuntimeStats::default()
+    }
+}
+
+/// How busy a backend's connections are: the PostgreSQL pool, or the SQLite
+/// writer (whichever the backend has).
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub struct RuntimeStats {
+    pub pool: Option<PoolStats>,
+    pub writer: Option<WriterStats>,
+}
+
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub struct PoolStats {
+    /// Connections open now, and how many of them are idle.
+    pub open: u64,
+    pub idle: u64,
+    pub max: u64,
+    /// Callers waiting for a connection.
+    pub waiting: u64,
+}
+
+/// The SQLite writer: writes waiting for it, and the groups it committed
+/// (many writes share one transaction and one fsync).
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub struct WriterStats {
+    pub queued: u64,
+    pub groups: u64,
+    pub grouped_writes: u64,
+    pub last_group: u64,
 }
 
 /// Every store trait, for `use crate::store::prelude::*`.
 pub mod prelude {
     pub use super::{
         AuditStore, ChangeStore, DocStore, EntityStore, ExportStore, GraphStore, ImportStore,
-        KeyStore, SearchStore, Snapshot, Store, TenancyStore, VectorStore,
+        JobStore, KeyStore, SearchStore, Snapshot, Store, TenancyStore, VectorStore,
     };
 }
 
@@ -611,6 +689,10 @@ pub mod lease_key {
 
     pub fn consumer(name: &str) -> String {
         format!("strata-consumer/{name}")
+    }
+
+    pub fn job(name: &str) -> String {
+        format!("strata-job/{name}")
     }
 }
 

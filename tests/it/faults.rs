@@ -14,20 +14,33 @@ use std::process::Stdio;
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
-const ADMIN: &str = "test-admin-key-0123456789";
+pub(crate) const ADMIN: &str = "test-admin-key-0123456789";
 const P: &str = "/v1/orgs/acme/projects/app";
 const WRITERS: usize = 8;
 
-struct Daemon {
-    child: tokio::process::Child,
-    base: String,
+/// The built daemon, running.
+pub(crate) struct Daemon {
+    pub(crate) child: tokio::process::Child,
+    pub(crate) base: String,
 }
 
 async fn start(dir: &std::path::Path, port: u16, database_url: Option<&str>) -> Daemon {
+    start_with(dir, port, database_url, &[]).await
+}
+
+/// Starts the built daemon on `dir` (and PostgreSQL when a URL is given),
+/// with `settings` besides, and waits until it is ready.
+pub(crate) async fn start_with(
+    dir: &std::path::Path,
+    port: u16,
+    database_url: Option<&str>,
+    settings: &[(&str, &str)],
+) -> Daemon {
     let mut command = tokio::process::Command::new(env!("CARGO_BIN_EXE_strata"));
     command
         .arg("serve")
         .env_clear()
+        .envs(settings.iter().copied())
         .env("STRATA_DATA_DIR", dir)
         .env("STRATA_LISTEN", format!("127.0.0.1:{port}"))
         .env("STRATA_ADMIN_KEY", ADMIN)

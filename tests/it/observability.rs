@@ -312,3 +312,93 @@ async fn an_unknown_log_format_stops_the_binary() {
     let err = String::from_utf8_lossy(&out.stderr);
     assert!(err.contains("STRATA_LOG_FORMAT"), "{err}");
 }
+
+/// The value of one sample of `/metrics` (name with its labels as written).
+fn sample(text: &str, series: &str) -> Option<f64> {
+    let line = text
+        .lines()
+        .find(|l| l.starts_with(&format!("{series} ")))?;
+    line[series.len() + 1..].parse().ok()
+}
+
+/// `/metrics` tells an operator what each part of the daemon does: latency
+/// per route template (not per path, and one label for paths no route
+/// has), the SQLite writer's groups and queue, job runs, stored Yjs
+/// updates and blob store failures.
+#[tokio::test]
+async fn metrics_show_routes_the_writer_jobs_documents_and_blob_failures() {
+    let dir = tempfile::tempdir().unwrap();
+    let config = strata::config::Config::embedded(dir.path());
+    let daemon = strata::server::build(config, ADMIN).await.unwrap();
+    let router = daemon.router.clone();
+    let call = |method: &'static str, uri: String, body: Value| {
+        let router = router.clone();
+        async move { crate::support::admin(&router, ADMIN, method, &uri, body).await }
+    };
+    call(
+        "POST",
+        "/v1/orgs".into(),
+        json!({"id": "acme", "name": "Acme"}),
+    )
+    .await;
+    let project = json!({"id": "app", "name": "app"});
+    call("POST", "/v1/orgs/acme/projects".into(), project).await;
+    for id in ["a", "b", "c"] {
+        let (status, _) = call("GET", format!("{P}/entities/{id}"), Value::Null).await;
+        assert_eq!(status, StatusCode::NOT_FOUND);
+    }
+    call("GET", "/v1/nowhere/1".into(), Value::Null).await;
+    let update = {
+        use yrs::{Text, Transact};
+        let doc = yrs::Doc::new();
+        let text = doc.get_or_insert_text("t");
+        let mut txn = doc.transact_mut();
+        text.insert(&mut txn, 0, "hello");
+        txn.encode_update_v1()
+    };
+    let (status, body) = crate::support::request(
+        &router,
+        ADMIN,
+        "POST",
+        &format!("{P}/docs/board/updates"),
+        "application/octet-stream",
+        update,
+    )
+    .await;
+    assert_eq!(status, StatusCode::CREATED, "{body}");
+    let (status, body) = call("POST", "/v1/admin/jobs/checkpoint/run".into(), Value::Null).await;
+    assert_eq!(status, StatusCode::OK, "{body}");
+    // A blob the store cannot read: a failed `get` is counted.
+    let failures = |text: &str| sample(text, "strata_blob_failures_total{op=\"get\"}").unwrap();
+    let (_, before) = call("GET", "/metrics".into(), Value::Null).await;
+    let blobs = dir.path().join("blobs");
+    std::fs::create_dir_all(blobs.join("unreadable")).unwrap();
+    assert!(daemon.blobs.get("unreadable").await.is_err());
+
+    let (status, text) = call("GET", "/metrics".into(), Value::Null).await;
+    assert_eq!(status, StatusCode::OK);
+    let route = "method=\"GET\",route=\"/v1/orgs/{org}/projects/{project}/entities/{id}\"";
+    assert_eq!(
+        sample(
+            &text,
+            &format!("strata_http_request_duration_seconds_count{{{route}}}")
+        ),
+        Some(3.0),
+        "three reads of one route template: {text}"
+    );
+    let unmatched =
+        "strata_http_request_duration_seconds_count{method=\"GET\",route=\"unmatched\"}";
+    assert_eq!(sample(&text, unmatched), Some(1.0));
+    assert!(!text.contains("/v1/nowhere"), "paths are not labels");
+    assert!(sample(&text, "strata_sqlite_writer_groups_total").unwrap() >= 3.0);
+    assert!(
+        sample(&text, "strata_sqlite_writer_grouped_writes_total").unwrap()
+            >= sample(&text, "strata_sqlite_writer_groups_total").unwrap()
+    );
+    assert!(sample(&text, "strata_sqlite_writer_queue_depth").is_some());
+    let runs = "strata_job_runs_total{scheduled_job=\"checkpoint\",outcome=\"ok\"}";
+    assert_eq!(sample(&text, runs), Some(1.0));
+    assert!(sample(&text, "strata_crdt_updates_stored_total").unwrap() >= 1.0);
+    assert!(failures(&text) > failures(&before));
+    daemon.shutdown().await;
+}

@@ -79,6 +79,8 @@ pub const OBJECTS: &[(Kind, &str)] = &[
     (Kind::Table, "feed_horizon"),
     // 0008_entity_vectors
     (Kind::Table, "entity_vectors"),
+    // 0011_job_runs
+    (Kind::Table, "job_runs"),
 ];
 
 fn db(e: tokio_postgres::Error) -> MigrateError {

@@ -13,6 +13,7 @@ mod entities;
 mod export;
 mod graph;
 mod import;
+mod jobs;
 mod keys;
 mod lease;
 mod locks;
@@ -429,5 +430,18 @@ impl Store for PgStore {
 
     fn watch_changes(&self, sink: Arc<dyn ChangeSink>) {
         self.feed.watch(sink);
+    }
+
+    fn runtime_stats(&self) -> crate::store::RuntimeStats {
+        let status = self.pool.status();
+        crate::store::RuntimeStats {
+            pool: Some(crate::store::PoolStats {
+                open: status.size as u64,
+                idle: status.available as u64,
+                max: status.max_size as u64,
+                waiting: status.waiting as u64,
+            }),
+            writer: None,
+        }
     }
 }

@@ -25,6 +25,7 @@ pub fn pg_err(e: tokio_postgres::Error) -> DomainError {
         Some(c) if *c == SqlState::QUERY_CANCELED => {
             DomainError::Unavailable("the statement timed out".into())
         }
+        Some(c) if *c == SqlState::DISK_FULL => DomainError::DiskFull,
         _ if is_unreachable(&e) => {
             DomainError::Unavailable(format!("the database cannot be reached: {e}"))
         }

@@ -8,6 +8,7 @@ mod entities;
 mod export;
 mod graph;
 mod import;
+mod jobs;
 mod keys;
 mod lease;
 pub mod migrate;
@@ -61,7 +62,15 @@ impl Default for SqliteConfig {
 }
 
 pub(crate) fn sql_err(e: rusqlite::Error) -> DomainError {
+    if is_disk_full(&e) {
+        return DomainError::DiskFull;
+    }
     DomainError::Storage(Box::new(e))
+}
+
+/// SQLite's own answer when a write finds no space left (ENOSPC).
+pub(crate) fn is_disk_full(e: &rusqlite::Error) -> bool {
+    e.sqlite_error_code() == Some(rusqlite::ErrorCode::DiskFull)
 }
 
 pub struct SqliteStore {
@@ -254,6 +263,13 @@ impl Store for SqliteStore {
 
     fn coherence(&self) -> Coherence {
         Coherence::SoleWriter
+    }
+
+    fn runtime_stats(&self) -> crate::store::RuntimeStats {
+        crate::store::RuntimeStats {
+            pool: None,
+            writer: Some(self.writer.stats()),
+        }
     }
 
     /// One daemon per file: every write passes through the cache already.

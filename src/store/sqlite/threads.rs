@@ -8,8 +8,10 @@
 //! is answered `unavailable`, never acknowledged. The caller joins the thread.
 
 use crate::domain::{DomainError, DomainResult};
+use crate::store::WriterStats;
 use crossbeam_channel::{Receiver, Sender};
 use rusqlite::Connection;
+use std::sync::atomic::{AtomicU64, Ordering::Relaxed};
 use std::sync::{Arc, Mutex};
 use std::thread::JoinHandle;
 use tokio::sync::oneshot;
@@ -73,18 +75,48 @@ fn gone() -> DomainError {
 pub struct Writer {
     jobs: Sender<WriteJob>,
     thread: Threads,
+    groups: Arc<GroupCounts>,
+}
+
+/// What the writer thread has committed, for `/metrics`.
+#[derive(Default)]
+struct GroupCounts {
+    groups: AtomicU64,
+    writes: AtomicU64,
+    last: AtomicU64,
+}
+
+impl GroupCounts {
+    fn record(&self, size: usize) {
+        self.groups.fetch_add(1, Relaxed);
+        self.writes.fetch_add(size as u64, Relaxed);
+        self.last.store(size as u64, Relaxed);
+    }
 }
 
 impl Writer {
     pub fn spawn(conn: Connection, before_commit: BeforeCommit) -> std::io::Result<Self> {
         let (jobs, rx) = crossbeam_channel::unbounded();
+        let groups = Arc::new(GroupCounts::default());
+        let counts = groups.clone();
         let thread = std::thread::Builder::new()
             .name("strata-sqlite-writer".into())
-            .spawn(move || writer_loop(conn, rx, before_commit))?;
+            .spawn(move || writer_loop(conn, rx, before_commit, &counts))?;
         Ok(Writer {
             jobs,
             thread: Arc::new(Mutex::new(vec![thread])),
+            groups,
         })
+    }
+
+    /// Writes waiting for the thread, and the groups it has committed.
+    pub fn stats(&self) -> WriterStats {
+        WriterStats {
+            queued: self.jobs.len() as u64,
+            groups: self.groups.groups.load(Relaxed),
+            grouped_writes: self.groups.writes.load(Relaxed),
+            last_group: self.groups.last.load(Relaxed),
+        }
     }
 
     /// Lets the writer commit every job sent before this call, then joins
@@ -131,7 +163,12 @@ impl Writer {
     }
 }
 
-fn writer_loop(conn: Connection, rx: Receiver<WriteJob>, before_commit: BeforeCommit) {
+fn writer_loop(
+    conn: Connection,
+    rx: Receiver<WriteJob>,
+    before_commit: BeforeCommit,
+    counts: &GroupCounts,
+) {
     let mut pending = None;
     loop {
         let first = match pending.take() {
@@ -162,6 +199,7 @@ fn writer_loop(conn: Connection, rx: Receiver<WriteJob>, before_commit: BeforeCo
                 Err(_) => break,
             }
         }
+        counts.record(group.len());
         run_group(&conn, group, before_commit);
     }
 }
@@ -205,7 +243,23 @@ fn run_group(conn: &Connection, group: Vec<GroupJob>, before_commit: BeforeCommi
     }
     let committed = commit(conn, start, seq.last, before_commit);
     for done in completions {
-        done(committed.clone().map_err(DomainError::Internal));
+        done(committed.clone().map_err(|failed| failed.error()));
+    }
+}
+
+/// Why a group's commit failed, told to each of its writes.
+#[derive(Clone)]
+enum CommitFailed {
+    DiskFull,
+    Other(String),
+}
+
+impl CommitFailed {
+    fn error(self) -> DomainError {
+        match self {
+            CommitFailed::DiskFull => DomainError::DiskFull,
+            CommitFailed::Other(why) => DomainError::Internal(why),
+        }
     }
 }
 
@@ -214,7 +268,7 @@ fn commit(
     start: i64,
     last: i64,
     before_commit: BeforeCommit,
-) -> Result<(), String> {
+) -> Result<(), CommitFailed> {
     let result = (|| {
         before_commit(conn)?;
         if last != start {
@@ -225,7 +279,11 @@ fn commit(
     result.map_err(|e| {
         tracing::error!(error = %e, "commit failed; the group is rolled back");
         let _ = conn.execute_batch("ROLLBACK");
-        format!("commit failed: {e}")
+        if super::is_disk_full(&e) {
+            CommitFailed::DiskFull
+        } else {
+            CommitFailed::Other(format!("commit failed: {e}"))
+        }
     })
 }
 

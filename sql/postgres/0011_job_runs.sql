@@ -1,0 +1,18 @@
+-- Runs of scheduled jobs, shared by every daemon on the store. A scheduled
+-- run is claimed once per job and tick (the schedule's time it is for) by
+-- the unique index, so one daemon runs it; a run on request has no tick
+-- (NULLs never collide). /v1/admin/jobs reads each job's newest finished
+-- run from here.
+CREATE TABLE job_runs (
+    id          bigserial PRIMARY KEY,
+    job         text NOT NULL,
+    tick        timestamptz,
+    daemon      text NOT NULL,
+    started_at  timestamptz NOT NULL,
+    finished_at timestamptz,
+    duration_ms bigint,
+    ok          boolean,
+    outcome     text
+);
+CREATE UNIQUE INDEX job_runs_tick ON job_runs (job, tick);
+CREATE INDEX job_runs_started ON job_runs (job, started_at);
