@@ -267,8 +267,9 @@ fn consumer_metric(body: &[u8], family: &str) -> Option<f64> {
 /// Rows left in the outbox, read from the database itself.
 async fn outbox_rows(ctx: &Ctx, d: &Daemon) -> Result<i64> {
     if let Some(url) = ctx.database_url() {
-        let url = url.to_owned();
-        let (client, conn) = tokio_postgres::connect(&url, tokio_postgres::NoTls).await?;
+        // As the daemon connects: the URL's sslmode and sslrootcert honoured.
+        let (pg, tls) = strata::store::postgres::tls::configure(url)?;
+        let (client, conn) = pg.connect(tls).await?;
         tokio::spawn(conn);
         let row = client
             .query_one("SELECT count(*) FROM strata.outbox", &[])
