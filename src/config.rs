@@ -59,6 +59,39 @@ pub struct Config {
     /// browser sends it (`https://app.example`), or `*` alone for any;
     /// empty: no CORS answers at all.
     pub cors_origins: Vec<String>,
+    /// OIDC bearer tokens beside API keys; None: keys only.
+    pub oidc: Option<OidcConfig>,
+}
+
+/// `[oidc]` as verified: where tokens come from and for whom they are.
+/// All of issuer, audience and JWKS URL, or none (`api::oidc`).
+#[derive(Debug, Clone)]
+pub struct OidcConfig {
+    /// Compared exactly with a token's `iss`.
+    pub issuer: String,
+    /// Must be one of a token's `aud`.
+    pub audience: String,
+    /// `https://` (or `http://` to a loopback host).
+    pub jwks_url: String,
+    /// The claim holding the grants, dotted for a nested one
+    /// (`realm_access.roles`): a space-separated string or an array.
+    pub claim: String,
+    /// Clock skew allowed on `exp` and `nbf`.
+    pub leeway: Duration,
+    /// How often the JWKS is fetched even when no token asks for a new key.
+    pub jwks_refresh: Duration,
+}
+
+/// `[oidc]` as the file spells it.
+#[derive(Debug, Default, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+struct OidcSettings {
+    issuer: Option<String>,
+    audience: Option<String>,
+    jwks_url: Option<String>,
+    claim: Option<String>,
+    leeway_secs: Option<u64>,
+    jwks_refresh_secs: Option<u64>,
 }
 
 /// `[backup]`: where backups go, when they are taken, how many are kept.
@@ -153,6 +186,7 @@ struct Settings {
     backup: BackupConfig,
     tls: TlsSettings,
     cors_origins: Vec<String>,
+    oidc: OidcSettings,
 }
 
 impl Default for Settings {
@@ -182,6 +216,7 @@ impl Default for Settings {
             tls: TlsSettings::default(),
             embed: EmbedConfig::default(),
             cors_origins: Vec::new(),
+            oidc: OidcSettings::default(),
         }
     }
 }
@@ -326,6 +361,16 @@ const ENV: &[(&str, &str, Kind)] = &[
     ("STRATA_BACKUP_KEEP_DAYS", "backup.keep_days", Kind::Number),
     ("STRATA_BACKUP_KEY", "backup.key", Kind::Text),
     ("STRATA_CORS_ORIGINS", "cors_origins", Kind::List),
+    ("STRATA_OIDC_ISSUER", "oidc.issuer", Kind::Text),
+    ("STRATA_OIDC_AUDIENCE", "oidc.audience", Kind::Text),
+    ("STRATA_OIDC_JWKS_URL", "oidc.jwks_url", Kind::Text),
+    ("STRATA_OIDC_CLAIM", "oidc.claim", Kind::Text),
+    ("STRATA_OIDC_LEEWAY_SECS", "oidc.leeway_secs", Kind::Number),
+    (
+        "STRATA_OIDC_JWKS_REFRESH_SECS",
+        "oidc.jwks_refresh_secs",
+        Kind::Number,
+    ),
 ];
 
 /// Variables read elsewhere (the file's name, the S3 client, the logger:
@@ -492,6 +537,7 @@ impl Config {
             embed: s.embed,
             backup: s.backup,
             cors_origins: cors_origins(&s.cors_origins)?,
+            oidc: oidc(s.oidc)?,
         };
         config.check()?;
         Ok(config)
@@ -564,6 +610,60 @@ impl Config {
         );
         Self::from_vars(vars).expect("defaults are valid")
     }
+}
+
+/// OIDC is all or nothing: issuer, audience and JWKS URL together, and the
+/// optional settings only beside them, so a half-configured identity
+/// provider stops the start instead of silently leaving tokens refused.
+fn oidc(s: OidcSettings) -> anyhow::Result<Option<OidcConfig>> {
+    let (issuer, audience, jwks_url) = match (s.issuer, s.audience, s.jwks_url) {
+        (Some(i), Some(a), Some(u)) => (i, a, u),
+        (None, None, None) => {
+            if s.claim.is_some() || s.leeway_secs.is_some() || s.jwks_refresh_secs.is_some() {
+                bail!("STRATA_OIDC_CLAIM, STRATA_OIDC_LEEWAY_SECS and STRATA_OIDC_JWKS_REFRESH_SECS need STRATA_OIDC_ISSUER, STRATA_OIDC_AUDIENCE and STRATA_OIDC_JWKS_URL");
+            }
+            return Ok(None);
+        }
+        _ => bail!(
+            "OIDC needs all of STRATA_OIDC_ISSUER, STRATA_OIDC_AUDIENCE and STRATA_OIDC_JWKS_URL, or none"
+        ),
+    };
+    if issuer.trim().is_empty() || audience.trim().is_empty() {
+        bail!("STRATA_OIDC_ISSUER and STRATA_OIDC_AUDIENCE must not be blank");
+    }
+    let url = reqwest::Url::parse(&jwks_url)
+        .map_err(|e| anyhow::anyhow!("STRATA_OIDC_JWKS_URL {jwks_url:?} is not a URL: {e}"))?;
+    // Keys fetched in the clear could be swapped by anyone on the path.
+    let loopback = url.host_str().is_some_and(|host| {
+        let bare = host.trim_start_matches('[').trim_end_matches(']');
+        host == "localhost"
+            || bare
+                .parse::<std::net::IpAddr>()
+                .is_ok_and(|ip| ip.is_loopback())
+    });
+    if !(url.scheme() == "https" || (url.scheme() == "http" && loopback)) {
+        bail!("STRATA_OIDC_JWKS_URL must be https:// (http:// only to a loopback host), got {jwks_url:?}");
+    }
+    let claim = s.claim.unwrap_or_else(|| "scope".into());
+    if claim.split('.').any(str::is_empty) {
+        bail!("STRATA_OIDC_CLAIM must be a claim name, dotted for a nested one, got {claim:?}");
+    }
+    let leeway_secs = s.leeway_secs.unwrap_or(30);
+    if leeway_secs > 300 {
+        bail!("STRATA_OIDC_LEEWAY_SECS must be at most 300, got {leeway_secs}");
+    }
+    let refresh_secs = s.jwks_refresh_secs.unwrap_or(300);
+    if refresh_secs < 10 {
+        bail!("STRATA_OIDC_JWKS_REFRESH_SECS must be at least 10, got {refresh_secs}");
+    }
+    Ok(Some(OidcConfig {
+        issuer,
+        audience,
+        jwks_url,
+        claim,
+        leeway: Duration::from_secs(leeway_secs),
+        jwks_refresh: Duration::from_secs(refresh_secs),
+    }))
 }
 
 /// The configured CORS origins as browsers send them in `Origin`:
@@ -920,5 +1020,43 @@ mod tests {
         assert_eq!(c.admin_key.as_deref(), Some("12345678901234567890"));
         assert_eq!(c.database_url, "sqlite:///tmp/0/strata.db");
         assert_eq!(c.body_limit, 8 << 20);
+    }
+
+    #[test]
+    fn oidc_is_all_or_nothing() {
+        let all = [
+            ("STRATA_OIDC_ISSUER", "https://id.example"),
+            ("STRATA_OIDC_AUDIENCE", "strata"),
+            ("STRATA_OIDC_JWKS_URL", "https://id.example/jwks"),
+        ];
+        let c = Config::from_vars(vars(&all)).unwrap();
+        let oidc = c.oidc.expect("configured");
+        assert_eq!(oidc.claim, "scope");
+        assert_eq!(oidc.leeway, Duration::from_secs(30));
+        assert!(Config::from_vars(vars(&[])).unwrap().oidc.is_none());
+        for missing in 0..all.len() {
+            let mut some = all.to_vec();
+            some.remove(missing);
+            let err = Config::from_vars(vars(&some)).unwrap_err();
+            assert!(err.to_string().contains("all of"), "{err}");
+        }
+        let err = Config::from_vars(vars(&[("STRATA_OIDC_CLAIM", "roles")])).unwrap_err();
+        assert!(err.to_string().contains("STRATA_OIDC_ISSUER"), "{err}");
+        for (name, bad) in [
+            ("STRATA_OIDC_JWKS_URL", "http://id.example/jwks"),
+            ("STRATA_OIDC_JWKS_URL", "not a url"),
+            ("STRATA_OIDC_CLAIM", "realm_access..roles"),
+            ("STRATA_OIDC_LEEWAY_SECS", "3600"),
+            ("STRATA_OIDC_JWKS_REFRESH_SECS", "1"),
+        ] {
+            let mut set = all.to_vec();
+            set.retain(|(k, _)| *k != name);
+            set.push((name, bad));
+            let err = Config::from_vars(vars(&set)).unwrap_err();
+            assert!(err.to_string().contains(name), "{name}={bad}: {err}");
+        }
+        let mut local = all.to_vec();
+        local[2].1 = "http://127.0.0.1:8080/jwks";
+        assert!(Config::from_vars(vars(&local)).unwrap().oidc.is_some());
     }
 }

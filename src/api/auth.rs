@@ -3,12 +3,18 @@
 //! named in its path. Keys of another org see 404, exactly as for a missing
 //! resource.
 //!
+//! OIDC bearer tokens (JWTs, `super::oidc`) are accepted beside keys when
+//! configured: a token is told from a key by its shape (three dot-separated
+//! base64url segments; keys have no dot) and carries grants per org
+//! (`Principal::grants`) instead of one org.
+//!
 //! Keys look like `sk_<id>_<secret>`: the id finds the row, the secret is
 //! checked against its SHA-256 in constant time (secrets are 256 random bits,
 //! so a slow KDF would add cost and no strength). Verified keys are cached
 //! for `KEY_CACHE_TTL`; revocation through this daemon evicts at once.
 
 use super::error::ApiError;
+use super::oidc::{self, Grants, Verifier};
 use super::AppState;
 use crate::digest::sha256_hex;
 use crate::domain::{Caller, DomainError, KeyScope, StoredKey};
@@ -44,6 +50,9 @@ pub struct Principal {
     pub scopes: Vec<KeyScope>,
     /// The projects the key is limited to (None: every project of its org).
     pub projects: Option<Vec<String>>,
+    /// A bearer token's level per org (then `org` is None and `scopes`
+    /// empty); None for keys and for a token that is the global admin.
+    pub grants: Option<Arc<Grants>>,
 }
 
 impl Principal {
@@ -62,6 +71,7 @@ impl Principal {
             org: None,
             scopes: vec![KeyScope::Admin],
             projects: None,
+            grants: None,
         }
     }
 }
@@ -82,6 +92,7 @@ pub struct Authenticator {
     store: DynStore,
     keys: Cache<String, Option<Arc<StoredKey>>>,
     limiter: Option<DefaultKeyedRateLimiter<String>>,
+    oidc: Option<Arc<Verifier>>,
 }
 
 /// The raw digest, for the constant-time comparison with the admin key.
@@ -102,7 +113,12 @@ pub fn new_key() -> (String, String, String) {
 }
 
 impl Authenticator {
-    pub fn new(store: DynStore, settings: AuthSettings, lifecycle: &Lifecycle) -> Self {
+    pub fn new(
+        store: DynStore,
+        settings: AuthSettings,
+        oidc: Option<crate::config::OidcConfig>,
+        lifecycle: &Lifecycle,
+    ) -> Self {
         let limiter = NonZeroU32::new(settings.rate_per_sec).map(|rate| {
             let burst = NonZeroU32::new(settings.burst.max(settings.rate_per_sec)).unwrap_or(rate);
             RateLimiter::keyed(Quota::per_second(rate).allow_burst(burst))
@@ -136,6 +152,7 @@ impl Authenticator {
             store,
             keys,
             limiter,
+            oidc: oidc.map(|config| Verifier::start(config, lifecycle)),
         }
     }
 
@@ -146,6 +163,11 @@ impl Authenticator {
         let token = token.ok_or(ApiError::Unauthorized)?;
         if bool::from(sha256(token.as_bytes()).ct_eq(&self.admin_key_hash)) {
             return Ok(Principal::global_admin("admin"));
+        }
+        if let Some(verifier) = &self.oidc {
+            if oidc::looks_like_jwt(token) {
+                return self.token_principal(verifier, token).await;
+            }
         }
         let (id, secret) = token
             .strip_prefix("sk_")
@@ -173,6 +195,32 @@ impl Authenticator {
             org: Some(stored.info.org.clone()),
             scopes: stored.info.scopes.clone(),
             projects: stored.info.projects.clone(),
+            grants: None,
+        })
+    }
+
+    /// A verified token as a principal; its subject is the actor recorded
+    /// (`oidc:<sub>`) and the key its requests are rate-limited by.
+    async fn token_principal(
+        &self,
+        verifier: &Verifier,
+        token: &str,
+    ) -> Result<Principal, ApiError> {
+        let identity = verifier.verify(token).await.map_err(|refusal| {
+            tracing::debug!(reason = refusal.reason(), "bearer token refused");
+            ApiError::BadToken(refusal.reason())
+        })?;
+        let actor = format!("oidc:{}", identity.subject);
+        if identity.grants.global_admin {
+            return Ok(Principal::global_admin(&actor));
+        }
+        self.check_rate(&actor)?;
+        Ok(Principal {
+            key_id: actor,
+            org: None,
+            scopes: Vec::new(),
+            projects: None,
+            grants: Some(Arc::new(identity.grants)),
         })
     }
 
@@ -291,6 +339,24 @@ impl<N: Need> FromRequestParts<AppState> for Authorized<N> {
                 .await
                 .map(|p| p.0)
                 .unwrap_or_default();
+        if let Some(grants) = &principal.grants {
+            let Some(org) = params.get("org") else {
+                return Err(ApiError::Forbidden("global admin"));
+            };
+            match grants.level(org) {
+                // An org the token does not name does not exist for it.
+                None => return Err(DomainError::not_found(format!("org {org}")).into()),
+                Some(level) if level < N::LEVEL => {
+                    return Err(ApiError::Forbidden(N::LEVEL.as_str()))
+                }
+                Some(_) => {
+                    return Ok(Authorized {
+                        caller: caller(parts, &principal),
+                        _need: PhantomData,
+                    })
+                }
+            }
+        }
         match (params.get("org"), &principal.org) {
             // Another org's resources do not exist for this key.
             (Some(org), Some(mine)) if org != mine => {

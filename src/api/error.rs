@@ -14,6 +14,10 @@ pub enum ApiError {
     Domain(#[from] DomainError),
     #[error("missing or unknown API key")]
     Unauthorized,
+    /// A bearer token that looks like a JWT and was refused (the reason is
+    /// one of `oidc::Refusal`'s short ones).
+    #[error("bearer token refused: {0}")]
+    BadToken(&'static str),
     #[error("this key lacks the {0} scope")]
     Forbidden(&'static str),
     #[error("request body exceeds {0} bytes")]
@@ -37,7 +41,7 @@ impl ApiError {
 
     fn parts(&self) -> (StatusCode, &'static str, String, Option<Value>) {
         match self {
-            ApiError::Unauthorized => (
+            ApiError::Unauthorized | ApiError::BadToken(_) => (
                 StatusCode::UNAUTHORIZED,
                 "unauthorized",
                 self.to_string(),

@@ -15,6 +15,7 @@ mod graph;
 mod import;
 mod keys;
 pub mod metrics;
+mod oidc;
 mod openapi;
 mod ops;
 mod relationships;
@@ -127,6 +128,7 @@ pub fn app(services: Services, auth: AuthSettings, config: Arc<Config>) -> Route
         auth: Arc::new(Authenticator::new(
             services.store.clone(),
             auth,
+            config.oidc.clone(),
             &services.lifecycle,
         )),
         store: services.store,

@@ -92,6 +92,22 @@ impl Modify for ApiKey {
                         .build(),
                 ),
             );
+        // Accepted only when the daemon is configured for an issuer
+        // (STRATA_OIDC_*); `complete` offers it beside each key requirement.
+        doc.components
+            .get_or_insert_with(Default::default)
+            .add_security_scheme(
+                "oidc",
+                SecurityScheme::Http(
+                    HttpBuilder::new()
+                        .scheme(HttpAuthScheme::Bearer)
+                        .bearer_format("JWT")
+                        .description(Some(
+                            "an OIDC access token of the configured issuer; the same roles, granted per org by its `<org>:read|write|admin` claim entries (`*` for every org, `strata:global_admin`)",
+                        ))
+                        .build(),
+                ),
+            );
     }
 }
 
@@ -108,6 +124,7 @@ pub fn complete(doc: &mut Value) {
     };
     for item in paths.values_mut().filter_map(Value::as_object_mut) {
         for op in item.values_mut().filter_map(Value::as_object_mut) {
+            offer_tokens(op);
             let implied = implied_errors(op);
             let Some(responses) = op.get_mut("responses").and_then(Value::as_object_mut) else {
                 continue;
@@ -160,6 +177,20 @@ pub fn complete(doc: &mut Value) {
     }
 }
 
+/// Each API key requirement gets an OIDC token alternative with the same
+/// roles (requirements in the list are alternatives).
+fn offer_tokens(op: &mut Map<String, Value>) {
+    let Some(reqs) = op.get_mut("security").and_then(Value::as_array_mut) else {
+        return;
+    };
+    let tokens: Vec<Value> = reqs
+        .iter()
+        .filter_map(|r| r.get("api_key"))
+        .map(|roles| json!({ "oidc": roles }))
+        .collect();
+    reqs.extend(tokens);
+}
+
 fn implied_errors(op: &Map<String, Value>) -> Vec<(u16, &'static str)> {
     let params = op
         .get("parameters")
@@ -181,7 +212,10 @@ fn implied_errors(op: &Map<String, Value>) -> Vec<(u16, &'static str)> {
         out.push((400, "bad_request: a parameter or the body is invalid"));
     }
     if let Some(roles) = &roles {
-        out.push((401, "unauthorized: missing or unknown API key"));
+        out.push((
+            401,
+            "unauthorized: missing or unknown API key, or a refused bearer token",
+        ));
         if roles.iter().any(|r| *r != "read") {
             out.push((403, "forbidden: the key lacks the scope"));
         }

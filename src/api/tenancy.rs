@@ -6,7 +6,7 @@ use super::error::ApiResult;
 use super::extract::{JsonBody, PageParams, Path, Query};
 use super::openapi::{Data, Paged};
 use super::{data, page, AppState};
-use crate::domain::{validate, Org, Page, Project};
+use crate::domain::{validate, DomainError, Org, Page, Project};
 use axum::extract::State;
 use axum::http::StatusCode;
 use axum::response::Response;
@@ -72,9 +72,26 @@ async fn list_orgs(
     Query(p): Query<PageParams>,
 ) -> ApiResult<Response> {
     let req = p.request()?;
-    let result = match &who.org {
-        None => s.store.list_orgs(&req).await?,
-        Some(org) => Page {
+    let result = match (&who.org, &who.grants) {
+        // A token: every org under `*`, else those it names that exist,
+        // in one page (a token names few).
+        (_, Some(grants)) if grants.every.is_some() => s.store.list_orgs(&req).await?,
+        (_, Some(grants)) => {
+            let mut items = Vec::new();
+            for org in grants.orgs.keys() {
+                match s.store.get_org(org).await {
+                    Ok(found) => items.push(found),
+                    Err(DomainError::NotFound(_)) => {}
+                    Err(e) => return Err(e.into()),
+                }
+            }
+            Page {
+                items,
+                next_cursor: None,
+            }
+        }
+        (None, None) => s.store.list_orgs(&req).await?,
+        (Some(org), None) => Page {
             items: vec![s.store.get_org(org).await?],
             next_cursor: None,
         },

@@ -45,6 +45,7 @@ mod interop;
 mod jobs;
 mod meili;
 mod observability;
+mod oidc;
 mod openapi;
 mod pg_tls;
 mod pgbackrest;
