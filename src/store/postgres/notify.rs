@@ -229,7 +229,10 @@ impl Feed {
                 tokio::select! {
                     listened = listen(&pg, &tls, &task_sink, &task_live, &task_keys) => {
                         if let Err(e) = listened {
-                            tracing::warn!(error = %e, "change listener lost; entity cache off until it is back");
+                            // With its causes: tokio-postgres's own text of a
+                            // failed handshake omits why (the certificate).
+                            let error = anyhow::Error::new(e);
+                            tracing::warn!(error = %format!("{error:#}"), "change listener lost; entity cache off until it is back");
                         }
                     }
                     _ = life.cancelled() => {}
