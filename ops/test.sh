@@ -13,8 +13,8 @@ export STRATA_STACK_DIR="${STRATA_STACK_DIR:-$(mktemp -d /tmp/strata-stack.XXXXX
 command -v cargo >/dev/null || { echo "cargo is required (rustup toolchain)" >&2; exit 1; }
 command -v npm >/dev/null || { echo "node and npm are required for the PGlite server" >&2; exit 1; }
 
-# The reference Yjs stack for the interoperability test.
-if [ ! -d ops/interop/node_modules/yjs ]; then
+# The reference Yjs stack and the Hocuspocus provider for the interoperability tests.
+if [ ! -d ops/interop/node_modules/yjs ] || [ ! -d ops/interop/node_modules/@hocuspocus/provider ]; then
   (cd ops/interop && npm ci --no-audit --no-fund --loglevel=error >/dev/null)
 fi
 

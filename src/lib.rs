@@ -23,7 +23,8 @@
 //! - [`search`]: query terms and searchable text, shared by both engines.
 //! - [`crdt`]: Yjs documents: the bounded check of untrusted bytes
 //!   (`check`), all yrs work (`fold`), state rebuild and quarantine,
-//!   compaction into snapshots (`compact`), y-websocket sync (`sync`).
+//!   compaction into snapshots (`compact`), y-websocket sync (`sync`),
+//!   the Hocuspocus protocol's frames (`hocuspocus`).
 //! - [`embed`]: the `Embedder` trait for semantic search: the local
 //!   all-MiniLM-L6-v2 (candle) or Ollama, and installing the local model's
 //!   pinned files.

@@ -445,7 +445,7 @@ async fn websocket(
         }))
 }
 
-async fn current_state(s: &AppState, scope: &Scope, doc: &str) -> DomainResult<Vec<u8>> {
+pub(super) async fn current_state(s: &AppState, scope: &Scope, doc: &str) -> DomainResult<Vec<u8>> {
     match s.store.doc_log(scope, doc, None).await {
         Ok(log) => crdt::state(s.store.as_ref(), s.blobs.as_ref(), scope, doc, &log).await,
         // Not written yet: the empty document.
@@ -527,7 +527,7 @@ async fn serve_socket(
 /// Closes for a daemon shutting down: 1001 (going away), then waits a
 /// moment for the client's close to end the handshake cleanly. Messages
 /// arriving meanwhile are not handled.
-async fn close_going_away(mut socket: WebSocket) {
+pub(super) async fn close_going_away(mut socket: WebSocket) {
     let frame = axum::extract::ws::CloseFrame {
         code: 1001,
         reason: "the server is shutting down".into(),
@@ -547,7 +547,7 @@ async fn close_going_away(mut socket: WebSocket) {
 
 /// A close frame for a refused message: 1007 (invalid payload) for bad
 /// input, 1011 otherwise; the reason is cut to the 123 bytes a frame allows.
-fn close_frame(e: &DomainError) -> axum::extract::ws::CloseFrame {
+pub(super) fn close_frame(e: &DomainError) -> axum::extract::ws::CloseFrame {
     let (code, mut reason) = match e {
         DomainError::BadRequest(m) => (1007, m.clone()),
         // Storage faults are logged, never sent.

@@ -12,6 +12,7 @@ pub mod error;
 mod export;
 mod extract;
 mod graph;
+mod hocuspocus;
 mod import;
 mod keys;
 pub mod metrics;
@@ -116,6 +117,7 @@ fn routes() -> OpenApiRouter<AppState> {
         .merge(export::router())
         .merge(import::router())
         .merge(docs::router())
+        .merge(hocuspocus::router())
         .merge(ops::router())
 }
 

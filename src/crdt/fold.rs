@@ -118,3 +118,24 @@ pub fn state_vector_of(state: &[u8]) -> FoldResult<Vec<u8>> {
         yrs::encode_state_vector_from_update_v1(state).map_err(fault)
     })
 }
+
+/// True when `update` holds nothing `state` lacks: no struct beyond the
+/// state's state vector and no deletion outside its delete set (both have
+/// passed the check). A deletion the state holds only as a collected
+/// struct counts as new: when unsure, the answer is no.
+pub fn adds_nothing(state: &[u8], update: &[u8]) -> FoldResult<bool> {
+    use yrs::updates::encoder::Encode;
+    guarded("compare", || {
+        let state = Update::decode_v1(state).map_err(fault)?;
+        let beyond =
+            yrs::diff_updates_v1(update, &state.state_vector().encode_v1()).map_err(fault)?;
+        let beyond = Update::decode_v1(&beyond).map_err(fault)?;
+        if !beyond.state_vector_lower().is_empty() {
+            return Ok(false);
+        }
+        let update = Update::decode_v1(update).map_err(fault)?;
+        let mut deletions = update.delete_set().clone();
+        deletions.diff_with(state.delete_set());
+        Ok(deletions.is_empty())
+    })
+}

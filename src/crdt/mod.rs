@@ -5,6 +5,7 @@
 pub mod check;
 pub mod compact;
 pub mod fold;
+pub mod hocuspocus;
 pub mod sync;
 
 use crate::blob::BlobStore;
@@ -268,6 +269,12 @@ pub async fn diff(state: Vec<u8>, state_vector: Vec<u8>) -> DomainResult<Vec<u8>
     run_blocking(move || fold::diff(&state, &state_vector).map_err(yrs_fault)).await
 }
 
+/// Whether `update` adds nothing to `state` (`fold::adds_nothing`): both
+/// checked first. Off the async runtime, as a merge.
+pub async fn adds_nothing(state: Vec<u8>, update: Vec<u8>) -> DomainResult<bool> {
+    run_blocking(move || fold::adds_nothing(&state, &update).map_err(yrs_fault)).await
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -279,6 +286,26 @@ mod tests {
         let len = t.get_string(&txn).len() as u32;
         t.insert(&mut txn, len, text);
         txn.encode_update_v1()
+    }
+
+    #[test]
+    fn adds_nothing_tells_held_content_from_new() {
+        let doc = Doc::with_client_id(1);
+        let first = edit(&doc, "hello");
+        assert!(fold::adds_nothing(&first, &first).unwrap());
+        assert!(fold::adds_nothing(&first, &[0, 0]).unwrap());
+        let second = edit(&doc, " world");
+        assert!(!fold::adds_nothing(&first, &second).unwrap());
+        let deletion = {
+            let t = doc.get_or_insert_text("t");
+            let mut txn = doc.transact_mut();
+            t.remove_range(&mut txn, 0, 2);
+            txn.encode_update_v1()
+        };
+        assert!(!fold::adds_nothing(&first, &deletion).unwrap());
+        let all = merge(vec![first.clone(), second, deletion.clone()]).unwrap();
+        assert!(fold::adds_nothing(&all, &deletion).unwrap());
+        assert!(fold::adds_nothing(&all, &first).unwrap());
     }
 
     #[test]

@@ -39,6 +39,7 @@ mod embed;
 mod export;
 mod faults;
 mod feed;
+mod hocuspocus;
 mod https;
 mod init;
 mod interop;
