@@ -65,10 +65,19 @@ struct UpdatesBody {
 
 /// Where an append landed in the document's log.
 #[derive(Serialize, utoipa::ToSchema)]
-struct Appended {
-    doc: String,
-    first_seq: i64,
-    last_seq: i64,
+pub(super) struct Appended {
+    pub doc: String,
+    pub first_seq: i64,
+    pub last_seq: i64,
+}
+
+/// The gateway the updates come from (`X-Strata-Origin`), cut to 256
+/// characters.
+pub(super) fn origin(headers: &HeaderMap) -> Option<String> {
+    headers
+        .get("x-strata-origin")
+        .and_then(|v| v.to_str().ok())
+        .map(|v| v.chars().take(256).collect())
 }
 
 /// One update as `application/octet-stream`, or several as base64 in JSON.
@@ -127,11 +136,7 @@ async fn append_updates(
     req: Request,
 ) -> ApiResult<Response> {
     let scope = p.scope()?;
-    let origin = req
-        .headers()
-        .get("x-strata-origin")
-        .and_then(|v| v.to_str().ok())
-        .map(|v| v.chars().take(256).collect::<String>());
+    let origin = origin(req.headers());
     let updates = read_updates(req, &s).await?;
     let relays: Vec<Vec<u8>> = updates.iter().map(|u| sync::update(u.clone())).collect();
     let stored = updates.len() as u64;

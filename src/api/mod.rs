@@ -6,6 +6,7 @@ mod backups;
 mod batch;
 mod changes;
 mod cors;
+mod doc_batch;
 mod docs;
 mod entities;
 pub mod error;
@@ -117,6 +118,7 @@ fn routes() -> OpenApiRouter<AppState> {
         .merge(export::router())
         .merge(import::router())
         .merge(docs::router())
+        .merge(doc_batch::router())
         .merge(hocuspocus::router())
         .merge(ops::router())
 }

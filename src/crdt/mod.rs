@@ -2,6 +2,7 @@
 //! and compaction into snapshots. Storage goes through the `Store` trait and
 //! snapshot bytes above a threshold through the `BlobStore`.
 
+pub mod batch;
 pub mod check;
 pub mod compact;
 pub mod fold;

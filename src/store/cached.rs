@@ -345,6 +345,15 @@ impl<S: Store> DocStore for CachedStore<S> {
         self.inner.append_updates(scope, doc, updates, origin).await
     }
 
+    async fn append_batch(
+        &self,
+        scope: &Scope,
+        docs: Vec<(String, Vec<Vec<u8>>)>,
+        origin: Option<String>,
+    ) -> DomainResult<Vec<(i64, i64)>> {
+        self.inner.append_batch(scope, docs, origin).await
+    }
+
     async fn get_doc(&self, scope: &Scope, doc: &str) -> DomainResult<DocInfo> {
         self.inner.get_doc(scope, doc).await
     }

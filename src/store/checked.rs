@@ -448,6 +448,20 @@ impl<S: Store> DocStore for Checked<S> {
         self.0.append_updates(s, doc, updates, origin).await
     }
 
+    async fn append_batch(
+        &self,
+        s: &Scope,
+        docs: Vec<(String, Vec<Vec<u8>>)>,
+        origin: Option<String>,
+    ) -> DomainResult<Vec<(i64, i64)>> {
+        scope(s)?;
+        for (doc, _) in &docs {
+            no_nul("doc", doc)?;
+        }
+        opt("X-Strata-Origin", origin.as_deref())?;
+        self.0.append_batch(s, docs, origin).await
+    }
+
     async fn get_doc(&self, s: &Scope, doc: &str) -> DomainResult<DocInfo> {
         scope(s)?;
         no_nul("doc", doc)?;

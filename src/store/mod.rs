@@ -391,6 +391,15 @@ pub trait DocStore: Send + Sync {
         updates: Vec<Vec<u8>>,
         origin: Option<String>,
     ) -> DomainResult<(i64, i64)>;
+    /// Appends several documents' updates (each document's in order) in one
+    /// transaction, creating documents; answers once all are durable with
+    /// each document's (first, last) sequence numbers, in the order given.
+    async fn append_batch(
+        &self,
+        scope: &Scope,
+        docs: Vec<(String, Vec<Vec<u8>>)>,
+        origin: Option<String>,
+    ) -> DomainResult<Vec<(i64, i64)>>;
     /// A document; NotFound when never written or when its entity is deleted.
     async fn get_doc(&self, scope: &Scope, doc: &str) -> DomainResult<DocInfo>;
     /// Creates a document (if absent) and links it to an entity (or unlinks).

@@ -35,6 +35,7 @@ mod conformance;
 mod cors;
 mod crdt;
 mod disk_full;
+mod doc_batch;
 mod embed;
 mod export;
 mod faults;

@@ -491,6 +491,27 @@ impl DocStore for PgStore {
         Ok(seqs)
     }
 
+    async fn append_batch(
+        &self,
+        scope: &Scope,
+        docs: Vec<(String, Vec<Vec<u8>>)>,
+        origin: Option<String>,
+    ) -> DomainResult<Vec<(i64, i64)>> {
+        // Documents in id order: two batches lock their rows in one order,
+        // so they wait for each other instead of deadlocking.
+        let mut order: Vec<usize> = (0..docs.len()).collect();
+        order.sort_by(|a, b| docs[*a].0.cmp(&docs[*b].0));
+        let mut c = self.client().await?;
+        let tx = c.transaction().await.map_err(super::pg_err)?;
+        let mut seqs = vec![(0, 0); docs.len()];
+        for i in order {
+            let (doc, updates) = &docs[i];
+            seqs[i] = append(&tx, scope, doc, updates, origin.as_deref()).await?;
+        }
+        super::tx::settle(tx.commit().await, c)?;
+        Ok(seqs)
+    }
+
     async fn get_doc(&self, scope: &Scope, doc: &str) -> DomainResult<DocInfo> {
         get(&self.client().await?, scope, doc).await
     }

@@ -463,6 +463,22 @@ impl DocStore for SqliteStore {
             .await
     }
 
+    async fn append_batch(
+        &self,
+        scope: &Scope,
+        docs: Vec<(String, Vec<Vec<u8>>)>,
+        origin: Option<String>,
+    ) -> DomainResult<Vec<(i64, i64)>> {
+        let s = scope.clone();
+        self.writer
+            .write(move |conn, _| {
+                docs.iter()
+                    .map(|(doc, updates)| append(conn, &s, doc, updates, origin.as_deref()))
+                    .collect()
+            })
+            .await
+    }
+
     async fn get_doc(&self, scope: &Scope, doc: &str) -> DomainResult<DocInfo> {
         let (s, doc) = (scope.clone(), doc.to_owned());
         self.read(move |conn| get(conn, &s, &doc)).await
