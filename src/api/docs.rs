@@ -469,6 +469,8 @@ async fn serve_socket(
     let me = s.hub.connection_id();
     let mut relays = s.hub.subscribe(&scope, &doc);
     let lifecycle = s.lifecycle.clone();
+    // Durable acknowledgements, once the client asks for them.
+    let mut acks = false;
     match current_state(&s, &scope, &doc).await {
         Ok(state) => {
             let hello = sync::step1(&sync::state_vector_of(&state));
@@ -496,17 +498,23 @@ async fn serve_socket(
                     Some(Ok(WsMessage::Close(_))) | None | Some(Err(_)) => return,
                     Some(Ok(_)) => continue,
                 };
-                match handle(&s, &scope, &doc, me, &bytes).await {
-                    Ok(Some(reply)) => {
-                        if socket.send(WsMessage::Binary(reply.into())).await.is_err() {
-                            return;
-                        }
+                let reply = match handle(&s, &scope, &doc, me, &bytes).await {
+                    Ok(Handled::Reply(reply)) => Some(reply),
+                    Ok(Handled::Stored(seq)) => acks.then(|| sync::durable_ack(seq)),
+                    Ok(Handled::DurableAcks(on)) => {
+                        acks = on;
+                        None
                     }
-                    Ok(None) => {}
+                    Ok(Handled::Nothing) => None,
                     Err(e) => {
                         // A bad message closes this connection only, saying why.
                         tracing::debug!(error = %e, "closing a WebSocket after a bad message");
                         let _ = socket.send(WsMessage::Close(Some(close_frame(&e)))).await;
+                        return;
+                    }
+                };
+                if let Some(reply) = reply {
+                    if socket.send(WsMessage::Binary(reply.into())).await.is_err() {
                         return;
                     }
                 }
@@ -518,10 +526,23 @@ async fn serve_socket(
                     }
                 }
                 Ok(_) => {}
-                Err(tokio::sync::broadcast::error::RecvError::Lagged(_)) => {
-                    // Too far behind to relay: the client resyncs on reconnect.
-                    let _ = socket.send(WsMessage::Close(None)).await;
-                    return;
+                Err(tokio::sync::broadcast::error::RecvError::Lagged(missed)) => {
+                    // Too far behind to relay each update (its queue overflowed
+                    // while it stored its own): the whole state from the store
+                    // instead, of which Yjs applies what the client lacks. The
+                    // client stays connected.
+                    tracing::debug!(missed, "catching a lagging WebSocket up from the store");
+                    let state = match current_state(&s, &scope, &doc).await {
+                        Ok(state) => state,
+                        Err(e) => {
+                            tracing::warn!(error = %e, "cannot load a document for a lagging WebSocket");
+                            let _ = socket.send(WsMessage::Close(Some(close_frame(&e)))).await;
+                            return;
+                        }
+                    };
+                    if socket.send(WsMessage::Binary(sync::step2(state).into())).await.is_err() {
+                        return;
+                    }
                 }
                 Err(tokio::sync::broadcast::error::RecvError::Closed) => return,
             }
@@ -569,29 +590,41 @@ pub(super) fn close_frame(e: &DomainError) -> axum::extract::ws::CloseFrame {
     }
 }
 
-/// One client message: an answer to send back, if any.
+/// What one client message led to.
+enum Handled {
+    Nothing,
+    /// An answer for the client.
+    Reply(Vec<u8>),
+    /// Its update is durable with this sequence number.
+    Stored(i64),
+    /// Durable acknowledgements asked for or stopped.
+    DurableAcks(bool),
+}
+
+/// One client message.
 async fn handle(
     s: &AppState,
     scope: &Scope,
     doc: &str,
     me: u64,
     bytes: &[u8],
-) -> DomainResult<Option<Vec<u8>>> {
+) -> DomainResult<Handled> {
     let incoming = sync::decode(bytes)
         .map_err(|e| DomainError::BadRequest(format!("not a valid y-websocket message: {e}")))?;
     match incoming {
         sync::Incoming::StateVector(sv) => {
             crdt::validate_state_vector(&sv)?;
             let state = current_state(s, scope, doc).await?;
-            Ok(Some(sync::step2(crdt::diff(state, sv).await?)))
+            Ok(Handled::Reply(sync::step2(crdt::diff(state, sv).await?)))
         }
         sync::Incoming::Update(update) => {
             if sync::is_empty_update(&update) {
-                return Ok(None);
+                return Ok(Handled::Nothing);
             }
             crdt::validate_update(&update)?;
             // Persisted (durable) before anyone else sees it.
-            s.store
+            let (_, seq) = s
+                .store
                 .append_updates(scope, doc, vec![update.clone()], Some(format!("ws:{me}")))
                 .await?;
             crdt::UPDATES_STORED.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
@@ -600,7 +633,7 @@ async fn handle(
                 message: Arc::new(sync::update(update)),
             };
             s.hub.publish(scope, doc, relay);
-            Ok(None)
+            Ok(Handled::Stored(seq))
         }
         sync::Incoming::Relay => {
             let relay = sync::Relay {
@@ -608,8 +641,9 @@ async fn handle(
                 message: Arc::new(bytes.to_vec()),
             };
             s.hub.publish(scope, doc, relay);
-            Ok(None)
+            Ok(Handled::Nothing)
         }
-        sync::Incoming::Ignore => Ok(None),
+        sync::Incoming::Ignore => Ok(Handled::Nothing),
+        sync::Incoming::DurableAcks(on) => Ok(Handled::DurableAcks(on)),
     }
 }

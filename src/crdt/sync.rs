@@ -84,16 +84,45 @@ pub enum Incoming {
     Relay,
     /// Auth and custom messages: nothing to do.
     Ignore,
+    /// Strata's durable acknowledgements asked for (true) or stopped.
+    DurableAcks(bool),
 }
+
+/// The message type of Strata's durable acknowledgements, beside
+/// y-protocols' 0-3: a client sends `[100, 1]` to ask for them (`[100, 0]`
+/// stops them); then each update it sends is answered, once durable, with
+/// `[100, varUint(seq)]`, the sequence number the update got, in the order
+/// the updates were sent. Plain clients never ask, so never see one.
+pub const MESSAGE_DURABLE_ACK: u8 = 100;
 
 /// Decodes one client message; every payload has passed the bounded check.
 pub fn decode(bytes: &[u8]) -> Result<Incoming, CheckError> {
+    if let [MESSAGE_DURABLE_ACK, rest @ ..] = bytes {
+        return match rest {
+            [0] => Ok(Incoming::DurableAcks(false)),
+            [1] => Ok(Incoming::DurableAcks(true)),
+            [] => Err(CheckError::Truncated),
+            [mode] => Err(CheckError::UnknownTag(
+                "durable acknowledgement mode",
+                *mode,
+            )),
+            [_, more @ ..] => Err(CheckError::TrailingBytes(more.len())),
+        };
+    }
     Ok(match check::sync_message(bytes)? {
         SyncMessage::Step1(sv) => Incoming::StateVector(sv.to_vec()),
         SyncMessage::Step2(u) | SyncMessage::Update(u) => Incoming::Update(u.to_vec()),
         SyncMessage::Awareness | SyncMessage::QueryAwareness => Incoming::Relay,
         SyncMessage::Auth => Incoming::Ignore,
     })
+}
+
+/// The acknowledgement that an update is durable with sequence `seq`.
+pub fn durable_ack(seq: i64) -> Vec<u8> {
+    use yrs::encoding::write::Write;
+    let mut out = vec![MESSAGE_DURABLE_ACK];
+    out.write_var(seq.max(0) as u64);
+    out
 }
 
 pub fn step1(state_vector: &[u8]) -> Vec<u8> {

@@ -1005,4 +1005,114 @@ mod http {
             other => panic!("unexpected {other:?}"),
         }
     }
+
+    /// Durable acknowledgements on the y-websocket route: only after a
+    /// client asks (`[100, 1]`), each of its updates is answered with
+    /// `[100, seq]` once stored; a malformed request closes with 1007.
+    #[tokio::test]
+    async fn durable_acknowledgements_come_when_asked_once_stored() {
+        let dir = tempfile::tempdir().unwrap();
+        let d = daemon(dir.path()).await;
+        let addr = listen(&d.router).await;
+        let url = format!("ws://{addr}{P}/docs/acked/ws?token={ADMIN}");
+        let (mut a, _) = tokio_tungstenite::connect_async(&url).await.unwrap();
+        next_binary(&mut a).await; // sync step 1
+        let doc = Doc::with_client_id(11);
+        let send_update = |text: &str| {
+            let update = text_update(&doc, text);
+            Ws::Binary(
+                Message::Sync(SyncMessage::Update(update))
+                    .encode_v1()
+                    .into(),
+            )
+        };
+        // Not asked: no acknowledgement (the next one seen is for seq 2).
+        a.send(send_update("one ")).await.unwrap();
+        a.send(Ws::Binary(vec![100, 1].into())).await.unwrap();
+        a.send(send_update("two")).await.unwrap();
+        assert_eq!(next_binary(&mut a).await, vec![100, 2]);
+        let (_, headers, state) =
+            call(&d.router, "GET", &format!("{P}/docs/acked"), "", vec![]).await;
+        assert_eq!(headers["x-strata-seq"], "2", "acknowledged means stored");
+        assert_eq!(text_of(&state), "one two");
+        a.send(Ws::Binary(vec![100, 0].into())).await.unwrap();
+        a.send(send_update("!")).await.unwrap();
+        a.send(Ws::Binary(vec![100, 1].into())).await.unwrap();
+        a.send(send_update("?")).await.unwrap();
+        assert_eq!(next_binary(&mut a).await, vec![100, 4]);
+        a.send(Ws::Binary(vec![100, 7].into())).await.unwrap();
+        let closed = loop {
+            match tokio::time::timeout(std::time::Duration::from_secs(10), a.next()).await {
+                Ok(Some(Ok(Ws::Close(frame)))) => break frame.unwrap(),
+                Ok(Some(Ok(_))) => continue,
+                other => panic!("no close frame: {other:?}"),
+            }
+        };
+        assert_eq!(u16::from(closed.code), 1007);
+    }
+
+    /// A connection that stops reading while thousands of updates are
+    /// relayed falls behind its queue; it is caught up from the store (a
+    /// sync step 2 with the state) instead of being disconnected, and ends
+    /// with every update.
+    #[tokio::test]
+    async fn a_reader_that_falls_behind_is_caught_up_not_disconnected() {
+        const UPDATES: usize = 3000;
+        const CHARS: usize = 4000;
+        let dir = tempfile::tempdir().unwrap();
+        let d = daemon(dir.path()).await;
+        let addr = listen(&d.router).await;
+        // A small receive buffer, so the server's sends block early.
+        let socket = tokio::net::TcpSocket::new_v4().unwrap();
+        socket.set_recv_buffer_size(4096).unwrap();
+        let stream = socket.connect(addr).await.unwrap();
+        let url = format!("ws://{addr}{P}/docs/lagging/ws?token={ADMIN}");
+        let (mut b, _) = tokio_tungstenite::client_async(url, stream).await.unwrap();
+        next_binary(&mut b).await; // sync step 1
+        let line = "x".repeat(CHARS);
+        for chunk in 0..UPDATES / 100 {
+            let updates: Vec<String> = (0..100)
+                .map(|i| {
+                    let client = (chunk * 100 + i + 100) as u64;
+                    let u = text_update(&Doc::with_client_id(client), &line);
+                    base64::engine::general_purpose::STANDARD.encode(u)
+                })
+                .collect();
+            let body = json!({ "updates": updates }).to_string().into_bytes();
+            let uri = format!("{P}/docs/lagging/updates");
+            let (status, _, _) = call(&d.router, "POST", &uri, "application/json", body).await;
+            assert_eq!(status, StatusCode::CREATED);
+        }
+        let mirror = Doc::new();
+        let mut caught_up = false;
+        loop {
+            let message =
+                match tokio::time::timeout(std::time::Duration::from_secs(30), b.next()).await {
+                    Ok(Some(Ok(Ws::Binary(bytes)))) => Message::decode_v1(&bytes).unwrap(),
+                    Ok(Some(Ok(Ws::Close(frame)))) => panic!("disconnected: {frame:?}"),
+                    Ok(Some(Ok(_))) => continue,
+                    other => panic!("the stream ended: {other:?}"),
+                };
+            let update = match message {
+                Message::Sync(SyncMessage::Update(u)) => u,
+                Message::Sync(SyncMessage::SyncStep2(u)) => {
+                    caught_up = true;
+                    u
+                }
+                _ => continue,
+            };
+            mirror
+                .transact_mut()
+                .apply_update(Update::decode_v1(&update).unwrap())
+                .unwrap();
+            let t = mirror.get_or_insert_text("t");
+            if t.len(&mirror.transact()) as usize == UPDATES * CHARS {
+                break;
+            }
+        }
+        assert!(
+            caught_up,
+            "the reader fell behind and was caught up from the store"
+        );
+    }
 }
