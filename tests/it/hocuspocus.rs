@@ -212,7 +212,7 @@ async fn y_next(yws: &mut YStream) -> Vec<u8> {
 fn text_update(doc: &Doc, s: &str) -> Vec<u8> {
     let t = doc.get_or_insert_text("t");
     let mut txn = doc.transact_mut();
-    let len = t.get_string(&txn).len() as u32;
+    let len = t.len(&txn);
     t.insert(&mut txn, len, s);
     txn.encode_update_v1()
 }
@@ -524,6 +524,99 @@ on_both_configs!(
     garbage_closes_only_its_socket,
     documents_per_socket_are_bounded,
 );
+
+/// A socket that stops reading while its document moves on is not closed
+/// (the y-websocket route closes on the same lag): once its relays overflow
+/// the hub, it is caught up with the whole state from the store, converges,
+/// and keeps receiving. Its receive buffer is kept small, so 2,000 relays of
+/// 16 KiB cannot all wait in the kernel (Linux's default ceiling on a send
+/// buffer is 4 MiB: 256 of them), the socket's queue (256) and the hub
+/// (1,024).
+#[tokio::test]
+async fn a_socket_that_falls_behind_is_caught_up_from_the_store() {
+    const UPDATES: usize = 2000;
+    const CHUNK: usize = 16 * 1024;
+    let dir = tempfile::tempdir().unwrap();
+    let env = env(strata::config::Config::embedded(dir.path())).await;
+    let tcp = tokio::net::TcpSocket::new_v4().unwrap();
+    tcp.set_recv_buffer_size(8 * 1024).unwrap();
+    let stream = tcp.connect(env.addr).await.unwrap();
+    let config = tokio_tungstenite::tungstenite::protocol::WebSocketConfig::default()
+        .max_message_size(None)
+        .max_frame_size(None);
+    let (ws, _) = tokio_tungstenite::client_async_with_config(
+        format!("ws://{}{P}/hocuspocus", env.addr),
+        tokio_tungstenite::MaybeTlsStream::Plain(stream),
+        Some(config),
+    )
+    .await
+    .unwrap();
+    let mut c = Client { ws };
+    assert_eq!(
+        c.auth("slow", &env.write).await,
+        authenticated("slow", "read-write")
+    );
+    c.step1("slow").await;
+
+    // Each from a client of its own: yrs squashes one client's consecutive
+    // inserts into one string, re-measured at every commit.
+    let chunk = "x".repeat(CHUNK);
+    for i in 0..UPDATES {
+        let update = text_update(&Doc::with_client_id(1000 + i as u64), &chunk);
+        let (status, body) = crate::support::request(
+            &env.daemon.router,
+            &env.write,
+            "POST",
+            &format!("{P}/docs/slow/updates"),
+            "application/octet-stream",
+            update,
+        )
+        .await;
+        assert_eq!(status, StatusCode::CREATED, "{body}");
+    }
+    let replica = Doc::new();
+    let text = replica.get_or_insert_text("t");
+    let mut received = 0;
+    while (text.len(&replica.transact()) as usize) < UPDATES * CHUNK {
+        match c.next().await {
+            Server::Sync(name, SyncMessage::Update(u)) => {
+                assert_eq!(name, "slow");
+                received += 1;
+                replica
+                    .transact_mut()
+                    .apply_update(Update::decode_v1(&u).unwrap())
+                    .unwrap();
+            }
+            other => panic!("{other:?}"),
+        }
+    }
+    assert!(
+        received < UPDATES,
+        "{received} messages for {UPDATES} updates: the socket never fell behind"
+    );
+    assert_eq!(
+        env.stored_text("slow").await.unwrap().len(),
+        UPDATES * CHUNK
+    );
+    // Still open, and relays flow again.
+    let last = text_update(&Doc::with_client_id(999), "!");
+    crate::support::request(
+        &env.daemon.router,
+        &env.write,
+        "POST",
+        &format!("{P}/docs/slow/updates"),
+        "application/octet-stream",
+        last.clone(),
+    )
+    .await;
+    loop {
+        match c.next().await {
+            Server::Sync(_, SyncMessage::Update(u)) if u == last => break,
+            Server::Sync(_, SyncMessage::Update(_)) => continue,
+            other => panic!("{other:?}"),
+        }
+    }
+}
 
 /// Without an upgrade the route answers 400 in the error shape.
 #[tokio::test]
