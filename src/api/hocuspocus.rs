@@ -428,6 +428,7 @@ impl Session {
             .store
             .append_updates(&self.scope, &open.doc, vec![update.to_vec()], origin)
             .await?;
+        crdt::UPDATES_STORED.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
         self.publish(open, sync::update(update.to_vec()));
         Ok(())
     }

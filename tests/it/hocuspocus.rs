@@ -303,6 +303,8 @@ async fn two_documents_on_one_socket(config: strata::config::Config) {
     );
     other.step1("one").await;
 
+    let counted = || strata::crdt::UPDATES_STORED.load(std::sync::atomic::Ordering::Relaxed);
+    let before = counted();
     for (name, client) in [("one", 1), ("two", 2)] {
         let update = text_update(&Doc::with_client_id(client), &format!("text of {name}"));
         c.sync(name, SyncMessage::Update(update)).await;
@@ -313,6 +315,7 @@ async fn two_documents_on_one_socket(config: strata::config::Config) {
             format!("text of {name}")
         );
     }
+    assert!(counted() >= before + 2, "/metrics counts them");
     match other.next().await {
         Server::Sync(n, SyncMessage::Update(u)) => {
             assert_eq!(n, "one");
