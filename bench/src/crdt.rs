@@ -207,3 +207,89 @@ pub async fn crdt(
         }),
     )
 }
+
+/// Gateway ingest in binary batches (`POST P/doc-updates`): `gateways`
+/// concurrent gateways, each editing its own share of `docs` documents
+/// (one Yjs client per document) and posting `batch` updates per request
+/// across them, each request acknowledged once all its updates are
+/// durable. Reports durable updates per second and request latency.
+pub async fn ingest_batches(
+    ctx: &Ctx,
+    gateways: usize,
+    docs: usize,
+    batch: usize,
+    duration: f64,
+) -> Result<()> {
+    let d = start(ctx)?;
+    setup_project(&d.addr, &d.key).await?;
+    let per_gateway = (docs / gateways).max(1);
+    let warmup = Duration::from_secs(1);
+    let measure = Duration::from_secs_f64(duration);
+    let began = Instant::now();
+    let tasks: Vec<_> = (0..gateways)
+        .map(|g| {
+            let (addr, key) = (d.addr.clone(), d.key.clone());
+            let seed = ctx.common.seed + g as u64;
+            tokio::spawn(async move {
+                let mut rng = StdRng::seed_from_u64(seed);
+                let clients: Vec<(String, Doc)> = (0..per_gateway)
+                    .map(|k| (format!("gw{g}-{k}"), Doc::with_client_id(1 + g as u64)))
+                    .collect();
+                let mut c = Conn::open(&addr, &key).await?;
+                let path = project_path("/doc-updates");
+                let (mut lat, mut updates, mut errors) = (Vec::new(), 0usize, 0usize);
+                let mut turn = 0;
+                while began.elapsed() < warmup + measure {
+                    let frames: Vec<(usize, Vec<u8>)> = (0..batch)
+                        .map(|_| {
+                            turn = (turn + 1) % clients.len();
+                            let len = rng.random_range(20..140);
+                            (turn, prepend(&clients[turn].1, &mut rng, len))
+                        })
+                        .collect();
+                    let body = strata::crdt::batch::encode(
+                        frames
+                            .iter()
+                            .map(|(k, u)| (clients[*k].0.as_str(), u.as_slice())),
+                    );
+                    let sent = Instant::now();
+                    let (status, _) = c
+                        .request_as(
+                            Method::POST,
+                            &path,
+                            Some(Bytes::from(body)),
+                            "application/vnd.strata.yjs-batch",
+                        )
+                        .await?;
+                    let measured =
+                        sent.duration_since(began) >= warmup && began.elapsed() <= warmup + measure;
+                    if !measured {
+                        continue;
+                    }
+                    if status.as_u16() == 201 {
+                        lat.push(sent.elapsed().as_nanos() as u64);
+                        updates += batch;
+                    } else {
+                        errors += 1;
+                    }
+                }
+                anyhow::Ok((lat, updates, errors))
+            })
+        })
+        .collect();
+    let (mut lat, mut updates, mut errors) = (Vec::new(), 0, 0);
+    for t in tasks {
+        let (l, u, e) = t.await??;
+        lat.extend(l);
+        updates += u;
+        errors += e;
+    }
+    let rate = updates as f64 / measure.as_secs_f64();
+    let name = format!("crdt ingest ({batch} updates/request, binary batches)");
+    let summary = summarize(&name, lat, errors, measure)
+        .with("durable_updates_per_s", json!(rate.round()))
+        .with("gateways", json!(gateways))
+        .with("docs", json!(per_gateway * gateways));
+    println!("durable updates/s: {rate:.0}");
+    ctx.report("crdt-batch", &[summary], json!({}))
+}

@@ -38,6 +38,18 @@ impl Conn {
         path: &str,
         body: Option<Bytes>,
     ) -> Result<(StatusCode, Bytes)> {
+        self.request_as(method, path, body, "application/json")
+            .await
+    }
+
+    /// A request whose body is of `content_type`.
+    pub async fn request_as(
+        &mut self,
+        method: Method,
+        path: &str,
+        body: Option<Bytes>,
+        content_type: &str,
+    ) -> Result<(StatusCode, Bytes)> {
         self.send.ready().await?;
         let mut b = Request::builder()
             .method(method)
@@ -45,7 +57,7 @@ impl Conn {
             .header("host", &self.host)
             .header("authorization", &self.auth);
         if body.is_some() {
-            b = b.header("content-type", "application/json");
+            b = b.header("content-type", content_type);
         }
         let req = b.body(Full::new(body.unwrap_or_default()))?;
         let resp = self.send.send_request(req).await?;

@@ -15,6 +15,7 @@ mod load;
 mod pg;
 mod quality;
 mod semantic;
+mod sockets;
 mod stats;
 mod transfer;
 
@@ -189,6 +190,35 @@ enum Cmd {
         /// Size (MiB) of the compacted document that is loaded.
         #[arg(long, default_value_t = 10)]
         big_mb: usize,
+    },
+    /// Clients typing into one document over the y-websocket route as fast
+    /// as they can: disconnects, converged rate, every update stored.
+    CrdtSockets {
+        #[arg(long, default_value_t = 8)]
+        clients: usize,
+        #[arg(long, default_value_t = 500)]
+        edits: usize,
+    },
+    /// Idle documents with a connection each: daemon RSS, relay latency.
+    CrdtIdle {
+        #[arg(long, default_value_t = 10_000)]
+        docs: usize,
+        #[arg(long, default_value_t = 200)]
+        probes: usize,
+    },
+    /// Gateway ingest in binary batches (POST P/doc-updates): durable
+    /// updates per second from many gateways over many documents.
+    CrdtBatch {
+        #[arg(long, default_value_t = 64)]
+        gateways: usize,
+        /// Documents the gateways write to (shared out among them).
+        #[arg(long, default_value_t = 1024)]
+        docs: usize,
+        /// Updates per request.
+        #[arg(long, default_value_t = 100)]
+        batch: usize,
+        #[arg(long, default_value_t = 10.0)]
+        duration: f64,
     },
     /// Depth-3 reachability on PGlite (AGE): recursive CTE (REST) vs Cypher
     /// variable-length match, same engine, same start nodes.
@@ -478,6 +508,14 @@ fn run(cli: Cli, rt: &tokio::runtime::Runtime) -> Result<()> {
                 duration,
                 warmup,
             } => write(&ctx, conns, duration, warmup).await,
+            Cmd::CrdtSockets { clients, edits } => sockets::typing(&ctx, clients, edits).await,
+            Cmd::CrdtIdle { docs, probes } => sockets::idle(&ctx, docs, probes).await,
+            Cmd::CrdtBatch {
+                gateways,
+                docs,
+                batch,
+                duration,
+            } => crdt::ingest_batches(&ctx, gateways, docs, batch, duration).await,
             Cmd::Crdt {
                 gateways,
                 docs,

@@ -38,7 +38,8 @@ pub fn router() -> OpenApiRouter<AppState> {
         content(("application/vnd.strata.yjs-batch"))),
     security(("api_key" = ["write"])),
     responses((status = 201, description = "durable: each document's sequence numbers, in the order each first appears", body = Data<Vec<Appended>>),
-        (status = 400, description = "bad_request: a frame is malformed, names a bad document id or holds an invalid update (the message names the frame); nothing stored")))]
+        (status = 400, description = "bad_request: a frame is malformed, names a bad document id or holds an invalid update (the message names the frame); nothing stored"),
+        (status = 415, description = "unsupported_media_type: the body is not application/vnd.strata.yjs-batch")))]
 async fn append_batch(
     State(s): State<AppState>,
     _: Authorized<Write>,

@@ -444,11 +444,17 @@ async fn websocket(
     let held = s.lifecycle.hold();
     Ok(upgrade
         .max_message_size(limit)
+        .read_buffer_size(SOCKET_READ_BUFFER)
         .on_upgrade(move |socket| async move {
             serve_socket(s, scope, p.doc, caller, socket).await;
             drop(held);
         }))
 }
+
+/// A socket's read buffer: small, since most sockets idle and messages are
+/// small (a larger one grows its own buffer). tungstenite's default of
+/// 128 KiB made two thirds of an idle document's memory.
+pub(super) const SOCKET_READ_BUFFER: usize = 4096;
 
 pub(super) async fn current_state(s: &AppState, scope: &Scope, doc: &str) -> DomainResult<Vec<u8>> {
     match s.store.doc_log(scope, doc, None).await {

@@ -107,6 +107,7 @@ async fn hocuspocus(
     let held = s.lifecycle.hold();
     Ok(upgrade
         .max_message_size(limit)
+        .read_buffer_size(super::docs::SOCKET_READ_BUFFER)
         .on_upgrade(move |socket| async move {
             let (relays, relayed) = mpsc::channel(RELAY_QUEUE);
             let session = Session {

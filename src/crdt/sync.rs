@@ -23,6 +23,11 @@ pub struct Relay {
 
 type Room = (String, String, String);
 
+/// Relays a document's connections may fall behind before they are
+/// caught up from the store instead (each room allocates its queue whole:
+/// a small one keeps idle documents cheap).
+pub const RELAY_QUEUE: usize = 256;
+
 /// Rooms of live connections, one per document; cheap to share.
 #[derive(Default)]
 pub struct DocHub {
@@ -45,7 +50,7 @@ impl DocHub {
         let mut rooms = self.rooms.lock().expect("hub lock");
         rooms
             .entry(room(scope, doc))
-            .or_insert_with(|| broadcast::channel(1024).0)
+            .or_insert_with(|| broadcast::channel(RELAY_QUEUE).0)
             .subscribe()
     }
 
