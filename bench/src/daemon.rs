@@ -159,6 +159,12 @@ impl Daemon {
         Ok((field("VmRSS:"), field("VmHWM:")))
     }
 
+    /// SIGKILL: the process gets no chance to finish anything.
+    pub fn kill9(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+
     pub fn stop(&mut self) {
         let _ = Command::new("kill")
             .arg("-TERM")

@@ -199,6 +199,13 @@ enum Cmd {
         #[arg(long, default_value_t = 500)]
         edits: usize,
     },
+    /// kill -9 during socket editing: acknowledged edits kept, per trial.
+    CrdtKill {
+        #[arg(long, default_value_t = 10)]
+        trials: usize,
+        #[arg(long, default_value_t = 4)]
+        clients: usize,
+    },
     /// Idle documents with a connection each: daemon RSS, relay latency.
     CrdtIdle {
         #[arg(long, default_value_t = 10_000)]
@@ -510,6 +517,7 @@ fn run(cli: Cli, rt: &tokio::runtime::Runtime) -> Result<()> {
             } => write(&ctx, conns, duration, warmup).await,
             Cmd::CrdtSockets { clients, edits } => sockets::typing(&ctx, clients, edits).await,
             Cmd::CrdtIdle { docs, probes } => sockets::idle(&ctx, docs, probes).await,
+            Cmd::CrdtKill { trials, clients } => sockets::kill_trials(&ctx, trials, clients).await,
             Cmd::CrdtBatch {
                 gateways,
                 docs,

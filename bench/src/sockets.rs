@@ -184,3 +184,110 @@ pub async fn idle(ctx: &Ctx, docs: usize, probes: usize) -> Result<()> {
         .with("bytes_per_document", json!(per_doc.round()));
     ctx.report("crdt-idle", &[summary], json!({}))
 }
+
+/// kill -9 during socket editing: in each of `trials` trials a daemon on
+/// the same data directory takes edits from `clients` socket clients that
+/// asked for durable acknowledgements, and is killed with SIGKILL mid-
+/// stream; started again, it must hold every edit that was acknowledged.
+pub async fn kill_trials(ctx: &Ctx, trials: usize, clients: usize) -> Result<()> {
+    use std::collections::VecDeque;
+    use std::sync::{Arc, Mutex};
+    let dir = tempfile::tempdir()?;
+    let mut opts = ctx.daemon_opts();
+    opts.data_dir = Some(dir.path().join("data"));
+    opts.keep = true;
+    let (mut acked_total, mut lost_total) = (0, 0);
+    for trial in 0..trials {
+        let mut d = crate::daemon::Daemon::spawn(&opts)?;
+        d.wait_ready(Duration::from_millis(5), Duration::from_secs(120))?;
+        if trial == 0 {
+            setup_project(&d.addr, &d.key).await?;
+        }
+        let acked = Arc::new(Mutex::new(Vec::<String>::new()));
+        let mut tasks = Vec::new();
+        for c in 0..clients {
+            let mut ws = connect(&d.addr, &d.key, "killed").await?;
+            ws.next().await.context("no sync step 1")??;
+            ws.send(Ws::Binary(vec![100, 1].into())).await?;
+            let acked = acked.clone();
+            tasks.push(tokio::spawn(async move {
+                let (mut tx, mut rx) = ws.split();
+                let sent = Arc::new(Mutex::new(VecDeque::<String>::new()));
+                let outstanding = sent.clone();
+                let send = async move {
+                    let doc = Doc::with_client_id((trial * 1000 + c + 1) as u64);
+                    for n in 0.. {
+                        if outstanding.lock().unwrap().len() >= 64 {
+                            tokio::time::sleep(Duration::from_millis(1)).await;
+                            continue;
+                        }
+                        let mark = format!("t{trial}c{c}n{n};");
+                        let update = {
+                            let text = doc.get_or_insert_text("t");
+                            let mut txn = doc.transact_mut();
+                            text.insert(&mut txn, 0, &mark);
+                            txn.encode_update_v1()
+                        };
+                        outstanding.lock().unwrap().push_back(mark);
+                        let message = Message::Sync(SyncMessage::Update(update)).encode_v1();
+                        if tx.send(Ws::Binary(message.into())).await.is_err() {
+                            return;
+                        }
+                    }
+                };
+                // Each acknowledgement is for the oldest edit not yet acknowledged.
+                let read = async move {
+                    while let Some(Ok(message)) = rx.next().await {
+                        if let Ws::Binary(b) = message {
+                            if b.first() == Some(&100) {
+                                if let Some(mark) = sent.lock().unwrap().pop_front() {
+                                    acked.lock().unwrap().push(mark);
+                                }
+                            }
+                        }
+                    }
+                };
+                tokio::select! { _ = send => {}, _ = read => {} }
+            }));
+        }
+        tokio::time::sleep(Duration::from_millis(1500)).await;
+        d.kill9();
+        for t in tasks {
+            t.await?;
+        }
+        drop(d);
+        let acked = acked.lock().unwrap().clone();
+        let mut again = crate::daemon::Daemon::spawn(&opts)?;
+        again.wait_ready(Duration::from_millis(5), Duration::from_secs(120))?;
+        let mut c = crate::http::Conn::open(&again.addr, &again.key).await?;
+        let (status, state) = c.get(&project_path("/docs/killed")).await?;
+        anyhow::ensure!(status.is_success(), "GET killed: {status}");
+        let stored = Doc::new();
+        stored
+            .transact_mut()
+            .apply_update(Update::decode_v1(&state)?)?;
+        let text = stored
+            .get_or_insert_text("t")
+            .get_string(&stored.transact());
+        let lost = acked.iter().filter(|m| !text.contains(m.as_str())).count();
+        println!(
+            "trial {}: {} edits acknowledged before kill -9, {lost} lost",
+            trial + 1,
+            acked.len()
+        );
+        acked_total += acked.len();
+        lost_total += lost;
+        again.stop();
+    }
+    println!("{trials} trials: {acked_total} acknowledged edits, {lost_total} lost");
+    let summary = summarize(
+        "kill -9 during socket editing",
+        vec![],
+        lost_total,
+        Duration::from_secs(1),
+    )
+    .with("trials", json!(trials))
+    .with("acknowledged", json!(acked_total))
+    .with("lost", json!(lost_total));
+    ctx.report("crdt-kill", &[summary], json!({}))
+}
