@@ -21,6 +21,11 @@ use tokio::io::{AsyncBufRead, AsyncBufReadExt, AsyncReadExt, BufReader};
 pub const MAX_LINE: usize = 64 << 20;
 /// Records per store call (one transaction).
 const BATCH: usize = 2000;
+/// Records per store call into a project that was empty (plain inserts:
+/// larger transactions cost less per row).
+const FRESH_BATCH: usize = 20_000;
+/// Bytes of the file per store call at most, whatever the count.
+const BATCH_BYTES: u64 = 32 << 20;
 /// Failures listed in a report; the count covers them all.
 const MAX_LISTED: usize = 100;
 
@@ -183,7 +188,8 @@ async fn check_all(
     Ok(())
 }
 
-/// The second pass: stores every good record, batch by batch.
+/// The second pass: stores every good record, batch by batch. Whatever
+/// happens, the store's bulk load is completed (`import_finish`).
 async fn store_all(
     store: &DynStore,
     target: &Target,
@@ -191,20 +197,43 @@ async fn store_all(
     caller: &Caller,
     progress: &dyn Progress,
 ) -> DomainResult<ImportReport> {
-    let mut units = Units::open(path).await?;
     let mut out = Storing {
         store,
         caller,
-        scope: match target {
-            Target::Project(scope) => Some(scope.clone()),
-            Target::AsExported => None,
-        },
+        scope: None,
+        fresh: false,
         batch: Vec::new(),
         batch_ids: Default::default(),
+        batch_from: 0,
         report: ImportReport::default(),
         changed: BTreeSet::new(),
         pending: None,
     };
+    let stored = store_units(&mut out, target, path, progress).await;
+    let finished = store.import_finish().await;
+    stored?;
+    finished?;
+    // The graph projection (AGE) is rebuilt once for what the import changed.
+    for (org, project) in &out.changed {
+        match store.sync_graph(&Scope::new(org, project)).await {
+            Ok(_) | Err(DomainError::NotImplemented(_)) => {}
+            Err(e) => return Err(e),
+        }
+    }
+    Ok(out.report)
+}
+
+async fn store_units(
+    out: &mut Storing<'_>,
+    target: &Target,
+    path: &Path,
+    progress: &dyn Progress,
+) -> DomainResult<()> {
+    let (store, caller) = (out.store, out.caller);
+    if let Target::Project(scope) = target {
+        out.enter(scope.clone()).await?;
+    }
+    let mut units = Units::open(path).await?;
     while let Some(unit) = units.next().await {
         progress.stored(units.bytes);
         match unit {
@@ -227,7 +256,7 @@ async fn store_all(
                     ensure_project(store, caller, &p)
                         .await
                         .map_err(|e| at_line(line, e))?;
-                    out.scope = Some(Scope::new(p.org, p.id));
+                    out.enter(Scope::new(p.org, p.id)).await?;
                 }
             }
             Ok(Unit::Item(line, item)) => {
@@ -244,8 +273,13 @@ async fn store_all(
                     _ => None,
                 };
                 let again = id.is_some_and(|id| out.batch_ids.contains(id));
-                if switch || out.batch.len() >= BATCH || again {
+                let limit = if out.fresh { FRESH_BATCH } else { BATCH };
+                let full = out.batch.len() >= limit || units.bytes - out.batch_from > BATCH_BYTES;
+                if switch || full || again {
                     out.flush().await?;
+                }
+                if out.batch.is_empty() {
+                    out.batch_from = units.bytes;
                 }
                 if let Some(id) = id {
                     out.batch_ids.insert(id.clone());
@@ -255,15 +289,7 @@ async fn store_all(
         }
     }
     out.flush().await?;
-    out.settle().await?;
-    // The graph projection (AGE) is rebuilt once for what the import changed.
-    for (org, project) in &out.changed {
-        match store.sync_graph(&Scope::new(org, project)).await {
-            Ok(_) | Err(DomainError::NotImplemented(_)) => {}
-            Err(e) => return Err(e),
-        }
-    }
-    Ok(out.report)
+    out.settle().await
 }
 
 /// The kinds a batch may not mix: entities, relationships, documents.
@@ -284,8 +310,12 @@ struct Storing<'a> {
     store: &'a DynStore,
     caller: &'a Caller,
     scope: Option<Scope>,
+    /// The project held nothing when the import reached it.
+    fresh: bool,
     batch: Vec<(usize, ImportItem)>,
     batch_ids: std::collections::HashSet<String>,
+    /// Where in the file the batch began (bytes).
+    batch_from: u64,
     report: ImportReport,
     changed: BTreeSet<(String, String)>,
     /// The batch being stored, with the lines its items came from.
@@ -293,6 +323,13 @@ struct Storing<'a> {
 }
 
 impl Storing<'_> {
+    /// Sends what follows to `scope`.
+    async fn enter(&mut self, scope: Scope) -> DomainResult<()> {
+        self.fresh = self.store.import_start(&scope).await?;
+        self.scope = Some(scope);
+        Ok(())
+    }
+
     /// Stores the batch (one transaction) while the caller reads on: the
     /// previous batch is awaited first, so batches land in file order.
     async fn flush(&mut self) -> DomainResult<()> {
@@ -307,8 +344,8 @@ impl Storing<'_> {
         self.batch_ids.clear();
         let (lines, items): (Vec<usize>, Vec<ImportItem>) =
             std::mem::take(&mut self.batch).into_iter().unzip();
-        let (store, caller) = (self.store.clone(), self.caller.clone());
-        let stored = tokio::spawn(async move { store.import(&scope, &caller, items).await });
+        let (store, caller, fresh) = (self.store.clone(), self.caller.clone(), self.fresh);
+        let stored = tokio::spawn(async move { store.import(&scope, &caller, items, fresh).await });
         self.pending = Some((lines, stored));
         Ok(())
     }

@@ -520,6 +520,14 @@ impl<S: Store> ExportStore for CachedStore<S> {
 /// import's changes are tombstoned.
 #[async_trait]
 impl<S: Store> ImportStore for CachedStore<S> {
+    async fn import_start(&self, scope: &Scope) -> DomainResult<bool> {
+        self.inner.import_start(scope).await
+    }
+
+    async fn import_finish(&self) -> DomainResult<()> {
+        self.inner.import_finish().await
+    }
+
     async fn import_org(&self, caller: &Caller, org: &Org) -> DomainResult<bool> {
         self.inner.import_org(caller, org).await
     }
@@ -540,6 +548,7 @@ impl<S: Store> ImportStore for CachedStore<S> {
         scope: &Scope,
         caller: &Caller,
         items: Vec<super::ImportItem>,
+        fresh: bool,
     ) -> DomainResult<Vec<super::Imported>> {
         let ids: Vec<Option<String>> = items
             .iter()
@@ -548,7 +557,7 @@ impl<S: Store> ImportStore for CachedStore<S> {
                 _ => None,
             })
             .collect();
-        let done = self.inner.import(scope, caller, items).await?;
+        let done = self.inner.import(scope, caller, items, fresh).await?;
         for (id, imported) in ids.iter().zip(&done) {
             if let (Some(id), true) = (id, imported.seq > 0) {
                 self.cache.tombstone(scope, id, imported.seq);

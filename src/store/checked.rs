@@ -747,6 +747,15 @@ impl Snapshot for CheckedSnapshot {
 
 #[async_trait]
 impl<S: Store> ImportStore for Checked<S> {
+    async fn import_start(&self, s: &Scope) -> DomainResult<bool> {
+        scope(s)?;
+        self.0.import_start(s).await
+    }
+
+    async fn import_finish(&self) -> DomainResult<()> {
+        self.0.import_finish().await
+    }
+
     async fn import_org(&self, c: &Caller, org: &Org) -> DomainResult<bool> {
         caller(c)?;
         for (what, text) in [
@@ -798,6 +807,7 @@ impl<S: Store> ImportStore for Checked<S> {
         s: &Scope,
         c: &Caller,
         items: Vec<super::ImportItem>,
+        fresh: bool,
     ) -> DomainResult<Vec<super::Imported>> {
         scope(s)?;
         caller(c)?;
@@ -863,6 +873,6 @@ impl<S: Store> ImportStore for Checked<S> {
                 }
             }
         }
-        self.0.import(s, c, items).await
+        self.0.import(s, c, items, fresh).await
     }
 }

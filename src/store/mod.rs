@@ -342,12 +342,24 @@ pub trait ImportStore: Send + Sync {
     /// version of it, in one transaction with outbox rows for what changed
     /// and one `project.import` audit event; one verdict per item, in
     /// order. Relationships' liveness follows their ends in the store.
+    /// `fresh`: the project held nothing when the import started
+    /// (`import_start`), so the store may insert without first reading what
+    /// it holds; the result is the same either way.
     async fn import(
         &self,
         scope: &Scope,
         caller: &Caller,
         items: Vec<ImportItem>,
+        fresh: bool,
     ) -> DomainResult<Vec<Imported>>;
+    /// Readies a load into `scope`: true when the project holds no entity
+    /// and no relationship (its batches may then be `fresh`). The store may
+    /// set up a bulk load here (SQLite defers indexes in an empty store);
+    /// `import_finish` completes it, and must follow, after a failed
+    /// import too.
+    async fn import_start(&self, scope: &Scope) -> DomainResult<bool>;
+    /// Completes what `import_start` set up (builds deferred indexes).
+    async fn import_finish(&self) -> DomainResult<()>;
     /// Makes the org as exported (its name and creation time) unless it
     /// exists; true when it was made.
     async fn import_org(&self, caller: &Caller, org: &Org) -> DomainResult<bool>;

@@ -6,9 +6,9 @@
 //! order. Retried after a collision, as every write is. A batch holds one
 //! kind of row and each id once (`crate::import` makes its batches so).
 
-use super::doc_import;
 use super::rows::{self, execute, parse_time, query, ENTITY_COLS, REL_COLS};
 use super::{audit, entities, relationships, tenancy, tx, PgStore};
+use super::{bulk, doc_import};
 use crate::domain::export::{EntityExport, RelationshipRecord};
 use crate::domain::rules::entities::Ends;
 use crate::domain::rules::import::{self as rules, ImportCounts, Verdict};
@@ -38,7 +38,7 @@ fn optional_time(text: &Option<String>) -> DomainResult<Option<DateTime<Utc>>> {
 }
 
 /// `n` new change sequences, in one statement.
-async fn sequences<C: GenericClient>(c: &C, n: usize) -> DomainResult<Vec<i64>> {
+pub(super) async fn sequences<C: GenericClient>(c: &C, n: usize) -> DomainResult<Vec<i64>> {
     let n = i32::try_from(n).unwrap_or(i32::MAX);
     Ok(query(
         c,
@@ -52,7 +52,7 @@ async fn sequences<C: GenericClient>(c: &C, n: usize) -> DomainResult<Vec<i64>> 
 }
 
 /// Outbox rows for stored rows: `(seq, id, version)` each.
-async fn outbox<C: GenericClient>(
+pub(super) async fn outbox<C: GenericClient>(
     c: &C,
     scope: &Scope,
     kind: &str,
@@ -140,7 +140,7 @@ async fn entity_batch<C: GenericClient>(
 
 /// Each item's verdict with the change sequence it was stored at (`seqs`
 /// in the order of `stored`, the indices of the items stored; 0 for the rest).
-fn imported(verdicts: Vec<Verdict>, stored: &[usize], seqs: Vec<i64>) -> Vec<Imported> {
+pub(super) fn imported(verdicts: Vec<Verdict>, stored: &[usize], seqs: Vec<i64>) -> Vec<Imported> {
     let seq_of: HashMap<usize, i64> = stored.iter().copied().zip(seqs).collect();
     verdicts
         .into_iter()
@@ -279,19 +279,20 @@ impl<'a> VersionColumns<'a> {
     }
 }
 
-async fn relationship_batch<C: GenericClient>(
+/// Whether each end of the batch's relationships is live, shared-locked in
+/// id order; ends the project lacks are left out.
+pub(super) async fn live_ends<C: GenericClient>(
     c: &C,
     scope: &Scope,
     batch: &[&RelationshipRecord],
-) -> DomainResult<Vec<Imported>> {
-    // The ends first (shared, in id order), then the rows: the protocol's order.
+) -> DomainResult<HashMap<String, bool>> {
     let mut ends: Vec<&str> = batch
         .iter()
         .flat_map(|r| [r.relationship.from.as_str(), r.relationship.to.as_str()])
         .collect();
     ends.sort_unstable();
     ends.dedup();
-    let live: HashMap<String, bool> = query(
+    Ok(query(
         c,
         &by_ids("id, deleted_at IS NULL", "entities", "FOR SHARE"),
         &[&scope.org, &scope.project, &ends],
@@ -299,7 +300,16 @@ async fn relationship_batch<C: GenericClient>(
     .await?
     .iter()
     .map(|r| (r.get(0), r.get(1)))
-    .collect();
+    .collect())
+}
+
+async fn relationship_batch<C: GenericClient>(
+    c: &C,
+    scope: &Scope,
+    batch: &[&RelationshipRecord],
+) -> DomainResult<Vec<Imported>> {
+    // The ends first (shared, in id order), then the rows: the protocol's order.
+    let live = live_ends(c, scope, batch).await?;
     let mut ids: Vec<&str> = batch.iter().map(|r| r.relationship.id.as_str()).collect();
     ids.sort_unstable();
     let stored: HashMap<String, (Relationship, bool)> = query(
@@ -472,6 +482,7 @@ impl PgStore {
         scope: &Scope,
         caller: &Caller,
         items: &[ImportItem],
+        fresh: bool,
     ) -> DomainResult<Vec<Imported>> {
         let tx = tx::WriteTx::new(self.client().await?);
         let c = tx.client();
@@ -497,7 +508,14 @@ impl PgStore {
                 "an import batch mixes entities, relationships and documents",
             ));
         }
-        let done = if docs {
+        let copied = match (fresh && !docs, entities.is_empty()) {
+            (false, _) => None,
+            (true, true) => bulk::relationships(c, scope, &relationships).await?,
+            (true, false) => bulk::entities(c, scope, &entities).await?,
+        };
+        let done = if let Some(done) = copied {
+            done
+        } else if docs {
             doc_batch(c, scope, items).await?
         } else if entities.is_empty() {
             relationship_batch(c, scope, &relationships).await?
@@ -534,8 +552,25 @@ impl ImportStore for PgStore {
         scope: &Scope,
         caller: &Caller,
         items: Vec<ImportItem>,
+        fresh: bool,
     ) -> DomainResult<Vec<Imported>> {
-        tx::retrying(|| self.import_once(scope, caller, &items)).await
+        tx::retrying(|| self.import_once(scope, caller, &items, fresh)).await
+    }
+
+    async fn import_start(&self, scope: &Scope) -> DomainResult<bool> {
+        let c = self.client().await?;
+        Ok(rows::query_one(
+            &c,
+            "SELECT NOT EXISTS (SELECT 1 FROM entities WHERE org_id = $1 AND project_id = $2)
+                AND NOT EXISTS (SELECT 1 FROM relationships WHERE org_id = $1 AND project_id = $2)",
+            &[&scope.org, &scope.project],
+        )
+        .await?
+        .get(0))
+    }
+
+    async fn import_finish(&self) -> DomainResult<()> {
+        Ok(())
     }
 
     async fn import_org(&self, caller: &Caller, org: &Org) -> DomainResult<bool> {

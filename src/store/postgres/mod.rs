@@ -7,6 +7,7 @@
 
 mod age;
 mod audit;
+mod bulk;
 mod doc_import;
 mod docs;
 mod entities;

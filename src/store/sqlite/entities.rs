@@ -110,7 +110,13 @@ fn props_json(props: &Properties) -> String {
     serde_json::to_string(props).expect("JSON maps serialise")
 }
 
-pub(super) fn insert_row(conn: &Connection, scope: &Scope, e: &Entity) -> DomainResult<i64> {
+/// Inserts the entity's row with the change sequence `seq`; its rowid.
+pub(super) fn insert_row(
+    conn: &Connection,
+    scope: &Scope,
+    e: &Entity,
+    seq: i64,
+) -> DomainResult<i64> {
     conn.prepare_cached(
         "INSERT INTO entities (org_id, project_id, id, type, properties, version, created_at,
              updated_at, created_by, updated_by, deleted_at, seq)
@@ -129,7 +135,7 @@ pub(super) fn insert_row(conn: &Connection, scope: &Scope, e: &Entity) -> Domain
             e.created_by,
             e.updated_by,
             e.deleted_at,
-            e.change_seq,
+            seq,
         ])
     })
     .map_err(sql_err)?;
@@ -178,7 +184,7 @@ pub fn write(
     match entity_rules::decide(id, op, current, revert_target, &ctx.stamp)? {
         EntityChange::Create(mut entity) => {
             entity.change_seq = seq.next();
-            let rowid = insert_row(conn, scope, &entity)?;
+            let rowid = insert_row(conn, scope, &entity, entity.change_seq)?;
             let version = NewVersion {
                 op: VersionOp::Create,
                 parent: None,

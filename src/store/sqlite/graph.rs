@@ -60,6 +60,22 @@ pub fn traverse(conn: &Connection, scope: &Scope, t: &Traversal) -> DomainResult
     Ok(walk.subgraph(nodes, edges))
 }
 
+/// `INDEXED BY index`, or nothing while a bulk load has deferred the index
+/// (`bulk.rs`): the hint would fail the query instead of slowing it.
+fn index_hint(conn: &Connection, index: &str) -> DomainResult<String> {
+    let exists: bool = conn
+        .prepare_cached(
+            "SELECT EXISTS (SELECT 1 FROM sqlite_master WHERE type = 'index' AND name = ?1)",
+        )
+        .and_then(|mut st| st.query_row([index], |r| r.get(0)))
+        .map_err(sql_err)?;
+    Ok(if exists {
+        format!("INDEXED BY {index}")
+    } else {
+        String::new()
+    })
+}
+
 /// The far ends of the live edges leaving `frontier` in the walk's direction.
 fn next_level(
     conn: &Connection,
@@ -70,17 +86,25 @@ fn next_level(
     let types = types_clause(&t.types, 4);
     let one_way = |far: &str, near: &str, index: &str| {
         format!(
-            "SELECT r.{far} FROM relationships r INDEXED BY {index}
+            "SELECT r.{far} FROM relationships r {index}
              WHERE r.org_id = ?1 AND r.project_id = ?2 AND r.live = 1
                AND r.{near} IN (SELECT value FROM json_each(?3)){types}"
         )
     };
     let mut queries = Vec::new();
     if t.direction != Direction::In {
-        queries.push(one_way("to_id", "from_id", "relationships_out"));
+        queries.push(one_way(
+            "to_id",
+            "from_id",
+            &index_hint(conn, "relationships_out")?,
+        ));
     }
     if t.direction != Direction::Out {
-        queries.push(one_way("from_id", "to_id", "relationships_in"));
+        queries.push(one_way(
+            "from_id",
+            "to_id",
+            &index_hint(conn, "relationships_in")?,
+        ));
     }
     let params = args(
         vec![
@@ -160,17 +184,25 @@ fn live_edges(
             String::new()
         };
         format!(
-            "SELECT {cols} FROM relationships r INDEXED BY {index}
+            "SELECT {cols} FROM relationships r {index}
              WHERE r.org_id = ?1 AND r.project_id = ?2 AND r.live = 1
                AND r.{near_col} IN (SELECT value FROM json_each(?3)){far_sql}{types_sql}"
         )
     };
     let mut queries = Vec::new();
     if direction != Direction::In {
-        queries.push(one_way("from_id", "to_id", "relationships_out"));
+        queries.push(one_way(
+            "from_id",
+            "to_id",
+            &index_hint(conn, "relationships_out")?,
+        ));
     }
     if direction != Direction::Out {
-        queries.push(one_way("to_id", "from_id", "relationships_in"));
+        queries.push(one_way(
+            "to_id",
+            "from_id",
+            &index_hint(conn, "relationships_in")?,
+        ));
     }
     let mut fixed: Vec<rusqlite::types::Value> = vec![
         scope.org.clone().into(),

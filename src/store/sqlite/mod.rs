@@ -2,6 +2,7 @@
 //! group-commits concurrent writes, and a pool of reader threads.
 
 mod audit;
+mod bulk;
 mod doc_import;
 mod docs;
 mod entities;
@@ -142,6 +143,8 @@ impl SqliteStore {
         }
         let mut conn = connect(path, config, false)?;
         migrate::run(&mut conn)?;
+        // A bulk load cut short left its indexes to build (`bulk`).
+        while bulk::build_deferred(&conn)? {}
         search::create_staging(&conn)?;
         let readers = (0..config.readers.max(1))
             .map(|_| connect(path, config, true))

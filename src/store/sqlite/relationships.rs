@@ -225,3 +225,53 @@ pub fn list(
         r.id.clone()
     }))
 }
+
+/// Stores an imported relationship row as exported, with its liveness and
+/// change sequence; `replace`: over the row of its id, if any (else such
+/// a row fails the insert).
+pub(super) fn insert_imported(
+    conn: &Connection,
+    scope: &Scope,
+    r: &crate::domain::export::RelationshipRecord,
+    live: bool,
+    seq: i64,
+    replace: bool,
+) -> DomainResult<()> {
+    const INSERT: &str = "INSERT INTO relationships (org_id, project_id, id, type, from_id,
+             to_id, properties, version, created_at, updated_at, created_by, updated_by,
+             deleted_at, live, seq)
+         VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11, ?12, ?13, ?14, ?15)";
+    const REPLACE: &str = "ON CONFLICT (org_id, project_id, id) DO UPDATE SET
+             type = excluded.type, properties = excluded.properties,
+             version = excluded.version, updated_at = excluded.updated_at,
+             updated_by = excluded.updated_by, deleted_at = excluded.deleted_at,
+             live = excluded.live, seq = excluded.seq";
+    let sql = if replace {
+        format!("{INSERT} {REPLACE}")
+    } else {
+        INSERT.to_owned()
+    };
+    let rel = &r.relationship;
+    conn.prepare_cached(&sql)
+        .and_then(|mut st| {
+            st.execute(params![
+                scope.org,
+                scope.project,
+                rel.id,
+                rel.rel_type,
+                rel.from,
+                rel.to,
+                serde_json::to_string(&rel.properties).expect("JSON maps serialise"),
+                rel.version,
+                rel.created_at,
+                rel.updated_at,
+                rel.created_by,
+                rel.updated_by,
+                r.deleted_at,
+                live,
+                seq,
+            ])
+        })
+        .map_err(sql_err)?;
+    Ok(())
+}

@@ -42,6 +42,24 @@ pub fn remove(conn: &Connection, rowid: i64) -> DomainResult<()> {
     stage(conn, rowid, None)
 }
 
+/// Indexes `rowid` at once, unstaged: for a bulk load, whose many rows
+/// share one savepoint (so one FTS5 segment per batch).
+pub fn index_now(
+    conn: &Connection,
+    token: &str,
+    rowid: i64,
+    props: &Properties,
+) -> DomainResult<()> {
+    let body = search::text_of(props);
+    if body.is_empty() {
+        return Ok(());
+    }
+    conn.prepare_cached("INSERT INTO entity_fts (rowid, scope, body) VALUES (?1, ?2, ?3)")
+        .and_then(|mut st| st.execute(params![rowid, token, body]))
+        .map_err(sql_err)?;
+    Ok(())
+}
+
 /// Creates the staging table on the writer's connection (TEMP: private to
 /// it, never in the WAL).
 pub fn create_staging(conn: &Connection) -> rusqlite::Result<()> {
