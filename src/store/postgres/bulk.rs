@@ -9,7 +9,7 @@
 //! A relationship batch still reads its ends, shared-locked, as the lock
 //! protocol asks (locks.rs): their liveness is the relationship's.
 
-use super::import::{imported, live_ends, outbox, sequences};
+use super::import::{imported, live_ends, outbox, relationship_outbox, sequences};
 use super::rows::{parse_time, pg_err};
 use crate::domain::export::{EntityExport, RelationshipRecord};
 use crate::domain::rules::entities::Ends;
@@ -275,14 +275,6 @@ pub async fn relationships(
     if copied.is_none() {
         return Ok(None);
     }
-    let changes: Vec<(i64, &str, i64)> = storing
-        .iter()
-        .zip(&seqs)
-        .map(|(&i, &seq)| {
-            let rel = &batch[i].relationship;
-            (seq, rel.id.as_str(), rel.version)
-        })
-        .collect();
-    outbox(c, scope, "relationship", &changes).await?;
+    relationship_outbox(c, scope, batch, &storing, &seqs).await?;
     Ok(Some(imported(verdicts, &storing, seqs)))
 }

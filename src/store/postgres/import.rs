@@ -279,6 +279,25 @@ impl<'a> VersionColumns<'a> {
     }
 }
 
+/// Outbox rows for the relationships of `batch` at `stored`, stored at `seqs`.
+pub(super) async fn relationship_outbox<C: GenericClient>(
+    c: &C,
+    scope: &Scope,
+    batch: &[&RelationshipRecord],
+    stored: &[usize],
+    seqs: &[i64],
+) -> DomainResult<()> {
+    let changes: Vec<(i64, &str, i64)> = stored
+        .iter()
+        .zip(seqs)
+        .map(|(&i, &seq)| {
+            let rel = &batch[i].relationship;
+            (seq, rel.id.as_str(), rel.version)
+        })
+        .collect();
+    outbox(c, scope, "relationship", &changes).await
+}
+
 /// Whether each end of the batch's relationships is live, shared-locked in
 /// id order; ends the project lacks are left out.
 pub(super) async fn live_ends<C: GenericClient>(
@@ -346,15 +365,7 @@ async fn relationship_batch<C: GenericClient>(
             cols.push(batch[i], live[i], seq)?;
         }
         cols.store(c, scope).await?;
-        let changes: Vec<(i64, &str, i64)> = storing
-            .iter()
-            .zip(&seqs)
-            .map(|(&i, &seq)| {
-                let rel = &batch[i].relationship;
-                (seq, rel.id.as_str(), rel.version)
-            })
-            .collect();
-        outbox(c, scope, "relationship", &changes).await?;
+        relationship_outbox(c, scope, batch, &storing, &seqs).await?;
     }
     Ok(imported(verdicts, &storing, seqs))
 }

@@ -15,8 +15,9 @@
 //! index hints are left out meanwhile (`graph::index_hint`).
 
 use super::entities::{insert_row, store_version};
+use super::import::IMPORT_OP;
 use super::threads::Seq;
-use super::{outbox, relationships, search, sql_err};
+use super::{outbox, search, sql_err};
 use crate::domain::export::{EntityExport, RelationshipRecord};
 use crate::domain::rules::entities::Ends;
 use crate::domain::rules::import as rules;
@@ -24,8 +25,6 @@ use crate::domain::*;
 use crate::store::Imported;
 use rusqlite::{params, Connection, OptionalExtension};
 use std::collections::HashMap;
-
-const IMPORT_OP: &str = "import";
 
 /// Whether the project holds no entity and no relationship; when the whole
 /// store holds none, the secondary indexes are deferred too.
@@ -228,19 +227,7 @@ fn relationship(
     if verdict.stores_after().is_none() {
         return Ok(Imported { verdict, seq: 0 });
     }
-    let change_seq = seq.next();
-    relationships::insert_imported(conn, scope, r, live, change_seq, false)?;
-    let change = (
-        "relationship",
-        rel.id.as_str(),
-        IMPORT_OP,
-        Some(rel.version),
-    );
-    outbox::record(conn, scope, change, change_seq)?;
-    Ok(Imported {
-        verdict,
-        seq: change_seq,
-    })
+    super::import::store_relationship(conn, seq, scope, r, (verdict, live), false)
 }
 
 #[cfg(test)]

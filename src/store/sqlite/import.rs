@@ -7,14 +7,14 @@ use super::{audit, outbox, project_exists, relationships, search, sql_err, tenan
 use super::{bulk, doc_import};
 use crate::domain::export::{EntityExport, RelationshipRecord};
 use crate::domain::rules::entities::Ends;
-use crate::domain::rules::import::{self as rules, ImportCounts};
+use crate::domain::rules::import::{self as rules, ImportCounts, Verdict};
 use crate::domain::*;
 use crate::store::prelude::*;
 use crate::store::{AuditPlace, ImportItem, Imported};
 use async_trait::async_trait;
 use rusqlite::{params, Connection, OptionalExtension};
 
-const IMPORT_OP: &str = "import";
+pub(super) const IMPORT_OP: &str = "import";
 
 fn entity(
     conn: &Connection,
@@ -99,8 +99,22 @@ fn relationship(
     if verdict.stores_after().is_none() {
         return Ok(Imported { verdict, seq: 0 });
     }
+    store_relationship(conn, seq, scope, r, (verdict, live), true)
+}
+
+/// Stores a relationship row whose verdict stores it, with its outbox row;
+/// `replace`: over the row of its id (see `insert_imported`).
+pub(super) fn store_relationship(
+    conn: &Connection,
+    seq: &mut Seq,
+    scope: &Scope,
+    r: &RelationshipRecord,
+    (verdict, live): (Verdict, bool),
+    replace: bool,
+) -> DomainResult<Imported> {
     let change_seq = seq.next();
-    relationships::insert_imported(conn, scope, r, live, change_seq, true)?;
+    relationships::insert_imported(conn, scope, r, live, change_seq, replace)?;
+    let rel = &r.relationship;
     let change = (
         "relationship",
         rel.id.as_str(),
