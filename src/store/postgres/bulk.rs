@@ -9,7 +9,7 @@
 //! A relationship batch still reads its ends, shared-locked, as the lock
 //! protocol asks (locks.rs): their liveness is the relationship's.
 
-use super::import::{imported, live_ends, outbox, relationship_outbox, sequences};
+use super::import::{imported, live_ends, optional_time, outbox, relationship_outbox, sequences};
 use super::rows::{parse_time, pg_err};
 use crate::domain::export::{EntityExport, RelationshipRecord};
 use crate::domain::rules::entities::Ends;
@@ -78,13 +78,35 @@ async fn copy_in(
 
 type Row<'a> = Vec<Box<dyn ToSql + Sync + Send + 'a>>;
 
-fn time(text: &str) -> DomainResult<chrono::DateTime<chrono::Utc>> {
-    parse_time(text)
+/// The columns entity and relationship rows share, `properties` to
+/// `deleted_at`, with their types (`WRITTEN_TYPES`).
+fn written<'a>(
+    properties: &'a Properties,
+    version: i64,
+    (created_at, updated_at): (&str, &str),
+    (created_by, updated_by): (&'a str, &'a str),
+    deleted_at: &Option<String>,
+) -> DomainResult<Row<'a>> {
+    Ok(vec![
+        Box::new(Json(properties)),
+        Box::new(version),
+        Box::new(parse_time(created_at)?),
+        Box::new(parse_time(updated_at)?),
+        Box::new(created_by),
+        Box::new(updated_by),
+        Box::new(optional_time(deleted_at)?),
+    ])
 }
 
-fn optional_time(text: &Option<String>) -> DomainResult<Option<chrono::DateTime<chrono::Utc>>> {
-    text.as_deref().map(parse_time).transpose()
-}
+const WRITTEN_TYPES: [Type; 7] = [
+    Type::JSONB,
+    Type::INT8,
+    Type::TIMESTAMPTZ,
+    Type::TIMESTAMPTZ,
+    Type::TEXT,
+    Type::TEXT,
+    Type::TIMESTAMPTZ,
+];
 
 /// Stores new entities with their versions; `None` when one was there.
 pub async fn entities(
@@ -104,20 +126,21 @@ pub async fn entities(
         debug_assert_eq!(rules::ends(None, &e.entity), Ends::Unchanged);
         let after = verdict.stores_after().unwrap_or(i64::MAX);
         let en = &e.entity;
-        entity_rows.push(vec![
+        let mut row: Row = vec![
             Box::new(scope.org.as_str()),
             Box::new(scope.project.as_str()),
             Box::new(en.id.as_str()),
             Box::new(en.entity_type.as_str()),
-            Box::new(Json(&en.properties)),
-            Box::new(en.version),
-            Box::new(time(&en.created_at)?),
-            Box::new(time(&en.updated_at)?),
-            Box::new(en.created_by.as_str()),
-            Box::new(en.updated_by.as_str()),
-            Box::new(optional_time(&en.deleted_at)?),
-            Box::new(seq),
-        ]);
+        ];
+        row.extend(written(
+            &en.properties,
+            en.version,
+            (&en.created_at, &en.updated_at),
+            (&en.created_by, &en.updated_by),
+            &en.deleted_at,
+        )?);
+        row.push(Box::new(seq));
+        entity_rows.push(row);
         for v in e.versions.iter().filter(|v| v.version > after) {
             version_rows.push(vec![
                 Box::new(scope.org.as_str()),
@@ -129,7 +152,7 @@ pub async fn entities(
                 Box::new(v.entity_type.as_str()),
                 Box::new(v.deleted),
                 Box::new(v.actor.as_str()),
-                Box::new(time(&v.at)?),
+                Box::new(parse_time(&v.at)?),
                 Box::new(Json(&v.patch)),
                 Box::new(v.snapshot.as_ref().map(Json)),
                 Box::new(i32::try_from(v.chain).unwrap_or(i32::MAX)),
@@ -142,20 +165,7 @@ pub async fn entities(
             c,
             "entities (org_id, project_id, id, type, properties, version, created_at,
                  updated_at, created_by, updated_by, deleted_at, seq)",
-            &[
-                Type::TEXT,
-                Type::TEXT,
-                Type::TEXT,
-                Type::TEXT,
-                Type::JSONB,
-                Type::INT8,
-                Type::TIMESTAMPTZ,
-                Type::TIMESTAMPTZ,
-                Type::TEXT,
-                Type::TEXT,
-                Type::TIMESTAMPTZ,
-                Type::INT8,
-            ],
+            &[&[Type::TEXT; 4][..], &WRITTEN_TYPES, &[Type::INT8]].concat(),
             entity_rows.into_iter(),
         )
         .await?;
@@ -227,23 +237,26 @@ pub async fn relationships(
     let mut rel_rows: Vec<Row> = Vec::with_capacity(storing.len());
     for (&i, &seq) in storing.iter().zip(&seqs) {
         let (r, rel) = (batch[i], &batch[i].relationship);
-        rel_rows.push(vec![
+        let mut row: Row = vec![
             Box::new(scope.org.as_str()),
             Box::new(scope.project.as_str()),
             Box::new(rel.id.as_str()),
             Box::new(rel.rel_type.as_str()),
             Box::new(rel.from.as_str()),
             Box::new(rel.to.as_str()),
-            Box::new(Json(&rel.properties)),
-            Box::new(rel.version),
-            Box::new(time(&rel.created_at)?),
-            Box::new(time(&rel.updated_at)?),
-            Box::new(rel.created_by.as_str()),
-            Box::new(rel.updated_by.as_str()),
-            Box::new(optional_time(&r.deleted_at)?),
-            Box::new(live[i]),
+        ];
+        row.extend(written(
+            &rel.properties,
+            rel.version,
+            (&rel.created_at, &rel.updated_at),
+            (&rel.created_by, &rel.updated_by),
+            &r.deleted_at,
+        )?);
+        row.extend([
+            Box::new(live[i]) as Box<dyn ToSql + Sync + Send>,
             Box::new(seq),
         ]);
+        rel_rows.push(row);
     }
     let copied = or_careful(
         c,
@@ -252,22 +265,11 @@ pub async fn relationships(
             "relationships (org_id, project_id, id, type, from_id, to_id, properties,
                  version, created_at, updated_at, created_by, updated_by, deleted_at, live, seq)",
             &[
-                Type::TEXT,
-                Type::TEXT,
-                Type::TEXT,
-                Type::TEXT,
-                Type::TEXT,
-                Type::TEXT,
-                Type::JSONB,
-                Type::INT8,
-                Type::TIMESTAMPTZ,
-                Type::TIMESTAMPTZ,
-                Type::TEXT,
-                Type::TEXT,
-                Type::TIMESTAMPTZ,
-                Type::BOOL,
-                Type::INT8,
-            ],
+                &[Type::TEXT; 6][..],
+                &WRITTEN_TYPES,
+                &[Type::BOOL, Type::INT8],
+            ]
+            .concat(),
             rel_rows.into_iter(),
         ),
     )

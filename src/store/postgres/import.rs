@@ -33,7 +33,7 @@ fn by_ids(cols: &str, table: &str, lock: &str) -> String {
     )
 }
 
-fn optional_time(text: &Option<String>) -> DomainResult<Option<DateTime<Utc>>> {
+pub(super) fn optional_time(text: &Option<String>) -> DomainResult<Option<DateTime<Utc>>> {
     text.as_deref().map(parse_time).transpose()
 }
 

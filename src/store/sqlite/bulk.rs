@@ -29,13 +29,6 @@ use std::collections::HashMap;
 /// Whether the project holds no entity and no relationship; when the whole
 /// store holds none, the secondary indexes are deferred too.
 pub fn start(conn: &Connection, scope: &Scope) -> DomainResult<bool> {
-    let project_empty: bool = conn
-        .prepare_cached(
-            "SELECT NOT EXISTS (SELECT 1 FROM entities WHERE org_id = ?1 AND project_id = ?2)
-                AND NOT EXISTS (SELECT 1 FROM relationships WHERE org_id = ?1 AND project_id = ?2)",
-        )
-        .and_then(|mut st| st.query_row(params![scope.org, scope.project], |r| r.get(0)))
-        .map_err(sql_err)?;
     let store_empty: bool = conn
         .query_row(
             "SELECT NOT EXISTS (SELECT 1 FROM entities) AND NOT EXISTS (SELECT 1 FROM relationships)",
@@ -45,8 +38,14 @@ pub fn start(conn: &Connection, scope: &Scope) -> DomainResult<bool> {
         .map_err(sql_err)?;
     if store_empty {
         defer_indexes(conn).map_err(sql_err)?;
+        return Ok(true);
     }
-    Ok(project_empty)
+    conn.prepare_cached(
+        "SELECT NOT EXISTS (SELECT 1 FROM entities WHERE org_id = ?1 AND project_id = ?2)
+            AND NOT EXISTS (SELECT 1 FROM relationships WHERE org_id = ?1 AND project_id = ?2)",
+    )
+    .and_then(|mut st| st.query_row(params![scope.org, scope.project], |r| r.get(0)))
+    .map_err(sql_err)
 }
 
 /// Drops the secondary indexes of entities and relationships, keeping
@@ -82,8 +81,6 @@ pub fn build_deferred(conn: &Connection) -> rusqlite::Result<bool> {
     let Some((name, sql)) = next else {
         return Ok(false);
     };
-    // Both cores sort.
-    conn.pragma_update(None, "threads", 2)?;
     conn.execute_batch(&sql)?;
     conn.execute("DELETE FROM deferred_indexes WHERE name = ?1", [name])?;
     Ok(true)

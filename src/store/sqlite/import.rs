@@ -137,11 +137,12 @@ fn import(
     fresh: bool,
 ) -> DomainResult<Vec<Imported>> {
     project_exists(conn, scope)?;
-    let done = match fresh {
-        true => bulk::store(conn, seq, scope, items)?,
-        false => None,
+    let copied = if fresh {
+        bulk::store(conn, seq, scope, items)?
+    } else {
+        None
     };
-    let done = match done {
+    let done = match copied {
         Some(done) => done,
         None => items
             .iter()

@@ -109,6 +109,8 @@ fn connect(path: &Path, config: &SqliteConfig, read_only: bool) -> rusqlite::Res
          PRAGMA temp_store = MEMORY;"
     ))?;
     if !read_only {
+        // Large sorts (the index builds after a bulk load) use both cores.
+        conn.pragma_update(None, "threads", 2)?;
         prefer_incremental_vacuum(&conn)?;
         conn.pragma_update(None, "journal_mode", "WAL")?;
         // A checkpoint that resets the log cuts its file back to this size.
