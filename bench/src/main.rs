@@ -198,6 +198,10 @@ enum Cmd {
         clients: usize,
         #[arg(long, default_value_t = 500)]
         edits: usize,
+        /// All clients type at the start of one text (every edit conflicts)
+        /// instead of each at its own cursor.
+        #[arg(long)]
+        same_spot: bool,
     },
     /// kill -9 during socket editing: acknowledged edits kept, per trial.
     CrdtKill {
@@ -515,7 +519,17 @@ fn run(cli: Cli, rt: &tokio::runtime::Runtime) -> Result<()> {
                 duration,
                 warmup,
             } => write(&ctx, conns, duration, warmup).await,
-            Cmd::CrdtSockets { clients, edits } => sockets::typing(&ctx, clients, edits).await,
+            Cmd::CrdtSockets {
+                clients,
+                edits,
+                same_spot,
+            } => {
+                let spot = match same_spot {
+                    true => sockets::Spot::Start,
+                    false => sockets::Spot::Own,
+                };
+                sockets::typing(&ctx, clients, edits, spot).await
+            }
             Cmd::CrdtIdle { docs, probes } => sockets::idle(&ctx, docs, probes).await,
             Cmd::CrdtKill { trials, clients } => sockets::kill_trials(&ctx, trials, clients).await,
             Cmd::CrdtBatch {

@@ -14,7 +14,7 @@ use tokio_tungstenite::tungstenite::Message as Ws;
 use yrs::sync::{Message, SyncMessage};
 use yrs::updates::decoder::Decode;
 use yrs::updates::encoder::Encode;
-use yrs::{Doc, GetString, Text, Transact, Update};
+use yrs::{Doc, GetString, ReadTxn, Text, Transact, Update};
 
 type Socket =
     tokio_tungstenite::WebSocketStream<tokio_tungstenite::MaybeTlsStream<tokio::net::TcpStream>>;
@@ -30,9 +30,30 @@ async fn connect(addr: &str, key: &str, doc: &str) -> Result<Socket> {
 
 /// An edit at the start of the client's text (prepending keeps yrs fast).
 fn edit(doc: &Doc, n: usize) -> Vec<u8> {
-    let text = doc.get_or_insert_text("t");
+    type_into(doc, "t", n, Spot::Start)
+}
+
+/// Where the clients of `typing` type.
+#[derive(Clone, Copy, PartialEq, Debug)]
+pub enum Spot {
+    /// Each at its own cursor (its own paragraph): what people typing
+    /// together do; their edits rarely touch the same place.
+    Own,
+    /// All at the start of one text: every edit conflicts with every
+    /// concurrent one, which costs the clients' CRDT (not the server)
+    /// time growing with the concurrency.
+    Start,
+}
+
+/// The six characters of edit `n` typed into `text` at `spot`.
+fn type_into(doc: &Doc, text: &str, n: usize, spot: Spot) -> Vec<u8> {
+    let text = doc.get_or_insert_text(text);
     let mut txn = doc.transact_mut();
-    text.insert(&mut txn, 0, &format!("{n:05};"));
+    let at = match spot {
+        Spot::Own => text.len(&txn),
+        Spot::Start => 0,
+    };
+    text.insert(&mut txn, at, &format!("{n:05};"));
     let update = txn.encode_update_v1();
     Message::Sync(SyncMessage::Update(update)).encode_v1()
 }
@@ -42,7 +63,7 @@ fn edit(doc: &Doc, n: usize) -> Vec<u8> {
 /// for) while reading every relay. Counts disconnects; the rate is updates
 /// sent by all clients over the time until every client has seen every
 /// other's edits (converged); then the stored state must hold them all.
-pub async fn typing(ctx: &Ctx, clients: usize, edits: usize) -> Result<()> {
+pub async fn typing(ctx: &Ctx, clients: usize, edits: usize, spot: Spot) -> Result<()> {
     let d = start(ctx)?;
     setup_project(&d.addr, &d.key).await?;
     let mut sockets = Vec::new();
@@ -63,9 +84,11 @@ pub async fn typing(ctx: &Ctx, clients: usize, edits: usize) -> Result<()> {
                 // applied to it (as a real client does).
                 let doc = Doc::with_client_id(100 + i as u64);
                 let mirror = doc.clone();
+                let mine = text_of(i, spot);
                 let send = async move {
                     for n in 0..edits {
-                        tx.send(Ws::Binary(edit(&doc, n).into())).await?;
+                        tx.send(Ws::Binary(type_into(&doc, &mine, n, spot).into()))
+                            .await?;
                     }
                     anyhow::Ok(tx)
                 };
@@ -90,7 +113,7 @@ pub async fn typing(ctx: &Ctx, clients: usize, edits: usize) -> Result<()> {
                         {
                             mirror.transact_mut().apply_update(Update::decode_v1(&u)?)?;
                         }
-                        let seen = mirror.get_or_insert_text("t").len(&mirror.transact()) as usize;
+                        let seen = typed(&mirror, clients, spot);
                         if acks == edits && seen == want {
                             return anyhow::Ok(began.elapsed());
                         }
@@ -121,10 +144,7 @@ pub async fn typing(ctx: &Ctx, clients: usize, edits: usize) -> Result<()> {
     stored
         .transact_mut()
         .apply_update(Update::decode_v1(&state)?)?;
-    let chars = stored
-        .get_or_insert_text("t")
-        .get_string(&stored.transact())
-        .len();
+    let chars = typed(&stored, clients, spot);
     println!(
         "{clients} clients x {edits} edits: {disconnects} disconnects, converged in {:.2} s: {rate:.0} updates/s; stored {} of {} edits",
         converged.as_secs_f64(),
@@ -132,11 +152,33 @@ pub async fn typing(ctx: &Ctx, clients: usize, edits: usize) -> Result<()> {
         total
     );
     let summary = summarize("socket typing (converged)", vec![], disconnects, converged)
+        .with("spot", json!(format!("{spot:?}")))
         .with("updates_per_s", json!(rate.round()))
         .with("disconnects", json!(disconnects))
         .with("stored_edits", json!(chars / 6))
         .with("sent_edits", json!(total));
     ctx.report("crdt-sockets", &[summary], json!({}))
+}
+
+/// The text client `i` types into.
+fn text_of(i: usize, spot: Spot) -> String {
+    match spot {
+        Spot::Own => format!("t{i}"),
+        Spot::Start => "t".into(),
+    }
+}
+
+/// Characters typed into the document by all the clients.
+fn typed(doc: &Doc, clients: usize, spot: Spot) -> usize {
+    let texts = match spot {
+        Spot::Own => clients,
+        Spot::Start => 1,
+    };
+    let txn = doc.transact();
+    (0..texts)
+        .filter_map(|i| txn.get_text(text_of(i, spot).as_str()))
+        .map(|t| t.len(&txn) as usize)
+        .sum()
 }
 
 /// `docs` documents with one idle connection each; then `probes` edits,

@@ -1,7 +1,8 @@
 //! Gateway ingest: Yjs updates for several documents of a project in one
-//! binary body (`crdt::batch`), stored in one transaction (one commit, one
-//! fsync for all of them) and relayed to each document's live connections
-//! once durable.
+//! binary body (`crdt::batch`), stored all or none through the group commit
+//! (`crdt::commit`: one transaction, one fsync for them and for other
+//! writers' updates) and relayed to each document's live connections once
+//! durable.
 
 use super::auth::{Authorized, Write};
 use super::docs::{origin, Appended};
@@ -10,14 +11,12 @@ use super::error::{ApiError, ApiResult};
 use super::extract::{body_error, media_type, Path};
 use super::openapi::Data;
 use super::{data, AppState};
-use crate::crdt::{self, batch, sync};
-use crate::domain::{validate, DomainError};
+use crate::crdt::{self, batch};
+use crate::domain::{validate, DocAppend, DomainError};
 use axum::extract::{FromRequest, Request, State};
 use axum::http::StatusCode;
 use axum::response::Response;
 use bytes::Bytes;
-use std::sync::atomic::Ordering::Relaxed;
-use std::sync::Arc;
 use utoipa_axum::router::OpenApiRouter;
 use utoipa_axum::routes;
 
@@ -62,28 +61,26 @@ async fn append_batch(
             crdt::validate_update(u).map_err(|e| at_doc(i, &d.doc, e))?;
         }
     }
-    let stored: usize = docs.iter().map(|d| d.updates.len()).sum();
-    let pairs = docs
-        .iter()
-        .map(|d| (d.doc.clone(), d.updates.clone()))
-        .collect();
-    let seqs = s.store.append_batch(&scope, pairs, origin).await?;
-    crdt::UPDATES_STORED.fetch_add(stored as u64, Relaxed);
-    let mut appended = Vec::with_capacity(docs.len());
-    for (d, (first, last)) in docs.into_iter().zip(seqs) {
-        for update in d.updates {
-            let relay = sync::Relay {
-                from: 0,
-                message: Arc::new(sync::update(update)),
-            };
-            s.hub.publish(&scope, &d.doc, relay);
-        }
-        appended.push(Appended {
+    let appends = docs
+        .into_iter()
+        .map(|d| DocAppend {
+            scope: scope.clone(),
             doc: d.doc,
+            updates: d.updates,
+            origin: origin.clone(),
+        })
+        .collect::<Vec<_>>();
+    let names: Vec<String> = appends.iter().map(|a| a.doc.clone()).collect();
+    let seqs = s.commits.append(appends, 0).await?;
+    let appended: Vec<_> = names
+        .into_iter()
+        .zip(seqs)
+        .map(|(doc, (first, last))| Appended {
+            doc,
             first_seq: first,
             last_seq: last,
-        });
-    }
+        })
+        .collect();
     Ok(data(StatusCode::CREATED, appended))
 }
 

@@ -6,7 +6,8 @@ use super::error::{ApiError, ApiResult};
 use super::extract::{body_error, page_limit, JsonBody, Path, Query};
 use super::openapi::{Data, Paged, Pagination};
 use super::{data, AppState};
-use crate::crdt::{self, compact, sync};
+use crate::crdt::commit::Submitted;
+use crate::crdt::{self, catch_up, compact, sync};
 use crate::domain::*;
 use axum::extract::ws::rejection::WebSocketUpgradeRejection;
 use axum::extract::ws::{Message as WsMessage, WebSocket, WebSocketUpgrade};
@@ -16,8 +17,10 @@ use axum::response::{IntoResponse, Response};
 use base64::engine::general_purpose::{STANDARD, URL_SAFE_NO_PAD};
 use base64::Engine;
 use bytes::Bytes;
+use futures_util::stream::{FuturesOrdered, StreamExt};
 use serde::{Deserialize, Serialize};
 use std::sync::Arc;
+use tokio::sync::broadcast::error::RecvError;
 use utoipa_axum::router::OpenApiRouter;
 use utoipa_axum::routes;
 
@@ -138,20 +141,13 @@ async fn append_updates(
     let scope = p.scope()?;
     let origin = origin(req.headers());
     let updates = read_updates(req, &s).await?;
-    let relays: Vec<Vec<u8>> = updates.iter().map(|u| sync::update(u.clone())).collect();
-    let stored = updates.len() as u64;
-    let (first, last) = s
-        .store
-        .append_updates(&scope, &p.doc, updates, origin)
-        .await?;
-    crdt::UPDATES_STORED.fetch_add(stored, std::sync::atomic::Ordering::Relaxed);
-    for message in relays {
-        let relay = sync::Relay {
-            from: 0,
-            message: Arc::new(message),
-        };
-        s.hub.publish(&scope, &p.doc, relay);
-    }
+    let append = DocAppend {
+        scope,
+        doc: p.doc.clone(),
+        updates,
+        origin,
+    };
+    let (first, last) = s.commits.append(vec![append], 0).await?[0];
     Ok(data(
         StatusCode::CREATED,
         Appended {
@@ -457,13 +453,17 @@ async fn websocket(
 pub(super) const SOCKET_READ_BUFFER: usize = 4096;
 
 pub(super) async fn current_state(s: &AppState, scope: &Scope, doc: &str) -> DomainResult<Vec<u8>> {
-    match s.store.doc_log(scope, doc, None).await {
-        Ok(log) => crdt::state(s.store.as_ref(), s.blobs.as_ref(), scope, doc, &log).await,
-        // Not written yet: the empty document.
-        Err(DomainError::NotFound(_)) => Ok(vec![0, 0]),
-        Err(e) => Err(e),
-    }
+    Ok(
+        catch_up::whole(s.store.as_ref(), s.blobs.as_ref(), scope, doc)
+            .await?
+            .0,
+    )
 }
+
+/// Updates a connection may have in flight (stored, not yet acknowledged)
+/// before it stops reading its client: enough for groups of many updates
+/// per commit, few enough to bound its memory.
+const IN_FLIGHT: usize = 64;
 
 async fn serve_socket(
     s: AppState,
@@ -477,83 +477,122 @@ async fn serve_socket(
     let lifecycle = s.lifecycle.clone();
     // Durable acknowledgements, once the client asks for them.
     let mut acks = false;
-    match current_state(&s, &scope, &doc).await {
-        Ok(state) => {
+    // Its updates being stored, answered in the order sent.
+    let mut in_flight = FuturesOrdered::new();
+    // Every update through this seq has been relayed to the client or is in
+    // the state it syncs from (relays began before that state was read).
+    let mut position = match catch_up::whole(s.store.as_ref(), s.blobs.as_ref(), &scope, &doc).await
+    {
+        Ok((state, seq)) => {
             let hello = sync::step1(&sync::state_vector_of(&state));
             if socket.send(WsMessage::Binary(hello.into())).await.is_err() {
                 return;
             }
+            seq
         }
         Err(e) => {
             tracing::warn!(error = %e, "cannot load a document for a WebSocket");
             return;
         }
-    }
+    };
     loop {
-        // A message being handled (an update being stored) finishes before
-        // the shutdown is noticed: the stop arm only wins between messages.
-        tokio::select! {
+        let reply = tokio::select! {
             biased;
             _ = lifecycle.cancelled() => {
+                // Updates handed over are stored anyway: acknowledge them.
+                while let Some(stored) = in_flight.next().await {
+                    let (Ok(seq), true) = stored else { continue };
+                    let ack = sync::durable_ack(seq);
+                    if socket.send(WsMessage::Binary(ack.into())).await.is_err() {
+                        return;
+                    }
+                }
                 close_going_away(socket).await;
                 return;
             }
-            incoming = socket.recv() => {
+            Some(stored) = in_flight.next(), if !in_flight.is_empty() => match stored {
+                (Ok(seq), acked) => acked.then(|| sync::durable_ack(seq)),
+                (Err(e), _) => {
+                    refuse(socket, e).await;
+                    return;
+                }
+            },
+            incoming = socket.recv(), if in_flight.len() < IN_FLIGHT => {
                 let bytes = match incoming {
                     Some(Ok(WsMessage::Binary(b))) => b,
                     Some(Ok(WsMessage::Close(_))) | None | Some(Err(_)) => return,
                     Some(Ok(_)) => continue,
                 };
-                let reply = match handle(&s, &scope, &doc, me, &bytes).await {
+                match handle(&s, &scope, &doc, me, &bytes).await {
                     Ok(Handled::Reply(reply)) => Some(reply),
-                    Ok(Handled::Stored(seq)) => acks.then(|| sync::durable_ack(seq)),
+                    Ok(Handled::Storing(outcome)) => {
+                        // Acknowledged if asked for when it was sent.
+                        let acked = acks;
+                        in_flight.push_back(async move {
+                            (outcome.await.map(|seqs| seqs[0].1), acked)
+                        });
+                        None
+                    }
                     Ok(Handled::DurableAcks(on)) => {
                         acks = on;
                         None
                     }
                     Ok(Handled::Nothing) => None,
                     Err(e) => {
-                        // A bad message closes this connection only, saying why.
-                        tracing::debug!(error = %e, "closing a WebSocket after a bad message");
-                        let _ = socket.send(WsMessage::Close(Some(close_frame(&e)))).await;
-                        return;
-                    }
-                };
-                if let Some(reply) = reply {
-                    if socket.send(WsMessage::Binary(reply.into())).await.is_err() {
+                        refuse(socket, e).await;
                         return;
                     }
                 }
             }
             relay = relays.recv() => match relay {
-                Ok(r) if r.from != me => {
-                    if socket.send(WsMessage::Binary(r.message.to_vec().into())).await.is_err() {
-                        return;
+                Ok(r) => match r.seq {
+                    // Sent already, in a catch-up.
+                    Some(seq) if seq <= position => None,
+                    seq => {
+                        position = seq.unwrap_or(position);
+                        (r.from != me).then(|| r.message.to_vec())
                     }
-                }
-                Ok(_) => {}
-                Err(tokio::sync::broadcast::error::RecvError::Lagged(missed)) => {
-                    // Too far behind to relay each update (its queue overflowed
-                    // while it stored its own): the whole state from the store
-                    // instead, of which Yjs applies what the client lacks. The
-                    // client stays connected.
+                },
+                Err(RecvError::Lagged(missed)) => {
+                    // Its queue overflowed while it was busy: what it missed
+                    // from the log instead (or the whole state, if far behind).
+                    // The client stays connected.
                     tracing::debug!(missed, "catching a lagging WebSocket up from the store");
-                    let state = match current_state(&s, &scope, &doc).await {
-                        Ok(state) => state,
+                    let (store, blobs) = (s.store.as_ref(), s.blobs.as_ref());
+                    let own = origin_of(me);
+                    match catch_up::catch_up(store, blobs, &scope, &doc, Some(position), &own).await {
+                        Ok(c) => {
+                            position = c.through;
+                            c.update.map(sync::step2)
+                        }
                         Err(e) => {
-                            tracing::warn!(error = %e, "cannot load a document for a lagging WebSocket");
-                            let _ = socket.send(WsMessage::Close(Some(close_frame(&e)))).await;
+                            tracing::warn!(error = %e, "cannot catch a lagging WebSocket up");
+                            refuse(socket, e).await;
                             return;
                         }
-                    };
-                    if socket.send(WsMessage::Binary(sync::step2(state).into())).await.is_err() {
-                        return;
                     }
                 }
-                Err(tokio::sync::broadcast::error::RecvError::Closed) => return,
+                Err(RecvError::Closed) => return,
+            }
+        };
+        if let Some(reply) = reply {
+            if socket.send(WsMessage::Binary(reply.into())).await.is_err() {
+                return;
             }
         }
     }
+}
+
+/// The origin a socket's updates are stored with.
+fn origin_of(connection: u64) -> String {
+    format!("ws:{connection}")
+}
+
+/// Closes a connection after a refused message (or a failed store), saying
+/// why: it alone is closed.
+async fn refuse(mut socket: WebSocket, e: DomainError) {
+    tracing::debug!(error = %e, "closing a WebSocket after a refused message");
+    let _ = socket.send(WsMessage::Close(Some(close_frame(&e)))).await;
 }
 
 /// Closes for a daemon shutting down: 1001 (going away), then waits a
@@ -601,8 +640,8 @@ enum Handled {
     Nothing,
     /// An answer for the client.
     Reply(Vec<u8>),
-    /// Its update is durable with this sequence number.
-    Stored(i64),
+    /// Its update is being stored: durable with the seq answered.
+    Storing(Submitted),
     /// Durable acknowledgements asked for or stopped.
     DurableAcks(bool),
 }
@@ -628,22 +667,19 @@ async fn handle(
                 return Ok(Handled::Nothing);
             }
             crdt::validate_update(&update)?;
-            // Persisted (durable) before anyone else sees it.
-            let (_, seq) = s
-                .store
-                .append_updates(scope, doc, vec![update.clone()], Some(format!("ws:{me}")))
-                .await?;
-            crdt::UPDATES_STORED.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
-            let relay = sync::Relay {
-                from: me,
-                message: Arc::new(sync::update(update)),
+            // Relayed once durable, by the committer.
+            let append = DocAppend {
+                scope: scope.clone(),
+                doc: doc.to_owned(),
+                updates: vec![update],
+                origin: Some(origin_of(me)),
             };
-            s.hub.publish(scope, doc, relay);
-            Ok(Handled::Stored(seq))
+            Ok(Handled::Storing(s.commits.submit(vec![append], me).await?))
         }
         sync::Incoming::Relay => {
             let relay = sync::Relay {
                 from: me,
+                seq: None,
                 message: Arc::new(bytes.to_vec()),
             };
             s.hub.publish(scope, doc, relay);

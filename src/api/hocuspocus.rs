@@ -10,7 +10,7 @@
 //!
 //! Per document, as the Hocuspocus server does: sync step 1 is answered
 //! with step 2 from the store and the server's own step 1; a step 2 or an
-//! update is checked, stored durably (`append_updates`), relayed, and only
+//! update is checked, stored durably (`crdt::commit`), relayed, and only
 //! then acknowledged with sync status `true`. A read-only document's
 //! update gets `false`; its step 2 gets `true` only when it adds nothing.
 //! Awareness goes to the document's other connections (y-websocket ones
@@ -26,7 +26,7 @@ use super::error::{ApiError, ApiResult};
 use super::extract::Path;
 use super::AppState;
 use crate::crdt::check::SyncMessage;
-use crate::crdt::{self, hocuspocus as hp, sync};
+use crate::crdt::{self, catch_up, hocuspocus as hp, sync};
 use crate::domain::*;
 use axum::extract::ws::{CloseFrame, Message as WsMessage, WebSocket, WebSocketUpgrade};
 use axum::extract::{FromRequestParts, Request, State};
@@ -47,7 +47,7 @@ use utoipa_axum::routes;
 pub const MAX_DOCUMENTS: usize = 256;
 /// Relays waiting for the socket, all its documents together. When it is
 /// full a document's relays lag behind, and the document is caught up from
-/// the store instead (its whole state, sent as one update).
+/// the store instead (what it missed from the log, as one update).
 const RELAY_QUEUE: usize = 256;
 /// A socket that has authenticated no document by then is closed.
 const AUTH_DEADLINE: Duration = Duration::from_secs(30);
@@ -197,6 +197,9 @@ struct Open {
     /// Its connection in the hub: relays from it are not sent back to it.
     id: u64,
     forwarder: AbortHandle,
+    /// Once it synced: every update through this seq is in the state it was
+    /// sent or has been relayed to it.
+    position: Option<i64>,
 }
 
 impl Drop for Open {
@@ -211,6 +214,7 @@ enum Relayed {
     Message {
         name: Arc<str>,
         id: u64,
+        seq: Option<i64>,
         message: Arc<Vec<u8>>,
     },
     /// Relays were lost while the queue was full.
@@ -232,6 +236,7 @@ fn forward(
                 Ok(r) => Relayed::Message {
                     name: name.clone(),
                     id,
+                    seq: r.seq,
                     message: r.message,
                 },
                 Err(RecvError::Lagged(_)) => Relayed::Lagged {
@@ -339,6 +344,7 @@ impl Session {
                 writer,
                 id,
                 forwarder,
+                position: None,
             },
         );
         self.authenticated = true;
@@ -366,7 +372,7 @@ impl Session {
 
     /// Sync and awareness of an open document.
     async fn yjs(
-        &self,
+        &mut self,
         name: &str,
         yjs: &[u8],
         message: SyncMessage<'_>,
@@ -375,7 +381,11 @@ impl Session {
         match message {
             SyncMessage::Step1(sv) => {
                 crdt::validate_state_vector(sv)?;
-                let state = current_state(&self.s, &self.scope, &open.doc).await?;
+                let (s, scope) = (&self.s, &self.scope);
+                let (state, seq) =
+                    catch_up::whole(s.store.as_ref(), s.blobs.as_ref(), scope, &open.doc).await?;
+                let open = self.open.get_mut(name).expect("open");
+                open.position = Some(open.position.map_or(seq, |p| p.max(seq)));
                 let ours = sync::state_vector_of(&state);
                 let missing = crdt::diff(state, sv.to_vec()).await?;
                 // The server's step 1 makes the client send its step 2,
@@ -424,39 +434,67 @@ impl Session {
         if sync::is_empty_update(update) {
             return Ok(());
         }
-        let origin = Some(format!("hocuspocus:{}", open.id));
-        self.s
-            .store
-            .append_updates(&self.scope, &open.doc, vec![update.to_vec()], origin)
-            .await?;
-        crdt::UPDATES_STORED.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
-        self.publish(open, sync::update(update.to_vec()));
+        // Relayed once durable, by the committer.
+        let append = DocAppend {
+            scope: self.scope.clone(),
+            doc: open.doc.clone(),
+            updates: vec![update.to_vec()],
+            origin: Some(origin_of(open.id)),
+        };
+        self.s.commits.append(vec![append], open.id).await?;
         Ok(())
     }
 
     fn publish(&self, open: &Open, message: Vec<u8>) {
         let relay = sync::Relay {
             from: open.id,
+            seq: None,
             message: Arc::new(message),
         };
         self.s.hub.publish(&self.scope, &open.doc, relay);
     }
 
     /// A relay for one of the socket's documents, re-addressed to it.
-    async fn relayed(&self, relayed: Relayed) -> DomainResult<Vec<Vec<u8>>> {
+    async fn relayed(&mut self, relayed: Relayed) -> DomainResult<Vec<Vec<u8>>> {
         let (name, id) = match &relayed {
             Relayed::Message { name, id, .. } | Relayed::Lagged { name, id } => (name, *id),
         };
         // A relay for a document closed (or reopened) since is dropped.
-        let Some(open) = self.open.get(&**name).filter(|o| o.id == id) else {
+        let Some(open) = self.open.get_mut(&**name).filter(|o| o.id == id) else {
             return Ok(Vec::new());
         };
         match &relayed {
-            Relayed::Message { message, .. } => Ok(vec![hp::wrap(name, message)]),
+            Relayed::Message { message, seq, .. } => match (open.position, *seq) {
+                // Sent already, in a state or a catch-up.
+                (Some(position), Some(seq)) if seq <= position => Ok(Vec::new()),
+                (position, seq) => {
+                    if let (Some(_), Some(seq)) = (position, seq) {
+                        open.position = Some(seq);
+                    }
+                    Ok(vec![hp::wrap(name, message)])
+                }
+            },
             Relayed::Lagged { .. } => {
-                let state = current_state(&self.s, &self.scope, &open.doc).await?;
-                Ok(vec![hp::wrap(name, &sync::update(state))])
+                let (s, scope) = (&self.s, &self.scope);
+                let own = origin_of(open.id);
+                let caught = catch_up::catch_up(
+                    s.store.as_ref(),
+                    s.blobs.as_ref(),
+                    scope,
+                    &open.doc,
+                    open.position,
+                    &own,
+                )
+                .await?;
+                open.position = Some(caught.through);
+                let update = caught.update.map(|u| hp::wrap(name, &sync::update(u)));
+                Ok(update.into_iter().collect())
             }
         }
     }
+}
+
+/// The origin a document's updates from this socket are stored with.
+fn origin_of(connection: u64) -> String {
+    format!("hocuspocus:{connection}")
 }

@@ -75,6 +75,8 @@ pub struct AppState {
     pub blobs: Arc<dyn crate::blob::BlobStore>,
     pub backups: crate::backup::Backups,
     pub hub: Arc<crate::crdt::sync::DocHub>,
+    /// The durable append path of live updates (group commit).
+    pub commits: crate::crdt::commit::Committer,
     pub crdt: crate::crdt::CrdtConfig,
     pub lifecycle: crate::lifecycle::Lifecycle,
     pub meili: Option<Arc<crate::search::meili::MeiliIndex>>,
@@ -128,6 +130,12 @@ pub fn app(services: Services, auth: AuthSettings, config: Arc<Config>) -> Route
     let (router, doc) = routes().split_for_parts();
     let mut doc = serde_json::to_value(doc).expect("OpenAPI serialises");
     openapi::complete(&mut doc);
+    let hub = Arc::new(crate::crdt::sync::DocHub::default());
+    let commits = crate::crdt::commit::Committer::start(
+        services.store.clone(),
+        hub.clone(),
+        crate::crdt::commit::SHARDS,
+    );
     let state = AppState {
         auth: Arc::new(Authenticator::new(
             services.store.clone(),
@@ -144,7 +152,8 @@ pub fn app(services: Services, auth: AuthSettings, config: Arc<Config>) -> Route
         feed: services.feed,
         blobs: services.blobs,
         backups: services.backups,
-        hub: Arc::default(),
+        hub,
+        commits,
         lifecycle: services.lifecycle,
         meili: services.meili,
         embedder: services.embedder,

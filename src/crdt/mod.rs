@@ -3,7 +3,9 @@
 //! snapshot bytes above a threshold through the `BlobStore`.
 
 pub mod batch;
+pub mod catch_up;
 pub mod check;
+pub mod commit;
 pub mod compact;
 pub mod fold;
 pub mod hocuspocus;
@@ -210,7 +212,7 @@ pub struct Folded {
     pub quarantined: usize,
 }
 
-async fn run_blocking<T: Send + 'static>(
+pub(crate) async fn run_blocking<T: Send + 'static>(
     f: impl FnOnce() -> DomainResult<T> + Send + 'static,
 ) -> DomainResult<T> {
     tokio::task::spawn_blocking(f)

@@ -18,6 +18,9 @@ use yrs::StateVector;
 pub struct Relay {
     /// The connection it came from (0: not a WebSocket), so it is not echoed.
     pub from: u64,
+    /// A stored update's sequence number (none for awareness): where a
+    /// connection that falls behind resumes from the log.
+    pub seq: Option<i64>,
     pub message: Arc<Vec<u8>>,
 }
 
@@ -67,12 +70,20 @@ impl DocHub {
 
     /// Sends to every other connection of the document, if any.
     pub fn publish(&self, scope: &Scope, doc: &str, relay: Relay) {
+        self.publish_all(scope, doc, || vec![relay]);
+    }
+
+    /// Sends relays, made only when the document has connections here.
+    pub fn publish_all(&self, scope: &Scope, doc: &str, relays: impl FnOnce() -> Vec<Relay>) {
         let mut rooms = self.rooms.lock().expect("hub lock");
         let key = room(scope, doc);
         if let Some(sender) = rooms.get(&key) {
-            if sender.send(relay).is_err() {
-                // No receiver left: the room is empty.
-                rooms.remove(&key);
+            for relay in relays() {
+                if sender.send(relay).is_err() {
+                    // No receiver left: the room is empty.
+                    rooms.remove(&key);
+                    return;
+                }
             }
         }
     }

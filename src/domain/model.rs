@@ -579,6 +579,15 @@ pub struct DocUpdate {
     pub at: String,
 }
 
+/// Updates for one document from one writer, to be appended in order.
+#[derive(Debug, Clone, PartialEq)]
+pub struct DocAppend {
+    pub scope: Scope,
+    pub doc: String,
+    pub updates: Vec<Vec<u8>>,
+    pub origin: Option<String>,
+}
+
 /// Where a snapshot's bytes are: in the database, or in the blob store.
 #[derive(Debug, Clone, PartialEq)]
 pub enum SnapshotData {

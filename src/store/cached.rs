@@ -335,23 +335,8 @@ impl<S: Store> SearchStore for CachedStore<S> {
 
 #[async_trait]
 impl<S: Store> DocStore for CachedStore<S> {
-    async fn append_updates(
-        &self,
-        scope: &Scope,
-        doc: &str,
-        updates: Vec<Vec<u8>>,
-        origin: Option<String>,
-    ) -> DomainResult<(i64, i64)> {
-        self.inner.append_updates(scope, doc, updates, origin).await
-    }
-
-    async fn append_batch(
-        &self,
-        scope: &Scope,
-        docs: Vec<(String, Vec<Vec<u8>>)>,
-        origin: Option<String>,
-    ) -> DomainResult<Vec<(i64, i64)>> {
-        self.inner.append_batch(scope, docs, origin).await
+    async fn append_batch(&self, appends: Vec<DocAppend>) -> DomainResult<Vec<(i64, i64)>> {
+        self.inner.append_batch(appends).await
     }
 
     async fn get_doc(&self, scope: &Scope, doc: &str) -> DomainResult<DocInfo> {

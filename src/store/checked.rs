@@ -435,31 +435,13 @@ impl<S: Store> SearchStore for Checked<S> {
 
 #[async_trait]
 impl<S: Store> DocStore for Checked<S> {
-    async fn append_updates(
-        &self,
-        s: &Scope,
-        doc: &str,
-        updates: Vec<Vec<u8>>,
-        origin: Option<String>,
-    ) -> DomainResult<(i64, i64)> {
-        scope(s)?;
-        no_nul("doc", doc)?;
-        opt("X-Strata-Origin", origin.as_deref())?;
-        self.0.append_updates(s, doc, updates, origin).await
-    }
-
-    async fn append_batch(
-        &self,
-        s: &Scope,
-        docs: Vec<(String, Vec<Vec<u8>>)>,
-        origin: Option<String>,
-    ) -> DomainResult<Vec<(i64, i64)>> {
-        scope(s)?;
-        for (doc, _) in &docs {
-            no_nul("doc", doc)?;
+    async fn append_batch(&self, appends: Vec<DocAppend>) -> DomainResult<Vec<(i64, i64)>> {
+        for a in &appends {
+            scope(&a.scope)?;
+            no_nul("doc", &a.doc)?;
+            opt("X-Strata-Origin", a.origin.as_deref())?;
         }
-        opt("X-Strata-Origin", origin.as_deref())?;
-        self.0.append_batch(s, docs, origin).await
+        self.0.append_batch(appends).await
     }
 
     async fn get_doc(&self, s: &Scope, doc: &str) -> DomainResult<DocInfo> {

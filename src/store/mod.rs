@@ -402,16 +402,21 @@ pub trait DocStore: Send + Sync {
         doc: &str,
         updates: Vec<Vec<u8>>,
         origin: Option<String>,
-    ) -> DomainResult<(i64, i64)>;
-    /// Appends several documents' updates (each document's in order) in one
+    ) -> DomainResult<(i64, i64)> {
+        let append = DocAppend {
+            scope: scope.clone(),
+            doc: doc.to_owned(),
+            updates,
+            origin,
+        };
+        Ok(self.append_batch(vec![append]).await?[0])
+    }
+    /// Appends several writers' updates to several documents (each
+    /// append's in order, one document's appends in the order given) in one
     /// transaction, creating documents; answers once all are durable with
-    /// each document's (first, last) sequence numbers, in the order given.
-    async fn append_batch(
-        &self,
-        scope: &Scope,
-        docs: Vec<(String, Vec<Vec<u8>>)>,
-        origin: Option<String>,
-    ) -> DomainResult<Vec<(i64, i64)>>;
+    /// each append's (first, last) sequence numbers, in the order given.
+    /// All or nothing: one refused append refuses the group.
+    async fn append_batch(&self, appends: Vec<DocAppend>) -> DomainResult<Vec<(i64, i64)>>;
     /// A document; NotFound when never written or when its entity is deleted.
     async fn get_doc(&self, scope: &Scope, doc: &str) -> DomainResult<DocInfo>;
     /// Creates a document (if absent) and links it to an entity (or unlinks).

@@ -448,6 +448,206 @@ async fn documents_follow_their_entity(backend: Backend) {
     ));
 }
 
+/// Many writers' updates through the group commit at once: each writer's
+/// updates keep their order, the document's seqs stay dense, every update is
+/// relayed once durable in seq order, and a refused write (a document
+/// hidden by its deleted entity) fails alone, not the group it shared.
+async fn the_group_commit_orders_relays_and_refuses_only_the_bad_write(backend: Backend) {
+    use strata::crdt::commit::Committer;
+    use strata::crdt::sync::DocHub;
+    // Fewer updates than a room's relay queue holds, so none lags.
+    const WRITERS: u64 = 8;
+    const EACH: usize = 30;
+    let env = env(backend).await;
+    let create = WriteOp::CreateEntity {
+        id: "gone".into(),
+        entity_type: "whiteboard".into(),
+        properties: Properties::new(),
+    };
+    env.store
+        .write(&scope(), &caller(), vec![create])
+        .await
+        .unwrap();
+    env.store
+        .put_doc(&scope(), &caller(), "hidden", Some("gone".into()))
+        .await
+        .unwrap();
+    let delete = WriteOp::DeleteEntity {
+        id: "gone".into(),
+        expected_version: None,
+    };
+    env.store
+        .write(&scope(), &caller(), vec![delete])
+        .await
+        .unwrap();
+
+    let hub = Arc::new(DocHub::default());
+    let mut relays = hub.subscribe(&scope(), "shared");
+    // One shard: every write queued meanwhile joins the next group.
+    let commits = Committer::start(env.store.clone(), hub.clone(), 1);
+    let append = |doc: &str, update: Vec<u8>, writer: u64| DocAppend {
+        scope: scope(),
+        doc: doc.into(),
+        updates: vec![update],
+        origin: Some(format!("w{writer}")),
+    };
+    // Every writer hands all its updates over before any is awaited, as a
+    // socket keeps several in flight; the bad write goes in among them.
+    let clients: Vec<Doc> = (1..=WRITERS).map(Doc::with_client_id).collect();
+    let mut rng = StdRng::seed_from_u64(7);
+    let mut submitted = Vec::new();
+    for n in 0..EACH {
+        for (w, client) in (1..=WRITERS).zip(&clients) {
+            let update = random_edit(client, &mut rng, w as u32);
+            submitted.push((
+                w,
+                commits
+                    .submit(vec![append("shared", update, w)], w)
+                    .await
+                    .unwrap(),
+            ));
+        }
+        if n == EACH / 2 {
+            let bad = commits
+                .submit(vec![append("hidden", vec![0, 0], 99)], 99)
+                .await
+                .unwrap();
+            submitted.push((99, bad));
+        }
+    }
+    let mut last_of = std::collections::HashMap::new();
+    for (w, outcome) in submitted {
+        match (w, outcome.await) {
+            (99, outcome) => assert!(
+                matches!(outcome, Err(DomainError::NotFound(_))),
+                "{outcome:?}"
+            ),
+            (w, Ok(seqs)) => {
+                let (first, last) = seqs[0];
+                assert_eq!(first, last);
+                let before = last_of.insert(w, last).unwrap_or(0);
+                assert!(last > before, "writer {w}'s updates keep their order");
+            }
+            (w, Err(e)) => panic!("writer {w}'s write was refused: {e}"),
+        }
+    }
+    let total = WRITERS as i64 * EACH as i64;
+    let mut seen = Vec::new();
+    while let Ok(relay) = relays.try_recv() {
+        seen.push(relay.seq.unwrap());
+    }
+    assert_eq!(
+        seen,
+        (1..=total).collect::<Vec<_>>(),
+        "every update relayed, in seq order"
+    );
+    let (content_now, last) = loaded_content(&env, "shared").await;
+    assert_eq!(last, total);
+    assert_eq!(content_now, merged_content(&clients));
+    let stored = env
+        .store
+        .list_doc_updates(&scope(), "shared", 0, 1000)
+        .await
+        .unwrap();
+    assert!(stored
+        .iter()
+        .all(|u| u.origin.as_deref().is_some_and(|o| o.starts_with('w'))));
+}
+
+/// A connection that fell behind is sent what the log holds after its
+/// position, without its own updates, as one update; past a gap in the log
+/// (pruned by a compaction) or with no position, the whole state.
+async fn a_catch_up_sends_what_the_log_holds_after_a_position(backend: Backend) {
+    use strata::crdt::catch_up::catch_up;
+    let env = env(backend).await;
+    let (mine, theirs) = (Doc::with_client_id(1), Doc::with_client_id(2));
+    let type_into = |doc: &Doc, s: &str| {
+        let text = doc.get_or_insert_text("t");
+        let mut txn = doc.transact_mut();
+        let at = text.len(&txn);
+        text.insert(&mut txn, at, s);
+        txn.encode_update_v1()
+    };
+    let mut updates = Vec::new();
+    for i in 0..6 {
+        let (doc, origin) = if i % 2 == 0 {
+            (&mine, "ws:1")
+        } else {
+            (&theirs, "ws:2")
+        };
+        let update = type_into(doc, &format!("{i}"));
+        updates.push(update.clone());
+        env.store
+            .append_updates(&scope(), "d", vec![update], Some(origin.into()))
+            .await
+            .unwrap();
+    }
+    let apply = |doc: &Doc, update: &[u8]| {
+        let update = Update::decode_v1(update).unwrap();
+        doc.transact_mut().apply_update(update).unwrap();
+    };
+    let text_of = |doc: &Doc| {
+        let text = doc.get_or_insert_text("t");
+        let txn = doc.transact();
+        text.get_string(&txn)
+    };
+    let whole_of = |update: &[u8]| {
+        let doc = Doc::new();
+        apply(&doc, update);
+        text_of(&doc)
+    };
+    let (store, blobs) = (env.store.as_ref(), env.blobs.as_ref());
+    // The client of ws:1 has seqs 1 and 2 and its own 3 and 5: it lacks the
+    // others' seqs 4 and 6, and gets only those.
+    let replica = Doc::new();
+    for seq in [1, 2, 3, 5] {
+        apply(&replica, &updates[seq - 1]);
+    }
+    let caught = catch_up(store, blobs, &scope(), "d", Some(2), "ws:1")
+        .await
+        .unwrap();
+    assert_eq!(caught.through, 6);
+    let update = caught.update.unwrap();
+    let sv = Update::decode_v1(&update).unwrap().state_vector();
+    assert_eq!(
+        sv.get(&yrs::ClientID::new(1)),
+        0,
+        "its own updates are left out"
+    );
+    apply(&replica, &update);
+    assert_eq!(text_of(&replica).len(), 6, "it has every update");
+    let nothing = catch_up(store, blobs, &scope(), "d", Some(6), "ws:1")
+        .await
+        .unwrap();
+    assert!(nothing.update.is_none() && nothing.through == 6);
+    let whole = catch_up(store, blobs, &scope(), "d", None, "ws:1")
+        .await
+        .unwrap();
+    assert_eq!(whole_of(&whole.update.unwrap()), text_of(&replica));
+    assert_eq!(whole.through, 6);
+    // Compacted and pruned: seqs 1-6 are gone from the log.
+    compact_now(&env, "d", &eager()).await.unwrap();
+    let update = type_into(&theirs, "6");
+    env.store
+        .append_updates(&scope(), "d", vec![update], Some("ws:2".into()))
+        .await
+        .unwrap();
+    let past_gap = catch_up(store, blobs, &scope(), "d", Some(2), "ws:1")
+        .await
+        .unwrap();
+    assert_eq!(past_gap.through, 7);
+    assert_eq!(
+        whole_of(&past_gap.update.unwrap()).len(),
+        7,
+        "the whole state"
+    );
+    let after_gap = catch_up(store, blobs, &scope(), "d", Some(6), "ws:1")
+        .await
+        .unwrap();
+    apply(&replica, &after_gap.update.unwrap());
+    assert_eq!(text_of(&replica).len(), 7);
+}
+
 /// The inputs of the hostile-input issue: each once crashed or starved the
 /// daemon (yrs 0.24 segfaulted, overflowed its stack, or reserved gigabytes).
 fn hostile_updates() -> Vec<(&'static str, Vec<u8>)> {
@@ -565,6 +765,8 @@ on_both_backends!(
     as_of_reads_the_past_and_410s_once_history_is_gone,
     documents_follow_their_entity,
     stored_updates_that_fail_the_check_are_quarantined_not_merged,
+    the_group_commit_orders_relays_and_refuses_only_the_bad_write,
+    a_catch_up_sends_what_the_log_holds_after_a_position,
 );
 
 #[test]

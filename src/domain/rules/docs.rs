@@ -6,7 +6,8 @@
 
 use super::audit::{of_admin, AuditFact};
 use crate::domain::{
-    DocInfo, DocLog, DocSnapshot, DocUpdate, DomainError, DomainResult, SnapshotData,
+    DocAppend, DocInfo, DocLog, DocSnapshot, DocUpdate, DomainError, DomainResult, Scope,
+    SnapshotData,
 };
 use serde_json::json;
 use std::ops::RangeInclusive;
@@ -55,6 +56,63 @@ pub fn linkable(entity: &str, entity_live: bool) -> DomainResult<()> {
 /// when there is nothing to append; its ends are what an append answers.
 pub fn append_seqs(last_seq: i64, count: usize) -> RangeInclusive<i64> {
     last_seq + 1..=last_seq + count as i64
+}
+
+/// Appends to one document, consecutive in [`append_runs`]' order: stored
+/// as one append of all their rows, then each answered with its share.
+#[derive(Debug)]
+pub struct AppendRun<'a> {
+    pub scope: &'a Scope,
+    pub doc: &'a str,
+    /// Each row's bytes and origin, in append order.
+    pub rows: Vec<(&'a [u8], Option<&'a str>)>,
+    /// (index in the appends given, how many rows it has), in row order.
+    members: Vec<(usize, usize)>,
+}
+
+impl AppendRun<'_> {
+    /// Gives each member its (first, last), the run's rows having taken
+    /// `seqs` (see [`append_seqs`]).
+    pub fn answer(&self, seqs: RangeInclusive<i64>, answers: &mut [(i64, i64)]) {
+        let mut next = *seqs.start();
+        for &(index, count) in &self.members {
+            answers[index] = append_seqs(next - 1, count).into_inner();
+            next += count as i64;
+        }
+    }
+}
+
+/// The runs a group of appends is stored as: documents in (org, project,
+/// id) order, so concurrent groups lock them in one order and wait for
+/// each other instead of deadlocking; one document's appends keep the
+/// order given, and become one run.
+pub fn append_runs(appends: &[DocAppend]) -> Vec<AppendRun<'_>> {
+    let mut order: Vec<usize> = (0..appends.len()).collect();
+    fn key(a: &DocAppend) -> (&str, &str, &str) {
+        (&a.scope.org, &a.scope.project, &a.doc)
+    }
+    order.sort_by(|x, y| key(&appends[*x]).cmp(&key(&appends[*y])));
+    let mut runs: Vec<AppendRun> = Vec::new();
+    for i in order {
+        let a = &appends[i];
+        let rows = a
+            .updates
+            .iter()
+            .map(|u| (u.as_slice(), a.origin.as_deref()));
+        match runs.last_mut() {
+            Some(run) if run.scope == &a.scope && run.doc == a.doc => {
+                run.rows.extend(rows);
+                run.members.push((i, a.updates.len()));
+            }
+            _ => runs.push(AppendRun {
+                scope: &a.scope,
+                doc: &a.doc,
+                rows: rows.collect(),
+                members: vec![(i, a.updates.len())],
+            }),
+        }
+    }
+    runs
 }
 
 /// Where a log read starts: after `snapshot`, the newest snapshot whose
@@ -195,6 +253,41 @@ pub fn unreferenced_blobs(removed: impl IntoIterator<Item = Option<String>>) -> 
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn appends_run_per_document_in_order_and_share_the_seqs() {
+        let append = |project: &str, doc: &str, rows: usize, origin: &str| DocAppend {
+            scope: Scope::new("o", project),
+            doc: doc.into(),
+            updates: vec![vec![rows as u8]; rows],
+            origin: Some(origin.into()),
+        };
+        let appends = vec![
+            append("p", "b", 2, "ws:1"),
+            append("p", "a", 1, "ws:2"),
+            append("p", "b", 0, "ws:3"),
+            append("p", "b", 1, "ws:4"),
+            append("q", "a", 1, "ws:5"),
+        ];
+        let runs = append_runs(&appends);
+        let docs: Vec<_> = runs.iter().map(|r| (&*r.scope.project, r.doc)).collect();
+        assert_eq!(docs, [("p", "a"), ("p", "b"), ("q", "a")]);
+        let origins: Vec<_> = runs[1].rows.iter().map(|(_, o)| o.unwrap()).collect();
+        assert_eq!(
+            origins,
+            ["ws:1", "ws:1", "ws:4"],
+            "one document's rows keep their order"
+        );
+        let mut answers = vec![(0, 0); appends.len()];
+        runs[1].answer(append_seqs(10, 3), &mut answers);
+        assert_eq!(answers[0], (11, 12));
+        assert_eq!(
+            answers[2],
+            (13, 12),
+            "an empty append answers an empty range"
+        );
+        assert_eq!(answers[3], (13, 13));
+    }
 
     fn doc(entity: Option<&str>, pruned_through: i64) -> DocInfo {
         DocInfo {

@@ -11,6 +11,7 @@ use crate::store::AuditPlace;
 use async_trait::async_trait;
 use chrono::{DateTime, Utc};
 use deadpool_postgres::GenericClient;
+use std::ops::RangeInclusive;
 use tokio_postgres::Row;
 
 pub(super) fn info(r: &Row) -> DocInfo {
@@ -100,37 +101,46 @@ async fn create_if_absent<C: GenericClient>(c: &C, scope: &Scope, doc: &str) -> 
     Ok(())
 }
 
+/// Appends rows (bytes, origin) to a document's log in one statement,
+/// creating the document; answers the sequence numbers they took.
 pub async fn append<C: GenericClient>(
     c: &C,
     scope: &Scope,
     doc: &str,
-    updates: &[Vec<u8>],
-    origin: Option<&str>,
-) -> DomainResult<(i64, i64)> {
+    rows: &[(&[u8], Option<&str>)],
+) -> DomainResult<RangeInclusive<i64>> {
     super::tenancy::lock_project(c, scope).await?;
     create_if_absent(c, scope, doc).await?;
     let d = load(c, scope, doc, true).await?;
     let d = visible(c, scope, d, doc).await?;
     let now = Utc::now();
-    let seqs = rules::append_seqs(d.last_seq, updates.len());
-    for (seq, bytes) in seqs.clone().zip(updates) {
-        execute(
-            c,
-            "INSERT INTO crdt_updates (org_id, project_id, doc_id, seq, bytes, origin, at)
-             VALUES ($1, $2, $3, $4, $5, $6, $7)",
-            &[&scope.org, &scope.project, &doc, &seq, bytes, &origin, &now],
-        )
-        .await?;
-    }
-    let (first, last) = seqs.into_inner();
+    let seqs = rules::append_seqs(d.last_seq, rows.len());
+    let numbers: Vec<i64> = seqs.clone().collect();
+    let (bytes, origins): (Vec<&[u8]>, Vec<Option<&str>>) = rows.iter().copied().unzip();
+    execute(
+        c,
+        "INSERT INTO crdt_updates (org_id, project_id, doc_id, seq, bytes, origin, at)
+         SELECT $1, $2, $3, u.seq, u.bytes, u.origin, $7
+         FROM unnest($4::bigint[], $5::bytea[], $6::text[]) AS u(seq, bytes, origin)",
+        &[
+            &scope.org,
+            &scope.project,
+            &doc,
+            &numbers,
+            &bytes,
+            &origins,
+            &now,
+        ],
+    )
+    .await?;
     execute(
         c,
         "UPDATE crdt_docs SET last_seq = $4, changed_at = now()
          WHERE org_id = $1 AND project_id = $2 AND id = $3",
-        &[&scope.org, &scope.project, &doc, &last],
+        &[&scope.org, &scope.project, &doc, seqs.end()],
     )
     .await?;
-    Ok((first, last))
+    Ok(seqs)
 }
 
 pub async fn put<C: GenericClient>(
@@ -477,39 +487,18 @@ pub async fn quarantine<C: GenericClient>(
 
 #[async_trait]
 impl DocStore for PgStore {
-    async fn append_updates(
-        &self,
-        scope: &Scope,
-        doc: &str,
-        updates: Vec<Vec<u8>>,
-        origin: Option<String>,
-    ) -> DomainResult<(i64, i64)> {
+    async fn append_batch(&self, appends: Vec<DocAppend>) -> DomainResult<Vec<(i64, i64)>> {
         let mut c = self.client().await?;
         let tx = c.transaction().await.map_err(super::pg_err)?;
-        let seqs = append(&tx, scope, doc, &updates, origin.as_deref()).await?;
-        super::tx::settle(tx.commit().await, c)?;
-        Ok(seqs)
-    }
-
-    async fn append_batch(
-        &self,
-        scope: &Scope,
-        docs: Vec<(String, Vec<Vec<u8>>)>,
-        origin: Option<String>,
-    ) -> DomainResult<Vec<(i64, i64)>> {
-        // Documents in id order: two batches lock their rows in one order,
-        // so they wait for each other instead of deadlocking.
-        let mut order: Vec<usize> = (0..docs.len()).collect();
-        order.sort_by(|a, b| docs[*a].0.cmp(&docs[*b].0));
-        let mut c = self.client().await?;
-        let tx = c.transaction().await.map_err(super::pg_err)?;
-        let mut seqs = vec![(0, 0); docs.len()];
-        for i in order {
-            let (doc, updates) = &docs[i];
-            seqs[i] = append(&tx, scope, doc, updates, origin.as_deref()).await?;
+        let mut answers = vec![(0, 0); appends.len()];
+        for run in rules::append_runs(&appends) {
+            run.answer(
+                append(&tx, run.scope, run.doc, &run.rows).await?,
+                &mut answers,
+            );
         }
         super::tx::settle(tx.commit().await, c)?;
-        Ok(seqs)
+        Ok(answers)
     }
 
     async fn get_doc(&self, scope: &Scope, doc: &str) -> DomainResult<DocInfo> {

@@ -12,6 +12,7 @@ use crate::store::prelude::*;
 use crate::store::AuditPlace;
 use async_trait::async_trait;
 use rusqlite::{params, Connection, OptionalExtension, Row};
+use std::ops::RangeInclusive;
 
 pub(super) fn info(r: &Row) -> rusqlite::Result<DocInfo> {
     Ok(DocInfo {
@@ -78,13 +79,14 @@ fn create_if_absent(conn: &Connection, scope: &Scope, doc: &str) -> DomainResult
     Ok(())
 }
 
+/// Appends rows (bytes, origin) to a document's log, creating the
+/// document; answers the sequence numbers they took.
 pub fn append(
     conn: &Connection,
     scope: &Scope,
     doc: &str,
-    updates: &[Vec<u8>],
-    origin: Option<&str>,
-) -> DomainResult<(i64, i64)> {
+    rows: &[(&[u8], Option<&str>)],
+) -> DomainResult<RangeInclusive<i64>> {
     super::tenancy::get_project(conn, &scope.org, &scope.project)?;
     create_if_absent(conn, scope, doc)?;
     let d = get(conn, scope, doc)?;
@@ -95,8 +97,8 @@ pub fn append(
              VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7)",
         )
         .map_err(sql_err)?;
-    let seqs = rules::append_seqs(d.last_seq, updates.len());
-    for (seq, bytes) in seqs.clone().zip(updates) {
+    let seqs = rules::append_seqs(d.last_seq, rows.len());
+    for (seq, (bytes, origin)) in seqs.clone().zip(rows) {
         st.execute(params![
             scope.org,
             scope.project,
@@ -108,14 +110,13 @@ pub fn append(
         ])
         .map_err(sql_err)?;
     }
-    let (first, last) = seqs.into_inner();
     conn.prepare_cached(
         "UPDATE crdt_docs SET last_seq = ?4, changed_at = ?5
          WHERE org_id = ?1 AND project_id = ?2 AND id = ?3",
     )
-    .and_then(|mut st| st.execute(params![scope.org, scope.project, doc, last, at]))
+    .and_then(|mut st| st.execute(params![scope.org, scope.project, doc, seqs.end(), at]))
     .map_err(sql_err)?;
-    Ok((first, last))
+    Ok(seqs)
 }
 
 pub fn put(
@@ -450,31 +451,14 @@ pub fn quarantine(
 
 #[async_trait]
 impl DocStore for SqliteStore {
-    async fn append_updates(
-        &self,
-        scope: &Scope,
-        doc: &str,
-        updates: Vec<Vec<u8>>,
-        origin: Option<String>,
-    ) -> DomainResult<(i64, i64)> {
-        let (s, doc) = (scope.clone(), doc.to_owned());
-        self.writer
-            .write(move |conn, _| append(conn, &s, &doc, &updates, origin.as_deref()))
-            .await
-    }
-
-    async fn append_batch(
-        &self,
-        scope: &Scope,
-        docs: Vec<(String, Vec<Vec<u8>>)>,
-        origin: Option<String>,
-    ) -> DomainResult<Vec<(i64, i64)>> {
-        let s = scope.clone();
+    async fn append_batch(&self, appends: Vec<DocAppend>) -> DomainResult<Vec<(i64, i64)>> {
         self.writer
             .write(move |conn, _| {
-                docs.iter()
-                    .map(|(doc, updates)| append(conn, &s, doc, updates, origin.as_deref()))
-                    .collect()
+                let mut answers = vec![(0, 0); appends.len()];
+                for run in rules::append_runs(&appends) {
+                    run.answer(append(conn, run.scope, run.doc, &run.rows)?, &mut answers);
+                }
+                Ok(answers)
             })
             .await
     }
