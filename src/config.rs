@@ -530,6 +530,7 @@ impl Config {
                 inline_max_bytes: s.crdt.inline_max,
                 retention: Duration::from_secs(s.crdt.retention_secs),
                 keep_snapshots: Duration::from_secs(s.crdt.snapshot_keep_secs),
+                ..Default::default()
             },
             compact_schedule: s.compact_schedule,
             meili: s.meili,

@@ -475,6 +475,7 @@ async fn serve_socket(
     let me = s.hub.connection_id();
     let mut relays = s.hub.subscribe(&scope, &doc);
     let lifecycle = s.lifecycle.clone();
+    let stalled = s.crdt.stalled_reader;
     // Durable acknowledgements, once the client asks for them.
     let mut acks = false;
     // Its updates being stored, answered in the order sent.
@@ -485,7 +486,7 @@ async fn serve_socket(
     {
         Ok((state, seq)) => {
             let hello = sync::step1(&sync::state_vector_of(&state));
-            if socket.send(WsMessage::Binary(hello.into())).await.is_err() {
+            if !deliver(&mut socket, hello, stalled).await {
                 return;
             }
             seq
@@ -502,8 +503,7 @@ async fn serve_socket(
                 // Updates handed over are stored anyway: acknowledge them.
                 while let Some(stored) = in_flight.next().await {
                     let (Ok(seq), true) = stored else { continue };
-                    let ack = sync::durable_ack(seq);
-                    if socket.send(WsMessage::Binary(ack.into())).await.is_err() {
+                    if !deliver(&mut socket, sync::durable_ack(seq), stalled).await {
                         return;
                     }
                 }
@@ -576,7 +576,7 @@ async fn serve_socket(
             }
         };
         if let Some(reply) = reply {
-            if socket.send(WsMessage::Binary(reply.into())).await.is_err() {
+            if !deliver(&mut socket, reply, stalled).await {
                 return;
             }
         }
@@ -592,7 +592,29 @@ fn origin_of(connection: u64) -> String {
 /// why: it alone is closed.
 async fn refuse(mut socket: WebSocket, e: DomainError) {
     tracing::debug!(error = %e, "closing a WebSocket after a refused message");
-    let _ = socket.send(WsMessage::Close(Some(close_frame(&e)))).await;
+    let close = WsMessage::Close(Some(close_frame(&e)));
+    let _ = tokio::time::timeout(CLOSE_WAIT, socket.send(close)).await;
+}
+
+/// How long a close frame may wait for a client that does not read.
+pub(super) const CLOSE_WAIT: std::time::Duration = std::time::Duration::from_secs(1);
+
+/// Sends a message, unless the client has stopped reading: a send that
+/// cannot finish within `stalled` is given up, and the connection with it.
+/// False when the connection is over.
+pub(super) async fn deliver(
+    socket: &mut WebSocket,
+    message: Vec<u8>,
+    stalled: std::time::Duration,
+) -> bool {
+    let send = socket.send(WsMessage::Binary(message.into()));
+    match tokio::time::timeout(stalled, send).await {
+        Ok(sent) => sent.is_ok(),
+        Err(_) => {
+            tracing::info!(?stalled, "closing a WebSocket whose client stopped reading");
+            false
+        }
+    }
 }
 
 /// Closes for a daemon shutting down: 1001 (going away), then waits a
@@ -603,7 +625,8 @@ pub(super) async fn close_going_away(mut socket: WebSocket) {
         code: 1001,
         reason: "the server is shutting down".into(),
     };
-    if socket.send(WsMessage::Close(Some(frame))).await.is_err() {
+    let close = tokio::time::timeout(CLOSE_WAIT, socket.send(WsMessage::Close(Some(frame))));
+    if !matches!(close.await, Ok(Ok(()))) {
         return;
     }
     let _ = tokio::time::timeout(std::time::Duration::from_secs(1), async {

@@ -21,7 +21,7 @@
 //! closes the socket (1007), as on the y-websocket route.
 
 use super::auth::{Authorized, Read, Write};
-use super::docs::{close_frame, close_going_away, current_state};
+use super::docs::{close_frame, close_going_away, current_state, deliver, CLOSE_WAIT};
 use super::error::{ApiError, ApiResult};
 use super::extract::Path;
 use super::AppState;
@@ -272,7 +272,7 @@ impl Session {
                         code: 1008,
                         reason: "no document was authenticated in time".into(),
                     };
-                    let _ = socket.send(WsMessage::Close(Some(frame))).await;
+                    let _ = tokio::time::timeout(CLOSE_WAIT, socket.send(WsMessage::Close(Some(frame)))).await;
                     return;
                 }
                 incoming = socket.recv() => match incoming {
@@ -286,14 +286,15 @@ impl Session {
             match outcome {
                 Ok(replies) => {
                     for reply in replies {
-                        if socket.send(WsMessage::Binary(reply.into())).await.is_err() {
+                        if !deliver(&mut socket, reply, self.s.crdt.stalled_reader).await {
                             return;
                         }
                     }
                 }
                 Err(e) => {
                     tracing::debug!(error = %e, "closing a Hocuspocus socket after a bad message");
-                    let _ = socket.send(WsMessage::Close(Some(close_frame(&e)))).await;
+                    let close = WsMessage::Close(Some(close_frame(&e)));
+                    let _ = tokio::time::timeout(CLOSE_WAIT, socket.send(close)).await;
                     return;
                 }
             }

@@ -27,6 +27,9 @@ pub struct CrdtConfig {
     pub retention: std::time::Duration,
     /// Older snapshots are kept this long (for `as_of` reads).
     pub keep_snapshots: std::time::Duration,
+    /// A live connection whose client takes no message for this long (its
+    /// socket buffers full all along) has stopped reading, and is closed.
+    pub stalled_reader: std::time::Duration,
 }
 
 impl Default for CrdtConfig {
@@ -36,6 +39,7 @@ impl Default for CrdtConfig {
             inline_max_bytes: 1 << 20,
             retention: std::time::Duration::from_secs(24 * 3600),
             keep_snapshots: std::time::Duration::from_secs(7 * 24 * 3600),
+            stalled_reader: std::time::Duration::from_secs(30),
         }
     }
 }

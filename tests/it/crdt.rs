@@ -804,7 +804,15 @@ mod http {
     const P: &str = "/v1/orgs/acme/projects/app";
 
     async fn daemon(dir: &std::path::Path) -> strata::server::Daemon {
+        daemon_with(dir, strata::crdt::CrdtConfig::default()).await
+    }
+
+    async fn daemon_with(
+        dir: &std::path::Path,
+        crdt: strata::crdt::CrdtConfig,
+    ) -> strata::server::Daemon {
         let mut config = strata::config::Config::embedded(dir);
+        config.crdt = crdt;
         config.crdt.max_update_bytes = 64 * 1024;
         let d = strata::server::build(config, ADMIN).await.unwrap();
         for (path, body) in [
@@ -1253,24 +1261,28 @@ mod http {
         assert_eq!(u16::from(closed.code), 1007);
     }
 
-    /// A connection that stops reading while thousands of updates are
-    /// relayed falls behind its queue; it is caught up from the store (a
-    /// sync step 2 with the state) instead of being disconnected, and ends
-    /// with every update.
-    #[tokio::test]
-    async fn a_reader_that_falls_behind_is_caught_up_not_disconnected() {
-        const UPDATES: usize = 3000;
-        const CHARS: usize = 4000;
-        let dir = tempfile::tempdir().unwrap();
-        let d = daemon(dir.path()).await;
-        let addr = listen(&d.router).await;
-        // A small receive buffer, so the server's sends block early.
+    const UPDATES: usize = 3000;
+    const CHARS: usize = 4000;
+
+    /// A WebSocket on `doc` with a small receive buffer, so the server's
+    /// sends block early when it does not read.
+    async fn small_buffer_socket(
+        addr: std::net::SocketAddr,
+        doc: &str,
+    ) -> tokio_tungstenite::WebSocketStream<tokio::net::TcpStream> {
         let socket = tokio::net::TcpSocket::new_v4().unwrap();
         socket.set_recv_buffer_size(4096).unwrap();
         let stream = socket.connect(addr).await.unwrap();
-        let url = format!("ws://{addr}{P}/docs/lagging/ws?token={ADMIN}");
-        let (mut b, _) = tokio_tungstenite::client_async(url, stream).await.unwrap();
-        next_binary(&mut b).await; // sync step 1
+        let url = format!("ws://{addr}{P}/docs/{doc}/ws?token={ADMIN}");
+        tokio_tungstenite::client_async(url, stream)
+            .await
+            .unwrap()
+            .0
+    }
+
+    /// UPDATES updates of CHARS characters each (12 MB), posted over HTTP
+    /// in requests of 100, each from its own client.
+    async fn post_big_updates(d: &strata::server::Daemon, doc: &str) {
         let line = "x".repeat(CHARS);
         for chunk in 0..UPDATES / 100 {
             let updates: Vec<String> = (0..100)
@@ -1281,10 +1293,66 @@ mod http {
                 })
                 .collect();
             let body = json!({ "updates": updates }).to_string().into_bytes();
-            let uri = format!("{P}/docs/lagging/updates");
+            let uri = format!("{P}/docs/{doc}/updates");
             let (status, _, _) = call(&d.router, "POST", &uri, "application/json", body).await;
             assert_eq!(status, StatusCode::CREATED);
         }
+    }
+
+    /// A client that stops reading altogether is closed once a send to it
+    /// has waited `stalled_reader`, instead of holding its connection (and
+    /// what is queued for it) forever; the updates are all stored.
+    #[tokio::test]
+    async fn a_client_that_stops_reading_is_closed() {
+        let dir = tempfile::tempdir().unwrap();
+        let crdt = strata::crdt::CrdtConfig {
+            stalled_reader: std::time::Duration::from_millis(300),
+            ..Default::default()
+        };
+        let d = daemon_with(dir.path(), crdt).await;
+        let addr = listen(&d.router).await;
+        let mut b = small_buffer_socket(addr, "stalled").await;
+        next_binary(&mut b).await; // sync step 1
+        post_big_updates(&d, "stalled").await;
+        tokio::time::sleep(std::time::Duration::from_secs(2)).await;
+        // What it was sent before the server gave up, then the end.
+        let (mut received, mut ended) = (0, false);
+        while let Ok(next) =
+            tokio::time::timeout(std::time::Duration::from_secs(30), b.next()).await
+        {
+            match next {
+                Some(Ok(Ws::Binary(bytes))) => received += bytes.len(),
+                Some(Ok(Ws::Close(frame))) => panic!("a close frame could not be sent: {frame:?}"),
+                Some(Ok(_)) => continue,
+                None | Some(Err(_)) => {
+                    ended = true;
+                    break;
+                }
+            }
+        }
+        assert!(ended, "the server closed the connection");
+        assert!(
+            received < UPDATES * CHARS,
+            "it closed before sending everything"
+        );
+        let (status, _, state) =
+            call(&d.router, "GET", &format!("{P}/docs/stalled"), "", vec![]).await;
+        assert_eq!(status, StatusCode::OK);
+        assert_eq!(text_of(&state).len(), UPDATES * CHARS);
+    }
+
+    /// A connection that stops reading while thousands of updates are
+    /// relayed falls behind its queue; it is caught up from the store (a
+    /// sync step 2 with the state) instead of being disconnected, and ends
+    /// with every update.
+    #[tokio::test]
+    async fn a_reader_that_falls_behind_is_caught_up_not_disconnected() {
+        let dir = tempfile::tempdir().unwrap();
+        let d = daemon(dir.path()).await;
+        let addr = listen(&d.router).await;
+        let mut b = small_buffer_socket(addr, "lagging").await;
+        next_binary(&mut b).await; // sync step 1
+        post_big_updates(&d, "lagging").await;
         let mirror = Doc::new();
         let mut caught_up = false;
         loop {

@@ -11,6 +11,7 @@ use crate::store::AuditPlace;
 use async_trait::async_trait;
 use chrono::{DateTime, Utc};
 use deadpool_postgres::GenericClient;
+use std::collections::{HashMap, HashSet};
 use std::ops::RangeInclusive;
 use tokio_postgres::Row;
 
@@ -101,46 +102,89 @@ async fn create_if_absent<C: GenericClient>(c: &C, scope: &Scope, doc: &str) -> 
     Ok(())
 }
 
-/// Appends rows (bytes, origin) to a document's log in one statement,
-/// creating the document; answers the sequence numbers they took.
-pub async fn append<C: GenericClient>(
+/// Appends one project's runs (in `rules::append_runs` order), creating
+/// their documents, with a statement per step for all of them: the group
+/// commit's round trips do not grow with its documents. Answers each run's
+/// sequence numbers.
+async fn append_in_project<C: GenericClient>(
     c: &C,
     scope: &Scope,
-    doc: &str,
-    rows: &[(&[u8], Option<&str>)],
-) -> DomainResult<RangeInclusive<i64>> {
+    runs: &[rules::AppendRun<'_>],
+) -> DomainResult<Vec<RangeInclusive<i64>>> {
     super::tenancy::lock_project(c, scope).await?;
-    create_if_absent(c, scope, doc).await?;
-    let d = load(c, scope, doc, true).await?;
-    let d = visible(c, scope, d, doc).await?;
-    let now = Utc::now();
-    let seqs = rules::append_seqs(d.last_seq, rows.len());
-    let numbers: Vec<i64> = seqs.clone().collect();
-    let (bytes, origins): (Vec<&[u8]>, Vec<Option<&str>>) = rows.iter().copied().unzip();
+    let ids: Vec<&str> = runs.iter().map(|r| r.doc).collect();
+    let (org, project) = (&scope.org, &scope.project);
+    // In id order (as the runs are), like the row locks below, so two
+    // groups wait for each other instead of deadlocking.
+    execute(
+        c,
+        "INSERT INTO crdt_docs (org_id, project_id, id, created_at, last_seq)
+         SELECT $1, $2, u.id, now(), 0 FROM unnest($3::text[]) WITH ORDINALITY AS u(id, n)
+         ORDER BY u.n
+         ON CONFLICT DO NOTHING",
+        &[org, project, &ids],
+    )
+    .await?;
+    let rows = query(
+        c,
+        "SELECT id, entity_id, created_at, last_seq, pruned_through FROM crdt_docs
+         WHERE org_id = $1 AND project_id = $2 AND id = ANY($3) ORDER BY id FOR UPDATE",
+        &[org, project, &ids],
+    )
+    .await?;
+    let mut docs: HashMap<String, DocInfo> =
+        rows.iter().map(info).map(|d| (d.id.clone(), d)).collect();
+    let owners: Vec<&str> = docs
+        .values()
+        .filter_map(|d| rules::owner(Some(d)))
+        .collect();
+    let live: HashSet<String> = match owners.is_empty() {
+        true => HashSet::new(),
+        false => query(
+            c,
+            "SELECT id FROM entities
+             WHERE org_id = $1 AND project_id = $2 AND id = ANY($3) AND deleted_at IS NULL",
+            &[org, project, &owners],
+        )
+        .await?
+        .iter()
+        .map(|r| r.get(0))
+        .collect(),
+    };
+    let mut answers = Vec::with_capacity(runs.len());
+    let (mut doc_ids, mut seqs, mut bytes, mut origins) = (vec![], vec![], vec![], vec![]);
+    let mut lasts = Vec::with_capacity(runs.len());
+    for run in runs {
+        let d = docs.remove(run.doc);
+        let owner_live = rules::owner(d.as_ref()).map(|entity| live.contains(entity));
+        let d = rules::visible(run.doc, d, owner_live)?;
+        let taken = rules::append_seqs(d.last_seq, run.rows.len());
+        for (seq, (update, origin)) in taken.clone().zip(&run.rows) {
+            doc_ids.push(run.doc);
+            seqs.push(seq);
+            bytes.push(*update);
+            origins.push(*origin);
+        }
+        lasts.push(*taken.end());
+        answers.push(taken);
+    }
     execute(
         c,
         "INSERT INTO crdt_updates (org_id, project_id, doc_id, seq, bytes, origin, at)
-         SELECT $1, $2, $3, u.seq, u.bytes, u.origin, $7
-         FROM unnest($4::bigint[], $5::bytea[], $6::text[]) AS u(seq, bytes, origin)",
-        &[
-            &scope.org,
-            &scope.project,
-            &doc,
-            &numbers,
-            &bytes,
-            &origins,
-            &now,
-        ],
+         SELECT $1, $2, u.doc, u.seq, u.bytes, u.origin, $7
+         FROM unnest($3::text[], $4::bigint[], $5::bytea[], $6::text[]) AS u(doc, seq, bytes, origin)",
+        &[org, project, &doc_ids, &seqs, &bytes, &origins, &Utc::now()],
     )
     .await?;
     execute(
         c,
-        "UPDATE crdt_docs SET last_seq = $4, changed_at = now()
-         WHERE org_id = $1 AND project_id = $2 AND id = $3",
-        &[&scope.org, &scope.project, &doc, seqs.end()],
+        "UPDATE crdt_docs d SET last_seq = v.last, changed_at = now()
+         FROM unnest($3::text[], $4::bigint[]) AS v(id, last)
+         WHERE d.org_id = $1 AND d.project_id = $2 AND d.id = v.id",
+        &[org, project, &ids, &lasts],
     )
     .await?;
-    Ok(seqs)
+    Ok(answers)
 }
 
 pub async fn put<C: GenericClient>(
@@ -491,11 +535,12 @@ impl DocStore for PgStore {
         let mut c = self.client().await?;
         let tx = c.transaction().await.map_err(super::pg_err)?;
         let mut answers = vec![(0, 0); appends.len()];
-        for run in rules::append_runs(&appends) {
-            run.answer(
-                append(&tx, run.scope, run.doc, &run.rows).await?,
-                &mut answers,
-            );
+        let runs = rules::append_runs(&appends);
+        for project in runs.chunk_by(|a, b| a.scope == b.scope) {
+            let taken = append_in_project(&tx, project[0].scope, project).await?;
+            for (run, seqs) in project.iter().zip(taken) {
+                run.answer(seqs, &mut answers);
+            }
         }
         super::tx::settle(tx.commit().await, c)?;
         Ok(answers)
