@@ -388,10 +388,10 @@ async fn as_of_reads_the_past_and_410s_once_history_is_gone(backend: Backend) {
     );
 }
 
-async fn documents_follow_their_entity(backend: Backend) {
-    let env = env(backend).await;
+/// A document linked to a new entity of its own.
+async fn owned_doc(env: &Env, entity: &str, doc: &str) {
     let create = WriteOp::CreateEntity {
-        id: "board".into(),
+        id: entity.into(),
         entity_type: "whiteboard".into(),
         properties: Properties::new(),
     };
@@ -400,9 +400,14 @@ async fn documents_follow_their_entity(backend: Backend) {
         .await
         .unwrap();
     env.store
-        .put_doc(&scope(), &caller(), "board-doc", Some("board".into()))
+        .put_doc(&scope(), &caller(), doc, Some(entity.into()))
         .await
         .unwrap();
+}
+
+async fn documents_follow_their_entity(backend: Backend) {
+    let env = env(backend).await;
+    owned_doc(&env, "board", "board-doc").await;
     let client = Doc::with_client_id(9);
     let mut rng = StdRng::seed_from_u64(9);
     let updates: Vec<Vec<u8>> = (0..30).map(|_| random_edit(&client, &mut rng, 9)).collect();
@@ -459,19 +464,7 @@ async fn the_group_commit_orders_relays_and_refuses_only_the_bad_write(backend: 
     const WRITERS: u64 = 8;
     const EACH: usize = 30;
     let env = env(backend).await;
-    let create = WriteOp::CreateEntity {
-        id: "gone".into(),
-        entity_type: "whiteboard".into(),
-        properties: Properties::new(),
-    };
-    env.store
-        .write(&scope(), &caller(), vec![create])
-        .await
-        .unwrap();
-    env.store
-        .put_doc(&scope(), &caller(), "hidden", Some("gone".into()))
-        .await
-        .unwrap();
+    owned_doc(&env, "gone", "hidden").await;
     let delete = WriteOp::DeleteEntity {
         id: "gone".into(),
         expected_version: None,
