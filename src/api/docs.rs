@@ -272,6 +272,7 @@ async fn delete_doc(
 ) -> ApiResult<StatusCode> {
     let scope = p.scope()?;
     let blobs = s.store.delete_doc(&scope, who.caller(), &p.doc).await?;
+    s.hub.close(&scope, &p.doc);
     super::delete_blobs(&s, blobs).await;
     Ok(StatusCode::NO_CONTENT)
 }
@@ -460,10 +461,11 @@ pub(super) async fn current_state(s: &AppState, scope: &Scope, doc: &str) -> Dom
     )
 }
 
-/// Updates a connection may have in flight (stored, not yet acknowledged)
-/// before it stops reading its client: enough for groups of many updates
-/// per commit, few enough to bound its memory.
-const IN_FLIGHT: usize = 64;
+/// Updates a socket (y-websocket or Hocuspocus) may have in flight,
+/// handed to the group commit but not yet acknowledged, before it stops
+/// reading its client: enough for groups of many updates per commit, few
+/// enough to bound its memory.
+pub(super) const IN_FLIGHT: usize = 64;
 
 async fn serve_socket(
     s: AppState,
@@ -503,7 +505,7 @@ async fn serve_socket(
                 // Updates handed over are stored anyway: acknowledge them.
                 while let Some(stored) = in_flight.next().await {
                     let (Ok(seq), true) = stored else { continue };
-                    if !deliver(&mut socket, sync::durable_ack(seq), stalled).await {
+                    if !deliver(&mut socket, sync::durable_ack(seq), CLOSE_WAIT).await {
                         return;
                     }
                 }
@@ -559,8 +561,7 @@ async fn serve_socket(
                     // The client stays connected.
                     tracing::debug!(missed, "catching a lagging WebSocket up from the store");
                     let (store, blobs) = (s.store.as_ref(), s.blobs.as_ref());
-                    let own = origin_of(me);
-                    match catch_up::catch_up(store, blobs, &scope, &doc, Some(position), &own).await {
+                    match catch_up::catch_up(store, blobs, &scope, &doc, Some(position)).await {
                         Ok(c) => {
                             position = c.through;
                             c.update.map(sync::step2)
@@ -572,7 +573,16 @@ async fn serve_socket(
                         }
                     }
                 }
-                Err(RecvError::Closed) => return,
+                // The document was deleted: its sequence numbers start over.
+                Err(RecvError::Closed) => {
+                    let frame = axum::extract::ws::CloseFrame {
+                        code: 1000,
+                        reason: "the document was deleted".into(),
+                    };
+                    let close = socket.send(WsMessage::Close(Some(frame)));
+                    let _ = tokio::time::timeout(CLOSE_WAIT, close).await;
+                    return;
+                }
             }
         };
         if let Some(reply) = reply {

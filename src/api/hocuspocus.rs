@@ -21,17 +21,19 @@
 //! closes the socket (1007), as on the y-websocket route.
 
 use super::auth::{Authorized, Read, Write};
-use super::docs::{close_frame, close_going_away, current_state, deliver, CLOSE_WAIT};
+use super::docs::{close_frame, close_going_away, current_state, deliver, CLOSE_WAIT, IN_FLIGHT};
 use super::error::{ApiError, ApiResult};
 use super::extract::Path;
 use super::AppState;
 use crate::crdt::check::SyncMessage;
+use crate::crdt::commit::Submitted;
 use crate::crdt::{self, catch_up, hocuspocus as hp, sync};
 use crate::domain::*;
 use axum::extract::ws::{CloseFrame, Message as WsMessage, WebSocket, WebSocketUpgrade};
 use axum::extract::{FromRequestParts, Request, State};
 use axum::http::{header, Extensions, HeaderValue, Uri};
 use axum::response::Response;
+use futures_util::stream::{FuturesOrdered, StreamExt};
 use serde::Deserialize;
 use std::collections::HashMap;
 use std::sync::Arc;
@@ -117,6 +119,7 @@ async fn hocuspocus(
                 open: HashMap::new(),
                 relays,
                 authenticated: false,
+                storing: Vec::new(),
             };
             session.run(socket, relayed).await;
             drop(held);
@@ -188,6 +191,10 @@ struct Session {
     relays: mpsc::Sender<Relayed>,
     /// Some document was authenticated (the deadline no longer applies).
     authenticated: bool,
+    /// Updates the frame being handled handed to the group commit, each
+    /// with the sync status to send once it is durable; `run` moves them
+    /// to its queue of writes in flight.
+    storing: Vec<(Submitted, Vec<u8>)>,
 }
 
 /// An authenticated document of a socket.
@@ -219,6 +226,8 @@ enum Relayed {
     },
     /// Relays were lost while the queue was full.
     Lagged { name: Arc<str>, id: u64 },
+    /// The document was deleted: its sequence numbers start over.
+    Deleted { name: Arc<str>, id: u64 },
 }
 
 /// Passes a document's relays from the hub to its socket's queue; ends
@@ -243,7 +252,10 @@ fn forward(
                     name: name.clone(),
                     id,
                 },
-                Err(RecvError::Closed) => return,
+                Err(RecvError::Closed) => {
+                    let _ = queue.send(Relayed::Deleted { name, id }).await;
+                    return;
+                }
             };
             if queue.send(relayed).await.is_err() {
                 return;
@@ -256,6 +268,9 @@ fn forward(
 impl Session {
     async fn run(mut self, mut socket: WebSocket, mut relayed: mpsc::Receiver<Relayed>) {
         let lifecycle = self.s.lifecycle.clone();
+        let stalled = self.s.crdt.stalled_reader;
+        // Sync statuses waiting for their updates to be durable, in order.
+        let mut in_flight = FuturesOrdered::new();
         let deadline = tokio::time::sleep(AUTH_DEADLINE);
         tokio::pin!(deadline);
         loop {
@@ -264,9 +279,16 @@ impl Session {
             let outcome = tokio::select! {
                 biased;
                 _ = lifecycle.cancelled() => {
+                    // Updates handed over are stored anyway: say so.
+                    while let Some(Ok(status)) = in_flight.next().await {
+                        if !deliver(&mut socket, status, CLOSE_WAIT).await {
+                            return;
+                        }
+                    }
                     close_going_away(socket).await;
                     return;
                 }
+                Some(stored) = in_flight.next(), if !in_flight.is_empty() => stored.map(|status| vec![status]),
                 _ = &mut deadline, if !self.authenticated => {
                     let frame = CloseFrame {
                         code: 1008,
@@ -275,7 +297,7 @@ impl Session {
                     let _ = tokio::time::timeout(CLOSE_WAIT, socket.send(WsMessage::Close(Some(frame)))).await;
                     return;
                 }
-                incoming = socket.recv() => match incoming {
+                incoming = socket.recv(), if in_flight.len() < IN_FLIGHT => match incoming {
                     Some(Ok(WsMessage::Binary(bytes))) => self.handle(&bytes).await,
                     Some(Ok(WsMessage::Close(_))) | None | Some(Err(_)) => return,
                     Some(Ok(_)) => continue,
@@ -283,10 +305,13 @@ impl Session {
                 // Never None: the session holds a sender.
                 Some(r) = relayed.recv() => self.relayed(r).await,
             };
+            for (stored, status) in self.storing.drain(..) {
+                in_flight.push_back(async move { stored.await.map(|_| status) });
+            }
             match outcome {
                 Ok(replies) => {
                     for reply in replies {
-                        if !deliver(&mut socket, reply, self.s.crdt.stalled_reader).await {
+                        if !deliver(&mut socket, reply, stalled).await {
                             return;
                         }
                     }
@@ -405,7 +430,10 @@ impl Session {
                 }
                 crdt::validate_update(update)?;
                 let saved = if open.writer {
-                    self.persist(open, update).await?;
+                    if let Some(stored) = self.persist(open, update).await? {
+                        self.storing.push((stored, hp::sync_status(name, true)));
+                        return Ok(Vec::new());
+                    }
                     true
                 } else {
                     // As Hocuspocus does for read-only connections.
@@ -430,20 +458,19 @@ impl Session {
         }
     }
 
-    /// Persists an update (durable on return), then relays it.
-    async fn persist(&self, open: &Open, update: &[u8]) -> DomainResult<()> {
+    /// Hands an update to the group commit, which stores then relays it;
+    /// None for the empty update (nothing to store).
+    async fn persist(&self, open: &Open, update: &[u8]) -> DomainResult<Option<Submitted>> {
         if sync::is_empty_update(update) {
-            return Ok(());
+            return Ok(None);
         }
-        // Relayed once durable, by the committer.
         let append = DocAppend {
             scope: self.scope.clone(),
             doc: open.doc.clone(),
             updates: vec![update.to_vec()],
             origin: Some(origin_of(open.id)),
         };
-        self.s.commits.append(vec![append], open.id).await?;
-        Ok(())
+        Ok(Some(self.s.commits.submit(vec![append], open.id).await?))
     }
 
     fn publish(&self, open: &Open, message: Vec<u8>) {
@@ -458,7 +485,9 @@ impl Session {
     /// A relay for one of the socket's documents, re-addressed to it.
     async fn relayed(&mut self, relayed: Relayed) -> DomainResult<Vec<Vec<u8>>> {
         let (name, id) = match &relayed {
-            Relayed::Message { name, id, .. } | Relayed::Lagged { name, id } => (name, *id),
+            Relayed::Message { name, id, .. }
+            | Relayed::Lagged { name, id }
+            | Relayed::Deleted { name, id } => (name, *id),
         };
         // A relay for a document closed (or reopened) since is dropped.
         let Some(open) = self.open.get_mut(&**name).filter(|o| o.id == id) else {
@@ -475,18 +504,15 @@ impl Session {
                     Ok(vec![hp::wrap(name, message)])
                 }
             },
+            Relayed::Deleted { .. } => {
+                self.open.remove(&**name);
+                Ok(vec![hp::close(name, "the document was deleted")])
+            }
             Relayed::Lagged { .. } => {
                 let (s, scope) = (&self.s, &self.scope);
-                let own = origin_of(open.id);
-                let caught = catch_up::catch_up(
-                    s.store.as_ref(),
-                    s.blobs.as_ref(),
-                    scope,
-                    &open.doc,
-                    open.position,
-                    &own,
-                )
-                .await?;
+                let (store, blobs) = (s.store.as_ref(), s.blobs.as_ref());
+                let caught =
+                    catch_up::catch_up(store, blobs, scope, &open.doc, open.position).await?;
                 open.position = Some(caught.through);
                 let update = caught.update.map(|u| hp::wrap(name, &sync::update(u)));
                 Ok(update.into_iter().collect())

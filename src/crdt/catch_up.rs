@@ -36,16 +36,16 @@ pub async fn whole(
 }
 
 /// What a connection that has every update through `after` (or an unknown
-/// part, `None`) lacks, leaving out the updates stored with `own_origin`
-/// (its own). From the log when it holds every update after `after` within
-/// one page; otherwise the whole state.
+/// part, `None`) lacks: from the log when it holds every update after
+/// `after` within one page; otherwise the whole state. Its own updates come
+/// along (Yjs ignores what it has): an origin is no proof of whose they
+/// are, since HTTP writers name their own.
 pub async fn catch_up(
     store: &dyn Store,
     blobs: &dyn BlobStore,
     scope: &Scope,
     doc: &str,
     after: Option<i64>,
-    own_origin: &str,
 ) -> DomainResult<CatchUp> {
     if let Some(after) = after {
         let page = store.list_doc_updates(scope, doc, after, LOG_PAGE).await?;
@@ -54,11 +54,7 @@ pub async fn catch_up(
         let contiguous = page.first().is_none_or(|u| u.seq == after + 1);
         if contiguous && page.len() < LOG_PAGE {
             let through = page.last().map_or(after, |u| u.seq);
-            let parts: Vec<Vec<u8>> = page
-                .into_iter()
-                .filter(|u| u.origin.as_deref() != Some(own_origin))
-                .map(|u| u.bytes)
-                .collect();
+            let parts: Vec<Vec<u8>> = page.into_iter().map(|u| u.bytes).collect();
             let update = match parts.len() {
                 0 => None,
                 1 => parts.into_iter().next(),

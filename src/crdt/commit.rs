@@ -1,9 +1,11 @@
 //! Group commit for live updates. Every update a client sends (socket,
 //! HTTP append, gateway batch) goes through one durable append path per
-//! shard of documents: while one group is being committed the next fills
+//! shard of projects: while one group is being committed the next fills
 //! up, so one transaction (and one fsync) carries many writers' updates
 //! across connections and documents. Relays fan out from what committed,
-//! in commit order, each with its sequence number.
+//! in commit order, each with its sequence number: a document's relays are
+//! published in seq order, which lets a connection skip what a catch-up
+//! already sent it.
 
 use super::sync::{self, DocHub, Relay};
 use crate::domain::{DocAppend, DomainError, DomainResult, Scope};
@@ -18,8 +20,9 @@ use tokio::sync::{mpsc, oneshot};
 
 /// The daemon's shards: groups committing at once (on PostgreSQL, each on
 /// its own connection; SQLite's single writer takes them in turn). A
-/// document always goes to the same shard, so one writer's updates to it
-/// are stored in the order sent.
+/// project always goes to the same shard (a write, even a gateway batch of
+/// many documents, is of one project), so each document is stored and
+/// relayed by one task: in the order sent, relays in seq order.
 pub const SHARDS: usize = 8;
 
 /// Writes waiting for a shard before writers wait to hand theirs over
@@ -88,7 +91,10 @@ impl Committer {
         let first = appends
             .first()
             .ok_or_else(|| DomainError::BadRequest("no updates given".into()))?;
-        let shard = &self.shards[shard_of(&first.scope, &first.doc, self.shards.len())];
+        if appends.iter().any(|a| a.scope != first.scope) {
+            return Err(DomainError::internal("a write spans projects"));
+        }
+        let shard = &self.shards[shard_of(&first.scope, self.shards.len())];
         let (reply, outcome) = oneshot::channel();
         let pending = Pending {
             appends,
@@ -118,9 +124,9 @@ fn stopped() -> DomainError {
     DomainError::Unavailable("the daemon is stopping".into())
 }
 
-fn shard_of(scope: &Scope, doc: &str, shards: usize) -> usize {
+fn shard_of(scope: &Scope, shards: usize) -> usize {
     let mut h = DefaultHasher::new();
-    (scope, doc).hash(&mut h);
+    scope.hash(&mut h);
     (h.finish() % shards as u64) as usize
 }
 
@@ -138,29 +144,71 @@ async fn run_shard(store: DynStore, hub: Arc<DocHub>, mut queue: mpsc::Receiver<
     }
 }
 
-/// Commits a group in one transaction; if that is refused, each write
-/// alone, so one bad write fails only itself.
+/// Commits a group in one transaction. If one of its writes refused it
+/// (a document hidden or gone, a project deleted), each write alone, so a
+/// bad write fails only itself; any other failure (storage faults, an
+/// ambiguous commit) answers the whole group, retrying nothing.
 async fn commit(store: &DynStore, hub: &DocHub, group: Vec<Pending>) {
     let all: Vec<DocAppend> = group.iter().flat_map(|p| p.appends.clone()).collect();
-    match store.append_batch(all).await {
+    let e = match store.append_batch(all).await {
         Ok(seqs) => {
             let mut seqs = seqs.into_iter();
             for pending in group {
                 let mine = seqs.by_ref().take(pending.appends.len()).collect();
                 answer(hub, pending, Ok(mine));
             }
+            return;
         }
-        Err(e) if group.len() == 1 => {
-            let pending = group.into_iter().next().expect("one write");
-            answer(hub, pending, Err(e));
+        Err(e) => e,
+    };
+    if group.len() == 1 || !refused_by_a_write(&e) {
+        if !refused_by_a_write(&e) {
+            tracing::warn!(error = %e, writes = group.len(), "a group commit failed");
         }
-        Err(_) => {
-            for pending in group {
-                let outcome = store.append_batch(pending.appends.clone()).await;
-                answer(hub, pending, outcome);
-            }
+        for pending in group {
+            answer(hub, pending, Err(the_same(&e)));
         }
+        return;
     }
+    // A connection's writes depend on its earlier ones: once one is
+    // refused, its later writes in the group are not stored either.
+    let mut refused = std::collections::HashSet::new();
+    for pending in group {
+        let outcome = match pending.from != 0 && refused.contains(&pending.from) {
+            true => Err(DomainError::Conflict(
+                "an earlier update of this connection was refused".into(),
+            )),
+            false => store.append_batch(pending.appends.clone()).await,
+        };
+        if outcome.is_err() {
+            refused.insert(pending.from);
+        }
+        answer(hub, pending, outcome);
+    }
+}
+
+/// The group's failure, for each of its writers: what a client may retry
+/// on stays so, the rest is internal (logged once, above).
+fn the_same(e: &DomainError) -> DomainError {
+    match e {
+        DomainError::DiskFull => DomainError::DiskFull,
+        DomainError::Contended(m) => DomainError::Contended(m.clone()),
+        DomainError::Unavailable(m) => DomainError::Unavailable(m.clone()),
+        DomainError::NotFound(m) => DomainError::NotFound(m.clone()),
+        e => DomainError::internal(e),
+    }
+}
+
+/// Whether an error is one write's refusal rather than a fault of the
+/// store (which retrying each write alone would only repeat).
+fn refused_by_a_write(e: &DomainError) -> bool {
+    matches!(
+        e,
+        DomainError::NotFound(_)
+            | DomainError::Gone(_)
+            | DomainError::BadRequest(_)
+            | DomainError::Unprocessable(_)
+    )
 }
 
 /// Relays a stored write to the documents' other connections (before its

@@ -68,6 +68,16 @@ impl DocHub {
             .fold((0, 0), |(docs, conns), n| (docs + 1, conns + n))
     }
 
+    /// Ends the document's room: its connections hear the document is gone
+    /// (a document made again under its id starts its seqs over, which
+    /// their log positions would take for updates already sent).
+    pub fn close(&self, scope: &Scope, doc: &str) {
+        self.rooms
+            .lock()
+            .expect("hub lock")
+            .remove(&room(scope, doc));
+    }
+
     /// Sends to every other connection of the document, if any.
     pub fn publish(&self, scope: &Scope, doc: &str, relay: Relay) {
         self.publish_all(scope, doc, || vec![relay]);

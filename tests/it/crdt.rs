@@ -548,8 +548,8 @@ async fn the_group_commit_orders_relays_and_refuses_only_the_bad_write(backend: 
 }
 
 /// A connection that fell behind is sent what the log holds after its
-/// position, without its own updates, as one update; past a gap in the log
-/// (pruned by a compaction) or with no position, the whole state.
+/// position, as one update; past a gap in the log (pruned by a compaction)
+/// or with no position, the whole state.
 async fn a_catch_up_sends_what_the_log_holds_after_a_position(backend: Backend) {
     use strata::crdt::catch_up::catch_up;
     let env = env(backend).await;
@@ -590,32 +590,23 @@ async fn a_catch_up_sends_what_the_log_holds_after_a_position(backend: Backend) 
         text_of(&doc)
     };
     let (store, blobs) = (env.store.as_ref(), env.blobs.as_ref());
-    // The client of ws:1 has seqs 1 and 2 and its own 3 and 5: it lacks the
-    // others' seqs 4 and 6, and gets only those.
+    // The client of ws:1 has seqs 1 and 2 and its own 3 and 5: it lacks 4
+    // and 6, and gets 3 to 6 (its own come along: Yjs skips them).
     let replica = Doc::new();
     for seq in [1, 2, 3, 5] {
         apply(&replica, &updates[seq - 1]);
     }
-    let caught = catch_up(store, blobs, &scope(), "d", Some(2), "ws:1")
+    let caught = catch_up(store, blobs, &scope(), "d", Some(2))
         .await
         .unwrap();
     assert_eq!(caught.through, 6);
-    let update = caught.update.unwrap();
-    let sv = Update::decode_v1(&update).unwrap().state_vector();
-    assert_eq!(
-        sv.get(&yrs::ClientID::new(1)),
-        0,
-        "its own updates are left out"
-    );
-    apply(&replica, &update);
+    apply(&replica, &caught.update.unwrap());
     assert_eq!(text_of(&replica).len(), 6, "it has every update");
-    let nothing = catch_up(store, blobs, &scope(), "d", Some(6), "ws:1")
+    let nothing = catch_up(store, blobs, &scope(), "d", Some(6))
         .await
         .unwrap();
     assert!(nothing.update.is_none() && nothing.through == 6);
-    let whole = catch_up(store, blobs, &scope(), "d", None, "ws:1")
-        .await
-        .unwrap();
+    let whole = catch_up(store, blobs, &scope(), "d", None).await.unwrap();
     assert_eq!(whole_of(&whole.update.unwrap()), text_of(&replica));
     assert_eq!(whole.through, 6);
     // Compacted and pruned: seqs 1-6 are gone from the log.
@@ -625,7 +616,7 @@ async fn a_catch_up_sends_what_the_log_holds_after_a_position(backend: Backend) 
         .append_updates(&scope(), "d", vec![update], Some("ws:2".into()))
         .await
         .unwrap();
-    let past_gap = catch_up(store, blobs, &scope(), "d", Some(2), "ws:1")
+    let past_gap = catch_up(store, blobs, &scope(), "d", Some(2))
         .await
         .unwrap();
     assert_eq!(past_gap.through, 7);
@@ -634,7 +625,7 @@ async fn a_catch_up_sends_what_the_log_holds_after_a_position(backend: Backend) 
         7,
         "the whole state"
     );
-    let after_gap = catch_up(store, blobs, &scope(), "d", Some(6), "ws:1")
+    let after_gap = catch_up(store, blobs, &scope(), "d", Some(6))
         .await
         .unwrap();
     apply(&replica, &after_gap.update.unwrap());
@@ -1290,6 +1281,35 @@ mod http {
             let (status, _, _) = call(&d.router, "POST", &uri, "application/json", body).await;
             assert_eq!(status, StatusCode::CREATED);
         }
+    }
+
+    /// Deleting a document closes its sockets (1000, saying why): made again
+    /// under its id, its sequence numbers start over, which their positions
+    /// in the log would take for updates already sent.
+    #[tokio::test]
+    async fn deleting_a_document_closes_its_sockets() {
+        let dir = tempfile::tempdir().unwrap();
+        let d = daemon(dir.path()).await;
+        let addr = listen(&d.router).await;
+        let body = text_update(&Doc::with_client_id(5), "hello");
+        let uri = format!("{P}/docs/doomed/updates");
+        let (status, _, _) = call(&d.router, "POST", &uri, "application/octet-stream", body).await;
+        assert_eq!(status, StatusCode::CREATED);
+        let url = format!("ws://{addr}{P}/docs/doomed/ws?token={ADMIN}");
+        let (mut ws, _) = tokio_tungstenite::connect_async(url).await.unwrap();
+        next_binary(&mut ws).await; // sync step 1
+        let uri = format!("{P}/docs/doomed");
+        let (status, _, _) = call(&d.router, "DELETE", &uri, "", vec![]).await;
+        assert_eq!(status, StatusCode::NO_CONTENT);
+        let frame = loop {
+            match tokio::time::timeout(std::time::Duration::from_secs(10), ws.next()).await {
+                Ok(Some(Ok(Ws::Close(frame)))) => break frame.unwrap(),
+                Ok(Some(Ok(_))) => continue,
+                other => panic!("no close frame: {other:?}"),
+            }
+        };
+        assert_eq!(u16::from(frame.code), 1000);
+        assert_eq!(frame.reason.as_str(), "the document was deleted");
     }
 
     /// A client that stops reading altogether is closed once a send to it
