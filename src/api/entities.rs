@@ -290,7 +290,14 @@ async fn delete_entity(
             expected_version: expected,
         }
     };
-    if let WriteOutcome::Purged { blobs, .. } = write_one(&s, &p.scope(), who.caller(), op).await? {
+    let scope = p.scope();
+    if let WriteOutcome::Purged { docs, blobs, .. } =
+        write_one(&s, &scope, who.caller(), op).await?
+    {
+        // Its documents are gone: their sockets hear so (see `DocHub::close`).
+        for doc in &docs {
+            s.hub.close(&scope, doc);
+        }
         super::delete_blobs(&s, blobs).await;
     }
     Ok(StatusCode::NO_CONTENT)

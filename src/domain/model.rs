@@ -325,11 +325,13 @@ pub enum WriteOutcome {
     Deleted {
         id: String,
     },
-    /// Erased for good at change sequence `seq`; `blobs` are the snapshot
-    /// blobs of its documents, to delete from the blob store.
+    /// Erased for good at change sequence `seq`, with its documents
+    /// (`docs`); `blobs` are their snapshot blobs, to delete from the blob
+    /// store.
     Purged {
         id: String,
         seq: i64,
+        docs: Vec<String>,
         blobs: Vec<String>,
     },
 }

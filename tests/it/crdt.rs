@@ -1283,33 +1283,46 @@ mod http {
         }
     }
 
-    /// Deleting a document closes its sockets (1000, saying why): made again
-    /// under its id, its sequence numbers start over, which their positions
-    /// in the log would take for updates already sent.
+    /// Deleting a document, or purging the entity that owns it, closes its
+    /// sockets (1000, saying why): made again under its id, its sequence
+    /// numbers start over, which their positions in the log would take for
+    /// updates already sent.
     #[tokio::test]
     async fn deleting_a_document_closes_its_sockets() {
         let dir = tempfile::tempdir().unwrap();
         let d = daemon(dir.path()).await;
         let addr = listen(&d.router).await;
-        let body = text_update(&Doc::with_client_id(5), "hello");
-        let uri = format!("{P}/docs/doomed/updates");
-        let (status, _, _) = call(&d.router, "POST", &uri, "application/octet-stream", body).await;
-        assert_eq!(status, StatusCode::CREATED);
-        let url = format!("ws://{addr}{P}/docs/doomed/ws?token={ADMIN}");
-        let (mut ws, _) = tokio_tungstenite::connect_async(url).await.unwrap();
-        next_binary(&mut ws).await; // sync step 1
-        let uri = format!("{P}/docs/doomed");
-        let (status, _, _) = call(&d.router, "DELETE", &uri, "", vec![]).await;
-        assert_eq!(status, StatusCode::NO_CONTENT);
-        let frame = loop {
-            match tokio::time::timeout(std::time::Duration::from_secs(10), ws.next()).await {
-                Ok(Some(Ok(Ws::Close(frame)))) => break frame.unwrap(),
-                Ok(Some(Ok(_))) => continue,
-                other => panic!("no close frame: {other:?}"),
-            }
-        };
-        assert_eq!(u16::from(frame.code), 1000);
-        assert_eq!(frame.reason.as_str(), "the document was deleted");
+        let entity = json!({"id": "sheet", "type": "whiteboard", "properties": {}});
+        let link = json!({"entity_id": "sheet"});
+        let setup = [
+            ("POST", format!("{P}/entities"), entity),
+            ("PUT", format!("{P}/docs/owned"), link),
+            ("PUT", format!("{P}/docs/doomed"), json!({})),
+        ];
+        for (method, uri, body) in setup {
+            let body = body.to_string().into_bytes();
+            let (status, _, _) = call(&d.router, method, &uri, "application/json", body).await;
+            assert!(status.is_success(), "{method} {uri}: {status}");
+        }
+        for (doc, delete) in [
+            ("doomed", format!("{P}/docs/doomed")),
+            ("owned", format!("{P}/entities/sheet?purge=true")),
+        ] {
+            let url = format!("ws://{addr}{P}/docs/{doc}/ws?token={ADMIN}");
+            let (mut ws, _) = tokio_tungstenite::connect_async(url).await.unwrap();
+            next_binary(&mut ws).await; // sync step 1
+            let (status, _, _) = call(&d.router, "DELETE", &delete, "", vec![]).await;
+            assert_eq!(status, StatusCode::NO_CONTENT);
+            let frame = loop {
+                match tokio::time::timeout(std::time::Duration::from_secs(10), ws.next()).await {
+                    Ok(Some(Ok(Ws::Close(frame)))) => break frame.unwrap(),
+                    Ok(Some(Ok(_))) => continue,
+                    other => panic!("no close frame for {doc}: {other:?}"),
+                }
+            };
+            assert_eq!(u16::from(frame.code), 1000);
+            assert_eq!(frame.reason.as_str(), "the document was deleted");
+        }
     }
 
     /// A client that stops reading altogether is closed once a send to it

@@ -266,7 +266,7 @@ pub async fn purge_owned_by<C: GenericClient>(
     c: &C,
     scope: &Scope,
     entity: &str,
-) -> DomainResult<Vec<String>> {
+) -> DomainResult<(Vec<String>, Vec<String>)> {
     let docs: Vec<String> = query(
         c,
         "SELECT id FROM crdt_docs WHERE org_id = $1 AND project_id = $2 AND entity_id = $3",
@@ -276,7 +276,8 @@ pub async fn purge_owned_by<C: GenericClient>(
     .iter()
     .map(|r| r.get(0))
     .collect();
-    erase(c, scope, &docs).await
+    let blobs = erase(c, scope, &docs).await?;
+    Ok((docs, blobs))
 }
 
 pub(super) const SNAPSHOT_COLS: &str =

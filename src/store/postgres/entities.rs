@@ -269,10 +269,11 @@ pub async fn write<C: GenericClient>(
         }
         EntityChange::Purge => {
             let seq = purge(c, s, id).await?;
-            let blobs = super::docs::purge_owned_by(c, s, id).await?;
+            let (docs, blobs) = super::docs::purge_owned_by(c, s, id).await?;
             Ok(WriteOutcome::Purged {
                 id: id.to_owned(),
                 seq,
+                docs,
                 blobs,
             })
         }

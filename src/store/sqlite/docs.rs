@@ -188,8 +188,13 @@ pub fn delete(
     Ok(blobs)
 }
 
-/// The documents an entity owns are erased with it.
-pub fn purge_owned_by(conn: &Connection, scope: &Scope, entity: &str) -> DomainResult<Vec<String>> {
+/// The documents an entity owns are erased with it: their ids, and the
+/// blob keys left unreferenced.
+pub fn purge_owned_by(
+    conn: &Connection,
+    scope: &Scope,
+    entity: &str,
+) -> DomainResult<(Vec<String>, Vec<String>)> {
     let docs: Vec<String> = conn
         .prepare_cached(
             "SELECT id FROM crdt_docs WHERE org_id = ?1 AND project_id = ?2 AND entity_id = ?3",
@@ -199,7 +204,8 @@ pub fn purge_owned_by(conn: &Connection, scope: &Scope, entity: &str) -> DomainR
                 .collect()
         })
         .map_err(sql_err)?;
-    erase(conn, scope, &docs)
+    let blobs = erase(conn, scope, &docs)?;
+    Ok((docs, blobs))
 }
 
 pub(super) const SNAPSHOT_COLS: &str =

@@ -245,10 +245,11 @@ pub fn write(
                 rowid.expect("a purged entity has a row"),
                 id,
             )?;
-            let blobs = super::docs::purge_owned_by(conn, scope, id)?;
+            let (docs, blobs) = super::docs::purge_owned_by(conn, scope, id)?;
             Ok(WriteOutcome::Purged {
                 id: id.to_owned(),
                 seq,
+                docs,
                 blobs,
             })
         }
