@@ -103,7 +103,7 @@ fn relationship(
 }
 
 /// Stores a relationship row whose verdict stores it, with its outbox row;
-/// `replace`: over the row of its id (see `insert_imported`).
+/// `replace`: over the row of its id (see `insert_row`).
 pub(super) fn store_relationship(
     conn: &Connection,
     seq: &mut Seq,
@@ -113,7 +113,7 @@ pub(super) fn store_relationship(
     replace: bool,
 ) -> DomainResult<Imported> {
     let change_seq = seq.next();
-    relationships::insert_imported(conn, scope, r, live, change_seq, replace)?;
+    relationships::insert_row(conn, scope, r, live, change_seq, replace)?;
     let rel = &r.relationship;
     let change = (
         "relationship",

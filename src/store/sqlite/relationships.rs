@@ -4,6 +4,7 @@
 use super::rows::{self, REL_COLS};
 use super::threads::Seq;
 use super::{outbox, sql_err};
+use crate::domain::export::RelationshipRecord;
 use crate::domain::rules::relationships::{self as rules, RelationshipOp};
 use crate::domain::*;
 use crate::store::{cursor, Ctx};
@@ -66,30 +67,14 @@ pub fn write(
             if taken(conn, scope, id)? {
                 return Err(rules::already_exists(id));
             }
-            let rel = rules::first_version(id, new, stamp);
+            let created = RelationshipRecord {
+                relationship: rules::first_version(id, new, stamp),
+                deleted_at: None,
+            };
             let at = seq.next();
-            conn.prepare_cached(
-                "INSERT INTO relationships (org_id, project_id, id, type, from_id, to_id, properties,
-                     version, created_at, updated_at, created_by, updated_by, live, seq)
-                 VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, 1, ?8, ?8, ?9, ?9, 1, ?10)",
-            )
-            .and_then(|mut st| {
-                st.execute(params![
-                    scope.org,
-                    scope.project,
-                    rel.id,
-                    rel.rel_type,
-                    rel.from,
-                    rel.to,
-                    Value::Object(rel.properties.clone()).to_string(),
-                    rel.created_at,
-                    rel.created_by,
-                    at,
-                ])
-            })
-            .map_err(sql_err)?;
+            insert_row(conn, scope, &created, true, at, false)?;
             outbox::record(conn, scope, ("relationship", id, "create", Some(1)), at)?;
-            Ok(WriteOutcome::Relationship(rel))
+            Ok(WriteOutcome::Relationship(created.relationship))
         }
         RelationshipOp::Patch {
             patch,
@@ -226,13 +211,13 @@ pub fn list(
     }))
 }
 
-/// Stores an imported relationship row as exported, with its liveness and
-/// change sequence; `replace`: over the row of its id, if any (else such
-/// a row fails the insert).
-pub(super) fn insert_imported(
+/// Stores a relationship row as given (a new one, or one imported as
+/// exported), with its liveness and change sequence; `replace`: over the
+/// row of its id, if any (else such a row fails the insert).
+pub(super) fn insert_row(
     conn: &Connection,
     scope: &Scope,
-    r: &crate::domain::export::RelationshipRecord,
+    r: &RelationshipRecord,
     live: bool,
     seq: i64,
     replace: bool,
