@@ -28,6 +28,11 @@ use load::{bulk_load, closed_loop, project_path, setup_project, Gen, Req, Stop};
 use rand::Rng;
 use serde_json::{json, Value};
 use stats::Summary;
+
+// The daemon's allocator (src/main.rs): the in-process workloads run the
+// daemon's own code and should allocate as `strata` does.
+#[global_allocator]
+static GLOBAL: mimalloc::MiMalloc = mimalloc::MiMalloc;
 use std::path::PathBuf;
 use std::sync::Arc;
 use std::time::{Duration, Instant};
@@ -339,7 +344,7 @@ enum Cmd {
     /// Import and export in process (no HTTP): a generated export file of
     /// --entities and --relationships imported into an empty project,
     /// imported again, exported back; rows/s and MB/s.
-    Transfer(transfer::Opts),
+    Transfer(transfer::TransferOpts),
     /// Logical backups in process (no HTTP): the transfer graph loaded, a
     /// full backup, its restore into SQLite, an incremental backup after
     /// 10,000 changes; seconds, bytes, rows/s.

@@ -25,6 +25,49 @@ pub struct Opts {
     pub relationships: usize,
 }
 
+#[derive(clap::Args)]
+pub struct TransferOpts {
+    #[command(flatten)]
+    pub graph: Opts,
+    /// Stop after the first import (no second import, no export): for
+    /// profiling the load alone.
+    #[arg(long)]
+    pub import_only: bool,
+}
+
+/// When the import's passes were seen to move: the first and the last
+/// `stored` call mark the store pass's start and end, so the time before
+/// is the check pass and the time after is the closing index builds.
+#[derive(Default)]
+struct Phases {
+    first_stored: std::sync::OnceLock<Instant>,
+    last_stored: std::sync::Mutex<Option<Instant>>,
+}
+
+impl strata::import::Progress for Phases {
+    fn stored(&self, _bytes: u64) {
+        let now = Instant::now();
+        self.first_stored.get_or_init(|| now);
+        *self.last_stored.lock().expect("phases lock") = Some(now);
+    }
+}
+
+impl Phases {
+    /// Seconds of (check, store, finish) of an import that began at
+    /// `start` and took `total` seconds.
+    fn split(&self, start: Instant, total: f64) -> (f64, f64, f64) {
+        let first = self.first_stored.get().copied().unwrap_or(start);
+        let last = self
+            .last_stored
+            .lock()
+            .expect("phases lock")
+            .unwrap_or(first);
+        let check = (first - start).as_secs_f64();
+        let store = (last - first).as_secs_f64();
+        (check, store, total - check - store)
+    }
+}
+
 const AT: &str = "2026-12-04T00:00:00.000000Z";
 
 /// Writes the export file; returns its size in bytes.
@@ -94,7 +137,8 @@ pub async fn open_store(
     Ok((config, store))
 }
 
-pub async fn transfer(ctx: &Ctx, o: Opts) -> Result<()> {
+pub async fn transfer(ctx: &Ctx, opts: TransferOpts) -> Result<()> {
+    let o = opts.graph;
     let dir = tempfile::tempdir()?;
     let file = dir.path().join("export.ndjson");
     let bytes = generate(&file, &o, ctx.common.seed)?;
@@ -105,12 +149,23 @@ pub async fn transfer(ctx: &Ctx, o: Opts) -> Result<()> {
     let mb = bytes as f64 / 1e6;
 
     let t = Instant::now();
-    let first = strata::import::run(&store, &target, &file, &caller, false).await?;
+    let phases = Phases::default();
+    let first = strata::import::run_with(&store, &target, &file, &caller, false, &phases).await?;
     let import = t.elapsed().as_secs_f64();
     ensure!(
         first.counts.created as usize == o.entities + o.relationships,
         "{first:?}"
     );
+    let (check, stored, finish) = phases.split(t, import);
+    println!(
+        "{}: import {import:.1} s ({:.0} entities/s): check pass {check:.1} s, store pass {stored:.1} s, index builds {finish:.1} s",
+        store.backend(),
+        o.entities as f64 / import
+    );
+    if opts.import_only {
+        store.close().await;
+        return Ok(());
+    }
     let t = Instant::now();
     let again = strata::import::run(&store, &target, &file, &caller, false).await?;
     let reimport = t.elapsed().as_secs_f64();
@@ -136,7 +191,8 @@ pub async fn transfer(ctx: &Ctx, o: Opts) -> Result<()> {
     let report = json!({
         "backend": store.backend(),
         "entities": o.entities, "relationships": o.relationships, "file_bytes": bytes,
-        "import_secs": import, "import_entities_per_sec": o.entities as f64 / import,
+        "import_secs": import, "import_phases_secs": {"check": check, "store": stored, "finish": finish},
+        "import_entities_per_sec": o.entities as f64 / import,
         "import_rows_per_sec": rows / import, "import_mb_per_sec": mb / import,
         "reimport_secs": reimport, "reimport_rows_per_sec": rows / reimport,
         "export_secs": export, "export_rows_per_sec": rows / export,
