@@ -5,7 +5,10 @@
 //! Memory stays bounded at any size: one line, one entity's versions and
 //! one batch at a time. Importing the same file again changes nothing.
 
+mod check;
 pub mod flat;
+
+use check::check_all;
 
 use crate::domain::export::{ExportRecord, ProjectRecord};
 use crate::domain::rules::import::{self as rules, ImportCounts, Verdict};
@@ -14,7 +17,7 @@ use crate::store::{DynStore, ImportItem, Imported};
 use serde::Serialize;
 use std::collections::BTreeSet;
 use std::path::Path;
-use tokio::io::{AsyncBufRead, AsyncBufReadExt, AsyncReadExt, BufReader};
+use tokio::io::{AsyncBufRead, AsyncBufReadExt, AsyncReadExt, AsyncSeekExt, BufReader};
 
 /// Longest line read (a record with large properties, or a document
 /// snapshot: its state is base64, so states up to 48 MiB fit).
@@ -152,40 +155,6 @@ pub async fn run_flat(
 /// would, storing nothing (a backup's `verify`).
 pub async fn check(path: &Path) -> DomainResult<()> {
     check_all(&Target::AsExported, path, false, &Quiet).await
-}
-
-/// The first pass: parses and checks every line.
-async fn check_all(
-    target: &Target,
-    path: &Path,
-    continue_on_error: bool,
-    progress: &dyn Progress,
-) -> DomainResult<()> {
-    let mut units = Units::open(path).await?;
-    let mut projects = 0;
-    while let Some(unit) = units.next().await {
-        progress.checked(units.bytes);
-        match unit {
-            Ok(Unit::Project(..)) => projects += 1,
-            Ok(Unit::Item(line, _)) if projects == 0 && matches!(target, Target::AsExported) => {
-                let e = DomainError::BadRequest("a project line must come first".into());
-                return Err(at_line(line, e));
-            }
-            Ok(_) => {}
-            // A line too long to read, or a failing read, stops any import.
-            Err(e) if units.unreadable || !matches!(e, DomainError::AtLine { .. }) => {
-                return Err(e)
-            }
-            Err(_) if continue_on_error => {}
-            Err(e) => return Err(e),
-        }
-    }
-    if matches!(target, Target::Project(_)) && projects > 1 {
-        return Err(DomainError::BadRequest(format!(
-            "the file holds {projects} projects; import it into one project each, or as exported"
-        )));
-    }
-    Ok(())
 }
 
 /// The second pass: stores every good record, batch by batch. Whatever
@@ -443,11 +412,20 @@ struct Units<R> {
     bytes: u64,
 }
 
-impl Units<BufReader<tokio::fs::File>> {
+impl Units<BufReader<tokio::io::Take<tokio::fs::File>>> {
     async fn open(path: &Path) -> DomainResult<Self> {
-        let file = tokio::fs::File::open(path)
+        Self::open_range(path, 0..u64::MAX).await
+    }
+
+    /// The units that start in `range` (bytes of the file; its start is
+    /// the start of a line), lines counted from there.
+    async fn open_range(path: &Path, range: std::ops::Range<u64>) -> DomainResult<Self> {
+        let unreadable = |e| DomainError::internal(format!("cannot read the import: {e}"));
+        let mut file = tokio::fs::File::open(path).await.map_err(unreadable)?;
+        file.seek(std::io::SeekFrom::Start(range.start))
             .await
-            .map_err(|e| DomainError::internal(format!("cannot read the import: {e}")))?;
+            .map_err(unreadable)?;
+        let file = file.take(range.end - range.start);
         Ok(Units {
             lines: BufReader::with_capacity(1 << 16, file),
             line: 0,
@@ -488,7 +466,7 @@ impl<R: AsyncBufRead + Unpin> Units<R> {
             if self.buf.iter().all(u8::is_ascii_whitespace) {
                 continue;
             }
-            let parsed = serde_json::from_slice::<ExportRecord>(&self.buf).map_err(|e| {
+            let parsed = ExportRecord::from_line(&self.buf).map_err(|e| {
                 at_line(
                     self.line,
                     DomainError::BadRequest(format!("not an export record: {e}")),
