@@ -15,7 +15,7 @@ use crate::domain::rules::import::{self as rules, ImportCounts, Verdict};
 use crate::domain::{validate, Caller, DocInfo, DomainError, DomainResult, Org, Project, Scope};
 use crate::store::{DynStore, ImportItem, Imported};
 use serde::Serialize;
-use std::collections::BTreeSet;
+use std::collections::{BTreeSet, VecDeque};
 use std::path::Path;
 use tokio::io::{AsyncBufRead, AsyncBufReadExt, AsyncReadExt, AsyncSeekExt, BufReader};
 
@@ -26,7 +26,7 @@ pub const MAX_LINE: usize = 64 << 20;
 const BATCH: usize = 2000;
 /// Records per store call into a project that was empty (plain inserts:
 /// larger transactions cost less per row).
-const FRESH_BATCH: usize = 20_000;
+pub const FRESH_BATCH: usize = 20_000;
 /// Bytes of the file per store call at most, whatever the count.
 const BATCH_BYTES: u64 = 32 << 20;
 /// Failures listed in a report; the count covers them all.
@@ -176,11 +176,14 @@ async fn store_all(
         batch_from: 0,
         report: ImportReport::default(),
         changed: BTreeSet::new(),
-        pending: None,
+        pending: VecDeque::new(),
     };
     let stored = store_units(&mut out, target, path, progress).await;
+    // After a failure, batches still being stored land before the finish.
+    let settled = out.settle().await;
     let finished = store.import_finish().await;
     stored?;
+    settled?;
     finished?;
     // The graph projection (AGE) is rebuilt once for what the import changed.
     for (org, project) in &out.changed {
@@ -247,6 +250,10 @@ async fn store_units(
                 if switch || full || again {
                     out.flush().await?;
                 }
+                // A row of a batch still being stored lands before this one.
+                if id.is_some_and(|id| out.pending.iter().any(|p| p.ids.contains(id))) {
+                    out.settle().await?;
+                }
                 if out.batch.is_empty() {
                     out.batch_from = units.bytes;
                 }
@@ -266,12 +273,29 @@ fn class(item: &ImportItem) -> u8 {
     match item {
         ImportItem::Entity(_) => 0,
         ImportItem::Relationship(_) => 1,
-        ImportItem::Doc(_) | ImportItem::DocSnapshot(_) | ImportItem::DocUpdate(_) => 2,
+        ImportItem::Doc(_) | ImportItem::DocSnapshot(_) | ImportItem::DocUpdate(_) => DOCS,
     }
 }
 
+/// The class of document lines, which are stored in order, a batch at a
+/// time.
+const DOCS: u8 = 2;
+
+/// Batches of a fresh project stored at once: one is written while the
+/// next goes through the checks and preparation before the writer (SQLite)
+/// or is copied on a second connection (PostgreSQL).
+const IN_FLIGHT: usize = 2;
+
 /// A batch being stored in a task of its own.
-type Storage = tokio::task::JoinHandle<DomainResult<Vec<Imported>>>;
+struct Pending {
+    /// The lines its items came from.
+    lines: Vec<usize>,
+    /// Its kind (`class`).
+    class: u8,
+    /// The ids of its entities or relationships.
+    ids: std::collections::HashSet<String>,
+    task: tokio::task::JoinHandle<DomainResult<Vec<Imported>>>,
+}
 
 /// The second pass's state: where records go, the batch being filled, what
 /// was done, and which projects changed.
@@ -287,8 +311,8 @@ struct Storing<'a> {
     batch_from: u64,
     report: ImportReport,
     changed: BTreeSet<(String, String)>,
-    /// The batch being stored, with the lines its items came from.
-    pending: Option<(Vec<usize>, Storage)>,
+    /// The batches being stored, oldest first.
+    pending: VecDeque<Pending>,
 }
 
 impl Storing<'_> {
@@ -299,33 +323,61 @@ impl Storing<'_> {
         Ok(())
     }
 
-    /// Stores the batch (one transaction) while the caller reads on: the
-    /// previous batch is awaited first, so batches land in file order.
+    /// Stores the batch (one transaction) while the caller reads on. Into
+    /// a fresh project, batches of one kind with no id in common are
+    /// independent and up to `IN_FLIGHT` are stored at once; otherwise the
+    /// batches before are awaited first, so batches land in file order.
     async fn flush(&mut self) -> DomainResult<()> {
-        self.settle().await?;
-        if self.batch.is_empty() {
+        let Some((_, first)) = self.batch.first() else {
             return Ok(());
+        };
+        let class = class(first);
+        let overlaps = self.fresh && class != DOCS && self.pending.iter().all(|p| p.class == class);
+        if overlaps {
+            while self.pending.len() >= IN_FLIGHT {
+                self.settle_oldest().await?;
+            }
+        } else {
+            self.settle().await?;
         }
         let scope = self
             .scope
             .clone()
             .expect("pass one found a project line first");
-        self.batch_ids.clear();
+        let ids = std::mem::take(&mut self.batch_ids);
         let (lines, items): (Vec<usize>, Vec<ImportItem>) =
             std::mem::take(&mut self.batch).into_iter().unzip();
         let (store, caller, fresh) = (self.store.clone(), self.caller.clone(), self.fresh);
-        let stored = tokio::spawn(async move { store.import(&scope, &caller, items, fresh).await });
-        self.pending = Some((lines, stored));
+        let task = tokio::spawn(async move { store.import(&scope, &caller, items, fresh).await });
+        self.pending.push_back(Pending {
+            lines,
+            class,
+            ids,
+            task,
+        });
         Ok(())
     }
 
-    /// Waits for the batch being stored and counts what it did.
+    /// Waits for every batch being stored and counts what they did. After
+    /// a failure the others are still awaited, so none lands after the
+    /// import has answered.
     async fn settle(&mut self) -> DomainResult<()> {
-        let Some((lines, stored)) = self.pending.take() else {
+        let mut first_error = None;
+        while !self.pending.is_empty() {
+            if let Err(e) = self.settle_oldest().await {
+                first_error.get_or_insert(e);
+            }
+        }
+        first_error.map_or(Ok(()), Err)
+    }
+
+    /// Waits for the oldest batch being stored and counts what it did.
+    async fn settle_oldest(&mut self) -> DomainResult<()> {
+        let Some(Pending { lines, task, .. }) = self.pending.pop_front() else {
             return Ok(());
         };
         let scope = self.scope.as_ref().expect("a batch had a project");
-        let done = stored.await.map_err(DomainError::internal)??;
+        let done = task.await.map_err(DomainError::internal)??;
         for (line, imported) in lines.into_iter().zip(done) {
             match imported.verdict {
                 Verdict::Conflict(message) => self.report.fail(line, message),

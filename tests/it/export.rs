@@ -5,6 +5,7 @@
 
 use crate::support::{admin, request};
 use serde_json::{json, Value};
+use std::io::Write;
 use strata::config::Config;
 use strata::server::Daemon;
 
@@ -36,6 +37,7 @@ on_both_configs!(
     documents_travel_with_the_export,
     a_flat_nodes_and_edges_file_comes_in,
     a_load_into_an_empty_store_takes_the_bulk_path,
+    batches_stored_at_once_land_as_the_file_orders_them,
 );
 
 /// A daemon with org `acme`, projects `app` (1,203 entities with histories,
@@ -708,4 +710,100 @@ async fn an_import_reports_how_far_each_pass_has_read() {
     assert_eq!(seen.checked.load(Relaxed), size);
     assert_eq!(seen.stored.load(Relaxed), size);
     assert_eq!(seen.went_back.load(Relaxed), 0, "progress only rises");
+}
+
+const BATCH_AT: &str = "2026-12-04T00:00:00.000000Z";
+const BATCH_LATER: &str = "2026-12-04T00:00:01.000000Z";
+
+fn ndjson_line(out: &mut impl Write, v: serde_json::Value) {
+    writeln!(out, "{v}").unwrap();
+}
+
+fn entity_lines(out: &mut impl Write, id: &str) {
+    let props = json!({"name": id});
+    ndjson_line(
+        out,
+        json!({"kind": "entity", "id": id, "type": "t", "properties": props,
+        "version": 1, "created_at": BATCH_AT, "updated_at": BATCH_AT, "created_by": "a", "updated_by": "a"}),
+    );
+    ndjson_line(
+        out,
+        json!({"kind": "version", "entity": id, "version": 1, "parent": null,
+        "op": "create", "type": "t", "deleted": false, "actor": "a", "at": BATCH_AT,
+        "patch": props, "snapshot": props, "chain": 0}),
+    );
+}
+
+/// Into a fresh project batches are stored two at a time, yet an
+/// entity that comes again in a later batch, newer, lands after its
+/// first line, and relationships find the entities of every batch.
+async fn batches_stored_at_once_land_as_the_file_orders_them(config: Config) {
+    let store = strata::store::open(&config.database_url, &config.store_settings())
+        .await
+        .unwrap();
+    let caller = strata::domain::Caller::new("test");
+    store.create_org(&caller, "o", "O").await.unwrap();
+    store.create_project(&caller, "o", "p", "P").await.unwrap();
+
+    let file = tempfile::NamedTempFile::new().unwrap();
+    let mut out = std::io::BufWriter::new(file.reopen().unwrap());
+    let n = 2 * strata::import::FRESH_BATCH + 10;
+    for i in 0..n {
+        entity_lines(&mut out, &format!("e{i}"));
+        if i == strata::import::FRESH_BATCH + 5 {
+            // e3 again, in the second batch, at version 2.
+            ndjson_line(
+                &mut out,
+                json!({"kind": "entity", "id": "e3", "type": "t",
+                "properties": {"name": "again"}, "version": 2, "created_at": BATCH_AT,
+                "updated_at": BATCH_LATER, "created_by": "a", "updated_by": "a"}),
+            );
+            ndjson_line(
+                &mut out,
+                json!({"kind": "version", "entity": "e3", "version": 1,
+                "parent": null, "op": "create", "type": "t", "deleted": false, "actor": "a",
+                "at": BATCH_AT, "patch": {"name": "e3"}, "snapshot": {"name": "e3"}, "chain": 0}),
+            );
+            ndjson_line(
+                &mut out,
+                json!({"kind": "version", "entity": "e3", "version": 2,
+                "parent": 1, "op": "update", "type": "t", "deleted": false, "actor": "a",
+                "at": BATCH_LATER, "patch": {"name": "again"}, "chain": 1}),
+            );
+        }
+    }
+    for i in 0..100 {
+        ndjson_line(
+            &mut out,
+            json!({"kind": "relationship", "id": format!("r{i}"),
+            "type": "NEXT", "from": format!("e{i}"), "to": format!("e{}", n - 1 - i),
+            "properties": {}, "version": 1, "created_at": BATCH_AT, "updated_at": BATCH_AT,
+            "created_by": "a", "updated_by": "a"}),
+        );
+    }
+    out.flush().unwrap();
+
+    let target = strata::import::Target::Project(strata::domain::Scope::new("o", "p"));
+    let report = strata::import::run(&store, &target, file.path(), &caller, false)
+        .await
+        .unwrap();
+    let counts = &report.counts;
+    assert_eq!(
+        (
+            counts.created,
+            counts.updated,
+            counts.unchanged,
+            counts.failed
+        ),
+        (n as u64 + 100, 1, 0, 0),
+        "{:?}",
+        report.failures
+    );
+    let scope = strata::domain::Scope::new("o", "p");
+    let e3 = store
+        .get_entity(&scope, "e3", &strata::domain::EntityRead::default())
+        .await;
+    let e3 = e3.unwrap();
+    assert_eq!((e3.version, &e3.properties["name"]), (2, &json!("again")));
+    store.close().await;
 }

@@ -79,6 +79,32 @@ pub(super) fn store_version(
     v: &VersionRecord,
     seq: i64,
 ) -> DomainResult<()> {
+    store_version_json(conn, scope, v, &VersionJson::of(v), seq)
+}
+
+/// A version row's JSON columns as text.
+pub(super) struct VersionJson {
+    patch: String,
+    snapshot: Option<String>,
+}
+
+impl VersionJson {
+    pub(super) fn of(v: &VersionRecord) -> Self {
+        VersionJson {
+            patch: v.patch.to_string(),
+            snapshot: v.snapshot.as_ref().map(|s| s.to_string()),
+        }
+    }
+}
+
+/// `store_version` with the JSON columns already written out.
+pub(super) fn store_version_json(
+    conn: &Connection,
+    scope: &Scope,
+    v: &VersionRecord,
+    json: &VersionJson,
+    seq: i64,
+) -> DomainResult<()> {
     conn.prepare_cached(
         "INSERT INTO entity_versions (org_id, project_id, entity_id, version, parent_version, op,
              type, deleted, actor, at, patch, snapshot, chain, seq)
@@ -96,8 +122,8 @@ pub(super) fn store_version(
             v.deleted,
             v.actor,
             v.at,
-            v.patch.to_string(),
-            v.snapshot.as_ref().map(|s| s.to_string()),
+            json.patch,
+            json.snapshot,
             v.chain,
             seq,
         ])
@@ -117,6 +143,17 @@ pub(super) fn insert_row(
     e: &Entity,
     seq: i64,
 ) -> DomainResult<i64> {
+    insert_row_json(conn, scope, e, &props_json(&e.properties), seq)
+}
+
+/// `insert_row` with the properties already written out as `properties`.
+pub(super) fn insert_row_json(
+    conn: &Connection,
+    scope: &Scope,
+    e: &Entity,
+    properties: &str,
+    seq: i64,
+) -> DomainResult<i64> {
     conn.prepare_cached(
         "INSERT INTO entities (org_id, project_id, id, type, properties, version, created_at,
              updated_at, created_by, updated_by, deleted_at, seq)
@@ -128,7 +165,7 @@ pub(super) fn insert_row(
             scope.project,
             e.id,
             e.entity_type,
-            props_json(&e.properties),
+            properties,
             e.version,
             e.created_at,
             e.updated_at,

@@ -134,13 +134,12 @@ fn import(
     scope: &Scope,
     caller: &Caller,
     items: &[ImportItem],
-    fresh: bool,
+    texts: Option<&[Option<bulk::EntityTexts>]>,
 ) -> DomainResult<Vec<Imported>> {
     project_exists(conn, scope)?;
-    let copied = if fresh {
-        bulk::store(conn, seq, scope, items)?
-    } else {
-        None
+    let copied = match texts {
+        Some(texts) => bulk::store(conn, seq, scope, items, texts)?,
+        None => None,
     };
     let done = match copied {
         Some(done) => done,
@@ -171,12 +170,24 @@ impl ImportStore for SqliteStore {
         fresh: bool,
     ) -> DomainResult<Vec<Imported>> {
         let (s, caller) = (scope.clone(), caller.clone());
+        // The fast path's texts are written out off the writer thread.
+        let (items, texts) = if fresh {
+            tokio::task::spawn_blocking(move || {
+                let texts = bulk::texts(&items);
+                (items, Some(texts))
+            })
+            .await
+            .map_err(DomainError::internal)?
+        } else {
+            (items, None)
+        };
         // The items come back to be freed here: freeing a batch's JSON
         // took a tenth of the writer thread's time.
         let (done, _items) = self
             .writer
             .write(move |conn, seq| {
-                import(conn, seq, &s, &caller, &items, fresh).map(|done| (done, items))
+                import(conn, seq, &s, &caller, &items, texts.as_deref())
+                    .map(|done| (done, (items, texts)))
             })
             .await?;
         Ok(done)

@@ -42,15 +42,10 @@ pub fn remove(conn: &Connection, rowid: i64) -> DomainResult<()> {
     stage(conn, rowid, None)
 }
 
-/// Indexes `rowid` at once, unstaged: for a bulk load, whose many rows
-/// share one savepoint (so one FTS5 segment per batch).
-pub fn index_now(
-    conn: &Connection,
-    token: &str,
-    rowid: i64,
-    props: &Properties,
-) -> DomainResult<()> {
-    let body = search::text_of(props);
+/// Indexes `rowid` at once, unstaged, with its text (`search::text_of`)
+/// already made: for a bulk load, whose many rows share one savepoint (so
+/// one FTS5 segment per batch).
+pub fn index_text(conn: &Connection, token: &str, rowid: i64, body: &str) -> DomainResult<()> {
     if body.is_empty() {
         return Ok(());
     }
