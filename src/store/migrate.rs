@@ -20,7 +20,7 @@ macro_rules! migrations {
 }
 
 pub const SQLITE: &[Migration] = migrations!("sqlite": 1 => "0001_core", 2 => "0002_keys_audit", 3 => "0003_crdt", 4 => "0004_index_shapes", 5 => "0005_crdt_quarantine", 6 => "0006_change_feed", 7 => "0007_feed_consumers", 8 => "0008_entity_vectors", 9 => "0009_doc_changed_at", 10 => "0010_key_projects", 11 => "0011_job_runs", 12 => "0012_deferred_indexes", 13 => "0013_deleted_entities");
-pub const POSTGRES: &[Migration] = migrations!("postgres": 1 => "0001_core", 2 => "0002_keys_audit", 3 => "0003_crdt", 4 => "0004_index_shapes", 5 => "0005_crdt_quarantine", 6 => "0006_change_feed", 7 => "0007_feed_consumers", 8 => "0008_entity_vectors", 9 => "0009_doc_changed_at", 10 => "0010_key_projects", 11 => "0011_job_runs", 12 => "0012_deferred_indexes");
+pub const POSTGRES: &[Migration] = migrations!("postgres": 1 => "0001_core", 2 => "0002_keys_audit", 3 => "0003_crdt", 4 => "0004_index_shapes", 5 => "0005_crdt_quarantine", 6 => "0006_change_feed", 7 => "0007_feed_consumers", 8 => "0008_entity_vectors", 9 => "0009_doc_changed_at", 10 => "0010_key_projects", 11 => "0011_job_runs", 12 => "0012_deferred_indexes", 13 => "0013_deleted_entities");
 
 #[derive(Debug, thiserror::Error)]
 pub enum MigrateError {
