@@ -3,7 +3,8 @@
 //! (`rules::import`), so a bad line stops the import before anything is
 //! stored; then the records are stored in batches, each one transaction.
 //! Memory stays bounded at any size: one line, one entity's versions and
-//! one batch at a time. Importing the same file again changes nothing.
+//! one batch being filled, with at most `IN_FLIGHT` more being stored.
+//! Importing the same file again changes nothing.
 
 mod check;
 pub mod flat;
