@@ -6,13 +6,12 @@
 //! before them), so each half reads whole units, and the answer is the one
 //! a single reader gives: the first problem in file order.
 
-use super::{at_line, Progress, Target, Unit, Units, MAX_LINE};
+use super::{at_line, Progress, Target, Unit, Units};
 use crate::domain::export::ExportRecord;
 use crate::domain::{DomainError, DomainResult};
 use std::path::Path;
 use std::sync::atomic::{AtomicU64, Ordering::Relaxed};
 use std::sync::Arc;
-use tokio::io::{AsyncBufReadExt, AsyncReadExt, AsyncSeekExt, BufReader};
 
 /// Files smaller than this are checked by one reader.
 const SPLIT_FROM: u64 = 8 << 20;
@@ -141,49 +140,35 @@ async fn check_range(
     Ok(checked)
 }
 
-/// Where the second half begins: the first line at or after the middle of
-/// the file that starts a unit. None for a small file, or when no such
-/// line is found (then one reader checks it all).
+/// Where the second half begins: the first line after the one the middle
+/// of the file falls in that starts a unit. None for a small file, or when
+/// no such line is found (then one reader checks it all).
 async fn split_point(path: &Path) -> DomainResult<Option<u64>> {
-    let unreadable =
-        |e: std::io::Error| DomainError::internal(format!("cannot read the import: {e}"));
-    let mut file = tokio::fs::File::open(path).await.map_err(unreadable)?;
-    let size = file.metadata().await.map_err(unreadable)?.len();
+    let size = tokio::fs::metadata(path)
+        .await
+        .map_err(|e| DomainError::internal(format!("cannot read the import: {e}")))?
+        .len();
     if size < SPLIT_FROM {
         return Ok(None);
     }
     let middle = size / 2;
-    file.seek(std::io::SeekFrom::Start(middle))
-        .await
-        .map_err(unreadable)?;
-    let mut lines = BufReader::with_capacity(1 << 16, file);
-    let mut at = middle;
-    let mut buf = Vec::new();
+    let mut lines = Units::open_range(path, middle..u64::MAX).await?;
     // The line the middle falls in belongs to the first half.
-    let mut partial = true;
+    lines.record().await;
     loop {
-        buf.clear();
-        let read = (&mut lines)
-            .take(MAX_LINE as u64 + 1)
-            .read_until(b'\n', &mut buf)
-            .await
-            .map_err(unreadable)?;
-        if read == 0 || buf.len() > MAX_LINE {
-            return Ok(None);
+        let at = middle + lines.bytes;
+        match lines.record().await {
+            None => return Ok(None),
+            Some(_) if lines.unreadable => return Ok(None),
+            Some(Ok((
+                _,
+                ExportRecord::Version(_)
+                | ExportRecord::DocSnapshot(_)
+                | ExportRecord::DocUpdate(_),
+            )))
+            | Some(Err(_)) => {}
+            Some(Ok(_)) => return Ok(Some(at)),
         }
-        let starts_unit = !partial
-            && !matches!(
-                ExportRecord::from_line(&buf),
-                Ok(ExportRecord::Version(_)
-                    | ExportRecord::DocSnapshot(_)
-                    | ExportRecord::DocUpdate(_))
-                    | Err(_)
-            );
-        if starts_unit {
-            return Ok(Some(at));
-        }
-        partial = false;
-        at += read as u64;
     }
 }
 
