@@ -388,6 +388,29 @@ async fn as_of_reads_the_past_and_410s_once_history_is_gone(backend: Backend) {
     );
 }
 
+/// Applies one entity write in the test project; its outcome.
+async fn write_one(env: &Env, op: WriteOp) -> WriteOutcome {
+    let mut done = env
+        .store
+        .write(&scope(), &caller(), vec![op])
+        .await
+        .unwrap();
+    done.remove(0)
+}
+
+/// Deletes an entity of the test project.
+async fn delete_entity(env: &Env, id: &str) {
+    let id = id.into();
+    write_one(
+        env,
+        WriteOp::DeleteEntity {
+            id,
+            expected_version: None,
+        },
+    )
+    .await;
+}
+
 /// A document linked to a new entity of its own.
 async fn owned_doc(env: &Env, entity: &str, doc: &str) {
     let create = WriteOp::CreateEntity {
@@ -395,10 +418,7 @@ async fn owned_doc(env: &Env, entity: &str, doc: &str) {
         entity_type: "whiteboard".into(),
         properties: Properties::new(),
     };
-    env.store
-        .write(&scope(), &caller(), vec![create])
-        .await
-        .unwrap();
+    write_one(env, create).await;
     env.store
         .put_doc(&scope(), &caller(), doc, Some(entity.into()))
         .await
@@ -417,33 +437,17 @@ async fn documents_follow_their_entity(backend: Backend) {
         .unwrap();
     compact_now(&env, "board-doc", &eager()).await.unwrap();
 
-    let delete = WriteOp::DeleteEntity {
-        id: "board".into(),
-        expected_version: None,
-    };
-    env.store
-        .write(&scope(), &caller(), vec![delete])
-        .await
-        .unwrap();
+    delete_entity(&env, "board").await;
     assert!(matches!(
         env.store.get_doc(&scope(), "board-doc").await,
         Err(DomainError::NotFound(_))
     ));
-    let restore = WriteOp::RestoreEntity { id: "board".into() };
-    env.store
-        .write(&scope(), &caller(), vec![restore])
-        .await
-        .unwrap();
+    write_one(&env, WriteOp::RestoreEntity { id: "board".into() }).await;
     assert!(env.store.get_doc(&scope(), "board-doc").await.is_ok());
 
     let blob_keys: Vec<String> = env.blobs.list("crdt/acme/app/board-doc/").await.unwrap();
     let purge = WriteOp::PurgeEntity { id: "board".into() };
-    let outcome = env
-        .store
-        .write(&scope(), &caller(), vec![purge])
-        .await
-        .unwrap();
-    let WriteOutcome::Purged { blobs, .. } = &outcome[0] else {
+    let WriteOutcome::Purged { blobs, .. } = &write_one(&env, purge).await else {
         panic!("expected a purge");
     };
     assert_eq!(blobs, &blob_keys, "the purge names the document's blobs");
@@ -465,14 +469,7 @@ async fn the_group_commit_orders_relays_and_refuses_only_the_bad_write(backend: 
     const EACH: usize = 30;
     let env = env(backend).await;
     owned_doc(&env, "gone", "hidden").await;
-    let delete = WriteOp::DeleteEntity {
-        id: "gone".into(),
-        expected_version: None,
-    };
-    env.store
-        .write(&scope(), &caller(), vec![delete])
-        .await
-        .unwrap();
+    delete_entity(&env, "gone").await;
 
     let hub = Arc::new(DocHub::default());
     let mut relays = hub.subscribe(&scope(), "shared");
