@@ -1086,14 +1086,7 @@ mod http {
             next_binary(&mut ws).await; // sync step 1 from the server
             let message = Message::Sync(SyncMessage::Update(bytes)).encode_v1();
             ws.send(Ws::Binary(message.into())).await.unwrap();
-            let closed = loop {
-                match tokio::time::timeout(std::time::Duration::from_secs(10), ws.next()).await {
-                    Ok(Some(Ok(Ws::Close(frame)))) => break frame,
-                    Ok(Some(Ok(_))) => continue,
-                    other => panic!("{what}: no close frame: {other:?}"),
-                }
-            };
-            let frame = closed.unwrap_or_else(|| panic!("{what}: a close without a reason"));
+            let frame = next_close(&mut ws, what).await;
             assert_eq!(u16::from(frame.code), 1007, "{what}");
             assert!(
                 frame.reason.contains("y-websocket"),
@@ -1119,6 +1112,26 @@ mod http {
             .unwrap();
         });
         addr
+    }
+
+    /// The close frame the server sends next (other messages skipped);
+    /// `what` names the case in a failure.
+    async fn next_close<S>(
+        ws: &mut S,
+        what: &str,
+    ) -> tokio_tungstenite::tungstenite::protocol::CloseFrame
+    where
+        S: futures_util::Stream<Item = Result<Ws, tokio_tungstenite::tungstenite::Error>> + Unpin,
+    {
+        loop {
+            match tokio::time::timeout(std::time::Duration::from_secs(10), ws.next()).await {
+                Ok(Some(Ok(Ws::Close(frame)))) => {
+                    return frame.unwrap_or_else(|| panic!("{what}: a close without a reason"))
+                }
+                Ok(Some(Ok(_))) => continue,
+                other => panic!("{what}: no close frame: {other:?}"),
+            }
+        }
     }
 
     async fn next_binary<S>(ws: &mut S) -> Vec<u8>
@@ -1232,13 +1245,7 @@ mod http {
         a.send(send_update("?")).await.unwrap();
         assert_eq!(next_binary(&mut a).await, vec![100, 4]);
         a.send(Ws::Binary(vec![100, 7].into())).await.unwrap();
-        let closed = loop {
-            match tokio::time::timeout(std::time::Duration::from_secs(10), a.next()).await {
-                Ok(Some(Ok(Ws::Close(frame)))) => break frame.unwrap(),
-                Ok(Some(Ok(_))) => continue,
-                other => panic!("no close frame: {other:?}"),
-            }
-        };
+        let closed = next_close(&mut a, "an unknown ack setting").await;
         assert_eq!(u16::from(closed.code), 1007);
     }
 
@@ -1310,13 +1317,7 @@ mod http {
             next_binary(&mut ws).await; // sync step 1
             let (status, _, _) = call(&d.router, "DELETE", &delete, "", vec![]).await;
             assert_eq!(status, StatusCode::NO_CONTENT);
-            let frame = loop {
-                match tokio::time::timeout(std::time::Duration::from_secs(10), ws.next()).await {
-                    Ok(Some(Ok(Ws::Close(frame)))) => break frame.unwrap(),
-                    Ok(Some(Ok(_))) => continue,
-                    other => panic!("no close frame for {doc}: {other:?}"),
-                }
-            };
+            let frame = next_close(&mut ws, doc).await;
             assert_eq!(u16::from(frame.code), 1000);
             assert_eq!(frame.reason.as_str(), "the document was deleted");
         }
