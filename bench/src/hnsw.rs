@@ -1,8 +1,17 @@
 //! `hnsw`: semantic search on PostgreSQL with pgvector, through the store
-//! itself (no daemon, no embedder): N seeded unit vectors in clusters are
-//! stored with `put_vectors`, the store builds its HNSW index, and Q top-k
-//! queries are timed through `search_vectors` and scored against the exact
-//! top-k the bench computes by brute force over its own copy.
+//! itself (no daemon): N unit vectors are stored with `put_vectors`, the
+//! store builds its HNSW index, and Q top-k queries are timed through
+//! `search_vectors` and scored against the exact top-k the bench computes
+//! by brute force over its own copy.
+//!
+//! Two kinds of vectors:
+//! - seeded clusters with isotropic noise (the default): a hard case for a
+//!   graph index, since every direction of the 384 is used;
+//! - `--texts FILE`: real sentences (bench/corpus.py makes a file of them)
+//!   embedded with the local model, as the daemon would store them; the
+//!   first N lines are stored, the next Q are the queries and the next W
+//!   the warm-up. Embedding 1M sentences takes most of an hour on two
+//!   cores, so the vectors are kept in `--embeddings FILE` for the next run.
 //!
 //! Two ways to get the index, as a deployment meets them:
 //! - `bulk`: the vectors are stored with pgvector off (the bytes column
@@ -19,12 +28,16 @@ use anyhow::{bail, Context, Result};
 use rand::rngs::StdRng;
 use rand::Rng;
 use serde_json::json;
+use std::io::BufRead;
+use std::path::PathBuf;
 use std::time::{Duration, Instant};
 use strata::domain::{Caller, EntityVector, Scope};
 use strata::store::postgres::ExtensionMode;
 use strata::store::{DynStore, Maintenance};
 
 pub(crate) const MODEL: &str = "bench:random-384";
+/// The model name the `--texts` vectors are stored under.
+const TEXT_MODEL: &str = "bench:all-minilm-l6-v2";
 /// Entity types: the filtered queries ask for one of them.
 const TYPES: usize = 10;
 
@@ -51,6 +64,127 @@ pub struct Opts {
     /// A database a `--keep` run of the same options left: the vectors are
     /// drawn again (same seed) but not stored, the index is there.
     pub reuse: Option<String>,
+    pub texts: Option<Texts>,
+}
+
+/// Real sentences instead of drawn vectors.
+pub struct Texts {
+    /// One sentence per line.
+    pub file: PathBuf,
+    /// The local model's files.
+    pub model: PathBuf,
+    /// The vectors of the first N + Q + W lines, as little-endian f32 rows,
+    /// kept between runs (`embed_lines`).
+    pub embeddings: PathBuf,
+    /// Stop once the embeddings file is complete.
+    pub embed_only: bool,
+}
+
+/// What a run stores and asks.
+struct Vectors {
+    model: &'static str,
+    /// N x dims, row i is entity `id(i)`.
+    data: Vec<f32>,
+    queries: Vec<Vec<f32>>,
+    warmup: Vec<Vec<f32>>,
+}
+
+impl Vectors {
+    fn drawn(o: &Opts, seed: u64) -> Vectors {
+        let cloud = Cloud::new(seed, o.dims, o.centres, o.spread);
+        let mut r = crate::gen::rng(seed, 7002);
+        let data = (0..o.vectors).flat_map(|_| cloud.draw(&mut r)).collect();
+        let mut r = crate::gen::rng(seed, 7003);
+        let queries = (0..o.queries).map(|_| cloud.draw(&mut r)).collect();
+        let mut r = crate::gen::rng(seed, 7004);
+        let warmup = (0..o.warmup).map(|_| cloud.draw(&mut r)).collect();
+        Vectors {
+            model: MODEL,
+            data,
+            queries,
+            warmup,
+        }
+    }
+
+    fn embedded(o: &Opts, t: &Texts) -> Result<Vectors> {
+        let wanted = o.vectors + o.queries + o.warmup;
+        embed_lines(t, wanted, o.dims)?;
+        let bytes = std::fs::read(&t.embeddings)
+            .with_context(|| format!("cannot read {}", t.embeddings.display()))?;
+        let flat: Vec<f32> = bytes[..wanted * o.dims * 4]
+            .chunks_exact(4)
+            .map(|b| f32::from_le_bytes([b[0], b[1], b[2], b[3]]))
+            .collect();
+        let mut rows = flat[o.vectors * o.dims..]
+            .chunks_exact(o.dims)
+            .map(<[f32]>::to_vec);
+        let queries = rows.by_ref().take(o.queries).collect();
+        let warmup = rows.collect();
+        let mut data = flat;
+        data.truncate(o.vectors * o.dims);
+        Ok(Vectors {
+            model: TEXT_MODEL,
+            data,
+            queries,
+            warmup,
+        })
+    }
+}
+
+/// Makes sure the embeddings file holds the vectors of the first `wanted`
+/// lines of the texts, embedding by the local model what it lacks. Each
+/// batch is appended as it is done, so a run that is stopped (or runs
+/// under `nice` for hours) resumes where it was; a torn last row is cut.
+fn embed_lines(t: &Texts, wanted: usize, dims: usize) -> Result<()> {
+    use std::io::Write;
+    let row = dims * 4;
+    let mut cache = std::fs::OpenOptions::new()
+        .create(true)
+        .append(true)
+        .open(&t.embeddings)
+        .with_context(|| format!("cannot open {}", t.embeddings.display()))?;
+    let held = cache.metadata()?.len() as usize / row;
+    cache.set_len((held * row) as u64)?;
+    if held >= wanted {
+        return Ok(());
+    }
+    let file = std::fs::File::open(&t.file)
+        .with_context(|| format!("cannot read {}", t.file.display()))?;
+    let lines: Vec<String> = std::io::BufReader::new(file)
+        .lines()
+        .skip(held)
+        .take(wanted - held)
+        .collect::<std::io::Result<_>>()?;
+    if held + lines.len() < wanted {
+        bail!(
+            "{} has {} lines; --vectors + --queries + --warmup need {wanted}",
+            t.file.display(),
+            held + lines.len()
+        );
+    }
+    let model = strata::embed::LocalEmbedder::load(&t.model)?;
+    let started = Instant::now();
+    let mut done = 0;
+    for chunk in lines.chunks(1024) {
+        let mut bytes = Vec::with_capacity(chunk.len() * row);
+        for v in model.embed_blocking(chunk)? {
+            if v.len() != dims {
+                bail!("the model gives {} dimensions, not --dims {dims}", v.len());
+            }
+            bytes.extend(v.iter().flat_map(|x| x.to_le_bytes()));
+        }
+        cache.write_all(&bytes)?;
+        done += chunk.len();
+        if done % (1024 * 50) == 0 || done == lines.len() {
+            eprintln!(
+                "embedded {} of {wanted} sentences ({:.0}/s)",
+                held + done,
+                done as f64 / started.elapsed().as_secs_f64()
+            );
+        }
+    }
+    cache.sync_all()?;
+    Ok(())
 }
 
 /// A seeded unit vector near one of the centres.
@@ -191,6 +325,9 @@ async fn open(
 }
 
 pub async fn hnsw(ctx: &Ctx, o: Opts) -> Result<()> {
+    if let Some(t) = o.texts.as_ref().filter(|t| t.embed_only) {
+        return embed_lines(t, o.vectors + o.queries + o.warmup, o.dims);
+    }
     let url = match &o.reuse {
         Some(url) => url.clone(),
         None => ctx
@@ -202,27 +339,29 @@ pub async fn hnsw(ctx: &Ctx, o: Opts) -> Result<()> {
             .context("hnsw needs --postgres URL (a server with pgvector) or --reuse URL")?,
     };
     let seed = ctx.common.seed;
-    let cloud = Cloud::new(seed, o.dims, o.centres, o.spread);
-    let scope = Scope::new("bench", "vectors");
-    let (data, load, build) = match &o.reuse {
-        Some(_) => {
-            let mut r = crate::gen::rng(seed, 7002);
-            let data: Vec<f32> = (0..o.vectors).flat_map(|_| cloud.draw(&mut r)).collect();
-            (data, Duration::ZERO, Duration::ZERO)
-        }
-        None => load_and_build(&url, &o, &cloud, &scope, seed).await?,
+    let Vectors {
+        model,
+        data,
+        queries,
+        warmup,
+    } = match &o.texts {
+        Some(t) => Vectors::embedded(&o, t)?,
+        None => Vectors::drawn(&o, seed),
     };
-    let plan = explain(&url, o.dims).await?;
+    let scope = Scope::new("bench", "vectors");
+    let (load, build) = match &o.reuse {
+        Some(_) => (Duration::ZERO, Duration::ZERO),
+        None => load_and_build(&url, &o, model, &data, &scope).await?,
+    };
+    let plan = explain(&url, model, o.dims).await?;
     eprintln!("plan of an unfiltered search:");
     for line in plan.lines() {
         eprintln!("  {}", line.chars().take(120).collect::<String>());
     }
-    if !plan.contains(&strata::store::postgres::hnsw_index_name(MODEL, o.dims)) {
+    if !plan.contains(&strata::store::postgres::hnsw_index_name(model, o.dims)) {
         bail!("the search does not use the HNSW index; plan:\n{plan}");
     }
 
-    let mut r = crate::gen::rng(seed, 7003);
-    let queries: Vec<Vec<f32>> = (0..o.queries).map(|_| cloud.draw(&mut r)).collect();
     let filtered_type = type_of(0);
     let t = Instant::now();
     let exact_all = exact_top(&data, o.dims, &queries, o.k, |_| true);
@@ -242,11 +381,9 @@ pub async fn hnsw(ctx: &Ctx, o: Opts) -> Result<()> {
             ("top-k, type", Some(filtered_type.as_str()), &exact_typed),
         ] {
             // Warm-up on other queries: the index pages come into memory.
-            let mut wr = crate::gen::rng(seed, 7004);
-            for _ in 0..o.warmup {
-                let q = cloud.draw(&mut wr);
+            for q in &warmup {
                 store
-                    .search_vectors(&scope, MODEL, &q, entity_type, o.k)
+                    .search_vectors(&scope, model, q, entity_type, o.k)
                     .await?;
             }
             let mut lat = Vec::with_capacity(queries.len());
@@ -256,7 +393,7 @@ pub async fn hnsw(ctx: &Ctx, o: Opts) -> Result<()> {
             for (q, want) in queries.iter().zip(exact) {
                 let one = Instant::now();
                 let hits = store
-                    .search_vectors(&scope, MODEL, q, entity_type, o.k)
+                    .search_vectors(&scope, model, q, entity_type, o.k)
                     .await?;
                 lat.push(one.elapsed().as_nanos() as u64);
                 short += usize::from(hits.len() < o.k);
@@ -277,7 +414,9 @@ pub async fn hnsw(ctx: &Ctx, o: Opts) -> Result<()> {
         "hnsw",
         &summaries,
         json!({
-            "vectors": o.vectors, "dims": o.dims, "centres": o.centres, "spread": o.spread,
+            "vectors": o.vectors, "dims": o.dims, "model": model,
+            "texts": o.texts.as_ref().map(|t| t.file.display().to_string()),
+            "centres": o.centres, "spread": o.spread,
             "k": o.k, "build": match o.build { Build::Bulk => "bulk", Build::Incremental => "incremental" },
             "reused": o.reuse.is_some(),
             "load_secs": load.as_secs_f64(), "build_secs": build.as_secs_f64(),
@@ -286,14 +425,14 @@ pub async fn hnsw(ctx: &Ctx, o: Opts) -> Result<()> {
 }
 
 /// Stores the vectors through the store and has it build the index;
-/// returns the bench's copy of them, the load and the build time.
+/// returns the load and the build time.
 async fn load_and_build(
     url: &str,
     o: &Opts,
-    cloud: &Cloud,
+    model: &str,
+    data: &[f32],
     scope: &Scope,
-    seed: u64,
-) -> Result<(Vec<f32>, Duration, Duration)> {
+) -> Result<(Duration, Duration)> {
     let load_mode = match o.build {
         Build::Bulk => ExtensionMode::Off,
         Build::Incremental => ExtensionMode::On,
@@ -304,26 +443,19 @@ async fn load_and_build(
     store
         .create_project(&caller, "bench", "vectors", "Vectors")
         .await?;
-    // The bench keeps its own copy for the exact answers (N x dims f32).
-    let mut data = Vec::with_capacity(o.vectors * o.dims);
-    let mut r = crate::gen::rng(seed, 7002);
     let started = Instant::now();
     let mut next = 0;
     while next < o.vectors {
         let end = (next + o.batch).min(o.vectors);
         let batch: Vec<EntityVector> = (next..end)
-            .map(|i| {
-                let v = cloud.draw(&mut r);
-                data.extend_from_slice(&v);
-                EntityVector {
-                    id: id(i),
-                    entity_type: type_of(i),
-                    version: 1,
-                    vector: v,
-                }
+            .map(|i| EntityVector {
+                id: id(i),
+                entity_type: type_of(i),
+                version: 1,
+                vector: data[i * o.dims..(i + 1) * o.dims].to_vec(),
             })
             .collect();
-        store.put_vectors(scope, MODEL, batch).await?;
+        store.put_vectors(scope, model, batch).await?;
         next = end;
         if next % (o.batch * 100) == 0 {
             eprintln!(
@@ -356,11 +488,11 @@ async fn load_and_build(
     // Statistics, as the daily job (or autovacuum) would have them.
     store.maintain(Maintenance::Daily).await?;
     store.close().await;
-    Ok((data, load, build))
+    Ok((load, build))
 }
 
 /// EXPLAIN of the store's own search statement for this model.
-async fn explain(url: &str, dims: usize) -> Result<String> {
+async fn explain(url: &str, model: &str, dims: usize) -> Result<String> {
     let (client, connection) = tokio_postgres::connect(url, tokio_postgres::NoTls).await?;
     tokio::spawn(connection);
     client
@@ -374,7 +506,7 @@ async fn explain(url: &str, dims: usize) -> Result<String> {
         .query(
             &format!(
                 "EXPLAIN {}",
-                strata::store::postgres::hnsw_search_sql("public", MODEL, dims)
+                strata::store::postgres::hnsw_search_sql("public", model, dims)
             ),
             &[
                 &"bench",

@@ -326,6 +326,20 @@ enum Cmd {
         /// (nothing is stored; --postgres is not needed).
         #[arg(long)]
         reuse: Option<String>,
+        /// Real sentences, one per line (bench/corpus.py), embedded by the
+        /// local model instead of drawn vectors.
+        #[arg(long, requires = "embeddings")]
+        texts: Option<PathBuf>,
+        /// The model files, for --texts.
+        #[arg(long, env = "STRATA_TEST_MODEL_DIR")]
+        model: Option<PathBuf>,
+        /// Where the --texts vectors are kept between runs.
+        #[arg(long)]
+        embeddings: Option<PathBuf>,
+        /// Only embed the --texts (resumable; run it under nice while the
+        /// machine does other work), then stop.
+        #[arg(long, requires = "texts")]
+        embed_only: bool,
     },
     /// Semantic search in embedded mode through the store itself: each
     /// query embedded by the local model, then ranked over --vectors
@@ -685,7 +699,23 @@ fn run(cli: Cli, rt: &tokio::runtime::Runtime) -> Result<()> {
                 build,
                 ef_search,
                 reuse,
+                texts,
+                model,
+                embeddings,
+                embed_only,
             } => {
+                let texts = match (texts, model, embeddings) {
+                    (Some(file), Some(model), Some(embeddings)) => Some(hnsw::Texts {
+                        file,
+                        model,
+                        embeddings,
+                        embed_only,
+                    }),
+                    (Some(_), None, _) => {
+                        anyhow::bail!("--texts needs --model or STRATA_TEST_MODEL_DIR")
+                    }
+                    _ => None,
+                };
                 let opts = hnsw::Opts {
                     vectors,
                     dims,
@@ -698,6 +728,7 @@ fn run(cli: Cli, rt: &tokio::runtime::Runtime) -> Result<()> {
                     build,
                     ef_search,
                     reuse,
+                    texts,
                 };
                 hnsw::hnsw(&ctx, opts).await
             }
