@@ -66,19 +66,27 @@ async fn import_project(
     s.store.get_project(&p.org, &p.project).await?;
     let spooled = spool(body, s.config.import_limit).await?;
     let continue_on_error = q.continue_on_error.unwrap_or(false);
-    let report = match q.format.unwrap_or(ImportFormat::Ndjson) {
-        ImportFormat::Ndjson => {
-            let target = Target::Project(p.scope());
-            crate::import::run(&s.store, &target, &spooled, who.caller(), continue_on_error).await?
+    let (store, scope, caller) = (s.store.clone(), p.scope(), who.caller().clone());
+    let format = q.format.unwrap_or(ImportFormat::Ndjson);
+    // The import runs to its end in a task of its own: a client that goes
+    // away drops this handler, which must not cut the import between two
+    // batches or skip its finish (which builds deferred indexes).
+    let import = tokio::spawn(async move {
+        match format {
+            ImportFormat::Ndjson => {
+                let target = Target::Project(scope);
+                crate::import::run(&store, &target, &spooled, &caller, continue_on_error).await
+            }
+            ImportFormat::Flat => {
+                let quiet = &crate::import::Quiet;
+                crate::import::run_flat(&store, &scope, &spooled, &caller, continue_on_error, quiet)
+                    .await
+            }
         }
-        ImportFormat::Flat => {
-            let scope = p.scope();
-            let caller = who.caller();
-            let quiet = &crate::import::Quiet;
-            crate::import::run_flat(&s.store, &scope, &spooled, caller, continue_on_error, quiet)
-                .await?
-        }
-    };
+    });
+    let report = import
+        .await
+        .map_err(crate::domain::DomainError::internal)??;
     Ok(data(StatusCode::OK, report))
 }
 

@@ -171,6 +171,7 @@ async fn store_all(
         store,
         caller,
         scope: None,
+        as_exported: matches!(target, Target::AsExported),
         fresh: false,
         batch: Vec::new(),
         batch_ids: Default::default(),
@@ -210,7 +211,14 @@ async fn store_units(
     while let Some(unit) = units.next().await {
         progress.stored(units.bytes);
         match unit {
-            Err(DomainError::AtLine { line, source }) => out.report.fail(line, source.to_string()),
+            Err(DomainError::AtLine { line, source }) => {
+                out.report.fail(line, source.to_string());
+                if std::mem::take(&mut units.project_failed) && out.as_exported {
+                    out.flush().await?;
+                    out.settle().await?;
+                    out.scope = None;
+                }
+            }
             Err(e) => return Err(e),
             Ok(Unit::Org(line, org)) => {
                 if let Target::AsExported = target {
@@ -231,6 +239,10 @@ async fn store_units(
                         .map_err(|e| at_line(line, e))?;
                     out.enter(Scope::new(p.org, p.id)).await?;
                 }
+            }
+            Ok(Unit::Item(line, _)) if out.scope.is_none() => {
+                let e = "its project line failed, so it is not stored";
+                out.report.fail(line, e.to_owned());
             }
             Ok(Unit::Item(line, item)) => {
                 // Batches hold one kind (entities lock before relationships)
@@ -304,6 +316,8 @@ struct Storing<'a> {
     store: &'a DynStore,
     caller: &'a Caller,
     scope: Option<Scope>,
+    /// Records go where their `project` lines say (`Target::AsExported`).
+    as_exported: bool,
     /// The project held nothing when the import reached it.
     fresh: bool,
     batch: Vec<(usize, ImportItem)>,
@@ -430,6 +444,16 @@ fn check_project(p: &mut ProjectRecord) -> DomainResult<()> {
     Ok(())
 }
 
+/// Whether a line that failed to parse says it is a `project` line.
+fn declares_project(line: &[u8]) -> bool {
+    #[derive(serde::Deserialize)]
+    struct Kind<'a> {
+        #[serde(borrow)]
+        kind: std::borrow::Cow<'a, str>,
+    }
+    serde_json::from_slice::<Kind>(line).is_ok_and(|k| k.kind == "project")
+}
+
 fn not_in_doc(kind: &str, doc: &str) -> DomainError {
     DomainError::BadRequest(format!(
         "a {kind} line of document {doc} does not follow a good doc line of it"
@@ -463,6 +487,9 @@ struct Units<R> {
     doc: Option<DocInfo>,
     /// Bytes read so far.
     bytes: u64,
+    /// The last bad line was a `project` line: the records after it
+    /// belong to that project, not to the one before.
+    project_failed: bool,
 }
 
 impl Units<BufReader<tokio::io::Take<tokio::fs::File>>> {
@@ -487,6 +514,7 @@ impl Units<BufReader<tokio::io::Take<tokio::fs::File>>> {
             unreadable: false,
             doc: None,
             bytes: 0,
+            project_failed: false,
         })
     }
 }
@@ -511,7 +539,8 @@ impl<R: AsyncBufRead + Unpin> Units<R> {
             }
             self.line += 1;
             self.bytes += self.buf.len() as u64;
-            if self.buf.len() > MAX_LINE {
+            // At most MAX_LINE bytes and the newline.
+            if self.buf.len() > MAX_LINE && self.buf.last() != Some(&b'\n') {
                 self.unreadable = true;
                 let e = DomainError::BadRequest(format!("a line over {MAX_LINE} bytes"));
                 return Some(Err(at_line(self.line, e)));
@@ -520,6 +549,7 @@ impl<R: AsyncBufRead + Unpin> Units<R> {
                 continue;
             }
             let parsed = ExportRecord::from_line(&self.buf).map_err(|e| {
+                self.project_failed = declares_project(&self.buf);
                 at_line(
                     self.line,
                     DomainError::BadRequest(format!("not an export record: {e}")),
@@ -570,11 +600,13 @@ impl<R: AsyncBufRead + Unpin> Units<R> {
                 )
             }
             ExportRecord::Project(mut p) => {
-                return Some(
-                    check_project(&mut p)
-                        .map(|_| Unit::Project(line, p))
-                        .map_err(|e| at_line(line, e)),
-                )
+                return Some(match check_project(&mut p) {
+                    Ok(()) => Ok(Unit::Project(line, p)),
+                    Err(e) => {
+                        self.project_failed = true;
+                        Err(at_line(line, e))
+                    }
+                })
             }
             ExportRecord::Version(v) => Err(DomainError::BadRequest(format!(
                 "version {} of {} does not follow its entity",
@@ -594,7 +626,7 @@ impl<R: AsyncBufRead + Unpin> Units<R> {
                 loop {
                     match self.record().await {
                         Some(Ok((_, ExportRecord::Version(v)))) => {
-                            if e.versions.len() < rules::MAX_VERSIONS {
+                            if rules::wants_version(&e) {
                                 e.versions.push(v);
                             }
                         }
@@ -612,7 +644,6 @@ impl<R: AsyncBufRead + Unpin> Units<R> {
                 if let Some(err) = bad {
                     return Some(Err(err));
                 }
-                // One version too many counts as a mismatch in the check.
                 rules::check_entity(&mut e).map(|_| ImportItem::Entity(e))
             }
         };

@@ -407,6 +407,87 @@ async fn a_bad_line_stores_nothing_unless_asked(mut config: Config) {
     );
 }
 
+/// A client that goes away mid-import does not cut the import short: it
+/// runs to its end (and its finish) in a task of its own.
+#[tokio::test]
+async fn an_import_goes_on_when_its_client_goes_away() {
+    let dir = tempfile::tempdir().unwrap();
+    let d = seeded(Config::embedded(dir.path())).await;
+    let n = 20_000;
+    let mut out = Vec::new();
+    for i in 0..n {
+        entity_lines(&mut out, &format!("e{i}"));
+    }
+    let body = String::from_utf8(out).unwrap();
+    // The request is dropped once it has had a moment, as a closed
+    // connection drops its handler.
+    let gone = tokio::time::timeout(
+        std::time::Duration::from_millis(100),
+        import(&d, "spare", &body, ""),
+    )
+    .await;
+    let scope = strata::domain::Scope::new("acme", "spare");
+    let last = format!("e{}", n - 1);
+    let read = Default::default();
+    // Waits for the last entity (a minute at most, not a timing claim).
+    for _ in 0..1200 {
+        if d.store.get_entity(&scope, &last, &read).await.is_ok() || gone.is_ok() {
+            break;
+        }
+        tokio::time::sleep(std::time::Duration::from_millis(50)).await;
+    }
+    let stored = d.store.get_entity(&scope, &last, &read).await;
+    assert!(stored.is_ok(), "the last entity of the file was stored");
+}
+
+/// With `continue_on_error`, the records after a bad `project` line belong
+/// to that project: they fail too, and none lands in the project before.
+#[tokio::test]
+async fn records_after_a_bad_project_line_fail_with_it() {
+    let dir = tempfile::tempdir().unwrap();
+    let store = crate::support::sqlite_store(dir.path()).await;
+    let project = |id: &str, at: &str| json!({"kind": "project", "org": "o", "id": id, "name": id, "created_at": at});
+    let mut out = Vec::new();
+    ndjson_line(&mut out, project("p1", BATCH_AT));
+    entity_lines(&mut out, "a");
+    ndjson_line(&mut out, project("p2", "not a time"));
+    entity_lines(&mut out, "b");
+    ndjson_line(&mut out, project("p3", BATCH_AT));
+    entity_lines(&mut out, "d");
+    ndjson_line(&mut out, project("p4", BATCH_AT));
+    // A line that is not a record at all but says it is a project.
+    writeln!(out, r#"{{"kind":"project","org":"o"}}"#).unwrap();
+    entity_lines(&mut out, "e");
+    let file = dir.path().join("projects.ndjson");
+    std::fs::write(&file, out).unwrap();
+
+    let caller = strata::domain::Caller::new("cli");
+    let target = strata::import::Target::AsExported;
+    let report = strata::import::run(&store, &target, &file, &caller, true)
+        .await
+        .unwrap();
+    let ids = |project: &str| {
+        let (store, scope) = (store.clone(), strata::domain::Scope::new("o", project));
+        async move {
+            let page = strata::domain::PageRequest {
+                cursor: None,
+                limit: 10,
+            };
+            let page = store
+                .list_entities(&scope, &Default::default(), &page)
+                .await
+                .unwrap();
+            page.items.into_iter().map(|e| e.id).collect::<Vec<_>>()
+        }
+    };
+    let failed: Vec<usize> = report.failures.iter().map(|f| f.line).collect();
+    assert_eq!(failed, [4, 5, 11, 12], "{report:?}");
+    assert_eq!(ids("p1").await, ["a"]);
+    assert_eq!(ids("p3").await, ["d"]);
+    assert!(ids("p4").await.is_empty());
+    assert_eq!(report.counts.created, 2, "{report:?}");
+}
+
 /// An org's export read back into another backend as exported (orgs and
 /// projects made from its project lines) exports the same rows: SQLite to
 /// PostgreSQL and back, as `strata export` and `strata import` do it.

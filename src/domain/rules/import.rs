@@ -153,6 +153,14 @@ fn versions(stored: i64, incoming: i64, same: bool) -> Verdict {
     }
 }
 
+/// Whether an entity's unit takes one more of the version lines after it:
+/// up to one more than the entity declares (`check_entity` then names the
+/// mismatch), so a run of surplus lines is not held in memory.
+pub fn wants_version(e: &EntityExport) -> bool {
+    let declared = usize::try_from(e.entity.version).unwrap_or(0);
+    e.versions.len() <= declared.min(MAX_VERSIONS)
+}
+
 /// An entity record with its versions is whole and consistent: valid ids,
 /// type and times; versions 1..=version in order, each a patch on a parent
 /// before it or a snapshot, within the snapshot spacing; and the last
@@ -460,6 +468,21 @@ mod tests {
         let mut e = exported();
         check_entity(&mut e).unwrap();
         assert_eq!(e.entity.updated_at, "2026-12-03T10:00:00.000000Z");
+    }
+
+    /// One surplus version line is kept, so the check names the mismatch;
+    /// no more are held.
+    #[test]
+    fn an_entity_takes_one_version_line_more_than_it_declares() {
+        let mut e = exported();
+        assert!(wants_version(&e), "a third line is kept");
+        e.versions.push(e.versions[1].clone());
+        assert!(!wants_version(&e));
+        assert!(check_entity(&mut e).is_err());
+        e.entity.version = i64::MAX;
+        assert!(wants_version(&e), "bounded by MAX_VERSIONS, not the claim");
+        e.versions = vec![e.versions[0].clone(); MAX_VERSIONS + 1];
+        assert!(!wants_version(&e));
     }
 
     #[test]
