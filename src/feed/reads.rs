@@ -3,41 +3,45 @@
 
 use super::FeedChange;
 use crate::domain::{
-    DomainError, DomainResult, Entity, EntityRead, Org, PageRequest, Project, Scope,
+    Change, DomainError, DomainResult, Entity, EntityRead, Org, PageRequest, Project, Scope,
 };
 use crate::store::DynStore;
 use futures_util::StreamExt;
-use std::collections::{BTreeSet, HashMap};
+use std::collections::{BTreeMap, HashMap};
 
 /// Reads in flight while loading a batch's entities.
 const READS_IN_FLIGHT: usize = 16;
 
-/// The entities a batch changed, each once, by project (its current state
-/// covers every change of it in the batch). Relationship changes are left
-/// out.
-pub fn entities_by_scope(changes: &[FeedChange]) -> HashMap<&Scope, BTreeSet<&str>> {
-    let mut by_scope: HashMap<&Scope, BTreeSet<&str>> = HashMap::new();
+/// The entities a batch changed, each once with its last change in the
+/// batch, by project (its current state covers every change of it in the
+/// batch). Relationship changes are left out.
+pub fn entities_by_scope(changes: &[FeedChange]) -> HashMap<&Scope, BTreeMap<&str, &Change>> {
+    let mut by_scope: HashMap<&Scope, BTreeMap<&str, &Change>> = HashMap::new();
     for c in changes.iter().filter(|c| c.change.kind == "entity") {
-        by_scope.entry(&c.scope).or_default().insert(&c.change.id);
+        by_scope
+            .entry(&c.scope)
+            .or_default()
+            .insert(&c.change.id, &c.change);
     }
     by_scope
 }
 
 /// Each entity as it is now (`None`: deleted, purged or its project gone),
-/// read a few at a time.
+/// at least as new as its last change, read a few at a time.
 pub async fn current_states(
     store: &DynStore,
     scope: &Scope,
-    ids: BTreeSet<&str>,
+    changes: BTreeMap<&str, &Change>,
 ) -> anyhow::Result<Vec<(String, Option<Entity>)>> {
     // Futures collected first: a stream holding this closure makes rustc
     // fail to prove the boxed future `Send` (rust#102211).
-    let reads: Vec<_> = ids
+    let reads: Vec<_> = changes
         .into_iter()
-        .map(|id| {
-            let (store, scope, id) = (store.clone(), scope.clone(), id.to_owned());
+        .map(|(id, change)| {
+            let (store, scope, id, change) =
+                (store.clone(), scope.clone(), id.to_owned(), change.clone());
             async move {
-                let state = current(&store, &scope, &id).await;
+                let state = at_least(&store, &scope, &id, &change).await;
                 state.map(|s| (id, s)).map_err(anyhow::Error::from)
             }
         })
@@ -48,6 +52,40 @@ pub async fn current_states(
         .await
         .into_iter()
         .collect()
+}
+
+/// The entity's current state, unless it is older than `change` made it:
+/// the entity cache above the store learns of a write once it returns (on
+/// another daemon, once the notice arrives), so right after a change it
+/// may still hold the state before. Then the version the change made is
+/// read from the store itself; a consumer that indexed the older state
+/// would move its cursor past the change and never see it again.
+async fn at_least(
+    store: &DynStore,
+    scope: &Scope,
+    id: &str,
+    change: &Change,
+) -> DomainResult<Option<Entity>> {
+    let now = current(store, scope, id).await?;
+    let made = match (change.op.as_str(), change.version) {
+        ("delete" | "purge", _) | (_, None) => return Ok(now),
+        (_, Some(v)) => v,
+    };
+    if now.as_ref().is_some_and(|e| e.version >= made) {
+        return Ok(now);
+    }
+    let read = EntityRead {
+        version: Some(made),
+        as_of: None,
+        include_deleted: false,
+    };
+    match store.get_entity(scope, id, &read).await {
+        // A later change (in a later batch) deleted it since, or a purge
+        // took the version: that change's turn will say so.
+        Ok(e) if e.deleted_at.is_none() => Ok(Some(e)),
+        Ok(_) | Err(DomainError::NotFound(_)) => Ok(now),
+        Err(e) => Err(e),
+    }
 }
 
 /// The entity as it is now, `None` when it is deleted, purged or its

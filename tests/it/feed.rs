@@ -213,6 +213,56 @@ async fn a_consumer_new_to_a_pruned_feed_rebuilds_from_the_data(store: DynStore)
 
 /// Several daemons on one PostgreSQL: one leads each consumer; when it
 /// stops, another takes over from the durable cursor and nothing is lost.
+/// A consumer reads each entity at least as new as the change it applies,
+/// even while the entity cache above the store holds the state before:
+/// here a second store on the same file writes, as another daemon would,
+/// so the first one's cache never hears of it.
+#[tokio::test]
+async fn a_consumer_reads_past_a_cache_that_is_behind() {
+    let dir = tempfile::tempdir().unwrap();
+    let (this, other) = (
+        support::sqlite_store(dir.path()).await,
+        support::sqlite_store(dir.path()).await,
+    );
+    let scope = project(&this).await;
+    write_changes(&this, &scope, "e", 1).await;
+    // e0 is made and deleted; its deleted state goes into the cache.
+    let deleted = EntityRead {
+        include_deleted: true,
+        ..Default::default()
+    };
+    assert_eq!(
+        this.get_entity(&scope, "e0", &deleted)
+            .await
+            .unwrap()
+            .version,
+        2
+    );
+    let restore = WriteOp::RestoreEntity { id: "e0".into() };
+    let patch = WriteOp::PatchEntity {
+        id: "e0".into(),
+        patch: json!({"n": 7}),
+        entity_type: None,
+        expected_version: None,
+    };
+    let caller = Caller::new("tester");
+    other.write(&scope, &caller, vec![restore]).await.unwrap();
+    other.write(&scope, &caller, vec![patch]).await.unwrap();
+    let cached = this.get_entity(&scope, "e0", &Default::default()).await;
+    assert!(cached.is_err(), "the cache still holds e0 deleted");
+
+    let changes = this.read_feed(0, 100).await.unwrap();
+    let by_scope = strata::feed::entities_by_scope(&changes);
+    let states = strata::feed::current_states(&this, &scope, by_scope[&scope].clone())
+        .await
+        .unwrap();
+    let e0 = states[0]
+        .1
+        .as_ref()
+        .expect("e0 is live after its last change");
+    assert_eq!((e0.version, &e0.properties["n"]), (4, &json!(7)));
+}
+
 #[tokio::test]
 async fn one_daemon_leads_a_consumer_and_another_takes_over() {
     if support::skip_without(support::PG) {

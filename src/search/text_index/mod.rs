@@ -68,6 +68,9 @@ enum CaughtUp {
     /// More changes than one commit takes: searches use the database until
     /// the follower is through them.
     Behind,
+    /// The feed was pruned past the index's position before the follower
+    /// read what it missed: only a rebuild from the data brings it back.
+    Lost,
 }
 
 impl TextIndex {
@@ -112,7 +115,7 @@ impl TextIndex {
         }
         match self.catch_up().await {
             Ok(CaughtUp::Yes) => {}
-            Ok(CaughtUp::Behind) => return None,
+            Ok(CaughtUp::Behind | CaughtUp::Lost) => return None,
             Err(e) => {
                 tracing::warn!(error = %format!("{e:#}"), "text index cannot apply the feed; the database answers");
                 return None;
@@ -177,6 +180,15 @@ impl TextIndex {
                 match self.catch_up().await {
                     Ok(CaughtUp::Yes) => break,
                     Ok(CaughtUp::Behind) => continue,
+                    Ok(CaughtUp::Lost) => {
+                        // Searches use the database while it rebuilds.
+                        self.inner.ready.store(false, Ordering::Release);
+                        if let Err(e) = self.prepare().await {
+                            tracing::warn!(error = %format!("{e:#}"), "text index cannot rebuild; retrying");
+                            break;
+                        }
+                        self.inner.ready.store(true, Ordering::Release);
+                    }
                     Err(e) => {
                         tracing::warn!(error = %format!("{e:#}"), "text index cannot apply the feed; retrying");
                         break;
@@ -260,6 +272,17 @@ impl TextIndex {
                 caught_up = CaughtUp::Yes;
                 break;
             }
+        }
+        // Pruning only moves the horizon on: if it is still at or before
+        // where this started, nothing was pruned before it was read. (Only
+        // a read that moves the position on needs the check: one that does
+        // not leaves the question to the next.)
+        if reached != *position && self.inner.store.feed_bounds().await?.horizon > *position {
+            tracing::warn!(
+                position = *position,
+                "the change feed was pruned past the text index: rebuilding"
+            );
+            return Ok(CaughtUp::Lost);
         }
         if reached != *position {
             // On failure the position stays: the same changes come again,

@@ -202,7 +202,11 @@ async fn horizon<C: GenericClient>(c: &C) -> DomainResult<i64> {
 /// none, oldest change first. Run by each feed read before it reads (so
 /// nothing runs while nobody reads the feed); an advisory lock lets one
 /// daemon at a time assign, and a reader that finds it taken reads what is
-/// positioned already: rows positioned later come after its cursor.
+/// positioned already: rows positioned later come after its cursor. The
+/// statement's snapshot is older than the lock: rows another daemon
+/// positioned in between look unpositioned to it, so the update keeps
+/// (`position IS NULL`, checked again on the row it would change) the
+/// position they got, rather than give them a second, later one.
 async fn sequence<C: GenericClient>(c: &C) -> DomainResult<u64> {
     // One statement, so one round trip and its own transaction: the lock
     // (an init plan, taken before the scan) is held until it commits.
@@ -214,7 +218,8 @@ async fn sequence<C: GenericClient>(c: &C) -> DomainResult<u64> {
              FROM (SELECT seq FROM outbox
                    WHERE position IS NULL AND (SELECT held FROM leader)
                    ORDER BY seq LIMIT $1) s)
-         UPDATE outbox o SET position = next.position FROM next WHERE o.seq = next.seq",
+         UPDATE outbox o SET position = next.position FROM next
+         WHERE o.seq = next.seq AND o.position IS NULL",
         &[&SEQUENCE_BATCH, &SEQUENCER_LOCK],
     )
     .await
