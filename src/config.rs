@@ -402,9 +402,18 @@ impl EnvLayer {
     fn new(vars: &HashMap<String, String>) -> anyhow::Result<Self> {
         let mut dict = Dict::new();
         for &(name, key, kind) in ENV {
-            let Some(text) = vars.get(name).filter(|v| !v.is_empty()) else {
+            let Some(text) = vars.get(name) else {
                 continue;
             };
+            if text.is_empty() {
+                // An empty key (a secret that resolved to nothing) would
+                // mean plaintext backups without a word.
+                anyhow::ensure!(
+                    name != "STRATA_BACKUP_KEY",
+                    "STRATA_BACKUP_KEY is set but empty: unset it to write unencrypted backups"
+                );
+                continue;
+            }
             let value = match kind {
                 Kind::Text => Value::from(text.as_str()),
                 Kind::Lowercase => Value::from(text.to_ascii_lowercase()),
@@ -762,7 +771,7 @@ mod tests {
         let key = "ab".repeat(32);
         let c = Config::from_vars(vars(&[("STRATA_BACKUP_KEY", &key)])).unwrap();
         assert_eq!(c.backup.key.as_deref(), Some(key.as_str()));
-        for bad in ["abc", "zz".repeat(32).as_str()] {
+        for bad in ["abc", "zz".repeat(32).as_str(), ""] {
             let err = Config::from_vars(vars(&[("STRATA_BACKUP_KEY", bad)])).unwrap_err();
             assert!(err.to_string().contains("STRATA_BACKUP_KEY"), "{err}");
         }

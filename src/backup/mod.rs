@@ -236,7 +236,16 @@ impl Backups {
             Kind::Full => None,
             Kind::Incr => {
                 let newest = self.manifests().await.map_err(internal)?.pop();
+                let key_id = self.key.as_ref().map(|k| k.id.clone());
                 match newest {
+                    // A restore opens a chain with one key.
+                    Some(p) if p.key_id != key_id => {
+                        tracing::info!(
+                            parent = p.id,
+                            "the backup key changed since the newest backup: taking a full one"
+                        );
+                        None
+                    }
                     Some(p) if p.last_seq >= bounds.horizon => Some(p),
                     Some(p) => {
                         tracing::warn!(parent = p.id, "the change feed no longer reaches back to the newest backup: taking a full one");
@@ -355,6 +364,13 @@ impl Backups {
             }
             Some(parent) => {
                 let changed = incremental::changed(&self.store, parent.last_seq, plan.head).await?;
+                // The feed may have been pruned since `plan` checked it.
+                let horizon = self.store.feed_bounds().await?.horizon;
+                anyhow::ensure!(
+                    horizon <= parent.last_seq,
+                    "the change feed was pruned past backup {} while it was read: the next backup will be a full one",
+                    parent.id
+                );
                 let since = incremental::changed_since(&parent.started_at)?;
                 let documents = self.documents.as_ref();
                 incremental::write(
@@ -397,29 +413,39 @@ impl Backups {
             .put(&manifest::manifest_key(id), text)
             .await
             .context("writing the manifest")?;
+        // The manifest makes the backup complete; a cursor left behind only
+        // holds the feed a little longer.
         if self.hold_feed {
-            self.store.save_feed_cursor(FEED_CURSOR, m.last_seq).await?;
+            if let Err(e) = self.store.save_feed_cursor(FEED_CURSOR, m.last_seq).await {
+                tracing::warn!(id, error = %e, "backup complete, but its feed cursor was not saved");
+            }
         }
         Ok(m)
     }
 
     /// Every complete backup, oldest first.
     pub async fn manifests(&self) -> anyhow::Result<Vec<Manifest>> {
+        Ok(self.read_manifests().await?.0)
+    }
+
+    /// Every manifest that reads and passes its seal, oldest first, and
+    /// the ids whose manifest is there but does not (or did not answer).
+    async fn read_manifests(&self) -> anyhow::Result<(Vec<Manifest>, Vec<String>)> {
         let keys = self.blobs.list(manifest::PREFIX).await?;
         let mut out = Vec::new();
+        let mut unreadable = Vec::new();
         for key in keys.iter().filter(|k| k.ends_with("/manifest.json")) {
-            match self
-                .manifest(manifest::id_of_key(key).unwrap_or_default())
-                .await
-            {
+            let id = manifest::id_of_key(key).unwrap_or_default();
+            match self.manifest(id).await {
                 Ok(m) => out.push(m),
                 Err(e) => {
-                    tracing::warn!(key, error = %format!("{e:#}"), "unreadable backup manifest")
+                    tracing::warn!(key, error = %format!("{e:#}"), "unreadable backup manifest");
+                    unreadable.push(id.to_owned());
                 }
             }
         }
         out.sort_by(|a, b| a.id.cmp(&b.id));
-        Ok(out)
+        Ok((out, unreadable))
     }
 
     /// The manifest of `id`, refused unless it is sealed.
@@ -495,8 +521,13 @@ impl Backups {
             return Err(missing());
         }
         let mut problems = Vec::new();
+        let mut seen = std::collections::HashSet::new();
         let mut next = Some(id.to_owned());
         while let Some(id) = next.take() {
+            if !seen.insert(id.clone()) || seen.len() > restore::MAX_CHAIN {
+                problems.push(format!("backup {id}: the chain of parents loops"));
+                break;
+            }
             let m = match self.manifest(&id).await {
                 Ok(m) => m,
                 Err(e) => {
@@ -504,6 +535,11 @@ impl Backups {
                     break;
                 }
             };
+            if m.kind == Kind::Incr && m.parent.is_none() {
+                problems.push(format!(
+                    "backup {id}: an incremental backup without a parent"
+                ));
+            }
             let checked = match self.key_for(&m) {
                 Ok(key) => restore::check_records(self.blobs.as_ref(), &m, key).await,
                 Err(e) => Err(e),
@@ -523,47 +559,59 @@ impl Backups {
     /// chains and, with `keep_days`, only chains with a backup that recent;
     /// the newest chain always stays) and the chunks of backups that never
     /// finished (older than a day, so a running one is never touched).
+    ///
+    /// A chain is a full backup and every backup whose parents lead to it,
+    /// and chains are ordered by their newest backup. While any manifest
+    /// does not read, no chain is deleted: which chain a backup belongs to
+    /// cannot be told, and a read that failed once is no reason to lose one.
     pub async fn expire(&self) -> anyhow::Result<Expired> {
-        let manifests = self.manifests().await?;
+        let (manifests, unreadable) = self.read_manifests().await?;
         let mut out = Expired::default();
-        // Chains: each full backup with the incremental ones after it.
-        let mut chains: Vec<Vec<&Manifest>> = Vec::new();
-        for m in &manifests {
-            match (m.kind, chains.last_mut()) {
-                (Kind::Incr, Some(chain)) => chain.push(m),
-                _ => chains.push(vec![m]),
-            }
-        }
-        let cutoff = (self.keep_days > 0).then(|| {
-            crate::clock::format(chrono::Utc::now() - chrono::Duration::days(self.keep_days.into()))
-        });
-        let count = chains.len();
-        for (n, chain) in chains.iter().enumerate() {
-            let from_newest = count - n;
-            let newest = chain
-                .last()
-                .map(|m| m.finished_at.as_str())
-                .unwrap_or_default();
-            let too_many = self.keep_full > 0 && from_newest > self.keep_full as usize;
-            let too_old = cutoff.as_deref().is_some_and(|c| newest < c);
-            if from_newest > 1 && (too_many || too_old) {
-                // Newest first, so a chain cut short stays restorable.
-                for m in chain.iter().rev() {
-                    self.delete_backup(&m.id).await?;
-                    out.backups.push(m.id.clone());
+        if unreadable.is_empty() {
+            let cutoff = (self.keep_days > 0).then(|| {
+                crate::clock::format(
+                    chrono::Utc::now() - chrono::Duration::days(self.keep_days.into()),
+                )
+            });
+            let chains = chains(&manifests);
+            let count = chains.len();
+            for (n, chain) in chains.iter().enumerate() {
+                let from_newest = count - n;
+                let newest = chain
+                    .iter()
+                    .map(|m| m.finished_at.as_str())
+                    .max()
+                    .unwrap_or_default();
+                let too_many = self.keep_full > 0 && from_newest > self.keep_full as usize;
+                let too_old = cutoff.as_deref().is_some_and(|c| newest < c);
+                if from_newest > 1 && (too_many || too_old) {
+                    // Newest first, so a chain cut short stays restorable.
+                    for m in chain.iter().rev() {
+                        self.delete_backup(&m.id).await?;
+                        out.backups.push(m.id.clone());
+                    }
                 }
             }
+        } else {
+            tracing::warn!(
+                ?unreadable,
+                "backup manifests did not read: no chain expired this time"
+            );
         }
-        // Unfinished: keys under an id with no manifest, a day old.
-        let complete: std::collections::HashSet<&str> =
-            manifests.iter().map(|m| m.id.as_str()).collect();
+        // Unfinished: keys under an id with no manifest at all, a day old.
+        let keys = self.blobs.list(manifest::PREFIX).await?;
+        let finished: std::collections::HashSet<&str> = keys
+            .iter()
+            .filter(|k| k.ends_with("/manifest.json"))
+            .filter_map(|k| manifest::id_of_key(k))
+            .collect();
         let day_ago = (chrono::Utc::now() - chrono::Duration::days(1))
             .format("%Y%m%dT%H%M%S%3fZ")
             .to_string();
         let mut orphans = std::collections::BTreeSet::new();
-        for key in self.blobs.list(manifest::PREFIX).await? {
-            if let Some(id) = manifest::id_of_key(&key) {
-                if !complete.contains(id) && id < day_ago.as_str() {
+        for key in &keys {
+            if let Some(id) = manifest::id_of_key(key) {
+                if !finished.contains(id) && id < day_ago.as_str() {
                     orphans.insert(id.to_owned());
                 }
             }
@@ -594,6 +642,36 @@ impl Backups {
         }
         Ok(())
     }
+}
+
+/// The chains of `manifests`: each full backup with every backup whose
+/// parents lead to it, oldest first within a chain, the chains ordered by
+/// their newest backup. A backup whose parents do not lead to a full one
+/// (a parent gone, or a loop) is in no chain, so it is never expired here.
+fn chains(manifests: &[Manifest]) -> Vec<Vec<&Manifest>> {
+    let by_id: std::collections::HashMap<&str, &Manifest> =
+        manifests.iter().map(|m| (m.id.as_str(), m)).collect();
+    let root = |m: &Manifest| -> Option<&str> {
+        let mut at = by_id.get(m.id.as_str()).copied()?;
+        for _ in 0..=manifests.len() {
+            match (&at.kind, &at.parent) {
+                (Kind::Full, _) => return Some(at.id.as_str()),
+                (Kind::Incr, Some(parent)) => at = by_id.get(parent.as_str()).copied()?,
+                (Kind::Incr, None) => return None,
+            }
+        }
+        None
+    };
+    let mut by_root: BTreeMap<&str, Vec<&Manifest>> = BTreeMap::new();
+    for m in manifests {
+        match root(m) {
+            Some(r) => by_root.entry(r).or_default().push(m),
+            None => tracing::warn!(id = m.id, "backup whose parents lead to no full backup"),
+        }
+    }
+    let mut chains: Vec<Vec<&Manifest>> = by_root.into_values().collect();
+    chains.sort_by(|a, b| a.last().map(|m| &m.id).cmp(&b.last().map(|m| &m.id)));
+    chains
 }
 
 fn is_missing(e: &anyhow::Error) -> bool {

@@ -28,6 +28,10 @@ use serde::Serialize;
 use std::collections::BTreeMap;
 use std::io::Write;
 
+/// The longest chain of backups a restore or a verify follows (a longer
+/// one loops: each link is a backup).
+pub const MAX_CHAIN: usize = 100_000;
+
 /// What a restore did.
 #[derive(Debug, Clone, Default, Serialize)]
 pub struct RestoreReport {
@@ -318,7 +322,7 @@ impl Backups {
                 bail!("incremental backup {id} names no parent");
             }
             chain.push(m);
-            if chain.len() > 100_000 {
+            if chain.len() > MAX_CHAIN {
                 bail!("the chain of backup {id} does not end");
             }
         }

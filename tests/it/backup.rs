@@ -702,6 +702,43 @@ async fn a_blob_store_failing_mid_backup_leaves_no_manifest() -> DomainResult<()
     Ok(())
 }
 
+/// Retention follows parent links, not the order of ids, and deletes no
+/// chain while a manifest does not read (a read that failed once must not
+/// cost a backup).
+#[tokio::test]
+async fn expiry_follows_parents_and_spares_what_does_not_read() -> DomainResult<()> {
+    let dir = tempfile::tempdir().unwrap();
+    let mut config = Config::embedded(dir.path());
+    config.backup.keep_full = 1;
+    let store = crate::support::sqlite_store(dir.path()).await;
+    seed(&store).await;
+    let bk = dir.path().join("bk");
+    let blobs = dir_blobs(&bk);
+    let service = Backups::new(store.clone(), blobs.clone(), blobs.clone(), &config);
+    let old = service.take(Kind::Full).await?;
+    let newer = service.take(Kind::Full).await?;
+    // While the newer one's manifest does not answer, the next
+    // incremental backup continues the old one.
+    let manifest = bk.join(strata::backup::manifest::manifest_key(&newer.id));
+    let aside = bk.join("aside.json");
+    std::fs::rename(&manifest, &aside).unwrap();
+    write(&store, "app", vec![patch("n0009", json!({"more": 1}))]).await;
+    let incr = service.take(Kind::Incr).await?;
+    assert_eq!(incr.parent.as_deref(), Some(old.id.as_str()));
+
+    std::fs::write(&manifest, b"{").unwrap();
+    let expired = service.expire().await.unwrap();
+    assert!(expired.backups.is_empty(), "{expired}");
+    assert!(expired.orphans.is_empty(), "{expired}");
+
+    // The old chain holds the newest backup: the newer full one goes.
+    std::fs::rename(&aside, &manifest).unwrap();
+    let expired = service.expire().await.unwrap();
+    assert_eq!(expired.backups, [newer.id.clone()], "{expired}");
+    assert!(service.verify(&incr.id).await?.ok);
+    Ok(())
+}
+
 /// Scheduled backups are jobs (`/v1/admin/jobs`); each full one expires
 /// the chains past `keep_full`, newest kept.
 #[tokio::test]
@@ -1053,5 +1090,11 @@ async fn an_encrypted_backup_opens_only_with_its_key() {
             .unwrap();
         assert!(!found.ok && found.problems[0].contains(says), "{found:?}");
     }
+    // A chain is opened with one key: after a change of key, the next
+    // incremental backup is a full one.
+    let mut rekeyed = config.clone();
+    rekeyed.backup.key = Some("cd".repeat(32));
+    let next = backups(&store, &rekeyed).await.take(Kind::Incr).await.unwrap();
+    assert_eq!((next.kind, next.state), (Kind::Full, State::Complete));
     store.close().await;
 }
