@@ -734,7 +734,7 @@ async fn expiry_follows_parents_and_spares_what_does_not_read() -> DomainResult<
     // The old chain holds the newest backup: the newer full one goes.
     std::fs::rename(&aside, &manifest).unwrap();
     let expired = service.expire().await.unwrap();
-    assert_eq!(expired.backups, [newer.id.clone()], "{expired}");
+    assert_eq!(expired.backups, std::slice::from_ref(&newer.id), "{expired}");
     assert!(service.verify(&incr.id).await?.ok);
     Ok(())
 }
