@@ -65,6 +65,13 @@ pub fn start(
     }
 }
 
+/// How long a consumer's cursor holds the feed without moving: a consumer
+/// no daemon runs any more (an embedding model replaced, Meilisearch
+/// removed) would otherwise keep every change from then on. Changes wait
+/// for live consumers in seconds; one that comes back after this finds
+/// its cursor behind the horizon and rebuilds from the data.
+pub const STALE_CURSOR: Duration = Duration::from_secs(7 * 24 * 3600);
+
 /// Deletes what every consumer has passed and public readers no longer
 /// need, up to `rounds` batches; returns how many changes went.
 pub async fn prune(
@@ -73,11 +80,14 @@ pub async fn prune(
     batch: usize,
     rounds: usize,
 ) -> DomainResult<u64> {
-    let before = chrono::Utc::now() - chrono::Duration::from_std(retention).unwrap_or_default();
-    let before = crate::clock::format(before);
+    let ago = |d: Duration| {
+        let t = chrono::Utc::now() - chrono::Duration::from_std(d).unwrap_or_default();
+        crate::clock::format(t)
+    };
+    let (before, stale) = (ago(retention), ago(STALE_CURSOR));
     let mut total = 0;
     for _ in 0..rounds {
-        let gone = store.prune_feed(&before, batch).await?;
+        let gone = store.prune_feed(&before, &stale, batch).await?;
         total += gone;
         if gone < batch as u64 {
             break;

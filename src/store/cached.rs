@@ -184,8 +184,8 @@ impl<S: Store> ChangeStore for CachedStore<S> {
         self.inner.save_feed_cursor(consumer, position).await
     }
 
-    async fn prune_feed(&self, before: &str, limit: usize) -> DomainResult<u64> {
-        self.inner.prune_feed(before, limit).await
+    async fn prune_feed(&self, before: &str, stale: &str, limit: usize) -> DomainResult<u64> {
+        self.inner.prune_feed(before, stale, limit).await
     }
 
     async fn lease_consumer(&self, consumer: &str) -> DomainResult<Option<Lease>> {

@@ -355,9 +355,10 @@ impl<S: Store> ChangeStore for Checked<S> {
         self.0.save_feed_cursor(consumer, position).await
     }
 
-    async fn prune_feed(&self, before: &str, limit: usize) -> DomainResult<u64> {
+    async fn prune_feed(&self, before: &str, stale: &str, limit: usize) -> DomainResult<u64> {
         no_nul("time", before)?;
-        self.0.prune_feed(before, limit).await
+        no_nul("time", stale)?;
+        self.0.prune_feed(before, stale, limit).await
     }
 
     async fn lease_consumer(&self, consumer: &str) -> DomainResult<Option<Lease>> {

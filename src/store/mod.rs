@@ -204,9 +204,9 @@ pub trait ChangeStore: Send + Sync {
     /// Moves a consumer's cursor forward to `position` (never back).
     async fn save_feed_cursor(&self, consumer: &str, position: i64) -> DomainResult<()>;
     /// Deletes up to `limit` of the oldest changes that every consumer with
-    /// a cursor has passed and that were made before `before`; returns how
-    /// many went. The horizon moves past them.
-    async fn prune_feed(&self, before: &str, limit: usize) -> DomainResult<u64>;
+    /// a cursor moved since `stale` has passed and that were made before
+    /// `before`; returns how many went. The horizon moves past them.
+    async fn prune_feed(&self, before: &str, stale: &str, limit: usize) -> DomainResult<u64>;
     /// Leadership of a consumer across every daemon sharing the store; None
     /// while another daemon holds it.
     async fn lease_consumer(&self, consumer: &str) -> DomainResult<Option<Lease>>;

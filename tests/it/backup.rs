@@ -734,7 +734,11 @@ async fn expiry_follows_parents_and_spares_what_does_not_read() -> DomainResult<
     // The old chain holds the newest backup: the newer full one goes.
     std::fs::rename(&aside, &manifest).unwrap();
     let expired = service.expire().await.unwrap();
-    assert_eq!(expired.backups, std::slice::from_ref(&newer.id), "{expired}");
+    assert_eq!(
+        expired.backups,
+        std::slice::from_ref(&newer.id),
+        "{expired}"
+    );
     assert!(service.verify(&incr.id).await?.ok);
     Ok(())
 }
@@ -1094,7 +1098,11 @@ async fn an_encrypted_backup_opens_only_with_its_key() {
     // incremental backup is a full one.
     let mut rekeyed = config.clone();
     rekeyed.backup.key = Some("cd".repeat(32));
-    let next = backups(&store, &rekeyed).await.take(Kind::Incr).await.unwrap();
+    let next = backups(&store, &rekeyed)
+        .await
+        .take(Kind::Incr)
+        .await
+        .unwrap();
     assert_eq!((next.kind, next.state), (Kind::Full, State::Complete));
     store.close().await;
 }

@@ -105,9 +105,33 @@ async fn write_changes(store: &DynStore, scope: &Scope, prefix: &str, n: usize) 
     n + n.div_ceil(5)
 }
 
+/// A cursor that has not moved since the stale time no longer holds the
+/// feed (its consumer is gone: a model replaced, Meilisearch removed); one
+/// that has still does.
+async fn a_cursor_left_behind_stops_holding_the_feed(store: DynStore) {
+    let scope = project(&store).await;
+    let saved_at = strata::clock::now();
+    store.save_feed_cursor("gone", 0).await.unwrap();
+    let written = write_changes(&store, &scope, "e", 10).await as u64;
+    let long_ago = "2000-01-01T00:00:00.000000Z";
+    let future = "2999-01-01T00:00:00.000000Z";
+    assert_eq!(store.prune_feed(future, long_ago, 100).await.unwrap(), 0);
+    let held = store.prune_feed(future, &saved_at, 100).await.unwrap();
+    assert_eq!(held, 0, "moved since");
+    assert_eq!(
+        store.prune_feed(future, future, 100).await.unwrap(),
+        written
+    );
+    assert_eq!(
+        store.feed_bounds().await.unwrap().horizon,
+        store.feed_bounds().await.unwrap().head
+    );
+}
+
 on_both_stores!(
     consumers_follow_the_outbox_and_prune_it,
     a_consumer_new_to_a_pruned_feed_rebuilds_from_the_data,
+    a_cursor_left_behind_stops_holding_the_feed,
 );
 
 async fn consumers_follow_the_outbox_and_prune_it(store: DynStore) {

@@ -163,14 +163,14 @@ impl ChangeStore for PgStore {
         Ok(())
     }
 
-    async fn prune_feed(&self, before: &str, limit: usize) -> DomainResult<u64> {
+    async fn prune_feed(&self, before: &str, stale: &str, limit: usize) -> DomainResult<u64> {
         let c = self.client().await?;
         // Only positioned changes are pruned: position them first.
         sequence(&c).await?;
         let row = rows::query_one(
             &c,
             "WITH passed AS (SELECT coalesce(min(position), 9223372036854775807) AS upto
-                             FROM feed_cursors),
+                             FROM feed_cursors WHERE updated_at >= $3::text::timestamptz),
                   oldest AS (SELECT seq FROM outbox
                              WHERE position IS NOT NULL AND position <= (SELECT upto FROM passed)
                              ORDER BY position LIMIT $2),
@@ -181,7 +181,7 @@ impl ChangeStore for PgStore {
                             SET position = GREATEST(position, (SELECT max(position) FROM gone))
                             WHERE EXISTS (SELECT 1 FROM gone))
              SELECT count(*) FROM gone",
-            &[&before.to_owned(), &(limit as i64)],
+            &[&before.to_owned(), &(limit as i64), &stale.to_owned()],
         )
         .await?;
         Ok(row.get::<_, i64>(0) as u64)

@@ -100,20 +100,21 @@ fn horizon(conn: &Connection) -> DomainResult<i64> {
         .map_err(sql_err)
 }
 
-/// Deletes up to `limit` of the oldest changes every consumer has passed,
-/// of those made before `before`, and moves the horizon past them.
-fn prune(conn: &Connection, before: &str, limit: usize) -> DomainResult<u64> {
+/// Deletes up to `limit` of the oldest changes every consumer moved since
+/// `stale` has passed, of those made before `before`, and moves the horizon
+/// past them.
+fn prune(conn: &Connection, before: &str, stale: &str, limit: usize) -> DomainResult<u64> {
     let gone: Option<(i64, i64)> = conn
         .prepare_cached(
             "WITH passed AS (SELECT coalesce(min(position), 9223372036854775807) AS upto
-                             FROM feed_cursors),
+                             FROM feed_cursors WHERE updated_at >= ?3),
                   oldest AS (SELECT seq FROM outbox WHERE seq <= (SELECT upto FROM passed)
                              ORDER BY seq LIMIT ?2)
              SELECT count(*), max(seq) FROM outbox
              WHERE seq IN (SELECT seq FROM oldest) AND at < ?1",
         )
         .and_then(|mut st| {
-            st.query_row(params![before, limit as i64], |r| {
+            st.query_row(params![before, limit as i64, stale], |r| {
                 Ok(r.get::<_, Option<i64>>(1)?
                     .map(|m| (r.get(0).unwrap_or(0), m)))
             })
@@ -199,10 +200,10 @@ impl ChangeStore for SqliteStore {
             .await
     }
 
-    async fn prune_feed(&self, before: &str, limit: usize) -> DomainResult<u64> {
-        let before = before.to_owned();
+    async fn prune_feed(&self, before: &str, stale: &str, limit: usize) -> DomainResult<u64> {
+        let (before, stale) = (before.to_owned(), stale.to_owned());
         self.writer
-            .write(move |conn, _| prune(conn, &before, limit))
+            .write(move |conn, _| prune(conn, &before, &stale, limit))
             .await
     }
 
