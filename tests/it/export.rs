@@ -224,6 +224,22 @@ async fn an_import_reproduces_the_project_and_again_changes_nothing(mut config: 
     // Row for row what was exported: versions, times, actors, deletions.
     let copied = export(&d, "/v1/orgs/acme/projects/copy/export").await;
     assert_eq!(rows_of(&copied), rows_of(&lines(&text)));
+    // The change feed names each imported row's change in the contract's
+    // words: created rows, and the rows stored deleted.
+    let changes = call(
+        &d,
+        "GET",
+        "/v1/orgs/acme/projects/copy/changes?limit=1000",
+        Value::Null,
+    )
+    .await;
+    let ops: std::collections::BTreeSet<&str> = changes["data"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|c| c["op"].as_str().unwrap())
+        .collect();
+    assert_eq!(ops, ["create", "delete"].into(), "{changes}");
     // Reads see it: a past version, the live graph (r2's end is deleted, r3
     // itself), the deleted entity gone.
     let v2 = call(

@@ -34,6 +34,18 @@ pub enum Verdict {
 }
 
 impl Verdict {
+    /// The op the change feed carries for a row stored with this verdict,
+    /// in the contract's words (API.md, Changes): a row stored deleted is
+    /// a `delete`, a row the store lacked a `create`, an older one brought
+    /// up to the file's a `replace`.
+    pub fn feed_op(&self, deleted: bool) -> &'static str {
+        match self {
+            _ if deleted => "delete",
+            Verdict::Create => "create",
+            _ => "replace",
+        }
+    }
+
     /// Whether the row is stored, and after which of the store's versions
     /// the file's are added (0: all of them); None when nothing is stored.
     pub fn stores_after(&self) -> Option<i64> {

@@ -9,7 +9,9 @@
 //! A relationship batch still reads its ends, shared-locked, as the lock
 //! protocol asks (locks.rs): their liveness is the relationship's.
 
-use super::import::{imported, live_ends, optional_time, outbox, relationship_outbox, sequences};
+use super::import::{
+    imported, live_ends, optional_time, outbox, relationship_outbox, sequences, Change,
+};
 use super::rows::{parse_time, pg_err};
 use crate::domain::export::{EntityExport, RelationshipRecord};
 use crate::domain::rules::entities::Ends;
@@ -197,10 +199,16 @@ pub async fn entities(
     if copied.is_none() {
         return Ok(None);
     }
-    let changes: Vec<(i64, &str, i64)> = batch
+    let changes: Vec<Change> = batch
         .iter()
+        .zip(&verdicts)
         .zip(&seqs)
-        .map(|(e, &seq)| (seq, e.entity.id.as_str(), e.entity.version))
+        .map(|((e, verdict), &seq)| Change {
+            seq,
+            id: &e.entity.id,
+            version: e.entity.version,
+            op: verdict.feed_op(e.entity.deleted_at.is_some()),
+        })
         .collect();
     outbox(c, scope, "entity", &changes).await?;
     Ok(Some(
@@ -277,6 +285,6 @@ pub async fn relationships(
     if copied.is_none() {
         return Ok(None);
     }
-    relationship_outbox(c, scope, batch, &storing, &seqs).await?;
+    relationship_outbox(c, scope, (batch, &verdicts), &storing, &seqs).await?;
     Ok(Some(imported(verdicts, &storing, seqs)))
 }

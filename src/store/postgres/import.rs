@@ -52,21 +52,30 @@ pub(super) async fn sequences<C: GenericClient>(c: &C, n: usize) -> DomainResult
 }
 
 /// Outbox rows for stored rows: `(seq, id, version)` each.
+/// An imported row's change for the feed (`Verdict::feed_op`).
+pub(super) struct Change<'a> {
+    pub seq: i64,
+    pub id: &'a str,
+    pub version: i64,
+    pub op: &'static str,
+}
+
 pub(super) async fn outbox<C: GenericClient>(
     c: &C,
     scope: &Scope,
     kind: &str,
-    rows: &[(i64, &str, i64)],
+    rows: &[Change<'_>],
 ) -> DomainResult<()> {
-    let seqs: Vec<i64> = rows.iter().map(|r| r.0).collect();
-    let ids: Vec<&str> = rows.iter().map(|r| r.1).collect();
-    let versions: Vec<i64> = rows.iter().map(|r| r.2).collect();
+    let seqs: Vec<i64> = rows.iter().map(|r| r.seq).collect();
+    let ids: Vec<&str> = rows.iter().map(|r| r.id).collect();
+    let versions: Vec<i64> = rows.iter().map(|r| r.version).collect();
+    let ops: Vec<&str> = rows.iter().map(|r| r.op).collect();
     execute(
         c,
         "INSERT INTO outbox (seq, org_id, project_id, kind, target_id, op, at, version)
-         SELECT t.seq, $1, $2, $3, t.id, 'import', now(), t.version
-         FROM unnest($4::bigint[], $5::text[], $6::bigint[]) AS t(seq, id, version)",
-        &[&scope.org, &scope.project, &kind, &seqs, &ids, &versions],
+         SELECT t.seq, $1, $2, $3, t.id, t.op, now(), t.version
+         FROM unnest($4::bigint[], $5::text[], $6::bigint[], $7::text[]) AS t(seq, id, version, op)",
+        &[&scope.org, &scope.project, &kind, &seqs, &ids, &versions, &ops],
     )
     .await?;
     Ok(())
@@ -115,10 +124,19 @@ async fn entity_batch<C: GenericClient>(
     if !storing.is_empty() {
         e_cols.store(c, scope).await?;
         v_cols.store(c, scope).await?;
-        let changes: Vec<(i64, &str, i64)> = storing
+        let changes: Vec<Change> = storing
             .iter()
             .zip(&seqs)
-            .map(|(&(i, _), &seq)| (seq, batch[i].entity.id.as_str(), batch[i].entity.version))
+            .map(|(&(i, _), &seq)| {
+                let e = &batch[i].entity;
+                let op = verdicts[i].feed_op(e.deleted_at.is_some());
+                Change {
+                    seq,
+                    id: &e.id,
+                    version: e.version,
+                    op,
+                }
+            })
             .collect();
         outbox(c, scope, "entity", &changes).await?;
     }
@@ -283,16 +301,21 @@ impl<'a> VersionColumns<'a> {
 pub(super) async fn relationship_outbox<C: GenericClient>(
     c: &C,
     scope: &Scope,
-    batch: &[&RelationshipRecord],
+    (batch, verdicts): (&[&RelationshipRecord], &[Verdict]),
     stored: &[usize],
     seqs: &[i64],
 ) -> DomainResult<()> {
-    let changes: Vec<(i64, &str, i64)> = stored
+    let changes: Vec<Change> = stored
         .iter()
         .zip(seqs)
         .map(|(&i, &seq)| {
             let rel = &batch[i].relationship;
-            (seq, rel.id.as_str(), rel.version)
+            Change {
+                seq,
+                id: &rel.id,
+                version: rel.version,
+                op: verdicts[i].feed_op(batch[i].deleted_at.is_some()),
+            }
         })
         .collect();
     outbox(c, scope, "relationship", &changes).await
@@ -365,7 +388,7 @@ async fn relationship_batch<C: GenericClient>(
             cols.push(batch[i], live[i], seq)?;
         }
         cols.store(c, scope).await?;
-        relationship_outbox(c, scope, batch, &storing, &seqs).await?;
+        relationship_outbox(c, scope, (batch, &verdicts), &storing, &seqs).await?;
     }
     Ok(imported(verdicts, &storing, seqs))
 }

@@ -15,7 +15,6 @@
 //! index hints are left out meanwhile (`graph::index_hint`).
 
 use super::entities::{insert_row_json, store_version_json, VersionJson};
-use super::import::IMPORT_OP;
 use super::threads::Seq;
 use super::{outbox, search, sql_err};
 use crate::domain::export::{EntityExport, RelationshipRecord};
@@ -190,12 +189,8 @@ fn entity(
     if e.entity.deleted_at.is_none() {
         search::index_text(conn, token, rowid, &texts.body)?;
     }
-    let change = (
-        "entity",
-        e.entity.id.as_str(),
-        IMPORT_OP,
-        Some(e.entity.version),
-    );
+    let op = verdict.feed_op(e.entity.deleted_at.is_some());
+    let change = ("entity", e.entity.id.as_str(), op, Some(e.entity.version));
     outbox::record(conn, scope, change, change_seq)?;
     Ok(Imported {
         verdict,

@@ -14,8 +14,6 @@ use crate::store::{AuditPlace, ImportItem, Imported};
 use async_trait::async_trait;
 use rusqlite::{params, Connection, OptionalExtension};
 
-pub(super) const IMPORT_OP: &str = "import";
-
 fn entity(
     conn: &Connection,
     seq: &mut Seq,
@@ -43,12 +41,8 @@ fn entity(
     if entity.deleted_at.is_none() {
         search::index(conn, scope, rowid, &entity.properties)?;
     }
-    let change = (
-        "entity",
-        entity.id.as_str(),
-        IMPORT_OP,
-        Some(entity.version),
-    );
+    let op = verdict.feed_op(entity.deleted_at.is_some());
+    let change = ("entity", entity.id.as_str(), op, Some(entity.version));
     outbox::record(conn, scope, change, entity.change_seq)?;
     let stored_deleted = stored.as_ref().map(|s| s.entity.deleted_at.is_some());
     match rules::ends(stored_deleted, &entity) {
@@ -115,12 +109,8 @@ pub(super) fn store_relationship(
     let change_seq = seq.next();
     relationships::insert_row(conn, scope, r, live, change_seq, replace)?;
     let rel = &r.relationship;
-    let change = (
-        "relationship",
-        rel.id.as_str(),
-        IMPORT_OP,
-        Some(rel.version),
-    );
+    let op = verdict.feed_op(r.deleted_at.is_some());
+    let change = ("relationship", rel.id.as_str(), op, Some(rel.version));
     outbox::record(conn, scope, change, change_seq)?;
     Ok(Imported {
         verdict,
