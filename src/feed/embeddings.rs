@@ -80,6 +80,18 @@ impl Consumer for EmbeddingConsumer {
 
     async fn apply(&self, changes: &[FeedChange]) -> anyhow::Result<()> {
         for (scope, ids) in entities_by_scope(changes) {
+            // A vector is stored only over an older version's; an id purged
+            // and made again (at version 1) in this batch loses the old
+            // one's vector first.
+            let purged: Vec<String> = changes
+                .iter()
+                .filter(|c| &c.scope == scope && c.change.kind == "entity")
+                .filter(|c| c.change.op == "purge")
+                .map(|c| c.change.id.clone())
+                .collect();
+            if !purged.is_empty() {
+                self.store.delete_vectors(scope, &purged).await?;
+            }
             let mut live = Vec::new();
             let mut gone = Vec::new();
             for (id, state) in current_states(&self.store, scope, ids).await? {

@@ -287,3 +287,68 @@ async fn model_fetch_from_a_directory_installs_a_working_model() {
     let reference = local().await.embed(&texts(&["car"])).await.unwrap();
     assert!(max_difference(&v[0], &reference[0]) < 1e-6);
 }
+
+/// An id purged and made again within one batch of the feed gets the new
+/// entity's vector: the old one (a higher version) does not block it.
+#[tokio::test]
+async fn an_entity_purged_and_made_again_gets_its_new_vector() {
+    use strata::domain::{Caller, Scope, WriteOp};
+    use strata::feed::Consumer;
+    if support::skip_without(MODEL) {
+        return;
+    }
+    let dir = tempfile::tempdir().unwrap();
+    let store = support::sqlite_store(dir.path()).await;
+    let caller = Caller::new("tester");
+    store.create_org(&caller, "o", "O").await.unwrap();
+    store.create_project(&caller, "o", "p", "P").await.unwrap();
+    let scope = Scope::new("o", "p");
+    let props = |text: &str| {
+        serde_json::json!({"name": text})
+            .as_object()
+            .unwrap()
+            .clone()
+    };
+    let create = |text: &str| WriteOp::CreateEntity {
+        id: "e".into(),
+        entity_type: "t".into(),
+        properties: props(text),
+    };
+    let patch = WriteOp::PatchEntity {
+        id: "e".into(),
+        patch: serde_json::json!({"name": "banana bread"}),
+        entity_type: None,
+        expected_version: None,
+    };
+    store
+        .write(&scope, &caller, vec![create("banana"), patch])
+        .await
+        .unwrap();
+    let model = std::sync::Arc::new(local().await);
+    let consumer = strata::feed::embeddings::EmbeddingConsumer::new(store.clone(), model.clone());
+    consumer
+        .apply(&store.read_feed(0, 100).await.unwrap())
+        .await
+        .unwrap();
+    let after = store.feed_bounds().await.unwrap().head;
+
+    let purge = WriteOp::PurgeEntity { id: "e".into() };
+    store.write(&scope, &caller, vec![purge]).await.unwrap();
+    store
+        .write(&scope, &caller, vec![create("car engine")])
+        .await
+        .unwrap();
+    consumer
+        .apply(&store.read_feed(after, 100).await.unwrap())
+        .await
+        .unwrap();
+
+    let text = strata::search::text_of(&props("car engine"));
+    let query = model.embed(&[text]).await.unwrap().remove(0);
+    let hits = store
+        .search_vectors(&scope, model.model(), &query, None, 1)
+        .await
+        .unwrap();
+    assert_eq!(hits[0].id, "e");
+    assert!(hits[0].score > 0.99, "the new entity's vector: {hits:?}");
+}
