@@ -3,8 +3,11 @@
 //! the snapshot has it (an entity with all its versions), and each purged
 //! entity as a `purged` line. Every org and project line is written too, so
 //! a restore learns which were deleted (absent) or made again (another
-//! creation time). Rows changed after the feed position was read but before
-//! the snapshot was taken come again in the next backup: storing a row
+//! creation time). The feed is read up to its head as of just after the
+//! snapshot opened, so every row the snapshot holds changed since the
+//! parent is written, as the snapshot has it: the backup is one moment. The
+//! manifest's window ends at the position read before the snapshot, so the
+//! rows changed in between come again in the next backup: storing a row
 //! twice changes nothing.
 //!
 //! Documents are not in the feed: each keeps the time it last changed, and

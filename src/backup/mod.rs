@@ -363,7 +363,11 @@ impl Backups {
                 None
             }
             Some(parent) => {
-                let changed = incremental::changed(&self.store, parent.last_seq, plan.head).await?;
+                // Every change the snapshot holds is at or before the head read
+                // now that it is open: each row changed since the parent is
+                // written as of the snapshot, so the backup is one moment.
+                let upto = self.store.feed_bounds().await?.head.max(plan.head);
+                let changed = incremental::changed(&self.store, parent.last_seq, upto).await?;
                 // The feed may have been pruned since `plan` checked it.
                 let horizon = self.store.feed_bounds().await?.horizon;
                 anyhow::ensure!(
