@@ -25,7 +25,7 @@ use crate::import::Target;
 use crate::store::{DynStore, Which};
 use anyhow::{bail, Context};
 use serde::Serialize;
-use std::collections::BTreeMap;
+use std::collections::{BTreeMap, BTreeSet};
 use std::io::Write;
 
 /// The longest chain of backups a restore or a verify follows (a longer
@@ -59,6 +59,9 @@ struct Spooled {
     docs: BTreeMap<(Scope, String), bool>,
     /// Its audit events, one `audit` line each.
     audit: tempfile::NamedTempFile,
+    /// The orgs (project `None`) and projects its audit events say were
+    /// deleted (up to the time restored to).
+    deleted: BTreeSet<(String, Option<String>)>,
 }
 
 /// Spools one backup's records; with `to`, as they were at that time
@@ -81,6 +84,7 @@ async fn spool(
         keys: Vec::new(),
         docs: BTreeMap::new(),
         audit,
+        deleted: BTreeSet::new(),
     };
     let mut scope: Option<Scope> = None;
     let mut past = to.map(AsOf::new);
@@ -100,6 +104,18 @@ async fn spool(
                     .with_context(|| format!("an audit line in {}", chunk.key))?;
                 if to.is_none_or(|t| event.event.at.as_str() <= t) {
                     audit_out.write_all(line)?;
+                    let e = &event.event;
+                    match e.action.as_str() {
+                        "org.delete" => {
+                            spooled.deleted.insert((e.target.clone(), None));
+                        }
+                        "project.delete" => {
+                            spooled
+                                .deleted
+                                .insert((event.org.clone(), Some(e.target.clone())));
+                        }
+                        _ => {}
+                    }
                 }
                 continue;
             }
@@ -368,9 +384,16 @@ impl Backups {
         let mut report = RestoreReport::default();
         for m in &chain {
             let spooled = spool(self.blobs.as_ref(), m, self.key_for(m)?, to.as_deref()).await?;
+            // A backup begun after the time restored to lists what was
+            // there when it began: what it leaves out may have gone after
+            // that time, so only deletions its audit events place at or
+            // before it are applied (documents and keys have no such
+            // events: they stay as the backups before had them).
+            let after_to = to.as_deref().is_some_and(|t| m.started_at.as_str() > t);
             if m.kind == Kind::Incr {
-                report.deleted_projects += forget_unlisted(target, &caller, &spooled).await?;
-                forget_docs(target, &caller, &spooled).await?;
+                report.deleted_projects +=
+                    forget_unlisted(target, &caller, &spooled, after_to).await?;
+                forget_docs(target, &caller, &spooled, after_to).await?;
                 for (scope, entity) in &spooled.purged {
                     let purge = vec![WriteOp::PurgeEntity { id: entity.clone() }];
                     match target.write(scope, &caller, purge).await {
@@ -397,8 +420,9 @@ impl Backups {
                     f.message
                 );
             }
-            let incremental = m.kind == Kind::Incr;
-            let (made, revoked) = keys::apply(target, &caller, &spooled.keys, incremental).await?;
+            let revoke_unlisted = m.kind == Kind::Incr && !after_to;
+            let (made, revoked) =
+                keys::apply(target, &caller, &spooled.keys, revoke_unlisted).await?;
             report.keys_made += made;
             report.keys_revoked += revoked;
             report.audit_events += super::audit::store(target, spooled.audit.path()).await?;
@@ -413,23 +437,34 @@ impl Backups {
 
 /// Deletes the target's orgs and projects an incremental backup does not
 /// list, or lists as made at another time (deleted and made again since the
-/// parent); the import then makes them as listed. Returns how many projects
-/// went.
+/// parent); the import then makes them as listed. With `placed_only`, only
+/// those the backup's audit events say were deleted. Returns how many
+/// projects went.
 async fn forget_unlisted(
     target: &DynStore,
     caller: &Caller,
     spooled: &Spooled,
+    placed_only: bool,
 ) -> anyhow::Result<u64> {
     let mut gone = 0;
+    let placed = |org: &str, project: Option<&str>| {
+        !placed_only
+            || spooled.deleted.contains(&(org.to_owned(), None))
+            || project.is_some_and(|p| {
+                spooled
+                    .deleted
+                    .contains(&(org.to_owned(), Some(p.to_owned())))
+            })
+    };
     for org in all_orgs(target).await? {
         let listed = spooled.orgs.get(&org.id);
-        if listed.is_none_or(|o| o.created_at != org.created_at) {
+        if listed.is_none_or(|o| o.created_at != org.created_at) && placed(&org.id, None) {
             target.delete_org(caller, &org.id).await?;
             continue;
         }
         for p in projects_of(target, &org.id).await? {
             let listed = spooled.projects.get(&(p.org.clone(), p.id.clone()));
-            if listed.is_none_or(|l| l.created_at != p.created_at) {
+            if listed.is_none_or(|l| l.created_at != p.created_at) && placed(&p.org, Some(&p.id)) {
                 target.delete_project(caller, &p.org, &p.id).await?;
                 gone += 1;
             }
@@ -439,9 +474,15 @@ async fn forget_unlisted(
 }
 
 /// Deletes the target's documents an incremental backup does not list, and
-/// those it writes whole (the import makes them as written). A document
-/// hidden by its deleted owner cannot be deleted: the import merges into it.
-async fn forget_docs(target: &DynStore, caller: &Caller, spooled: &Spooled) -> anyhow::Result<()> {
+/// those it writes whole (the import makes them as written); with
+/// `written_only`, only the latter. A document hidden by its deleted owner
+/// cannot be deleted: the import merges into it.
+async fn forget_docs(
+    target: &DynStore,
+    caller: &Caller,
+    spooled: &Spooled,
+    written_only: bool,
+) -> anyhow::Result<()> {
     let snapshot = target.snapshot().await?;
     let mut gone = Vec::new();
     for org in all_orgs(target).await? {
@@ -454,7 +495,11 @@ async fn forget_docs(target: &DynStore, caller: &Caller, spooled: &Spooled) -> a
                 after = last.id.clone();
                 for d in page {
                     let key = (scope.clone(), d.id);
-                    if spooled.docs.get(&key) != Some(&false) {
+                    let forget = match spooled.docs.get(&key) {
+                        Some(written) => *written,
+                        None => !written_only,
+                    };
+                    if forget {
                         gone.push(key);
                     }
                 }

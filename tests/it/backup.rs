@@ -937,6 +937,13 @@ async fn a_point_in_time_restore_gives_the_rows_of_that_time(config: Config) {
         ],
     )
     .await;
+    // Gone after t2: a restore to t2 keeps it (the incremental backup no
+    // longer lists it, but its audit events do not place the deletion by
+    // then); a restore of the latest state does not.
+    store
+        .delete_project(&caller(), "acme", "later")
+        .await
+        .unwrap();
     let incr = service.take(Kind::Incr).await.unwrap();
     assert_eq!(incr.kind, Kind::Incr);
 
@@ -987,6 +994,13 @@ async fn a_point_in_time_restore_gives_the_rows_of_that_time(config: Config) {
         }
         target.close().await;
     }
+    let dir = tempfile::tempdir().unwrap();
+    let target = crate::support::sqlite_store(dir.path()).await;
+    let report = service.restore(&incr.id, &target, None).await.unwrap();
+    assert_eq!(report.deleted_projects, 1, "{report:?}");
+    assert!(target.get_project("acme", "later").await.is_err());
+    target.close().await;
+
     // A time after the backup is beyond it.
     let dir = tempfile::tempdir().unwrap();
     let target = crate::support::sqlite_store(dir.path()).await;
