@@ -123,7 +123,7 @@ async fn text_hits(
     if store_answers {
         return s.store.search_text(scope, text, entity_type, limit).await;
     }
-    s.store.get_project(&scope.org, &scope.project).await?;
+    let project = s.store.get_project(&scope.org, &scope.project).await?;
     if let Some(index) = s.meili.as_ref() {
         match index.search(scope, text, entity_type, limit).await {
             Ok(ranked) => {
@@ -136,7 +136,8 @@ async fn text_hits(
             }
         }
     } else if let Some(index) = s.text_index.as_ref() {
-        if let Some(ranked) = index.search(scope, text, entity_type, limit).await {
+        let tenant = (scope, project.created_at.as_str());
+        if let Some(ranked) = index.search(tenant, text, entity_type, limit).await {
             return hits::load(&s.store, scope, text, entity_type, ranked, limit).await;
         }
     }

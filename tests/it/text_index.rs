@@ -68,7 +68,23 @@ async fn found(d: &Daemon, project: &str, q: &str, extra: &str) -> Vec<String> {
 on_both_configs!(
     a_search_sees_every_write_before_it,
     an_index_whose_changes_were_pruned_is_rebuilt_from_the_data,
+    a_project_made_again_finds_nothing_of_the_one_before,
 );
+
+/// Deleting a project deletes its changes too, so the index never hears of
+/// it; a project made again under its id (an org's too) must still find
+/// nothing of what the one before held.
+async fn a_project_made_again_finds_nothing_of_the_one_before(config: Config) {
+    let d = daemon(config).await;
+    create(&d, "other", "cust-1", "thing", "merger secret").await;
+    assert_eq!(found(&d, "other", "merger", "").await, ["cust-1"]);
+    call(&d, "DELETE", "/v1/orgs/acme/projects/other", Value::Null).await;
+    let body = json!({"id": "other", "name": "Other again"});
+    call(&d, "POST", "/v1/orgs/acme/projects", body).await;
+    create(&d, "other", "cust-1", "thing", "plain words").await;
+    assert!(found(&d, "other", "merger", "").await.is_empty());
+    assert_eq!(found(&d, "other", "plain", "").await, ["cust-1"]);
+}
 
 async fn a_search_sees_every_write_before_it(config: Config) {
     let d = daemon(config).await;

@@ -14,6 +14,11 @@ use tantivy::schema::{
 use tantivy::tokenizer::{PreTokenizedString, Token};
 use tantivy::{Index, IndexReader, IndexWriter, ReloadPolicy, Searcher, TantivyDocument, Term};
 
+/// The layout of the documents, before the position in the commit's
+/// payload: an index of another is rebuilt. `2:` scope terms carry the
+/// project's creation time.
+const FORMAT: &str = "2:";
+
 /// Memory the writer buffers before it writes a segment.
 const WRITER_BUDGET: usize = 48 << 20;
 
@@ -61,20 +66,25 @@ impl TextIndexFiles {
     }
 
     /// The feed position of the last commit (0: none yet).
+    /// -1 for an index of another layout (`FORMAT`): it is built again.
     pub fn committed_position(&self) -> tantivy::Result<i64> {
         let metas = self.index.load_metas()?;
-        Ok(metas
-            .payload
-            .and_then(|p| p.parse().ok())
-            .unwrap_or_default())
+        Ok(match metas.payload {
+            None => 0,
+            Some(p) => p
+                .strip_prefix(FORMAT)
+                .and_then(|p| p.parse().ok())
+                .unwrap_or(-1),
+        })
     }
 
-    /// Replaces what the index holds of an entity: `None` removes it.
+    /// Replaces what the index holds of an entity of the project `made` at
+    /// that time: `None` removes it.
     pub fn put(
         &self,
         writer: &IndexWriter,
         analyzer: &mut Analyzer,
-        scope: &Scope,
+        (scope, made): (&Scope, &str),
         id: &str,
         entity: Option<&Entity>,
     ) -> tantivy::Result<()> {
@@ -90,8 +100,8 @@ impl TextIndexFiles {
         doc.add_pre_tokenized_text(
             f.scope,
             pretokenized(vec![
-                scope_term(scope, None),
-                scope_term(scope, Some(&entity.entity_type)),
+                scope_term(scope, made, None),
+                scope_term(scope, made, Some(&entity.entity_type)),
             ]),
         );
         doc.add_pre_tokenized_text(
@@ -110,22 +120,23 @@ impl TextIndexFiles {
     /// and visible to searches.
     pub fn commit(&self, writer: &mut IndexWriter, position: i64) -> tantivy::Result<()> {
         let mut prepared = writer.prepare_commit()?;
-        prepared.set_payload(&position.to_string());
+        prepared.set_payload(&format!("{FORMAT}{position}"));
         prepared.commit()?;
         self.reader.reload()
     }
 
-    /// The best `limit` entity ids of the project with every word (each a
-    /// prefix), by BM25, best first.
+    /// The best `limit` entity ids of the project (the one `made` at that
+    /// time) with every word (each a prefix), by BM25, best first.
     pub fn search(
         &self,
-        scope: &Scope,
+        (scope, made): (&Scope, &str),
         words: &[String],
         entity_type: Option<&str>,
         limit: usize,
     ) -> tantivy::Result<Vec<(String, f64)>> {
         let searcher = self.reader.searcher();
-        let Some(query) = self.query(&searcher, scope, words, entity_type)? else {
+        let scope_term = scope_term(scope, made, entity_type);
+        let Some(query) = self.query(&searcher, &scope_term, words)? else {
             return Ok(Vec::new());
         };
         let top = searcher.search(&query, &TopDocs::with_limit(limit).order_by_score())?;
@@ -144,9 +155,8 @@ impl TextIndexFiles {
     fn query(
         &self,
         searcher: &Searcher,
-        scope: &Scope,
+        scope_term: &str,
         words: &[String],
-        entity_type: Option<&str>,
     ) -> tantivy::Result<Option<BooleanQuery>> {
         let f = self.fields;
         let mut analyzer = Analyzer::default();
@@ -173,7 +183,7 @@ impl TextIndexFiles {
             let query = TermQuery::new(term, IndexRecordOption::WithFreqs);
             (Occur::Must, Box::new(query))
         };
-        let mut clauses = vec![term_query(f.scope, &scope_term(scope, entity_type))];
+        let mut clauses = vec![term_query(f.scope, scope_term)];
         clauses.extend(terms.iter().map(|t| term_query(f.words, t)));
         Ok(Some(BooleanQuery::new(clauses)))
     }
@@ -206,10 +216,13 @@ fn key(scope: &Scope, id: &str) -> String {
     format!("{}\x1f{}\x1f{}", scope.org, scope.project, id)
 }
 
-fn scope_term(scope: &Scope, entity_type: Option<&str>) -> String {
+/// The project's term (or its type's): with the project's creation time,
+/// so a project deleted and made again under its id (or its org's) never
+/// finds what the index still holds of the one before.
+fn scope_term(scope: &Scope, made: &str, entity_type: Option<&str>) -> String {
     match entity_type {
-        None => format!("p\x1f{}\x1f{}", scope.org, scope.project),
-        Some(t) => format!("t\x1f{}\x1f{}\x1f{t}", scope.org, scope.project),
+        None => format!("p\x1f{}\x1f{}\x1f{made}", scope.org, scope.project),
+        Some(t) => format!("t\x1f{}\x1f{}\x1f{made}\x1f{t}", scope.org, scope.project),
     }
 }
 
@@ -232,6 +245,8 @@ fn pretokenized(texts: Vec<String>) -> PreTokenizedString {
 mod tests {
     use super::*;
     use tantivy::query::EnableScoring;
+
+    const MADE: &str = "2026-12-05T00:00:00.000000Z";
 
     fn entity(id: &str, text: &str) -> Entity {
         serde_json::from_value(serde_json::json!({
@@ -265,7 +280,7 @@ mod tests {
                 .collect();
             let e = entity(&format!("e{i}"), &text.join(" "));
             files
-                .put(&writer, &mut analyzer, &scope, &e.id, Some(&e))
+                .put(&writer, &mut analyzer, (&scope, MADE), &e.id, Some(&e))
                 .unwrap();
             if i % 5000 == 4999 {
                 files.commit(&mut writer, i).unwrap(); // several segments
@@ -282,12 +297,13 @@ mod tests {
         ] {
             let q: Vec<String> = q.iter().map(|w| w.to_string()).collect();
             let pruned: Vec<f64> = files
-                .search(&scope, &q, None, 10)
+                .search((&scope, MADE), &q, None, 10)
                 .unwrap()
                 .iter()
                 .map(|h| h.1)
                 .collect();
-            let query = files.query(&searcher, &scope, &q, None).unwrap().unwrap();
+            let term = scope_term(&scope, MADE, None);
+            let query = files.query(&searcher, &term, &q).unwrap().unwrap();
             let weight = query
                 .weight(EnableScoring::enabled_from_searcher(&searcher))
                 .unwrap();

@@ -16,7 +16,7 @@ mod analysis;
 mod index;
 mod typos;
 
-use crate::domain::{Entity, EntityFilter, PageRequest, Scope};
+use crate::domain::{DomainError, Entity, EntityFilter, PageRequest, Scope};
 use crate::feed::{current_states, entities_by_scope, FeedChange};
 use crate::lifecycle::Lifecycle;
 use crate::store::DynStore;
@@ -102,10 +102,12 @@ impl TextIndex {
 
     /// Ranked ids of the project's entities with every word of `q`, as of
     /// every write acknowledged before the call; `None` when the index
-    /// cannot answer now (being built, behind, or failing).
+    /// cannot answer now (being built, behind, or failing). `made`: the
+    /// project's creation time (only its documents, not those of a project
+    /// of its id deleted before, can match).
     pub async fn search(
         &self,
-        scope: &Scope,
+        (scope, made): (&Scope, &str),
         q: &str,
         entity_type: Option<&str>,
         limit: usize,
@@ -121,13 +123,14 @@ impl TextIndex {
                 return None;
             }
         }
-        let (inner, scope) = (self.inner.clone(), scope.clone());
+        let (inner, scope, made) = (self.inner.clone(), scope.clone(), made.to_owned());
         let words = super::query_terms(q);
         let entity_type = entity_type.map(str::to_owned);
         let found = tokio::task::spawn_blocking(move || {
+            let tenant = (&scope, made.as_str());
             inner
                 .files
-                .search(&scope, &words, entity_type.as_deref(), limit)
+                .search(tenant, &words, entity_type.as_deref(), limit)
         })
         .await;
         match found {
@@ -230,6 +233,16 @@ impl TextIndex {
     }
 
     async fn index_project(&self, scope: &Scope) -> anyhow::Result<()> {
+        let made = match self
+            .inner
+            .store
+            .get_project(&scope.org, &scope.project)
+            .await
+        {
+            Ok(p) => p.created_at,
+            Err(DomainError::NotFound(_)) => return Ok(()),
+            Err(e) => return Err(e.into()),
+        };
         let mut page = PageRequest {
             cursor: None,
             limit: 1000,
@@ -240,13 +253,13 @@ impl TextIndex {
                 .store
                 .list_entities(scope, &EntityFilter::default(), &page)
                 .await?;
-            let live: Vec<(Scope, String, Option<Entity>)> = entities
+            let live: Vec<(String, Option<Entity>)> = entities
                 .items
                 .into_iter()
                 .filter(|e| e.deleted_at.is_none())
-                .map(|e| (scope.clone(), e.id.clone(), Some(e)))
+                .map(|e| (e.id.clone(), Some(e)))
                 .collect();
-            self.put(live).await?;
+            self.put(vec![(scope.clone(), made.clone(), live)]).await?;
             match entities.next_cursor {
                 Some(c) => page.cursor = Some(c),
                 None => return Ok(()),
@@ -296,14 +309,18 @@ impl TextIndex {
         Ok(caught_up)
     }
 
-    /// Replaces the documents of these entities (`None`: removed).
-    async fn put(&self, states: Vec<(Scope, String, Option<Entity>)>) -> anyhow::Result<()> {
+    /// Replaces the documents of these entities (`None`: removed), by
+    /// project with its creation time.
+    async fn put(&self, states: Vec<ProjectStates>) -> anyhow::Result<()> {
         self.blocking(move |inner, writer| {
             let mut analyzer = Analyzer::default();
-            for (scope, id, entity) in &states {
-                inner
-                    .files
-                    .put(writer, &mut analyzer, scope, id, entity.as_ref())?;
+            for (scope, made, entities) in &states {
+                for (id, entity) in entities {
+                    let tenant = (scope, made.as_str());
+                    inner
+                        .files
+                        .put(writer, &mut analyzer, tenant, id, entity.as_ref())?;
+                }
             }
             Ok(())
         })
@@ -328,15 +345,26 @@ impl TextIndex {
     }
 }
 
-/// The entities a batch changed, as they are now, by project.
-async fn current(
-    store: &DynStore,
-    batch: &[FeedChange],
-) -> anyhow::Result<Vec<(Scope, String, Option<Entity>)>> {
+/// A project, its creation time, and entities of it as they are now
+/// (`None`: gone).
+type ProjectStates = (Scope, String, Vec<(String, Option<Entity>)>);
+
+/// The entities a batch changed, as they are now, by project. A project
+/// gone since has its entities removed.
+async fn current(store: &DynStore, batch: &[FeedChange]) -> anyhow::Result<Vec<ProjectStates>> {
     let mut out = Vec::new();
     for (scope, ids) in entities_by_scope(batch) {
+        let made = match store.get_project(&scope.org, &scope.project).await {
+            Ok(p) => p.created_at,
+            Err(DomainError::NotFound(_)) => {
+                let gone = ids.keys().map(|id| (id.to_string(), None)).collect();
+                out.push((scope.clone(), String::new(), gone));
+                continue;
+            }
+            Err(e) => return Err(e.into()),
+        };
         let states = current_states(store, scope, ids).await?;
-        out.extend(states.into_iter().map(|(id, e)| (scope.clone(), id, e)));
+        out.push((scope.clone(), made, states));
     }
     Ok(out)
 }
