@@ -71,6 +71,9 @@ async fn search(
         "text" => text_hits(&s, &scope, &text, entity_type, limit).await?,
         "semantic" => {
             let embedder = embedder(&s)?;
+            // An unknown project is a 404, as in the other modes (and no
+            // vector state is made for it).
+            s.store.get_project(&scope.org, &scope.project).await?;
             semantic::semantic(&s.store, embedder, &scope, &text, entity_type, limit).await?
         }
         "hybrid" => {

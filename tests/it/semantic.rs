@@ -149,6 +149,12 @@ async fn semantic_search_finds_meaning_and_hybrid_fuses(config: Config) {
             );
         }
     }
+    // A project that does not exist is a 404 in every mode.
+    for mode in ["text", "semantic", "hybrid"] {
+        let uri = format!("/v1/orgs/acme/projects/nowhere/search?mode={mode}&q=car");
+        let (status, text) = admin(&d.router, ADMIN, "GET", &uri, Value::Null).await;
+        assert_eq!(status, StatusCode::NOT_FOUND, "{mode}: {text}");
+    }
     d.shutdown().await;
 }
 
