@@ -3,6 +3,7 @@
 //! and the ranked query.
 
 use super::analysis::Analyzer;
+use super::stats::ProjectStats;
 use crate::domain::{Entity, Scope};
 use std::path::Path;
 use tantivy::collector::TopDocs;
@@ -135,11 +136,17 @@ impl TextIndexFiles {
         limit: usize,
     ) -> tantivy::Result<Vec<(String, f64)>> {
         let searcher = self.reader.searcher();
+        let project = Term::from_field_text(self.fields.scope, &scope_term(scope, made, None));
+        let stats = ProjectStats::new(&searcher, project)?;
         let scope_term = scope_term(scope, made, entity_type);
-        let Some(query) = self.query(&searcher, &scope_term, words)? else {
+        let Some(query) = self.query(&searcher, &stats, &scope_term, words)? else {
             return Ok(Vec::new());
         };
-        let top = searcher.search(&query, &TopDocs::with_limit(limit).order_by_score())?;
+        let top = searcher.search_with_statistics_provider(
+            &query,
+            &TopDocs::with_limit(limit).order_by_score(),
+            &stats,
+        )?;
         let mut hits = Vec::with_capacity(top.len());
         for (score, address) in top {
             let doc: TantivyDocument = searcher.doc(address)?;
@@ -155,6 +162,7 @@ impl TextIndexFiles {
     fn query(
         &self,
         searcher: &Searcher,
+        stats: &ProjectStats,
         scope_term: &str,
         words: &[String],
     ) -> tantivy::Result<Option<BooleanQuery>> {
@@ -165,8 +173,8 @@ impl TextIndexFiles {
             .filter_map(|w| analyzer.query_term(w))
             .collect();
         for term in &mut terms {
-            if searcher.doc_freq(&Term::from_field_text(f.words, term))? == 0 {
-                if let Some(closest) = super::typos::correct(searcher, f.words, term)? {
+            if stats.doc_freq(&Term::from_field_text(f.words, term))? == 0 {
+                if let Some(closest) = super::typos::correct(searcher, stats, f.words, term)? {
                     *term = closest;
                 }
             }
@@ -303,7 +311,9 @@ mod tests {
                 .map(|h| h.1)
                 .collect();
             let term = scope_term(&scope, MADE, None);
-            let query = files.query(&searcher, &term, &q).unwrap().unwrap();
+            let project = Term::from_field_text(files.fields.scope, &term);
+            let stats = ProjectStats::new(&searcher, project).unwrap();
+            let query = files.query(&searcher, &stats, &term, &q).unwrap().unwrap();
             let weight = query
                 .weight(EnableScoring::enabled_from_searcher(&searcher))
                 .unwrap();
@@ -322,5 +332,69 @@ mod tests {
             all.truncate(10);
             assert_eq!(pruned, all, "{q:?}");
         }
+    }
+
+    /// Stores `texts` as documents of `scope` and commits.
+    fn fill(files: &TextIndexFiles, scope: &Scope, texts: &[&str]) {
+        let mut writer = files.writer().unwrap();
+        let mut analyzer = Analyzer::default();
+        for (i, text) in texts.iter().enumerate() {
+            let e = entity(&format!("{}-{i}", scope.project), text);
+            files
+                .put(&writer, &mut analyzer, (scope, MADE), &e.id, Some(&e))
+                .unwrap();
+        }
+        files.commit(&mut writer, 1).unwrap();
+    }
+
+    fn search(files: &TextIndexFiles, scope: &Scope, q: &str) -> Vec<(String, f64)> {
+        files
+            .search((scope, MADE), &[q.to_owned()], None, 10)
+            .unwrap()
+    }
+
+    /// Scores are the API's: one tenant's must not tell how many documents
+    /// of another hold a word.
+    #[test]
+    fn scores_do_not_depend_on_other_projects() {
+        let ours = Scope::new("o", "ours");
+        let theirs = Scope::new("o2", "theirs");
+        // Words of one length: every document has as many tokens, so the
+        // index-wide mean length is the same with or without theirs.
+        let our_texts = ["alpha bravo", "delta bravo", "alpha delta"];
+        let alone = tempfile::tempdir().unwrap();
+        let alone = TextIndexFiles::open(alone.path()).unwrap();
+        fill(&alone, &ours, &our_texts);
+        let shared = tempfile::tempdir().unwrap();
+        let shared = TextIndexFiles::open(shared.path()).unwrap();
+        fill(&shared, &ours, &our_texts);
+        fill(&shared, &theirs, &["alpha gamma"; 50]);
+        for q in ["alpha", "bravo", "delta"] {
+            let a = search(&alone, &ours, q);
+            assert_eq!(a.len(), 2, "{q}");
+            assert_eq!(a, search(&shared, &ours, q), "{q}");
+        }
+        assert_eq!(search(&shared, &theirs, "alpha").len(), 10);
+    }
+
+    /// A misspelling only another project holds is still corrected to the
+    /// word this project holds, and a word only another project holds is
+    /// never the correction.
+    #[test]
+    fn typos_are_corrected_within_the_project() {
+        let ours = Scope::new("o", "ours");
+        let theirs = Scope::new("o2", "theirs");
+        let dir = tempfile::tempdir().unwrap();
+        let files = TextIndexFiles::open(dir.path()).unwrap();
+        fill(&files, &ours, &["we receive parcels", "a quiet garden"]);
+        fill(&files, &theirs, &["they recieve parcels"; 5]);
+        fill(&files, &theirs, &["a quilt market"; 5]);
+        let hits = search(&files, &ours, "recieve");
+        assert_eq!(hits.len(), 1);
+        assert_eq!(hits[0].0, "ours-0");
+        // "quilt" is theirs only (and more frequent): ours reads "quiet".
+        let hits = search(&files, &ours, "quielt");
+        assert_eq!(hits.len(), 1, "{hits:?}");
+        assert_eq!(hits[0].0, "ours-1");
     }
 }

@@ -14,6 +14,7 @@
 
 mod analysis;
 mod index;
+mod stats;
 mod typos;
 
 use crate::domain::{DomainError, Entity, EntityFilter, PageRequest, Scope};

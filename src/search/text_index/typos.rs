@@ -1,43 +1,70 @@
-//! Typo tolerance for the text index: a query word the index has never
-//! seen is read as the closest indexed term, nearest first (Levenshtein
-//! distance 1, 2 from eight characters, a swap of two letters counting
-//! one), then most frequent. Words of three characters or fewer are taken
-//! as typed. The replacement is one term, so the query keeps its plain
-//! term clauses (and block-max WAND).
+//! Typo tolerance for the text index: a query word the project has never
+//! seen is read as the closest term the project holds, nearest first
+//! (Levenshtein distance 1, 2 from eight characters, a swap of two letters
+//! counting one), then in most of its documents. Words of three characters
+//! or fewer are taken as typed. The replacement is one term, so the query
+//! keeps its plain term clauses (and block-max WAND).
 
+use super::stats::ProjectStats;
 use levenshtein_automata::{Distance, LevenshteinAutomatonBuilder, DFA, SINK_STATE};
+use std::cmp::Reverse;
+use std::collections::HashMap;
 use std::sync::OnceLock;
 use tantivy::schema::Field;
-use tantivy::Searcher;
+use tantivy::{Searcher, Term};
 
-/// The indexed term `word` is taken for, when it is not indexed itself.
-pub fn correct(searcher: &Searcher, field: Field, word: &str) -> tantivy::Result<Option<String>> {
+/// Candidates of one distance counted in the project, most frequent in
+/// the index first: counting is an intersection per candidate when the
+/// index holds other projects, and a short word in a large vocabulary can
+/// have hundreds of neighbours.
+const MOST_CANDIDATES: usize = 64;
+
+/// The term of the project `word` is taken for, when the project does not
+/// hold it itself.
+pub fn correct(
+    searcher: &Searcher,
+    stats: &ProjectStats,
+    field: Field,
+    word: &str,
+) -> tantivy::Result<Option<String>> {
     let Some(builder) = builder_for(word.chars().count()) else {
         return Ok(None);
     };
     let dfa = builder.build_dfa(word);
-    // (distance, -documents, term): the smallest is the best.
-    let mut best: Option<(u8, i64, Vec<u8>)> = None;
+    // Documents in the index of each (distance, term), over every segment.
+    let mut found: HashMap<(u8, String), u64> = HashMap::new();
     for segment in searcher.segment_readers() {
         let index = segment.inverted_index(field)?;
         let mut terms = index.terms().search(Automaton(&dfa)).into_stream()?;
         while terms.advance() {
-            let Distance::Exact(distance) = dfa.eval(terms.key()) else {
+            let (Distance::Exact(distance), Ok(term)) =
+                (dfa.eval(terms.key()), std::str::from_utf8(terms.key()))
+            else {
                 continue;
             };
-            let candidate = (
-                distance,
-                -i64::from(terms.value().doc_freq),
-                terms.key().to_vec(),
-            );
-            // Document counts of one term in several segments are not
-            // summed: segments are few and the nearest term wins anyway.
-            if best.as_ref().is_none_or(|b| candidate < *b) {
-                best = Some(candidate);
-            }
+            *found.entry((distance, term.to_owned())).or_default() +=
+                u64::from(terms.value().doc_freq);
         }
     }
-    Ok(best.and_then(|(_, _, term)| String::from_utf8(term).ok()))
+    let mut candidates: Vec<(u8, Reverse<u64>, String)> = found
+        .into_iter()
+        .map(|((distance, term), documents)| (distance, Reverse(documents), term))
+        .collect();
+    candidates.sort_unstable();
+    for nearest in candidates.chunk_by(|a, b| a.0 == b.0) {
+        // (documents in the project, term): the most wins.
+        let mut best: Option<(u64, &str)> = None;
+        for (_, _, term) in nearest.iter().take(MOST_CANDIDATES) {
+            let documents = stats.doc_freq(&Term::from_field_text(field, term))?;
+            if documents > 0 && best.is_none_or(|(d, _)| documents > d) {
+                best = Some((documents, term));
+            }
+        }
+        if let Some((_, term)) = best {
+            return Ok(Some(term.to_owned()));
+        }
+    }
+    Ok(None)
 }
 
 /// The automaton builder for a word of `chars` characters.

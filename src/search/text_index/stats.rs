@@ -1,0 +1,73 @@
+//! Term statistics of one project. The index holds every tenant's
+//! documents, and tantivy's BM25 counts documents index-wide: a score (the
+//! API returns it) would tell a tenant how many documents of other
+//! projects hold a word, and typo correction would pick, or skip, words
+//! for what other projects hold. Here both see document counts of the
+//! project alone. The mean document length stays index-wide (a project's
+//! own would take a pass over its documents); it says nothing of any word.
+
+use tantivy::query::{Bm25StatisticsProvider, BooleanQuery, Query, TermQuery};
+use tantivy::schema::{Field, IndexRecordOption};
+use tantivy::{Searcher, Term};
+
+pub struct ProjectStats<'a> {
+    searcher: &'a Searcher,
+    /// The project's scope term: every document of the project holds it.
+    project: Term,
+    /// The project's documents (counting deleted ones not yet merged away,
+    /// as tantivy's own counts do).
+    documents: u64,
+    /// Every document of the index is the project's: the index's counts
+    /// are the project's, at no cost.
+    whole: bool,
+}
+
+impl<'a> ProjectStats<'a> {
+    pub fn new(searcher: &'a Searcher, project: Term) -> tantivy::Result<Self> {
+        let documents = searcher.doc_freq(&project)?;
+        let whole = documents == Bm25StatisticsProvider::total_num_docs(searcher)?;
+        Ok(ProjectStats {
+            searcher,
+            project,
+            documents,
+            whole,
+        })
+    }
+
+    /// Documents of the project that hold `term`.
+    pub fn doc_freq(&self, term: &Term) -> tantivy::Result<u64> {
+        // A scope term names its project: its count is the project's.
+        if self.whole || term.field() == self.project.field() {
+            return self.searcher.doc_freq(term);
+        }
+        let clause = |t: &Term| -> Box<dyn Query> {
+            Box::new(TermQuery::new(t.clone(), IndexRecordOption::Basic))
+        };
+        let both = BooleanQuery::intersection(vec![clause(&self.project), clause(term)]);
+        // Live documents only, so never more than `documents` (BM25's idf
+        // asserts it).
+        Ok((both.count(self.searcher)? as u64).min(self.documents))
+    }
+}
+
+impl Bm25StatisticsProvider for ProjectStats<'_> {
+    fn total_num_tokens(&self, field: Field) -> tantivy::Result<u64> {
+        let tokens = Bm25StatisticsProvider::total_num_tokens(self.searcher, field)?;
+        if self.whole {
+            return Ok(tokens);
+        }
+        // The index-wide mean length, over the project's documents.
+        let all = Bm25StatisticsProvider::total_num_docs(self.searcher)?.max(1);
+        let scaled = u128::from(tokens) * u128::from(self.documents) / u128::from(all);
+        // Never 0: BM25 divides by the mean.
+        Ok((scaled as u64).max(1))
+    }
+
+    fn total_num_docs(&self) -> tantivy::Result<u64> {
+        Ok(self.documents)
+    }
+
+    fn doc_freq(&self, term: &Term) -> tantivy::Result<u64> {
+        ProjectStats::doc_freq(self, term)
+    }
+}
