@@ -4,7 +4,8 @@
 //! tag, with the chunk's blob key as associated data, so a chunk moved to
 //! another place or backup does not open. The manifest stays readable and
 //! names the key by its fingerprint, so a restore with the wrong key says
-//! so before reading a chunk.
+//! so before reading a chunk, and carries a tag made with the key
+//! (`tag`), so a manifest changed by someone without it is refused.
 
 use anyhow::{anyhow, ensure};
 use chacha20poly1305::aead::{Aead, KeyInit, Payload};
@@ -45,6 +46,39 @@ impl ChunkKey {
             .encrypt(Nonce::from_slice(&nonce), payload)
             .expect("encryption of a bounded chunk cannot fail");
         [&nonce[..], &sealed].concat()
+    }
+
+    /// A tag that only a holder of the key can make for `message` at
+    /// `place`: a fresh nonce and the AEAD's tag over nothing, with the
+    /// place and message as associated data (hex).
+    pub fn tag(&self, place: &str, message: &[u8]) -> String {
+        let nonce: [u8; NONCE] = rand::random();
+        let aad = [place.as_bytes(), &[0], message].concat();
+        let payload = Payload {
+            msg: &[],
+            aad: &aad,
+        };
+        let tag = self
+            .cipher
+            .encrypt(Nonce::from_slice(&nonce), payload)
+            .expect("an empty message cannot fail");
+        hex::encode([&nonce[..], &tag].concat())
+    }
+
+    /// Whether `tag` is one `tag` made for `message` at `place` with this key.
+    pub fn verify_tag(&self, place: &str, message: &[u8], tag: &str) -> bool {
+        let Some(bytes) = hex::decode(tag).ok().filter(|b| b.len() > NONCE) else {
+            return false;
+        };
+        let (nonce, tag) = bytes.split_at(NONCE);
+        let aad = [place.as_bytes(), &[0], message].concat();
+        let payload = Payload {
+            msg: tag,
+            aad: &aad,
+        };
+        self.cipher
+            .decrypt(Nonce::from_slice(nonce), payload)
+            .is_ok_and(|plain| plain.is_empty())
     }
 
     pub fn open(&self, place: &str, sealed: &[u8]) -> anyhow::Result<Vec<u8>> {

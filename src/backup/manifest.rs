@@ -1,8 +1,12 @@
 //! What a backup is, as stored: its manifest (`backups/<id>/manifest.json`,
 //! written last, so a backup without one never finished) and the names of
 //! its keys. The manifest carries the SHA-256 of its own canonical JSON, so
-//! a changed manifest is found as surely as a changed chunk.
+//! a changed manifest is found as surely as a changed chunk, and, when the
+//! chunks are encrypted, a tag made with the backup key over the same JSON:
+//! a checksum anyone can compute again, so without the tag whoever can
+//! write to the bucket could drop chunks from a manifest unnoticed.
 
+use super::cipher::ChunkKey;
 use crate::digest::sha256_hex;
 use serde::{Deserialize, Serialize};
 
@@ -69,6 +73,10 @@ pub struct Manifest {
     #[serde(default)]
     pub key_id: Option<String>,
     pub lines: u64,
+    /// With `key_id`: the backup key's tag (`ChunkKey::tag`) over this
+    /// manifest's canonical JSON with `checksum` empty and no tag.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub tag: Option<String>,
     /// The SHA-256 of this manifest's canonical JSON with this field empty.
     pub checksum: String,
 }
@@ -81,9 +89,25 @@ impl Manifest {
         sha256_hex(&serde_json::to_vec(&copy).expect("manifests serialise"))
     }
 
-    pub fn seal(mut self) -> Self {
+    /// Sets the checksum, and the tag when `key` encrypts the chunks.
+    pub fn seal(mut self, key: Option<&ChunkKey>) -> Self {
+        self.tag = key.map(|k| k.tag(&manifest_key(&self.id), &self.tagged_bytes()));
         self.checksum = self.compute_checksum();
         self
+    }
+
+    /// Whether the manifest carries a tag `key` made for it.
+    pub fn authentic(&self, key: &ChunkKey) -> bool {
+        self.tag
+            .as_deref()
+            .is_some_and(|tag| key.verify_tag(&manifest_key(&self.id), &self.tagged_bytes(), tag))
+    }
+
+    fn tagged_bytes(&self) -> Vec<u8> {
+        let mut copy = self.clone();
+        copy.checksum = String::new();
+        copy.tag = None;
+        serde_json::to_vec(&copy).expect("manifests serialise")
     }
 
     pub fn sealed(&self) -> bool {
@@ -139,9 +163,8 @@ mod tests {
         }
     }
 
-    #[test]
-    fn a_changed_manifest_is_no_longer_sealed() {
-        let m = Manifest {
+    fn manifest(key_id: Option<String>) -> Manifest {
+        Manifest {
             format: FORMAT,
             id: new_id(Kind::Full),
             kind: Kind::Full,
@@ -154,16 +177,51 @@ mod tests {
             strata_version: "0".into(),
             started_at: "t".into(),
             finished_at: "t".into(),
-            chunks: vec![],
+            chunks: vec![Chunk {
+                key: "k".into(),
+                size: 1,
+                sha256: "s".into(),
+                lines: 1,
+            }],
             bytes: 0,
-            key_id: None,
+            key_id,
             lines: 0,
+            tag: None,
             checksum: String::new(),
         }
-        .seal();
+    }
+
+    #[test]
+    fn a_changed_manifest_is_no_longer_sealed() {
+        let m = manifest(None).seal(None);
         assert!(m.sealed());
+        assert!(m.tag.is_none());
         let mut changed = m.clone();
         changed.last_seq = 10;
         assert!(!changed.sealed());
+    }
+
+    /// The checksum is anyone's to compute again; the tag is the key
+    /// holder's alone.
+    #[test]
+    fn a_manifest_changed_without_the_key_is_not_authentic() {
+        let key = ChunkKey::parse(&"ab".repeat(32)).unwrap();
+        let m = manifest(Some(key.id.clone())).seal(Some(&key));
+        assert!(m.sealed() && m.authentic(&key));
+        let mut cut = m.clone();
+        cut.chunks.clear();
+        cut.checksum = cut.compute_checksum();
+        assert!(cut.sealed(), "the checksum matches again");
+        assert!(!cut.authentic(&key), "but the tag does not");
+        let mut stripped = m.clone();
+        stripped.tag = None;
+        stripped.checksum = stripped.compute_checksum();
+        assert!(!stripped.authentic(&key), "a manifest without a tag");
+        let other = ChunkKey::parse(&"cd".repeat(32)).unwrap();
+        assert!(!m.authentic(&other));
+        // A tag is bound to its manifest's place.
+        let mut moved = m.clone();
+        moved.id = new_id(Kind::Full);
+        assert!(!moved.authentic(&key));
     }
 }

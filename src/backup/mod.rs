@@ -409,9 +409,10 @@ impl Backups {
             key_id: self.key.as_ref().map(|k| k.id.clone()),
             lines: chunks.iter().map(|c| c.lines).sum(),
             chunks,
+            tag: None,
             checksum: String::new(),
         };
-        let m = m.seal();
+        let m = m.seal(self.key.as_deref());
         let text = serde_json::to_vec_pretty(&m)?;
         self.blobs
             .put(&manifest::manifest_key(id), text)
@@ -467,6 +468,18 @@ impl Backups {
             m.sealed(),
             "backup {id}: the manifest does not match its checksum"
         );
+        // Encrypted with the configured key: the manifest must carry its tag
+        // (without the key, its chunks do not open anyway).
+        if let Some(key) = self
+            .key
+            .as_deref()
+            .filter(|k| m.key_id.as_ref() == Some(&k.id))
+        {
+            anyhow::ensure!(
+                m.authentic(key),
+                "backup {id}: the manifest does not carry the backup key's tag (changed by someone without the key)"
+            );
+        }
         Ok(m)
     }
 

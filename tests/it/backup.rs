@@ -1118,5 +1118,22 @@ async fn an_encrypted_backup_opens_only_with_its_key() {
         .await
         .unwrap();
     assert_eq!((next.kind, next.state), (Kind::Full, State::Complete));
+
+    // Whoever can write to the bucket, without the key, can compute a
+    // manifest's checksum again, but not its tag: a manifest with a chunk
+    // dropped is refused.
+    let path = root.join("backups").join(&full.id).join("manifest.json");
+    let mut m: strata::backup::manifest::Manifest =
+        serde_json::from_slice(&std::fs::read(&path).unwrap()).unwrap();
+    assert!(m.tag.is_some(), "{m:?}");
+    m.chunks.pop();
+    m.checksum = m.compute_checksum();
+    std::fs::write(&path, serde_json::to_vec_pretty(&m).unwrap()).unwrap();
+    let found = service.verify(&full.id).await.unwrap();
+    assert!(!found.ok && found.problems[0].contains("tag"), "{found:?}");
+    let target = crate::support::sqlite_store(&dir.path().join("target2")).await;
+    assert!(service.restore(&full.id, &target, None).await.is_err());
+    assert!(rows(&target, &docs).await.is_empty());
+    target.close().await;
     store.close().await;
 }
