@@ -11,7 +11,7 @@ use super::{data, AppState};
 use crate::domain::{DomainError, DomainResult, Scope, SearchHit};
 use crate::search::{hits, semantic};
 use axum::extract::State;
-use axum::http::StatusCode;
+use axum::http::{HeaderValue, StatusCode};
 use axum::response::Response;
 use serde::Deserialize;
 use utoipa_axum::router::OpenApiRouter;
@@ -37,6 +37,9 @@ struct SearchParams {
     limit: Option<usize>,
 }
 
+/// Names the half a hybrid search answered without.
+const DEGRADED: &str = "x-strata-degraded";
+
 /// Candidates each engine gives hybrid search before fusion.
 const HYBRID_DEPTH: usize = 50;
 
@@ -49,7 +52,8 @@ const HYBRID_DEPTH: usize = 50;
 /// follow the change feed (a new entity is found once embedded).
 #[utoipa::path(get, path = "/v1/orgs/{org}/projects/{project}/search", tag = "search",
     params(ProjectPath, SearchParams), security(("api_key" = ["read"])),
-    responses((status = 200, description = "hits, best first", body = Data<Vec<SearchHit>>),
+    responses((status = 200, description = "hits, best first", body = Data<Vec<SearchHit>>,
+            headers(("X-Strata-Degraded" = String, description = "`semantic` on a hybrid search whose embedding service did not answer: the hits are the text half's alone (in its order, scored as fused)"))),
         (status = 501, description = "not_implemented: no embedding model for semantic or hybrid search"),
         (status = 503, description = "unavailable: the embedding service does not answer (semantic)")))]
 async fn search(
@@ -67,6 +71,7 @@ async fn search(
     let limit = page_limit(q.limit, 20, 1000)?;
     let scope = p.scope();
     let entity_type = q.entity_type.as_deref();
+    let mut degraded = false;
     let hits = match q.mode.as_deref().unwrap_or("text") {
         "text" => text_hits(&s, &scope, &text, entity_type, limit).await?,
         "semantic" => {
@@ -83,10 +88,12 @@ async fn search(
             let store = &s.store;
             match semantic::semantic(store, embedder, &scope, &text, entity_type, depth).await {
                 Ok(by_meaning) => semantic::fuse(by_text, by_meaning, limit),
-                // What still works: the text half, in its own order.
+                // What still works: the text half, in its own order and
+                // scored as fused hits are, and a header saying so.
                 Err(DomainError::Unavailable(why)) => {
                     tracing::warn!(%why, "hybrid search without its semantic half");
-                    by_text.into_iter().take(limit).collect()
+                    degraded = true;
+                    semantic::fuse(by_text, Vec::new(), limit)
                 }
                 Err(e) => return Err(e.into()),
             }
@@ -97,7 +104,13 @@ async fn search(
             ))
         }
     };
-    Ok(data(StatusCode::OK, hits))
+    let mut response = data(StatusCode::OK, hits);
+    if degraded {
+        response
+            .headers_mut()
+            .insert(DEGRADED, HeaderValue::from_static("semantic"));
+    }
+    Ok(response)
 }
 
 /// The configured embedder, or 501 saying how to get one.

@@ -196,4 +196,18 @@ async fn an_unreachable_ollama_is_a_503_for_semantic_and_hybrid_still_answers() 
     let (status, body) = search(&d, "hybrid", "car", "").await;
     assert_eq!(status, StatusCode::OK, "{body}");
     assert_eq!(ids(&body), ["car"]);
+    // The answer says it lacks its semantic half, and scores as fused hits do.
+    let req = axum::http::Request::get(format!("{P}/search?mode=hybrid&q=car"))
+        .header("authorization", format!("Bearer {ADMIN}"))
+        .body(axum::body::Body::empty())
+        .unwrap();
+    let res = tower::ServiceExt::oneshot(d.router.clone(), req)
+        .await
+        .unwrap();
+    assert_eq!(res.headers()["x-strata-degraded"], "semantic");
+    let score = body["data"][0]["score"].as_f64().unwrap();
+    assert!(
+        score > 0.0 && score < 0.1,
+        "a reciprocal-rank score: {score}"
+    );
 }
