@@ -1,8 +1,9 @@
 //! The daemon's own text index (tantivy, following the change feed) on
 //! both backends: a search sees every write acknowledged before it (new,
 //! changed and deleted entities), words match as prefixes and stems, `type`
-//! and the project confine it, a typo finds the word meant, and an index
-//! whose changes were pruned is rebuilt from the data.
+//! and the project confine it, a typo finds the word meant, an index
+//! whose changes were pruned is rebuilt from the data, and the documents of
+//! deleted projects are swept away.
 
 use crate::support::{admin, eventually};
 use serde_json::{json, Value};
@@ -77,12 +78,21 @@ on_both_configs!(
 async fn a_project_made_again_finds_nothing_of_the_one_before(config: Config) {
     let d = daemon(config).await;
     create(&d, "other", "cust-1", "thing", "merger secret").await;
+    create(&d, "other", "cust-2", "thing", "acquisition secret").await;
     assert_eq!(found(&d, "other", "merger", "").await, ["cust-1"]);
     call(&d, "DELETE", "/v1/orgs/acme/projects/other", Value::Null).await;
     let body = json!({"id": "other", "name": "Other again"});
     call(&d, "POST", "/v1/orgs/acme/projects", body).await;
     create(&d, "other", "cust-1", "thing", "plain words").await;
     assert!(found(&d, "other", "merger", "").await.is_empty());
+    assert_eq!(found(&d, "other", "plain", "").await, ["cust-1"]);
+    // The sweep removes what the index held of the deleted one (and only
+    // that): cust-2 (its cust-1 went with the new cust-1's document).
+    let index = d.text_index.clone().unwrap();
+    let before = index.state().0;
+    assert_eq!(index.sweep().await.unwrap(), 1, "the project deleted");
+    assert_eq!(index.state().0, before - 1);
+    assert_eq!(index.sweep().await.unwrap(), 0);
     assert_eq!(found(&d, "other", "plain", "").await, ["cust-1"]);
 }
 

@@ -200,6 +200,50 @@ impl TextIndexFiles {
     pub fn len(&self) -> u64 {
         self.reader.searcher().num_docs()
     }
+
+    /// The project terms (`project_term`) the index holds live documents of.
+    pub fn project_terms(&self) -> tantivy::Result<Vec<String>> {
+        let searcher = self.reader.searcher();
+        let mut held = std::collections::BTreeSet::new();
+        for segment in searcher.segment_readers() {
+            let index = segment.inverted_index(self.fields.scope)?;
+            // Project terms start "p\x1f"; "p\x20" is the first key after them.
+            let mut terms = index
+                .terms()
+                .range()
+                .ge(b"p\x1f")
+                .lt(b"p\x20")
+                .into_stream()?;
+            while terms.advance() {
+                if let Ok(term) = std::str::from_utf8(terms.key()) {
+                    held.insert(term.to_owned());
+                }
+            }
+        }
+        // A term stays in a segment's dictionary until a merge drops its
+        // deleted documents.
+        let mut live = Vec::new();
+        for term in held {
+            let query = TermQuery::new(
+                Term::from_field_text(self.fields.scope, &term),
+                IndexRecordOption::Basic,
+            );
+            if query.count(&searcher)? > 0 {
+                live.push(term);
+            }
+        }
+        Ok(live)
+    }
+
+    /// Removes every document of a project (by its `project_term`).
+    pub fn remove_project(&self, writer: &IndexWriter, term: &str) {
+        writer.delete_term(Term::from_field_text(self.fields.scope, term));
+    }
+}
+
+/// The term every document of the project `made` at that time holds.
+pub fn project_term(scope: &Scope, made: &str) -> String {
+    scope_term(scope, made, None)
 }
 
 fn schema() -> (Schema, Fields) {

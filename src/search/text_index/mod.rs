@@ -35,6 +35,8 @@ const BATCH: usize = 500;
 const BATCHES_PER_COMMIT: usize = 20;
 /// How often the daemon applies the feed when no search asks.
 const FOLLOW_EVERY: Duration = Duration::from_secs(1);
+/// How often it removes the documents of deleted projects.
+const SWEEP_EVERY: Duration = Duration::from_secs(600);
 
 /// The index, shared by the routes and its follower task; cheap to clone.
 #[derive(Clone)]
@@ -179,7 +181,14 @@ impl TextIndex {
         }
         self.inner.ready.store(true, Ordering::Release);
         tracing::info!(documents = self.inner.files.len(), "text index ready");
+        let mut swept = tokio::time::Instant::now();
         while pause(lifecycle, FOLLOW_EVERY).await {
+            if swept.elapsed() >= SWEEP_EVERY {
+                swept = tokio::time::Instant::now();
+                if let Err(e) = self.sweep().await {
+                    tracing::warn!(error = %format!("{e:#}"), "text index cannot remove deleted projects; retrying later");
+                }
+            }
             loop {
                 match self.catch_up().await {
                     Ok(CaughtUp::Yes) => break,
@@ -231,6 +240,47 @@ impl TextIndex {
             .await?;
         *position = head;
         Ok(())
+    }
+
+    /// Removes the documents of projects that no longer exist: deleting a
+    /// project deletes its changes, so no change ever removes them, and a
+    /// tenant making and deleting projects would grow every daemon's index
+    /// without bound. The follower runs it every `SWEEP_EVERY`; the number
+    /// of projects removed.
+    pub async fn sweep(&self) -> anyhow::Result<usize> {
+        // Terms read before the projects: a project made in between is not
+        // among them. A term names one project's creation, which a listing
+        // without it has seen deleted for good.
+        let held = self
+            .blocking(|inner, _| Ok(inner.files.project_terms()?))
+            .await?;
+        if held.is_empty() {
+            return Ok(0);
+        }
+        let mut live = std::collections::HashSet::new();
+        for org in crate::feed::reads::all_orgs(&self.inner.store).await? {
+            for p in crate::feed::reads::projects_of(&self.inner.store, &org.id).await? {
+                live.insert(index::project_term(
+                    &Scope::new(&org.id, &p.id),
+                    &p.created_at,
+                ));
+            }
+        }
+        let gone: Vec<String> = held.into_iter().filter(|t| !live.contains(t)).collect();
+        if gone.is_empty() {
+            return Ok(0);
+        }
+        // The commit keeps the position the index holds.
+        let position = self.inner.position.lock().await;
+        let at = *position;
+        self.blocking(move |inner, writer| {
+            for term in &gone {
+                inner.files.remove_project(writer, term);
+            }
+            inner.files.commit(writer, at)?;
+            Ok(gone.len())
+        })
+        .await
     }
 
     async fn index_project(&self, scope: &Scope) -> anyhow::Result<()> {
