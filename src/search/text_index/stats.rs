@@ -6,6 +6,8 @@
 //! project alone. The mean document length stays index-wide (a project's
 //! own would take a pass over its documents); it says nothing of any word.
 
+use std::cell::RefCell;
+use std::collections::HashMap;
 use tantivy::query::{Bm25StatisticsProvider, BooleanQuery, Query, TermQuery};
 use tantivy::schema::{Field, IndexRecordOption};
 use tantivy::{Searcher, Term};
@@ -20,6 +22,9 @@ pub struct ProjectStats<'a> {
     /// Every document of the index is the project's: the index's counts
     /// are the project's, at no cost.
     whole: bool,
+    /// Counts taken (an intersection each): the query's check for typos
+    /// and BM25 ask for the same terms.
+    counted: RefCell<HashMap<Term, u64>>,
 }
 
 impl<'a> ProjectStats<'a> {
@@ -31,6 +36,7 @@ impl<'a> ProjectStats<'a> {
             project,
             documents,
             whole,
+            counted: RefCell::default(),
         })
     }
 
@@ -40,13 +46,18 @@ impl<'a> ProjectStats<'a> {
         if self.whole || term.field() == self.project.field() {
             return self.searcher.doc_freq(term);
         }
+        if let Some(&n) = self.counted.borrow().get(term) {
+            return Ok(n);
+        }
         let clause = |t: &Term| -> Box<dyn Query> {
             Box::new(TermQuery::new(t.clone(), IndexRecordOption::Basic))
         };
         let both = BooleanQuery::intersection(vec![clause(&self.project), clause(term)]);
         // Live documents only, so never more than `documents` (BM25's idf
         // asserts it).
-        Ok((both.count(self.searcher)? as u64).min(self.documents))
+        let n = (both.count(self.searcher)? as u64).min(self.documents);
+        self.counted.borrow_mut().insert(term.clone(), n);
+        Ok(n)
     }
 }
 
