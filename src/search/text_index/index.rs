@@ -3,7 +3,7 @@
 //! and the ranked query.
 
 use super::analysis::Analyzer;
-use super::stats::ProjectStats;
+use super::stats::{Counts, ProjectStats};
 use crate::domain::{Entity, Scope};
 use std::path::Path;
 use tantivy::collector::TopDocs;
@@ -41,6 +41,8 @@ pub struct TextIndexFiles {
     index: Index,
     fields: Fields,
     reader: IndexReader,
+    /// Projects' term counts, shared by searches of one searcher generation.
+    counts: Counts,
 }
 
 impl TextIndexFiles {
@@ -57,6 +59,7 @@ impl TextIndexFiles {
             index,
             fields,
             reader,
+            counts: Counts::default(),
         })
     }
 
@@ -137,7 +140,7 @@ impl TextIndexFiles {
     ) -> tantivy::Result<Vec<(String, f64)>> {
         let searcher = self.reader.searcher();
         let project = Term::from_field_text(self.fields.scope, &scope_term(scope, made, None));
-        let stats = ProjectStats::new(&searcher, project)?;
+        let stats = ProjectStats::new(&searcher, project, &self.counts)?;
         let scope_term = scope_term(scope, made, entity_type);
         let Some(query) = self.query(&searcher, &stats, &scope_term, words)? else {
             return Ok(Vec::new());
@@ -356,7 +359,7 @@ mod tests {
                 .collect();
             let term = scope_term(&scope, MADE, None);
             let project = Term::from_field_text(files.fields.scope, &term);
-            let stats = ProjectStats::new(&searcher, project).unwrap();
+            let stats = ProjectStats::new(&searcher, project, &files.counts).unwrap();
             let query = files.query(&searcher, &stats, &term, &q).unwrap().unwrap();
             let weight = query
                 .weight(EnableScoring::enabled_from_searcher(&searcher))

@@ -6,8 +6,8 @@
 //! project alone. The mean document length stays index-wide (a project's
 //! own would take a pass over its documents); it says nothing of any word.
 
-use std::cell::RefCell;
 use std::collections::HashMap;
+use std::sync::{Mutex, PoisonError};
 use tantivy::query::{Bm25StatisticsProvider, BooleanQuery, Query, TermQuery};
 use tantivy::schema::{Field, IndexRecordOption};
 use tantivy::{Searcher, Term};
@@ -22,13 +22,40 @@ pub struct ProjectStats<'a> {
     /// Every document of the index is the project's: the index's counts
     /// are the project's, at no cost.
     whole: bool,
-    /// Counts taken (an intersection each): the query's check for typos
-    /// and BM25 ask for the same terms.
-    counted: RefCell<HashMap<Term, u64>>,
+    /// Counts taken (an intersection each), kept while the searcher's
+    /// generation lasts: the typo check and BM25 ask for the same terms,
+    /// and searches between two commits for the same words.
+    counted: &'a Counts,
+}
+
+/// Most counts kept of one searcher generation.
+const MOST_COUNTS: usize = 100_000;
+
+/// Document counts of (project term, term), for one searcher generation.
+#[derive(Default)]
+pub struct Counts(Mutex<(u64, HashMap<(Term, Term), u64>)>);
+
+impl Counts {
+    fn get(&self, generation: u64, key: &(Term, Term)) -> Option<u64> {
+        let held = self.0.lock().unwrap_or_else(PoisonError::into_inner);
+        (held.0 == generation).then(|| held.1.get(key).copied())?
+    }
+
+    fn put(&self, generation: u64, key: (Term, Term), n: u64) {
+        let mut held = self.0.lock().unwrap_or_else(PoisonError::into_inner);
+        if held.0 != generation || held.1.len() >= MOST_COUNTS {
+            *held = (generation, HashMap::new());
+        }
+        held.1.insert(key, n);
+    }
 }
 
 impl<'a> ProjectStats<'a> {
-    pub fn new(searcher: &'a Searcher, project: Term) -> tantivy::Result<Self> {
+    pub fn new(
+        searcher: &'a Searcher,
+        project: Term,
+        counted: &'a Counts,
+    ) -> tantivy::Result<Self> {
         let documents = searcher.doc_freq(&project)?;
         let whole = documents == Bm25StatisticsProvider::total_num_docs(searcher)?;
         Ok(ProjectStats {
@@ -36,7 +63,7 @@ impl<'a> ProjectStats<'a> {
             project,
             documents,
             whole,
-            counted: RefCell::default(),
+            counted,
         })
     }
 
@@ -46,7 +73,9 @@ impl<'a> ProjectStats<'a> {
         if self.whole || term.field() == self.project.field() {
             return self.searcher.doc_freq(term);
         }
-        if let Some(&n) = self.counted.borrow().get(term) {
+        let generation = self.searcher.generation().generation_id();
+        let key = (self.project.clone(), term.clone());
+        if let Some(n) = self.counted.get(generation, &key) {
             return Ok(n);
         }
         let clause = |t: &Term| -> Box<dyn Query> {
@@ -56,7 +85,7 @@ impl<'a> ProjectStats<'a> {
         // Live documents only, so never more than `documents` (BM25's idf
         // asserts it).
         let n = (both.count(self.searcher)? as u64).min(self.documents);
-        self.counted.borrow_mut().insert(term.clone(), n);
+        self.counted.put(generation, key, n);
         Ok(n)
     }
 }
