@@ -31,9 +31,12 @@ pub struct ProjectStats<'a> {
 /// Most counts kept of one searcher generation.
 const MOST_COUNTS: usize = 100_000;
 
-/// Document counts of (project term, term), for one searcher generation.
+/// (project term, term): the project's documents with the term.
+type CountMap = HashMap<(Term, Term), u64>;
+
+/// Document counts of one searcher generation (its id, the counts).
 #[derive(Default)]
-pub struct Counts(Mutex<(u64, HashMap<(Term, Term), u64>)>);
+pub struct Counts(Mutex<(u64, CountMap)>);
 
 impl Counts {
     fn get(&self, generation: u64, key: &(Term, Term)) -> Option<u64> {
