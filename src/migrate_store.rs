@@ -97,7 +97,7 @@ pub async fn run(
     if let Some(f) = report.failures.first() {
         bail!("line {} of the copy was refused: {}", f.line, f.message);
     }
-    keys::apply(to, &caller, &keys, false).await?;
+    keys::apply(to, &caller, &keys, keys::Revoke::None).await?;
     audit::store(to, trail.path()).await?;
     // The copy keeps every snapshot inline: it reads no blobs.
     let copied = tally(to, from_blobs).await?;

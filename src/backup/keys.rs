@@ -2,7 +2,9 @@
 //! a secret), as `key` lines after the rows. Only backups carry them; exports
 //! do not (a caller with read scope must not receive key hashes). A restore
 //! makes each listed key the target lacks and, for an incremental backup,
-//! revokes the target's keys it no longer lists (revoked since). Keys are
+//! revokes the target's keys it no longer lists (revoked since); for a
+//! backup begun after the time restored to, those its audit events place as
+//! revoked by then. Keys are
 //! read beside the snapshot, not through it: a key made or revoked while
 //! the backup runs may or may not be in it.
 
@@ -11,6 +13,7 @@ use crate::domain::{validate, ApiKeyInfo, Caller, DomainError, PageRequest, Stor
 use crate::store::DynStore;
 use anyhow::ensure;
 use serde::{Deserialize, Serialize};
+use std::collections::BTreeSet;
 
 /// A live key as a backup holds it (`revoked_at` is always absent).
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
@@ -79,13 +82,23 @@ pub async fn lines_of(store: &DynStore, orgs: &[String]) -> anyhow::Result<Vec<K
     Ok(out)
 }
 
-/// Makes the listed keys the target lacks; with `revoke_unlisted`, revokes
-/// the target's live keys not listed. Returns (made, revoked).
+/// Which of the target's keys a backup's restore revokes.
+pub enum Revoke<'a> {
+    None,
+    /// Those it does not list (an incremental backup: revoked since its parent).
+    Unlisted,
+    /// Those its audit events place as revoked (by the time restored to, for
+    /// a backup begun after it: what it does not list may have gone later).
+    Placed(&'a BTreeSet<String>),
+}
+
+/// Makes the listed keys the target lacks, and revokes the target's live
+/// keys `revoke` names. Returns (made, revoked).
 pub async fn apply(
     target: &DynStore,
     caller: &Caller,
     keys: &[KeyLine],
-    revoke_unlisted: bool,
+    revoke: Revoke<'_>,
 ) -> anyhow::Result<(u64, u64)> {
     let (mut made, mut revoked) = (0, 0);
     for k in keys {
@@ -103,12 +116,16 @@ pub async fn apply(
             Err(e) => return Err(e.into()),
         }
     }
-    if revoke_unlisted {
-        let listed: std::collections::HashSet<&str> =
-            keys.iter().map(|k| k.info.id.as_str()).collect();
+    let listed: BTreeSet<&str> = keys.iter().map(|k| k.info.id.as_str()).collect();
+    let revokes = |id: &str| match &revoke {
+        Revoke::None => false,
+        Revoke::Unlisted => !listed.contains(id),
+        Revoke::Placed(ids) => ids.contains(id),
+    };
+    if !matches!(revoke, Revoke::None) {
         for org in crate::feed::reads::all_orgs(target).await? {
             for info in live_keys(target, &org.id).await? {
-                if !listed.contains(info.id.as_str()) {
+                if revokes(&info.id) {
                     target.revoke_key(caller, &org.id, &info.id).await?;
                     revoked += 1;
                 }

@@ -62,6 +62,8 @@ struct Spooled {
     /// The orgs (project `None`) and projects its audit events say were
     /// deleted (up to the time restored to).
     deleted: BTreeSet<(String, Option<String>)>,
+    /// The API keys its audit events say were revoked (up to that time).
+    revoked: BTreeSet<String>,
 }
 
 /// Spools one backup's records; with `to`, as they were at that time
@@ -85,6 +87,7 @@ async fn spool(
         docs: BTreeMap::new(),
         audit,
         deleted: BTreeSet::new(),
+        revoked: BTreeSet::new(),
     };
     let mut scope: Option<Scope> = None;
     let mut past = to.map(AsOf::new);
@@ -113,6 +116,9 @@ async fn spool(
                             spooled
                                 .deleted
                                 .insert((event.org.clone(), Some(e.target.clone())));
+                        }
+                        "key.revoke" => {
+                            spooled.revoked.insert(e.target.clone());
                         }
                         _ => {}
                     }
@@ -387,8 +393,9 @@ impl Backups {
             // A backup begun after the time restored to lists what was
             // there when it began: what it leaves out may have gone after
             // that time, so only deletions its audit events place at or
-            // before it are applied (documents and keys have no such
-            // events: they stay as the backups before had them).
+            // before it are applied (org.delete, project.delete,
+            // key.revoke; documents have no such events: they stay as the
+            // backups before had them).
             let after_to = to.as_deref().is_some_and(|t| m.started_at.as_str() > t);
             if m.kind == Kind::Incr {
                 report.deleted_projects +=
@@ -420,9 +427,14 @@ impl Backups {
                     f.message
                 );
             }
-            let revoke_unlisted = m.kind == Kind::Incr && !after_to;
-            let (made, revoked) =
-                keys::apply(target, &caller, &spooled.keys, revoke_unlisted).await?;
+            let revoke = if after_to {
+                keys::Revoke::Placed(&spooled.revoked)
+            } else if m.kind == Kind::Incr {
+                keys::Revoke::Unlisted
+            } else {
+                keys::Revoke::None
+            };
+            let (made, revoked) = keys::apply(target, &caller, &spooled.keys, revoke).await?;
             report.keys_made += made;
             report.keys_revoked += revoked;
             report.audit_events += super::audit::store(target, spooled.audit.path()).await?;

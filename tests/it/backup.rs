@@ -628,6 +628,23 @@ async fn damage_is_found_by_verify_and_refused_by_restore(config: Config) {
     assert!(out.is_err() && empty, "{out:?}");
 }
 
+/// A write key of org `acme` (its secret hash made up).
+fn stored_key(id: &str) -> strata::domain::StoredKey {
+    strata::domain::StoredKey {
+        info: strata::domain::ApiKeyInfo {
+            id: id.into(),
+            org: "acme".into(),
+            name: id.into(),
+            scopes: vec![strata::domain::KeyScope::Write],
+            projects: None,
+            created_at: strata::clock::now(),
+            created_by: "test".into(),
+            revoked_at: None,
+        },
+        secret_hash: "ab".repeat(32),
+    }
+}
+
 /// A blob store that refuses writes after `allowed` of them.
 pub(crate) struct Failing {
     pub(crate) inner: strata::blob::DirBlobStore,
@@ -922,12 +939,26 @@ async fn a_point_in_time_restore_gives_the_rows_of_that_time(config: Config) {
         .create_project(&caller(), "acme", "later", "later")
         .await
         .unwrap();
+    for id in ["k-before", "k-after"] {
+        store.create_key(&caller(), stored_key(id)).await.unwrap();
+    }
     let service = backups(store, &config).await;
     let full = service.take(Kind::Full).await.unwrap();
     let at_full = rows(store, &docs).await;
+    // Revoked before t2: a restore to t2 must not bring it back to life,
+    // though the full backup lists it and the incremental one (begun after
+    // t2) is the one that knows.
+    store
+        .revoke_key(&caller(), "acme", "k-before")
+        .await
+        .unwrap();
     pause().await;
     let t2 = strata::clock::now();
     pause().await;
+    store
+        .revoke_key(&caller(), "acme", "k-after")
+        .await
+        .unwrap();
     write(
         store,
         "app",
@@ -985,6 +1016,23 @@ async fn a_point_in_time_restore_gives_the_rows_of_that_time(config: Config) {
             &expected,
             &format!("restore {n} of {id} to {to}"),
         );
+        if n == 2 {
+            let live = |id: &'static str| {
+                let target = &target;
+                async move {
+                    target
+                        .find_key(id)
+                        .await
+                        .unwrap()
+                        .unwrap()
+                        .info
+                        .revoked_at
+                        .is_none()
+                }
+            };
+            assert!(!live("k-before").await, "revoked by t2");
+            assert!(live("k-after").await, "revoked after t2");
+        }
         if n == 1 {
             assert_eq!(
                 report.backups,
@@ -999,6 +1047,10 @@ async fn a_point_in_time_restore_gives_the_rows_of_that_time(config: Config) {
     let report = service.restore(&incr.id, &target, None).await.unwrap();
     assert_eq!(report.deleted_projects, 1, "{report:?}");
     assert!(target.get_project("acme", "later").await.is_err());
+    for id in ["k-before", "k-after"] {
+        let key = target.find_key(id).await.unwrap().unwrap();
+        assert!(key.info.revoked_at.is_some(), "{id}");
+    }
     target.close().await;
 
     // A time after the backup is beyond it.
