@@ -37,6 +37,9 @@ struct SearchParams {
     limit: Option<usize>,
 }
 
+/// Hits asked of Meilisearch beyond the limit (see `text_hits`).
+const MEILI_SPARE: usize = 16;
+
 /// Names the half a hybrid search answered without.
 const DEGRADED: &str = "x-strata-degraded";
 
@@ -141,7 +144,12 @@ async fn text_hits(
     }
     let project = s.store.get_project(&scope.org, &scope.project).await?;
     if let Some(index) = s.meili.as_ref() {
-        match index.search(scope, text, entity_type, limit).await {
+        // Meilisearch follows the feed: hits of entities deleted or retyped
+        // since are left out by the load, and spare ones fill the page.
+        match index
+            .search(scope, text, entity_type, limit + MEILI_SPARE)
+            .await
+        {
             Ok(ranked) => {
                 return hits::load(&s.store, scope, text, entity_type, ranked, limit).await
             }

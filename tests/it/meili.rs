@@ -514,6 +514,17 @@ async fn the_route_returns_meilisearch_order_with_current_state_from_the_store()
     assert_eq!(both["highlights"], json!(["vehicle fleet"]));
     let scores: Vec<f64> = hits.iter().map(|h| h["score"].as_f64().unwrap()).collect();
     assert!(scores.windows(2).all(|w| w[0] >= w[1]), "{scores:?}");
+    // A page whose engine hits include the deleted entity still fills.
+    let at = s.ids(&app(), "vehicle fleet", None).await;
+    let limit = at.iter().position(|id| id == "deleted").unwrap() + 1;
+    assert!(
+        limit <= expected.len(),
+        "the deleted one is not last: {at:?}"
+    );
+    let (_, ids, _) = s
+        .route(&app(), &format!("q=vehicle%20fleet&limit={limit}"))
+        .await;
+    assert_eq!(ids, expected[..limit]);
 }
 
 #[tokio::test]
