@@ -440,20 +440,7 @@ async fn an_incremental_chain_restores_exactly_at_each_link(config: Config) {
         .await
         .unwrap();
     write(store, "b", vec![create("other", json!({}))]).await;
-    let key = strata::domain::StoredKey {
-        info: strata::domain::ApiKeyInfo {
-            id: "k1".into(),
-            org: "acme".into(),
-            name: "k1".into(),
-            scopes: vec![strata::domain::KeyScope::Write],
-            projects: None,
-            created_at: strata::clock::now(),
-            created_by: "test".into(),
-            revoked_at: None,
-        },
-        secret_hash: "ab".repeat(32),
-    };
-    store.create_key(&caller(), key).await.unwrap();
+    store.create_key(&caller(), stored_key("k1")).await.unwrap();
     // Documents: one edited, one deleted, one new.
     let app = Scope::new("acme", "app");
     let edit = |s: &str| vec![text_update(&yrs::Doc::new(), s)];
