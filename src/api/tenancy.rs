@@ -6,11 +6,12 @@ use super::error::ApiResult;
 use super::extract::{JsonBody, PageParams, Path, Query};
 use super::openapi::{Data, Paged};
 use super::{data, page, AppState};
-use crate::domain::{validate, DomainError, Org, Page, Project};
+use crate::domain::{validate, DomainError, Org, Page, Project, Scope};
 use axum::extract::State;
 use axum::http::StatusCode;
 use axum::response::Response;
 use serde::Deserialize;
+use std::time::Duration;
 use utoipa_axum::router::OpenApiRouter;
 use utoipa_axum::routes;
 
@@ -118,8 +119,36 @@ async fn delete_org(
     who: Authorized<Admin>,
     Path(p): Path<OrgPath>,
 ) -> ApiResult<StatusCode> {
+    let projects = match s.meili {
+        // Unlisted, they wait for the daily reconciliation.
+        Some(_) => crate::feed::reads::projects_of(&s.store, &p.org)
+            .await
+            .unwrap_or_default(),
+        None => Vec::new(),
+    };
     s.store.delete_org(&who.caller, &p.org).await?;
+    let scopes: Vec<Scope> = projects.iter().map(|q| Scope::new(&p.org, &q.id)).collect();
+    forget_in_meilisearch(&s, &scopes).await;
     Ok(StatusCode::NO_CONTENT)
+}
+
+/// Most time a deletion waits for Meilisearch to drop a project's documents.
+const MEILI_FORGET: Duration = Duration::from_secs(5);
+
+/// Drops the Meilisearch documents of deleted projects at once: deleting a
+/// project deletes its changes, so the consumer never hears of it, and a
+/// project made again under its id would find them. If Meilisearch fails
+/// or is slow, the daily reconciliation removes them.
+async fn forget_in_meilisearch(s: &AppState, scopes: &[Scope]) {
+    let Some(index) = s.meili.as_ref() else {
+        return;
+    };
+    for scope in scopes {
+        let outcome = tokio::time::timeout(MEILI_FORGET, index.delete_tenant(scope)).await;
+        if !matches!(outcome, Ok(Ok(()))) {
+            tracing::warn!(org = %scope.org, project = %scope.project, "Meilisearch kept a deleted project's documents; the daily reconciliation removes them");
+        }
+    }
 }
 
 /// Create a project in an org.
@@ -180,5 +209,6 @@ async fn delete_project(
     s.store
         .delete_project(&who.caller, &p.org, &p.project)
         .await?;
+    forget_in_meilisearch(&s, &[p.scope()]).await;
     Ok(StatusCode::NO_CONTENT)
 }

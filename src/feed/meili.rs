@@ -8,7 +8,7 @@
 //! database holds.
 
 use super::{all_projects, current_states, entities_by_scope, Consumer, FeedChange};
-use crate::domain::{EntityFilter, PageRequest, Scope};
+use crate::domain::{DomainError, EntityFilter, PageRequest, Scope};
 use crate::search::meili::{doc_key, tenant, MeiliDoc, MeiliError, MeiliIndex, LIST_PAGE};
 use crate::store::DynStore;
 use async_trait::async_trait;
@@ -47,12 +47,18 @@ impl Consumer for MeiliConsumer {
 
     async fn apply(&self, changes: &[FeedChange]) -> anyhow::Result<()> {
         for (scope, ids) in entities_by_scope(changes) {
+            let made = match self.store.get_project(&scope.org, &scope.project).await {
+                Ok(p) => p.created_at,
+                // Gone since: its entities are gone with it.
+                Err(DomainError::NotFound(_)) => String::new(),
+                Err(e) => return Err(e.into()),
+            };
             let states = current_states(&self.store, scope, ids).await?;
             let mut live = Vec::new();
             let mut gone = Vec::new();
             for (id, state) in states {
                 match state {
-                    Some(entity) => live.push(MeiliDoc::of(scope, &entity)),
+                    Some(entity) => live.push(MeiliDoc::of(scope, &made, &entity)),
                     None => gone.push(doc_key(scope, &id)),
                 }
             }
@@ -155,21 +161,27 @@ pub async fn reconcile(
     Ok(summary)
 }
 
-/// Reads the tenant's (id, version) pairs from Meilisearch, then pages
-/// through the live entities: a missing or stale document is written; what
-/// is left over in Meilisearch is deleted.
+/// Reads the tenant's (id, version, project creation) from Meilisearch,
+/// then pages through the live entities: a missing or stale document (of
+/// another version, or of a project of the same id deleted before) is
+/// written; what is left over in Meilisearch is deleted.
 async fn reconcile_project(
     store: &DynStore,
     index: &MeiliIndex,
     scope: &Scope,
     summary: &mut Summary,
 ) -> anyhow::Result<()> {
-    let mut indexed: HashMap<String, i64> = HashMap::new();
+    let made = match store.get_project(&scope.org, &scope.project).await {
+        Ok(p) => p.created_at,
+        Err(DomainError::NotFound(_)) => return Ok(()), // deleted meanwhile
+        Err(e) => return Err(e.into()),
+    };
+    let mut indexed: HashMap<String, (i64, String)> = HashMap::new();
     let mut offset = 0;
     loop {
         let (items, total) = index.list(scope, offset, LIST_PAGE).await?;
         let n = items.len();
-        indexed.extend(items);
+        indexed.extend(items.into_iter().map(|d| (d.id, (d.version, d.made))));
         offset += n;
         if n == 0 || offset >= total {
             break;
@@ -186,8 +198,8 @@ async fn reconcile_project(
         let mut stale = Vec::new();
         for e in entities.items.iter().filter(|e| e.deleted_at.is_none()) {
             summary.checked += 1;
-            if indexed.remove(&e.id) != Some(e.version) {
-                stale.push(MeiliDoc::of(scope, e));
+            if indexed.remove(&e.id) != Some((e.version, made.clone())) {
+                stale.push(MeiliDoc::of(scope, &made, e));
             }
         }
         summary.upserted += stale.len();

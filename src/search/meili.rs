@@ -92,12 +92,17 @@ pub struct MeiliDoc {
     #[serde(rename = "type")]
     pub entity_type: String,
     pub version: i64,
+    /// The project's creation time: a project deleted and made again under
+    /// its id has documents of the one before only until a reconciliation
+    /// sees this differ.
+    pub made: String,
     /// `search::text_of`: the same text full-text search indexes.
     pub text: String,
 }
 
 impl MeiliDoc {
-    pub fn of(scope: &Scope, entity: &Entity) -> Self {
+    /// The document of an entity of the project made at `made`.
+    pub fn of(scope: &Scope, made: &str, entity: &Entity) -> Self {
         MeiliDoc {
             key: doc_key(scope, &entity.id),
             tenant: tenant(scope),
@@ -106,6 +111,7 @@ impl MeiliDoc {
             id: entity.id.clone(),
             entity_type: entity.entity_type.clone(),
             version: entity.version,
+            made: made.to_owned(),
             text: super::text_of(&entity.properties),
         }
     }
@@ -157,10 +163,14 @@ struct TenantOnly {
     tenant: String,
 }
 
-#[derive(Deserialize)]
-struct IdVersion {
-    id: String,
-    version: i64,
+/// What a reconciliation compares of an indexed document.
+#[derive(Debug, Clone, PartialEq, Eq, Deserialize)]
+pub struct Indexed {
+    pub id: String,
+    pub version: i64,
+    /// Empty for a document written before documents carried it.
+    #[serde(default)]
+    pub made: String,
 }
 
 /// The index, its settings made sure of on first use.
@@ -318,14 +328,14 @@ impl MeiliIndex {
             .collect())
     }
 
-    /// One page of a tenant's documents as (entity id, version), and the
-    /// tenant's document count.
+    /// One page of a tenant's documents (entity id, version, project
+    /// creation), and the tenant's document count.
     pub async fn list(
         &self,
         scope: &Scope,
         offset: usize,
         limit: usize,
-    ) -> Result<(Vec<(String, i64)>, usize), MeiliError> {
+    ) -> Result<(Vec<Indexed>, usize), MeiliError> {
         self.ensure().await?;
         let index = self.client.index(&self.uid);
         let f = filter(scope, None);
@@ -333,18 +343,13 @@ impl MeiliIndex {
             .call(|| async {
                 let mut q = DocumentsQuery::new(&index);
                 q.with_filter(&f)
-                    .with_fields(["id", "version"])
+                    .with_fields(["id", "version", "made"])
                     .with_offset(offset)
                     .with_limit(limit);
-                index.get_documents_with::<IdVersion>(&q).await
+                index.get_documents_with::<Indexed>(&q).await
             })
             .await?;
-        let items = page
-            .results
-            .into_iter()
-            .map(|d| (d.id, d.version))
-            .collect();
-        Ok((items, page.total as usize))
+        Ok((page.results, page.total as usize))
     }
 
     /// Every tenant that has documents (a scan of the index's tenant

@@ -138,10 +138,11 @@ impl Setup {
 
     /// The (entity id, version) pairs indexed for a tenant, sorted.
     async fn indexed(&self, scope: &Scope) -> Vec<(String, i64)> {
-        let (mut items, total) = self.index.list(scope, 0, 1000).await.unwrap();
+        let (items, total) = self.index.list(scope, 0, 1000).await.unwrap();
         assert_eq!(items.len(), total);
-        items.sort();
-        items
+        let mut pairs: Vec<(String, i64)> = items.into_iter().map(|d| (d.id, d.version)).collect();
+        pairs.sort();
+        pairs
     }
 
     async fn ids(&self, scope: &Scope, q: &str, entity_type: Option<&str>) -> Vec<String> {
@@ -336,7 +337,7 @@ async fn reconciliation_repairs_drift() {
     s.index.delete(&[doc_key(&app(), "e1")]).await.unwrap();
     let stale = json!({"id": "e2", "type": "doc", "properties": {}, "version": 0,
         "created_at": "", "updated_at": "", "created_by": "", "updated_by": ""});
-    let mut stale_doc = MeiliDoc::of(&app(), &serde_json::from_value(stale).unwrap());
+    let mut stale_doc = MeiliDoc::of(&app(), "", &serde_json::from_value(stale).unwrap());
     stale_doc.text = "stale".into();
     let mut ghost = stale_doc.clone();
     ghost.id = "ghost".into();
@@ -370,10 +371,21 @@ async fn reconciliation_repairs_drift() {
     assert_eq!((again.projects, again.upserted, again.deleted), (2, 0, 0));
     assert_eq!(again.checked, 5);
 
-    // A deleted project's documents (no feed change says so) go with a
-    // reconciliation of every project.
+    // A deleted project's documents (no feed change says so) go with its
+    // deletion, and when Meilisearch missed that (a document of it left
+    // behind here), with a reconciliation of every project.
+    let o1 = s
+        .store
+        .get_entity(&other(), "o1", &Default::default())
+        .await
+        .unwrap();
     s.call("DELETE", "/v1/orgs/acme/projects/other", Value::Null)
         .await;
+    assert!(s.indexed(&other()).await.is_empty(), "dropped at once");
+    s.index
+        .upsert(&[MeiliDoc::of(&other(), "", &o1)])
+        .await
+        .unwrap();
     let after = reconcile(&s.store, &s.index, None).await.unwrap();
     assert_eq!(
         (after.projects, after.tenants_removed, after.deleted),
@@ -387,6 +399,44 @@ async fn reconciliation_repairs_drift() {
     s.index.delete(&[doc_key(&app(), "e3")]).await.unwrap();
     s.consumer.rebuild().await.unwrap();
     assert_eq!(s.indexed(&app()).await.len(), 4);
+}
+
+/// A project deleted and made again under its id: the documents of the one
+/// before go with its deletion, and one left behind (Meilisearch missed the
+/// deletion) is rewritten by a reconciliation, though its id and version
+/// are those of the new project's entity.
+#[tokio::test]
+async fn a_project_made_again_finds_nothing_of_the_one_before() {
+    let s = setup().await;
+    s.create(&other(), "x", "doc", "merger secret").await;
+    s.sync().await.unwrap();
+    assert_eq!(s.ids(&other(), "merger", None).await, ["x"]);
+    let old = s.store.get_project("acme", "other").await.unwrap();
+    let before = s
+        .store
+        .get_entity(&other(), "x", &Default::default())
+        .await
+        .unwrap();
+    s.call("DELETE", &path(&other()), Value::Null).await;
+    assert!(s.ids(&other(), "merger", None).await.is_empty());
+
+    s.call(
+        "POST",
+        "/v1/orgs/acme/projects",
+        json!({"id": "other", "name": "again"}),
+    )
+    .await;
+    s.create(&other(), "x", "doc", "plain words").await;
+    s.sync().await.unwrap();
+    s.index
+        .upsert(&[MeiliDoc::of(&other(), &old.created_at, &before)])
+        .await
+        .unwrap();
+    assert_eq!(s.ids(&other(), "merger", None).await, ["x"], "left behind");
+    let summary = reconcile(&s.store, &s.index, Some(&other())).await.unwrap();
+    assert_eq!((summary.checked, summary.upserted), (1, 1));
+    assert!(s.ids(&other(), "merger", None).await.is_empty());
+    assert_eq!(s.ids(&other(), "plain", None).await, ["x"]);
 }
 
 #[tokio::test]
@@ -448,7 +498,7 @@ async fn a_task_failure_surfaces_and_a_refused_document_is_skipped() {
         .get_entity(&app(), "a", &Default::default())
         .await
         .unwrap();
-    let doc = MeiliDoc::of(&app(), &entity);
+    let doc = MeiliDoc::of(&app(), "", &entity);
 
     s.standin.fail_next_tasks(1);
     match s.index.upsert(std::slice::from_ref(&doc)).await {
