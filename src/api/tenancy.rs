@@ -120,10 +120,13 @@ async fn delete_org(
     Path(p): Path<OrgPath>,
 ) -> ApiResult<StatusCode> {
     let projects = match s.meili {
-        // Unlisted, they wait for the daily reconciliation.
-        Some(_) => crate::feed::reads::projects_of(&s.store, &p.org)
-            .await
-            .unwrap_or_default(),
+        Some(_) => match crate::feed::reads::projects_of(&s.store, &p.org).await {
+            Ok(projects) => projects,
+            Err(e) => {
+                tracing::warn!(error = %format!("{e:#}"), org = %p.org, "cannot list the org's projects; the daily reconciliation removes their Meilisearch documents");
+                Vec::new()
+            }
+        },
         None => Vec::new(),
     };
     s.store.delete_org(&who.caller, &p.org).await?;

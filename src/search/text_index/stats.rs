@@ -70,6 +70,11 @@ impl<'a> ProjectStats<'a> {
         })
     }
 
+    /// Whether every document of the index is the project's.
+    pub fn is_whole(&self) -> bool {
+        self.whole
+    }
+
     /// Documents of the project that hold `term`.
     pub fn doc_freq(&self, term: &Term) -> tantivy::Result<u64> {
         // A scope term names its project: its count is the project's.

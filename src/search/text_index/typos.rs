@@ -13,11 +13,13 @@ use std::sync::OnceLock;
 use tantivy::schema::Field;
 use tantivy::{Searcher, Term};
 
-/// Candidates of one distance counted in the project, most frequent in
-/// the index first: counting is an intersection per candidate when the
-/// index holds other projects, and a short word in a large vocabulary can
-/// have hundreds of neighbours.
-const MOST_CANDIDATES: usize = 64;
+/// Candidates of one distance counted in the project: counting is an
+/// intersection per candidate when the index holds other projects, and a
+/// short word in a large vocabulary can have hundreds of neighbours. In an
+/// index of one project they go most frequent first; in one of several, in
+/// the order of the words themselves (how often other projects hold a word
+/// must not choose).
+const MOST_CANDIDATES: usize = 128;
 
 /// The term of the project `word` is taken for, when the project does not
 /// hold it itself.
@@ -52,9 +54,13 @@ pub fn correct(
         .collect();
     candidates.sort_unstable();
     for nearest in candidates.chunk_by(|a, b| a.0 == b.0) {
+        let mut nearest: Vec<&str> = nearest.iter().map(|(_, _, term)| term.as_str()).collect();
+        if !stats.is_whole() {
+            nearest.sort_unstable();
+        }
         // (documents in the project, term): the most wins.
         let mut best: Option<(u64, &str)> = None;
-        for (_, _, term) in nearest.iter().take(MOST_CANDIDATES) {
+        for term in nearest.into_iter().take(MOST_CANDIDATES) {
             let documents = stats.doc_freq(&Term::from_field_text(field, term))?;
             if documents > 0 && best.is_none_or(|(d, _)| documents > d) {
                 best = Some((documents, term));
