@@ -119,15 +119,17 @@ async fn delete_org(
     who: Authorized<Admin>,
     Path(p): Path<OrgPath>,
 ) -> ApiResult<StatusCode> {
-    let projects = match s.meili {
-        Some(_) => match crate::feed::reads::projects_of(&s.store, &p.org).await {
-            Ok(projects) => projects,
-            Err(e) => {
+    // Listed before they go, for Meilisearch (unlisted, they wait for the
+    // daily reconciliation).
+    let projects = if s.meili.is_some() {
+        crate::feed::reads::projects_of(&s.store, &p.org)
+            .await
+            .unwrap_or_else(|e| {
                 tracing::warn!(error = %format!("{e:#}"), org = %p.org, "cannot list the org's projects; the daily reconciliation removes their Meilisearch documents");
                 Vec::new()
-            }
-        },
-        None => Vec::new(),
+            })
+    } else {
+        Vec::new()
     };
     s.store.delete_org(&who.caller, &p.org).await?;
     let scopes: Vec<Scope> = projects.iter().map(|q| Scope::new(&p.org, &q.id)).collect();

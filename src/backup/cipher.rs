@@ -53,7 +53,7 @@ impl ChunkKey {
     /// place and message as associated data (hex).
     pub fn tag(&self, place: &str, message: &[u8]) -> String {
         let nonce: [u8; NONCE] = rand::random();
-        let aad = [place.as_bytes(), &[0], message].concat();
+        let aad = tag_aad(place, message);
         let payload = Payload {
             msg: &[],
             aad: &aad,
@@ -71,7 +71,7 @@ impl ChunkKey {
             return false;
         };
         let (nonce, tag) = bytes.split_at(NONCE);
-        let aad = [place.as_bytes(), &[0], message].concat();
+        let aad = tag_aad(place, message);
         let payload = Payload {
             msg: tag,
             aad: &aad,
@@ -95,6 +95,11 @@ impl ChunkKey {
             .decrypt(Nonce::from_slice(nonce), payload)
             .map_err(|_| anyhow!("{place} does not open with the backup key"))
     }
+}
+
+/// What a tag authenticates: the place, a NUL (no key holds one), the message.
+fn tag_aad(place: &str, message: &[u8]) -> Vec<u8> {
+    [place.as_bytes(), &[0], message].concat()
 }
 
 #[cfg(test)]

@@ -84,14 +84,12 @@ pub struct Manifest {
 impl Manifest {
     /// The manifest's own checksum, as `checksum` should hold it.
     pub fn compute_checksum(&self) -> String {
-        let mut copy = self.clone();
-        copy.checksum = String::new();
-        sha256_hex(&serde_json::to_vec(&copy).expect("manifests serialise"))
+        sha256_hex(&self.canonical(self.tag.clone()))
     }
 
     /// Sets the checksum, and the tag when `key` encrypts the chunks.
     pub fn seal(mut self, key: Option<&ChunkKey>) -> Self {
-        self.tag = key.map(|k| k.tag(&manifest_key(&self.id), &self.tagged_bytes()));
+        self.tag = key.map(|k| k.tag(&manifest_key(&self.id), &self.canonical(None)));
         self.checksum = self.compute_checksum();
         self
     }
@@ -100,13 +98,16 @@ impl Manifest {
     pub fn authentic(&self, key: &ChunkKey) -> bool {
         self.tag
             .as_deref()
-            .is_some_and(|tag| key.verify_tag(&manifest_key(&self.id), &self.tagged_bytes(), tag))
+            .is_some_and(|tag| key.verify_tag(&manifest_key(&self.id), &self.canonical(None), tag))
     }
 
-    fn tagged_bytes(&self) -> Vec<u8> {
-        let mut copy = self.clone();
-        copy.checksum = String::new();
-        copy.tag = None;
+    /// The JSON the checksum and the tag cover: no checksum, and `tag`.
+    fn canonical(&self, tag: Option<String>) -> Vec<u8> {
+        let copy = Manifest {
+            checksum: String::new(),
+            tag,
+            ..self.clone()
+        };
         serde_json::to_vec(&copy).expect("manifests serialise")
     }
 

@@ -7,8 +7,8 @@
 //! a batch applied twice, or late, still leaves the index holding what the
 //! database holds.
 
-use super::{all_projects, current_states, entities_by_scope, Consumer, FeedChange};
-use crate::domain::{DomainError, EntityFilter, PageRequest, Scope};
+use super::{all_projects, current_states, entities_by_scope, made_at, Consumer, FeedChange};
+use crate::domain::{EntityFilter, PageRequest, Scope};
 use crate::search::meili::{doc_key, tenant, MeiliDoc, MeiliError, MeiliIndex, LIST_PAGE};
 use crate::store::DynStore;
 use async_trait::async_trait;
@@ -47,12 +47,8 @@ impl Consumer for MeiliConsumer {
 
     async fn apply(&self, changes: &[FeedChange]) -> anyhow::Result<()> {
         for (scope, ids) in entities_by_scope(changes) {
-            let made = match self.store.get_project(&scope.org, &scope.project).await {
-                Ok(p) => p.created_at,
-                // Gone since: its entities are gone with it.
-                Err(DomainError::NotFound(_)) => String::new(),
-                Err(e) => return Err(e.into()),
-            };
+            // Gone since: its entities are gone with it.
+            let made = made_at(&self.store, scope).await?.unwrap_or_default();
             let states = current_states(&self.store, scope, ids).await?;
             let mut live = Vec::new();
             let mut gone = Vec::new();
@@ -171,10 +167,8 @@ async fn reconcile_project(
     scope: &Scope,
     summary: &mut Summary,
 ) -> anyhow::Result<()> {
-    let made = match store.get_project(&scope.org, &scope.project).await {
-        Ok(p) => p.created_at,
-        Err(DomainError::NotFound(_)) => return Ok(()), // deleted meanwhile
-        Err(e) => return Err(e.into()),
+    let Some(made) = made_at(store, scope).await? else {
+        return Ok(()); // deleted meanwhile
     };
     let mut indexed: HashMap<String, (i64, String)> = HashMap::new();
     let mut offset = 0;

@@ -11,7 +11,9 @@ pub mod runner;
 pub mod status;
 
 pub use consumer::{Consumer, FeedChange};
-pub use reads::{all_projects, current, current_states, entities_by_scope};
+pub use reads::{
+    all_projects, all_projects_made, current, current_states, entities_by_scope, made_at,
+};
 pub use runner::FeedSettings;
 pub use status::{ConsumerReport, FeedStatus};
 

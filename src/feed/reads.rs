@@ -105,12 +105,32 @@ pub async fn current(store: &DynStore, scope: &Scope, id: &str) -> DomainResult<
 
 /// Every project of every org.
 pub async fn all_projects(store: &DynStore) -> anyhow::Result<Vec<Scope>> {
-    let mut scopes = Vec::new();
+    let made = all_projects_made(store).await?;
+    Ok(made.into_iter().map(|(scope, _)| scope).collect())
+}
+
+/// Every project of every org, with its creation time.
+pub async fn all_projects_made(store: &DynStore) -> anyhow::Result<Vec<(Scope, String)>> {
+    let mut out = Vec::new();
     for org in all_orgs(store).await? {
         let projects = projects_of(store, &org.id).await?;
-        scopes.extend(projects.iter().map(|p| Scope::new(&org.id, &p.id)));
+        out.extend(
+            projects
+                .into_iter()
+                .map(|p| (Scope::new(&org.id, &p.id), p.created_at)),
+        );
     }
-    Ok(scopes)
+    Ok(out)
+}
+
+/// The project's creation time (what tells it from a project of its id
+/// deleted before); `None` when it is gone.
+pub async fn made_at(store: &DynStore, scope: &Scope) -> DomainResult<Option<String>> {
+    match store.get_project(&scope.org, &scope.project).await {
+        Ok(p) => Ok(Some(p.created_at)),
+        Err(DomainError::NotFound(_)) => Ok(None),
+        Err(e) => Err(e),
+    }
 }
 
 /// Every org, page after page.

@@ -17,8 +17,8 @@ mod index;
 mod stats;
 mod typos;
 
-use crate::domain::{DomainError, Entity, EntityFilter, PageRequest, Scope};
-use crate::feed::{current_states, entities_by_scope, FeedChange};
+use crate::domain::{Entity, EntityFilter, PageRequest, Scope};
+use crate::feed::{all_projects_made, current_states, entities_by_scope, made_at, FeedChange};
 use crate::lifecycle::Lifecycle;
 use crate::store::DynStore;
 use analysis::Analyzer;
@@ -257,15 +257,11 @@ impl TextIndex {
         if held.is_empty() {
             return Ok(0);
         }
-        let mut live = std::collections::HashSet::new();
-        for org in crate::feed::reads::all_orgs(&self.inner.store).await? {
-            for p in crate::feed::reads::projects_of(&self.inner.store, &org.id).await? {
-                live.insert(index::project_term(
-                    &Scope::new(&org.id, &p.id),
-                    &p.created_at,
-                ));
-            }
-        }
+        let live: std::collections::HashSet<String> = all_projects_made(&self.inner.store)
+            .await?
+            .iter()
+            .map(|(scope, made)| index::project_term(scope, made))
+            .collect();
         let gone: Vec<String> = held.into_iter().filter(|t| !live.contains(t)).collect();
         if gone.is_empty() {
             return Ok(0);
@@ -284,15 +280,8 @@ impl TextIndex {
     }
 
     async fn index_project(&self, scope: &Scope) -> anyhow::Result<()> {
-        let made = match self
-            .inner
-            .store
-            .get_project(&scope.org, &scope.project)
-            .await
-        {
-            Ok(p) => p.created_at,
-            Err(DomainError::NotFound(_)) => return Ok(()),
-            Err(e) => return Err(e.into()),
+        let Some(made) = made_at(&self.inner.store, scope).await? else {
+            return Ok(());
         };
         let mut page = PageRequest {
             cursor: None,
@@ -405,14 +394,10 @@ type ProjectStates = (Scope, String, Vec<(String, Option<Entity>)>);
 async fn current(store: &DynStore, batch: &[FeedChange]) -> anyhow::Result<Vec<ProjectStates>> {
     let mut out = Vec::new();
     for (scope, ids) in entities_by_scope(batch) {
-        let made = match store.get_project(&scope.org, &scope.project).await {
-            Ok(p) => p.created_at,
-            Err(DomainError::NotFound(_)) => {
-                let gone = ids.keys().map(|id| (id.to_string(), None)).collect();
-                out.push((scope.clone(), String::new(), gone));
-                continue;
-            }
-            Err(e) => return Err(e.into()),
+        let Some(made) = made_at(store, scope).await? else {
+            let gone = ids.keys().map(|id| (id.to_string(), None)).collect();
+            out.push((scope.clone(), String::new(), gone));
+            continue;
         };
         let states = current_states(store, scope, ids).await?;
         out.push((scope.clone(), made, states));
