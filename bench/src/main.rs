@@ -8,6 +8,7 @@ mod crdt;
 mod daemon;
 mod embed;
 mod feed;
+mod floor;
 mod gen;
 mod hnsw;
 mod http;
@@ -363,6 +364,10 @@ enum Cmd {
     /// full backup, its restore into SQLite, an incremental backup after
     /// 10,000 changes; seconds, bytes, rows/s.
     Backup(transfer::Opts),
+    /// The bound under the import's rate: --entities imported, then the
+    /// rows it wrote stored again by the database alone (SQLite
+    /// `INSERT ... SELECT`, PostgreSQL binary `COPY`) into a fresh store.
+    ImportFloor(floor::FloorOpts),
     /// The local embedding model in-process: sentences/s batched, and the
     /// latency of one short query (no daemon).
     Embed {
@@ -686,6 +691,7 @@ fn run(cli: Cli, rt: &tokio::runtime::Runtime) -> Result<()> {
             }
             Cmd::Transfer(opts) => transfer::transfer(&ctx, opts).await,
             Cmd::Backup(opts) => backup::backup(&ctx, opts).await,
+            Cmd::ImportFloor(opts) => floor::import_floor(&ctx, opts).await,
             Cmd::SqlPlan { db, sql, params } => sql_plan(&db, &sql, &params),
             Cmd::Hnsw {
                 vectors,

@@ -10,7 +10,7 @@ pub struct Database {
     name: String,
 }
 
-async fn connect(url: &str) -> Result<Client> {
+pub async fn connect(url: &str) -> Result<Client> {
     let (client, connection) = tokio_postgres::connect(url, NoTls)
         .await
         .with_context(|| format!("connect to {url}"))?;
