@@ -174,6 +174,7 @@ enum AgeCommand {
 }
 
 fn main() -> anyhow::Result<()> {
+    strata::embed::local::single_threaded_kernels();
     let cli = Cli::parse();
     strata::logging::init()?;
     let runtime = tokio::runtime::Builder::new_multi_thread()

@@ -497,6 +497,8 @@ pub fn load_line(label: &str, ops: usize, took: Duration) -> String {
 }
 
 fn main() -> Result<()> {
+    // As `strata` runs its embedder (embed/local.rs).
+    strata::embed::local::single_threaded_kernels();
     let mut cli = Cli::parse();
     let rt = tokio::runtime::Builder::new_multi_thread()
         .worker_threads(cli.common.client_threads.max(1))
