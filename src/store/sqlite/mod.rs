@@ -14,6 +14,7 @@ mod keys;
 mod lease;
 pub mod migrate;
 mod outbox;
+mod rank;
 mod relationships;
 mod rows;
 mod search;
@@ -117,6 +118,7 @@ fn connect(path: &Path, config: &SqliteConfig, read_only: bool) -> rusqlite::Res
         conn.pragma_update(None, "journal_size_limit", WAL_LIMIT_BYTES)?;
     }
     conn.set_prepared_statement_cache_capacity(64);
+    rank::register(&conn)?;
     Ok(conn)
 }
 

@@ -1,4 +1,5 @@
-//! Full-text index rows (FTS5, porter stemming, prefix indexes, bm25).
+//! Full-text index rows (FTS5, porter stemming, prefix indexes) and the
+//! search over them, ranked by BM25 with the project's counts (`rank.rs`).
 //! Kept in the write's own transaction; deleted entities have no row.
 //!
 //! Writes are staged, not applied at once: FTS5 flushes its pending terms
@@ -131,32 +132,44 @@ pub fn search(
     if scope_token(conn, scope)?.is_none() {
         return Err(DomainError::not_found(format!("project {}", scope.project)));
     }
+    let (rank, stats) = match project_stats(conn, scope, &terms)? {
+        None => ("bm25(entity_fts, 0.0, 1.0)".to_owned(), Vec::new()),
+        Some(stats) => {
+            let args: String = (0..stats.len()).map(|i| format!(", ?{}", i + 6)).collect();
+            (format!("strata_bm25(entity_fts{args})"), stats)
+        }
+    };
     // Rank first, then read whole rows for the best `limit` only.
-    let sql = "SELECT e.rowid, e.id, e.type, e.properties, e.version, e.created_at,
-                      e.updated_at, e.created_by, e.updated_by, e.deleted_at, e.seq, hit.rank
-               FROM (SELECT entity_fts.rowid AS rid, bm25(entity_fts, 0.0, 1.0) AS rank
-                     FROM entity_fts JOIN entities m ON m.rowid = entity_fts.rowid
-                     WHERE entity_fts MATCH ?1 AND m.deleted_at IS NULL
-                       AND m.org_id = ?2 AND m.project_id = ?3 AND (?4 IS NULL OR m.type = ?4)
-                     ORDER BY rank LIMIT ?5) hit
-               JOIN entities e ON e.rowid = hit.rid
-               ORDER BY hit.rank";
-    let mut st = conn.prepare_cached(sql).map_err(sql_err)?;
+    let sql = format!(
+        "SELECT e.rowid, e.id, e.type, e.properties, e.version, e.created_at,
+                e.updated_at, e.created_by, e.updated_by, e.deleted_at, e.seq, hit.rank
+         FROM (SELECT entity_fts.rowid AS rid, {rank} AS rank
+               FROM entity_fts JOIN entities m ON m.rowid = entity_fts.rowid
+               WHERE entity_fts MATCH ?1 AND m.deleted_at IS NULL
+                 AND m.org_id = ?2 AND m.project_id = ?3 AND (?4 IS NULL OR m.type = ?4)
+               ORDER BY rank LIMIT ?5) hit
+         JOIN entities e ON e.rowid = hit.rid
+         ORDER BY hit.rank"
+    );
+    let mut st = conn.prepare_cached(&sql).map_err(sql_err)?;
+    // The project is not part of the expression: matching the project's
+    // scope token intersects with a doclist as long as the project (55 ms
+    // of a 70 ms query at 1M entities); the join on `entities` confines
+    // hits to the project.
+    let fixed: [&dyn rusqlite::ToSql; 5] = [
+        &search::query::fts5_match(&terms),
+        &scope.org,
+        &scope.project,
+        &entity_type,
+        &(limit as i64),
+    ];
+    let args = fixed
+        .into_iter()
+        .chain(stats.iter().map(|n| n as &dyn rusqlite::ToSql));
     let rows = st
-        .query_map(
-            params![
-                // The project is not part of the expression: matching the
-                // project's scope token intersects with a doclist as long as
-                // the project (55 ms of a 70 ms query at 1M entities); the
-                // join on `entities` confines hits to the project.
-                search::query::fts5_match(&terms),
-                scope.org,
-                scope.project,
-                entity_type,
-                limit as i64
-            ],
-            |r| Ok((rows::entity(r)?, r.get::<_, f64>(11)?)),
-        )
+        .query_map(rusqlite::params_from_iter(args), |r| {
+            Ok((rows::entity(r)?, r.get::<_, f64>(11)?))
+        })
         .and_then(|rows| rows.collect::<Result<Vec<_>, _>>())
         .map_err(sql_err)?;
     Ok(rows
@@ -167,6 +180,50 @@ pub fn search(
             score: -rank,
         })
         .collect())
+}
+
+/// The counts `strata_bm25` (`rank.rs`) scores with: the project's live
+/// entities, then how many of them match each term. None when no other
+/// project has an entity, as FTS5's own counts are then the project's.
+/// Each count walks the term's matches in the index (tens of ms for a
+/// word most of 1M entities hold); this path serves only while the text
+/// index catches up (`search/text_index`).
+fn project_stats(
+    conn: &Connection,
+    scope: &Scope,
+    terms: &[String],
+) -> DomainResult<Option<Vec<i64>>> {
+    let count = |sql: &str, params: &[&dyn rusqlite::ToSql]| -> DomainResult<i64> {
+        conn.prepare_cached(sql)
+            .and_then(|mut st| st.query_row(params, |r| r.get(0)))
+            .map_err(sql_err)
+    };
+    let others = count(
+        "SELECT EXISTS (SELECT 1 FROM entities WHERE (org_id, project_id) < (?1, ?2))
+             OR EXISTS (SELECT 1 FROM entities WHERE (org_id, project_id) > (?1, ?2))",
+        &[&scope.org, &scope.project],
+    )?;
+    if others == 0 {
+        return Ok(None);
+    }
+    let mut stats = vec![count(
+        "SELECT count(*) FROM entities
+         WHERE org_id = ?1 AND project_id = ?2 AND deleted_at IS NULL",
+        &[&scope.org, &scope.project],
+    )?];
+    for term in terms {
+        stats.push(count(
+            "SELECT count(*) FROM entity_fts JOIN entities m ON m.rowid = entity_fts.rowid
+             WHERE entity_fts MATCH ?1 AND m.deleted_at IS NULL
+               AND m.org_id = ?2 AND m.project_id = ?3",
+            &[
+                &search::query::fts5_match(std::slice::from_ref(term)),
+                &scope.org,
+                &scope.project,
+            ],
+        )?);
+    }
+    Ok(Some(stats))
 }
 
 #[async_trait]
@@ -185,5 +242,84 @@ impl SearchStore for SqliteStore {
         );
         self.read(move |conn| search(conn, &s, &q, t.as_deref(), limit))
             .await
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::super::{connect, SqliteConfig, SqliteStore};
+    use crate::domain::*;
+    use crate::store::prelude::*;
+
+    async fn put(store: &SqliteStore, scope: &Scope, bodies: &[&str]) {
+        let ops = bodies
+            .iter()
+            .enumerate()
+            .map(|(i, body)| WriteOp::CreateEntity {
+                id: format!("e{i}"),
+                entity_type: "note".into(),
+                properties: serde_json::json!({ "body": body })
+                    .as_object()
+                    .cloned()
+                    .unwrap(),
+            })
+            .collect();
+        store.write(scope, &Caller::new("t"), ops).await.unwrap();
+    }
+
+    /// The FTS5 path's scores use the project's counts: another project
+    /// holding the same words (rows of the same length, so the index-wide
+    /// mean stays) changes none of them, and they equal FTS5's own bm25
+    /// from when the project was alone.
+    #[tokio::test]
+    async fn scores_do_not_depend_on_other_projects() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("s.db");
+        let store = SqliteStore::open(path.to_str().unwrap(), &SqliteConfig::default()).unwrap();
+        let caller = Caller::new("t");
+        store.create_org(&caller, "o", "O").await.unwrap();
+        for p in ["a", "b"] {
+            store.create_project(&caller, "o", p, p).await.unwrap();
+        }
+        let (a, b) = (Scope::new("o", "a"), Scope::new("o", "b"));
+        put(
+            &store,
+            &a,
+            &["apple pie", "apple apple", "pear tart", "plum jam"],
+        )
+        .await;
+        let conn = connect(&path, &SqliteConfig::default(), true).unwrap();
+        let scores = |q: &str| -> Vec<(String, f64)> {
+            let hits = super::search(&conn, &a, q, None, 10).unwrap();
+            hits.into_iter().map(|h| (h.entity.id, h.score)).collect()
+        };
+        let alone = [scores("apple"), scores("apple pie"), scores("tart")];
+        assert_eq!(alone[0].len(), 2);
+        assert!(super::project_stats(&conn, &a, &["apple".into()])
+            .unwrap()
+            .is_none());
+
+        let crowd: Vec<String> = (0..40)
+            .map(|i| if i % 4 == 0 { "plum pie" } else { "apple tart" }.to_owned())
+            .collect();
+        put(
+            &store,
+            &b,
+            &crowd.iter().map(String::as_str).collect::<Vec<_>>(),
+        )
+        .await;
+        assert_eq!(
+            super::project_stats(&conn, &a, &["apple".into()]).unwrap(),
+            Some(vec![4, 2])
+        );
+        let crowded = [scores("apple"), scores("apple pie"), scores("tart")];
+        for (before, after) in alone.iter().zip(&crowded) {
+            assert_eq!(before.len(), after.len());
+            for ((id, s), (id2, s2)) in before.iter().zip(after) {
+                assert_eq!(id, id2);
+                assert!((s - s2).abs() < 1e-9, "{id}: {s} alone, {s2} beside b");
+            }
+        }
+        store.close().await;
     }
 }
