@@ -88,9 +88,11 @@ fn misuse(why: &str) -> rusqlite::Error {
 
 /// BM25 of one phrase: `hits` of `docs` documents match it; it occurs
 /// `tf` times in a row of `length` tokens, where rows average `mean`.
-pub fn phrase_score(docs: f64, hits: f64, tf: f64, length: f64, mean: f64) -> f64 {
+fn phrase_score(docs: f64, hits: f64, tf: f64, length: f64, mean: f64) -> f64 {
+    // The counts are read a moment before the search, so a write between
+    // can leave more hits than documents: NaN, which this also floors.
     let idf = ((docs - hits + 0.5) / (hits + 0.5)).ln();
-    let idf = if idf <= 0.0 { 1e-6 } else { idf };
+    let idf = if idf > 0.0 { idf } else { 1e-6 };
     idf * (tf * (K1 + 1.0)) / (tf + K1 * (1.0 - B + B * length / mean))
 }
 
@@ -161,4 +163,18 @@ unsafe fn score(
         .enumerate()
         .map(|(i, &tf)| phrase_score(docs, arg(i as c_int + 1), tf, length as f64, mean))
         .sum())
+}
+
+#[cfg(test)]
+mod tests {
+    /// FTS5's floor for a word most documents hold, also when the counts
+    /// disagree (more hits than documents) or are empty.
+    #[test]
+    fn idf_is_floored_never_nan() {
+        for (docs, hits) in [(10.0, 9.0), (3.0, 5.0), (0.0, 1.0), (0.0, 0.0)] {
+            let s = super::phrase_score(docs, hits, 1.0, 3.0, 3.0);
+            assert!(s.is_finite() && s > 0.0, "{docs} {hits}: {s}");
+        }
+        assert!(super::phrase_score(100.0, 1.0, 1.0, 3.0, 3.0) > 1.0);
+    }
 }
