@@ -178,10 +178,11 @@ pub fn embed(
         latencies.push(t.elapsed().as_nanos() as u64);
     }
     let single = stats::summarize("embed one query", latencies, 0, started.elapsed());
+    let beside_bulk = query_beside_bulk(&model, &corpus, batch, queries, &mut rng)?;
 
     ctx.report(
         "embed",
-        &[throughput, single],
+        &[throughput, single, beside_bulk],
         json!({
             "model_load_ms": duration_ms(load),
             "peak_rss_mib": peak_rss_mib(),
@@ -193,6 +194,46 @@ pub fn embed(
         peak_rss_mib().map_or("?".into(), |m| format!("{m:.0}"))
     );
     Ok(())
+}
+
+/// One query at a time while another thread embeds the corpus in calls
+/// of `batch`, again and again, as the embedding consumer does during a
+/// bulk load: how long a semantic search's query waits for the model.
+fn query_beside_bulk(
+    model: &LocalEmbedder,
+    corpus: &[String],
+    batch: usize,
+    queries: usize,
+    rng: &mut StdRng,
+) -> Result<stats::Summary> {
+    let done = std::sync::atomic::AtomicBool::new(false);
+    std::thread::scope(|scope| {
+        let bulk = scope.spawn(|| -> Result<()> {
+            for chunk in corpus.chunks(batch.max(1)).cycle() {
+                if done.load(std::sync::atomic::Ordering::Relaxed) {
+                    return Ok(());
+                }
+                model.embed_blocking(chunk)?;
+            }
+            Ok(())
+        });
+        std::thread::sleep(Duration::from_millis(200));
+        let mut latencies = Vec::with_capacity(queries);
+        let started = Instant::now();
+        for _ in 0..queries {
+            let query = vec![sentence(rng, 1..=4)];
+            let t = Instant::now();
+            let embedded = model.embed_blocking(&query);
+            latencies.push(t.elapsed().as_nanos() as u64);
+            embedded?;
+            // Queries come now and then, not back to back.
+            std::thread::sleep(Duration::from_millis(20));
+        }
+        done.store(true, std::sync::atomic::Ordering::Relaxed);
+        bulk.join().expect("the bulk thread")?;
+        let label = format!("embed one query beside calls of {batch}");
+        Ok(stats::summarize(&label, latencies, 0, started.elapsed()))
+    })
 }
 
 fn duration_ms(d: Duration) -> f64 {

@@ -30,9 +30,11 @@ pub struct LocalEmbedder {
 struct Model {
     bert: BertModel,
     tokenizer: Tokenizer,
-    /// One call at a time, each spread over `lanes`: concurrent calls
-    /// would gain nothing and multiply the memory held.
-    running: Mutex<()>,
+    /// One call of several passes at a time, spread over `lanes`:
+    /// concurrent ones would gain nothing and multiply the memory held.
+    bulk: Mutex<()>,
+    /// One call of one pass at a time, on its caller's thread (`embed_all`).
+    single: Mutex<()>,
     /// One thread per core, each running whole forward passes (`lanes`).
     lanes: rayon::ThreadPool,
 }
@@ -73,7 +75,8 @@ impl LocalEmbedder {
             model: Arc::new(Model {
                 bert,
                 tokenizer,
-                running: Mutex::new(()),
+                bulk: Mutex::new(()),
+                single: Mutex::new(()),
                 lanes: lanes()?,
             }),
         })
@@ -133,24 +136,34 @@ fn lanes() -> anyhow::Result<rayon::ThreadPool> {
 }
 
 impl Model {
+    /// A call that fits one pass (a search's query) runs on its caller's
+    /// thread beside any bulk call, instead of waiting for all of one
+    /// (a second and more of 256 texts). A bulk call's texts are sorted by
+    /// length (similar lengths pad less; characters stand in for tokens),
+    /// cut into passes of `BATCH` and spread over the lanes.
     fn embed_all(&self, texts: &[String]) -> Result<Vec<Vec<f32>>, EmbedError> {
         use rayon::prelude::*;
-        let _running = self.running.lock().unwrap_or_else(|p| p.into_inner());
-        // Texts of similar length batched together pad less; the length in
-        // characters is a cheap stand-in for the length in tokens.
+        let failed = |e: anyhow::Error| EmbedError::Failed(format!("local model: {e}"));
+        if texts.len() <= BATCH {
+            let _single = self.single.lock().unwrap_or_else(|p| p.into_inner());
+            return self
+                .forward(texts.iter().map(String::as_str).collect())
+                .map_err(failed);
+        }
+        let _bulk = self.bulk.lock().unwrap_or_else(|p| p.into_inner());
         let mut order: Vec<usize> = (0..texts.len()).collect();
         order.sort_by_key(|&i| texts[i].len());
-        let batches: Vec<Vec<Vec<f32>>> = self
+        let passes: Vec<Vec<Vec<f32>>> = self
             .lanes
             .install(|| {
                 order
                     .par_chunks(BATCH)
-                    .map(|chunk| self.forward(chunk.iter().map(|&i| texts[i].as_str()).collect()))
+                    .map(|pass| self.forward(pass.iter().map(|&i| texts[i].as_str()).collect()))
                     .collect::<anyhow::Result<_>>()
             })
-            .map_err(|e| EmbedError::Failed(format!("local model: {e}")))?;
+            .map_err(failed)?;
         let mut out = vec![Vec::new(); texts.len()];
-        for (&i, v) in order.iter().zip(batches.into_iter().flatten()) {
+        for (&i, v) in order.iter().zip(passes.into_iter().flatten()) {
             out[i] = v;
         }
         Ok(out)
