@@ -71,21 +71,14 @@ pub async fn import_floor(ctx: &Ctx, o: FloorOpts) -> Result<()> {
     ctx.report("import-floor", &[], report)
 }
 
-/// The daemon's pragmas for a connection that writes.
-fn writer(path: &std::path::Path) -> Result<rusqlite::Connection> {
-    let conn = rusqlite::Connection::open(path)?;
-    conn.pragma_update(None, "journal_mode", "WAL")?;
-    conn.execute_batch("PRAGMA synchronous = FULL; PRAGMA cache_size = -65536;")?;
-    Ok(conn)
-}
-
 fn sqlite_floor(imported: &str, fresh: &std::path::Path) -> Result<Vec<(&'static str, f64)>> {
     let mut out = Vec::new();
     for with_text in [false, true] {
         let _ = std::fs::remove_file(fresh);
         let path = fresh.to_str().context("a UTF-8 path")?;
-        strata::store::sqlite::SqliteStore::migrate(path)?;
-        let conn = writer(fresh)?;
+        use strata::store::sqlite::SqliteStore;
+        SqliteStore::migrate(path)?;
+        let conn = SqliteStore::writer_connection(fresh)?;
         conn.execute("ATTACH ?1 AS src", [imported])?;
         let texts = if with_text { texts(&conn)? } else { Vec::new() };
         let (low, high): (i64, i64) =

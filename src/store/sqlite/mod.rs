@@ -165,8 +165,16 @@ impl SqliteStore {
 
     /// Applies migrations and closes the file (`strata migrate`).
     pub fn migrate(path: &str) -> anyhow::Result<usize> {
-        let mut conn = connect(Path::new(path), &SqliteConfig::default(), false)?;
-        Ok(migrate::run(&mut conn)?)
+        Ok(migrate::run(&mut Self::writer_connection(Path::new(
+            path,
+        ))?)?)
+    }
+
+    /// A connection opened as the writer thread opens its own (pragmas,
+    /// write-ahead log, ranking function), with the default settings:
+    /// for migrations and for tools that measure the store.
+    pub fn writer_connection(path: &Path) -> rusqlite::Result<Connection> {
+        connect(path, &SqliteConfig::default(), false)
     }
 
     async fn read<T, F>(&self, f: F) -> DomainResult<T>
