@@ -10,6 +10,7 @@ use rand::rngs::StdRng;
 use rand::{Rng, SeedableRng};
 use serde_json::json;
 use std::path::Path;
+use std::sync::atomic::{AtomicBool, Ordering};
 use std::time::{Duration, Instant};
 use strata::embed::LocalEmbedder;
 
@@ -206,11 +207,11 @@ fn query_beside_bulk(
     queries: usize,
     rng: &mut StdRng,
 ) -> Result<stats::Summary> {
-    let done = std::sync::atomic::AtomicBool::new(false);
+    let done = AtomicBool::new(false);
     std::thread::scope(|scope| {
         let bulk = scope.spawn(|| -> Result<()> {
             for chunk in corpus.chunks(batch.max(1)).cycle() {
-                if done.load(std::sync::atomic::Ordering::Relaxed) {
+                if done.load(Ordering::Relaxed) {
                     return Ok(());
                 }
                 model.embed_blocking(chunk)?;
@@ -229,7 +230,7 @@ fn query_beside_bulk(
             // Queries come now and then, not back to back.
             std::thread::sleep(Duration::from_millis(20));
         }
-        done.store(true, std::sync::atomic::Ordering::Relaxed);
+        done.store(true, Ordering::Relaxed);
         bulk.join().expect("the bulk thread")?;
         let label = format!("embed one query beside calls of {batch}");
         Ok(stats::summarize(&label, latencies, 0, started.elapsed()))

@@ -21,6 +21,7 @@ use futures_util::{SinkExt, StreamExt};
 use serde_json::json;
 use std::time::Instant;
 use strata::domain::{Caller, Scope};
+use strata::store::sqlite::SqliteStore;
 
 #[derive(clap::Args)]
 pub struct FloorOpts {
@@ -76,7 +77,6 @@ fn sqlite_floor(imported: &str, fresh: &std::path::Path) -> Result<Vec<(&'static
     for with_text in [false, true] {
         let _ = std::fs::remove_file(fresh);
         let path = fresh.to_str().context("a UTF-8 path")?;
-        use strata::store::sqlite::SqliteStore;
         SqliteStore::migrate(path)?;
         let conn = SqliteStore::writer_connection(fresh)?;
         conn.execute("ATTACH ?1 AS src", [imported])?;

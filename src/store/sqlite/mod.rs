@@ -165,9 +165,8 @@ impl SqliteStore {
 
     /// Applies migrations and closes the file (`strata migrate`).
     pub fn migrate(path: &str) -> anyhow::Result<usize> {
-        Ok(migrate::run(&mut Self::writer_connection(Path::new(
-            path,
-        ))?)?)
+        let mut conn = Self::writer_connection(Path::new(path))?;
+        Ok(migrate::run(&mut conn)?)
     }
 
     /// A connection opened as the writer thread opens its own (pragmas,
